@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * ACP kernel <-> user-space ABI: the one header both sides compile.
+ *
+ * Every type here is fixed-width and laid out without implicit padding; the C++ side
+ * static_asserts each size and offset (src/kernel/abi_check.cpp), so a change that
+ * shifts a field fails the build instead of corrupting a map.
+ *
+ * Addresses: every endpoint is stored as 16 bytes in IPv6 form. An IPv4 address a.b.c.d
+ * is stored as the IPv4-mapped IPv6 address ::ffff:a.b.c.d (RFC 4291 section 2.5.5.2).
+ * That makes connect6() to ::ffff:127.0.0.1 and connect4() to 127.0.0.1 the same key: a
+ * mapped address is judged exactly as the IPv4 address it carries.
+ * Ports are in host byte order in every struct here.
+ */
+#ifndef ACP_ABI_H
+#define ACP_ABI_H
+
+#include <linux/types.h>
+
+/* Limits. Each one bounds a resource the agent or the operator controls. */
+#define ACP_MAX_ALLOW 64      /* allow-map entries per session (proxy endpoints + --allow) */
+#define ACP_RECENT_SLOTS 32   /* denied events kept in the map for `acp status` */
+#define ACP_RINGBUF_BYTES (256 * 1024) /* event ring buffer; a power of two, page multiple */
+#define ACP_COMM_LEN 16       /* TASK_COMM_LEN */
+
+/* Protocols as judged: a subset of IPPROTO_*. */
+#define ACP_PROTO_TCP 6
+#define ACP_PROTO_UDP 17
+
+enum acp_mode {
+  ACP_MODE_ENFORCE = 0, /* deny with EPERM */
+  ACP_MODE_AUDIT = 1,   /* report what would be denied, let it through */
+};
+
+enum acp_verdict {
+  ACP_VERDICT_ALLOW = 0,
+  ACP_VERDICT_DENY = 1,       /* denied (enforce mode) */
+  ACP_VERDICT_AUDIT_DENY = 2, /* would be denied; audit mode let it through */
+};
+
+/* Which hook saw the attempt. */
+enum acp_hook {
+  ACP_HOOK_CONNECT4 = 0,
+  ACP_HOOK_CONNECT6 = 1,
+  ACP_HOOK_SENDMSG4 = 2,
+  ACP_HOOK_SENDMSG6 = 3,
+  ACP_HOOK_SOCK_CREATE = 4,
+  ACP_HOOK_MAX = 5,
+};
+
+/* Families as counted (index into the counters). */
+enum acp_family_idx {
+  ACP_FAM_INET = 0,
+  ACP_FAM_INET6 = 1, /* a mapped IPv4 destination counts as INET */
+  ACP_FAM_OTHER = 2, /* sock_create of another family */
+  ACP_FAM_MAX = 3,
+};
+
+enum acp_proto_idx {
+  ACP_PRO_TCP = 0,
+  ACP_PRO_UDP = 1,
+  ACP_PRO_OTHER = 2, /* raw, ICMP, SCTP, ... (sock_create) */
+  ACP_PRO_MAX = 3,
+};
+
+/* counters map: a per-CPU array indexed by acp_counter_index(). */
+#define ACP_COUNTER_SLOTS (ACP_FAM_MAX * ACP_PRO_MAX * 2)
+
+/* allow map key: exactly one (address, port, protocol). No wildcards, no prefixes:
+ * a miss is a deny. */
+struct acp_endpoint {
+  __u8 addr[16]; /* IPv6 form, network byte order; IPv4 as ::ffff:a.b.c.d */
+  __u16 port;    /* host byte order */
+  __u8 proto;    /* ACP_PROTO_TCP or ACP_PROTO_UDP */
+  __u8 pad;      /* always 0: the key is hashed as bytes */
+};
+
+/* allow map value. */
+struct acp_allow_value {
+  __u32 flags; /* reserved, 0 */
+};
+
+/* config map (array, one slot). Read on every attempt, so a mode switch takes effect at
+ * once for all sockets of the session. */
+struct acp_config {
+  __u32 mode;       /* enum acp_mode */
+  __u32 reserved;
+  __u64 session_id; /* random; stamps every event so readers can tell sessions apart */
+};
+
+/* One attempt the programs refused (or, in audit mode, would have refused). Sent through
+ * the ring buffer and kept in the recent-events array. */
+struct acp_event {
+  __u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+  __u64 session_id;
+  __u32 pid;        /* thread group id (what user space calls the pid) */
+  __u32 tid;
+  __u32 uid;
+  __u32 cgroup_hint; /* reserved */
+  char comm[ACP_COMM_LEN];
+  __u8 addr[16];    /* destination, IPv6 form as in acp_endpoint; zero for sock_create */
+  __u16 port;       /* host byte order; 0 for sock_create */
+  __u8 hook;        /* enum acp_hook */
+  __u8 verdict;     /* enum acp_verdict */
+  __u16 family;     /* AF_INET, AF_INET6 or, for sock_create, the family asked for */
+  __u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ... */
+  __u16 protocol;   /* IPPROTO_* as asked for (sock_create) or as judged */
+  __u16 pad[3];
+};
+
+/* The recent-events array has ACP_RECENT_SLOTS events plus this header in slot 0 of a
+ * second one-element array (recent_head): the next slot to write. Writers race benignly;
+ * readers sort by ts_ns. */
+struct acp_recent_head {
+  __u64 next;
+};
+
+static inline __u32 acp_counter_index(__u32 fam, __u32 proto, __u32 denied) {
+  return (fam * ACP_PRO_MAX + proto) * 2 + (denied ? 1 : 0);
+}
+
+#endif /* ACP_ABI_H */

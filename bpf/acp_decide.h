@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The connect()/sendmsg()/socket() decisions, free of BPF helpers so that the unit tests
+ * compile this same file for the host (tests/kernel_decide_test.cpp) and check every branch
+ * without a kernel. The SEC() programs in acp_sock.bpf.c only gather the context, call one
+ * of these, and report.
+ */
+#ifndef ACP_DECIDE_H
+#define ACP_DECIDE_H
+
+#include "acp_abi.h"
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+/* Socket constants, spelled out: the BPF build has no libc headers. Values are the Linux
+ * UAPI ones (include/linux/socket.h, include/uapi/linux/in.h, in6.h). */
+#define ACP_AF_UNIX 1
+#define ACP_AF_INET 2
+#define ACP_AF_INET6 10
+#define ACP_AF_NETLINK 16
+#define ACP_SOCK_STREAM 1
+#define ACP_SOCK_DGRAM 2
+#define ACP_SOCK_RAW 3
+#define ACP_IPPROTO_IP 0
+#define ACP_IPPROTO_TCP 6
+#define ACP_IPPROTO_UDP 17
+
+/* Build the allow-map key for an IPv4 destination: ::ffff:a.b.c.d (RFC 4291 2.5.5.2).
+ * ip4_be is in network byte order as the kernel hands it over (bpf_sock_addr.user_ip4). */
+static __always_inline void acp_key_from_ip4(struct acp_endpoint *k, __u32 ip4_be, __u16 port,
+                                             __u8 proto) {
+  __u8 *b = (__u8 *)&ip4_be;
+#pragma unroll
+  for (int i = 0; i < 10; i++) k->addr[i] = 0;
+  k->addr[10] = 0xff;
+  k->addr[11] = 0xff;
+  k->addr[12] = b[0];
+  k->addr[13] = b[1];
+  k->addr[14] = b[2];
+  k->addr[15] = b[3];
+  k->port = port;
+  k->proto = proto;
+  k->pad = 0;
+}
+
+/* IPv6 destination; words as in bpf_sock_addr.user_ip6 (network byte order). A mapped
+ * IPv4 address yields exactly the key acp_key_from_ip4() builds for that IPv4 address. */
+static __always_inline void acp_key_from_ip6(struct acp_endpoint *k, const __u32 ip6_be[4],
+                                             __u16 port, __u8 proto) {
+#pragma unroll
+  for (int w = 0; w < 4; w++) {
+    __u32 v = ip6_be[w];
+    __u8 *b = (__u8 *)&v;
+    k->addr[w * 4 + 0] = b[0];
+    k->addr[w * 4 + 1] = b[1];
+    k->addr[w * 4 + 2] = b[2];
+    k->addr[w * 4 + 3] = b[3];
+  }
+  k->port = port;
+  k->proto = proto;
+  k->pad = 0;
+}
+
+/* True when the key holds an IPv4-mapped address: counted as IPv4. */
+static __always_inline int acp_key_is_mapped4(const struct acp_endpoint *k) {
+  for (int i = 0; i < 10; i++)
+    if (k->addr[i] != 0) return 0;
+  return k->addr[10] == 0xff && k->addr[11] == 0xff;
+}
+
+/* The protocol a sock_addr hook judges, from the socket type. connect4/6 of a stream socket
+ * is TCP, of a datagram socket UDP; anything else (it cannot normally reach these hooks,
+ * sock_create refuses it) gets 0 and so can never match an allow entry. */
+static __always_inline __u8 acp_proto_of(__u32 sock_type, __u32 protocol) {
+  if (sock_type == ACP_SOCK_STREAM && (protocol == ACP_IPPROTO_TCP || protocol == 0))
+    return ACP_PROTO_TCP;
+  if (sock_type == ACP_SOCK_DGRAM && (protocol == ACP_IPPROTO_UDP || protocol == 0))
+    return ACP_PROTO_UDP;
+  return 0;
+}
+
+/* The verdict for an attempt, given whether the allow map held its exact key.
+ * A miss never means allow: in enforce mode it is a deny, in audit mode an audited deny. */
+static __always_inline __u8 acp_verdict_for(int allowed, __u32 mode) {
+  if (allowed) return ACP_VERDICT_ALLOW;
+  return mode == ACP_MODE_AUDIT ? ACP_VERDICT_AUDIT_DENY : ACP_VERDICT_DENY;
+}
+
+/* socket(): which sockets may exist at all inside the wall.
+ * - AF_UNIX and AF_NETLINK stay on the host (the cgroup does not police local IPC; the
+ *   threat of asking an unconfined local daemon to connect for the agent is documented in
+ *   docs/security.md).
+ * - AF_INET/AF_INET6 only as TCP or UDP: their connect()/sendmsg() then pass the hooks.
+ *   SOCK_RAW and ICMP/ICMPv6 "ping" sockets are refused: they reach any address without a
+ *   connect() the hooks would see. So are SCTP, UDP-Lite, MPTCP and the rest.
+ * - Every other family (AF_PACKET, AF_VSOCK, AF_BLUETOOTH, AF_XDP, ...) is refused: each is
+ *   a way off the host that the sock_addr hooks do not see.
+ * Returns 1 when the socket may be created. */
+static __always_inline int acp_socket_allowed(__u32 family, __u32 sock_type, __u32 protocol) {
+  if (family == ACP_AF_UNIX || family == ACP_AF_NETLINK) return 1;
+  if (family != ACP_AF_INET && family != ACP_AF_INET6) return 0;
+  return acp_proto_of(sock_type, protocol) != 0;
+}
+
+static __always_inline __u32 acp_proto_idx(__u8 proto) {
+  if (proto == ACP_PROTO_TCP) return ACP_PRO_TCP;
+  if (proto == ACP_PROTO_UDP) return ACP_PRO_UDP;
+  return ACP_PRO_OTHER;
+}
+
+#endif /* ACP_DECIDE_H */

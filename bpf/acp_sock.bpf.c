@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Where a connect() is judged.
+ *
+ * cgroup/connect4, connect6, sendmsg4, sendmsg6 and sock_create programs, attached to one
+ * session's cgroup v2. A socket of the agent (or of any descendant, they inherit the cgroup)
+ * may reach only the exact (address, port, protocol) entries of allow_map: by default the
+ * session proxy's 127.0.0.1 and [::1] over TCP. Everything else is refused with EPERM (or,
+ * in audit mode, reported and let through). Each program is thin: the decision is in
+ * acp_decide.h, which the unit tests compile for the host.
+ *
+ * One skeleton instance per session: each session has its own maps, so two sessions never
+ * see each other's endpoints or counters.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "acp_abi.h"
+#include "acp_decide.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, ACP_MAX_ALLOW);
+  __type(key, struct acp_endpoint);
+  __type(value, struct acp_allow_value);
+} allow_map SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct acp_config);
+} config_map SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, ACP_COUNTER_SLOTS);
+  __type(key, __u32);
+  __type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, ACP_RINGBUF_BYTES);
+} events SEC(".maps");
+
+/* The last ACP_RECENT_SLOTS refused attempts, readable by `acp status` from any shell even
+ * when no acp process drains the ring buffer (an orphaned session). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, ACP_RECENT_SLOTS);
+  __type(key, __u32);
+  __type(value, struct acp_event);
+} recent SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct acp_recent_head);
+} recent_head SEC(".maps");
+
+/* Events the ring buffer had no room for: user space reports the loss instead of hiding it. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} lost_events SEC(".maps");
+
+static __always_inline struct acp_config *get_config(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&config_map, &zero);
+}
+
+static __always_inline void count(__u32 fam, __u32 proto, int denied) {
+  __u32 idx = acp_counter_index(fam, proto, denied);
+  __u64 *c = bpf_map_lookup_elem(&counters, &idx);
+  if (c) *c += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline void fill_event(struct acp_event *e, const struct acp_config *cfg) {
+  __u64 pid_tgid = bpf_get_current_pid_tgid();
+  e->ts_ns = bpf_ktime_get_ns();
+  e->session_id = cfg ? cfg->session_id : 0;
+  e->pid = pid_tgid >> 32;
+  e->tid = (__u32)pid_tgid;
+  e->uid = (__u32)bpf_get_current_uid_gid();
+  e->cgroup_hint = 0;
+  bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+/* Report a refused attempt: to the ring buffer for the live reader, and into the recent
+ * array for `acp status`. */
+static __always_inline void report(const struct acp_event *tmpl) {
+  __u32 zero = 0;
+  struct acp_event *rb = bpf_ringbuf_reserve(&events, sizeof(*rb), 0);
+  if (rb) {
+    __builtin_memcpy(rb, tmpl, sizeof(*rb));
+    bpf_ringbuf_submit(rb, 0);
+  } else {
+    __u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
+    if (lost) __sync_fetch_and_add(lost, 1);
+  }
+  struct acp_recent_head *head = bpf_map_lookup_elem(&recent_head, &zero);
+  if (!head) return;
+  __u32 slot = (__u32)(__sync_fetch_and_add(&head->next, 1) % ACP_RECENT_SLOTS);
+  struct acp_event *r = bpf_map_lookup_elem(&recent, &slot);
+  if (r) __builtin_memcpy(r, tmpl, sizeof(*r));
+}
+
+/* Judge one destination. Returns 1 (let the call proceed) or 0 (the kernel fails the call
+ * with EPERM). */
+static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_endpoint *key,
+                                 __u32 fam_idx, __u8 hook) {
+  struct acp_config *cfg = get_config();
+  __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE; /* no config: enforce (fail closed) */
+  int hit = bpf_map_lookup_elem(&allow_map, key) != NULL;
+  __u8 verdict = acp_verdict_for(hit, mode);
+  count(fam_idx, acp_proto_idx(key->proto), verdict != ACP_VERDICT_ALLOW);
+  if (verdict == ACP_VERDICT_ALLOW) return 1;
+
+  struct acp_event e = {};
+  fill_event(&e, cfg);
+  __builtin_memcpy(e.addr, key->addr, sizeof(e.addr));
+  e.port = key->port;
+  e.hook = hook;
+  e.verdict = verdict;
+  e.family = (__u16)ctx->user_family;
+  e.sock_type = (__u16)ctx->type;
+  e.protocol = key->proto;
+  report(&e);
+  return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
+}
+
+static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook) {
+  struct acp_endpoint key;
+  __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
+  acp_key_from_ip4(&key, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), proto);
+  return judge(ctx, &key, ACP_FAM_INET, hook);
+}
+
+static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook) {
+  struct acp_endpoint key;
+  __u32 ip6[4];
+  /* Narrow loads one word at a time: the verifier allows 4-byte reads of user_ip6[]. */
+  ip6[0] = ctx->user_ip6[0];
+  ip6[1] = ctx->user_ip6[1];
+  ip6[2] = ctx->user_ip6[2];
+  ip6[3] = ctx->user_ip6[3];
+  __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
+  acp_key_from_ip6(&key, ip6, bpf_ntohs((__u16)ctx->user_port), proto);
+  /* A mapped IPv4 destination is the IPv4 destination: same key, counted as IPv4. */
+  return judge(ctx, &key, acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6, hook);
+}
+
+SEC("cgroup/connect4")
+int acp_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4); }
+
+SEC("cgroup/connect6")
+int acp_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6); }
+
+/* Unconnected UDP: sendto()/sendmsg() with a destination. Connected UDP was judged at
+ * connect(). */
+SEC("cgroup/sendmsg4")
+int acp_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_SENDMSG4); }
+
+SEC("cgroup/sendmsg6")
+int acp_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_SENDMSG6); }
+
+SEC("cgroup/sock_create")
+int acp_sock_create(struct bpf_sock *ctx) {
+  __u32 family = ctx->family, type = ctx->type, protocol = ctx->protocol;
+  if (acp_socket_allowed(family, type, protocol)) return 1;
+
+  struct acp_config *cfg = get_config();
+  __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE;
+  __u8 verdict = acp_verdict_for(0, mode);
+  __u32 fam_idx = family == ACP_AF_INET ? ACP_FAM_INET
+                  : family == ACP_AF_INET6 ? ACP_FAM_INET6 : ACP_FAM_OTHER;
+  count(fam_idx, ACP_PRO_OTHER, 1);
+
+  struct acp_event e = {};
+  fill_event(&e, cfg);
+  e.hook = ACP_HOOK_SOCK_CREATE;
+  e.verdict = verdict;
+  e.family = (__u16)family;
+  e.sock_type = (__u16)type;
+  e.protocol = (__u16)protocol;
+  report(&e);
+  return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
+}

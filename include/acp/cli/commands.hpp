@@ -1,0 +1,15 @@
+// The `acp` subcommands. Each register_*() adds one subcommand (or a group) to the app and
+// arranges for its callback to store the process exit status in `exit_code`.
+// One file per command under src/cli/: cmd_<name>.cpp.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace acp::cli {
+
+void register_run(CLI::App& app, int& exit_code);     // cmd_run.cpp
+void register_status(CLI::App& app, int& exit_code);  // cmd_status.cpp
+void register_gc(CLI::App& app, int& exit_code);      // cmd_gc.cpp
+void register_doctor(CLI::App& app, int& exit_code);  // cmd_doctor.cpp
+
+}  // namespace acp::cli

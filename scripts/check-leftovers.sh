@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Fails when a test left something behind: a session cgroup, a bpffs pin, an iptables chain,
+# a network namespace made by the tests, a session record or a process named like ours.
+set -u
+left=0
+cg2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
+if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then
+  for d in "$cg2"/acp/*/; do [ -d "$d" ] && { echo "leftover cgroup: $d"; left=1; }; done
+fi
+if [ -d /sys/fs/bpf/acp ]; then
+  for d in /sys/fs/bpf/acp/*; do [ -e "$d" ] && { echo "leftover bpffs pin: $d"; left=1; }; done
+fi
+if command -v iptables >/dev/null; then
+  for t in iptables ip6tables; do
+    $t -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}' | while read -r c; do
+      echo "leftover $t chain: $c"; done
+  done
+fi
+for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do
+  echo "leftover netns: $n"; left=1
+done
+if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; then
+  echo "leftover session records: $(ls /run/acp/sessions)"; left=1
+fi
+if [ "$left" -eq 0 ]; then echo "no leftovers"; fi
+exit $left

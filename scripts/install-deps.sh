@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything ACP needs to build and test on Debian 12. Idempotent.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (sudo $0)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  # build
+  build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev
+  libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # runtime and tests
+  iproute2 iptables curl python3 nodejs procps util-linux kmod
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

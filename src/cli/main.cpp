@@ -1,0 +1,29 @@
+// acp: the Agent Consent Protocol enforcement agent. A thin main(): every command lives in
+// src/cli/cmd_<name>.cpp and the machinery behind it in acp_core / acp_proxy.
+#include <cstdio>
+#include <string>
+
+#include "acp/cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "acp - run AI agents behind a kernel-enforced wall whose only door is a consent proxy.\n"
+      "See `acp COMMAND --help` for each command."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("acp ") + ACP_VERSION);
+  int exit_code = 0;
+  acp::cli::register_run(app, exit_code);
+  acp::cli::register_status(app, exit_code);
+  acp::cli::register_gc(app, exit_code);
+  acp::cli::register_doctor(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    // `acp run` reserves 125 for its own failures (as docker run and env do), usage included.
+    if (rc != 0 && !app.get_subcommands().empty() && app.get_subcommands().front()->get_name() == "run")
+      return 125;
+    return rc == 0 ? 0 : 2;
+  }
+  return exit_code;
+}
