@@ -1,0 +1,13 @@
+// Placeholder until the real command lands; replaced in this same change series.
+#include "acp/cli/commands.hpp"
+
+#include <cstdio>
+
+namespace acp::cli {
+void register_gc(CLI::App& app, int& exit_code) {
+  app.add_subcommand("gc", "(not built yet)")->callback([&exit_code] {
+    std::fprintf(stderr, "acp gc: not built yet\n");
+    exit_code = 125;
+  });
+}
+}  // namespace acp::cli
