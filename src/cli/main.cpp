@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     // `acp run` reserves 125 for its own failures (as docker run and env do), usage included.
-    if (rc != 0 && !app.get_subcommands().empty() && app.get_subcommands().front()->get_name() == "run")
+    if (rc != 0 && !app.get_subcommands().empty() &&
+        app.get_subcommands().front()->get_name() == "run")
       return 125;
     return rc == 0 ? 0 : 2;
   }

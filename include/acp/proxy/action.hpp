@@ -14,9 +14,9 @@ struct Action {
   std::string kind = "http";  // "http" (plain and CONNECT); later "mcp"
   std::string host;           // normalized: lowercase, no trailing dot, IPv6 without brackets
   uint16_t port = 0;
-  std::string method;         // "CONNECT", "GET", ...
-  std::string path;           // origin-form path of a plain HTTP request; empty for CONNECT
-  std::string session;        // ACP session id the request came from
+  std::string method;   // "CONNECT", "GET", ...
+  std::string path;     // origin-form path of a plain HTTP request; empty for CONNECT
+  std::string session;  // ACP session id the request came from
   // Non-network actions (upstream's exec wrapper, MCP): matched by name/args/tool/server.
   std::string name;
   std::string args;
@@ -30,20 +30,20 @@ const char* to_string(Verdict v);  // "allow" | "deny" | "ask"
 // The policy's word on an Action: which rule decided and why.
 struct PolicyDecision {
   Verdict verdict = Verdict::Deny;
-  int rule_index = -1;             // 0-based index into rules; -1 = the policy default
-  int rule_line = 0;               // line of the rule in its file (0 for the default)
-  std::string rule_text;           // the rule as written, for humans: {kind: http, host: "*.x"}
+  int rule_index = -1;                // 0-based index into rules; -1 = the policy default
+  int rule_line = 0;                  // line of the rule in its file (0 for the default)
+  std::string rule_text;              // the rule as written, for humans: {kind: http, host: "*.x"}
   std::chrono::seconds timeout{120};  // how long an `ask` waits for a human
-  bool host_named = false;         // the deciding rule names this host literally (no glob):
-                                   // required before the proxy connects to loopback etc.
+  bool host_named = false;            // the deciding rule names this host literally (no glob):
+                                      // required before the proxy connects to loopback etc.
 };
 
 // The final word on a request, after the policy and, for `ask`, a human.
 struct Judgement {
   bool allowed = false;
-  std::string reason;      // for the 403 body and the audit log
-  std::string request_id;  // audit/consent id, echoed to the client in X-ACP-Request-Id
-  bool host_named = false; // copied from PolicyDecision
+  std::string reason;       // for the 403 body and the audit log
+  std::string request_id;   // audit/consent id, echoed to the client in X-ACP-Request-Id
+  bool host_named = false;  // copied from PolicyDecision
 };
 
 }  // namespace acp

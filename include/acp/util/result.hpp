@@ -22,8 +22,12 @@ struct Error {
 };
 
 // Build an Error from the current errno.
-inline Error errno_error(std::string context) { return Error{errno, std::move(context)}; }
-inline Error make_error(std::string context, int err = 0) { return Error{err, std::move(context)}; }
+inline Error errno_error(std::string context) {
+  return Error{errno, std::move(context)};
+}
+inline Error make_error(std::string context, int err = 0) {
+  return Error{err, std::move(context)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
