@@ -1,0 +1,36 @@
+// `acp run` options: parsed by CLI11 in one place (add_run_options) so the command and the
+// tests use the same definitions, then validated into a RunPlan-ready form.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "acp/util/result.hpp"
+
+namespace acp {
+
+inline constexpr uint16_t kDefaultProxyPort = 8443;
+
+struct RunOptions {
+  std::string backend = "auto";
+  std::optional<uint16_t> proxy_port;  // unset: 8443, or the next free port when 8443 is taken
+  std::vector<std::string> allow;      // ADDR:PORT[/udp|/tcp], exact
+  std::optional<std::string> user;
+  bool allow_root = false;
+  bool audit_only = false;
+  std::optional<std::string> policy;
+  bool json_events = false;
+  std::vector<std::string> command;
+};
+
+// Adds the options of `acp run` to `sub`, storing into `o`.
+void add_run_options(CLI::App* sub, RunOptions& o);
+
+// Checks what CLI11 cannot: backend names, the command. Errors say what to do.
+Status validate_run_options(const RunOptions& o);
+
+}  // namespace acp

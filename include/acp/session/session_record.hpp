@@ -1,0 +1,51 @@
+// What `acp run` writes about a session so that `acp status` and `acp gc` can find it from any
+// shell, and tell a live session from an orphaned one (acp killed, pins still holding the wall).
+// The pins under /sys/fs/bpf/acp/<id> are the truth about enforcement; the record adds who and
+// what (pid, user, command, proxy endpoints).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "acp/util/result.hpp"
+
+namespace acp {
+
+inline constexpr const char* kSessionRecordDir = "/run/acp/sessions";
+inline constexpr const char* kBpfPinRoot = "/sys/fs/bpf/acp";
+
+struct SessionRecord {
+  std::string id;
+  pid_t acp_pid = 0;
+  uint64_t acp_start_time = 0;  // /proc/<pid>/stat starttime: tells a reused pid apart
+  pid_t agent_pid = 0;
+  uid_t uid = 0;
+  std::string user;
+  std::vector<std::string> command;
+  std::string backend;             // "bpf"
+  std::string mode;                // "enforce" | "audit"
+  std::string cgroup;              // absolute path of the session cgroup
+  std::string pin_dir;             // /sys/fs/bpf/acp/<id>
+  std::vector<std::string> proxy;  // "127.0.0.1:8443", "[::1]:8443"
+  int64_t started_at = 0;          // unix seconds
+};
+
+nlohmann::json to_json(const SessionRecord& r);
+Result<SessionRecord> session_record_from_json(const nlohmann::json& j);
+
+// Atomically (write to a temp file, rename) stores <dir>/<id>.json, mode 0644, dir 0755.
+Status write_session_record(const std::string& dir, const SessionRecord& r);
+Result<SessionRecord> read_session_record(const std::string& dir, const std::string& id);
+Status remove_session_record(const std::string& dir, const std::string& id);
+
+// The start time (clock ticks since boot) of a live process, 0 when it does not exist.
+uint64_t process_start_time(pid_t pid);
+// True when the acp process that wrote the record is still the same process and alive.
+bool session_owner_alive(const SessionRecord& r);
+
+}  // namespace acp

@@ -1,0 +1,123 @@
+#include "acp/session/session_record.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "acp/session/session_id.hpp"
+
+namespace acp {
+
+nlohmann::json to_json(const SessionRecord& r) {
+  return nlohmann::json{{"id", r.id},
+                        {"acp_pid", r.acp_pid},
+                        {"acp_start_time", r.acp_start_time},
+                        {"agent_pid", r.agent_pid},
+                        {"uid", r.uid},
+                        {"user", r.user},
+                        {"command", r.command},
+                        {"backend", r.backend},
+                        {"mode", r.mode},
+                        {"cgroup", r.cgroup},
+                        {"pin_dir", r.pin_dir},
+                        {"proxy", r.proxy},
+                        {"started_at", r.started_at}};
+}
+
+Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
+  SessionRecord r;
+  try {
+    r.id = j.at("id").get<std::string>();
+    r.acp_pid = j.at("acp_pid").get<pid_t>();
+    r.acp_start_time = j.value("acp_start_time", uint64_t{0});
+    r.agent_pid = j.value("agent_pid", pid_t{0});
+    r.uid = j.value("uid", uid_t{0});
+    r.user = j.value("user", std::string());
+    r.command = j.value("command", std::vector<std::string>{});
+    r.backend = j.value("backend", std::string("bpf"));
+    r.mode = j.value("mode", std::string("enforce"));
+    r.cgroup = j.value("cgroup", std::string());
+    r.pin_dir = j.value("pin_dir", std::string());
+    r.proxy = j.value("proxy", std::vector<std::string>{});
+    r.started_at = j.value("started_at", int64_t{0});
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(std::string("malformed session record: ") + e.what());
+  }
+  if (!valid_session_id(r.id))
+    return make_error("session record has an invalid id \"" + r.id + "\"");
+  return r;
+}
+
+Status write_session_record(const std::string& dir, const SessionRecord& r) {
+  if (!valid_session_id(r.id)) return make_error("invalid session id \"" + r.id + "\"");
+  // /run/acp and /run/acp/sessions: root-owned, readable so `acp status` works for operators.
+  std::string parent = dir.substr(0, dir.rfind('/'));
+  if (!parent.empty() && ::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+    return errno_error("mkdir " + parent);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("mkdir " + dir);
+  std::string path = dir + "/" + r.id + ".json";
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return errno_error("create " + tmp);
+  std::string text = to_json(r).dump(2) + "\n";
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int werr = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) {
+    ::unlink(tmp.c_str());
+    return Error{n < 0 ? werr : ENOSPC, "write " + tmp};
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Error e = errno_error("rename " + tmp + " to " + path);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return {};
+}
+
+Result<SessionRecord> read_session_record(const std::string& dir, const std::string& id) {
+  if (!valid_session_id(id)) return make_error("invalid session id \"" + id + "\"");
+  std::string path = dir + "/" + id + ".json";
+  std::ifstream in(path);
+  if (!in) return errno_error("read " + path);
+  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return make_error(path + ": not valid JSON");
+  return session_record_from_json(j);
+}
+
+Status remove_session_record(const std::string& dir, const std::string& id) {
+  if (!valid_session_id(id)) return make_error("invalid session id \"" + id + "\"");
+  std::string path = dir + "/" + id + ".json";
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + path);
+  return {};
+}
+
+uint64_t process_start_time(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!in || !std::getline(in, stat)) return 0;
+  // comm may hold spaces and parentheses: fields resume after the last ')'.
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  // Field 3 (state) is the first after ')'; starttime is field 22.
+  for (int i = 3; i < 22; ++i)
+    if (!(rest >> field)) return 0;
+  uint64_t start = 0;
+  rest >> start;
+  return start;
+}
+
+bool session_owner_alive(const SessionRecord& r) {
+  if (r.acp_pid <= 0) return false;
+  uint64_t now = process_start_time(r.acp_pid);
+  return now != 0 && (r.acp_start_time == 0 || now == r.acp_start_time);
+}
+
+}  // namespace acp

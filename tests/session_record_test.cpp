@@ -1,0 +1,64 @@
+#include "acp/session/session_record.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "acp/session/session_id.hpp"
+
+namespace {
+
+TEST(SessionId, IsTwelveHexDigitsAndRandom) {
+  auto a = acp::new_session_id(), b = acp::new_session_id();
+  EXPECT_TRUE(acp::valid_session_id(a));
+  EXPECT_NE(a, b);
+}
+
+TEST(SessionId, RejectsAnythingThatCouldWalkAPath) {
+  EXPECT_FALSE(acp::valid_session_id("../../etc/pa"));
+  EXPECT_FALSE(acp::valid_session_id("ABCDEF012345"));
+  EXPECT_FALSE(acp::valid_session_id("abc"));
+  EXPECT_TRUE(acp::valid_session_id("0123456789ab"));
+  EXPECT_EQ(acp::session_id_number("0000000000ff"), 255u);
+}
+
+TEST(SessionRecord, RoundTripsThroughDisk) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("acp-rec-" + std::to_string(getpid()) + "/sessions");
+  acp::SessionRecord r;
+  r.id = acp::new_session_id();
+  r.acp_pid = getpid();
+  r.acp_start_time = acp::process_start_time(getpid());
+  r.agent_pid = 42;
+  r.user = "nobody";
+  r.command = {"python3", "agent.py"};
+  r.proxy = {"127.0.0.1:8443", "[::1]:8443"};
+  ASSERT_TRUE(acp::write_session_record(dir, r).ok());
+  auto back = acp::read_session_record(dir, r.id);
+  ASSERT_TRUE(back.ok()) << back.error().message();
+  EXPECT_EQ(back->command, r.command);
+  EXPECT_EQ(back->proxy, r.proxy);
+  EXPECT_TRUE(acp::session_owner_alive(*back));
+  ASSERT_TRUE(acp::remove_session_record(dir, r.id).ok());
+  EXPECT_FALSE(acp::read_session_record(dir, r.id).ok());
+  std::filesystem::remove_all(dir.parent_path());
+}
+
+TEST(SessionRecord, ReusedPidIsNotTheOwner) {
+  acp::SessionRecord r;
+  r.id = "0123456789ab";
+  r.acp_pid = getpid();
+  r.acp_start_time = acp::process_start_time(getpid()) + 1;  // a different process, same pid
+  EXPECT_FALSE(acp::session_owner_alive(r));
+  r.acp_pid = 0;
+  EXPECT_FALSE(acp::session_owner_alive(r));
+}
+
+TEST(SessionRecord, MalformedJsonIsAnErrorNotACrash) {
+  EXPECT_FALSE(acp::session_record_from_json(nlohmann::json{{"id", 3}}).ok());
+  EXPECT_FALSE(acp::session_record_from_json(nlohmann::json{{"id", "../x"}, {"acp_pid", 1}}).ok());
+}
+
+}  // namespace

@@ -1,0 +1,83 @@
+#include "acp/session/run_options.hpp"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+struct Parsed {
+  acp::RunOptions opts;
+  bool parse_ok = true;
+  std::string error;
+};
+
+Parsed parse(std::vector<std::string> args) {
+  Parsed p;
+  CLI::App app;
+  auto* run = app.add_subcommand("run");
+  acp::add_run_options(run, p.opts);
+  args.insert(args.begin(), "run");
+  std::reverse(args.begin(), args.end());  // CLI11 parses a reversed vector
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    p.parse_ok = false;
+    p.error = e.what();
+  }
+  return p;
+}
+
+TEST(RunOptions, CommandAfterDoubleDashKeepsItsOwnFlags) {
+  auto p = parse({"--proxy-port=9000", "--", "curl", "-x", "http://a", "--proxy-port", "1"});
+  ASSERT_TRUE(p.parse_ok) << p.error;
+  EXPECT_EQ(p.opts.proxy_port, 9000);
+  EXPECT_EQ(p.opts.command,
+            (std::vector<std::string>{"curl", "-x", "http://a", "--proxy-port", "1"}));
+}
+
+TEST(RunOptions, CommandWithoutDoubleDashStopsOptionParsing) {
+  auto p = parse({"python3", "--audit-only"});
+  ASSERT_TRUE(p.parse_ok) << p.error;
+  EXPECT_FALSE(p.opts.audit_only);
+  EXPECT_EQ(p.opts.command, (std::vector<std::string>{"python3", "--audit-only"}));
+}
+
+TEST(RunOptions, RepeatedAllowAndFlags) {
+  auto p = parse({"--allow=127.0.0.1:5432", "--allow", "[::1]:53/udp", "--audit-only", "--user",
+                  "nobody", "--allow-root", "--", "true"});
+  ASSERT_TRUE(p.parse_ok) << p.error;
+  EXPECT_EQ(p.opts.allow, (std::vector<std::string>{"127.0.0.1:5432", "[::1]:53/udp"}));
+  EXPECT_TRUE(p.opts.audit_only);
+  EXPECT_TRUE(p.opts.allow_root);
+  EXPECT_EQ(p.opts.user, "nobody");
+}
+
+TEST(RunOptions, MissingCommandIsAnError) {
+  auto p = parse({"--audit-only"});
+  EXPECT_FALSE(p.parse_ok);
+}
+
+TEST(RunOptions, PortOutOfRangeIsAnError) {
+  EXPECT_FALSE(parse({"--proxy-port=0", "--", "true"}).parse_ok);
+  EXPECT_FALSE(parse({"--proxy-port=70000", "--", "true"}).parse_ok);
+  EXPECT_FALSE(parse({"--proxy-port=http", "--", "true"}).parse_ok);
+}
+
+TEST(RunOptions, UnknownBackendIsRefusedWithWhatIsSupported) {
+  auto p = parse({"--backend=ebpf", "--", "true"});
+  ASSERT_TRUE(p.parse_ok);
+  auto st = acp::validate_run_options(p.opts);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message().find("--backend=ebpf"), std::string::npos);
+  EXPECT_NE(st.error().message().find("bpf"), std::string::npos);
+}
+
+TEST(RunOptions, DefaultsAreEnforceAutoAndNoPort) {
+  auto p = parse({"--", "true"});
+  ASSERT_TRUE(p.parse_ok);
+  EXPECT_EQ(p.opts.backend, "auto");
+  EXPECT_FALSE(p.opts.proxy_port.has_value());
+  EXPECT_FALSE(p.opts.audit_only);
+  EXPECT_TRUE(acp::validate_run_options(p.opts).ok());
+}
+
+}  // namespace
