@@ -1,0 +1,298 @@
+#include "acp/session/agent_session.hpp"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "acp/cgroup/cgroup.hpp"
+#include "acp/cgroup/mounts.hpp"
+#include "acp/kernel/bpffs.hpp"
+#include "acp/kernel/endpoint.hpp"
+#include "acp/kernel/event_reader.hpp"
+#include "acp/kernel/pinned_session.hpp"
+#include "acp/kernel/probe.hpp"
+#include "acp/kernel/sock_programs.hpp"
+#include "acp/launch/agent_env.hpp"
+#include "acp/launch/agent_launcher.hpp"
+#include "acp/launch/target_user.hpp"
+#include "acp/session/session_gc.hpp"
+#include "acp/session/session_id.hpp"
+#include "acp/session/session_proxy.hpp"
+#include "acp/session/session_record.hpp"
+
+extern char** environ;
+
+namespace acp {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr int kExitAcpFailed = 125;
+constexpr auto kKillTimeout = std::chrono::seconds(10);
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "acp run: %s\n", what.c_str());
+  return kExitAcpFailed;
+}
+
+std::map<std::string, std::string> environment_map() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+std::vector<std::string> environment_list() {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+  return env;
+}
+
+// Signals acp handles itself for the whole session: blocked here, read from a signalfd on the
+// event loop. The launcher resets the agent's mask before exec.
+sigset_t session_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+  return set;
+}
+
+// Everything a session built, taken down in reverse on every path out of run_agent_session().
+// The order is the invariant: processes die first, the wall comes down last, and if the
+// processes cannot be killed the wall stays up (pins kept, `acp gc --kill` later).
+class SessionGuard {
+ public:
+  SessionGuard(std::string id, std::string cgroup_path)
+      : id_(std::move(id)), cgroup_path_(std::move(cgroup_path)) {}
+  SessionGuard(const SessionGuard&) = delete;
+  SessionGuard& operator=(const SessionGuard&) = delete;
+  ~SessionGuard() {
+    if (armed_) teardown();
+  }
+  Status teardown() {
+    armed_ = false;
+    return teardown_session(id_, cgroup_path_);
+  }
+
+ private:
+  std::string id_;
+  std::string cgroup_path_;
+  bool armed_ = true;
+};
+
+class EventPump {
+ public:
+  EventPump(asio::io_context& io, int events_fd, bool json, SessionProxy* proxy)
+      : reader_(events_fd, [this](const acp_event& e) { on_event(e); }),
+        stream_(io),
+        json_(json),
+        proxy_(proxy) {}
+
+  Status start() {
+    if (!reader_.valid()) return make_error("open the kernel event ring buffer");
+    stream_.assign(::dup(reader_.epoll_fd()));
+    arm();
+    return {};
+  }
+  void drain() { (void)reader_.consume(); }
+  void stop() {
+    boost::system::error_code ec;
+    stream_.cancel(ec);
+    stream_.close(ec);
+  }
+
+ private:
+  void arm() {
+    stream_.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [this](const boost::system::error_code& ec) {
+                         if (ec) return;
+                         (void)reader_.consume();
+                         arm();
+                       });
+  }
+  void on_event(const acp_event& e) {
+    if (json_)
+      std::fprintf(stderr, "%s\n", event_to_json(e).dump().c_str());
+    else
+      std::fprintf(stderr, "acp: %s\n", describe_event(e).c_str());
+    if (proxy_) proxy_->record_kernel_event(e);
+  }
+
+  EventReader reader_;
+  asio::posix::stream_descriptor stream_;
+  bool json_;
+  SessionProxy* proxy_;
+};
+
+}  // namespace
+
+int run_agent_session(const RunOptions& o) {
+  if (auto st = validate_run_options(o); !st) return fail(st.error().message());
+
+  // Everything the agent may reach besides the proxy, parsed before anything is built.
+  std::vector<Endpoint> extra_allow;
+  for (const auto& a : o.allow) {
+    auto ep = parse_endpoint(a);
+    if (!ep) return fail("--allow=" + a + ": " + ep.error().message());
+    extra_allow.push_back(*ep);
+  }
+
+  if (geteuid() != 0)
+    return fail(
+        "the bpf backend needs root to load programs and create cgroups: run it as "
+        "`sudo acp run -- CMD`");
+  std::string why;
+  if (!bpf_backend_supported(&why))
+    return fail("cgroup BPF is not usable on this machine: " + why +
+                " (run `acp doctor` for details)");
+
+  auto user = resolve_target_user(o.user, environment_map(), o.allow_root);
+  if (!user) return fail(user.error().message());
+
+  // Sessions whose acp died and whose cgroup emptied since are removed before a new one starts.
+  (void)collect_orphaned_sessions(/*kill_orphans=*/false);
+
+  auto cg_root = cgroup2_mount_point();
+  if (!cg_root) return fail(cg_root.error().message());
+  if (auto st = ensure_bpffs(); !st) return fail(st.error().message());
+
+  const std::string id = new_session_id();
+  const std::string cg_path = session_cgroup_path(*cg_root, id);
+  auto pin_dir = session_pin_dir(id);
+  if (!pin_dir) return fail(pin_dir.error().message());
+  auto cgroup = Cgroup::create(cg_path);
+  if (!cgroup) {
+    (void)detach_and_unpin(*pin_dir);
+    return fail(cgroup.error().message());
+  }
+  // From here every exit path takes the session down (SessionGuard), processes first.
+  SessionGuard guard(id, cg_path);
+  cgroup->release();
+
+  // Signals are blocked before any thread exists so none is delivered elsewhere.
+  sigset_t sigs = session_signals();
+  sigprocmask(SIG_BLOCK, &sigs, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  const uint32_t mode = o.audit_only ? ACP_MODE_AUDIT : ACP_MODE_ENFORCE;
+  auto progs = SockPrograms::load(SockConfig{mode, session_id_number(id)});
+  if (!progs) return fail(progs.error().message());
+  // Attached and pinned before the agent exists: from its first instruction the wall holds,
+  // and it keeps holding if acp is killed (the pins own the links).
+  if (auto st = progs->attach(cgroup->fd()); !st) return fail(st.error().message());
+  if (auto st = progs->pin(*pin_dir); !st) return fail(st.error().message());
+
+  asio::io_context io(1);
+  SessionProxyConfig pcfg;
+  pcfg.session_id = id;
+  pcfg.port = o.proxy_port.value_or(kDefaultProxyPort);
+  pcfg.port_is_explicit = o.proxy_port.has_value();
+  pcfg.policy_path = o.policy;
+  auto proxy = SessionProxy::start(io, pcfg);
+  if (!proxy) return fail(proxy.error().message());
+
+  std::vector<Endpoint> allow = (*proxy)->endpoints();
+  allow.insert(allow.end(), extra_allow.begin(), extra_allow.end());
+  for (const auto& ep : allow)
+    if (auto st = progs->allow(ep); !st) return fail(st.error().message());
+
+  EventPump events(io, progs->events_fd(), o.json_events, proxy->get());
+  if (auto st = events.start(); !st) return fail(st.error().message());
+
+  AgentEnvSettings env_settings;
+  env_settings.proxy_url = (*proxy)->proxy_url();
+  env_settings.session_id = id;
+  env_settings.user = &*user;
+  AgentSpec spec;
+  spec.argv = o.command;
+  spec.env = build_agent_env(environment_list(), env_settings);
+  spec.uid = user->uid;
+  spec.gid = user->gid;
+  spec.groups = user->groups;
+  spec.cgroup_fd = cgroup->fd();
+  spec.cgroup_path = cg_path;
+
+  SessionRecord rec;
+  rec.id = id;
+  rec.acp_pid = getpid();
+  rec.acp_start_time = process_start_time(getpid());
+  rec.uid = user->uid;
+  rec.user = user->name;
+  rec.command = o.command;
+  rec.backend = "bpf";
+  rec.mode = o.audit_only ? "audit" : "enforce";
+  rec.cgroup = cg_path;
+  rec.pin_dir = *pin_dir;
+  for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
+  rec.started_at = static_cast<int64_t>(std::time(nullptr));
+
+  auto agent = spawn_agent(spec);
+  if (!agent) {
+    std::fprintf(stderr, "acp run: %s\n", agent.error().message().c_str());
+    return launch_exit_code(agent.error());
+  }
+  rec.agent_pid = agent->pid;
+  if (auto st = write_session_record(kSessionRecordDir, rec); !st)
+    std::fprintf(stderr, "acp run: warning: %s (acp status will not show this session)\n",
+                 st.error().message().c_str());
+  std::fprintf(stderr, "acp: session %s: agent pid %d as %s, proxy %s, %s mode (bpf)\n",
+               id.c_str(), agent->pid, user->name.c_str(), (*proxy)->proxy_url().c_str(),
+               rec.mode.c_str());
+
+  // The event loop: agent exit (pidfd), signals (signalfd), the proxy and kernel events.
+  int exit_code = kExitAcpFailed;
+  asio::posix::stream_descriptor pidfd_stream(io, ::dup(agent->pidfd.get()));
+  pidfd_stream.async_wait(asio::posix::stream_descriptor::wait_read,
+                          [&](const boost::system::error_code&) {
+                            auto st = wait_agent(*agent);
+                            exit_code = st ? *st : kExitAcpFailed;
+                            io.stop();
+                          });
+
+  UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
+  asio::posix::stream_descriptor sig_stream(io, ::dup(sfd.get()));
+  std::function<void()> arm_signals = [&] {
+    sig_stream.async_wait(asio::posix::stream_descriptor::wait_read,
+                          [&](const boost::system::error_code& ec) {
+                            if (ec) return;
+                            signalfd_siginfo si{};
+                            while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
+                              int sig = static_cast<int>(si.ssi_signo);
+                              if (sig == SIGHUP) (*proxy)->reload_policy();
+                              // A terminal's ^C already reached the agent (same process group):
+                              // forwarding a kernel-sent signal would deliver it twice.
+                              if (si.ssi_code != SI_KERNEL) (void)forward_signal(*agent, sig);
+                            }
+                            arm_signals();
+                          });
+  };
+  arm_signals();
+
+  io.run();
+
+  events.drain();
+  events.stop();
+  (*proxy)->stop();
+  if (auto st = guard.teardown(); !st) {
+    std::fprintf(stderr,
+                 "acp run: %s\nacp run: the wall of session %s stays up; run `sudo acp gc "
+                 "--kill` to remove it\n",
+                 st.error().message().c_str(), id.c_str());
+  }
+  return exit_code;
+}
+
+}  // namespace acp

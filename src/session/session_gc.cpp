@@ -1,0 +1,92 @@
+#include "acp/session/session_gc.hpp"
+
+#include <dirent.h>
+
+#include <chrono>
+#include <set>
+
+#include "acp/cgroup/cgroup.hpp"
+#include "acp/cgroup/mounts.hpp"
+#include "acp/kernel/pinned_session.hpp"
+#include "acp/session/session_id.hpp"
+#include "acp/session/session_record.hpp"
+
+namespace acp {
+namespace {
+
+std::set<std::string> list_ids(const std::string& dir, std::string_view suffix) {
+  std::set<std::string> ids;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return ids;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (!suffix.empty()) {
+      if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+        continue;
+      name.resize(name.size() - suffix.size());
+    }
+    if (valid_session_id(name)) ids.insert(name);
+  }
+  ::closedir(d);
+  return ids;
+}
+
+}  // namespace
+
+std::vector<std::string> known_session_ids() {
+  auto ids = list_ids(kBpfPinRoot, "");
+  for (auto& id : list_ids(kSessionRecordDir, ".json")) ids.insert(id);
+  return {ids.begin(), ids.end()};
+}
+
+std::string cgroup_path_of(const std::string& id) {
+  if (auto rec = read_session_record(kSessionRecordDir, id); rec && !rec->cgroup.empty())
+    return rec->cgroup;
+  auto root = cgroup2_mount_point();
+  return root ? session_cgroup_path(*root, id) : std::string();
+}
+
+Status teardown_session(const std::string& id, const std::string& cgroup_path) {
+  if (!valid_session_id(id)) return make_error("invalid session id \"" + id + "\"");
+  if (!cgroup_path.empty()) {
+    auto cg = Cgroup::open(cgroup_path);
+    if (cg) {
+      // Nothing the agent left behind may outlive the wall.
+      if (auto st = cg->kill_all(std::chrono::seconds(10)); !st)
+        return make_error("session " + id + ": could not empty " + cgroup_path + ": " +
+                          st.error().message());
+      if (auto st = cg->remove(); !st) return st;
+    } else if (cg.error().err != ENOENT) {
+      return cg.error();
+    }
+  }
+  if (auto st = detach_and_unpin(std::string(kBpfPinRoot) + "/" + id); !st) return st;
+  return remove_session_record(kSessionRecordDir, id);
+}
+
+GcReport collect_orphaned_sessions(bool kill_orphans) {
+  GcReport report;
+  for (const auto& id : known_session_ids()) {
+    auto rec = read_session_record(kSessionRecordDir, id);
+    if (rec && session_owner_alive(*rec)) continue;  // a live session: not ours to touch
+    std::string cg_path = cgroup_path_of(id);
+    if (!kill_orphans && !cg_path.empty()) {
+      auto cg = Cgroup::open(cg_path);
+      if (cg) {
+        auto pop = cg->populated();
+        if (!pop || *pop) {
+          report.kept.push_back(id + ": orphaned, processes still confined in " + cg_path +
+                                " (acp gc --kill removes them)");
+          continue;
+        }
+      }
+    }
+    if (auto st = teardown_session(id, cg_path); !st)
+      report.errors.push_back(id + ": " + st.error().message());
+    else
+      report.removed.push_back(id);
+  }
+  return report;
+}
+
+}  // namespace acp
