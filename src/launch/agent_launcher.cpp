@@ -42,7 +42,6 @@ enum Stage : int {
   kStageUid,
   kStageVerifyIds,
   kStageNoNewPrivs,
-  kStageFds,
   kStageExec,
 };
 
@@ -147,8 +146,6 @@ const char* stage_name(int stage) {
       return "verify the new uid/gid";
     case kStageNoNewPrivs:
       return "prctl(PR_SET_NO_NEW_PRIVS)";
-    case kStageFds:
-      return "mark inherited fds close-on-exec";
     default:
       return "start the agent";
   }

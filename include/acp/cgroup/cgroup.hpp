@@ -71,7 +71,8 @@ class Cgroup {
   bool owned_ = false;
 };
 
-// Where a session's cgroup lives: <cgroup2_root>/acp/<session_id>.
+// Where a session's cgroup lives: <cgroup2_root>/acp/<session_id>. The id must be one path
+// component (no '/', not "." or ".."); ACP generates it, so it is not checked here.
 std::string session_cgroup_path(const std::string& cgroup2_root, std::string_view session_id);
 
 }  // namespace acp

@@ -5,6 +5,21 @@
 // places it atomically; on kernels without that (before 5.7) a fork()ed child writes its own
 // pid to cgroup.procs before it does anything else. Between clone and execve the child makes
 // only async-signal-safe raw syscalls (the parent may be multi-threaded).
+//
+// Typical use (acp run):
+//   auto user = resolve_target_user(flag, env_to_map(current_environment()), allow_root);
+//   auto cg = Cgroup::create(session_cgroup_path(*cgroup2_mount_point(), id));
+//   ... attach the BPF programs to cg->fd() ...
+//   AgentSpec spec{argv, build_agent_env(current_environment(), {proxy_url, id, &*user, {}}),
+//                  user->uid, user->gid, user->groups, cg->fd(), cg->path()};
+//   auto agent = spawn_agent(spec);
+//   if (!agent) { report agent.error().message(); return agent.error().exit_code; }
+//   auto code = wait_agent(*agent);               // meanwhile forward SIGINT/SIGTERM with
+//                                                 // forward_signal(*agent, sig)
+//   cg->kill_all(5s); cg->remove();                // before the wall comes down
+// Caveats: SIGCHLD must not be SIG_IGN (the kernel would reap the agent before wait_agent);
+// a fork() without exec by another thread of ACP during spawn_agent would hold the report pipe
+// open and delay spawn_agent until that child exits.
 #pragma once
 
 #include <sys/types.h>
