@@ -1,0 +1,361 @@
+#include "acp/launch/agent_launcher.hpp"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "acp/launch/agent_env.hpp"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace acp::launch {
+namespace {
+
+// Used when the agent's environment has no PATH (execvp would use confstr's, which is shorter).
+constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+
+LaunchError launch_error(std::string context, int err, int exit_code) {
+  LaunchError e;
+  e.err = err;
+  e.context = std::move(context);
+  e.exit_code = exit_code;
+  return e;
+}
+
+// The step of the child that failed, reported through the error pipe.
+enum Stage : int {
+  kStageCgroup = 1,
+  kStageStdio,
+  kStageGroups,
+  kStageGid,
+  kStageUid,
+  kStageVerifyIds,
+  kStageNoNewPrivs,
+  kStageExec,
+};
+
+struct ChildReport {
+  int stage;
+  int err;
+};
+
+// Everything the child needs, prepared before cloning: the child allocates nothing.
+struct ChildPlan {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  uid_t uid;
+  gid_t gid;
+  const gid_t* groups;
+  size_t ngroups;
+  bool set_groups;
+  bool no_new_privs;
+  int stdio[3];
+  int report_fd;
+  int procs_fd;  // fork fallback: cgroup.procs of the session cgroup, else -1
+};
+
+[[noreturn]] void child_fail(const ChildPlan& p, int stage, int err) {
+  ChildReport r{stage, err};
+  ssize_t n;
+  do {
+    n = ::write(p.report_fd, &r, sizeof r);
+  } while (n < 0 && errno == EINTR);
+  int code = kExitLaunchFailed;
+  if (stage == kStageExec) code = err == ENOENT ? kExitNotFound : kExitCannotExecute;
+  ::_exit(code);
+}
+
+// Runs in the new process between clone and execve: raw syscalls only. After a raw clone3,
+// glibc still believes the parent's other threads exist, so its set*id wrappers (which signal
+// every thread) must not be used; SYS_set* act on this one thread, the only one there is.
+[[noreturn]] void child_main(const ChildPlan& p) {
+  if (p.procs_fd >= 0) {
+    // Old kernels: join the cgroup first, before anything else runs in this process.
+    char buf[16];
+    char* end = buf + sizeof buf;
+    char* s = end;
+    long pid = ::syscall(SYS_getpid);
+    do {
+      *--s = static_cast<char>('0' + pid % 10);
+      pid /= 10;
+    } while (pid > 0);
+    if (::write(p.procs_fd, s, static_cast<size_t>(end - s)) < 0)
+      child_fail(p, kStageCgroup, errno);
+  }
+  // Default dispositions; the parent blocked every signal around the clone so that none of its
+  // handlers can run here. Handlers would be reset by execve anyway, ignored signals would not.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction sa {};
+    sa.sa_handler = SIG_DFL;
+    ::sigaction(sig, &sa, nullptr);  // fails harmlessly for glibc's reserved signals
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (p.stdio[i] >= 0 && p.stdio[i] != i && ::dup2(p.stdio[i], i) < 0)
+      child_fail(p, kStageStdio, errno);
+  }
+  if (p.set_groups && ::syscall(SYS_setgroups, p.ngroups, p.groups) != 0)
+    child_fail(p, kStageGroups, errno);
+  if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) child_fail(p, kStageGid, errno);
+  if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0) child_fail(p, kStageUid, errno);
+  uid_t ru, eu, su;
+  gid_t rg, eg, sg;
+  if (::syscall(SYS_getresuid, &ru, &eu, &su) != 0 || ::syscall(SYS_getresgid, &rg, &eg, &sg) != 0)
+    child_fail(p, kStageVerifyIds, errno);
+  if (ru != p.uid || eu != p.uid || su != p.uid || rg != p.gid || eg != p.gid || sg != p.gid)
+    child_fail(p, kStageVerifyIds, EPERM);
+  if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    child_fail(p, kStageNoNewPrivs, errno);
+  // No ACP fd (BPF maps, sockets, the audit log) may reach the agent. CLOEXEC rather than close
+  // keeps the report pipe usable until execve succeeds.
+  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    for (int fd = 3; fd < 65536; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(p.path, p.argv, p.envp);
+  child_fail(p, kStageExec, errno);
+}
+
+const char* stage_name(int stage) {
+  switch (stage) {
+    case kStageCgroup:
+      return "join the cgroup (write own pid to cgroup.procs)";
+    case kStageStdio:
+      return "redirect stdin/stdout/stderr";
+    case kStageGroups:
+      return "setgroups";
+    case kStageGid:
+      return "setresgid";
+    case kStageUid:
+      return "setresuid";
+    case kStageVerifyIds:
+      return "verify the new uid/gid";
+    case kStageNoNewPrivs:
+      return "prctl(PR_SET_NO_NEW_PRIVS)";
+    default:
+      return "start the agent";
+  }
+}
+
+bool may_execute(const struct stat& st, uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
+  if (uid == 0) return (st.st_mode & 0111) != 0;
+  if (st.st_uid == uid) return (st.st_mode & S_IXUSR) != 0;
+  if (st.st_gid == gid || std::find(groups.begin(), groups.end(), st.st_gid) != groups.end())
+    return (st.st_mode & S_IXGRP) != 0;
+  return (st.st_mode & S_IXOTH) != 0;
+}
+
+pid_t clone3_into_cgroup(int cgroup_fd, int* pidfd) {
+  clone_args args{};
+  args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP;
+  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(cgroup_fd);
+  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+}
+
+// Restores the caller's signal mask when the spawn returns, whichever way.
+class BlockAllSignals {
+ public:
+  BlockAllSignals() {
+    sigset_t all;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old_);
+  }
+  ~BlockAllSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  BlockAllSignals(const BlockAllSignals&) = delete;
+  BlockAllSignals& operator=(const BlockAllSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+void reap(pid_t pid) {
+  int st;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+LaunchResult<std::string> resolve_command(const std::string& name, const std::string& path_env,
+                                          uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
+  auto cannot_execute = [&](const std::string& file, int err) {
+    return launch_error(
+        "cannot execute " + file + " as uid " + std::to_string(uid) + " (" + name + ")", err,
+        kExitCannotExecute);
+  };
+  if (name.empty()) return launch_error("'': command not found", 0, kExitNotFound);
+  if (name.find('/') != std::string::npos) {
+    struct stat st {};
+    if (::stat(name.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR)
+        return launch_error(name + ": no such file", errno, kExitNotFound);
+      return cannot_execute(name, errno);
+    }
+    if (S_ISDIR(st.st_mode)) return cannot_execute(name, EISDIR);
+    if (!S_ISREG(st.st_mode) || !may_execute(st, uid, gid, groups))
+      return cannot_execute(name, EACCES);
+    return name;
+  }
+  std::string denied;  // the first match we may not execute: reported if nothing better turns up
+  size_t start = 0;
+  for (;;) {
+    size_t colon = path_env.find(':', start);
+    std::string dir = path_env.substr(start, colon == std::string::npos ? colon : colon - start);
+    if (dir.empty()) dir = ".";  // POSIX: an empty PATH entry is the current directory
+    std::string candidate = dir + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (may_execute(st, uid, gid, groups)) return candidate;
+      if (denied.empty()) denied = candidate;
+    }
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  if (!denied.empty()) return cannot_execute(denied, EACCES);
+  return launch_error(name + ": command not found (searched the agent's PATH=" + path_env + ")", 0,
+                      kExitNotFound);
+}
+
+SpawnResult spawn_agent(const AgentSpec& spec) {
+  if (spec.argv.empty())
+    return launch_error("start the agent: no command given", EINVAL, kExitLaunchFailed);
+  if (spec.cgroup_fd < 0)
+    return launch_error("start the agent: no cgroup to place it in", EINVAL, kExitLaunchFailed);
+  const std::string where = spec.cgroup_path.empty() ? "the session cgroup" : spec.cgroup_path;
+
+  auto path_env = env_lookup(spec.env, "PATH");
+  auto path = resolve_command(spec.argv[0], path_env.value_or(kDefaultPath), spec.uid, spec.gid,
+                              spec.groups);
+  if (!path) return path.error();
+
+  std::vector<char*> argv;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    return launch_error("start the agent: create the report pipe", errno, kExitLaunchFailed);
+  UniqueFd report_r(pipefd[0]), report_w(pipefd[1]);
+
+  ChildPlan plan{};
+  plan.path = path->c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.uid = spec.uid;
+  plan.gid = spec.gid;
+  plan.groups = spec.groups.data();
+  plan.ngroups = spec.groups.size();
+  // Only root may set groups; unprivileged (tests) keeps its own, and must target itself.
+  plan.set_groups = ::geteuid() == 0;
+  plan.no_new_privs = spec.no_new_privs;
+  plan.stdio[0] = spec.stdin_fd;
+  plan.stdio[1] = spec.stdout_fd;
+  plan.stdio[2] = spec.stderr_fd;
+  plan.report_fd = report_w.get();
+  plan.procs_fd = -1;
+
+  Agent agent;
+  UniqueFd procs_fd;
+  {
+    BlockAllSignals blocked;
+    pid_t pid = -1;
+    if (!spec.force_fork_fallback) {
+      int pidfd = -1;
+      pid = clone3_into_cgroup(spec.cgroup_fd, &pidfd);
+      if (pid == 0) child_main(plan);
+      if (pid > 0) {
+        agent.pidfd.reset(pidfd);
+        agent.placed_by_clone3 = true;
+      } else if (errno != ENOSYS && errno != E2BIG && errno != EINVAL) {
+        return launch_error("start the agent in cgroup " + where + " (clone3)", errno,
+                            kExitLaunchFailed);
+      }
+    }
+    if (pid < 0) {
+      // No CLONE_INTO_CGROUP: the child joins through cgroup.procs, opened here so that the
+      // child only has to write.
+      procs_fd.reset(::openat(spec.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+      if (!procs_fd)
+        return launch_error("open " + where + "/cgroup.procs", errno, kExitLaunchFailed);
+      plan.procs_fd = procs_fd.get();
+      pid = ::fork();
+      if (pid == 0) child_main(plan);
+      if (pid < 0) return launch_error("start the agent (fork)", errno, kExitLaunchFailed);
+      agent.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // best effort
+    }
+    agent.pid = pid;
+  }
+  report_w.reset();  // else the read below never sees EOF
+
+  ChildReport report{};
+  ssize_t n;
+  do {
+    n = ::read(report_r.get(), &report, sizeof report);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return agent;  // EOF: execve succeeded and closed the pipe
+  reap(agent.pid);
+  if (n != static_cast<ssize_t>(sizeof report))
+    return launch_error("start the agent: short report from the child", EIO, kExitLaunchFailed);
+  if (report.stage == kStageExec) {
+    return launch_error("execute " + *path, report.err,
+                        report.err == ENOENT ? kExitNotFound : kExitCannotExecute);
+  }
+  std::string what = stage_name(report.stage);
+  if (report.stage == kStageCgroup) what += " of " + where;
+  if (report.stage == kStageUid || report.stage == kStageVerifyIds)
+    what += " to uid " + std::to_string(spec.uid);
+  if (report.stage == kStageGid) what += " to gid " + std::to_string(spec.gid);
+  return launch_error("start the agent: " + what, report.err, kExitLaunchFailed);
+}
+
+Result<int> wait_agent(Agent& agent) {
+  if (agent.pid <= 0) return make_error("wait for the agent: it was already reaped", ECHILD);
+  int st = 0;
+  for (;;) {
+    if (::waitpid(agent.pid, &st, 0) >= 0) break;
+    if (errno != EINTR)
+      return errno_error("wait for the agent (pid " + std::to_string(agent.pid) + ")");
+  }
+  agent.pid = -1;
+  return exit_status_code(st);
+}
+
+int exit_status_code(int wstatus) {
+  if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+  if (WIFSTOPPED(wstatus)) return 128 + WSTOPSIG(wstatus);
+  return kExitLaunchFailed;
+}
+
+Status forward_signal(const Agent& agent, int sig) {
+  if (agent.pidfd) {
+    if (::syscall(SYS_pidfd_send_signal, agent.pidfd.get(), sig, nullptr, 0) == 0) return {};
+    if (errno != ENOSYS) return errno_error("send signal " + std::to_string(sig) + " to the agent");
+  }
+  if (agent.pid <= 0) return make_error("send a signal to the agent: it has ended", ESRCH);
+  if (::kill(agent.pid, sig) != 0)
+    return errno_error("send signal " + std::to_string(sig) + " to the agent (pid " +
+                       std::to_string(agent.pid) + ")");
+  return {};
+}
+
+}  // namespace acp::launch
