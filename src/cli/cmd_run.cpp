@@ -1,13 +1,21 @@
-// Placeholder until the real command lands; replaced in this same change series.
-#include "acp/cli/commands.hpp"
+// acp run [OPTIONS] -- CMD [ARGS...]: run an agent behind the wall. See
+// src/session/agent_session.cpp for what happens, in order.
+#include <memory>
 
-#include <cstdio>
+#include "acp/cli/commands.hpp"
+#include "acp/session/agent_session.hpp"
+#include "acp/session/run_options.hpp"
 
 namespace acp::cli {
+
 void register_run(CLI::App& app, int& exit_code) {
-  app.add_subcommand("run", "(not built yet)")->callback([&exit_code] {
-    std::fprintf(stderr, "acp run: not built yet\n");
-    exit_code = 125;
-  });
+  auto* cmd = app.add_subcommand(
+      "run",
+      "Run CMD confined: its sockets reach only the session's consent proxy.\n"
+      "Exit status: the agent's; 125 if acp failed, 126 if CMD cannot run, 127 if not found.");
+  auto opts = std::make_shared<RunOptions>();
+  add_run_options(cmd, *opts);
+  cmd->callback([opts, &exit_code] { exit_code = run_agent_session(*opts); });
 }
+
 }  // namespace acp::cli

@@ -30,12 +30,12 @@
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
 
-extern char** environ;
-
 namespace acp {
 namespace {
 
 namespace asio = boost::asio;
+using namespace acp::kernel;  // NOLINT(google-build-using-namespace): the wall's vocabulary
+using namespace acp::launch;  // NOLINT(google-build-using-namespace)
 
 constexpr int kExitAcpFailed = 125;
 constexpr auto kKillTimeout = std::chrono::seconds(10);
@@ -43,22 +43,6 @@ constexpr auto kKillTimeout = std::chrono::seconds(10);
 int fail(const std::string& what) {
   std::fprintf(stderr, "acp run: %s\n", what.c_str());
   return kExitAcpFailed;
-}
-
-std::map<std::string, std::string> environment_map() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv(*e);
-    auto eq = kv.find('=');
-    if (eq != std::string::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-  return env;
-}
-
-std::vector<std::string> environment_list() {
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
-  return env;
 }
 
 // Signals acp handles itself for the whole session: blocked here, read from a signalfd on the
@@ -159,7 +143,7 @@ int run_agent_session(const RunOptions& o) {
     return fail("cgroup BPF is not usable on this machine: " + why +
                 " (run `acp doctor` for details)");
 
-  auto user = resolve_target_user(o.user, environment_map(), o.allow_root);
+  auto user = resolve_target_user(o.user, env_to_map(current_environment()), o.allow_root);
   if (!user) return fail(user.error().message());
 
   // Sessions whose acp died and whose cgroup emptied since are removed before a new one starts.
@@ -218,7 +202,7 @@ int run_agent_session(const RunOptions& o) {
   env_settings.user = &*user;
   AgentSpec spec;
   spec.argv = o.command;
-  spec.env = build_agent_env(environment_list(), env_settings);
+  spec.env = build_agent_env(current_environment(), env_settings);
   spec.uid = user->uid;
   spec.gid = user->gid;
   spec.groups = user->groups;
@@ -242,7 +226,7 @@ int run_agent_session(const RunOptions& o) {
   auto agent = spawn_agent(spec);
   if (!agent) {
     std::fprintf(stderr, "acp run: %s\n", agent.error().message().c_str());
-    return launch_exit_code(agent.error());
+    return agent.error().exit_code;
   }
   rec.agent_pid = agent->pid;
   if (auto st = write_session_record(kSessionRecordDir, rec); !st)

@@ -1,0 +1,46 @@
+// The door in the wall: the session's consent proxy with everything behind it (policy, consent
+// gate, control socket, audit log), wired for one `acp run`. Runs on the session's event loop.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "acp/kernel/endpoint.hpp"
+#include "acp/util/result.hpp"
+#include "acp_abi.h"
+
+namespace acp {
+
+struct SessionProxyConfig {
+  std::string session_id;
+  uint16_t port = 8443;
+  bool port_is_explicit = false;  // false: when taken, the next free port is used
+  std::optional<std::string> policy_path;
+  std::string audit_path;    // empty: the default (/var/log/acp/audit.jsonl)
+  std::string control_path;  // empty: the default (/run/acp/control.sock)
+  std::string grants_path;   // empty: the default (/var/lib/acp/grants.json)
+};
+
+class SessionProxy {
+ public:
+  static Result<std::unique_ptr<SessionProxy>> start(boost::asio::io_context& io,
+                                                     const SessionProxyConfig& cfg);
+  virtual ~SessionProxy() = default;
+
+  // The endpoints the proxy listens on: what the BPF allow map must hold, and nothing else.
+  virtual std::vector<kernel::Endpoint> endpoints() const = 0;
+  // "http://127.0.0.1:<port>"
+  virtual std::string proxy_url() const = 0;
+  // SIGHUP: reload the policy; a broken new policy keeps the old one and says why.
+  virtual void reload_policy() = 0;
+  // A denied connect() from the kernel: into the audit log.
+  virtual void record_kernel_event(const acp_event& e) = 0;
+  virtual void stop() = 0;
+};
+
+}  // namespace acp

@@ -1,0 +1,42 @@
+// What `acp status` shows: for every session on this machine, read from its pins (the wall as
+// the kernel enforces it) and its record (who and what). Works from any shell, for live and
+// orphaned sessions alike.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "acp/kernel/pinned_session.hpp"
+#include "acp/session/session_record.hpp"
+
+namespace acp {
+
+struct SessionStatus {
+  std::string id;
+  std::optional<SessionRecord> record;  // absent when only pins remain
+  bool orphaned = false;                // the acp process that ran it is gone
+  std::optional<bool> populated;        // processes still in the cgroup
+  std::string mode;                     // from the config map: "enforce" | "audit"
+  std::vector<kernel::LinkInfo> programs;
+  std::vector<kernel::Endpoint> allow;
+  kernel::Counters counters;
+  std::vector<acp_event> recent_denied;
+  uint64_t lost_events = 0;
+  std::vector<std::string> problems;  // what could not be read, and why
+};
+
+struct MachineStatus {
+  std::string network;       // "bpf" when cgroup BPF is usable here, else "none"
+  std::string network_line;  // "Network: 🔒 Isolated (bpf)"
+  std::string why_not;       // when network is "none"
+  std::vector<SessionStatus> sessions;
+};
+
+MachineStatus gather_status();
+nlohmann::json status_to_json(const MachineStatus& s);
+std::string status_to_text(const MachineStatus& s);
+
+}  // namespace acp

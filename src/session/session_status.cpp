@@ -1,0 +1,162 @@
+#include "acp/session/session_status.hpp"
+
+#include <time.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "acp/cgroup/cgroup.hpp"
+#include "acp/kernel/event_reader.hpp"
+#include "acp/kernel/probe.hpp"
+#include "acp/session/session_gc.hpp"
+
+namespace acp {
+namespace {
+
+const char* kFamilies[ACP_FAM_MAX] = {"ipv4", "ipv6", "other"};
+const char* kProtos[ACP_PRO_MAX] = {"tcp", "udp", "other"};
+
+SessionStatus read_one(const std::string& id) {
+  SessionStatus st;
+  st.id = id;
+  if (auto rec = read_session_record(kSessionRecordDir, id)) {
+    st.record = *rec;
+    st.orphaned = !session_owner_alive(*rec);
+  } else {
+    st.orphaned = true;
+  }
+  if (auto cg = Cgroup::open(cgroup_path_of(id))) {
+    if (auto pop = cg->populated()) st.populated = *pop;
+  }
+  auto pins = kernel::PinnedSession::open(std::string(kBpfPinRoot) + "/" + id);
+  if (!pins) {
+    st.problems.push_back("pins: " + pins.error().message());
+    return st;
+  }
+  if (auto cfg = pins->config())
+    st.mode = cfg->mode == ACP_MODE_AUDIT ? "audit" : "enforce";
+  else
+    st.problems.push_back("config: " + cfg.error().message());
+  if (auto l = pins->links()) st.programs = *l;
+  else st.problems.push_back("links: " + l.error().message());
+  if (auto a = pins->allow_entries()) st.allow = *a;
+  else st.problems.push_back("allow map: " + a.error().message());
+  if (auto c = pins->counters()) st.counters = *c;
+  else st.problems.push_back("counters: " + c.error().message());
+  if (auto r = pins->recent_events()) st.recent_denied = *r;
+  else st.problems.push_back("recent events: " + r.error().message());
+  if (auto n = pins->lost_events()) st.lost_events = *n;
+  return st;
+}
+
+nlohmann::json counters_json(const kernel::Counters& c) {
+  nlohmann::json j = nlohmann::json::object();
+  for (int f = 0; f < ACP_FAM_MAX; ++f)
+    for (int p = 0; p < ACP_PRO_MAX; ++p) {
+      if (c.allowed[f][p] == 0 && c.denied[f][p] == 0) continue;
+      j[std::string(kFamilies[f]) + "/" + kProtos[p]] = {{"allowed", c.allowed[f][p]},
+                                                          {"denied", c.denied[f][p]}};
+    }
+  return j;
+}
+
+}  // namespace
+
+MachineStatus gather_status() {
+  MachineStatus m;
+  std::string why;
+  if (kernel::bpf_backend_supported(&why)) {
+    m.network = "bpf";
+    m.network_line = "Network: 🔒 Isolated (bpf)";
+  } else {
+    m.network = "none";
+    m.network_line = "Network: ⚠️  No isolation (proxy-only)";
+    m.why_not = why;
+  }
+  for (const auto& id : known_session_ids()) m.sessions.push_back(read_one(id));
+  return m;
+}
+
+nlohmann::json status_to_json(const MachineStatus& m) {
+  nlohmann::json out{{"network", m.network}, {"sessions", nlohmann::json::array()}};
+  if (!m.why_not.empty()) out["why"] = m.why_not;
+  for (const auto& s : m.sessions) {
+    nlohmann::json j{{"id", s.id}, {"orphaned", s.orphaned}, {"mode", s.mode}};
+    if (s.record) {
+      j["agent_pid"] = s.record->agent_pid;
+      j["acp_pid"] = s.record->acp_pid;
+      j["user"] = s.record->user;
+      j["uid"] = s.record->uid;
+      j["command"] = s.record->command;
+      j["cgroup"] = s.record->cgroup;
+      j["proxy"] = s.record->proxy;
+      j["started_at"] = s.record->started_at;
+    }
+    if (s.populated) j["populated"] = *s.populated;
+    j["programs"] = nlohmann::json::array();
+    for (const auto& p : s.programs)
+      j["programs"].push_back({{"id", p.prog_id},
+                               {"link_id", p.link_id},
+                               {"name", p.prog_name},
+                               {"attach_type", p.attach_type}});
+    j["allow"] = nlohmann::json::array();
+    for (const auto& a : s.allow) j["allow"].push_back(kernel::to_string(a));
+    j["counters"] = counters_json(s.counters);
+    j["recent_denied"] = nlohmann::json::array();
+    for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
+    j["lost_events"] = s.lost_events;
+    if (!s.problems.empty()) j["problems"] = s.problems;
+    out["sessions"].push_back(std::move(j));
+  }
+  return out;
+}
+
+std::string status_to_text(const MachineStatus& m) {
+  std::ostringstream o;
+  o << m.network_line << "\n";
+  if (!m.why_not.empty()) o << "  cgroup BPF unavailable: " << m.why_not << "\n";
+  if (m.sessions.empty()) {
+    o << "No sessions.\n";
+    return o.str();
+  }
+  for (const auto& s : m.sessions) {
+    o << "\nSession " << s.id << (s.orphaned ? "  [ORPHANED: acp is gone, the wall holds]" : "")
+      << "\n";
+    if (s.record) {
+      o << "  agent pid:  " << s.record->agent_pid << " (user " << s.record->user << ")\n";
+      std::string cmd;
+      for (const auto& a : s.record->command) cmd += (cmd.empty() ? "" : " ") + a;
+      o << "  command:    " << cmd << "\n";
+      o << "  cgroup:     " << s.record->cgroup
+        << (s.populated ? (*s.populated ? "" : " (empty)") : " (gone)") << "\n";
+      std::string px;
+      for (const auto& p : s.record->proxy) px += (px.empty() ? "" : ", ") + p;
+      o << "  proxy:      " << px << "\n";
+    }
+    o << "  mode:       " << (s.mode.empty() ? "?" : s.mode) << "\n";
+    o << "  programs:\n";
+    for (const auto& p : s.programs)
+      o << "    id " << p.prog_id << "  " << p.prog_name << "  " << p.attach_type << "\n";
+    o << "  allow map:\n";
+    for (const auto& a : s.allow) o << "    " << kernel::to_string(a) << "\n";
+    o << "  counters:   allowed / denied\n";
+    bool any = false;
+    for (int f = 0; f < ACP_FAM_MAX; ++f)
+      for (int p = 0; p < ACP_PRO_MAX; ++p) {
+        if (s.counters.allowed[f][p] == 0 && s.counters.denied[f][p] == 0) continue;
+        any = true;
+        o << "    " << kFamilies[f] << "/" << kProtos[p] << ": " << s.counters.allowed[f][p]
+          << " / " << s.counters.denied[f][p] << "\n";
+      }
+    if (!any) o << "    (no attempts yet)\n";
+    if (!s.recent_denied.empty()) {
+      o << "  recent denied:\n";
+      for (const auto& e : s.recent_denied) o << "    " << kernel::describe_event(e) << "\n";
+    }
+    if (s.lost_events) o << "  events lost (ring buffer full): " << s.lost_events << "\n";
+    for (const auto& p : s.problems) o << "  problem: " << p << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace acp
