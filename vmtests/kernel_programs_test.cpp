@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -330,8 +331,8 @@ TEST_F(KernelPrograms, OnlyAllowedEndpointsPassEveryFamilyAndProtocol) {
   EXPECT_EQ(ev->sock_type, SOCK_STREAM);
   EXPECT_EQ(ev->protocol, ACP_PROTO_TCP);
   EXPECT_EQ(acp::kernel::describe_event(*ev),
-            "denied connect4 pid " + std::to_string(denied_pids[0]) + " (acpt-child) uid 0 -> " +
-                "127.0.0.1:" + std::to_string(o4) + "/tcp");
+            "denied connect4 pid " + std::to_string(denied_pids[0]) + " (acpt-child) uid " +
+                std::to_string(getuid()) + " -> " + "127.0.0.1:" + std::to_string(o4) + "/tcp");
   ev = &reader_events[2];  // [::1]
   EXPECT_EQ(ev->pid, static_cast<uint32_t>(denied_pids[1]));
   EXPECT_EQ(ev->hook, ACP_HOOK_CONNECT6);
@@ -529,6 +530,48 @@ TEST_F(KernelPrograms, TwoSessionsDoNotDisturbEachOther) {
   ASSERT_EQ(eb.size(), 1u);
   EXPECT_EQ(eb[0].session_id, session_id_ + 1);
   EXPECT_EQ(eb[0].port, a4);
+}
+
+TEST_F(KernelPrograms, EventReaderWakesItsEpollFdAndSurvivesAMove) {
+  std::vector<acp_event> got;
+  auto created =
+      EventReader::create(progs_->events_fd(), [&got](const acp_event& e) { got.push_back(e); });
+  ASSERT_TRUE(created.ok()) << created.error().message();
+  EventReader reader = std::move(*created);  // libbpf holds a pointer to the callback state
+  pollfd pfd{reader.epoll_fd(), POLLIN, 0};
+  ASSERT_GE(pfd.fd, 0);
+  EXPECT_EQ(::poll(&pfd, 1, 0), 0) << "nothing to read yet";
+
+  const uint16_t o6 = tcp6_other_.port;
+  EXPECT_EQ(inside([&] { return tcp_connect(AF_INET6, "::1", o6); }).result, EPERM);
+  // The event was submitted before connect() returned: the fd is readable now, no waiting.
+  EXPECT_EQ(::poll(&pfd, 1, 0), 1);
+  auto n = reader.poll(0);
+  ASSERT_TRUE(n.ok()) << n.error().message();
+  EXPECT_EQ(*n, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].port, o6);
+  EXPECT_EQ(reader.malformed(), 0u);
+  auto again = reader.consume();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+}
+
+TEST_F(KernelPrograms, PinnedWallOfARemovedCgroupStillTearsDown) {
+  // `acp gc` after the session cgroup is gone: the links are defunct but pinned.
+  PinGuard guard{std::string(acp::kernel::kBpffsMountPoint) + "/acp-test-" +
+                 std::to_string(getpid()) + "-gone"};
+  ASSERT_TRUE(progs_->pin(guard.dir).ok());
+  progs_.reset();
+  cg_.reset();  // kills and removes the cgroup
+  auto s = PinnedSession::open(guard.dir);
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  auto links = s->links();
+  ASSERT_TRUE(links.ok()) << links.error().message();
+  EXPECT_EQ(links->size(), 5u);
+  auto down = acp::kernel::detach_and_unpin(guard.dir);
+  ASSERT_TRUE(down.ok()) << down.error().message();
+  EXPECT_FALSE(std::filesystem::exists(guard.dir));
 }
 
 // The probe itself: everything required is there on the test machines, and it cleans up.

@@ -68,6 +68,11 @@ Result<LinkInfo> link_info(const std::string& dir, const std::string& pin_name) 
 
 }  // namespace
 
+nlohmann::json link_info_to_json(const LinkInfo& l) {
+  return {{"pin", l.pin_name},   {"link_id", l.link_id},         {"prog_id", l.prog_id},
+          {"prog", l.prog_name}, {"attach_type", l.attach_type}, {"cgroup_id", l.cgroup_id}};
+}
+
 Result<PinnedSession> PinnedSession::open(const std::string& dir) {
   detail::quiet_libbpf_once();
   PinnedSession s;

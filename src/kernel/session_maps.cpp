@@ -23,6 +23,21 @@ uint64_t Counters::total_denied() const {
   return t;
 }
 
+nlohmann::json counters_to_json(const Counters& c) {
+  static constexpr const char* kFam[ACP_FAM_MAX] = {"inet", "inet6", "other"};
+  static constexpr const char* kPro[ACP_PRO_MAX] = {"tcp", "udp", "other"};
+  nlohmann::json j;
+  for (int fam = 0; fam < ACP_FAM_MAX; fam++) {
+    for (int pro = 0; pro < ACP_PRO_MAX; pro++) {
+      j["allowed"][kFam[fam]][kPro[pro]] = c.allowed[fam][pro];
+      j["denied"][kFam[fam]][kPro[pro]] = c.denied[fam][pro];
+    }
+  }
+  j["total_allowed"] = c.total_allowed();
+  j["total_denied"] = c.total_denied();
+  return j;
+}
+
 Result<std::vector<Endpoint>> read_allow_entries(int fd) {
   std::vector<Endpoint> out;
   acp_endpoint key{}, next{};

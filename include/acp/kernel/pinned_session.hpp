@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "acp/kernel/endpoint.hpp"
 #include "acp/kernel/session_maps.hpp"
 #include "acp/util/result.hpp"
@@ -25,6 +27,9 @@ struct LinkInfo {
   uint64_t cgroup_id = 0;   // the cgroup's inode number; 0 once the cgroup is gone
   std::string pin_name;     // "link_connect4"
 };
+
+// {"pin", "link_id", "prog_id", "prog", "attach_type", "cgroup_id"}
+nlohmann::json link_info_to_json(const LinkInfo& l);
 
 class PinnedSession {
  public:

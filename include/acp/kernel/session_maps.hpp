@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "acp/kernel/endpoint.hpp"
 #include "acp/util/result.hpp"
 #include "acp_abi.h"
@@ -21,6 +23,10 @@ struct Counters {
   uint64_t total_allowed() const;
   uint64_t total_denied() const;
 };
+
+// {"allowed": {"inet": {"tcp": N, "udp": N, "other": N}, "inet6": {...}, "other": {...}},
+//  "denied": {...}, "total_allowed": N, "total_denied": N}
+nlohmann::json counters_to_json(const Counters& c);
 
 // The names of the maps as pinned (map_<name>) and as in the skeleton.
 inline constexpr const char* kMapNames[] = {"allow_map", "config_map",  "counters",   "events",
