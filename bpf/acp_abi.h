@@ -64,7 +64,8 @@ enum acp_proto_idx {
 };
 
 /* counters map: a per-CPU array indexed by acp_counter_index(). */
-#define ACP_COUNTER_SLOTS (ACP_FAM_MAX * ACP_PRO_MAX * 2)
+/* Casts: C++20 deprecates arithmetic between two different enumeration types. */
+#define ACP_COUNTER_SLOTS ((__u32)ACP_FAM_MAX * (__u32)ACP_PRO_MAX * 2)
 
 /* allow map key: exactly one (address, port, protocol). No wildcards, no prefixes:
  * a miss is a deny. */

@@ -1,0 +1,49 @@
+// Reading and writing one session's BPF maps by fd. The one implementation both the live
+// loader (SockPrograms::map_fd) and the pinned reader (PinnedSession) use, so `acp status`
+// from another shell sees exactly what the session's own process sees.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "acp/kernel/endpoint.hpp"
+#include "acp/util/result.hpp"
+#include "acp_abi.h"
+
+namespace acp::kernel {
+
+// The counters map summed over CPUs. Indexed [acp_family_idx][acp_proto_idx]; a mapped
+// IPv4 destination counts as ACP_FAM_INET, sock_create refusals as ACP_PRO_OTHER.
+struct Counters {
+  uint64_t allowed[ACP_FAM_MAX][ACP_PRO_MAX] = {};
+  uint64_t denied[ACP_FAM_MAX][ACP_PRO_MAX] = {};
+
+  uint64_t total_allowed() const;
+  uint64_t total_denied() const;
+};
+
+// {"allowed": {"inet": {"tcp": N, "udp": N, "other": N}, "inet6": {...}, "other": {...}},
+//  "denied": {...}, "total_allowed": N, "total_denied": N}
+nlohmann::json counters_to_json(const Counters& c);
+
+// The names of the maps as pinned (map_<name>) and as in the skeleton.
+inline constexpr const char* kMapNames[] = {"allow_map", "config_map",  "counters",   "events",
+                                            "recent",    "recent_head", "lost_events"};
+
+Result<std::vector<Endpoint>> read_allow_entries(int allow_map_fd);
+Status add_allow_entry(int allow_map_fd, const Endpoint& ep);
+// Removing an endpoint that is not there is not an error.
+Status remove_allow_entry(int allow_map_fd, const Endpoint& ep);
+
+Result<Counters> read_counters(int counters_fd);
+// Non-empty slots of the recent-events array, oldest first.
+Result<std::vector<acp_event>> read_recent_events(int recent_fd);
+Result<uint64_t> read_lost_events(int lost_events_fd);
+Result<acp_config> read_config(int config_map_fd);
+Status write_config(int config_map_fd, const acp_config& cfg);
+// Read-modify-write of the mode only; takes effect on the next connect() of every socket.
+Status write_mode(int config_map_fd, acp_mode mode);
+
+}  // namespace acp::kernel

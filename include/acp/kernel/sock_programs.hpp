@@ -1,0 +1,75 @@
+// The owner of one session's BPF wall: the acp_sock skeleton (bpf/acp_sock.bpf.c), its five
+// cgroup programs and their links. One instance per session: each has its own maps.
+//
+// Lifecycle (the caller's order matters for the fail-closed guarantee):
+//   auto progs = SockPrograms::load({.mode = ACP_MODE_ENFORCE, .session_id = id});
+//   progs->allow(proxy_v4); progs->allow(proxy_v6);
+//   progs->attach(cgroup_fd);
+//   progs->pin(session_pin_dir(id));      // BEFORE any agent process runs in the cgroup
+//   ... start the agent ...
+// Pinned links keep the programs attached after this object, or the whole acp process, is
+// gone: if acp crashes the wall stays and the proxy is gone (fail-closed). Destroying a
+// SockPrograms that was never pinned detaches everything. Taking a pinned wall down is
+// detach_and_unpin() (pinned_session.hpp), after the session's processes are killed.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "acp/kernel/endpoint.hpp"
+#include "acp/util/result.hpp"
+#include "acp_abi.h"
+
+struct acp_sock;  // the generated skeleton (acp_sock.skel.h, build tree only)
+
+namespace acp::kernel {
+
+struct SockConfig {
+  uint32_t mode = ACP_MODE_ENFORCE;  // enum acp_mode
+  uint64_t session_id = 0;           // stamps every event
+};
+
+// The programs in attach order, with the names their link pins take (link_<name>).
+inline constexpr std::array<const char*, 5> kLinkNames = {"connect4", "connect6", "sendmsg4",
+                                                          "sendmsg6", "sock_create"};
+
+class SockPrograms {
+ public:
+  // Opens and loads the programs (verifier included) and writes config_map. Nothing is
+  // attached yet. The allow map starts empty: until allow() adds the proxy, nothing passes.
+  static Result<SockPrograms> load(const SockConfig& cfg);
+
+  SockPrograms(SockPrograms&& o) noexcept;
+  SockPrograms& operator=(SockPrograms&& o) noexcept;
+  SockPrograms(const SockPrograms&) = delete;
+  SockPrograms& operator=(const SockPrograms&) = delete;
+  ~SockPrograms();
+
+  // Attaches all five programs to the cgroup through bpf_links (multi-attach: other
+  // programs on the same cgroup keep running). All or nothing.
+  Status attach(int cgroup_fd);
+  bool attached() const;
+
+  // Pins each link as dir/link_<name> and each map as dir/map_<name>; creates dir (0700)
+  // when absent. All or nothing: on failure the pins made so far are removed again.
+  Status pin(const std::string& dir);
+
+  Status allow(const Endpoint& ep);
+  Status disallow(const Endpoint& ep);
+  Status set_mode(acp_mode mode);
+
+  // The ring buffer of denied attempts (for EventReader). Owned by this object.
+  int events_fd() const;
+  // A map's fd by its name in kMapNames, -1 when unknown. Owned by this object.
+  int map_fd(std::string_view name) const;
+
+ private:
+  explicit SockPrograms(acp_sock* skel) : skel_(skel) {}
+  void reset();
+
+  acp_sock* skel_ = nullptr;
+};
+
+}  // namespace acp::kernel

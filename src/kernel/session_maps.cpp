@@ -1,0 +1,147 @@
+#include "acp/kernel/session_maps.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <tuple>
+
+namespace acp::kernel {
+
+uint64_t Counters::total_allowed() const {
+  uint64_t t = 0;
+  for (const auto& fam : allowed)
+    for (uint64_t v : fam) t += v;
+  return t;
+}
+
+uint64_t Counters::total_denied() const {
+  uint64_t t = 0;
+  for (const auto& fam : denied)
+    for (uint64_t v : fam) t += v;
+  return t;
+}
+
+nlohmann::json counters_to_json(const Counters& c) {
+  static constexpr const char* kFam[ACP_FAM_MAX] = {"inet", "inet6", "other"};
+  static constexpr const char* kPro[ACP_PRO_MAX] = {"tcp", "udp", "other"};
+  nlohmann::json j;
+  for (int fam = 0; fam < ACP_FAM_MAX; fam++) {
+    for (int pro = 0; pro < ACP_PRO_MAX; pro++) {
+      j["allowed"][kFam[fam]][kPro[pro]] = c.allowed[fam][pro];
+      j["denied"][kFam[fam]][kPro[pro]] = c.denied[fam][pro];
+    }
+  }
+  j["total_allowed"] = c.total_allowed();
+  j["total_denied"] = c.total_denied();
+  return j;
+}
+
+Result<std::vector<Endpoint>> read_allow_entries(int fd) {
+  std::vector<Endpoint> out;
+  acp_endpoint key{}, next{};
+  const void* prev = nullptr;
+  // Bounded: the map holds at most ACP_MAX_ALLOW entries; the extra round covers a
+  // concurrent rewrite restarting the walk.
+  for (int i = 0; i <= 2 * ACP_MAX_ALLOW; i++) {
+    if (bpf_map_get_next_key(fd, prev, &next) != 0) {
+      if (errno == ENOENT) break;
+      return errno_error("read allow_map keys");
+    }
+    out.push_back(from_abi(next));
+    key = next;
+    prev = &key;
+  }
+  std::sort(out.begin(), out.end(), [](const Endpoint& a, const Endpoint& b) {
+    return std::tie(a.addr, a.port, a.proto) < std::tie(b.addr, b.port, b.proto);
+  });
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+Status add_allow_entry(int fd, const Endpoint& ep) {
+  acp_endpoint key = to_abi(ep);
+  acp_allow_value val{};
+  if (bpf_map_update_elem(fd, &key, &val, BPF_ANY) != 0) {
+    int err = errno;
+    std::string ctx = "add " + to_string(ep) + " to allow_map";
+    if (err == E2BIG) ctx += " (at most " + std::to_string(ACP_MAX_ALLOW) + " endpoints)";
+    return make_error(std::move(ctx), err);
+  }
+  return {};
+}
+
+Status remove_allow_entry(int fd, const Endpoint& ep) {
+  acp_endpoint key = to_abi(ep);
+  if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT)
+    return errno_error("remove " + to_string(ep) + " from allow_map");
+  return {};
+}
+
+Result<Counters> read_counters(int fd) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return make_error("count possible CPUs", -ncpu);
+  // Per-CPU values come back as one 8-byte-aligned slot per possible CPU.
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  Counters c;
+  for (uint32_t fam = 0; fam < ACP_FAM_MAX; fam++) {
+    for (uint32_t pro = 0; pro < ACP_PRO_MAX; pro++) {
+      for (uint32_t denied = 0; denied < 2; denied++) {
+        uint32_t idx = acp_counter_index(fam, pro, denied);
+        if (bpf_map_lookup_elem(fd, &idx, per_cpu.data()) != 0)
+          return errno_error("read counters slot " + std::to_string(idx));
+        uint64_t sum = 0;
+        for (uint64_t v : per_cpu) sum += v;
+        (denied ? c.denied : c.allowed)[fam][pro] = sum;
+      }
+    }
+  }
+  return c;
+}
+
+Result<std::vector<acp_event>> read_recent_events(int fd) {
+  std::vector<acp_event> out;
+  for (uint32_t slot = 0; slot < ACP_RECENT_SLOTS; slot++) {
+    acp_event e{};
+    if (bpf_map_lookup_elem(fd, &slot, &e) != 0)
+      return errno_error("read recent events slot " + std::to_string(slot));
+    if (e.ts_ns != 0) out.push_back(e);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const acp_event& a, const acp_event& b) { return a.ts_ns < b.ts_ns; });
+  return out;
+}
+
+Result<uint64_t> read_lost_events(int fd) {
+  uint32_t zero = 0;
+  uint64_t v = 0;
+  if (bpf_map_lookup_elem(fd, &zero, &v) != 0) return errno_error("read lost_events");
+  return v;
+}
+
+Result<acp_config> read_config(int fd) {
+  uint32_t zero = 0;
+  acp_config cfg{};
+  if (bpf_map_lookup_elem(fd, &zero, &cfg) != 0) return errno_error("read config_map");
+  return cfg;
+}
+
+Status write_config(int fd, const acp_config& cfg) {
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) != 0) return errno_error("write config_map");
+  return {};
+}
+
+Status write_mode(int fd, acp_mode mode) {
+  if (mode != ACP_MODE_ENFORCE && mode != ACP_MODE_AUDIT)
+    return make_error(
+        "set mode " + std::to_string(static_cast<int>(mode)) + ": not enforce (0) or audit (1)",
+        EINVAL);
+  auto cfg = read_config(fd);
+  if (!cfg) return cfg.error();
+  cfg->mode = mode;
+  return write_config(fd, *cfg);
+}
+
+}  // namespace acp::kernel
