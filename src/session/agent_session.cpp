@@ -192,6 +192,7 @@ int run_agent_session(const RunOptions& o) {
   pcfg.port = o.proxy_port.value_or(kDefaultProxyPort);
   pcfg.port_is_explicit = o.proxy_port.has_value();
   pcfg.policy_path = o.policy;
+  pcfg.audit_path = o.audit_log;
   auto proxy = SessionProxy::start(io, pcfg);
   if (!proxy) return fail(proxy.error().message());
 
@@ -231,6 +232,9 @@ int run_agent_session(const RunOptions& o) {
   rec.cgroup = cg_path;
   rec.pin_dir = *pin_dir;
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
+  rec.policy = o.policy.value_or("<built-in>");
+  rec.control = (*proxy)->control_path();
+  rec.audit_log = (*proxy)->audit_path();
   rec.started_at = static_cast<int64_t>(std::time(nullptr));
 
   auto agent = spawn_agent(spec);
