@@ -161,7 +161,7 @@ TEST_F(LaunchAgent, RootAgentCannotLeaveTheCgroupNorOpenPacketSockets) {
                  "echo $$ > " + mount_ +
                      "/cgroup.procs 2>/dev/null && echo moved || echo refused; "
                      "python3 -c 'import socket\ntry:\n socket.socket(socket.AF_PACKET, "
-                     "socket.SOCK_RAW)\n print(\"packet-open\")\nexcept PermissionError:\n "
+                     "socket.SOCK_RAW)\n print(\"packet-open\")\nexcept OSError:\n "
                      "print(\"packet-refused\")'; "
                      "grep CapBnd /proc/self/status"});
   s.uid = 0;
@@ -172,6 +172,11 @@ TEST_F(LaunchAgent, RootAgentCannotLeaveTheCgroupNorOpenPacketSockets) {
   EXPECT_NE(r.out.find("refused\n"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("moved"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("packet-refused"), std::string::npos) << r.out;
+  auto at = r.out.find("CapBnd:");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const uint64_t bnd = std::stoull(r.out.substr(at + 7), nullptr, 16);
+  for (int cap : {13 /*NET_RAW*/, 12 /*NET_ADMIN*/, 21 /*SYS_ADMIN*/, 39 /*BPF*/, 19 /*PTRACE*/})
+    EXPECT_EQ(bnd & (uint64_t{1} << cap), 0u) << "capability " << cap << " left: " << r.out;
   // Control: the same python3 as root outside the agent opens the packet socket.
   EXPECT_EQ(system("python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)' "
                    "2>/dev/null"),
@@ -402,3 +407,46 @@ TEST_F(LaunchAgent, DestructorNeverKills) {
 }
 
 }  // namespace
+
+namespace {
+
+// python3 one-liners that print OPEN or the errno name: the same probe inside and outside.
+const char* kVsockProbe =
+    "import socket,errno\n"
+    "try:\n"
+    " socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM); print('vsock:OPEN')\n"
+    "except OSError as e:\n"
+    " print('vsock:' + errno.errorcode[e.errno])\n"
+    "try:\n"
+    " socket.socket(socket.AF_INET, socket.SOCK_STREAM); print('inet:OPEN')\n"
+    "except OSError as e:\n"
+    " print('inet:' + errno.errorcode[e.errno])\n"
+    "import ctypes\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "params = ctypes.create_string_buffer(120)\n"
+    "fd = libc.syscall(425, 4, params)\n"
+    "print('io_uring:OPEN' if fd >= 0 else 'io_uring:' + errno.errorcode[ctypes.get_errno()])\n";
+
+}  // namespace
+
+// cgroup/sock_create never sees non-inet sockets: the agent's seccomp filter refuses their
+// families (AF_VSOCK needs no privilege at all), and io_uring, which creates sockets without
+// socket(2). Control: the same probe outside the agent opens both.
+TEST_F(LaunchAgent, SocketFamiliesTheHooksCannotSeeAreRefused) {
+  auto r = run(spec({"python3", "-c", kVsockProbe}));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("vsock:EAFNOSUPPORT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("inet:OPEN"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("io_uring:EPERM"), std::string::npos) << r.out;
+
+  FILE* f =
+      popen(("python3 -c \"" + std::string("exec('''") + kVsockProbe + "''')\"").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string control;
+  char buf[256];
+  while (fgets(buf, sizeof buf, f)) control += buf;
+  pclose(f);
+  if (control.find("vsock:OPEN") == std::string::npos)
+    GTEST_SKIP() << "control: AF_VSOCK cannot be opened on this machine even outside: " << control;
+  EXPECT_NE(control.find("io_uring:OPEN"), std::string::npos) << control;
+}

@@ -1,8 +1,10 @@
 // `acp run` end to end, as a user runs it: the real binary, a real agent (sh, curl, python3) as
 // an unprivileged user, the real BPF wall, the real proxy, policy, consent gate, control socket
 // and audit log. Origins are python3 http.server processes on loopback.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -140,19 +142,18 @@ class RunSession : public ::testing::Test {
     return path;
   }
   std::string policy_for_origin(const std::string& action) {
-    return write_policy("policy.yml", "default: deny\nrules:\n  - match: { kind: http, host: "
-                                      "\"127.0.0.1\", port: " +
-                                          std::to_string(origin_port_) + " }\n    action: " +
-                                          action + "\n    timeout: 20\n");
+    return write_policy("policy.yml",
+                        "default: deny\nrules:\n  - match: { kind: http, host: "
+                        "\"127.0.0.1\", port: " +
+                            std::to_string(origin_port_) + " }\n    action: " + action +
+                            "\n    timeout: 20\n");
   }
   std::vector<std::string> acp_run(const std::string& policy, std::vector<std::string> cmd,
                                    std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {ACP_BINARY,
-                                     "run",
-                                     "--user=nobody",
-                                     "--proxy-port=" + std::to_string(proxy_port_),
-                                     "--policy=" + policy,
-                                     "--audit-log=" + audit()};
+    std::vector<std::string> argv = {
+        ACP_BINARY,           "run",
+        "--user=nobody",      "--proxy-port=" + std::to_string(proxy_port_),
+        "--policy=" + policy, "--audit-log=" + audit()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.push_back("--");
     argv.insert(argv.end(), cmd.begin(), cmd.end());
@@ -211,8 +212,8 @@ TEST_F(RunSession, DirectConnectionIsRefusedAndTheAllowedProxiedRequestSucceeds)
 
 TEST_F(RunSession, DeniedRequestGets403FromTheProxy) {
   auto policy = write_policy("deny.yml", "default: deny\nrules: []\n");
-  auto r = run(acp_run(policy, {"sh", "-c",
-                                "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()}));
+  auto r = run(acp_run(
+      policy, {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()}));
   EXPECT_NE(r.out.find("Blocked by ACP"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("HTTP=403"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("origin says hello"), std::string::npos) << r.out;
@@ -232,9 +233,9 @@ TEST_F(RunSession, AskWaitsForTheOperatorsApproval) {
 }
 
 TEST_F(RunSession, AskDeniedByTheOperatorIs403) {
-  Proc agent = Proc::start(acp_run(
-      policy_for_origin("ask"),
-      {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 30 " + origin_url()}));
+  Proc agent = Proc::start(
+      acp_run(policy_for_origin("ask"),
+              {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 30 " + origin_url()}));
   std::string id = wait_for_pending_id();
   ASSERT_FALSE(id.empty()) << "no pending request showed up";
   auto d = run({ACP_BINARY, "deny", id, "--reason=not today"});
@@ -315,7 +316,8 @@ TEST_F(RunSession, KilledAcpLeavesTheAgentConfinedAndGcCleansUp) {
 TEST_F(RunSession, TwoSessionsAtOnceEachGetTheirOwnProxy) {
   auto policy = policy_for_origin("allow");
   uint16_t second_port = free_port();
-  std::string cmd = "sleep 1; curl -s --max-time 20 " + origin_url() + "; echo; echo PROXY=$HTTP_PROXY";
+  std::string cmd =
+      "sleep 1; curl -s --max-time 20 " + origin_url() + "; echo; echo PROXY=$HTTP_PROXY";
   Proc a = Proc::start(acp_run(policy, {"sh", "-c", cmd}));
   auto argv_b = acp_run(policy, {"sh", "-c", cmd});
   for (auto& s : argv_b)

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -16,6 +17,7 @@
 #include <cerrno>
 
 #include "acp/launch/agent_env.hpp"
+#include "acp/launch/socket_filter.hpp"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -47,6 +49,7 @@ enum Stage : int {
   kStageCgroupNs,
   kStageCaps,
   kStageMounts,
+  kStageSeccomp,
   kStageExec,
 };
 
@@ -68,13 +71,14 @@ struct ChildPlan {
   bool no_new_privs;
   int stdio[3];
   int report_fd;
-  int procs_fd;
+  int procs_fd;  // fork fallback: cgroup.procs of the session cgroup, else -1
   // Root agents only: a private mount namespace where these are read-only / covered by an
   // empty tmpfs.
   const char* const* readonly_paths;
   size_t n_readonly;
   const char* const* hidden_paths;
-  size_t n_hidden;  // fork fallback: cgroup.procs of the session cgroup, else -1
+  size_t n_hidden;
+  const sock_fprog* socket_filter;  // nullptr: none
 };
 
 // CAP_SETPCAP last: dropping it from the bounding set needs it.
@@ -173,6 +177,11 @@ constexpr int kAgentDroppedCaps[] = {CAP_NET_RAW,      CAP_NET_ADMIN,       CAP_
     child_fail(p, kStageVerifyIds, EPERM);
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     child_fail(p, kStageNoNewPrivs, errno);
+  // Socket families the BPF hooks never see (see socket_filter.hpp). Needs no-new-privileges
+  // once the uid is no longer root.
+  if (p.socket_filter && (p.no_new_privs || p.uid == 0) &&
+      ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p.socket_filter, 0, 0) != 0)
+    child_fail(p, kStageSeccomp, errno);
   // No ACP fd (BPF maps, sockets, the audit log) may reach the agent. CLOEXEC rather than close
   // keeps the report pipe usable until execve succeeds.
   if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
@@ -205,6 +214,8 @@ const char* stage_name(int stage) {
       return "unshare(CLONE_NEWCGROUP)";
     case kStageCaps:
       return "drop capabilities from the bounding set";
+    case kStageSeccomp:
+      return "install the socket-family seccomp filter";
     case kStageMounts:
       return "make ACP's state read-only in the agent's mount namespace";
     default:
@@ -340,6 +351,10 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
   plan.n_readonly = readonly.size();
   plan.hidden_paths = hidden.data();
   plan.n_hidden = hidden.size();
+  const std::vector<sock_filter> filter = agent_socket_filter();
+  sock_fprog filter_prog{static_cast<unsigned short>(filter.size()),
+                         const_cast<sock_filter*>(filter.data())};
+  plan.socket_filter = &filter_prog;
 
   Agent agent;
   UniqueFd procs_fd;
