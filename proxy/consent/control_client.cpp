@@ -59,6 +59,35 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
   return j;
 }
 
+bool parse_duration(const std::string& text, std::chrono::seconds& out) {
+  if (text.empty()) return false;
+  long long total = 0, num = 0;
+  bool have_num = false, any_unit = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c >= '0' && c <= '9') {
+      num = num * 10 + (c - '0');
+      if (num > 100000000) return false;
+      have_num = true;
+      continue;
+    }
+    if (!have_num) return false;
+    long long mul = c == 's' ? 1 : c == 'm' ? 60 : c == 'h' ? 3600 : c == 'd' ? 86400 : 0;
+    if (mul == 0) return false;
+    total += num * mul;
+    num = 0;
+    have_num = false;
+    any_unit = true;
+  }
+  if (have_num) {
+    if (any_unit) return false;  // "1h30" is ambiguous
+    total += num;
+  }
+  if (total <= 0 || total > 366LL * 86400) return false;
+  out = std::chrono::seconds(total);
+  return true;
+}
+
 std::vector<std::string> list_control_sockets(const std::string& dir) {
   std::vector<std::string> names;
   DIR* d = ::opendir(dir.c_str());

@@ -15,6 +15,7 @@
 #include <utility>  // before boost/asio (Boost 1.74)
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -59,6 +60,9 @@ nlohmann::json handle_control_request(ConsentGate& gate, const nlohmann::json& r
 // Client side (blocking, 10 s timeout): sends one request line and reads one reply line.
 // Errors: cannot connect (errno kept: ENOENT, ECONNREFUSED, EACCES), timeout, bad reply.
 Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& req);
+
+// "90s", "10m", "1h", "1h30m", "2d", or plain seconds ("300"). False on anything else or 0.
+bool parse_duration(const std::string& text, std::chrono::seconds& out);
 
 // control.sock first, then control-*.sock in name order; missing dir: empty.
 std::vector<std::string> list_control_sockets(const std::string& dir = control_run_dir());
