@@ -171,7 +171,7 @@ void ConsentGate::load_always_grants() {
   FileStamp stamp;
   if (::stat(cfg_.grants_path.c_str(), &st) == 0)
     stamp = {static_cast<long long>(st.st_ino), static_cast<long long>(st.st_size),
-             static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec};
+             static_cast<long long>(st.st_ctim.tv_sec) * 1000000000LL + st.st_ctim.tv_nsec};
   if (stamp == grants_stamp_ && !grants_error_) return;
   grants_stamp_ = stamp;
   always_grants_.clear();

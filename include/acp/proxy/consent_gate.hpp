@@ -124,7 +124,7 @@ class ConsentGate {
   std::vector<Grant> always_grants_;  // from the grants file
   std::optional<Error> grants_error_;
   struct FileStamp {
-    long long ino = -1, size = -1, mtime_ns = -1;
+    long long ino = -1, size = -1, ctime_ns = -1;  // ctime: chmod and chown count too
     bool operator==(const FileStamp&) const = default;
   } grants_stamp_;
   std::map<std::string, std::shared_ptr<Pending>> pending_;  // by id
