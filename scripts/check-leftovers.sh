@@ -7,9 +7,9 @@ cg2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
 if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then
   for d in "$cg2"/acp/*/; do [ -d "$d" ] && { echo "leftover cgroup: $d"; left=1; }; done
 fi
-# The vmtests' scratch cgroups sit at the cgroup2 root (acp-test-*, acp-vmt-*, acp-probe-*).
+# Scratch cgroups of the vmtests and the bench sit at the cgroup2 root.
 if [ -n "$cg2" ]; then
-  for d in "$cg2"/acp-test-* "$cg2"/acp-vmt-* "$cg2"/acp-probe-*; do
+  for d in "$cg2"/acp-test-* "$cg2"/acp-vmt-* "$cg2"/acp-probe-* "$cg2"/acp-bench-*; do
     [ -d "$d" ] && { echo "leftover test cgroup: $d"; left=1; }
   done
 fi
