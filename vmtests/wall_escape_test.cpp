@@ -3,11 +3,14 @@
 // pins them) and try every way out we know of. A loopback listener on 127.0.0.1:P and [::1]:P
 // stands in for the proxy. Every attempt has a control: the same command, same user, run in a
 // bare cgroup without the wall, must succeed, so an EPERM inside can only come from the wall.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -234,6 +237,78 @@ TEST_F(WallEscape, UnconnectedUdpThroughEverySendCall) {
 TEST_F(WallEscape, ConnectedUdp) {
   expect_blocked(client("udp-connect", "127.0.0.1", udp4_), "udp connect v4");
   expect_blocked(client("udp-connect", "::1", udp6_), "udp connect v6");
+}
+
+TEST_F(WallEscape, AConnectedUdpSocketCannotSendElsewhere) {
+  // A session that may use one UDP endpoint: its socket, once connected there, still may not
+  // sendto() anywhere else (sendmsg4/6 judge every explicit destination).
+  const uint16_t other = serve_new(SOCK_DGRAM, "127.0.0.1");
+  auto endpoints = proxy_endpoints(p_);
+  endpoints.push_back(ep("127.0.0.1:" + std::to_string(udp4_) + "/udp"));
+  auto wall = TestWall::create(endpoints);
+  ASSERT_TRUE(wall.ok()) << wall.error().message();
+  const Argv argv =
+      client("udp-sendto", "127.0.0.1", other, {"--via=127.0.0.1," + std::to_string(udp4_)});
+  RunResult control = in_bare(argv);
+  EXPECT_EQ(control.value("via"), "OK") << control.out;
+  EXPECT_EQ(control.result(), "OK") << control.out;
+  RunResult in = in_wall(argv, kNobody, wall->get());
+  EXPECT_EQ(in.value("via"), "OK") << "connect() to the allowed UDP endpoint\n" << in.out;
+  EXPECT_EQ(in.result(), "EPERM") << "sendto() elsewhere on the connected socket\n" << in.out;
+  EXPECT_EQ(in_wall(client("udp-sendto", "127.0.0.1", udp4_), kNobody, wall->get()).result(), "OK")
+      << "the allowed UDP endpoint";
+}
+
+// Inbound: the agent listens and a test host connects in. connect4/6 and sendmsg4/6 judge only
+// destinations the agent names; an accepted connection passes no hook, so the agent can talk
+// to a host that is not the proxy as long as that host dials in. This test states what the
+// wall should do (the exchange must fail) and fails while the hole is open.
+TEST_F(WallEscape, InboundConnectionFromATestHostIsRefused) {
+  auto host = acp::vmtest::NetnsHost::create();
+  ASSERT_TRUE(host.ok()) << host.error().message();
+  auto& h = **host;
+  auto exchange = [&](bool walled) {
+    auto probe = acp::vmtest::bind_socket(SOCK_STREAM, h.host_addr4());
+    EXPECT_TRUE(probe.ok());
+    const uint16_t port = probe.ok() ? probe->port : 0;
+    probe = acp::Error{};  // free the port for the agent
+    std::string got;
+    std::thread dialer([&] {
+      auto st = h.run_inside([&] {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        inet_pton(AF_INET, h.host_addr4().c_str(), &a.sin_addr);
+        for (int i = 0; i < 250 && got.empty(); i++) {  // bounded: ~5 s until the agent listens
+          acp::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+          timeval tv{2, 0};
+          ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+          if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+            char buf[64];
+            ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
+            got = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("(connected)");
+            break;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      });
+      EXPECT_TRUE(st.ok());
+      // Never leave the agent waiting in accept() for its 20 s alarm.
+      if (got.empty() || got == "(connected)")
+        (void)(walled ? wall_->cgroup() : bare_->cgroup()).kill_all(std::chrono::seconds(5));
+    });
+    const Argv argv = client("tcp-serve", h.host_addr4(), port);
+    RunResult r = walled ? in_wall(argv) : in_bare(argv);
+    dialer.join();
+    return std::make_pair(r, got);
+  };
+  auto [control, control_got] = exchange(false);
+  EXPECT_EQ(control.result(), "OK") << control.out;
+  EXPECT_EQ(control_got.rfind("acp-probe", 0), 0u) << "control: the test host read the data";
+  auto [in, in_got] = exchange(true);
+  EXPECT_NE(in_got.rfind("acp-probe", 0), 0u)
+      << "HOLE: an agent inside the wall accepted a connection from the test host " << h.addr4()
+      << " and sent it data (" << in.out << ")";
 }
 
 TEST_F(WallEscape, ATestHostInAnotherNetworkNamespace) {

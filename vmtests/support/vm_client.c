@@ -2,7 +2,7 @@
  * The escape probe: a small client that makes one network attempt and reports what the kernel
  * said, so a vmtest can run the very same attempt inside the wall and outside it (the control).
  *
- *   acp_vm_client [--fork=N] [--daemon=FILE] [--escape=PROCS] OP ADDR PORT
+ *   acp_vm_client [--fork=N] [--daemon=FILE] [--escape=PROCS] [--via=A,P] OP ADDR PORT
  *
  * OP is one of
  *   tcp            socket(SOCK_STREAM) + connect()
@@ -15,6 +15,7 @@
  *   ping           ICMP "ping" socket (SOCK_DGRAM, IPPROTO_ICMP/ICMPV6) + an echo request
  *   packet         socket(AF_PACKET, SOCK_RAW) only (ADDR and PORT ignored)
  *   uring-connect  connect() submitted through io_uring (needs liburing at build time)
+ *   tcp-serve      inbound: bind ADDR:PORT, listen, accept one connection, send() to it
  * ADDR with a ':' is IPv6 (including ::ffff:a.b.c.d), else IPv4.
  *
  * Output, one "key=value" per line on stdout:
@@ -31,6 +32,8 @@
  *              process that started it has exited, then makes the attempt and writes its
  *              output lines to F. The starting process prints daemon=<pid>.
  * --escape=P   first write "0" (the own pid) to the cgroup.procs file P, then the attempt.
+ * --via=A,P    udp-sendto: connect() the socket to A:P first (prints via=OK|ERRNO), then
+ *              sendto() ADDR:PORT: a connected socket must not send elsewhere either.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -56,6 +59,8 @@
 #define UNSUPPORTED (-1000)
 
 static FILE *out;
+static const char *via_addr; /* --via: a UDP socket connects here before its sendto() */
+static int via_port;
 
 static const char *errname(int err) {
   if (err == 0) return "OK";
@@ -120,6 +125,14 @@ static int attempt(const char *op, const char *addr, int port) {
   } else if (strcmp(op, "udp-sendto") == 0) {
     fd = socket(family, SOCK_DGRAM, 0);
     if (fd < 0) return errno;
+    if (via_addr) {
+      struct sockaddr_storage vs;
+      socklen_t vlen = 0;
+      if (make_addr(via_addr, via_port, &vs, &vlen) != family) return EINVAL;
+      int err = connect(fd, (struct sockaddr *)&vs, vlen) != 0 ? errno : 0;
+      fprintf(out, "via=%s\n", errname(err));
+      if (err) return err;
+    }
     rc = sendto(fd, data, sizeof(data), 0, sa, len) < 0 ? errno : 0;
   } else if (strcmp(op, "udp-sendmsg") == 0) {
     fd = socket(family, SOCK_DGRAM, 0);
@@ -141,6 +154,20 @@ static int attempt(const char *op, const char *addr, int port) {
     }
     int n = sendmmsg(fd, mm, 2, 0);
     rc = n < 0 ? errno : (n == 2 ? 0 : EAGAIN);
+  } else if (strcmp(op, "tcp-serve") == 0) {
+    /* Inbound: listen on ADDR:PORT, accept one connection and write to it. */
+    int lfd = socket(family, SOCK_STREAM, 0);
+    if (lfd < 0) return errno;
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(lfd, sa, len) != 0 || listen(lfd, 1) != 0) {
+      rc = errno;
+      close(lfd);
+      return rc;
+    }
+    fd = accept(lfd, NULL, NULL);
+    rc = fd < 0 ? errno : (send(fd, data, sizeof(data), MSG_NOSIGNAL) < 0 ? errno : 0);
+    close(lfd);
   } else if (strcmp(op, "uring-connect") == 0) {
 #ifdef ACP_HAVE_LIBURING
     struct io_uring ring;
@@ -209,10 +236,17 @@ int main(int argc, char **argv) {
     if (strncmp(argv[i], "--fork=", 7) == 0) depth = atoi(argv[i] + 7);
     else if (strncmp(argv[i], "--daemon=", 9) == 0) daemon_file = argv[i] + 9;
     else if (strncmp(argv[i], "--escape=", 9) == 0) escape = argv[i] + 9;
+    else if (strncmp(argv[i], "--via=", 6) == 0) {
+      char *comma = strrchr(argv[i], ',');
+      if (!comma) return 2;
+      *comma = 0;
+      via_addr = argv[i] + 6;
+      via_port = atoi(comma + 1);
+    }
     else return 2;
   }
   if (argc - i != 3) {
-    fprintf(stderr, "usage: %s [--fork=N] [--daemon=FILE] [--escape=PROCS] OP ADDR PORT\n",
+    fprintf(stderr, "usage: %s [--fork=N] [--daemon=FILE] [--escape=PROCS] [--via=A,P] OP ADDR PORT\n",
             argv[0]);
     return 2;
   }

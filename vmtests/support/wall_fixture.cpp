@@ -262,6 +262,7 @@ Result<std::unique_ptr<NetnsHost>> NetnsHost::create() {
   const std::string n = std::to_string(net);
   h->addr4_ = "10.200." + n + ".2";
   h->addr6_ = "fd00:acb:" + n + "::2";
+  h->host_addr4_ = "10.200." + n + ".1";
   const std::string ns = "ip netns exec " + h->name_ + " ";
   const std::vector<std::string> steps = {
       "ip netns add " + h->name_,
@@ -286,24 +287,30 @@ NetnsHost::~NetnsHost() {
   sh("ip netns del " + name_);
 }
 
-Result<BoundSocket> NetnsHost::bind(int type, const std::string& addr, uint16_t port) {
-  Result<BoundSocket> out = make_error("not run");
+Status NetnsHost::run_inside(const std::function<void()>& fn) {
+  Status st;
   std::string path = "/run/netns/" + name_;
-  // setns() switches only the calling thread: sockets made there belong to the namespace
-  // for good, and any thread may serve them afterwards.
+  // setns() switches only the calling thread.
   std::thread t([&] {
     UniqueFd nsfd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!nsfd.valid()) {
-      out = errno_error("open " + path);
+      st = errno_error("open " + path);
       return;
     }
     if (::setns(nsfd.get(), CLONE_NEWNET) != 0) {
-      out = errno_error("setns " + path);
+      st = errno_error("setns " + path);
       return;
     }
-    out = bind_socket(type, addr, port);
+    fn();
   });
   t.join();
+  return st;
+}
+
+Result<BoundSocket> NetnsHost::bind(int type, const std::string& addr, uint16_t port) {
+  Result<BoundSocket> out = make_error("not run");
+  auto st = run_inside([&] { out = bind_socket(type, addr, port); });
+  if (!st) return st.error();
   return out;
 }
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -142,12 +143,17 @@ class NetnsHost {
   ~NetnsHost();
   const std::string& addr4() const { return addr4_; }
   const std::string& addr6() const { return addr6_; }
+  // The host's end of the veth (10.200.N.1): where the test host reaches the host.
+  const std::string& host_addr4() const { return host_addr4_; }
   // A socket bound inside the namespace (made on a thread that joined it).
   Result<BoundSocket> bind(int type, const std::string& addr, uint16_t port = 0);
+  // Runs fn on a thread that joined the namespace and waits for it: sockets fn makes live
+  // in the namespace for good.
+  Status run_inside(const std::function<void()>& fn);
 
  private:
   NetnsHost() = default;
-  std::string name_, veth_host_, addr4_, addr6_;
+  std::string name_, veth_host_, addr4_, addr6_, host_addr4_;
 };
 
 // Runs a shell command quietly; true when it exits 0.
