@@ -461,6 +461,16 @@ TEST_F(WallEscape, TcpFastOpenSendto) {
   EXPECT_EQ(in_wall(client("tcp-fastopen", "127.0.0.1", p_)).result(), "OK") << "the proxy";
 }
 
+TEST_F(WallEscape, MultipathTcpSockets) {
+  // MPTCP subflows are made by the kernel, not by connect() calls the hooks would see for
+  // each of them: sock_create refuses IPPROTO_MPTCP outright, even to the proxy.
+  std::string enabled;
+  std::getline(std::ifstream("/proc/sys/net/mptcp/enabled"), enabled);
+  if (enabled != "1") GTEST_SKIP() << "MPTCP is not enabled here (net.mptcp.enabled)";
+  expect_blocked(client("mptcp", "127.0.0.1", other4_), "MPTCP to another port");
+  expect_blocked(client("mptcp", "127.0.0.1", p_), "MPTCP to the proxy port");
+}
+
 TEST_F(WallEscape, ConnectThroughIoUring) {
   RunResult probe = in_bare(client("uring-connect", "127.0.0.1", p_));
   if (probe.result() == "UNSUPPORTED")

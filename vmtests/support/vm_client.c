@@ -6,6 +6,7 @@
  *
  * OP is one of
  *   tcp            socket(SOCK_STREAM) + connect()
+ *   mptcp          socket(SOCK_STREAM, IPPROTO_MPTCP) + connect()
  *   tcp-fastopen   socket(SOCK_STREAM) + sendto(MSG_FASTOPEN): connect and data in one call
  *   udp-connect    socket(SOCK_DGRAM) + connect() + send()
  *   udp-sendto     unconnected sendto()
@@ -111,6 +112,10 @@ static int attempt(const char *op, const char *addr, int port) {
     rc = sendto(fd, pkt, sizeof(pkt), 0, sa, len) < 0 ? errno : 0;
   } else if (strcmp(op, "tcp") == 0) {
     fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0) return errno;
+    rc = connect(fd, sa, len) != 0 ? errno : 0;
+  } else if (strcmp(op, "mptcp") == 0) {
+    fd = socket(family, SOCK_STREAM, 262 /* IPPROTO_MPTCP */);
     if (fd < 0) return errno;
     rc = connect(fd, sa, len) != 0 ? errno : 0;
   } else if (strcmp(op, "tcp-fastopen") == 0) {
