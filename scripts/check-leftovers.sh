@@ -7,6 +7,12 @@ cg2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
 if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then
   for d in "$cg2"/acp/*/; do [ -d "$d" ] && { echo "leftover cgroup: $d"; left=1; }; done
 fi
+# Scratch cgroups of the vmtests and the bench sit at the cgroup2 root.
+if [ -n "$cg2" ]; then
+  for d in "$cg2"/acp-test-* "$cg2"/acp-vmt-* "$cg2"/acp-probe-* "$cg2"/acp-bench-*; do
+    [ -d "$d" ] && { echo "leftover test cgroup: $d"; left=1; }
+  done
+fi
 if [ -d /sys/fs/bpf/acp ]; then
   for d in /sys/fs/bpf/acp/*; do [ -e "$d" ] && { echo "leftover bpffs pin: $d"; left=1; }; done
 fi
@@ -18,6 +24,9 @@ if command -v iptables >/dev/null; then
 fi
 for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do
   echo "leftover netns: $n"; left=1
+done
+for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^acpt' || true); do
+  echo "leftover veth: $l"; left=1
 done
 if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; then
   echo "leftover session records: $(ls /run/acp/sessions)"; left=1

@@ -13,6 +13,7 @@ pkgs=(
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and tests
   iproute2 iptables curl python3 nodejs procps util-linux kmod
+  liburing-dev  # vmtests: connect() through io_uring must meet the wall too
 )
 missing=()
 for p in "${pkgs[@]}"; do
