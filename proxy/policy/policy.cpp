@@ -22,15 +22,16 @@ void upper_ascii(std::string& s) {
     if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
 }
 
-bool rule_matches(const Rule& r, const Action& a, std::string_view host, std::string_view method) {
-  if (r.has == 0 && r.ports.empty()) return true;
+bool rule_matches(const PolicyData& d, const Rule& r, const Action& a, std::string_view host,
+                  std::string_view method) {
+  if (r.has == 0 && r.ports.len == 0) return true;
   auto field = [&](Field f, std::string_view value) {
     if (!r.has_field(f)) return true;
-    return r.is_literal(f) ? r.pat[f] == value : glob_match(r.pat[f], value);
+    return r.is_literal(f) ? d.pat(r, f) == value : glob_match(d.pat(r, f), value);
   };
-  if (r.has_field(kKind) && r.pat[kKind] != a.kind) return false;
+  if (r.has_field(kKind) && d.pat(r, kKind) != a.kind) return false;
   if (!field(kHost, host)) return false;
-  if (!r.ports.empty() && std::find(r.ports.begin(), r.ports.end(), a.port) == r.ports.end())
+  if (r.ports.len != 0 && std::find(d.ports_begin(r), d.ports_end(r), a.port) == d.ports_end(r))
     return false;
   return field(kMethod, method) && field(kPath, a.path) && field(kName, a.name) &&
          field(kArgs, a.args) && field(kTool, a.tool) && field(kServer, a.server);
@@ -71,13 +72,19 @@ bool glob_match(std::string_view p, std::string_view s) {
   return pi == p.size();
 }
 
-std::string normalize_host(std::string_view host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  if (host.size() > 1 && host.back() == '.') host.remove_suffix(1);
-  std::string out(host);
-  for (char& c : out)
+void normalize_host_in_place(std::string& host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host.pop_back();
+    host.erase(0, 1);
+  }
+  if (host.size() > 1 && host.back() == '.') host.pop_back();
+  for (char& c : host)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+}
+
+std::string normalize_host(std::string_view host) {
+  std::string out(host);
+  normalize_host_in_place(out);
   return out;
 }
 
@@ -92,25 +99,22 @@ PolicyDecision Policy::decide(const Action& a) const {
   uint32_t best = kNoRule;
   auto walk = [&](uint32_t r) {
     for (; r != kNoRule && r < best; r = d.next_in_bucket[r]) {
-      if (rule_matches(d.rules[r], a, host, method)) {
+      if (rule_matches(d, d.rules[r], a, host, method)) {
         best = r;
         return;
       }
     }
   };
   if (!host.empty()) {
-    if (auto it = d.exact_host.find(std::string_view(host)); it != d.exact_host.end())
-      walk(it->second);
+    walk(d.exact_host.find(host));
     if (!d.suffix_host.empty()) {
-      for (size_t i = host.find('.'); i != std::string::npos; i = host.find('.', i + 1)) {
-        auto it = d.suffix_host.find(std::string_view(host).substr(i));
-        if (it != d.suffix_host.end()) walk(it->second);
-      }
+      for (size_t i = host.find('.'); i != std::string::npos; i = host.find('.', i + 1))
+        walk(d.suffix_host.find(std::string_view(host).substr(i)));
     }
   }
   for (uint32_t r : d.scan) {
     if (r >= best) break;
-    if (rule_matches(d.rules[r], a, host, method)) {
+    if (rule_matches(d, d.rules[r], a, host, method)) {
       best = r;
       break;
     }
@@ -134,7 +138,8 @@ PolicyDecision Policy::decide(const Action& a) const {
 }
 
 std::string Policy::rule_text(size_t index) const {
-  const Rule& r = d_->rules.at(index);
+  const PolicyData& d = *d_;
+  const Rule& r = d.rules.at(index);
   std::string m;
   auto add = [&](std::string_view name, const std::string& value) {
     m += m.empty() ? " " : ", ";
@@ -142,15 +147,16 @@ std::string Policy::rule_text(size_t index) const {
     m += ": ";
     m += value;
   };
-  if (r.has_field(kKind)) add("kind", r.pat[kKind]);
-  if (r.has_field(kHost)) add("host", quote(r.pat[kHost]));
-  if (!r.ports.empty()) {
+  if (r.has_field(kKind)) add("kind", std::string(d.pat(r, kKind)));
+  if (r.has_field(kHost)) add("host", quote(d.pat(r, kHost)));
+  if (r.ports.len != 0) {
     std::string p;
-    for (uint16_t port : r.ports) p += (p.empty() ? "" : ", ") + std::to_string(port);
-    add("port", r.ports.size() == 1 ? p : "[" + p + "]");
+    for (const uint16_t* it = d.ports_begin(r); it != d.ports_end(r); ++it)
+      p += (p.empty() ? "" : ", ") + std::to_string(*it);
+    add("port", r.ports.len == 1 ? p : "[" + p + "]");
   }
   for (Field f : {kMethod, kPath, kName, kArgs, kTool, kServer})
-    if (r.has_field(f)) add(kFieldNames[f], quote(r.pat[f]));
+    if (r.has_field(f)) add(kFieldNames[f], quote(d.pat(r, f)));
   std::string out = "match: {" + m + (m.empty() ? "}" : " }");
   out += std::string(", action: ") + to_string(r.action);
   if (r.timeout_s) out += ", timeout: " + std::to_string(r.timeout_s);
@@ -160,27 +166,27 @@ std::string Policy::rule_text(size_t index) const {
 namespace {
 
 // Does every value that `b` accepts in field f also pass `a`? Conservative: false when unsure.
-bool pattern_covers(const Rule& a, const Rule& b, Field f) {
+bool pattern_covers(const PolicyData& d, const Rule& a, const Rule& b, Field f) {
   if (!a.has_field(f)) return true;
-  const std::string& pa = a.pat[f];
-  if (pa.find_first_not_of('*') == std::string::npos) return true;  // `*` matches anything
+  const std::string_view pa = d.pat(a, f);
+  if (pa.find_first_not_of('*') == std::string_view::npos) return true;  // `*`: anything
   if (!b.has_field(f)) return false;
-  const std::string& pb = b.pat[f];
+  const std::string_view pb = d.pat(b, f);
   if (pa == pb) return true;
   if (b.is_literal(f)) return glob_match(pa, pb);
   // "abc*" covers any pattern that starts with "abc".
   if (pa.back() == '*' && pa.find_first_of("*?") == pa.size() - 1)
-    return pb.compare(0, pa.size() - 1, pa, 0, pa.size() - 1) == 0;
+    return pb.substr(0, pa.size() - 1) == pa.substr(0, pa.size() - 1);
   return false;
 }
 
-bool rule_covers(const Rule& a, const Rule& b) {
+bool rule_covers(const PolicyData& d, const Rule& a, const Rule& b) {
   for (int f = 0; f < kFieldCount; ++f)
-    if (!pattern_covers(a, b, static_cast<Field>(f))) return false;
-  if (a.ports.empty()) return true;
-  if (b.ports.empty()) return false;
-  return std::all_of(b.ports.begin(), b.ports.end(), [&](uint16_t p) {
-    return std::find(a.ports.begin(), a.ports.end(), p) != a.ports.end();
+    if (!pattern_covers(d, a, b, static_cast<Field>(f))) return false;
+  if (a.ports.len == 0) return true;
+  if (b.ports.len == 0) return false;
+  return std::all_of(d.ports_begin(b), d.ports_end(b), [&](uint16_t p) {
+    return std::find(d.ports_begin(a), d.ports_end(a), p) != d.ports_end(a);
   });
 }
 
@@ -194,7 +200,7 @@ std::vector<std::string> Policy::shadowed_rules() const {
   const bool all_pairs = d.rules.size() <= 4000;
   for (size_t b = 0; b < d.rules.size(); ++b) {
     auto check = [&](size_t a) {
-      if (a >= b || !rule_covers(d.rules[a], d.rules[b])) return false;
+      if (a >= b || !rule_covers(d, d.rules[a], d.rules[b])) return false;
       out.push_back(d.source + ":" + std::to_string(d.rules[b].line) + ": rule " +
                     std::to_string(b + 1) + " (" + to_string(d.rules[b].action) +
                     ") never applies: rule " + std::to_string(a + 1) + " (line " +

@@ -14,6 +14,7 @@ using yaml::Document;
 using yaml::kNone;
 using yaml::Node;
 using yaml::NodeKind;
+using namespace std::string_view_literals;
 
 constexpr uint32_t kMaxTimeout = 86400;
 
@@ -88,7 +89,10 @@ class Loader {
       const Node& value = doc_.nodes[v];
       k = value.next;
       if (key.kind != NodeKind::Scalar) return err(key.line, "keys must be plain names");
-      int which = key.text == "default" ? 0 : key.text == "wrap" ? 1 : key.text == "rules" ? 2 : -1;
+      int which = key.text == "default"sv ? 0
+                  : key.text == "wrap"sv  ? 1
+                  : key.text == "rules"sv ? 2
+                                          : -1;
       if (which < 0)
         return err(key.line, "unknown field '" + std::string(key.text) + "' at the top level " +
                                  expected_list(key.text, {"default", "wrap", "rules"}));
@@ -172,6 +176,7 @@ class Loader {
       return err(line_of(key, value),
                  "'rules' must be a list of rules, not " + std::string(describe(value)));
     out_.rules.reserve(value.size);
+    out_.pool.reserve(static_cast<size_t>(value.size) * 24);
     for (uint32_t i = value.first; i != kNone; i = doc_.nodes[i].next) {
       if (Status s = rule(doc_.nodes[i]); !s) return s;
     }
@@ -190,10 +195,10 @@ class Loader {
       const Node& key = doc_.nodes[k];
       const Node& value = doc_.nodes[key.next];
       k = value.next;
-      int which = key.text == "match"     ? 0
-                  : key.text == "action"  ? 1
-                  : key.text == "timeout" ? 2
-                                          : -1;
+      int which = key.text == "match"sv     ? 0
+                  : key.text == "action"sv  ? 1
+                  : key.text == "timeout"sv ? 2
+                                            : -1;
       if (key.kind != NodeKind::Scalar || which < 0)
         return err(key.line, "unknown field '" + std::string(key.text) + "' in rule " +
                                  std::to_string(rule_no) + " " +
@@ -224,7 +229,7 @@ class Loader {
       const Node& key = doc_.nodes[k];
       const Node& value = doc_.nodes[key.next];
       k = value.next;
-      if (key.kind == NodeKind::Scalar && key.text == "port") {
+      if (key.kind == NodeKind::Scalar && key.text == "port"sv) {
         if (port_seen) return err(key.line, "duplicate field 'port'");
         port_seen = true;
         if (Status s = ports(key, value, r); !s) return s;
@@ -241,8 +246,9 @@ class Loader {
       if (r.has_field(field))
         return err(key.line, "duplicate field '" + std::string(key.text) + "'");
       std::string_view t;
-      if (Status s = text(key, value, kFieldNames[f], t); !s) return s;
-      std::string pat(t);
+      if (Status s = text(key, value, std::string(kFieldNames[f]), t); !s) return s;
+      std::string& pat = scratch_;
+      pat.assign(t);
       if (field == kKind) {
         if (pat != "http" && pat != "shell" && pat != "mcp")
           return err(value.line, "unknown kind '" + pat + "' (expected http, shell or mcp)");
@@ -257,13 +263,13 @@ class Loader {
                                    "' is empty; leave the field out to match anything");
       r.has |= static_cast<uint16_t>(1u << f);
       if (!has_glob(pat)) r.literal |= static_cast<uint16_t>(1u << f);
-      r.pat[f] = std::move(pat);
+      r.pat[f] = Span{static_cast<uint32_t>(out_.pool.size()), static_cast<uint32_t>(pat.size())};
+      out_.pool += pat;
     }
     return {};
   }
 
   Status host_pattern(const Node& value, std::string& pat) {
-    const std::string written = pat;
     size_t colons = std::count(pat.begin(), pat.end(), ':');
     size_t close = pat.find(']');
     bool port_like = false;
@@ -276,8 +282,8 @@ class Loader {
     }
     if (port_like)
       return err(value.line,
-                 "host '" + written + "' includes a port; write the port apart, e.g. port: 443");
-    pat = normalize_host(pat);
+                 "host '" + pat + "' includes a port; write the port apart, e.g. port: 443");
+    normalize_host_in_place(pat);
     if (pat.empty())
       return err(value.line, "'host' is empty; leave the field out to match anything");
     return {};
@@ -285,51 +291,61 @@ class Loader {
 
   Status ports(const Node& key, const Node& value, Rule& r) {
     uint32_t p = 0;
+    r.ports.off = static_cast<uint32_t>(out_.port_pool.size());
     if (value.kind == NodeKind::Sequence) {
       if (value.size == 0) return err(value.line, "'port' is an empty list");
       for (uint32_t i = value.first; i != kNone; i = doc_.nodes[i].next) {
         if (Status s = number(key, doc_.nodes[i], "port", 1, 65535, p); !s) return s;
-        r.ports.push_back(static_cast<uint16_t>(p));
+        out_.port_pool.push_back(static_cast<uint16_t>(p));
+        r.ports.len++;
       }
       return {};
     }
     if (Status s = number(key, value, "port", 1, 65535, p); !s) return s;
-    r.ports.push_back(static_cast<uint16_t>(p));
+    out_.port_pool.push_back(static_cast<uint16_t>(p));
+    r.ports.len = 1;
     return {};
   }
 
   const Document& doc_;
   const std::string& src_;
   PolicyData& out_;
+  std::string scratch_;
 };
 
 void build_indexes(PolicyData& d) {
   const uint32_t n = static_cast<uint32_t>(d.rules.size());
   d.next_in_bucket.assign(n, kNoRule);
-  d.exact_host.reserve(n);
+  // Which index each rule goes to: 1 exact host, 2 `*.suffix` host, 0 the ordered scan.
+  std::vector<uint8_t> where(n, 0);
+  size_t exact = 0, suffix = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const Rule& r = d.rules[i];
+    if (!r.has_field(kHost)) continue;
+    const std::string_view host = d.pat(r, kHost);
+    if (r.is_literal(kHost)) {
+      where[i] = 1;
+      ++exact;
+    } else if (host.size() > 2 && host[0] == '*' && host[1] == '.' && !has_glob(host.substr(1))) {
+      where[i] = 2;
+      ++suffix;
+    }
+  }
+  d.exact_host.reset(exact);
+  d.suffix_host.reset(suffix);
   // Chain tails (kept at each bucket head's slot), so buckets stay in file order.
   std::vector<uint32_t> tail(n, kNoRule);
   for (uint32_t i = 0; i < n; ++i) {
-    const Rule& r = d.rules[i];
-    decltype(d.exact_host)* map = nullptr;
-    std::string_view key;
-    if (r.has_field(kHost) && r.is_literal(kHost)) {
-      map = &d.exact_host;
-      key = r.pat[kHost];
-    } else if (r.has_field(kHost) && r.pat[kHost].size() > 2 && r.pat[kHost][0] == '*' &&
-               r.pat[kHost][1] == '.' && !has_glob(std::string_view(r.pat[kHost]).substr(1))) {
-      map = &d.suffix_host;
-      key = std::string_view(r.pat[kHost]).substr(1);  // ".example.com"
-    }
-    if (!map) {
+    if (where[i] == 0) {
       d.scan.push_back(i);
       continue;
     }
-    auto [it, inserted] = map->try_emplace(std::string(key), i);
-    if (inserted) {
+    const std::string_view host = d.pat(d.rules[i], kHost);
+    uint32_t head = where[i] == 1 ? d.exact_host.insert(host, i)
+                                  : d.suffix_host.insert(host.substr(1), i);  // ".example.com"
+    if (head == i) {
       tail[i] = i;
     } else {
-      uint32_t head = it->second;
       d.next_in_bucket[tail[head]] = i;
       tail[head] = i;
     }

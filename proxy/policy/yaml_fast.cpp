@@ -16,8 +16,8 @@ class FastParser {
 
   std::optional<Document> run() {
     if (!split_lines()) return std::nullopt;
-    if (lines_.empty()) return std::nullopt;  // empty document: libyaml words the error
-    doc_.nodes.reserve(lines_.size() * 4 + 8);
+    if (lines_.empty()) return std::nullopt;    // empty document: libyaml words the error
+    doc_.nodes.reserve(lines_.size() * 5 + 8);  // ~4.5 per line in rule lists
     uint32_t root = block_node(-1);
     if (fail_ || root == kNone || cur_ != lines_.size()) return std::nullopt;
     if (root != 0) return std::nullopt;  // root is always created first
@@ -112,6 +112,7 @@ class FastParser {
       if (key == kNone) return bail();
       if (pos >= l.end || t_[pos] != ':') return bail();
       ++pos;  // ':' is followed by a space or the line end (checked by scalar())
+      skip_spaces(l, pos);
       uint32_t value;
       if (at_line_end(l, pos)) {
         uint32_t keyline = l.lineno;
@@ -222,8 +223,28 @@ class FastParser {
       return node;
     }
     // Indicators that start anchors, aliases, tags, block scalars, directives, reserved.
-    if (std::strchr("&*!|>%@`#,[]{}", c) != nullptr) return bail();
-    if ((c == '-' || c == '?' || c == ':')) return bail();  // rare forms; libyaml decides
+    switch (c) {
+      case '&':
+      case '*':
+      case '!':
+      case '|':
+      case '>':
+      case '%':
+      case '@':
+      case '`':
+      case '#':
+      case ',':
+      case '[':
+      case ']':
+      case '{':
+      case '}':
+      case '-':
+      case '?':
+      case ':':  // rare forms as a first character; libyaml decides
+        return bail();
+      default:
+        break;
+    }
     uint32_t i = pos;
     while (i < l.end) {
       char ch = t_[i];
