@@ -201,11 +201,16 @@ std::vector<std::string> Policy::shadowed_rules() const {
   for (size_t b = 0; b < d.rules.size(); ++b) {
     auto check = [&](size_t a) {
       if (a >= b || !rule_covers(d, d.rules[a], d.rules[b])) return false;
-      out.push_back(d.source + ":" + std::to_string(d.rules[b].line) + ": rule " +
-                    std::to_string(b + 1) + " (" + to_string(d.rules[b].action) +
-                    ") never applies: rule " + std::to_string(a + 1) + " (line " +
-                    std::to_string(d.rules[a].line) + ", " + to_string(d.rules[a].action) +
-                    ") matches everything it matches first");
+      const Rule& ra = d.rules[a];
+      const Rule& rb = d.rules[b];
+      std::string head = d.source + ":" + std::to_string(rb.line) + ": rule " +
+                         std::to_string(b + 1) + " (" + to_string(rb.action) + ") ";
+      std::string first = "rule " + std::to_string(a + 1) + " (line " + std::to_string(ra.line) +
+                          ", " + to_string(ra.action) + ")";
+      out.push_back(ra.action == rb.action
+                        ? head + "is redundant: " + first + " already matches everything it matches"
+                        : head + "never applies: " + first +
+                              " matches everything it matches first");
       return true;
     };
     if (all_pairs) {
