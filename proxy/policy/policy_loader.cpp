@@ -175,8 +175,10 @@ class Loader {
     if (value.kind != NodeKind::Sequence)
       return err(line_of(key, value),
                  "'rules' must be a list of rules, not " + std::string(describe(value)));
-    out_.rules.reserve(value.size);
-    out_.pool.reserve(static_cast<size_t>(value.size) * 24);
+    size_t count = 0;
+    for (uint32_t i = value.first; i != kNone; i = doc_.nodes[i].next) ++count;
+    out_.rules.reserve(count);
+    out_.pool.reserve(count * 24);
     for (uint32_t i = value.first; i != kNone; i = doc_.nodes[i].next) {
       if (Status s = rule(doc_.nodes[i]); !s) return s;
     }
@@ -293,7 +295,7 @@ class Loader {
     uint32_t p = 0;
     r.ports.off = static_cast<uint32_t>(out_.port_pool.size());
     if (value.kind == NodeKind::Sequence) {
-      if (value.size == 0) return err(value.line, "'port' is an empty list");
+      if (value.first == kNone) return err(value.line, "'port' is an empty list");
       for (uint32_t i = value.first; i != kNone; i = doc_.nodes[i].next) {
         if (Status s = number(key, doc_.nodes[i], "port", 1, 65535, p); !s) return s;
         out_.port_pool.push_back(static_cast<uint16_t>(p));

@@ -3,12 +3,23 @@
 // the same files several times faster. It gives up (nullopt) on anything outside the subset
 // or anything doubtful (anchors, tags, block scalars, multi-line scalars or flows, tabs, CR,
 // escapes other than the common ones, non-ASCII outside comments); libyaml then decides.
+#include <array>
 #include <cstring>
 
 #include "acp/proxy/policy_yaml.hpp"
 
 namespace acp::policy::yaml {
 namespace {
+
+// Characters that end or complicate a plain scalar: in block context and in flow context.
+constexpr uint8_t kStopBlock = 1, kStopFlow = 2;
+constexpr auto kStop = [] {
+  std::array<uint8_t, 256> t{};
+  t[':'] = t['#'] = kStopBlock;
+  for (int c = 0x80; c < 0x100; ++c) t[c] = kStopBlock;
+  for (unsigned char c : {',', '[', ']', '{', '}'}) t[c] = kStopFlow;
+  return t;
+}();
 
 class FastParser {
  public:
@@ -53,11 +64,14 @@ class FastParser {
         lines_.push_back(Line{static_cast<uint32_t>(pos), static_cast<uint32_t>(b),
                               static_cast<uint32_t>(end), static_cast<int>(b - pos), lineno});
       }
-      // Control characters anywhere (tab, CR, NUL...) send the file to libyaml.
+      // Control characters anywhere (tab, CR, NUL...) send the file to libyaml. Branch-free
+      // so that the compiler vectorizes it.
+      unsigned bad = 0;
       for (size_t i = pos; i < end; ++i) {
-        unsigned char c = static_cast<unsigned char>(t_[i]);
-        if (c < 0x20 || c == 0x7f) return false;
+        const unsigned char c = static_cast<unsigned char>(t_[i]);
+        bad |= static_cast<unsigned>(c < 0x20) | static_cast<unsigned>(c == 0x7f);
       }
+      if (bad) return false;
       pos = end + 1;
     }
     return true;
@@ -78,7 +92,6 @@ class FastParser {
     else
       doc_.nodes[last].next = child;
     last = child;
-    doc_.nodes[parent].size++;
   }
   uint32_t bail() {
     fail_ = true;
@@ -246,15 +259,20 @@ class FastParser {
         break;
     }
     uint32_t i = pos;
-    while (i < l.end) {
-      char ch = t_[i];
+    const uint8_t mask = flow ? (kStopBlock | kStopFlow) : kStopBlock;
+    for (;;) {
+      while (i < l.end && !(kStop[static_cast<unsigned char>(t_[i])] & mask)) ++i;
+      if (i >= l.end) break;
+      const char ch = t_[i];
       if (static_cast<unsigned char>(ch) >= 0x80) return bail();
       if (ch == ':') {
         if (i + 1 == l.end || t_[i + 1] == ' ') break;
         if (flow) return bail();
+      } else if (ch == '#') {
+        if (t_[i - 1] == ' ') break;
+      } else {
+        break;  // a flow indicator
       }
-      if (ch == '#' && t_[i - 1] == ' ') break;
-      if (flow && is_flow_indicator(ch)) break;
       ++i;
     }
     uint32_t e = i;

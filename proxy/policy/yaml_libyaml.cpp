@@ -63,7 +63,6 @@ Result<Document> parse_libyaml(std::string_view text, const std::string& source)
     else
       doc.nodes[o.last].next = child;
     o.last = child;
-    doc.nodes[o.node].size++;
   };
   for (;;) {
     yaml_event_t ev;

@@ -25,7 +25,6 @@ struct Node {
   uint32_t line = 0;       // 1-based line where the node starts
   uint32_t first = kNone;  // first child; a mapping's children alternate key, value
   uint32_t next = kNone;   // next sibling
-  uint32_t size = 0;       // number of children
   std::string_view text;   // scalar text, decoded
 };
 
