@@ -67,6 +67,52 @@ TEST(PolicyYaml, FastPathLeavesOtherFormsToLibyaml) {
     EXPECT_FALSE(parse_fast(text).has_value()) << text;
 }
 
+// Policy-shaped documents built from random pieces: whenever the fast path accepts one, it
+// must read it exactly as libyaml does; when libyaml rejects one, the fast path must too.
+TEST(PolicyYaml, RandomPolicyShapesAgreeWithLibyaml) {
+  const std::vector<std::string> scalars = {
+      "a.example",  "\"*.x.org\"", "'*.y'",    "api.github.com", "443",   "GET",
+      "\"a\\\"b\"", "'it''s'",     "x # note", "http://h/p",     "a b c", "\"\"",
+      "~",          "\"[::1]\"",   "-rf",      "*.bad",          "a:b",   "é"};
+  const std::vector<std::string> keys = {"host", "name", "\"args\"", "kind", "port", "'path'"};
+  uint32_t seed = 12345;
+  auto rnd = [&](size_t n) {
+    seed = seed * 1103515245u + 12345u;
+    return static_cast<size_t>((seed >> 8) % n);
+  };
+  int accepted = 0;
+  for (int iter = 0; iter < 400; ++iter) {
+    std::string y = rnd(2) ? "default: ask\n" : "# policy\ndefault: deny # why\n";
+    y += rnd(3) ? "rules:\n" : "rules: # list\n";
+    const std::string ind = rnd(2) ? "  " : "";
+    for (size_t r = 0, n = 1 + rnd(4); r < n; ++r) {
+      if (rnd(2)) {
+        y += ind + "- match: {";
+        for (size_t f = 0, m = rnd(3); f < m; ++f)
+          y += (f ? ", " : " ") + keys[rnd(keys.size())] + ": " + scalars[rnd(scalars.size())];
+        y += rnd(2) ? " }\n" : "}\n";
+      } else {
+        y += ind + "- match:\n";
+        for (size_t f = 0, m = 1 + rnd(3); f < m; ++f)
+          y += ind + "    " + keys[rnd(keys.size())] + ": " +
+               (rnd(4) ? scalars[rnd(scalars.size())] : "[80, 443]") + "\n";
+      }
+      y += ind + "  action: " + scalars[rnd(scalars.size())] + "\n";
+      if (rnd(3) == 0) y += ind + "  timeout: 30\n";
+    }
+    auto fast = parse_fast(y);
+    auto slow = parse_libyaml(y, "t.yml");
+    if (!slow.ok()) {
+      EXPECT_FALSE(fast.has_value()) << "libyaml refused, fast path accepted:\n" << y;
+      continue;
+    }
+    if (!fast) continue;
+    ++accepted;
+    EXPECT_EQ(dump(*fast, 0, true), dump(*slow, 0, true)) << y;
+  }
+  EXPECT_GT(accepted, 100);  // the fast path must actually be exercised
+}
+
 TEST(PolicyYaml, ParseUsesFastPathForPolicyFiles) {
   auto d = parse(read(std::string(ACP_SOURCE_DIR) + "/compat/upstream-policies/strict.yml"),
                  "strict.yml");
