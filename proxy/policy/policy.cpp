@@ -37,15 +37,6 @@ bool rule_matches(const PolicyData& d, const Rule& r, const Action& a, std::stri
          field(kArgs, a.args) && field(kTool, a.tool) && field(kServer, a.server);
 }
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 bool glob_match(std::string_view p, std::string_view s) {
@@ -138,28 +129,56 @@ PolicyDecision Policy::decide(const Action& a) const {
 }
 
 std::string Policy::rule_text(size_t index) const {
+  // Built in one buffer: this runs for every decision.
   const PolicyData& d = *d_;
   const Rule& r = d.rules.at(index);
-  std::string m;
-  auto add = [&](std::string_view name, const std::string& value) {
-    m += m.empty() ? " " : ", ";
-    m += name;
-    m += ": ";
-    m += value;
+  std::string out;
+  out.reserve(64 + r.pat[kHost].len + r.pat[kPath].len + r.pat[kArgs].len);
+  out += "match: {";
+  bool first = true;
+  auto key = [&](std::string_view name) {
+    out += first ? " " : ", ";
+    first = false;
+    out += name;
+    out += ": ";
   };
-  if (r.has_field(kKind)) add("kind", std::string(d.pat(r, kKind)));
-  if (r.has_field(kHost)) add("host", quote(d.pat(r, kHost)));
-  if (r.ports.len != 0) {
-    std::string p;
-    for (const uint16_t* it = d.ports_begin(r); it != d.ports_end(r); ++it)
-      p += (p.empty() ? "" : ", ") + std::to_string(*it);
-    add("port", r.ports.len == 1 ? p : "[" + p + "]");
+  auto quoted = [&](std::string_view v) {
+    out.push_back('"');
+    for (char c : v) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  };
+  if (r.has_field(kKind)) {
+    key("kind");
+    out += d.pat(r, kKind);
   }
-  for (Field f : {kMethod, kPath, kName, kArgs, kTool, kServer})
-    if (r.has_field(f)) add(kFieldNames[f], quote(d.pat(r, f)));
-  std::string out = "match: {" + m + (m.empty() ? "}" : " }");
-  out += std::string(", action: ") + to_string(r.action);
-  if (r.timeout_s) out += ", timeout: " + std::to_string(r.timeout_s);
+  if (r.has_field(kHost)) {
+    key("host");
+    quoted(d.pat(r, kHost));
+  }
+  if (r.ports.len != 0) {
+    key("port");
+    if (r.ports.len > 1) out += "[";
+    for (const uint16_t* it = d.ports_begin(r); it != d.ports_end(r); ++it) {
+      if (it != d.ports_begin(r)) out += ", ";
+      out += std::to_string(*it);
+    }
+    if (r.ports.len > 1) out += "]";
+  }
+  for (Field f : {kMethod, kPath, kName, kArgs, kTool, kServer}) {
+    if (!r.has_field(f)) continue;
+    key(kFieldNames[f]);
+    quoted(d.pat(r, f));
+  }
+  out += first ? "}" : " }";
+  out += ", action: ";
+  out += to_string(r.action);
+  if (r.timeout_s) {
+    out += ", timeout: ";
+    out += std::to_string(r.timeout_s);
+  }
   return out;
 }
 
