@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <exception>
+#include <limits>
 #include <string_view>
 #include <vector>
 
@@ -36,7 +37,9 @@ constexpr std::chrono::seconds kRefusalWriteTimeout{10};
 constexpr std::chrono::seconds kLingerTimeout{2};
 constexpr size_t kLingerBytes = 1024 * 1024;
 
-auto redirect(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+auto redirect(error_code& ec) {
+  return net::redirect_error(net::use_awaitable, ec);
+}
 
 // End of the header section (just past the empty line), or npos. A bare-LF header ends at
 // "\n\n" so that the parser gets to reject it rather than the proxy waiting for more.
@@ -74,10 +77,9 @@ void strip_hop_by_hop(Fields& f) {
       continue;
     f.erase(n);
   }
-  for (auto fld : {http::field::connection, http::field::keep_alive,
-                   http::field::proxy_connection, http::field::proxy_authorization,
-                   http::field::proxy_authenticate, http::field::te, http::field::trailer,
-                   http::field::upgrade})
+  for (auto fld : {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
+                   http::field::proxy_authorization, http::field::proxy_authenticate,
+                   http::field::te, http::field::trailer, http::field::upgrade})
     f.erase(fld);
 }
 
@@ -89,9 +91,8 @@ template <bool isRequest>
 net::awaitable<RelayFail> relay_body(http::parser<isRequest, http::buffer_body>& p,
                                      beast::tcp_stream& in, beast::flat_buffer& in_buffer,
                                      beast::tcp_stream& out,
-                                     http::serializer<isRequest, http::buffer_body>& sr,
-                                     char* buf, std::chrono::seconds idle, uint64_t& bytes) {
-  error_code ec;
+                                     http::serializer<isRequest, http::buffer_body>& sr, char* buf,
+                                     std::chrono::seconds idle, uint64_t& bytes, error_code& ec) {
   while (!sr.is_done()) {
     auto& body = p.get().body();
     if (!p.is_done()) {
@@ -103,7 +104,8 @@ net::awaitable<RelayFail> relay_body(http::parser<isRequest, http::buffer_body>&
       if (ec == http::error::body_limit) co_return RelayFail::BodyLimit;
       if (ec) co_return RelayFail::Read;
       body.size = kRelayBufferBytes - body.size;
-      body.data = buf;
+      // Never an empty buffer with data: a chunked serializer would end the body with it.
+      body.data = body.size > 0 ? buf : nullptr;
       body.more = !p.is_done();
       bytes += body.size;
     } else {
@@ -220,7 +222,9 @@ Connection::Connection(std::shared_ptr<ProxyServer::State> state, tcp::socket so
   state_->connections.insert(this);
 }
 
-Connection::~Connection() { state_->connections.erase(this); }
+Connection::~Connection() {
+  state_->connections.erase(this);
+}
 
 void Connection::close() {
   closed_ = true;
@@ -290,7 +294,9 @@ net::awaitable<void> Connection::run() {
     if (lim.max_body_bytes > 0) {
       p.body_limit(lim.max_body_bytes);
     } else {
-      p.body_limit(boost::none);
+      // Not boost::none: Boost 1.74 compares a Content-Length against an empty optional as
+      // "exceeds" (basic_parser.ipp `len_ > body_limit_`).
+      p.body_limit(std::numeric_limits<std::uint64_t>::max());
     }
     auto d = buffer_.data();
     std::string_view head(static_cast<const char*>(d.data()), head_len);
@@ -334,8 +340,7 @@ net::awaitable<void> Connection::run() {
                             {"method", std::string(req.method_string())}};
     auto start = Clock::now();
     bool keep = co_await handle_request(p, event);
-    event["ms"] =
-        std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    event["ms"] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     state_->emit(event);
     if (!keep) break;
   }
@@ -390,11 +395,11 @@ net::awaitable<Judgement> Connection::judge(Action action) {
       co_await pending->timer.async_wait(redirect(ec));
       result = pending->j;
       if (!result) {
-        result = Judgement{false,
-                           "no decision within " + std::to_string(timeout.count()) +
-                               " s (judge_timeout)",
-                           {},
-                           false};
+        result = Judgement{
+            false,
+            "no decision within " + std::to_string(timeout.count()) + " s (judge_timeout)",
+            {},
+            false};
       }
     }
   } catch (const std::exception& e) {
@@ -412,8 +417,8 @@ net::awaitable<std::optional<beast::tcp_stream>> Connection::connect_upstream(
   error_code ec;
   tcp::resolver resolver(ex);
   // Resolved once: the addresses checked here are the only ones connected to.
-  auto results = co_await resolver.async_resolve(
-      target.host, std::to_string(target.port), tcp::resolver::numeric_service, redirect(ec));
+  auto results = co_await resolver.async_resolve(target.host, std::to_string(target.port),
+                                                 tcp::resolver::numeric_service, redirect(ec));
   if (ec) {
     refusal = {502, "Cannot resolve host", target.host + ": " + ec.message()};
     co_return std::nullopt;
@@ -428,8 +433,8 @@ net::awaitable<std::optional<beast::tcp_stream>> Connection::connect_upstream(
              (unmapped(b.address()) == addr || b.address().is_unspecified());
     });
     if (own) {
-      why = addr.to_string() + " port " + std::to_string(ep.port()) +
-            " is this proxy's own address";
+      why =
+          addr.to_string() + " port " + std::to_string(ep.port()) + " is this proxy's own address";
       continue;
     }
     if (auto reason = restricted_address_reason(addr); reason && !j.host_named) {
@@ -641,7 +646,7 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
     RelayFail fail = ec ? RelayFail::Write : RelayFail::None;
     if (!ec)
       fail = co_await relay_body(p, client_, buffer_, up, sr, buf.data(), lim.idle_timeout,
-                                 bytes_up);
+                                 bytes_up, ec);
     const bool retry = reused && !had_body && attempt == 0;
     if (fail == RelayFail::BodyLimit) {
       up_.stream.reset();
@@ -671,7 +676,7 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
     for (;;) {
       rp.emplace();
       rp->header_limit(kResponseHeaderLimit);
-      rp->body_limit(boost::none);
+      rp->body_limit(std::numeric_limits<std::uint64_t>::max());
       if (head) rp->skip(true);
       up.expires_after(lim.idle_timeout);
       co_await http::async_read_header(up, up_.buffer, *rp, redirect(ec));
@@ -704,8 +709,8 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
                           j.request_id);
     co_return false;
   }
-  const bool until_eof = !head && code != 204 && code != 304 && !rp->chunked() &&
-                         !rp->content_length().has_value();
+  const bool until_eof =
+      !head && code != 204 && code != 304 && !rp->chunked() && !rp->content_length().has_value();
   bool up_keep = res.keep_alive() && !until_eof;
   strip_hop_by_hop(res);
   if (client_version < 11) {
@@ -728,7 +733,7 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   co_await http::async_write_header(client_, sr, redirect(ec));
   auto fail = ec ? RelayFail::Write
                  : co_await relay_body(*rp, *up_.stream, up_.buffer, client_, sr, buf.data(),
-                                       lim.idle_timeout, bytes_down);
+                                       lim.idle_timeout, bytes_down, ec);
   event["bytes_up"] = bytes_up;
   event["bytes_down"] = bytes_down;
   if (fail == RelayFail::Read && until_eof && rp->is_done()) fail = RelayFail::None;

@@ -38,8 +38,8 @@ class Connection {
   struct Upstream {
     std::optional<boost::beast::tcp_stream> stream;
     boost::beast::flat_buffer buffer;
-    std::string key;               // host:port it was opened for
-    bool restricted = false;       // its address needed a rule naming the host
+    std::string key;          // host:port it was opened for
+    bool restricted = false;  // its address needed a rule naming the host
   };
   struct Refusal {
     unsigned status = 0;

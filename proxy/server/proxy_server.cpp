@@ -23,7 +23,8 @@ net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, size
   auto& acceptor = state->acceptors[index];
   for (;;) {
     boost::system::error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(net::redirect_error(net::use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor.async_accept(net::redirect_error(net::use_awaitable, ec));
     if (state->stopped || ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       // EMFILE and friends: back off instead of spinning; the next accept may succeed.
@@ -62,8 +63,8 @@ Status ProxyServer::start() {
   for (const auto& ep : s.cfg.listen) {
     boost::system::error_code ec;
     tcp::acceptor a(s.io);
-    const std::string where = "listen on " + ep.address().to_string() + " port " +
-                              std::to_string(ep.port());
+    const std::string where =
+        "listen on " + ep.address().to_string() + " port " + std::to_string(ep.port());
     if (a.open(ep.protocol(), ec); ec) return make_error(where, ec.value());
     a.set_option(tcp::acceptor::reuse_address(true), ec);
     if (ep.address().is_v6()) a.set_option(net::ip::v6_only(true), ec);
@@ -82,7 +83,9 @@ Status ProxyServer::start() {
   return {};
 }
 
-std::vector<tcp::endpoint> ProxyServer::local_endpoints() const { return state_->bound; }
+std::vector<tcp::endpoint> ProxyServer::local_endpoints() const {
+  return state_->bound;
+}
 
 void ProxyServer::stop() {
   auto& s = *state_;

@@ -34,8 +34,8 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   bool stopped = false;
   uint64_t next_request = 0;
 
-  std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0},
-      n_denied{0}, n_errors{0};
+  std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
+      n_errors{0};
 
   void emit(const nlohmann::json& event) const {
     if (on_event) on_event(event);

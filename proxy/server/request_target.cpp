@@ -77,7 +77,8 @@ std::string normalize_host(std::string_view host) {
 Result<RequestTarget> parse_authority(std::string_view authority) {
   std::string_view host, port;
   bool has_port = false;
-  if (authority.find('@') != std::string_view::npos || authority.find('/') != std::string_view::npos)
+  if (authority.find('@') != std::string_view::npos ||
+      authority.find('/') != std::string_view::npos)
     return make_error("CONNECT target must be host:port, got '" + std::string(authority) + "'");
   if (!split_host_port(authority, host, port, has_port) || !has_port)
     return make_error("CONNECT target must be host:port, got '" + std::string(authority) + "'");

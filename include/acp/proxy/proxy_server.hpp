@@ -24,9 +24,9 @@ namespace acp::proxy {
 
 // Every resource a client (the agent) controls has a limit; each refusal has its own status.
 struct ProxyLimits {
-  size_t max_header_bytes = 64 * 1024;     // request line + headers; beyond: 431
-  uint64_t max_body_bytes = 0;             // request body; 0 = unlimited (streamed); beyond: 413
-  std::chrono::seconds idle_timeout{300};  // no byte either way on a connection or tunnel
+  size_t max_header_bytes = 64 * 1024;       // request line + headers; beyond: 431
+  uint64_t max_body_bytes = 0;               // request body; 0 = unlimited (streamed); beyond: 413
+  std::chrono::seconds idle_timeout{300};    // no byte either way on a connection or tunnel
   std::chrono::seconds connect_timeout{10};  // upstream TCP connect; beyond: 504
   std::chrono::seconds header_timeout{30};   // from the first byte to the end of the header
   std::chrono::seconds judge_timeout{0};     // 0 = wait for the judge as long as it takes
