@@ -119,7 +119,9 @@ std::string read_head(tcp::socket& s, std::string& rest) {
   }
 }
 
-tcp::socket open(net::io_context& io, uint16_t port, std::optional<uint16_t> connect_to) {
+// `early`: bytes that arrived right behind the CONNECT reply.
+tcp::socket open(net::io_context& io, uint16_t port, std::optional<uint16_t> connect_to,
+                 size_t* early = nullptr) {
   tcp::socket s(io);
   s.connect(tcp::endpoint(kLoopback, port));
   s.set_option(tcp::no_delay(true));
@@ -129,6 +131,7 @@ tcp::socket open(net::io_context& io, uint16_t port, std::optional<uint16_t> con
     std::string rest;
     auto head = read_head(s, rest);
     if (head.find(" 200") == std::string::npos) throw std::runtime_error("CONNECT: " + head);
+    if (early) *early = rest.size();
   }
   return s;
 }
@@ -137,9 +140,10 @@ tcp::socket open(net::io_context& io, uint16_t port, std::optional<uint16_t> con
 double bulk_mbps(uint16_t port, std::optional<uint16_t> connect_to, uint64_t bytes) {
   net::io_context io;
   auto start = Clock::now();
-  auto s = open(io, port, connect_to);
+  size_t early = 0;
+  auto s = open(io, port, connect_to, &early);
   std::vector<char> buf(256 * 1024);
-  uint64_t got = 0;
+  uint64_t got = early;
   boost::system::error_code ec;
   while (!ec) got += s.read_some(net::buffer(buf), ec);
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
@@ -154,7 +158,8 @@ double setup_rate(uint16_t port, std::optional<uint16_t> connect_to, int n) {
   char buf[4096];
   for (int i = 0; i < n; ++i) {
     auto s = open(io, port, connect_to);
-    net::write(s, net::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+    net::write(s,
+               net::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
     boost::system::error_code ec;
     while (!ec) s.read_some(net::buffer(buf), ec);
   }
@@ -291,8 +296,8 @@ int main(int argc, char** argv) {
     haproxy.emplace("haproxy", std::vector<std::string>{"haproxy", "-db", "-f", dir + "/h.cfg"},
                     "global\n  nbthread 1\ndefaults\n  mode tcp\n  timeout connect 5s\n"
                     "  timeout client 60s\n  timeout server 60s\nlisten relay\n  bind 127.0.0.1:" +
-                        std::to_string(p) + "\n  server s1 127.0.0.1:" +
-                        std::to_string(servers.bulk_port()) + "\n",
+                        std::to_string(p) +
+                        "\n  server s1 127.0.0.1:" + std::to_string(servers.bulk_port()) + "\n",
                     dir + "/h.cfg", p);
   }
   if (have("tinyproxy")) {
@@ -310,6 +315,7 @@ int main(int argc, char** argv) {
   const uint16_t bulk = servers.bulk_port(), http = servers.http_port();
   double direct = best_of(rounds, [&] { return bulk_mbps(bulk, std::nullopt, bytes); });
   double acp = best_of(rounds, [&] { return bulk_mbps(pport, bulk, bytes); });
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf("bulk direct        %10.1f MB/s\n", direct);
   std::printf("bulk acp CONNECT   %10.1f MB/s  (%.2fx direct)\n", acp, acp / direct);
   if (haproxy && haproxy->ok()) {

@@ -604,7 +604,8 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   req.set(http::field::host, target->host_header());
   const bool had_body = !p.is_done();
 
-  std::vector<char> buf(kRelayBufferBytes);
+  if (!relay_buffer_) relay_buffer_.reset(new char[kRelayBufferBytes]);
+  char* const buf = relay_buffer_.get();
   const std::string key = target->host + ":" + std::to_string(target->port);
   uint64_t bytes_up = 0, bytes_down = 0;
   std::optional<http::response_parser<http::buffer_body>> rp;
@@ -641,12 +642,15 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
       sent_continue = true;
     }
     http::serializer<true, http::buffer_body> sr{req};
-    up.expires_after(lim.idle_timeout);
-    co_await http::async_write_header(up, sr, redirect(ec));
+    // The header goes out on its own only when the body is not already here; otherwise
+    // header and body leave in one write.
+    if (!p.is_done() && buffer_.size() == 0) {
+      up.expires_after(lim.idle_timeout);
+      co_await http::async_write_header(up, sr, redirect(ec));
+    }
     RelayFail fail = ec ? RelayFail::Write : RelayFail::None;
     if (!ec)
-      fail = co_await relay_body(p, client_, buffer_, up, sr, buf.data(), lim.idle_timeout,
-                                 bytes_up, ec);
+      fail = co_await relay_body(p, client_, buffer_, up, sr, buf, lim.idle_timeout, bytes_up, ec);
     const bool retry = reused && !had_body && attempt == 0;
     if (fail == RelayFail::BodyLimit) {
       up_.stream.reset();
@@ -729,10 +733,12 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
 
   error_code ec;
   http::serializer<false, http::buffer_body> sr{res};
-  client_.expires_after(lim.idle_timeout);
-  co_await http::async_write_header(client_, sr, redirect(ec));
+  if (!rp->is_done() && up_.buffer.size() == 0) {
+    client_.expires_after(lim.idle_timeout);
+    co_await http::async_write_header(client_, sr, redirect(ec));
+  }
   auto fail = ec ? RelayFail::Write
-                 : co_await relay_body(*rp, *up_.stream, up_.buffer, client_, sr, buf.data(),
+                 : co_await relay_body(*rp, *up_.stream, up_.buffer, client_, sr, buf,
                                        lim.idle_timeout, bytes_down, ec);
   event["bytes_up"] = bytes_up;
   event["bytes_down"] = bytes_down;

@@ -64,6 +64,7 @@ class Connection {
   boost::beast::tcp_stream client_;
   boost::beast::flat_buffer buffer_;
   Upstream up_;
+  std::unique_ptr<char[]> relay_buffer_;  // bodies of plain HTTP requests and responses
   boost::asio::steady_timer* tunnel_timer_ = nullptr;  // set while a tunnel runs
   bool closed_ = false;
   std::string peer_;
