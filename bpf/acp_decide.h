@@ -103,8 +103,10 @@ static __always_inline __u8 acp_verdict_for(int allowed, __u32 mode) {
  * - AF_INET/AF_INET6 only as TCP or UDP: their connect()/sendmsg() then pass the hooks.
  *   SOCK_RAW and ICMP/ICMPv6 "ping" sockets are refused: they reach any address without a
  *   connect() the hooks would see. So are SCTP, UDP-Lite, MPTCP and the rest.
- * - Every other family (AF_PACKET, AF_VSOCK, AF_BLUETOOTH, AF_XDP, ...) is refused: each is
- *   a way off the host that the sock_addr hooks do not see.
+ * - Every other family is refused here too, but note: the kernel runs cgroup/sock_create only
+ *   from inet_create()/inet6_create(), so AF_PACKET, AF_VSOCK, AF_BLUETOOTH, AF_XDP (...)
+ *   never reach this program. The agent's seccomp filter refuses those families instead
+ *   (src/launch/socket_filter.cpp); this branch is defence in depth.
  * Returns 1 when the socket may be created. */
 static __always_inline int acp_socket_allowed(__u32 family, __u32 sock_type, __u32 protocol) {
   if (family == ACP_AF_UNIX || family == ACP_AF_NETLINK) return 1;

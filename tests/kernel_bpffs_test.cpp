@@ -10,16 +10,16 @@
 namespace {
 
 TEST(KernelBpffs, SessionIdIsOnePathComponent) {
-  EXPECT_TRUE(acp::kernel::valid_session_id("a1b2c3d4"));
-  EXPECT_TRUE(acp::kernel::valid_session_id("sess-1_x.y"));
-  EXPECT_FALSE(acp::kernel::valid_session_id(""));
-  EXPECT_FALSE(acp::kernel::valid_session_id("."));
-  EXPECT_FALSE(acp::kernel::valid_session_id(".."));
-  EXPECT_FALSE(acp::kernel::valid_session_id("../etc"));
-  EXPECT_FALSE(acp::kernel::valid_session_id("a/b"));
-  EXPECT_FALSE(acp::kernel::valid_session_id("a b"));
-  EXPECT_FALSE(acp::kernel::valid_session_id(std::string(65, 'a')));
-  EXPECT_TRUE(acp::kernel::valid_session_id(std::string(64, 'a')));
+  EXPECT_TRUE(acp::kernel::safe_pin_component("a1b2c3d4"));
+  EXPECT_TRUE(acp::kernel::safe_pin_component("sess-1_x.y"));
+  EXPECT_FALSE(acp::kernel::safe_pin_component(""));
+  EXPECT_FALSE(acp::kernel::safe_pin_component("."));
+  EXPECT_FALSE(acp::kernel::safe_pin_component(".."));
+  EXPECT_FALSE(acp::kernel::safe_pin_component("../etc"));
+  EXPECT_FALSE(acp::kernel::safe_pin_component("a/b"));
+  EXPECT_FALSE(acp::kernel::safe_pin_component("a b"));
+  EXPECT_FALSE(acp::kernel::safe_pin_component(std::string(65, 'a')));
+  EXPECT_TRUE(acp::kernel::safe_pin_component(std::string(64, 'a')));
 }
 
 // A plain directory stands in for the bpffs root: only the default root triggers a mount.

@@ -51,9 +51,6 @@ class LaunchAgent : public ::testing::Test {
     EXPECT_TRUE(st.ok()) << st.error().message();
   }
 
-  // This cgroup as /proc/<pid>/cgroup shows it on its "0::" line.
-  std::string relative(const Cgroup& cg) const { return cg.path().substr(mount_.size()); }
-
   AgentSpec spec(std::vector<std::string> argv, const Cgroup* cg = nullptr) const {
     if (!cg) cg = &*cg_;
     AgentSpec s;
@@ -107,29 +104,83 @@ std::string cgroup2_line(const std::string& proc_self_cgroup) {
   return "";
 }
 
+// The agent prints its pid, its own view of its cgroup, and the session cgroup's member list
+// (as the host sees it). It is placed when it is a member, and its cgroup namespace is rooted
+// at the session cgroup when it sees itself at "/".
+std::vector<std::string> placement_probe(const std::string& cg_path) {
+  return {"sh", "-c", "echo $$; cat /proc/self/cgroup; echo --; cat " + cg_path + "/cgroup.procs"};
+}
+void expect_placed(const std::string& out) {
+  std::istringstream in(out);
+  std::string pid, line;
+  std::getline(in, pid);
+  std::string self, members;
+  bool after = false;
+  while (std::getline(in, line)) {
+    if (line == "--") {
+      after = true;
+      continue;
+    }
+    (after ? members : self) += line + "\n";
+  }
+  EXPECT_EQ(cgroup2_line(self), "/") << out;
+  EXPECT_NE(("\n" + members).find("\n" + pid + "\n"), std::string::npos) << out;
+}
+
 TEST_F(LaunchAgent, AgentIsInTheCgroupAtExec) {
-  auto r = run(spec({"cat", "/proc/self/cgroup"}));
+  auto r = run(spec(placement_probe(cg_->path())));
   EXPECT_EQ(r.code, 0);
   EXPECT_TRUE(r.placed_by_clone3);
-  EXPECT_EQ(cgroup2_line(r.out), relative(*cg_)) << r.out;
+  expect_placed(r.out);
 }
 
 TEST_F(LaunchAgent, ForkFallbackAlsoPlacesTheChildBeforeExec) {
-  auto s = spec({"cat", "/proc/self/cgroup"});
+  auto s = spec(placement_probe(cg_->path()));
   s.force_fork_fallback = true;
   auto r = run(s);
   EXPECT_EQ(r.code, 0);
   EXPECT_FALSE(r.placed_by_clone3);
-  EXPECT_EQ(cgroup2_line(r.out), relative(*cg_)) << r.out;
+  expect_placed(r.out);
 }
 
 TEST_F(LaunchAgent, AgentCannotLeaveTheCgroup) {
   auto r = run(spec({"sh", "-c",
                      "echo $$ > " + mount_ +
                          "/cgroup.procs 2>/dev/null || echo refused; "
-                         "cat /proc/self/cgroup"}));
+                         "cat " +
+                         cg_->path() + "/cgroup.procs"}));
   EXPECT_EQ(r.out.rfind("refused\n", 0), 0u) << r.out;
-  EXPECT_EQ(cgroup2_line(r.out.substr(8)), relative(*cg_)) << r.out;
+  EXPECT_NE(r.out.size(), 8u) << "the agent is no longer in the session cgroup: " << r.out;
+}
+
+// --allow-root: root's file access stays, but the cgroup namespace stops it from migrating out
+// (cgroup.procs of the root is root-writable) and the bounding set has no CAP_NET_RAW for
+// AF_PACKET, which the BPF programs do not see.
+TEST_F(LaunchAgent, RootAgentCannotLeaveTheCgroupNorOpenPacketSockets) {
+  auto s = spec({"sh", "-c",
+                 "echo $$ > " + mount_ +
+                     "/cgroup.procs 2>/dev/null && echo moved || echo refused; "
+                     "python3 -c 'import socket\ntry:\n socket.socket(socket.AF_PACKET, "
+                     "socket.SOCK_RAW)\n print(\"packet-open\")\nexcept OSError:\n "
+                     "print(\"packet-refused\")'; "
+                     "grep CapBnd /proc/self/status"});
+  s.uid = 0;
+  s.gid = 0;
+  s.groups = {0};
+  s.readonly_paths = {mount_};
+  auto r = run(s);
+  EXPECT_NE(r.out.find("refused\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("moved"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("packet-refused"), std::string::npos) << r.out;
+  auto at = r.out.find("CapBnd:");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const uint64_t bnd = std::stoull(r.out.substr(at + 7), nullptr, 16);
+  for (int cap : {13 /*NET_RAW*/, 12 /*NET_ADMIN*/, 21 /*SYS_ADMIN*/, 39 /*BPF*/, 19 /*PTRACE*/})
+    EXPECT_EQ(bnd & (uint64_t{1} << cap), 0u) << "capability " << cap << " left: " << r.out;
+  // Control: the same python3 as root outside the agent opens the packet socket.
+  EXPECT_EQ(system("python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)' "
+                   "2>/dev/null"),
+            0);
 }
 
 TEST_F(LaunchAgent, RunsAsTheTargetUserWithItsGroupsOnly) {
@@ -356,3 +407,46 @@ TEST_F(LaunchAgent, DestructorNeverKills) {
 }
 
 }  // namespace
+
+namespace {
+
+// python3 one-liners that print OPEN or the errno name: the same probe inside and outside.
+const char* kVsockProbe =
+    "import socket,errno\n"
+    "try:\n"
+    " socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM); print('vsock:OPEN')\n"
+    "except OSError as e:\n"
+    " print('vsock:' + errno.errorcode[e.errno])\n"
+    "try:\n"
+    " socket.socket(socket.AF_INET, socket.SOCK_STREAM); print('inet:OPEN')\n"
+    "except OSError as e:\n"
+    " print('inet:' + errno.errorcode[e.errno])\n"
+    "import ctypes\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "params = ctypes.create_string_buffer(120)\n"
+    "fd = libc.syscall(425, 4, params)\n"
+    "print('io_uring:OPEN' if fd >= 0 else 'io_uring:' + errno.errorcode[ctypes.get_errno()])\n";
+
+}  // namespace
+
+// cgroup/sock_create never sees non-inet sockets: the agent's seccomp filter refuses their
+// families (AF_VSOCK needs no privilege at all), and io_uring, which creates sockets without
+// socket(2). Control: the same probe outside the agent opens both.
+TEST_F(LaunchAgent, SocketFamiliesTheHooksCannotSeeAreRefused) {
+  auto r = run(spec({"python3", "-c", kVsockProbe}));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("vsock:EAFNOSUPPORT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("inet:OPEN"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("io_uring:EPERM"), std::string::npos) << r.out;
+
+  FILE* f =
+      popen(("python3 -c \"" + std::string("exec('''") + kVsockProbe + "''')\"").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string control;
+  char buf[256];
+  while (fgets(buf, sizeof buf, f)) control += buf;
+  pclose(f);
+  if (control.find("vsock:OPEN") == std::string::npos)
+    GTEST_SKIP() << "control: AF_VSOCK cannot be opened on this machine even outside: " << control;
+  EXPECT_NE(control.find("io_uring:OPEN"), std::string::npos) << control;
+}

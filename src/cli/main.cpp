@@ -1,11 +1,15 @@
 // acp: the Agent Consent Protocol enforcement agent. A thin main(): every command lives in
 // src/cli/cmd_<name>.cpp and the machinery behind it in acp_core / acp_proxy.
+#include <csignal>
 #include <cstdio>
 #include <string>
 
 #include "acp/cli/commands.hpp"
 
 int main(int argc, char** argv) {
+  // A write past RLIMIT_FSIZE must fail with EFBIG (the audit log then denies and truncates
+  // back), not kill acp with SIGXFSZ and leave the agent's wall without its proxy.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "acp - run AI agents behind a kernel-enforced wall whose only door is a consent proxy.\n"
       "See `acp COMMAND --help` for each command."};
@@ -16,6 +20,8 @@ int main(int argc, char** argv) {
   acp::cli::register_status(app, exit_code);
   acp::cli::register_gc(app, exit_code);
   acp::cli::register_doctor(app, exit_code);
+  acp::cli::register_consent(app, exit_code);
+  acp::cli::register_audit(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

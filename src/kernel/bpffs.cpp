@@ -25,7 +25,7 @@ Status ensure_bpffs(const std::string& mount_point) {
   return {};
 }
 
-bool valid_session_id(std::string_view id) {
+bool safe_pin_component(std::string_view id) {
   if (id.empty() || id.size() > 64 || id == "." || id == "..") return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -34,7 +34,7 @@ bool valid_session_id(std::string_view id) {
 }
 
 Result<std::string> session_pin_dir(std::string_view session_id, const std::string& root) {
-  if (!valid_session_id(session_id))
+  if (!safe_pin_component(session_id))
     return make_error("session id \"" + std::string(session_id) +
                           "\": expected 1-64 characters of A-Z a-z 0-9 _ . -",
                       EINVAL);
@@ -59,7 +59,7 @@ Result<std::vector<std::string>> list_session_pin_dirs(const std::string& root) 
   errno = 0;
   while (dirent* e = ::readdir(d.get())) {
     std::string_view name = e->d_name;
-    if (e->d_type == DT_DIR && valid_session_id(name)) out.emplace_back(name);
+    if (e->d_type == DT_DIR && safe_pin_component(name)) out.emplace_back(name);
   }
   if (errno != 0) return errno_error("read directory " + base);
   std::sort(out.begin(), out.end());

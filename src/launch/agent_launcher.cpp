@@ -1,9 +1,12 @@
 #include "acp/launch/agent_launcher.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -14,6 +17,7 @@
 #include <cerrno>
 
 #include "acp/launch/agent_env.hpp"
+#include "acp/launch/socket_filter.hpp"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -42,6 +46,10 @@ enum Stage : int {
   kStageUid,
   kStageVerifyIds,
   kStageNoNewPrivs,
+  kStageCgroupNs,
+  kStageCaps,
+  kStageMounts,
+  kStageSeccomp,
   kStageExec,
 };
 
@@ -64,7 +72,21 @@ struct ChildPlan {
   int stdio[3];
   int report_fd;
   int procs_fd;  // fork fallback: cgroup.procs of the session cgroup, else -1
+  // Root agents only: a private mount namespace where these are read-only / covered by an
+  // empty tmpfs.
+  const char* const* readonly_paths;
+  size_t n_readonly;
+  const char* const* hidden_paths;
+  size_t n_hidden;
+  const sock_fprog* socket_filter;  // nullptr: none
 };
+
+// CAP_SETPCAP last: dropping it from the bounding set needs it.
+constexpr int kAgentDroppedCaps[] = {CAP_NET_RAW,      CAP_NET_ADMIN,       CAP_SYS_ADMIN,
+                                     CAP_BPF,          CAP_PERFMON,         CAP_SYS_PTRACE,
+                                     CAP_SYS_MODULE,   CAP_SYS_RAWIO,       CAP_SYS_BOOT,
+                                     CAP_MAC_ADMIN,    CAP_MAC_OVERRIDE,    CAP_SYS_CHROOT,
+                                     CAP_SYS_RESOURCE, CAP_LINUX_IMMUTABLE, CAP_SETPCAP};
 
 [[noreturn]] void child_fail(const ChildPlan& p, int stage, int err) {
   ChildReport r{stage, err};
@@ -102,6 +124,43 @@ struct ChildPlan {
     sa.sa_handler = SIG_DFL;
     ::sigaction(sig, &sa, nullptr);  // fails harmlessly for glibc's reserved signals
   }
+  if (::syscall(SYS_geteuid) == 0) {
+    // A cgroup namespace rooted at the session cgroup: the kernel checks migrations against the
+    // namespace root of the writer, so not even a root agent can move itself (or a child) out
+    // of the session cgroup by writing to an ancestor's cgroup.procs.
+    if (::syscall(SYS_unshare, CLONE_NEWCGROUP) != 0) child_fail(p, kStageCgroupNs, errno);
+    // A root agent (--allow-root) keeps root's file access but not the capabilities that open
+    // doors around the wall: packet and raw sockets (cgroup/sock_create only sees inet
+    // sockets), network configuration, BPF and cgroup administration, ptrace of acp, modules.
+    // Dropped from the bounding set, they cannot come back through execve.
+    if (p.uid == 0) {
+      // Its own mount namespace, where what holds the wall up (the cgroup tree, the pins) and
+      // ACP's files are read-only and the control sockets are out of sight: root owns them all.
+      if (::syscall(SYS_unshare, CLONE_NEWNS) != 0) child_fail(p, kStageMounts, errno);
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+        child_fail(p, kStageMounts, errno);
+      for (size_t i = 0; i < p.n_readonly; ++i) {
+        const char* path = p.readonly_paths[i];
+        if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+          if (errno == ENOENT) continue;
+          child_fail(p, kStageMounts, errno);
+        }
+        if (::mount(nullptr, path, nullptr,
+                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    nullptr) != 0)
+          child_fail(p, kStageMounts, errno);
+      }
+      for (size_t i = 0; i < p.n_hidden; ++i) {
+        if (::mount("tmpfs", p.hidden_paths[i], "tmpfs",
+                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=000,size=4k") != 0 &&
+            errno != ENOENT)
+          child_fail(p, kStageMounts, errno);
+      }
+      for (int cap : kAgentDroppedCaps)
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+          child_fail(p, kStageCaps, errno);
+    }
+  }
   for (int i = 0; i < 3; ++i) {
     if (p.stdio[i] >= 0 && p.stdio[i] != i && ::dup2(p.stdio[i], i) < 0)
       child_fail(p, kStageStdio, errno);
@@ -118,6 +177,11 @@ struct ChildPlan {
     child_fail(p, kStageVerifyIds, EPERM);
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     child_fail(p, kStageNoNewPrivs, errno);
+  // Socket families the BPF hooks never see (see socket_filter.hpp). Needs no-new-privileges
+  // once the uid is no longer root.
+  if (p.socket_filter && (p.no_new_privs || p.uid == 0) &&
+      ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p.socket_filter, 0, 0) != 0)
+    child_fail(p, kStageSeccomp, errno);
   // No ACP fd (BPF maps, sockets, the audit log) may reach the agent. CLOEXEC rather than close
   // keeps the report pipe usable until execve succeeds.
   if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
@@ -146,6 +210,14 @@ const char* stage_name(int stage) {
       return "verify the new uid/gid";
     case kStageNoNewPrivs:
       return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case kStageCgroupNs:
+      return "unshare(CLONE_NEWCGROUP)";
+    case kStageCaps:
+      return "drop capabilities from the bounding set";
+    case kStageSeccomp:
+      return "install the socket-family seccomp filter";
+    case kStageMounts:
+      return "make ACP's state read-only in the agent's mount namespace";
     default:
       return "start the agent";
   }
@@ -272,6 +344,17 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
   plan.stdio[2] = spec.stderr_fd;
   plan.report_fd = report_w.get();
   plan.procs_fd = -1;
+  std::vector<const char*> readonly, hidden;
+  for (const auto& r : spec.readonly_paths) readonly.push_back(r.c_str());
+  for (const auto& h : spec.hidden_paths) hidden.push_back(h.c_str());
+  plan.readonly_paths = readonly.data();
+  plan.n_readonly = readonly.size();
+  plan.hidden_paths = hidden.data();
+  plan.n_hidden = hidden.size();
+  const std::vector<sock_filter> filter = agent_socket_filter();
+  sock_fprog filter_prog{static_cast<unsigned short>(filter.size()),
+                         const_cast<sock_filter*>(filter.data())};
+  plan.socket_filter = &filter_prog;
 
   Agent agent;
   UniqueFd procs_fd;

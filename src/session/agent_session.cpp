@@ -64,7 +64,12 @@ class SessionGuard {
   SessionGuard(const SessionGuard&) = delete;
   SessionGuard& operator=(const SessionGuard&) = delete;
   ~SessionGuard() {
-    if (armed_) teardown();
+    if (!armed_) return;
+    if (auto st = teardown(); !st)
+      std::fprintf(stderr,
+                   "acp run: %s\nacp run: the wall of session %s stays up; run `sudo acp gc "
+                   "--kill` to remove it\n",
+                   st.error().message().c_str(), id_.c_str());
   }
   Status teardown() {
     armed_ = false;
@@ -80,18 +85,19 @@ class SessionGuard {
 class EventPump {
  public:
   EventPump(asio::io_context& io, int events_fd, bool json, SessionProxy* proxy)
-      : reader_(events_fd, [this](const acp_event& e) { on_event(e); }),
-        stream_(io),
-        json_(json),
-        proxy_(proxy) {}
+      : events_fd_(events_fd), stream_(io), json_(json), proxy_(proxy) {}
 
   Status start() {
-    if (!reader_.valid()) return make_error("open the kernel event ring buffer");
-    stream_.assign(::dup(reader_.epoll_fd()));
+    auto reader = EventReader::create(events_fd_, [this](const acp_event& e) { on_event(e); });
+    if (!reader) return reader.error();
+    reader_.emplace(std::move(*reader));
+    stream_.assign(::dup(reader_->epoll_fd()));
     arm();
     return {};
   }
-  void drain() { (void)reader_.consume(); }
+  void drain() {
+    if (reader_) (void)reader_->consume();
+  }
   void stop() {
     boost::system::error_code ec;
     stream_.cancel(ec);
@@ -103,7 +109,7 @@ class EventPump {
     stream_.async_wait(asio::posix::stream_descriptor::wait_read,
                        [this](const boost::system::error_code& ec) {
                          if (ec) return;
-                         (void)reader_.consume();
+                         (void)reader_->consume();
                          arm();
                        });
   }
@@ -115,7 +121,8 @@ class EventPump {
     if (proxy_) proxy_->record_kernel_event(e);
   }
 
-  EventReader reader_;
+  int events_fd_;
+  std::optional<EventReader> reader_;
   asio::posix::stream_descriptor stream_;
   bool json_;
   SessionProxy* proxy_;
@@ -185,6 +192,7 @@ int run_agent_session(const RunOptions& o) {
   pcfg.port = o.proxy_port.value_or(kDefaultProxyPort);
   pcfg.port_is_explicit = o.proxy_port.has_value();
   pcfg.policy_path = o.policy;
+  pcfg.audit_path = o.audit_log;
   auto proxy = SessionProxy::start(io, pcfg);
   if (!proxy) return fail(proxy.error().message());
 
@@ -208,6 +216,9 @@ int run_agent_session(const RunOptions& o) {
   spec.groups = user->groups;
   spec.cgroup_fd = cgroup->fd();
   spec.cgroup_path = cg_path;
+  // Only applied to a root agent (--allow-root): see AgentSpec.
+  spec.readonly_paths = {*cg_root, kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
+  spec.hidden_paths = {"/run/acp"};
 
   SessionRecord rec;
   rec.id = id;
@@ -221,6 +232,9 @@ int run_agent_session(const RunOptions& o) {
   rec.cgroup = cg_path;
   rec.pin_dir = *pin_dir;
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
+  rec.policy = o.policy.value_or("<built-in>");
+  rec.control = (*proxy)->control_path();
+  rec.audit_log = (*proxy)->audit_path();
   rec.started_at = static_cast<int64_t>(std::time(nullptr));
 
   auto agent = spawn_agent(spec);
@@ -232,9 +246,8 @@ int run_agent_session(const RunOptions& o) {
   if (auto st = write_session_record(kSessionRecordDir, rec); !st)
     std::fprintf(stderr, "acp run: warning: %s (acp status will not show this session)\n",
                  st.error().message().c_str());
-  std::fprintf(stderr, "acp: session %s: agent pid %d as %s, proxy %s, %s mode (bpf)\n",
-               id.c_str(), agent->pid, user->name.c_str(), (*proxy)->proxy_url().c_str(),
-               rec.mode.c_str());
+  std::fprintf(stderr, "acp: session %s: agent pid %d as %s, proxy %s, %s mode (bpf)\n", id.c_str(),
+               agent->pid, user->name.c_str(), (*proxy)->proxy_url().c_str(), rec.mode.c_str());
 
   // The event loop: agent exit (pidfd), signals (signalfd), the proxy and kernel events.
   int exit_code = kExitAcpFailed;

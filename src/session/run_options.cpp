@@ -17,10 +17,13 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--user", o.user,
                   "Run the agent as USER (name or uid); default: the user who ran sudo");
   sub->add_flag("--allow-root", o.allow_root,
-                "Let the agent run as root (it could then tear the wall down)");
+                "Let the agent run as root (not recommended: it keeps root's file access; ACP "
+                "drops its network, BPF and admin capabilities and hides its own state)");
   sub->add_flag("--audit-only", o.audit_only,
                 "Report what would be blocked without blocking it (for rolling out a policy)");
   sub->add_option("--policy", o.policy, "Policy file (YAML); default: the built-in policy");
+  sub->add_option("--audit-log", o.audit_log,
+                  "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();

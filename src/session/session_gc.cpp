@@ -21,7 +21,8 @@ std::set<std::string> list_ids(const std::string& dir, std::string_view suffix) 
   while (dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
     if (!suffix.empty()) {
-      if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      if (name.size() <= suffix.size() ||
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
         continue;
       name.resize(name.size() - suffix.size());
     }
@@ -60,7 +61,7 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
       return cg.error();
     }
   }
-  if (auto st = detach_and_unpin(std::string(kBpfPinRoot) + "/" + id); !st) return st;
+  if (auto st = kernel::detach_and_unpin(std::string(kBpfPinRoot) + "/" + id); !st) return st;
   return remove_session_record(kSessionRecordDir, id);
 }
 

@@ -26,6 +26,9 @@ nlohmann::json to_json(const SessionRecord& r) {
                         {"cgroup", r.cgroup},
                         {"pin_dir", r.pin_dir},
                         {"proxy", r.proxy},
+                        {"policy", r.policy},
+                        {"control", r.control},
+                        {"audit_log", r.audit_log},
                         {"started_at", r.started_at}};
 }
 
@@ -44,6 +47,9 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.cgroup = j.value("cgroup", std::string());
     r.pin_dir = j.value("pin_dir", std::string());
     r.proxy = j.value("proxy", std::vector<std::string>{});
+    r.policy = j.value("policy", std::string());
+    r.control = j.value("control", std::string());
+    r.audit_log = j.value("audit_log", std::string());
     r.started_at = j.value("started_at", int64_t{0});
   } catch (const nlohmann::json::exception& e) {
     return make_error(std::string("malformed session record: ") + e.what());

@@ -90,6 +90,9 @@ nlohmann::json status_to_json(const MachineStatus& m) {
       j["command"] = s.record->command;
       j["cgroup"] = s.record->cgroup;
       j["proxy"] = s.record->proxy;
+      j["policy"] = s.record->policy;
+      j["control"] = s.record->control;
+      j["audit_log"] = s.record->audit_log;
       j["started_at"] = s.record->started_at;
     }
     if (s.populated) j["populated"] = *s.populated;
@@ -132,6 +135,9 @@ std::string status_to_text(const MachineStatus& m) {
       std::string px;
       for (const auto& p : s.record->proxy) px += (px.empty() ? "" : ", ") + p;
       o << "  proxy:      " << px << "\n";
+      if (!s.record->policy.empty()) o << "  policy:     " << s.record->policy << "\n";
+      if (!s.record->control.empty()) o << "  control:    " << s.record->control << "\n";
+      if (!s.record->audit_log.empty()) o << "  audit log:  " << s.record->audit_log << "\n";
     }
     o << "  mode:       " << (s.mode.empty() ? "?" : s.mode) << "\n";
     o << "  programs:\n";

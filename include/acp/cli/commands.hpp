@@ -7,9 +7,11 @@
 
 namespace acp::cli {
 
-void register_run(CLI::App& app, int& exit_code);     // cmd_run.cpp
-void register_status(CLI::App& app, int& exit_code);  // cmd_status.cpp
-void register_gc(CLI::App& app, int& exit_code);      // cmd_gc.cpp
-void register_doctor(CLI::App& app, int& exit_code);  // cmd_doctor.cpp
+void register_run(CLI::App& app, int& exit_code);      // cmd_run.cpp
+void register_status(CLI::App& app, int& exit_code);   // cmd_status.cpp
+void register_gc(CLI::App& app, int& exit_code);       // cmd_gc.cpp
+void register_doctor(CLI::App& app, int& exit_code);   // cmd_doctor.cpp
+void register_consent(CLI::App& app, int& exit_code);  // cmd_consent.cpp: pending/approve/deny
+void register_audit(CLI::App& app, int& exit_code);    // cmd_audit.cpp: audit verify
 
 }  // namespace acp::cli

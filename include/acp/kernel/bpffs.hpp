@@ -16,7 +16,7 @@ inline constexpr const char* kBpffsMountPoint = "/sys/fs/bpf";
 Status ensure_bpffs(const std::string& mount_point = kBpffsMountPoint);
 
 // True for a session id usable as one path component: 1-64 of [A-Za-z0-9_.-], not "." or "..".
-bool valid_session_id(std::string_view id);
+bool safe_pin_component(std::string_view id);
 
 // <root>/acp/<id>, created 0700 (with <root>/acp) when absent; bpffs is mounted first when
 // root is the default mount point. An existing dir is returned as is: it may hold a stale

@@ -48,6 +48,14 @@ struct AgentSpec {
   int cgroup_fd = -1;         // Cgroup::fd(): the CLONE_INTO_CGROUP target (required)
   std::string cgroup_path;    // the same cgroup, for messages
   bool no_new_privs = true;
+  // A root agent (--allow-root) could otherwise rewrite what confines it. For uid 0 only, the
+  // agent gets its own mount namespace in which `readonly_paths` (the cgroup2 mount, bpffs,
+  // ACP's config and audit directories) are read-only and `hidden_paths` (the control socket
+  // directory) are covered by an empty tmpfs; missing paths are skipped. It also loses
+  // CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF and other wall-breaking capabilities
+  // from its bounding set, and always gets a cgroup namespace rooted at the session cgroup.
+  std::vector<std::string> readonly_paths;
+  std::vector<std::string> hidden_paths;
   // Redirect the agent's stdin/stdout/stderr; -1 inherits ACP's own. Each must be >= 3 or equal
   // to the fd it replaces.
   int stdin_fd = -1;

@@ -2,6 +2,8 @@
 // request (every request on a kept-alive connection, every CONNECT) and obeys the answer.
 #pragma once
 
+#include <utility>  // before awaitable.hpp: Boost 1.74 uses std::exchange without it
+
 #include <boost/asio/awaitable.hpp>
 
 #include "acp/proxy/action.hpp"

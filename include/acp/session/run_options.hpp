@@ -23,6 +23,7 @@ struct RunOptions {
   bool allow_root = false;
   bool audit_only = false;
   std::optional<std::string> policy;
+  std::string audit_log;  // empty: /var/log/acp/audit.jsonl
   bool json_events = false;
   std::vector<std::string> command;
 };

@@ -36,6 +36,10 @@ class SessionProxy {
   virtual std::vector<kernel::Endpoint> endpoints() const = 0;
   // "http://127.0.0.1:<port>"
   virtual std::string proxy_url() const = 0;
+  // Where `acp pending/approve/deny` reach this session's consent gate.
+  virtual std::string control_path() const = 0;
+  // The audit log this session writes to.
+  virtual std::string audit_path() const = 0;
   // SIGHUP: reload the policy; a broken new policy keeps the old one and says why.
   virtual void reload_policy() = 0;
   // A denied connect() from the kernel: into the audit log.

@@ -32,6 +32,9 @@ struct SessionRecord {
   std::string cgroup;              // absolute path of the session cgroup
   std::string pin_dir;             // /sys/fs/bpf/acp/<id>
   std::vector<std::string> proxy;  // "127.0.0.1:8443", "[::1]:8443"
+  std::string policy;              // the policy file, or "<built-in>"
+  std::string control;             // the session's control socket (acp pending/approve/deny)
+  std::string audit_log;           // the audit log file
   int64_t started_at = 0;          // unix seconds
 };
 

@@ -1,0 +1,132 @@
+#include "acp/proxy/consent_judge.hpp"
+
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+
+namespace acp::consent {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string random_id() {
+  unsigned char b[4] = {};
+  RAND_bytes(b, sizeof b);
+  char id[9];
+  std::snprintf(id, sizeof id, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
+  return id;
+}
+
+std::string rule_name(const PolicyDecision& d) {
+  if (d.rule_index < 0) return "the policy default";
+  std::string s = "rule " + std::to_string(d.rule_index + 1);
+  if (d.rule_line > 0) s += " (line " + std::to_string(d.rule_line) + ")";
+  return s;
+}
+
+std::string target(const Action& a) {
+  if (a.kind != "http" || a.host.empty()) {
+    std::string t = a.kind;
+    if (!a.tool.empty()) t += " tool " + a.tool;
+    if (!a.name.empty()) t += " " + a.name;
+    if (!a.host.empty()) t += " host " + a.host;
+    return t;
+  }
+  bool v6 = a.host.find(':') != std::string::npos;
+  return "host " + (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
+}
+
+}  // namespace
+
+std::string describe_policy_denial(const PolicyDecision& d, const Action& a) {
+  return rule_name(d) + " denies " + target(a);
+}
+
+ConsentJudge::ConsentJudge(Policy policy, ConsentGate& gate, audit::AuditLog& audit,
+                           std::string session_id)
+    : policy_(std::move(policy)), gate_(gate), audit_(audit), session_(std::move(session_id)) {}
+
+asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
+  auto start = std::chrono::steady_clock::now();
+  Judgement j;
+  PolicyDecision d;
+  std::string decided_by = "policy", scope, error_reason;
+  bool policy_ok = true;
+  try {
+    d = policy_(action);
+  } catch (const std::exception& e) {
+    policy_ok = false;
+    error_reason = std::string("policy error: ") + e.what();
+  } catch (...) {
+    policy_ok = false;
+    error_reason = "policy error";
+  }
+  j.host_named = d.host_named;
+
+  if (!policy_ok) {
+    j.allowed = false;
+    j.reason = error_reason;
+    decided_by = "error";
+  } else if (d.verdict == Verdict::Allow) {
+    j.allowed = true;
+    j.reason = rule_name(d) + " allows " + target(action);
+  } else if (d.verdict == Verdict::Deny) {
+    j.allowed = false;
+    j.reason = describe_policy_denial(d, action);
+  } else {
+    ConsentOutcome o;
+    try {
+      o = co_await gate_.ask(action, d);
+    } catch (const std::exception& e) {
+      o = {false, "", "error", std::string("consent gate error: ") + e.what(), "", {}};
+    }
+    j.allowed = o.approved;
+    j.reason = o.reason;
+    j.request_id = o.request_id;
+    decided_by = o.decided_by;
+    scope = o.scope;
+  }
+  if (j.request_id.empty()) j.request_id = random_id();
+
+  auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  nlohmann::json entry{
+      {"kind", "request"},
+      {"action", action_to_json(action)},
+      {"verdict", j.allowed ? "allow" : "deny"},
+      {"session", session_},
+      {"request_id", j.request_id},
+      {"rule", {{"index", d.rule_index}, {"line", d.rule_line}, {"text", d.rule_text}}},
+      {"policy_verdict", policy_ok ? to_string(d.verdict) : "error"},
+      {"scope", scope},
+      {"decided_by", decided_by},
+      {"latency_ms", latency.count()},
+      {"reason", j.reason}};
+  Status st = make_error("audit log append threw");
+  try {
+    st = audit_.append(std::move(entry));
+  } catch (const std::exception& e) {
+    st = make_error(std::string("audit log append threw: ") + e.what());
+  }
+  if (!st) {
+    // Fail closed: a request whose decision cannot be recorded does not leave.
+    j.allowed = false;
+    j.reason = "audit log write failed: " + st.error().message();
+  }
+  co_return j;
+}
+
+Status ConsentJudge::record_event(nlohmann::json event) {
+  if (!event.is_object()) return make_error("audit event is not a JSON object");
+  event["session"] = session_;
+  try {
+    return audit_.append(std::move(event));
+  } catch (const std::exception& e) {
+    return make_error(std::string("audit log append threw: ") + e.what());
+  }
+}
+
+}  // namespace acp::consent

@@ -1,0 +1,241 @@
+// acp pending [--json] | acp approve ID [--for=DURATION|--session|--always] |
+// acp deny ID [--reason=TEXT]: answer the agents' pending requests through the sessions'
+// control sockets (/run/acp/control.sock and control-<session>.sock; $ACP_RUN_DIR in tests).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "acp/cli/commands.hpp"
+#include "acp/proxy/control.hpp"
+
+namespace acp::cli {
+namespace {
+
+using consent::control_request;
+
+struct SessionPending {
+  std::string socket;
+  nlohmann::json reply;  // {"ok":true,"session":..,"pending":[...]}
+};
+
+// Asks every control socket for its pending requests. Stale sockets (nobody answers) are
+// skipped; a refusal for lack of privilege is an error that names the fix.
+bool gather(const char* cmd, std::vector<SessionPending>& out) {
+  std::string dir = consent::control_run_dir();
+  auto socks = consent::list_control_sockets(dir);
+  bool denied = false;
+  std::string last_error;
+  for (const auto& s : socks) {
+    auto r = control_request(s, {{"op", "pending"}});
+    if (!r) {
+      int e = r.error().err;
+      if (e == EACCES || e == EPERM) denied = true;
+      if (e != ECONNREFUSED && e != ENOENT) last_error = r.error().message();
+      continue;
+    }
+    if (!r->value("ok", false)) {
+      if (r->value("code", "") == "forbidden") denied = true;
+      last_error = s + ": " + r->value("error", std::string("error"));
+      continue;
+    }
+    out.push_back({s, *r});
+  }
+  if (out.empty()) {
+    if (denied) {
+      std::fprintf(stderr,
+                   "acp %s: permission denied on the control socket in %s: only root may "
+                   "answer requests (run: sudo acp %s ...)\n",
+                   cmd, dir.c_str(), cmd);
+    } else if (!last_error.empty()) {
+      std::fprintf(stderr, "acp %s: %s\n", cmd, last_error.c_str());
+    } else {
+      std::fprintf(stderr,
+                   "acp %s: no running session (no live control socket in %s; start one "
+                   "with `sudo acp run -- CMD`)\n",
+                   cmd, dir.c_str());
+    }
+    return false;
+  }
+  return true;
+}
+
+std::string expires_in(long long s) {
+  if (s <= 0) return "now";
+  char b[32];
+  if (s >= 60)
+    std::snprintf(b, sizeof b, "%lldm%02llds", s / 60, s % 60);
+  else
+    std::snprintf(b, sizeof b, "%llds", s);
+  return b;
+}
+
+std::string host_port(const nlohmann::json& a) {
+  std::string h = a.value("host", "");
+  if (h.find(':') != std::string::npos) h = "[" + h + "]";
+  return h + ":" + std::to_string(a.value("port", 0));
+}
+
+// Agent-chosen text goes to a terminal: no control characters, bounded width.
+std::string cell(std::string s, size_t max = 40) {
+  for (auto& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  if (s.size() > max) s = s.substr(0, max - 3) + "...";
+  return s.empty() ? "-" : s;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (w.size() <= i) w.push_back(0);
+      w[i] = std::max(w[i], r[i].size());
+    }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+// The socket whose session holds request `id`, or empty (message printed).
+std::string find_request(const char* cmd, const std::string& id) {
+  std::vector<SessionPending> all;
+  if (!gather(cmd, all)) return {};
+  for (const auto& s : all)
+    for (const auto& p : s.reply["pending"])
+      if (p.value("id", "") == id) return s.socket;
+  std::fprintf(stderr,
+               "acp %s: unknown request id %s (it may have been answered or timed out; "
+               "see `acp pending`)\n",
+               cmd, id.c_str());
+  return {};
+}
+
+int send_answer(const char* cmd, const std::string& sock, const nlohmann::json& req) {
+  auto r = control_request(sock, req);
+  if (!r) {
+    std::fprintf(stderr, "acp %s: %s\n", cmd, r.error().message().c_str());
+    return 1;
+  }
+  if (!r->value("ok", false)) {
+    std::fprintf(stderr, "acp %s: %s\n", cmd, r->value("error", std::string("failed")).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_consent(CLI::App& app, int& exit_code) {
+  // acp pending
+  auto* pending = app.add_subcommand("pending", "List the requests waiting for a human");
+  auto json = std::make_shared<bool>(false);
+  pending->add_flag("--json", *json, "Machine-readable output");
+  pending->callback([json, &exit_code] {
+    std::vector<SessionPending> all;
+    if (!gather("pending", all)) {
+      exit_code = 1;
+      return;
+    }
+    nlohmann::json merged = nlohmann::json::array();
+    for (const auto& s : all)
+      for (auto p : s.reply["pending"]) {
+        p["socket"] = s.socket;
+        merged.push_back(p);
+      }
+    if (*json) {
+      std::printf("%s\n",
+                  merged.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      exit_code = 0;
+      return;
+    }
+    if (merged.empty()) {
+      std::printf("No pending requests.\n");
+      exit_code = 0;
+      return;
+    }
+    std::vector<std::vector<std::string>> rows{
+        {"ID", "SESSION", "KIND", "HOST:PORT", "METHOD", "PATH", "RULE", "EXPIRES IN"}};
+    for (const auto& p : merged) {
+      const auto& a = p["action"];
+      rows.push_back({cell(p.value("id", "")), cell(p.value("session", "")),
+                      cell(a.value("kind", "")), cell(host_port(a), 60),
+                      cell(a.value("method", "")), cell(a.value("path", "")),
+                      cell(p.value("rule", "")), expires_in(p.value("expires_in_s", 0LL))});
+    }
+    print_table(rows);
+    exit_code = 0;
+  });
+
+  // acp approve
+  auto* approve = app.add_subcommand("approve", "Approve a pending request (default: once)");
+  auto id = std::make_shared<std::string>();
+  auto for_d = std::make_shared<std::string>();
+  auto session = std::make_shared<bool>(false);
+  auto always = std::make_shared<bool>(false);
+  approve->add_option("ID", *id, "Request id, from `acp pending`")->required();
+  auto* o_for = approve->add_option(
+      "--for", *for_d,
+      "Approve this host (and its www. twin) for DURATION: 90s, 10m, 1h, 1h30m (`--for=` alone: "
+      "180s)");
+  auto* o_session = approve->add_flag("--session", *session, "Approve for the rest of the session");
+  auto* o_always =
+      approve->add_flag("--always", *always, "Approve for good (persisted in the grants file)");
+  o_for->excludes(o_session)->excludes(o_always);
+  o_session->excludes(o_always);
+  approve->callback([=, &exit_code] {
+    nlohmann::json req{{"op", "approve"}, {"id", *id}, {"scope", "once"}};
+    if (o_for->count() > 0) {
+      req["scope"] = "duration";
+      std::chrono::seconds d{0};
+      if (!for_d->empty() && !consent::parse_duration(*for_d, d)) {
+        std::fprintf(stderr,
+                     "acp approve: --for=%s is not a duration: use e.g. 90s, 10m, 1h or 1h30m "
+                     "(at most 366d)\n",
+                     for_d->c_str());
+        exit_code = 2;
+        return;
+      }
+      req["duration_s"] = d.count();
+    } else if (*session) {
+      req["scope"] = "session";
+    } else if (*always) {
+      req["scope"] = "always";
+    }
+    auto sock = find_request("approve", *id);
+    if (sock.empty()) {
+      exit_code = 1;
+      return;
+    }
+    exit_code = send_answer("approve", sock, req);
+    if (exit_code == 0)
+      std::printf("approved %s (%s)\n", id->c_str(), req["scope"].get<std::string>().c_str());
+  });
+
+  // acp deny
+  auto* deny = app.add_subcommand("deny", "Deny a pending request");
+  auto did = std::make_shared<std::string>();
+  auto reason = std::make_shared<std::string>();
+  deny->add_option("ID", *did, "Request id, from `acp pending`")->required();
+  deny->add_option("--reason", *reason, "Why: shown to the agent and kept in the audit log");
+  deny->callback([=, &exit_code] {
+    auto sock = find_request("deny", *did);
+    if (sock.empty()) {
+      exit_code = 1;
+      return;
+    }
+    exit_code = send_answer("deny", sock, {{"op", "deny"}, {"id", *did}, {"reason", *reason}});
+    if (exit_code == 0) std::printf("denied %s\n", did->c_str());
+  });
+}
+
+}  // namespace acp::cli
