@@ -63,8 +63,11 @@ class ProxyServerTest : public ::testing::Test {
     cfg.session_id = "test-session";
     server_ = std::make_unique<ProxyServer>(io_, cfg, judge_);
     server_->set_event_callback([this](const nlohmann::json& e) {
-      std::lock_guard lk(mu_);
-      events_.push_back(e);
+      {
+        std::lock_guard lk(mu_);
+        events_.push_back(e);
+      }
+      events_cv_.notify_all();
     });
     auto st = server_->start();
     ASSERT_TRUE(st.ok()) << st.error().message();
@@ -86,8 +89,11 @@ class ProxyServerTest : public ::testing::Test {
     std::ifstream f(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(f), {});
   }
-  std::vector<nlohmann::json> events() {
-    std::lock_guard lk(mu_);
+  // The event is emitted once the proxy is done with the request, which may be just after
+  // the client has its answer: wait for n of them (synchronisation, not a timing check).
+  std::vector<nlohmann::json> events(size_t n) {
+    std::unique_lock lk(mu_);
+    events_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return events_.size() >= n; });
     return events_;
   }
 
@@ -99,6 +105,7 @@ class ProxyServerTest : public ::testing::Test {
   uint16_t port_ = 0;
   std::string dir_;
   std::mutex mu_;
+  std::condition_variable events_cv_;
   std::vector<nlohmann::json> events_;
 };
 
@@ -119,7 +126,7 @@ TEST_F(ProxyServerTest, CurlGetIsJudgedAndForwarded) {
   EXPECT_EQ(c.requests, 1u);
   EXPECT_EQ(c.allowed, 1u);
   EXPECT_EQ(c.denied, 0u);
-  auto ev = events();
+  auto ev = events(1);
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0]["status"], 200);
   EXPECT_EQ(ev[0]["host"], "127.0.0.1");
@@ -268,7 +275,7 @@ TEST_F(ProxyServerTest, DenialIs403WithUpstreamBody) {
             R"({"error":"Blocked by ACP","reason":"Denied by policy rule 3"})");
   EXPECT_NE(slurp(file("hdr")).find("X-ACP-Request-Id: abc123"), std::string::npos);
   EXPECT_EQ(origin_.requests(), 0);
-  auto ev = events();
+  auto ev = events(1);
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0]["allowed"], false);
   EXPECT_EQ(ev[0]["request_id"], "abc123");
