@@ -415,18 +415,25 @@ net::awaitable<std::optional<beast::tcp_stream>> Connection::connect_upstream(
   const std::string where = (target.ipv6_literal ? "[" + target.host + "]" : target.host) + ":" +
                             std::to_string(target.port);
   error_code ec;
-  tcp::resolver resolver(ex);
-  // Resolved once: the addresses checked here are the only ones connected to.
-  auto results = co_await resolver.async_resolve(target.host, std::to_string(target.port),
-                                                 tcp::resolver::numeric_service, redirect(ec));
-  if (ec) {
-    refusal = {502, "Cannot resolve host", target.host + ": " + ec.message()};
-    co_return std::nullopt;
+  // Resolved once: the addresses checked here are the only ones connected to. An IP literal
+  // skips the resolver (it would run getaddrinfo on its own thread).
+  std::vector<tcp::endpoint> candidates;
+  if (auto literal = net::ip::make_address(target.host, ec); !ec) {
+    candidates.emplace_back(literal, target.port);
+  } else {
+    ec = {};
+    tcp::resolver resolver(ex);
+    auto results = co_await resolver.async_resolve(target.host, std::to_string(target.port),
+                                                   tcp::resolver::numeric_service, redirect(ec));
+    if (ec) {
+      refusal = {502, "Cannot resolve host", target.host + ": " + ec.message()};
+      co_return std::nullopt;
+    }
+    for (const auto& r : results) candidates.push_back(r.endpoint());
   }
   std::vector<tcp::endpoint> endpoints;
   std::string why;
-  for (const auto& r : results) {
-    auto ep = r.endpoint();
+  for (const auto& ep : candidates) {
     auto addr = unmapped(ep.address());
     bool own = std::any_of(state_->bound.begin(), state_->bound.end(), [&](const auto& b) {
       return b.port() == ep.port() &&
