@@ -312,33 +312,39 @@ int main(int argc, char** argv) {
 
   std::printf("# %llu MiB per bulk run, best of %d; %d setups; %d keep-alive requests\n",
               static_cast<unsigned long long>(mib), rounds, setups, requests);
-  const uint16_t bulk = servers.bulk_port(), http = servers.http_port();
-  double direct = best_of(rounds, [&] { return bulk_mbps(bulk, std::nullopt, bytes); });
-  double acp = best_of(rounds, [&] { return bulk_mbps(pport, bulk, bytes); });
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  std::printf("bulk direct        %10.1f MB/s\n", direct);
-  std::printf("bulk acp CONNECT   %10.1f MB/s  (%.2fx direct)\n", acp, acp / direct);
-  if (haproxy && haproxy->ok()) {
-    double h = best_of(rounds, [&] { return bulk_mbps(haproxy->port(), std::nullopt, bytes); });
-    std::printf("bulk haproxy tcp   %10.1f MB/s  (acp/haproxy %.2fx)\n", h, acp / h);
-  } else {
-    std::printf("bulk haproxy tcp   not installed (apt-get install haproxy)\n");
-  }
-  if (tinyproxy && tinyproxy->ok()) {
-    double t = best_of(rounds, [&] { return bulk_mbps(tinyproxy->port(), bulk, bytes); });
-    std::printf("bulk tinyproxy     %10.1f MB/s  (acp/tinyproxy %.2fx)\n", t, acp / t);
-  } else {
-    std::printf("bulk tinyproxy     not installed (apt-get install tinyproxy)\n");
-  }
-  double sd = setup_rate(http, std::nullopt, setups);
-  double sa = setup_rate(pport, http, setups);
-  std::printf("setup direct       %10.0f conn/s\n", sd);
-  std::printf("setup acp CONNECT  %10.0f conn/s  (%.2fx direct)\n", sa, sa / sd);
-  double kd = keepalive_rate(http, "/", requests);
-  double ka = keepalive_rate(pport, "http://127.0.0.1:" + std::to_string(http) + "/", requests);
-  std::printf("keep-alive direct  %10.0f req/s\n", kd);
-  std::printf("keep-alive acp     %10.0f req/s  (%.2fx direct)\n", ka, ka / kd);
+  int rc = 0;
+  try {  // a failed run still stops the peers below
+    const uint16_t bulk = servers.bulk_port(), http = servers.http_port();
+    double direct = best_of(rounds, [&] { return bulk_mbps(bulk, std::nullopt, bytes); });
+    double acp = best_of(rounds, [&] { return bulk_mbps(pport, bulk, bytes); });
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    std::printf("bulk direct        %10.1f MB/s\n", direct);
+    std::printf("bulk acp CONNECT   %10.1f MB/s  (%.2fx direct)\n", acp, acp / direct);
+    if (haproxy && haproxy->ok()) {
+      double h = best_of(rounds, [&] { return bulk_mbps(haproxy->port(), std::nullopt, bytes); });
+      std::printf("bulk haproxy tcp   %10.1f MB/s  (acp/haproxy %.2fx)\n", h, acp / h);
+    } else {
+      std::printf("bulk haproxy tcp   not installed (apt-get install haproxy)\n");
+    }
+    if (tinyproxy && tinyproxy->ok()) {
+      double t = best_of(rounds, [&] { return bulk_mbps(tinyproxy->port(), bulk, bytes); });
+      std::printf("bulk tinyproxy     %10.1f MB/s  (acp/tinyproxy %.2fx)\n", t, acp / t);
+    } else {
+      std::printf("bulk tinyproxy     not installed (apt-get install tinyproxy)\n");
+    }
+    double sd = setup_rate(http, std::nullopt, setups);
+    double sa = setup_rate(pport, http, setups);
+    std::printf("setup direct       %10.0f conn/s\n", sd);
+    std::printf("setup acp CONNECT  %10.0f conn/s  (%.2fx direct)\n", sa, sa / sd);
+    double kd = keepalive_rate(http, "/", requests);
+    double ka = keepalive_rate(pport, "http://127.0.0.1:" + std::to_string(http) + "/", requests);
+    std::printf("keep-alive direct  %10.0f req/s\n", kd);
+    std::printf("keep-alive acp     %10.0f req/s  (%.2fx direct)\n", ka, ka / kd);
 
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench failed: %s\n", e.what());
+    rc = 1;
+  }
   haproxy.reset();
   tinyproxy.reset();
   std::remove((dir + "/h.cfg").c_str());
@@ -349,5 +355,5 @@ int main(int argc, char** argv) {
     io.stop();
   });
   proxy_thread.join();
-  return 0;
+  return rc;
 }
