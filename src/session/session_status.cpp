@@ -156,8 +156,14 @@ std::string status_to_text(const MachineStatus& m) {
       }
     if (!any) o << "    (no attempts yet)\n";
     if (!s.recent_denied.empty()) {
-      o << "  recent denied:\n";
-      for (const auto& e : s.recent_denied) o << "    " << kernel::describe_event(e) << "\n";
+      // The newest few; `acp status --json` has them all.
+      constexpr size_t kShown = 8;
+      const size_t skip = s.recent_denied.size() > kShown ? s.recent_denied.size() - kShown : 0;
+      o << "  recent denied";
+      if (skip) o << " (latest " << kShown << " of " << s.recent_denied.size() << ")";
+      o << ":\n";
+      for (size_t i = skip; i < s.recent_denied.size(); ++i)
+        o << "    " << kernel::describe_event(s.recent_denied[i]) << "\n";
     }
     if (s.lost_events) o << "  events lost (ring buffer full): " << s.lost_events << "\n";
     for (const auto& p : s.problems) o << "  problem: " << p << "\n";
