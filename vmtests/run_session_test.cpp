@@ -234,6 +234,9 @@ TEST_F(RunSession, AskWaitsForTheOperatorsApproval) {
   Proc agent = Proc::start(acp_run(policy_for_origin("ask"), direct_then_proxied(origin_url())));
   std::string id = wait_for_pending_id();
   ASSERT_FALSE(id.empty()) << "no pending request showed up";
+  auto st = run({ACP_BINARY, "status"});
+  EXPECT_NE(st.out.find("pending requests"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find(id), std::string::npos) << st.out;
   auto a = run({ACP_BINARY, "approve", id});
   EXPECT_EQ(a.status, 0) << a.out;
   agent.finish();

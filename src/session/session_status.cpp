@@ -8,6 +8,7 @@
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/probe.hpp"
+#include "acp/proxy/control.hpp"
 #include "acp/session/session_gc.hpp"
 
 namespace acp {
@@ -46,6 +47,13 @@ SessionStatus read_one(const std::string& id) {
   if (auto r = pins->recent_events()) st.recent_denied = *r;
   else st.problems.push_back("recent events: " + r.error().message());
   if (auto n = pins->lost_events()) st.lost_events = *n;
+  if (st.record && !st.orphaned && !st.record->control.empty()) {
+    auto r = consent::control_request(st.record->control, {{"op", "pending"}});
+    if (r && r->value("ok", false) && (*r)["pending"].is_array())
+      for (const auto& p : (*r)["pending"]) st.pending.push_back(p);
+    else if (!r)
+      st.problems.push_back("control socket: " + r.error().message());
+  }
   return st;
 }
 
@@ -108,6 +116,7 @@ nlohmann::json status_to_json(const MachineStatus& m) {
     j["recent_denied"] = nlohmann::json::array();
     for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
     j["lost_events"] = s.lost_events;
+    j["pending"] = s.pending;
     if (!s.problems.empty()) j["problems"] = s.problems;
     out["sessions"].push_back(std::move(j));
   }
@@ -164,6 +173,14 @@ std::string status_to_text(const MachineStatus& m) {
       o << ":\n";
       for (size_t i = skip; i < s.recent_denied.size(); ++i)
         o << "    " << kernel::describe_event(s.recent_denied[i]) << "\n";
+    }
+    if (!s.pending.empty()) {
+      o << "  pending requests (acp approve ID / acp deny ID):\n";
+      for (const auto& p : s.pending) {
+        const auto& a = p.contains("action") ? p["action"] : p;
+        o << "    " << p.value("id", "?") << "  " << a.value("method", "") << " "
+          << a.value("host", "") << ":" << a.value("port", 0) << a.value("path", "") << "\n";
+      }
     }
     if (s.lost_events) o << "  events lost (ring buffer full): " << s.lost_events << "\n";
     for (const auto& p : s.problems) o << "  problem: " << p << "\n";
