@@ -265,8 +265,7 @@ TEST_F(RunSession, StatusShowsTheLiveSessionAndItsWall) {
   for (int i = 0; i < 100; ++i) {
     auto s = run({ACP_BINARY, "status"});
     out = s.out;
-    if (out.find("Session ") != std::string::npos && out.find("allow map") != std::string::npos)
-      break;
+    if (out.find("127.0.0.1:" + std::to_string(proxy_port_)) != std::string::npos) break;
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_NE(out.find("Isolated (bpf)"), std::string::npos) << out;

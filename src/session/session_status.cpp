@@ -38,14 +38,22 @@ SessionStatus read_one(const std::string& id) {
     st.mode = cfg->mode == ACP_MODE_AUDIT ? "audit" : "enforce";
   else
     st.problems.push_back("config: " + cfg.error().message());
-  if (auto l = pins->links()) st.programs = *l;
-  else st.problems.push_back("links: " + l.error().message());
-  if (auto a = pins->allow_entries()) st.allow = *a;
-  else st.problems.push_back("allow map: " + a.error().message());
-  if (auto c = pins->counters()) st.counters = *c;
-  else st.problems.push_back("counters: " + c.error().message());
-  if (auto r = pins->recent_events()) st.recent_denied = *r;
-  else st.problems.push_back("recent events: " + r.error().message());
+  if (auto l = pins->links())
+    st.programs = *l;
+  else
+    st.problems.push_back("links: " + l.error().message());
+  if (auto a = pins->allow_entries())
+    st.allow = *a;
+  else
+    st.problems.push_back("allow map: " + a.error().message());
+  if (auto c = pins->counters())
+    st.counters = *c;
+  else
+    st.problems.push_back("counters: " + c.error().message());
+  if (auto r = pins->recent_events())
+    st.recent_denied = *r;
+  else
+    st.problems.push_back("recent events: " + r.error().message());
   if (auto n = pins->lost_events()) st.lost_events = *n;
   if (st.record && !st.orphaned && !st.record->control.empty()) {
     auto r = consent::control_request(st.record->control, {{"op", "pending"}});
@@ -63,7 +71,7 @@ nlohmann::json counters_json(const kernel::Counters& c) {
     for (int p = 0; p < ACP_PRO_MAX; ++p) {
       if (c.allowed[f][p] == 0 && c.denied[f][p] == 0) continue;
       j[std::string(kFamilies[f]) + "/" + kProtos[p]] = {{"allowed", c.allowed[f][p]},
-                                                          {"denied", c.denied[f][p]}};
+                                                         {"denied", c.denied[f][p]}};
     }
   return j;
 }
