@@ -1,0 +1,84 @@
+// Shared pieces of the `acp run` end-to-end vmtests (run_session_test, run_proxy_test): child
+// processes with captured output, free loopback ports, python3 origins, policy files, the
+// `acp run` command line and `acp pending --json` polling.
+//
+// RunFixture cleans up after itself in TearDown: the origins it started are stopped, a session
+// of its own left behind by a failed test is ended (`acp gc --kill`), the tmp dir is removed.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace acp::vmtest {
+
+// Everything readable from fd until EOF.
+std::string read_all(int fd);
+// The whole file ("" when it cannot be read).
+std::string slurp(const std::string& path);
+
+// A child process (in its own process group) with stdout and stderr captured, merged.
+struct Proc {
+  pid_t pid = -1;
+  int out_fd = -1;
+  std::string out;
+  int status = -1;
+
+  static Proc start(const std::vector<std::string>& argv);
+  // Reaps without reading to EOF: the agent of a killed acp still holds the pipe open.
+  int reap();
+  // Reads until EOF, then reaps. Returns the exit status (128+sig when killed).
+  int finish();
+};
+
+// Starts argv and waits for it; the output is in .out, the exit status in .status.
+Proc run(const std::vector<std::string>& argv);
+
+// A TCP port that is free on 127.0.0.1 at the time of the call.
+uint16_t free_port();
+// Whether something accepts TCP connections on addr:port (addr "127.0.0.1" or "::1").
+bool port_answers(uint16_t port, const std::string& addr = "127.0.0.1");
+// Whether ::1 can be bound here.
+bool ipv6_loopback_available();
+
+class RunFixture : public ::testing::Test {
+ protected:
+  // Skips when not root or without cgroup BPF; makes the tmp dir (0755) with www/index.html
+  // ("origin says hello"), starts one plain HTTP origin (origin_port_), picks proxy_port_.
+  void SetUp() override;
+  void TearDown() override;
+
+  // A python3 http.server serving dir_/www on addr:port; waits until it answers. Stopped in
+  // TearDown. Returns false when it did not start.
+  bool start_origin(uint16_t port, const std::string& addr = "127.0.0.1");
+  // The same over TLS with dir_/cert.pem (made on first use for CN/SAN 127.0.0.1 and ::1).
+  bool start_tls_origin(uint16_t port, const std::string& addr = "127.0.0.1");
+  std::string cert_path() const { return dir_ + "/cert.pem"; }
+
+  std::string write_policy(const std::string& name, const std::string& yaml);
+  // policy.yml: default deny, one http rule for 127.0.0.1:origin_port_ with action, timeout 20.
+  std::string policy_for_origin(const std::string& action);
+  // The `acp run --user=nobody --proxy-port --policy --audit-log [extra] -- cmd` command line.
+  std::vector<std::string> acp_run(const std::string& policy, std::vector<std::string> cmd,
+                                   std::vector<std::string> extra = {});
+  std::string audit() const { return dir_ + "/audit.jsonl"; }
+  std::string origin_url() const;
+  // Pending requests across all sessions, from `acp pending --json` ([] when unreadable).
+  nlohmann::json pending();
+  // Polls pending() (up to ~10 s) for a first entry; its id, or "".
+  std::string wait_for_pending_id();
+  // The audit log's entries, parsed (lines that do not parse are skipped).
+  std::vector<nlohmann::json> audit_entries();
+
+  std::string dir_;
+  uint16_t origin_port_ = 0;
+  uint16_t proxy_port_ = 0;
+  Proc origin_;
+  std::vector<Proc> extra_origins_;
+};
+
+}  // namespace acp::vmtest
