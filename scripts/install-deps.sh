@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
   # build
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
-  libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev
+  libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and tests
   iproute2 iptables curl python3 nodejs procps util-linux kmod

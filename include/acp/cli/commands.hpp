@@ -13,5 +13,6 @@ void register_gc(CLI::App& app, int& exit_code);       // cmd_gc.cpp
 void register_doctor(CLI::App& app, int& exit_code);   // cmd_doctor.cpp
 void register_consent(CLI::App& app, int& exit_code);  // cmd_consent.cpp: pending/approve/deny
 void register_audit(CLI::App& app, int& exit_code);    // cmd_audit.cpp: audit verify
+void register_policy(CLI::App& app, int& exit_code);   // cmd_policy.cpp
 
 }  // namespace acp::cli

@@ -1,0 +1,78 @@
+// The consent proxy's network side: a Boost.Beast forward proxy (CONNECT tunnels and
+// absolute-form HTTP) that asks a RequestJudge about every request and obeys the answer.
+// One coroutine per client connection, all on the caller's io_context (one thread).
+#pragma once
+
+#include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <nlohmann/json_fwd.hpp>
+
+#include "acp/proxy/request_judge.hpp"
+#include "acp/util/result.hpp"
+
+namespace acp::proxy {
+
+// Every resource a client (the agent) controls has a limit; each refusal has its own status.
+struct ProxyLimits {
+  size_t max_header_bytes = 64 * 1024;       // request line + headers; beyond: 431
+  uint64_t max_body_bytes = 0;               // request body; 0 = unlimited (streamed); beyond: 413
+  std::chrono::seconds idle_timeout{300};    // no byte either way on a connection or tunnel
+  std::chrono::seconds connect_timeout{10};  // upstream TCP connect; beyond: 504
+  std::chrono::seconds header_timeout{30};   // from the first byte to the end of the header
+  std::chrono::seconds judge_timeout{0};     // 0 = wait for the judge as long as it takes
+  size_t max_connections = 4096;             // concurrent client connections; beyond: 503
+};
+
+struct ProxyConfig {
+  std::vector<boost::asio::ip::tcp::endpoint> listen;  // port 0: any free port
+  ProxyLimits limits;
+  std::string session_id;  // copied into every Action
+};
+
+struct ProxyCounters {
+  uint64_t connections = 0;  // accepted client connections (including refused with 503)
+  uint64_t requests = 0;     // requests judged (HTTP requests and CONNECTs)
+  uint64_t tunnels = 0;      // CONNECT tunnels established
+  uint64_t allowed = 0;      // requests the judge allowed
+  uint64_t denied = 0;       // requests refused by the judge or the destination check
+  uint64_t errors = 0;       // malformed requests, limits, upstream failures
+};
+
+class ProxyServer {
+ public:
+  // `judge` and `io` must outlive the server and every connection it started.
+  ProxyServer(boost::asio::io_context& io, ProxyConfig cfg, RequestJudge& judge);
+  ~ProxyServer();
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+
+  // Binds and listens on every endpoint, then accepts on the io_context. A port in use is
+  // Error{err=EADDRINUSE} so the caller can try the next port; nothing stays bound on error.
+  Status start();
+  // The bound endpoints (the real port when 0 was asked for).
+  std::vector<boost::asio::ip::tcp::endpoint> local_endpoints() const;
+  // Stops accepting and closes every connection and tunnel. Call on the io_context's thread
+  // (or while it is not running).
+  void stop();
+  // Safe from any thread.
+  ProxyCounters counters() const;
+  // One JSON object per finished request (and per refused connection): see docs/proxy.md.
+  void set_event_callback(std::function<void(const nlohmann::json&)> cb);
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace acp::proxy

@@ -1,0 +1,73 @@
+// Internal to proxy/server: one client connection of the forward proxy.
+#pragma once
+
+#include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <nlohmann/json.hpp>
+
+#include "acp/proxy/request_target.hpp"
+#include "proxy_state.hpp"
+
+namespace acp::proxy {
+
+class Connection {
+ public:
+  Connection(std::shared_ptr<ProxyServer::State> state, boost::asio::ip::tcp::socket socket);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  boost::asio::awaitable<void> run();
+  // From ProxyServer::stop(): aborts whatever the connection is waiting on.
+  void close();
+
+ private:
+  enum class HeadRead { Ok, Closed, TooLarge, TimedOut };
+  using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
+  struct Upstream {
+    std::optional<boost::beast::tcp_stream> stream;
+    boost::beast::flat_buffer buffer;
+    std::string key;          // host:port it was opened for
+    bool restricted = false;  // its address needed a rule naming the host
+  };
+  struct Refusal {
+    unsigned status = 0;
+    std::string error, reason;
+  };
+
+  boost::asio::awaitable<HeadRead> read_head(bool first, size_t& head_len);
+  boost::asio::awaitable<bool> handle_request(RequestParser& parser, nlohmann::json& event);
+  boost::asio::awaitable<bool> handle_connect(RequestParser& parser, nlohmann::json& event);
+  boost::asio::awaitable<bool> handle_http(RequestParser& parser, nlohmann::json& event);
+  boost::asio::awaitable<Judgement> judge(Action action);
+  // Resolves, checks and connects; on failure fills `refusal`.
+  boost::asio::awaitable<std::optional<boost::beast::tcp_stream>> connect_upstream(
+      const RequestTarget& target, const Judgement& j, Refusal& refusal, bool& restricted);
+  boost::asio::awaitable<void> tunnel(boost::beast::tcp_stream upstream, nlohmann::json& event);
+  boost::asio::awaitable<void> send_refusal(unsigned status, const std::string& error,
+                                            const std::string& reason, bool close,
+                                            const std::string& request_id = {});
+  boost::asio::awaitable<void> lingering_close();
+
+  std::shared_ptr<ProxyServer::State> state_;
+  boost::beast::tcp_stream client_;
+  boost::beast::flat_buffer buffer_;
+  Upstream up_;
+  std::unique_ptr<char[]> relay_buffer_;  // bodies of plain HTTP requests and responses
+  boost::asio::steady_timer* tunnel_timer_ = nullptr;  // set while a tunnel runs
+  bool closed_ = false;
+  std::string peer_;
+};
+
+}  // namespace acp::proxy

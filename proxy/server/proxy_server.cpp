@@ -1,0 +1,114 @@
+#include "acp/proxy/proxy_server.hpp"
+
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "proxy_connection.hpp"
+#include "proxy_state.hpp"
+
+namespace acp::proxy {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, size_t index) {
+  auto& acceptor = state->acceptors[index];
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await acceptor.async_accept(net::redirect_error(net::use_awaitable, ec));
+    if (state->stopped || ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      // EMFILE and friends: back off instead of spinning; the next accept may succeed.
+      net::steady_timer t(state->io, std::chrono::milliseconds(50));
+      co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+      continue;
+    }
+    state->n_connections.fetch_add(1, std::memory_order_relaxed);
+    if (state->connections.size() >= state->cfg.limits.max_connections) {
+      net::co_spawn(state->io, refuse_busy(state, std::move(socket)), net::detached);
+    } else {
+      net::co_spawn(state->io, serve_connection(state, std::move(socket)), net::detached);
+    }
+  }
+}
+
+}  // namespace
+
+ProxyServer::ProxyServer(net::io_context& io, ProxyConfig cfg, RequestJudge& judge)
+    : state_(std::make_shared<State>(io, std::move(cfg), judge)) {}
+
+ProxyServer::~ProxyServer() {
+  state_->stopped = true;
+  for (auto& a : state_->acceptors) {
+    boost::system::error_code ec;
+    a.close(ec);
+  }
+}
+
+Status ProxyServer::start() {
+  auto& s = *state_;
+  if (!s.acceptors.empty()) return make_error("proxy already started");
+  if (s.cfg.listen.empty()) return make_error("proxy has no listen endpoint");
+  std::vector<tcp::acceptor> acceptors;
+  std::vector<tcp::endpoint> bound;
+  for (const auto& ep : s.cfg.listen) {
+    boost::system::error_code ec;
+    tcp::acceptor a(s.io);
+    const std::string where =
+        "listen on " + ep.address().to_string() + " port " + std::to_string(ep.port());
+    if (a.open(ep.protocol(), ec); ec) return make_error(where, ec.value());
+    a.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (ep.address().is_v6()) a.set_option(net::ip::v6_only(true), ec);
+    if (a.bind(ep, ec); ec) return make_error(where, ec.value());
+    if (a.listen(net::socket_base::max_listen_connections, ec); ec)
+      return make_error(where, ec.value());
+    bound.push_back(a.local_endpoint(ec));
+    if (ec) return make_error(where, ec.value());
+    acceptors.push_back(std::move(a));
+  }
+  s.acceptors = std::move(acceptors);
+  s.bound = std::move(bound);
+  s.stopped = false;
+  for (size_t i = 0; i < s.acceptors.size(); ++i)
+    net::co_spawn(s.io, accept_loop(state_, i), net::detached);
+  return {};
+}
+
+std::vector<tcp::endpoint> ProxyServer::local_endpoints() const {
+  return state_->bound;
+}
+
+void ProxyServer::stop() {
+  auto& s = *state_;
+  s.stopped = true;
+  for (auto& a : s.acceptors) {
+    boost::system::error_code ec;
+    a.close(ec);
+  }
+  // close() removes nothing from the set itself; copy since a closed connection may finish
+  // synchronously in some paths.
+  auto live = std::vector<Connection*>(s.connections.begin(), s.connections.end());
+  for (auto* c : live) c->close();
+}
+
+ProxyCounters ProxyServer::counters() const {
+  const auto& s = *state_;
+  auto r = std::memory_order_relaxed;
+  return ProxyCounters{s.n_connections.load(r), s.n_requests.load(r), s.n_tunnels.load(r),
+                       s.n_allowed.load(r),     s.n_denied.load(r),   s.n_errors.load(r)};
+}
+
+void ProxyServer::set_event_callback(std::function<void(const nlohmann::json&)> cb) {
+  state_->on_event = std::move(cb);
+}
+
+}  // namespace acp::proxy

@@ -1,0 +1,52 @@
+// Internal to proxy/server: what the listener and every connection share.
+#pragma once
+
+#include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <nlohmann/json.hpp>
+
+#include "acp/proxy/proxy_server.hpp"
+
+namespace acp::proxy {
+
+class Connection;
+
+struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
+  State(boost::asio::io_context& io, ProxyConfig cfg, RequestJudge& judge)
+      : io(io), cfg(std::move(cfg)), judge(judge) {}
+
+  boost::asio::io_context& io;
+  ProxyConfig cfg;
+  RequestJudge& judge;
+  std::vector<boost::asio::ip::tcp::acceptor> acceptors;
+  std::vector<boost::asio::ip::tcp::endpoint> bound;
+  std::unordered_set<Connection*> connections;  // live ones, for stop()
+  std::function<void(const nlohmann::json&)> on_event;
+  bool stopped = false;
+  uint64_t next_request = 0;
+
+  std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
+      n_errors{0};
+
+  void emit(const nlohmann::json& event) const {
+    if (on_event) on_event(event);
+  }
+};
+
+// Serves one client connection until it closes; `self` keeps the connection alive.
+boost::asio::awaitable<void> serve_connection(std::shared_ptr<ProxyServer::State> state,
+                                              boost::asio::ip::tcp::socket socket);
+// Answers a connection beyond max_connections with 503 and closes it.
+boost::asio::awaitable<void> refuse_busy(std::shared_ptr<ProxyServer::State> state,
+                                         boost::asio::ip::tcp::socket socket);
+
+}  // namespace acp::proxy

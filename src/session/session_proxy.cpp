@@ -1,0 +1,173 @@
+// SessionProxy: the consent proxy of one `acp run`, with the policy, the consent gate, the
+// control socket and the audit log behind it. Everything runs on the session's io_context.
+#include "acp/session/session_proxy.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "acp/kernel/event_reader.hpp"
+#include "acp/proxy/audit_log.hpp"
+#include "acp/proxy/consent_gate.hpp"
+#include "acp/proxy/consent_judge.hpp"
+#include "acp/proxy/control.hpp"
+#include "acp/proxy/policy.hpp"
+#include "acp/proxy/proxy_server.hpp"
+#include "acp/util/unique_fd.hpp"
+
+namespace acp {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+constexpr const char* kDefaultAuditPath = "/var/log/acp/audit.jsonl";
+constexpr const char* kDefaultControlPath = "/run/acp/control.sock";
+constexpr const char* kDefaultGrantsPath = "/var/lib/acp/grants.json";
+// When 8443 is taken and no port was asked for, the next free one in this range is used.
+constexpr uint16_t kFallbackPortLast = 8499;
+
+class SessionProxyImpl final : public SessionProxy {
+ public:
+  SessionProxyImpl(asio::io_context& io, const SessionProxyConfig& cfg, policy::Policy initial)
+      : io_(io),
+        cfg_(cfg),
+        policy_(std::move(initial), cfg.policy_path),
+        gate_(io, consent::GateConfig{.session_id = cfg.session_id,
+                                      .grants_path = or_default(cfg.grants_path,
+                                                                kDefaultGrantsPath)}) {}
+
+  Status start() {
+    auto audit = audit::AuditLog::open(or_default(cfg_.audit_path, kDefaultAuditPath));
+    if (!audit) return audit.error();
+    audit_ = std::move(*audit);
+
+    auto control = consent::ControlServer::start(
+        io_, or_default(cfg_.control_path, kDefaultControlPath), gate_);
+    if (!control) return control.error();
+    control_ = std::move(*control);
+
+    judge_ = std::make_unique<consent::ConsentJudge>(
+        [this](const Action& a) { return policy_.current()->decide(a); }, gate_, *audit_,
+        cfg_.session_id);
+
+    const uint16_t last = cfg_.port_is_explicit ? cfg_.port : kFallbackPortLast;
+    Error last_error;
+    for (uint32_t port = cfg_.port; port <= last; ++port) {
+      proxy::ProxyConfig pc;
+      pc.session_id = cfg_.session_id;
+      pc.listen = {tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};
+      if (ipv6_loopback_usable())
+        pc.listen.emplace_back(asio::ip::make_address("::1"), static_cast<uint16_t>(port));
+      auto server = std::make_unique<proxy::ProxyServer>(io_, pc, *judge_);
+      auto st = server->start();
+      if (st) {
+        server_ = std::move(server);
+        return {};
+      }
+      last_error = st.error();
+      if (st.error().err != EADDRINUSE) break;
+    }
+    if (last_error.err == EADDRINUSE && cfg_.port_is_explicit)
+      return make_error("proxy port " + std::to_string(cfg_.port) +
+                            " is in use on 127.0.0.1 or ::1: choose another with --proxy-port=N",
+                        EADDRINUSE);
+    if (last_error.err == EADDRINUSE)
+      return make_error("proxy ports " + std::to_string(cfg_.port) + "-" +
+                            std::to_string(kFallbackPortLast) +
+                            " are all in use: choose a free one with --proxy-port=N",
+                        EADDRINUSE);
+    return last_error;
+  }
+
+  std::vector<kernel::Endpoint> endpoints() const override {
+    std::vector<kernel::Endpoint> out;
+    for (const auto& ep : server_->local_endpoints()) {
+      const auto addr = ep.address();
+      if (addr.is_v4())
+        out.push_back(kernel::endpoint_from_ip4(htonl(addr.to_v4().to_uint()), ep.port()));
+      else
+        out.push_back(kernel::endpoint_from_ip6(addr.to_v6().to_bytes(), ep.port()));
+    }
+    return out;
+  }
+
+  std::string proxy_url() const override {
+    return "http://127.0.0.1:" + std::to_string(server_->local_endpoints().front().port());
+  }
+
+  std::string control_path() const override { return control_->path(); }
+  std::string audit_path() const override { return or_default(cfg_.audit_path, kDefaultAuditPath); }
+
+  void reload_policy() override {
+    auto st = policy_.reload();
+    if (st) {
+      std::fprintf(stderr, "acp: policy reloaded from %s (%zu rules)\n",
+                   policy_.current()->source().c_str(), policy_.current()->rule_count());
+    } else {
+      std::fprintf(stderr, "acp: policy reload failed, keeping the previous policy: %s\n",
+                   st.error().message().c_str());
+    }
+    nlohmann::json entry = {{"kind", "policy_reload"},
+                            {"session", cfg_.session_id},
+                            {"ok", st.ok()},
+                            {"source", policy_.current()->source()}};
+    if (!st) entry["error"] = st.error().message();
+    if (auto a = audit_->append(std::move(entry)); !a)
+      std::fprintf(stderr, "acp: audit log: %s\n", a.error().message().c_str());
+  }
+
+  void record_kernel_event(const acp_event& e) override {
+    nlohmann::json entry = kernel::event_to_json(e);
+    entry["kind"] = "connect";
+    if (auto st = judge_->record_event(std::move(entry)); !st)
+      std::fprintf(stderr, "acp: audit log: %s\n", st.error().message().c_str());
+  }
+
+  void stop() override {
+    if (server_) server_->stop();
+    control_.reset();
+    gate_.shutdown("the session ended");
+  }
+
+ private:
+  static std::string or_default(const std::string& v, const char* d) {
+    return v.empty() ? std::string(d) : v;
+  }
+  // [::1] is served when the machine has it (IPv6 can be disabled, or ::1 missing in a netns).
+  static bool ipv6_loopback_usable() {
+    UniqueFd s(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!s) return false;
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    return ::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+
+  asio::io_context& io_;
+  SessionProxyConfig cfg_;
+  policy::PolicyStore policy_;
+  consent::ConsentGate gate_;
+  std::unique_ptr<audit::AuditLog> audit_;
+  std::unique_ptr<consent::ControlServer> control_;
+  std::unique_ptr<consent::ConsentJudge> judge_;
+  std::unique_ptr<proxy::ProxyServer> server_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SessionProxy>> SessionProxy::start(asio::io_context& io,
+                                                          const SessionProxyConfig& cfg) {
+  auto initial = cfg.policy_path ? policy::Policy::load_file(*cfg.policy_path)
+                                 : Result<policy::Policy>(policy::Policy::builtin_default());
+  if (!initial) return initial.error();
+  auto proxy = std::make_unique<SessionProxyImpl>(io, cfg, std::move(*initial));
+  if (auto st = proxy->start(); !st) return st.error();
+  return std::unique_ptr<SessionProxy>(std::move(proxy));
+}
+
+}  // namespace acp

@@ -1,0 +1,632 @@
+// The forward proxy end to end: real clients (curl, python3 urllib, raw sockets) through a
+// ProxyServer on 127.0.0.1:0 to a real origin on loopback, with a scripted RequestJudge.
+#include "acp/proxy/proxy_server.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+#include "proxy_test_support.hpp"
+
+namespace {
+
+using namespace acp;
+using namespace acp::proxy;
+using namespace acp::proxy::testing;
+namespace fs = std::filesystem;
+
+// Peak resident memory of this process (the proxy runs in it), in bytes.
+size_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+bool have_ipv6_loopback() {
+  net::io_context io;
+  tcp::acceptor a(io);
+  boost::system::error_code ec;
+  a.open(tcp::v6(), ec);
+  if (!ec) a.bind(tcp::endpoint(net::ip::make_address("::1"), 0), ec);
+  return !ec;
+}
+
+class ProxyServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/acp-proxy-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    if (thread_.joinable()) {
+      net::post(io_, [this] { server_->stop(); });
+      judge_.release();
+      net::post(io_, [this] { io_.stop(); });
+      thread_.join();
+    }
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void start(ProxyLimits limits = {}) {
+    ProxyConfig cfg;
+    cfg.listen = {tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)};
+    cfg.limits = limits;
+    cfg.session_id = "test-session";
+    server_ = std::make_unique<ProxyServer>(io_, cfg, judge_);
+    server_->set_event_callback([this](const nlohmann::json& e) {
+      {
+        std::lock_guard lk(mu_);
+        events_.push_back(e);
+      }
+      events_cv_.notify_all();
+    });
+    auto st = server_->start();
+    ASSERT_TRUE(st.ok()) << st.error().message();
+    port_ = server_->local_endpoints().at(0).port();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  std::string proxy() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string origin_url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(origin_.port()) + path;
+  }
+  // curl through the proxy: returns "<status>" from -w, the body goes to `out_file`.
+  CommandResult curl(const std::string& args, const std::string& out_file = "/dev/null") {
+    return run_command("curl -sS --max-time 120 -x " + proxy() + " -o " + out_file +
+                       " -w '%{http_code}' " + args + " 2>&1");
+  }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  static std::string slurp(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  // The event is emitted once the proxy is done with the request, which may be just after
+  // the client has its answer: wait for n of them (synchronisation, not a timing check).
+  std::vector<nlohmann::json> events(size_t n) {
+    std::unique_lock lk(mu_);
+    events_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return events_.size() >= n; });
+    return events_;
+  }
+
+  net::io_context io_;
+  ScriptedJudge judge_{io_};
+  Origin origin_{have_ipv6_loopback()};
+  std::unique_ptr<ProxyServer> server_;
+  std::thread thread_;
+  uint16_t port_ = 0;
+  std::string dir_;
+  std::mutex mu_;
+  std::condition_variable events_cv_;
+  std::vector<nlohmann::json> events_;
+};
+
+TEST_F(ProxyServerTest, CurlGetIsJudgedAndForwarded) {
+  start();
+  auto r = curl(origin_url("/hello"), file("out"));
+  EXPECT_EQ(r.out, "200");
+  EXPECT_EQ(slurp(file("out")), "hello from origin");
+  auto actions = judge_.actions();
+  ASSERT_EQ(actions.size(), 1u);
+  EXPECT_EQ(actions[0].kind, "http");
+  EXPECT_EQ(actions[0].host, "127.0.0.1");
+  EXPECT_EQ(actions[0].port, origin_.port());
+  EXPECT_EQ(actions[0].method, "GET");
+  EXPECT_EQ(actions[0].path, "/hello");
+  EXPECT_EQ(actions[0].session, "test-session");
+  auto c = server_->counters();
+  EXPECT_EQ(c.requests, 1u);
+  EXPECT_EQ(c.allowed, 1u);
+  EXPECT_EQ(c.denied, 0u);
+  auto ev = events(1);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0]["status"], 200);
+  EXPECT_EQ(ev[0]["host"], "127.0.0.1");
+  EXPECT_EQ(ev[0]["path"], "/hello");
+}
+
+TEST_F(ProxyServerTest, HostNamesAreNormalizedForTheJudge) {
+  judge_.decide = [](const Action&) { return Judgement{false, "test", "r1", false}; };
+  start();
+  RawClient c(port_);
+  c.send("GET http://API.Example.COM./x?y=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+  auto res = c.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 403);
+  auto actions = judge_.actions();
+  ASSERT_EQ(actions.size(), 1u);
+  EXPECT_EQ(actions[0].host, "api.example.com");
+  EXPECT_EQ(actions[0].port, 80);
+  EXPECT_EQ(actions[0].path, "/x?y=1");
+}
+
+TEST_F(ProxyServerTest, HopByHopHeadersRemovedAndHostRewritten) {
+  start();
+  RawClient c(port_);
+  c.send("GET " + origin_url("/headers") +
+         " HTTP/1.1\r\nHost: wrong.example\r\nConnection: keep-alive, X-Secret\r\n"
+         "X-Secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic eDp5\r\n"
+         "Proxy-Connection: keep-alive\r\nTE: trailers\r\nUpgrade: h2c\r\nX-Kept: yes\r\n\r\n");
+  auto res = c.read_response();
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->result_int(), 200);
+  auto got = nlohmann::json::parse(res->body());
+  EXPECT_EQ(got["target"], "/headers");
+  auto h = got["headers"];
+  EXPECT_EQ(h["Host"], "127.0.0.1:" + std::to_string(origin_.port()));
+  EXPECT_EQ(h["X-Kept"], "yes");
+  for (const char* gone : {"X-Secret", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection",
+                           "TE", "Upgrade", "Connection"})
+    EXPECT_FALSE(h.contains(gone)) << gone;
+}
+
+TEST_F(ProxyServerTest, LargeSizedAndChunkedUploadsAreStreamed) {
+  start();
+  const size_t size = 20 * 1024 * 1024;
+  {
+    std::ofstream f(file("up"), std::ios::binary);
+    std::string block(1 << 20, '\0');
+    for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>(i * 7);
+    for (size_t i = 0; i < size / block.size(); ++i) f << block;
+  }
+  uint64_t sum = 0;
+  for (unsigned char ch : slurp(file("up"))) sum += ch;
+  size_t before = peak_rss_bytes();
+  auto sized = curl("--data-binary @" + file("up") + " " + origin_url("/sink"), file("sized"));
+  EXPECT_EQ(sized.out, "200");
+  auto s = nlohmann::json::parse(slurp(file("sized")));
+  EXPECT_EQ(s["bytes"], size);
+  EXPECT_EQ(s["sum"], sum);
+  auto chunked = curl(
+      "-H 'Transfer-Encoding: chunked' --data-binary @" + file("up") + " " + origin_url("/sink"),
+      file("chunked"));
+  EXPECT_EQ(chunked.out, "200") << slurp(file("chunked"));
+  auto c = nlohmann::json::parse(slurp(file("chunked")));
+  EXPECT_EQ(c["bytes"], size);
+  EXPECT_EQ(c["sum"], sum);
+  // Neither the proxy nor the origin (same process) held a 20 MB body.
+  EXPECT_LT(peak_rss_bytes() - before, size / 2);
+  EXPECT_EQ(judge_.actions().size(), 2u);
+  EXPECT_EQ(judge_.actions()[0].method, "POST");
+}
+
+TEST_F(ProxyServerTest, LargeDownloadsSizedChunkedAndUntilEof) {
+  start();
+  const size_t size = 20 * 1024 * 1024;
+  size_t before = peak_rss_bytes();
+  for (const char* kind : {"/big/", "/chunked/", "/eof/"}) {
+    auto r = curl(origin_url(kind + std::to_string(size)), file("down"));
+    EXPECT_EQ(r.out, "200") << kind;
+    EXPECT_EQ(fs::file_size(file("down")), size) << kind;
+  }
+  EXPECT_LT(peak_rss_bytes() - before, size / 2);
+}
+
+TEST_F(ProxyServerTest, EveryRequestOnAKeptAliveConnectionIsJudged) {
+  judge_.decide = [](const Action& a) {
+    if (a.path == "/deny-me") return Judgement{false, "path is denied", "r-deny", true};
+    return Judgement{true, "ok", "r-ok", true};
+  };
+  start();
+  RawClient c(port_);
+  const std::string host = "Host: 127.0.0.1\r\n\r\n";
+  c.send("GET " + origin_url("/hello") + " HTTP/1.1\r\n" + host);
+  auto first = c.read_response();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->result_int(), 200);
+  EXPECT_EQ(first->body(), "hello from origin");
+  c.send("GET " + origin_url("/hello") + " HTTP/1.1\r\n" + host);
+  auto second = c.read_response();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->result_int(), 200);
+  c.send("GET " + origin_url("/deny-me") + " HTTP/1.1\r\n" + host);
+  auto third = c.read_response();
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->result_int(), 403);
+  EXPECT_EQ(third->body(), R"({"error":"Blocked by ACP","reason":"path is denied"})");
+  EXPECT_EQ((*third)["X-ACP-Request-Id"], "r-deny");
+  EXPECT_EQ((*third)[http::field::content_type], "application/json");
+  // Still usable after the denial.
+  c.send("GET " + origin_url("/hello") + " HTTP/1.1\r\n" + host);
+  auto fourth = c.read_response();
+  ASSERT_TRUE(fourth);
+  EXPECT_EQ(fourth->result_int(), 200);
+  EXPECT_EQ(judge_.actions().size(), 4u);
+  EXPECT_EQ(origin_.requests(), 3);
+  EXPECT_EQ(origin_.connections(), 1);  // the upstream connection was kept alive too
+  auto cnt = server_->counters();
+  EXPECT_EQ(cnt.connections, 1u);
+  EXPECT_EQ(cnt.requests, 4u);
+  EXPECT_EQ(cnt.denied, 1u);
+  EXPECT_EQ(cnt.allowed, 3u);
+}
+
+TEST_F(ProxyServerTest, CurlReusesItsConnectionAndEachRequestIsJudged) {
+  judge_.decide = [](const Action& a) {
+    if (a.path == "/hello?2") return Judgement{false, "second one denied", "r2", true};
+    return Judgement{true, "ok", "r1", true};
+  };
+  start();
+  auto r = run_command("curl -sS --max-time 60 -x " + proxy() + " -o /dev/null -o " + file("two") +
+                       " -w '%{http_code} %{num_connects}\\n' " + origin_url("/hello?1") + " " +
+                       origin_url("/hello?2") + " 2>&1");
+  EXPECT_EQ(r.out, "200 1\n403 0\n");
+  EXPECT_EQ(slurp(file("two")), R"({"error":"Blocked by ACP","reason":"second one denied"})");
+  EXPECT_EQ(server_->counters().connections, 1u);
+  EXPECT_EQ(judge_.actions().size(), 2u);
+}
+
+TEST_F(ProxyServerTest, DenialIs403WithUpstreamBody) {
+  judge_.decide = [](const Action&) {
+    return Judgement{false, "Denied by policy rule 3", "abc123", false};
+  };
+  start();
+  auto r = curl("-D " + file("hdr") + " " + origin_url("/hello"), file("body"));
+  EXPECT_EQ(r.out, "403");
+  EXPECT_EQ(slurp(file("body")),
+            R"({"error":"Blocked by ACP","reason":"Denied by policy rule 3"})");
+  EXPECT_NE(slurp(file("hdr")).find("X-ACP-Request-Id: abc123"), std::string::npos);
+  EXPECT_EQ(origin_.requests(), 0);
+  auto ev = events(1);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0]["allowed"], false);
+  EXPECT_EQ(ev[0]["request_id"], "abc123");
+}
+
+TEST_F(ProxyServerTest, ConnectTunnelWithCurl) {
+  start();
+  auto r = curl("-p " + origin_url("/hello"), file("out"));
+  EXPECT_EQ(r.out, "200");
+  EXPECT_EQ(slurp(file("out")), "hello from origin");
+  auto actions = judge_.actions();
+  ASSERT_EQ(actions.size(), 1u);
+  EXPECT_EQ(actions[0].method, "CONNECT");
+  EXPECT_EQ(actions[0].host, "127.0.0.1");
+  EXPECT_EQ(actions[0].port, origin_.port());
+  EXPECT_TRUE(actions[0].path.empty());
+  // HTTP/1.0 CONNECT, and a bulk transfer through the tunnel.
+  auto big = curl("-p --proxy1.0 127.0.0.1:" + std::to_string(port_) + " " +
+                      origin_url("/big/" + std::to_string(8 << 20)),
+                  file("big"));
+  EXPECT_EQ(big.out, "200");
+  EXPECT_EQ(fs::file_size(file("big")), 8u << 20);
+  EXPECT_EQ(server_->counters().tunnels, 2u);
+}
+
+TEST_F(ProxyServerTest, ConnectToIpv6LiteralAuthority) {
+  if (origin_.port6() == 0) GTEST_SKIP() << "no ::1 on this machine";
+  start();
+  std::string url = "http://[::1]:" + std::to_string(origin_.port6()) + "/hello";
+  auto r = curl("-g -p " + url, file("out"));
+  EXPECT_EQ(r.out, "200");
+  EXPECT_EQ(slurp(file("out")), "hello from origin");
+  auto plain = curl("-g " + url, file("out2"));
+  EXPECT_EQ(plain.out, "200");
+  auto actions = judge_.actions();
+  ASSERT_EQ(actions.size(), 2u);
+  EXPECT_EQ(actions[0].host, "::1");
+  EXPECT_EQ(actions[0].method, "CONNECT");
+  EXPECT_EQ(actions[1].host, "::1");
+  EXPECT_EQ(actions[1].method, "GET");
+}
+
+TEST_F(ProxyServerTest, RawConnectCarriesBytesSentBehindTheHeader) {
+  start();
+  RawClient c(port_);
+  std::string port = std::to_string(origin_.port());
+  // The CONNECT and the first tunnelled request in one write.
+  c.send("CONNECT 127.0.0.1:" + port + " HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+         "\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto all = c.read_all();
+  EXPECT_EQ(all.rfind("HTTP/1.1 200 Connection Established\r\n\r\nHTTP/1.1 200 OK", 0), 0u) << all;
+  EXPECT_NE(all.find("hello from origin"), std::string::npos);
+}
+
+TEST_F(ProxyServerTest, LoopbackIsRefusedUnlessARuleNamesTheHost) {
+  judge_.decide = [](const Action&) { return Judgement{true, "glob rule", "r", false}; };
+  start();
+  auto r = curl(origin_url("/hello"), file("body"));
+  EXPECT_EQ(r.out, "403");
+  auto body = nlohmann::json::parse(slurp(file("body")));
+  EXPECT_EQ(body["error"], "Blocked by ACP");
+  EXPECT_NE(body["reason"].get<std::string>().find("loopback"), std::string::npos);
+  auto tunnel = curl("-p " + origin_url("/hello"));
+  EXPECT_NE(tunnel.out.find("403"), std::string::npos) << tunnel.out;
+  // localhost resolves only to loopback addresses: refused as well.
+  auto named = curl("http://localhost:" + std::to_string(origin_.port()) + "/hello");
+  EXPECT_EQ(named.out, "403");
+  EXPECT_EQ(origin_.connections(), 0);
+  EXPECT_EQ(server_->counters().denied, 3u);
+}
+
+TEST_F(ProxyServerTest, TheProxyNeverConnectsToItself) {
+  start();
+  auto r = curl("http://127.0.0.1:" + std::to_string(port_) + "/loop", file("body"));
+  EXPECT_EQ(r.out, "403");
+  EXPECT_NE(slurp(file("body")).find("own address"), std::string::npos);
+}
+
+TEST_F(ProxyServerTest, OriginFormRequestsGetAnExplanation) {
+  start();
+  auto r = run_command("curl -sS --max-time 30 -o " + file("body") + " -w '%{http_code}' " +
+                       proxy() + "/hello 2>&1");
+  EXPECT_EQ(r.out, "400");
+  auto body = nlohmann::json::parse(slurp(file("body")));
+  EXPECT_EQ(body["error"], "Not a proxy request");
+  EXPECT_NE(body["reason"].get<std::string>().find("HTTP_PROXY"), std::string::npos);
+  EXPECT_TRUE(judge_.actions().empty());
+}
+
+TEST_F(ProxyServerTest, OversizedHeaderIs431) {
+  ProxyLimits lim;
+  lim.max_header_bytes = 8 * 1024;
+  start(lim);
+  RawClient c(port_);
+  c.send("GET " + origin_url("/hello") +
+         " HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(16 * 1024, 'a') + "\r\n\r\n");
+  auto res = c.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 431);
+  EXPECT_EQ(nlohmann::json::parse(res->body())["error"], "Request header too large");
+  EXPECT_TRUE(judge_.actions().empty());
+}
+
+TEST_F(ProxyServerTest, OversizedBodyIs413) {
+  ProxyLimits lim;
+  lim.max_body_bytes = 1000;
+  start(lim);
+  {
+    RawClient c(port_);
+    c.send("POST " + origin_url("/sink") + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" +
+           std::string(5000, 'x'));
+    auto res = c.read_response();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result_int(), 413);
+  }
+  {  // chunked: discovered while streaming, before the origin has answered
+    RawClient c(port_);
+    std::string chunk(900, 'y');
+    c.send("POST " + origin_url("/sink") +
+           " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n384\r\n" + chunk +
+           "\r\n384\r\n" + chunk + "\r\n0\r\n\r\n");
+    auto res = c.read_response();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result_int(), 413);
+  }
+  {  // within the limit
+    auto r = curl("--data-binary 'small body' " + origin_url("/sink"), file("ok"));
+    EXPECT_EQ(r.out, "200");
+    EXPECT_EQ(nlohmann::json::parse(slurp(file("ok")))["bytes"], 10);
+  }
+}
+
+TEST_F(ProxyServerTest, AmbiguousFramingIsRefusedAsSmuggling) {
+  start();
+  const std::string url = origin_url("/sink");
+  const std::vector<std::string> hostile = {
+      // Content-Length and Transfer-Encoding, both orders.
+      "POST " + url +
+          " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "POST " + url +
+          " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          "Content-Length: 5\r\n\r\n0\r\n\r\n",
+      // Two differing Content-Lengths, and two identical ones.
+      "POST " + url + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+      "POST " + url + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+      "POST " + url + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello",
+      // obs-fold
+      "GET " + url + " HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+      "POST " + url + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+      // A Transfer-Encoding that does not end in chunked.
+      "POST " + url + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+      "POST " + url + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+      // Two Host headers.
+      "GET " + url + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+  };
+  for (const auto& req : hostile) {
+    RawClient c(port_);
+    c.send(req);
+    auto res = c.read_response();
+    ASSERT_TRUE(res) << req;
+    EXPECT_EQ(res->result_int(), 400) << req;
+  }
+  EXPECT_EQ(origin_.requests(), 0);
+  EXPECT_TRUE(judge_.actions().empty());
+}
+
+TEST_F(ProxyServerTest, MalformedInputIs400AndTheProxyKeepsServing) {
+  start();
+  const std::vector<std::string> garbage = {
+      "\x16\x03\x01\x02\x01\x01\x03\x01\xfc\x03\x03\r\n\r\n",  // TLS to a plain proxy
+      "GET\r\n\r\n",
+      "GET http://x/ HTTP/9.9\r\n\r\n",
+      "G\x01T http://x/ HTTP/1.1\r\n\r\n",
+      "GET http://x/ HTTP/1.1\nHost: x\n\n",  // bare LF
+      "CONNECT nohost HTTP/1.1\r\n\r\n",
+      "CONNECT [::1 HTTP/1.1\r\n\r\n",
+      "GET https://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET http://us:er@x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST http://x/ HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+  };
+  for (const auto& g : garbage) {
+    RawClient c(port_);
+    c.send(g);
+    auto res = c.read_response();
+    ASSERT_TRUE(res) << g;
+    EXPECT_EQ(res->result_int(), 400) << g;
+  }
+  auto r = curl(origin_url("/hello"));
+  EXPECT_EQ(r.out, "200");
+}
+
+TEST_F(ProxyServerTest, ConnectionsBeyondTheLimitGet503) {
+  ProxyLimits lim;
+  lim.max_connections = 2;
+  start(lim);
+  RawClient a(port_), b(port_);
+  // A full exchange on each proves the proxy holds both connections.
+  for (auto* c : {&a, &b}) {
+    c->send("GET " + origin_url("/hello") + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto res = c->read_response();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result_int(), 200);
+  }
+  RawClient third(port_);
+  third.send("GET " + origin_url("/hello") + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto res = third.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 503);
+  EXPECT_EQ(nlohmann::json::parse(res->body())["error"], "Too many connections");
+  EXPECT_EQ(judge_.actions().size(), 2u);
+}
+
+TEST_F(ProxyServerTest, UpstreamConnectRefusedIs502WithTheReason) {
+  start();
+  uint16_t closed_port;
+  {
+    net::io_context io;
+    tcp::acceptor a(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    closed_port = a.local_endpoint().port();
+  }
+  auto r = curl("http://127.0.0.1:" + std::to_string(closed_port) + "/", file("body"));
+  EXPECT_EQ(r.out, "502");
+  auto body = nlohmann::json::parse(slurp(file("body")));
+  EXPECT_EQ(body["error"], "Upstream connect failed");
+  EXPECT_NE(body["reason"].get<std::string>().find("refused"), std::string::npos);
+  auto tunnel = curl("-p http://127.0.0.1:" + std::to_string(closed_port) + "/");
+  EXPECT_NE(tunnel.out.find("502"), std::string::npos) << tunnel.out;
+}
+
+TEST_F(ProxyServerTest, UnresolvableHostIs502) {
+  start();
+  auto r = curl("http://no-such-host.invalid/", file("body"));
+  EXPECT_EQ(r.out, "502");
+  EXPECT_EQ(nlohmann::json::parse(slurp(file("body")))["error"], "Cannot resolve host");
+}
+
+TEST_F(ProxyServerTest, ASlowJudgementDoesNotHoldUpOtherConnections) {
+  judge_.hold_host = "localhost";  // held until release(); host_named lets it reach loopback
+  start();
+  RawClient slow(port_);
+  slow.send("GET http://localhost:" + std::to_string(origin_.port()) +
+            "/hello HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  ASSERT_TRUE(judge_.wait_for_actions(1));
+  // While that one waits for a human, another connection is served.
+  auto r = curl(origin_url("/hello"), file("out"));
+  EXPECT_EQ(r.out, "200");
+  EXPECT_EQ(origin_.requests(), 1);
+  judge_.release();
+  auto res = slow.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  EXPECT_EQ(res->body(), "hello from origin");
+}
+
+TEST_F(ProxyServerTest, JudgeTimeoutDenies) {
+  judge_.hold_host = "127.0.0.1";
+  ProxyLimits lim;
+  lim.judge_timeout = std::chrono::seconds(1);
+  start(lim);
+  auto r = curl(origin_url("/hello"), file("body"));
+  EXPECT_EQ(r.out, "403");
+  EXPECT_NE(slurp(file("body")).find("judge_timeout"), std::string::npos);
+  EXPECT_EQ(origin_.requests(), 0);
+}
+
+TEST_F(ProxyServerTest, PythonUrllibThroughTheProxy) {
+  start();
+  auto r = run_command(
+      "python3 -c \"import urllib.request as u, sys; "
+      "o = u.build_opener(u.ProxyHandler({'http': '" +
+      proxy() + "'})); r = o.open('" + origin_url("/hello") +
+      "', timeout=60); sys.stdout.write(str(r.status) + ' ' + r.read().decode()); "
+      "d = o.open(u.Request('" +
+      origin_url("/sink") +
+      "', data=b'x' * 100000), timeout=60); sys.stdout.write(' ' + d.read().decode())\" 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out.substr(0, 21), "200 hello from origin") << r.out;
+  EXPECT_NE(r.out.find("\"bytes\":100000"), std::string::npos) << r.out;
+  ASSERT_EQ(judge_.actions().size(), 2u);
+  EXPECT_EQ(judge_.actions()[1].method, "POST");
+}
+
+TEST_F(ProxyServerTest, HeadAnd204AndHttp10Clients) {
+  start();
+  {
+    RawClient c(port_);
+    c.send("HEAD " + origin_url("/big/1000") + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto res = c.read_response(/*head=*/true);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result_int(), 200);
+    EXPECT_EQ((*res)[http::field::content_length], "1000");
+    c.send("GET " + origin_url("/hello") + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto after = c.read_response();
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->body(), "hello from origin");
+  }
+  {  // An HTTP/1.0 client gets a chunked origin response unchunked, then the close.
+    RawClient c(port_);
+    c.send("GET " + origin_url("/chunked/5000") + " HTTP/1.0\r\n\r\n");
+    auto all = c.read_all();
+    EXPECT_EQ(all.rfind("HTTP/1.0 200", 0), 0u) << all.substr(0, 200);
+    auto body = all.substr(all.find("\r\n\r\n") + 4);
+    EXPECT_EQ(body.size(), 5000u);
+    EXPECT_EQ(all.find("chunked"), std::string::npos);
+  }
+  {  // Expect: 100-continue is answered by the proxy.
+    RawClient c(port_);
+    c.send("POST " + origin_url("/sink") +
+           " HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    char buf[64] = {};
+    ssize_t n = ::recv(c.socket().native_handle(), buf, 25, MSG_WAITALL);
+    ASSERT_EQ(n, 25);
+    EXPECT_EQ(std::string(buf, 25), "HTTP/1.1 100 Continue\r\n\r\n");
+    c.send("abc");
+    auto res = c.read_response();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(nlohmann::json::parse(res->body())["bytes"], 3);
+  }
+}
+
+TEST_F(ProxyServerTest, StopClosesTunnels) {
+  start();
+  RawClient c(port_);
+  std::string port = std::to_string(origin_.port());
+  c.send("CONNECT 127.0.0.1:" + port + " HTTP/1.1\r\n\r\n");
+  std::string got;
+  char buf[256];
+  while (got.find("\r\n\r\n") == std::string::npos) {
+    ssize_t n = ::recv(c.socket().native_handle(), buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, "HTTP/1.1 200 Connection Established\r\n\r\n");
+  net::post(io_, [this] { server_->stop(); });
+  EXPECT_EQ(c.read_all(), "");  // EOF: the tunnel is gone
+}
+
+TEST(ProxyServerStart, PortInUseIsEaddrinuse) {
+  net::io_context io;
+  ScriptedJudge judge(io);
+  ProxyConfig cfg;
+  cfg.listen = {tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)};
+  ProxyServer first(io, cfg, judge);
+  ASSERT_TRUE(first.start().ok());
+  cfg.listen = first.local_endpoints();
+  ProxyServer second(io, cfg, judge);
+  auto st = second.start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().err, EADDRINUSE);
+  EXPECT_NE(st.error().message().find("127.0.0.1"), std::string::npos);
+}
+
+}  // namespace
