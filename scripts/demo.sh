@@ -63,11 +63,16 @@ cat >"$work/agent.sh" <<EOF
 #!/bin/sh
 echo "[agent] I am \$(id -un), session \$ACP_SESSION, proxy \$HTTP_PROXY"
 echo "[agent] 1. connecting straight to http://127.0.0.1:$port/ (no proxy) ..."
-if curl -sS --noproxy '*' --max-time 5 -o /dev/null "http://127.0.0.1:$port/" 2>"$work/direct.err"; then
-  echo "[agent]    it worked: THE WALL IS DOWN"; exit 1
-else
-  echo "[agent]    refused: \$(cat "$work/direct.err")"
-fi
+python3 - <<'PY' || exit 1
+import errno, socket, sys
+try:
+    socket.create_connection(("127.0.0.1", $port), timeout=5)
+except OSError as e:
+    print(f"[agent]    refused by the kernel: {errno.errorcode.get(e.errno, e.errno)} ({e.strerror})")
+else:
+    print("[agent]    it worked: THE WALL IS DOWN")
+    sys.exit(1)
+PY
 echo "[agent] 2. asking for the same page through the consent proxy ..."
 curl -sS --max-time 60 "http://127.0.0.1:$port/" || exit 2
 # Stay alive until the operator has looked at acp status.

@@ -40,63 +40,23 @@ Run acp_cli(const std::string& run_dir, const std::string& args) {
   return r;
 }
 
-struct Session {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  std::unique_ptr<acp::consent::ConsentGate> gate;
-  std::unique_ptr<acp::consent::ControlServer> server;
-  std::thread thread;
-
-  explicit Session(const TempDir& dir) {
-    acp::consent::GateConfig cfg;
-    cfg.session_id = "cafe00000001";
-    cfg.grants_path = dir / "grants.json";
-    gate = std::make_unique<acp::consent::ConsentGate>(io, cfg);
-    auto s = acp::consent::ControlServer::start(io, dir / "run/control.sock", *gate);
-    if (!s.ok()) throw std::runtime_error(s.error().message());
-    server = std::move(*s);
-    thread = std::thread([this] { io.run(); });
-  }
-  ~Session() {
-    std::promise<void> done;
-    asio::post(io, [&] {
-      server.reset();
-      gate.reset();
-      done.set_value();
-    });
-    done.get_future().wait();
-    work.reset();
-    thread.join();
-  }
+struct Session : acp::testing::GateSession {
+  explicit Session(const TempDir& dir) : GateSession(dir, "cafe00000001", "run/control.sock") {}
   std::future<ConsentOutcome> ask(const std::string& host, const std::string& path = "/") {
-    auto p = std::make_shared<std::promise<ConsentOutcome>>();
-    auto f = p->get_future();
-    asio::post(io, [this, host, path, p] {
-      asio::co_spawn(
-          io,
-          [this, host, path, p]() -> asio::awaitable<void> {
-            acp::Action a;
-            a.host = host;
-            a.port = 80;
-            a.method = "GET";
-            a.path = path;
-            acp::PolicyDecision d;
-            d.verdict = acp::Verdict::Ask;
-            d.rule_text = "{kind: http}";
-            p->set_value(co_await gate->ask(a, d));
-          },
-          asio::detached);
-    });
-    return f;
+    acp::Action a;
+    a.host = host;
+    a.port = 80;
+    a.method = "GET";
+    a.path = path;
+    return GateSession::ask(a, "{kind: http}");
   }
   std::string wait_one_pending() {
-    for (int i = 0; i < 2000; ++i) {
-      auto r = acp::consent::control_request(server->path(), {{"op", "pending"}});
-      if (r.ok() && (*r)["pending"].size() == 1) return (*r)["pending"][0]["id"];
-      std::this_thread::yield();
+    auto r = wait_pending(1);
+    if (r.is_null()) {
+      ADD_FAILURE() << "no pending request appeared";
+      return "";
     }
-    ADD_FAILURE() << "no pending request appeared";
-    return "";
+    return r["pending"][0]["id"];
   }
 };
 

@@ -37,62 +37,16 @@ acp::Action connect_to(const std::string& host) {
   return a;
 }
 
-// A session's gate and control server on an io_context run by a thread of its own, as in acp;
-// the test thread is the `acp approve` side.
-struct Session {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  std::unique_ptr<ConsentGate> gate;
-  std::unique_ptr<ControlServer> server;
-  std::thread thread;
-
-  Session(const TempDir& dir, const std::string& id, const std::string& sock = "control.sock") {
-    acp::consent::GateConfig cfg;
-    cfg.session_id = id;
-    cfg.grants_path = dir / ("grants-" + id + ".json");
-    gate = std::make_unique<ConsentGate>(io, cfg);
-    auto s = ControlServer::start(io, dir / sock, *gate);
-    if (!s.ok()) throw std::runtime_error(s.error().message());
-    server = std::move(*s);
-    thread = std::thread([this] { io.run(); });
-  }
-  ~Session() {
-    std::promise<void> done;
-    asio::post(io, [&] {
-      server.reset();
-      gate.reset();
-      done.set_value();
-    });
-    done.get_future().wait();
-    work.reset();
-    io.stop();
-    thread.join();
-  }
+struct Session : acp::testing::GateSession {
+  Session(const TempDir& dir, const std::string& id, const std::string& sock = "control.sock")
+      : GateSession(dir, id, sock) {}
   std::future<ConsentOutcome> ask(const std::string& host) {
-    auto p = std::make_shared<std::promise<ConsentOutcome>>();
-    auto f = p->get_future();
-    asio::post(io, [this, host, p] {
-      asio::co_spawn(
-          io,
-          [this, host, p]() -> asio::awaitable<void> {
-            acp::PolicyDecision d;
-            d.verdict = acp::Verdict::Ask;
-            d.rule_text = "{host: \"*\"}";
-            p->set_value(co_await gate->ask(connect_to(host), d));
-          },
-          asio::detached);
-    });
-    return f;
+    return GateSession::ask(connect_to(host), "{host: \"*\"}");
   }
-  // Polls the control socket until `n` requests are pending (the asks run on the other thread).
   json wait_pending(size_t n) {
-    for (int i = 0; i < 2000; ++i) {
-      auto r = control_request(server->path(), {{"op", "pending"}});
-      if (r.ok() && (*r)["pending"].size() == n) return *r;
-      std::this_thread::yield();
-    }
-    ADD_FAILURE() << "never saw " << n << " pending";
-    return {};
+    json r = GateSession::wait_pending(n);
+    if (r.is_null()) ADD_FAILURE() << "never saw " << n << " pending";
+    return r;
   }
 };
 

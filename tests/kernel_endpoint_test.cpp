@@ -80,6 +80,8 @@ struct BadCase {
   const char* text;
   const char* mentions;
 };
+// Readable (and stable) test names in ctest: the text, not the struct's bytes.
+void PrintTo(const BadCase& c, std::ostream* os) { *os << '"' << c.text << '"'; }
 
 class KernelEndpointErrors : public ::testing::TestWithParam<BadCase> {};
 

@@ -68,6 +68,14 @@ struct Proc {
     p.out_fd = fds[0];
     return p;
   }
+  // Reaps without reading to EOF: the agent of a killed acp still holds the pipe open.
+  int reap() {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    close(out_fd);
+    status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return status;
+  }
   // Reads until EOF, then reaps. Returns the exit status (128+sig when killed).
   int finish() {
     out += read_all(out_fd);
@@ -132,6 +140,9 @@ class RunSession : public ::testing::Test {
       kill(origin_.pid, SIGTERM);
       origin_.finish();
     }
+    // A test that failed half-way may leave an orphaned session of its own: end it.
+    if (!dir_.empty() && run({ACP_BINARY, "status", "--json"}).out.find(dir_) != std::string::npos)
+      run({ACP_BINARY, "gc", "--kill"});
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
@@ -223,6 +234,9 @@ TEST_F(RunSession, AskWaitsForTheOperatorsApproval) {
   Proc agent = Proc::start(acp_run(policy_for_origin("ask"), direct_then_proxied(origin_url())));
   std::string id = wait_for_pending_id();
   ASSERT_FALSE(id.empty()) << "no pending request showed up";
+  auto st = run({ACP_BINARY, "status"});
+  EXPECT_NE(st.out.find("pending requests"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find(id), std::string::npos) << st.out;
   auto a = run({ACP_BINARY, "approve", id});
   EXPECT_EQ(a.status, 0) << a.out;
   agent.finish();
@@ -251,8 +265,7 @@ TEST_F(RunSession, StatusShowsTheLiveSessionAndItsWall) {
   for (int i = 0; i < 100; ++i) {
     auto s = run({ACP_BINARY, "status"});
     out = s.out;
-    if (out.find("Session ") != std::string::npos && out.find("allow map") != std::string::npos)
-      break;
+    if (out.find("127.0.0.1:" + std::to_string(proxy_port_)) != std::string::npos) break;
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_NE(out.find("Isolated (bpf)"), std::string::npos) << out;
@@ -297,7 +310,7 @@ TEST_F(RunSession, KilledAcpLeavesTheAgentConfinedAndGcCleansUp) {
   for (int i = 0; i < 100 && slurp(report).empty(); ++i) std::this_thread::sleep_for(50ms);
   ASSERT_FALSE(slurp(report).empty()) << "the agent never reported";
   kill(acp.pid, SIGKILL);
-  acp.finish();
+  acp.reap();
   // acp is gone; the agent is not, and it is still confined.
   std::ofstream(report, std::ios::trunc).close();
   for (int i = 0; i < 100 && slurp(report).size() < 3 * 8; ++i) std::this_thread::sleep_for(50ms);
@@ -311,6 +324,7 @@ TEST_F(RunSession, KilledAcpLeavesTheAgentConfinedAndGcCleansUp) {
   EXPECT_EQ(gc.status, 0) << gc.out;
   auto st2 = run({ACP_BINARY, "status"});
   EXPECT_EQ(st2.out.find("ORPHANED"), std::string::npos) << st2.out;
+  EXPECT_EQ(st2.out.find(report), std::string::npos) << "the session is still there: " << st2.out;
 }
 
 TEST_F(RunSession, TwoSessionsAtOnceEachGetTheirOwnProxy) {

@@ -34,6 +34,11 @@
 
 namespace {
 
+// What /proc/self/cgroup says inside the session: the launcher gives every agent a cgroup
+// namespace rooted at its session cgroup (vmtests/launch_agent_test.cpp checks that the root
+// is the session cgroup); a process that left it would see "/.." or deeper.
+constexpr const char* kInsideOwnCgroupNs = "/";
+
 using acp::kernel::Endpoint;
 using acp::kernel::EventReader;
 using acp::vmtest::BoundSocket;
@@ -155,19 +160,24 @@ class WallEscape : public ::testing::Test {
     return got;
   }
 
-  RunResult in_wall(const Argv& argv, uid_t uid = kNobody, const TestWall* wall = nullptr) {
+  RunResult in_wall(const Argv& argv, uid_t uid = kNobody, const TestWall* wall = nullptr,
+                    bool bpf_only = false) {
     if (!wall) wall = wall_.get();
-    return acp::vmtest::run_in(const_cast<TestWall*>(wall)->cgroup().fd(), wall->path(), argv, uid);
+    return acp::vmtest::run_in(const_cast<TestWall*>(wall)->cgroup().fd(), wall->path(), argv, uid,
+                               {}, bpf_only);
   }
-  RunResult in_bare(const Argv& argv, uid_t uid = kNobody) {
-    return acp::vmtest::run_in(bare_->fd(), bare_->path(), argv, uid);
+  RunResult in_bare(const Argv& argv, uid_t uid = kNobody, bool bpf_only = false) {
+    return acp::vmtest::run_in(bare_->fd(), bare_->path(), argv, uid, {}, bpf_only);
   }
 
-  // The attempt works without the wall and gets EPERM behind it.
-  void expect_blocked(const Argv& argv, const std::string& what, uid_t uid = kNobody) {
-    RunResult control = in_bare(argv, uid);
+  // The attempt works without the wall and gets EPERM behind it. `bpf_only`: both runs
+  // without the launcher's seccomp filter and root containment, so that what is shown is the
+  // BPF programs' own refusal.
+  void expect_blocked(const Argv& argv, const std::string& what, uid_t uid = kNobody,
+                      bool bpf_only = false) {
+    RunResult control = in_bare(argv, uid, bpf_only);
     EXPECT_EQ(control.result(), "OK") << "control (no wall): " << what << "\n" << control.out;
-    RunResult in = in_wall(argv, uid);
+    RunResult in = in_wall(argv, uid, nullptr, bpf_only);
     EXPECT_EQ(in.result(), "EPERM") << "inside the wall: " << what << "\n" << in.out;
   }
 
@@ -177,7 +187,6 @@ class WallEscape : public ::testing::Test {
   }
 
   // This cgroup as /proc/<pid>/cgroup shows it.
-  std::string relative(const std::string& path) const { return path.substr(cgroup_root_.size()); }
 
   acp::vmtest::Responder responder_;  // outlives the sockets' users: declared first
   uint16_t p_ = 0, other4_ = 0, other6_ = 0, udp4_ = 0, udp6_ = 0;
@@ -460,7 +469,7 @@ TEST_F(WallEscape, ChildrenAndGrandchildrenStayConfined) {
   expect_blocked(client("tcp", "127.0.0.1", other4_, {"--fork=1"}), "child");
   expect_blocked(client("tcp", "127.0.0.1", other4_, {"--fork=2"}), "grandchild");
   auto in = in_wall(client("tcp", "127.0.0.1", other4_, {"--fork=2"}));
-  EXPECT_EQ(in.value("cgroup"), relative(wall_->path())) << in.out;
+  EXPECT_EQ(in.value("cgroup"), kInsideOwnCgroupNs) << in.out;
   expect_blocked({"python3", "-c", kPyForkTcp, "127.0.0.1", std::to_string(other4_)},
                  "python3 os.fork() child");
   const std::string nested =
@@ -498,7 +507,7 @@ TEST_F(WallEscape, ADaemonThatOutlivesTheAgentStaysConfined) {
   EXPECT_EQ(control.result(), "OK") << control.out;
   RunResult daemon = daemon_result(true);
   EXPECT_EQ(daemon.result(), "EPERM") << daemon.out;
-  EXPECT_EQ(daemon.value("cgroup"), relative(wall_->path())) << daemon.out;
+  EXPECT_EQ(daemon.value("cgroup"), kInsideOwnCgroupNs) << daemon.out;
   bool seen = false;
   for (const auto& e : events())
     if (std::to_string(e.pid) == daemon.value("pid") && e.port == other4_) seen = true;
@@ -511,7 +520,7 @@ TEST_F(WallEscape, CannotMoveItselfOutOfTheCgroup) {
     RunResult in = in_wall(client("tcp", "127.0.0.1", other4_, {"--escape=" + procs}));
     EXPECT_NE(in.value("escape"), "OK") << procs << "\n" << in.out;
     EXPECT_FALSE(in.value("escape").empty()) << in.out;
-    EXPECT_EQ(in.value("cgroup"), relative(wall_->path())) << in.out;
+    EXPECT_EQ(in.value("cgroup"), kInsideOwnCgroupNs) << in.out;
     EXPECT_EQ(in.result(), "EPERM") << in.out;
     std::cout << "[ info     ] nobody writing its pid to " << procs << ": " << in.value("escape")
               << "\n";
@@ -522,14 +531,16 @@ TEST_F(WallEscape, CannotMoveItselfOutOfTheCgroup) {
   RunResult root = in_bare(
       client("tcp", "127.0.0.1", other4_, {"--escape=" + cgroup_root_ + "/cgroup.procs"}), 0);
   EXPECT_EQ(root.value("escape"), "OK") << root.out;
-  EXPECT_EQ(root.value("cgroup"), "/") << root.out;
+  EXPECT_EQ(root.value("cgroup"), "/..") << root.out << " (moved above its cgroup namespace root)";
 }
 
 TEST_F(WallEscape, RawSockets) {
   // socket(SOCK_RAW) needs CAP_NET_RAW: nobody cannot make one with or without the wall, so
   // the wall's own refusal is shown with root (the control: root outside gets one).
-  expect_blocked(client("raw", "127.0.0.1", 0), "raw IPv4 socket as root", 0);
-  expect_blocked(client("raw", "::1", 0), "raw IPv6 socket as root", 0);
+  expect_blocked(client("raw", "127.0.0.1", 0), "raw IPv4 socket as root", 0, true);
+  expect_blocked(client("raw", "::1", 0), "raw IPv6 socket as root", 0, true);
+  // A root agent as acp runs it has no CAP_NET_RAW at all.
+  EXPECT_EQ(in_wall(client("raw", "127.0.0.1", 0), 0).result(), "EPERM") << "root agent";
   EXPECT_EQ(in_wall(client("raw", "127.0.0.1", 0)).result(), "EPERM") << "nobody";
   size_t sock_create = 0;
   for (const auto& e : events())
@@ -554,16 +565,18 @@ TEST_F(WallEscape, IcmpPingSockets) {
   EXPECT_EQ(after, before) << "ping_group_range restored";
 }
 
-TEST_F(WallEscape, AfPacketNeedsCapNetRawAndTheWallDoesNotSeeIt) {
-  // cgroup/sock_create runs only for AF_INET/AF_INET6 sockets. An unprivileged agent cannot
-  // open AF_PACKET anyway (CAP_NET_RAW); what stops it is the capability check, not the wall.
-  RunResult control = in_bare(client("packet", "-", 0));
-  RunResult in = in_wall(client("packet", "-", 0));
-  EXPECT_EQ(control.result(), "EPERM") << control.out;
-  EXPECT_EQ(in.result(), "EPERM") << in.out;
+TEST_F(WallEscape, AfPacketIsRefusedBySeccompNotByTheWall) {
+  // cgroup/sock_create runs only for AF_INET/AF_INET6 sockets, so the BPF programs never see
+  // AF_PACKET. The launcher's seccomp filter refuses the family (EAFNOSUPPORT) for every
+  // agent, root included; without the filter root could open one inside the wall.
+  RunResult nobody = in_wall(client("packet", "-", 0));
+  EXPECT_EQ(nobody.result(), "EAFNOSUPPORT") << nobody.out;
   RunResult root = in_wall(client("packet", "-", 0), 0);
-  std::cout << "[ info     ] AF_PACKET inside the wall: nobody " << in.result() << ", root "
-            << root.result() << " (not covered by cgroup/sock_create; see docs/bpf.md)\n";
+  EXPECT_EQ(root.result(), "EAFNOSUPPORT") << root.out;
+  RunResult root_bpf_only = in_wall(client("packet", "-", 0), 0, nullptr, true);
+  EXPECT_EQ(root_bpf_only.result(), "OK")
+      << "control: the BPF programs alone do not stop AF_PACKET\n"
+      << root_bpf_only.out;
   for (const auto& e : events()) EXPECT_NE(e.family, 17) << "no AF_PACKET event is expected";
 }
 
@@ -589,15 +602,22 @@ TEST_F(WallEscape, MultipathTcpSockets) {
 }
 
 TEST_F(WallEscape, ConnectThroughIoUring) {
-  RunResult probe = in_bare(client("uring-connect", "127.0.0.1", p_));
+  // An agent as acp runs it cannot set up io_uring at all (seccomp); the BPF hooks also
+  // judge io_uring's connects, shown here without the filter.
+  EXPECT_EQ(in_wall(client("uring-connect", "127.0.0.1", p_)).result(), "EPERM")
+      << "io_uring_setup is refused to the agent";
+  RunResult probe = in_bare(client("uring-connect", "127.0.0.1", p_), kNobody, true);
   if (probe.result() == "UNSUPPORTED")
     GTEST_SKIP() << "acp_vm_client was built without liburing (install liburing-dev)";
   if (probe.result() != "OK")
     GTEST_SKIP() << "io_uring is not usable here (" << probe.result()
                  << "; kernel.io_uring_disabled?)";
-  expect_blocked(client("uring-connect", "127.0.0.1", other4_), "io_uring connect v4");
-  expect_blocked(client("uring-connect", "::1", other6_), "io_uring connect v6");
-  EXPECT_EQ(in_wall(client("uring-connect", "127.0.0.1", p_)).result(), "OK") << "the proxy";
+  expect_blocked(client("uring-connect", "127.0.0.1", other4_), "io_uring connect v4", kNobody,
+                 true);
+  expect_blocked(client("uring-connect", "::1", other6_), "io_uring connect v6", kNobody, true);
+  EXPECT_EQ(in_wall(client("uring-connect", "127.0.0.1", p_), kNobody, nullptr, true).result(),
+            "OK")
+      << "the proxy";
 }
 
 TEST_F(WallEscape, RealClientsAreRefused) {

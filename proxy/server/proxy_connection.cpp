@@ -366,6 +366,21 @@ net::awaitable<bool> Connection::handle_request(RequestParser& p, nlohmann::json
   co_return co_await handle_http(p, event);
 }
 
+net::awaitable<Judgement> Connection::judge(const RequestTarget& target, std::string method,
+                                            nlohmann::json& event) {
+  Action action;
+  action.kind = "http";
+  action.host = target.host;
+  action.port = target.port;
+  action.method = std::move(method);
+  action.path = target.path;
+  action.session = state_->cfg.session_id;
+  Judgement j = co_await judge(std::move(action));
+  event["request_id"] = j.request_id;
+  event["allowed"] = j.allowed;
+  co_return j;
+}
+
 net::awaitable<Judgement> Connection::judge(Action action) {
   state_->n_requests.fetch_add(1, std::memory_order_relaxed);
   auto timeout = state_->cfg.limits.judge_timeout;
@@ -483,15 +498,7 @@ net::awaitable<bool> Connection::handle_connect(RequestParser& p, nlohmann::json
   }
   event["host"] = target->host;
   event["port"] = target->port;
-  Action action;
-  action.kind = "http";
-  action.host = target->host;
-  action.port = target->port;
-  action.method = "CONNECT";
-  action.session = state_->cfg.session_id;
-  auto j = co_await judge(std::move(action));
-  event["request_id"] = j.request_id;
-  event["allowed"] = j.allowed;
+  auto j = co_await judge(*target, "CONNECT", event);
   if (closed_) co_return false;
   if (!j.allowed) {
     event["status"] = 403;
@@ -581,16 +588,7 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   event["host"] = target->host;
   event["port"] = target->port;
   event["path"] = target->path;
-  Action action;
-  action.kind = "http";
-  action.host = target->host;
-  action.port = target->port;
-  action.method = std::string(req.method_string());
-  action.path = target->path;
-  action.session = state_->cfg.session_id;
-  auto j = co_await judge(std::move(action));
-  event["request_id"] = j.request_id;
-  event["allowed"] = j.allowed;
+  auto j = co_await judge(*target, std::string(req.method_string()), event);
   if (closed_) co_return false;
   if (!j.allowed) {
     event["status"] = 403;

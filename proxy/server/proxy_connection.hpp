@@ -50,6 +50,10 @@ class Connection {
   boost::asio::awaitable<bool> handle_request(RequestParser& parser, nlohmann::json& event);
   boost::asio::awaitable<bool> handle_connect(RequestParser& parser, nlohmann::json& event);
   boost::asio::awaitable<bool> handle_http(RequestParser& parser, nlohmann::json& event);
+  // One request's Action (kind http) from its target, judged; request id and verdict noted
+  // in `event`.
+  boost::asio::awaitable<Judgement> judge(const RequestTarget& target, std::string method,
+                                          nlohmann::json& event);
   boost::asio::awaitable<Judgement> judge(Action action);
   // Resolves, checks and connects; on failure fills `refusal`.
   boost::asio::awaitable<std::optional<boost::beast::tcp_stream>> connect_upstream(

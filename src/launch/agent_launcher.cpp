@@ -79,6 +79,7 @@ struct ChildPlan {
   const char* const* hidden_paths;
   size_t n_hidden;
   const sock_fprog* socket_filter;  // nullptr: none
+  bool contain_root;
 };
 
 // CAP_SETPCAP last: dropping it from the bounding set needs it.
@@ -133,7 +134,7 @@ constexpr int kAgentDroppedCaps[] = {CAP_NET_RAW,      CAP_NET_ADMIN,       CAP_
     // doors around the wall: packet and raw sockets (cgroup/sock_create only sees inet
     // sockets), network configuration, BPF and cgroup administration, ptrace of acp, modules.
     // Dropped from the bounding set, they cannot come back through execve.
-    if (p.uid == 0) {
+    if (p.uid == 0 && p.contain_root) {
       // Its own mount namespace, where what holds the wall up (the cgroup tree, the pins) and
       // ACP's files are read-only and the control sockets are out of sight: root owns them all.
       if (::syscall(SYS_unshare, CLONE_NEWNS) != 0) child_fail(p, kStageMounts, errno);
@@ -354,7 +355,8 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
   const std::vector<sock_filter> filter = agent_socket_filter();
   sock_fprog filter_prog{static_cast<unsigned short>(filter.size()),
                          const_cast<sock_filter*>(filter.data())};
-  plan.socket_filter = &filter_prog;
+  plan.socket_filter = spec.socket_filter ? &filter_prog : nullptr;
+  plan.contain_root = spec.contain_root;
 
   Agent agent;
   UniqueFd procs_fd;

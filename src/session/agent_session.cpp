@@ -164,9 +164,27 @@ int run_agent_session(const RunOptions& o) {
   const std::string cg_path = session_cgroup_path(*cg_root, id);
   auto pin_dir = session_pin_dir(id);
   if (!pin_dir) return fail(pin_dir.error().message());
+
+  // The record comes first: it names this acp process as the session's owner, so a
+  // concurrent `acp run` or `acp gc` never mistakes the half-built session for an orphan.
+  SessionRecord rec;
+  rec.id = id;
+  rec.acp_pid = getpid();
+  rec.acp_start_time = process_start_time(getpid());
+  rec.uid = user->uid;
+  rec.user = user->name;
+  rec.command = o.command;
+  rec.backend = "bpf";
+  rec.mode = o.audit_only ? "audit" : "enforce";
+  rec.cgroup = cg_path;
+  rec.pin_dir = *pin_dir;
+  rec.policy = o.policy.value_or("<built-in>");
+  rec.started_at = static_cast<int64_t>(std::time(nullptr));
+  if (auto st = write_session_record(kSessionRecordDir, rec); !st)
+    return fail(st.error().message());
   auto cgroup = Cgroup::create(cg_path);
   if (!cgroup) {
-    (void)detach_and_unpin(*pin_dir);
+    (void)remove_session_record(kSessionRecordDir, id);
     return fail(cgroup.error().message());
   }
   // From here every exit path takes the session down (SessionGuard), processes first.
@@ -220,22 +238,10 @@ int run_agent_session(const RunOptions& o) {
   spec.readonly_paths = {*cg_root, kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
   spec.hidden_paths = {"/run/acp"};
 
-  SessionRecord rec;
-  rec.id = id;
-  rec.acp_pid = getpid();
-  rec.acp_start_time = process_start_time(getpid());
-  rec.uid = user->uid;
-  rec.user = user->name;
-  rec.command = o.command;
-  rec.backend = "bpf";
-  rec.mode = o.audit_only ? "audit" : "enforce";
-  rec.cgroup = cg_path;
-  rec.pin_dir = *pin_dir;
+  rec.proxy.clear();
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
-  rec.policy = o.policy.value_or("<built-in>");
   rec.control = (*proxy)->control_path();
   rec.audit_log = (*proxy)->audit_path();
-  rec.started_at = static_cast<int64_t>(std::time(nullptr));
 
   auto agent = spawn_agent(spec);
   if (!agent) {
@@ -244,7 +250,7 @@ int run_agent_session(const RunOptions& o) {
   }
   rec.agent_pid = agent->pid;
   if (auto st = write_session_record(kSessionRecordDir, rec); !st)
-    std::fprintf(stderr, "acp run: warning: %s (acp status will not show this session)\n",
+    std::fprintf(stderr, "acp run: warning: %s (acp status shows this session without its agent)\n",
                  st.error().message().c_str());
   std::fprintf(stderr, "acp: session %s: agent pid %d as %s, proxy %s, %s mode (bpf)\n", id.c_str(),
                agent->pid, user->name.c_str(), (*proxy)->proxy_url().c_str(), rec.mode.c_str());

@@ -37,9 +37,10 @@ class SessionProxyImpl final : public SessionProxy {
       : io_(io),
         cfg_(cfg),
         policy_(std::move(initial), cfg.policy_path),
-        gate_(io, consent::GateConfig{.session_id = cfg.session_id,
-                                      .grants_path = or_default(cfg.grants_path,
-                                                                kDefaultGrantsPath)}) {}
+        gate_(io,
+              consent::GateConfig{.session_id = cfg.session_id,
+                                  .grants_path = or_default(cfg.grants_path, kDefaultGrantsPath)}) {
+  }
 
   Status start() {
     auto audit = audit::AuditLog::open(or_default(cfg_.audit_path, kDefaultAuditPath));

@@ -8,6 +8,7 @@
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/probe.hpp"
+#include "acp/proxy/control.hpp"
 #include "acp/session/session_gc.hpp"
 
 namespace acp {
@@ -37,15 +38,30 @@ SessionStatus read_one(const std::string& id) {
     st.mode = cfg->mode == ACP_MODE_AUDIT ? "audit" : "enforce";
   else
     st.problems.push_back("config: " + cfg.error().message());
-  if (auto l = pins->links()) st.programs = *l;
-  else st.problems.push_back("links: " + l.error().message());
-  if (auto a = pins->allow_entries()) st.allow = *a;
-  else st.problems.push_back("allow map: " + a.error().message());
-  if (auto c = pins->counters()) st.counters = *c;
-  else st.problems.push_back("counters: " + c.error().message());
-  if (auto r = pins->recent_events()) st.recent_denied = *r;
-  else st.problems.push_back("recent events: " + r.error().message());
+  if (auto l = pins->links())
+    st.programs = *l;
+  else
+    st.problems.push_back("links: " + l.error().message());
+  if (auto a = pins->allow_entries())
+    st.allow = *a;
+  else
+    st.problems.push_back("allow map: " + a.error().message());
+  if (auto c = pins->counters())
+    st.counters = *c;
+  else
+    st.problems.push_back("counters: " + c.error().message());
+  if (auto r = pins->recent_events())
+    st.recent_denied = *r;
+  else
+    st.problems.push_back("recent events: " + r.error().message());
   if (auto n = pins->lost_events()) st.lost_events = *n;
+  if (st.record && !st.orphaned && !st.record->control.empty()) {
+    auto r = consent::control_request(st.record->control, {{"op", "pending"}});
+    if (r && r->value("ok", false) && (*r)["pending"].is_array())
+      for (const auto& p : (*r)["pending"]) st.pending.push_back(p);
+    else if (!r)
+      st.problems.push_back("control socket: " + r.error().message());
+  }
   return st;
 }
 
@@ -55,7 +71,7 @@ nlohmann::json counters_json(const kernel::Counters& c) {
     for (int p = 0; p < ACP_PRO_MAX; ++p) {
       if (c.allowed[f][p] == 0 && c.denied[f][p] == 0) continue;
       j[std::string(kFamilies[f]) + "/" + kProtos[p]] = {{"allowed", c.allowed[f][p]},
-                                                          {"denied", c.denied[f][p]}};
+                                                         {"denied", c.denied[f][p]}};
     }
   return j;
 }
@@ -108,6 +124,7 @@ nlohmann::json status_to_json(const MachineStatus& m) {
     j["recent_denied"] = nlohmann::json::array();
     for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
     j["lost_events"] = s.lost_events;
+    j["pending"] = s.pending;
     if (!s.problems.empty()) j["problems"] = s.problems;
     out["sessions"].push_back(std::move(j));
   }
@@ -156,8 +173,22 @@ std::string status_to_text(const MachineStatus& m) {
       }
     if (!any) o << "    (no attempts yet)\n";
     if (!s.recent_denied.empty()) {
-      o << "  recent denied:\n";
-      for (const auto& e : s.recent_denied) o << "    " << kernel::describe_event(e) << "\n";
+      // The newest few; `acp status --json` has them all.
+      constexpr size_t kShown = 8;
+      const size_t skip = s.recent_denied.size() > kShown ? s.recent_denied.size() - kShown : 0;
+      o << "  recent denied";
+      if (skip) o << " (latest " << kShown << " of " << s.recent_denied.size() << ")";
+      o << ":\n";
+      for (size_t i = skip; i < s.recent_denied.size(); ++i)
+        o << "    " << kernel::describe_event(s.recent_denied[i]) << "\n";
+    }
+    if (!s.pending.empty()) {
+      o << "  pending requests (acp approve ID / acp deny ID):\n";
+      for (const auto& p : s.pending) {
+        const auto& a = p.contains("action") ? p["action"] : p;
+        o << "    " << p.value("id", "?") << "  " << a.value("method", "") << " "
+          << a.value("host", "") << ":" << a.value("port", 0) << a.value("path", "") << "\n";
+      }
     }
     if (s.lost_events) o << "  events lost (ring buffer full): " << s.lost_events << "\n";
     for (const auto& p : s.problems) o << "  problem: " << p << "\n";

@@ -195,7 +195,7 @@ std::string RunResult::value(const std::string& key) const {
 }
 
 RunResult run_in(int cgroup_fd, const std::string& cgroup_path, std::vector<std::string> argv,
-                 uid_t uid, std::vector<std::string> env) {
+                 uid_t uid, std::vector<std::string> env, bool bpf_only) {
   RunResult r;
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return r;
@@ -210,6 +210,8 @@ RunResult run_in(int cgroup_fd, const std::string& cgroup_path, std::vector<std:
   spec.cgroup_fd = cgroup_fd;
   spec.cgroup_path = cgroup_path;
   spec.no_new_privs = true;
+  spec.socket_filter = !bpf_only;
+  spec.contain_root = !bpf_only;
   spec.stdout_fd = wr.get();
   spec.stderr_fd = wr.get();
   auto agent = launch::spawn_agent(spec);

@@ -118,8 +118,10 @@ struct RunResult {
 
 // Runs argv in the cgroup, as uid/gid (nobody by default) with no_new_privs, env PATH, HOME,
 // LC_ALL and `env`, through the launcher (acp run's own spawn_agent). Waits for the end.
+// `bpf_only`: without the launcher's other layers (the socket-family seccomp filter, root's
+// dropped capabilities and read-only mounts), to show what the BPF programs alone stop.
 RunResult run_in(int cgroup_fd, const std::string& cgroup_path, std::vector<std::string> argv,
-                 uid_t uid = kNobody, std::vector<std::string> env = {});
+                 uid_t uid = kNobody, std::vector<std::string> env = {}, bool bpf_only = false);
 
 // Sets /proc/sys/<name> (dots or slashes) and restores the old value when destroyed.
 class SysctlOverride {

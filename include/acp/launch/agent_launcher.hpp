@@ -56,6 +56,11 @@ struct AgentSpec {
   // from its bounding set, and always gets a cgroup namespace rooted at the session cgroup.
   std::vector<std::string> readonly_paths;
   std::vector<std::string> hidden_paths;
+  // Both true for every agent acp runs; the vmtests turn them off to exercise the BPF
+  // programs alone. socket_filter: the seccomp filter of socket_filter.hpp. contain_root: the
+  // mount namespace and bounding-set drop above, for uid 0.
+  bool socket_filter = true;
+  bool contain_root = true;
   // Redirect the agent's stdin/stdout/stderr; -1 inherits ACP's own. Each must be >= 3 or equal
   // to the fd it replaces.
   int stdin_fd = -1;

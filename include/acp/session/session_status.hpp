@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/session/session_record.hpp"
@@ -26,6 +26,9 @@ struct SessionStatus {
   std::vector<acp_event> recent_denied;
   uint64_t lost_events = 0;
   std::vector<std::string> problems;  // what could not be read, and why
+  // Requests waiting for a human, from the session's control socket (live sessions only):
+  // objects as `acp pending --json` prints them.
+  std::vector<nlohmann::json> pending;
 };
 
 struct MachineStatus {
