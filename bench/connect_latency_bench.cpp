@@ -327,8 +327,8 @@ int main(int argc, char** argv) {
   } else {
     UniqueFd keep(stats_fd);
     std::vector<uint32_t> ids;
-    for (auto type :
-         {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_INET_SOCK_CREATE}) {
+    for (auto type : {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
+                      BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET_EGRESS}) {
       auto got = attached_progs(walled->fd(), type);
       ids.insert(ids.end(), got.begin(), got.end());
     }

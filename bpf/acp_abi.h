@@ -22,6 +22,10 @@
 #define ACP_RECENT_SLOTS 32   /* denied events kept in the map for `acp status` */
 #define ACP_RINGBUF_BYTES (256 * 1024) /* event ring buffer; a power of two, page multiple */
 #define ACP_COMM_LEN 16       /* TASK_COMM_LEN */
+/* Sockets whose first refused packet the egress program remembers (LRU, by socket cookie),
+ * so that a refused stream reports once, not once per retransmission. Eviction only means a
+ * later refused packet of an old socket is reported again. */
+#define ACP_EGRESS_REPORTED_SLOTS 1024
 
 /* Protocols as judged: a subset of IPPROTO_*. */
 #define ACP_PROTO_TCP 6
@@ -45,7 +49,12 @@ enum acp_hook {
   ACP_HOOK_SENDMSG4 = 2,
   ACP_HOOK_SENDMSG6 = 3,
   ACP_HOOK_SOCK_CREATE = 4,
-  ACP_HOOK_MAX = 5,
+  /* cgroup_skb/egress: a packet leaving a socket of the session (e.g. the SYN-ACK of a
+   * connection the agent accepted) to a destination that is neither loopback nor allowed.
+   * pid, tid and comm are 0: the packet may be sent from softirq context (a SYN-ACK answers
+   * a SYN), where "current" is not the agent; uid is the socket owner's. */
+  ACP_HOOK_EGRESS = 5,
+  ACP_HOOK_MAX = 6,
 };
 
 /* Families as counted (index into the counters). */
@@ -104,8 +113,9 @@ struct acp_event {
   __u8 hook;        /* enum acp_hook */
   __u8 verdict;     /* enum acp_verdict */
   __u16 family;     /* AF_INET, AF_INET6 or, for sock_create, the family asked for */
-  __u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ... */
-  __u16 protocol;   /* IPPROTO_* as asked for (sock_create) or as judged */
+  __u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ...; egress: from the protocol */
+  __u16 protocol;   /* IPPROTO_* as asked for (sock_create), as judged, or (egress) the
+                       packet's IP protocol / IPv6 next header */
   __u16 pad[3];
 };
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The connect()/sendmsg()/socket() decisions, free of BPF helpers so that the unit tests
+ * The connect()/sendmsg()/socket() and egress-packet decisions, free of BPF helpers so that the unit tests
  * compile this same file for the host (tests/kernel_decide_test.cpp) and check every branch
  * without a kernel. The SEC() programs in acp_sock.bpf.c only gather the context, call one
  * of these, and report.
@@ -34,6 +34,13 @@
 #define ACP_IPPROTO_IP 0
 #define ACP_IPPROTO_TCP 6
 #define ACP_IPPROTO_UDP 17
+#define ACP_ETH_P_IP 0x0800   /* skb->protocol, network byte order in the skb */
+#define ACP_ETH_P_IPV6 0x86DD
+#define ACP_IP4_HDR_LEN 20    /* the fixed part; options follow up to IHL * 4 */
+#define ACP_IP6_HDR_LEN 40
+#define ACP_UDP_PORTS_LEN 4   /* source and destination port */
+#define ACP_TCP_FLAGS_LEN 14  /* through the flags byte (offset 13) */
+#define ACP_TCP_SYN 0x02
 
 /* Build the allow-map key for an IPv4 destination: ::ffff:a.b.c.d (RFC 4291 2.5.5.2).
  * ip4_be is in network byte order as the kernel hands it over (bpf_sock_addr.user_ip4). */
@@ -112,6 +119,93 @@ static __always_inline int acp_socket_allowed(__u32 family, __u32 sock_type, __u
   if (family == ACP_AF_UNIX || family == ACP_AF_NETLINK) return 1;
   if (family != ACP_AF_INET && family != ACP_AF_INET6) return 0;
   return acp_proto_of(sock_type, protocol) != 0;
+}
+
+/* ---- cgroup_skb/egress: packets leaving a socket of the session ----
+ * The sock_addr hooks judge the destinations the agent names. A connection the agent
+ * accepts names none: its SYN-ACK and data go to whoever dialled in. So every packet leaving
+ * a session socket is judged once more by its destination header: loopback, or exactly an
+ * allow-map entry (the same key the sock_addr hooks use), or it is dropped. What cannot be
+ * judged (a protocol other than TCP/UDP, an IPv6 extension header, a non-first fragment, a
+ * header that does not parse) is dropped too: fail closed. */
+
+/* IPv4 header (its first ACP_IP4_HDR_LEN bytes, as bpf_skb_load_bytes copies them from the
+ * network header). Fills k with the destination as acp_key_from_ip4() would (port 0) and
+ * k->proto with ACP_PROTO_TCP/UDP when the transport header follows at *l4_off, else 0.
+ * Returns 0 when this is not an IPv4 header (version, IHL): nothing in it can be trusted. */
+static __always_inline int acp_parse_ip4(const __u8 *h, struct acp_endpoint *k, __u8 *l4proto,
+                                         __u32 *l4_off) {
+  if ((h[0] >> 4) != 4) return 0;
+  __u32 ihl = h[0] & 0x0f;
+  if (ihl < 5) return 0;
+  __u32 dst;
+  __u8 *d = (__u8 *)&dst;
+  d[0] = h[16];
+  d[1] = h[17];
+  d[2] = h[18];
+  d[3] = h[19];
+  *l4proto = h[9];
+  *l4_off = ihl * 4;
+  /* Fragment offset (13 bits after the 3 flag bits): only the first fragment carries the
+   * ports. Local sockets are fragmented after this hook, so a later fragment here is odd. */
+  int first_fragment = ((h[6] & 0x1f) | h[7]) == 0;
+  __u8 proto = 0;
+  if (first_fragment && h[9] == ACP_IPPROTO_TCP) proto = ACP_PROTO_TCP;
+  if (first_fragment && h[9] == ACP_IPPROTO_UDP) proto = ACP_PROTO_UDP;
+  acp_key_from_ip4(k, dst, 0, proto);
+  return 1;
+}
+
+/* IPv6 header (ACP_IP6_HDR_LEN bytes). As acp_parse_ip4; only TCP or UDP directly after the
+ * fixed header is judged: an extension header (a routing header names other hops than the
+ * destination field, a fragment header hides the ports) leaves k->proto 0. */
+static __always_inline int acp_parse_ip6(const __u8 *h, struct acp_endpoint *k, __u8 *l4proto,
+                                         __u32 *l4_off) {
+  if ((h[0] >> 4) != 6) return 0;
+ACP_UNROLL
+  for (int i = 0; i < 16; i++) k->addr[i] = h[24 + i];
+  *l4proto = h[6];
+  *l4_off = ACP_IP6_HDR_LEN;
+  k->port = 0;
+  k->proto = h[6] == ACP_IPPROTO_TCP ? ACP_PROTO_TCP
+             : h[6] == ACP_IPPROTO_UDP ? ACP_PROTO_UDP : 0;
+  k->pad = 0;
+  return 1;
+}
+
+/* Destination port of a TCP or UDP header (both keep it at offset 2), host byte order. */
+static __always_inline __u16 acp_l4_dport(const __u8 *l4) {
+  return (__u16)(((__u16)l4[2] << 8) | l4[3]);
+}
+
+/* Loopback destinations stay on the machine and reach only what the sock_addr hooks let the
+ * agent reach (or a local peer dialling in over lo): 127.0.0.0/8 (RFC 1122 3.2.1.3), its
+ * IPv4-mapped form ::ffff:127.0.0.0/104 and ::1 (RFC 4291 2.5.3). */
+static __always_inline int acp_key_is_loopback(const struct acp_endpoint *k) {
+  if (acp_key_is_mapped4(k)) return k->addr[12] == 127;
+  for (int i = 0; i < 15; i++)
+    if (k->addr[i] != 0) return 0;
+  return k->addr[15] == 1;
+}
+
+/* The verdict for one egress packet. header_ok: the IP header parsed; k: its destination
+ * with port and proto (proto 0: not judgeable); allowed: the allow map held k exactly. */
+static __always_inline __u8 acp_egress_verdict(int header_ok, const struct acp_endpoint *k,
+                                               int allowed, __u32 mode) {
+  if (header_ok && acp_key_is_loopback(k)) return ACP_VERDICT_ALLOW;
+  if (!header_ok || k->proto == 0) return acp_verdict_for(0, mode);
+  return acp_verdict_for(allowed, mode);
+}
+
+/* Whether a refused packet is reported (event + counter). A refused TCP stream retransmits
+ * and a refused listener re-sends its SYN-ACK: one report per socket is enough. cookie is
+ * the socket cookie (0 when the packet has no socket), seen whether that cookie was already
+ * reported. Without a cookie only TCP segments carrying SYN are reported (one per try). */
+static __always_inline int acp_egress_should_report(__u64 cookie, int seen, __u8 l4proto,
+                                                    __u8 tcp_flags) {
+  if (cookie != 0) return !seen;
+  if (l4proto == ACP_IPPROTO_TCP) return (tcp_flags & ACP_TCP_SYN) != 0;
+  return 1;
 }
 
 static __always_inline __u32 acp_proto_idx(__u8 proto) {

@@ -9,6 +9,10 @@
  * in audit mode, reported and let through). Each program is thin: the decision is in
  * acp_decide.h, which the unit tests compile for the host.
  *
+ * cgroup_skb/egress is the backstop for what those hooks never see: a connection the agent
+ * accepted (listen() + accept() names no destination). Every IP packet leaving a session
+ * socket must go to loopback or exactly to an allow_map entry, or it is dropped.
+ *
  * One skeleton instance per session: each session has its own maps, so two sessions never
  * see each other's endpoints or counters.
  */
@@ -70,6 +74,15 @@ struct {
   __type(key, __u32);
   __type(value, __u64);
 } lost_events SEC(".maps");
+
+/* Socket cookies whose first refused egress packet was reported (see
+ * acp_egress_should_report). Internal: not pinned, `acp status` does not read it. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, ACP_EGRESS_REPORTED_SLOTS);
+  __type(key, __u64);
+  __type(value, __u8);
+} egress_reported SEC(".maps");
 
 static __always_inline struct acp_config *get_config(void) {
   __u32 zero = 0;
@@ -191,5 +204,80 @@ int acp_sock_create(struct bpf_sock *ctx) {
   e.sock_type = (__u16)type;
   e.protocol = (__u16)protocol;
   report(&e);
+  return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
+}
+
+/* Packets leaving any socket of the session (return 1: send, 0: drop; a dropped packet
+ * fails the send with EPERM where there is a sender to tell). The data starts at the network
+ * header. Only the helpers every 6.x kernel allows cgroup_skb are used: no
+ * bpf_get_current_pid_tgid()/comm (not offered to cgroup_skb before 6.4, and meaningless for
+ * a SYN-ACK sent from softirq), so events carry pid 0 and the socket owner's uid. */
+SEC("cgroup_skb/egress")
+int acp_egress(struct __sk_buff *skb) {
+  struct acp_endpoint key = {};
+  __u8 l4proto = 0;
+  __u32 l4_off = 0;
+  int header_ok = 0;
+  __u16 family;
+  if (skb->protocol == bpf_htons(ACP_ETH_P_IP)) {
+    __u8 h[ACP_IP4_HDR_LEN];
+    family = ACP_AF_INET;
+    if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) == 0)
+      header_ok = acp_parse_ip4(h, &key, &l4proto, &l4_off);
+  } else if (skb->protocol == bpf_htons(ACP_ETH_P_IPV6)) {
+    __u8 h[ACP_IP6_HDR_LEN];
+    family = ACP_AF_INET6;
+    if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) == 0)
+      header_ok = acp_parse_ip6(h, &key, &l4proto, &l4_off);
+  } else {
+    return 1; /* not IP: nothing the sock_addr hooks judge either */
+  }
+  /* The common case (the agent talking to the proxy) costs no map lookup. */
+  if (header_ok && acp_key_is_loopback(&key)) return 1;
+
+  __u8 tcp_flags = 0;
+  if (header_ok && key.proto != 0) {
+    __u8 l4[ACP_TCP_FLAGS_LEN];
+    int rc = key.proto == ACP_PROTO_TCP
+                 ? bpf_skb_load_bytes(skb, l4_off, l4, ACP_TCP_FLAGS_LEN)
+                 : bpf_skb_load_bytes(skb, l4_off, l4, ACP_UDP_PORTS_LEN);
+    if (rc == 0) {
+      key.port = acp_l4_dport(l4);
+      if (key.proto == ACP_PROTO_TCP) tcp_flags = l4[13];
+    } else {
+      key.proto = 0; /* truncated transport header: not judgeable */
+    }
+  }
+  struct acp_config *cfg = get_config();
+  __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE; /* no config: enforce (fail closed) */
+  int hit = key.proto != 0 && bpf_map_lookup_elem(&allow_map, &key) != NULL;
+  __u8 verdict = acp_egress_verdict(header_ok, &key, hit, mode);
+  if (verdict == ACP_VERDICT_ALLOW) return 1;
+
+  __u64 cookie = bpf_get_socket_cookie(skb);
+  int seen = cookie != 0 && bpf_map_lookup_elem(&egress_reported, &cookie) != NULL;
+  if (acp_egress_should_report(cookie, seen, l4proto, tcp_flags)) {
+    if (cookie != 0) {
+      __u8 one = 1;
+      bpf_map_update_elem(&egress_reported, &cookie, &one, BPF_ANY);
+    }
+    __u32 fam_idx = family == ACP_AF_INET || acp_key_is_mapped4(&key) ? ACP_FAM_INET
+                                                                      : ACP_FAM_INET6;
+    count(fam_idx, acp_proto_idx(key.proto), 1);
+    struct acp_event e = {};
+    e.ts_ns = bpf_ktime_get_ns();
+    e.session_id = cfg ? cfg->session_id : 0;
+    e.uid = bpf_get_socket_uid(skb);
+    __builtin_memcpy(e.addr, key.addr, sizeof(e.addr));
+    e.port = key.port;
+    e.hook = ACP_HOOK_EGRESS;
+    e.verdict = verdict;
+    e.family = family;
+    e.sock_type = key.proto == ACP_PROTO_TCP   ? ACP_SOCK_STREAM
+                  : key.proto == ACP_PROTO_UDP ? ACP_SOCK_DGRAM
+                                               : 0;
+    e.protocol = l4proto;
+    report(&e);
+  }
   return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
 }

@@ -18,8 +18,10 @@ if [ -d /sys/fs/bpf/acp ]; then
 fi
 if command -v iptables >/dev/null; then
   for t in iptables ip6tables; do
-    $t -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}' | while read -r c; do
-      echo "leftover $t chain: $c"; done
+    # Not `| while read`: that loop runs in a subshell and could not set left.
+    for c in $($t -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
+      echo "leftover $t chain: $c"; left=1
+    done
   done
 fi
 for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do

@@ -1,10 +1,15 @@
 // The BPF decisions (bpf/acp_decide.h) compiled for the host: every branch the kernel takes.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/if_ether.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cstring>
 #include <set>
+#include <vector>
 
 #include "acp_decide.h"
 
@@ -146,6 +151,168 @@ TEST(KernelDecide, ProtoIdx) {
   EXPECT_EQ(acp_proto_idx(IPPROTO_SCTP), ACP_PRO_OTHER);
 }
 
+// ---- egress packets: headers built with libc's own structs, parsed by the BPF helpers ----
+
+std::vector<uint8_t> ip4_header(const char* dst, uint8_t protocol, uint16_t frag_off = 0,
+                                uint8_t ihl = 5) {
+  std::vector<uint8_t> h(ihl * 4u < sizeof(iphdr) ? sizeof(iphdr) : ihl * 4u, 0);
+  iphdr ip{};
+  ip.version = 4;
+  ip.ihl = ihl;
+  ip.ttl = 64;
+  ip.protocol = protocol;
+  ip.frag_off = htons(frag_off);
+  inet_pton(AF_INET, "10.200.1.1", &ip.saddr);
+  inet_pton(AF_INET, dst, &ip.daddr);
+  std::memcpy(h.data(), &ip, sizeof(ip));
+  return h;
+}
+
+std::vector<uint8_t> ip6_header(const char* dst, uint8_t next_header) {
+  ip6_hdr ip{};
+  ip.ip6_vfc = 6 << 4;
+  ip.ip6_nxt = next_header;
+  ip.ip6_hlim = 64;
+  inet_pton(AF_INET6, "fd00:acb:1::1", &ip.ip6_src);
+  inet_pton(AF_INET6, dst, &ip.ip6_dst);
+  std::vector<uint8_t> h(sizeof(ip));
+  std::memcpy(h.data(), &ip, sizeof(ip));
+  return h;
+}
+
+struct Parsed {
+  int ok = 0;
+  acp_endpoint key{};
+  uint8_t l4proto = 0;
+  uint32_t l4_off = 0;
+};
+
+Parsed parse4(const std::vector<uint8_t>& h) {
+  Parsed p;
+  std::memset(&p.key, 0xaa, sizeof(p.key));
+  p.ok = acp_parse_ip4(h.data(), &p.key, &p.l4proto, &p.l4_off);
+  return p;
+}
+Parsed parse6(const std::vector<uint8_t>& h) {
+  Parsed p;
+  std::memset(&p.key, 0x55, sizeof(p.key));
+  p.ok = acp_parse_ip6(h.data(), &p.key, &p.l4proto, &p.l4_off);
+  return p;
+}
+
+TEST(KernelDecide, EgressParsesIp4IntoTheSockAddrKey) {
+  Parsed p = parse4(ip4_header("10.200.1.2", IPPROTO_TCP));
+  ASSERT_EQ(p.ok, 1);
+  EXPECT_EQ(p.l4proto, IPPROTO_TCP);
+  EXPECT_EQ(p.l4_off, 20u);
+  // With the port filled in, the same bytes as the connect4 key: one allow entry serves both.
+  p.key.port = 8080;
+  EXPECT_TRUE(same(p.key, key4("10.200.1.2", 8080, ACP_PROTO_TCP)));
+  EXPECT_EQ(parse4(ip4_header("10.200.1.2", IPPROTO_UDP)).key.proto, ACP_PROTO_UDP);
+  // Options: the transport header moves.
+  EXPECT_EQ(parse4(ip4_header("10.200.1.2", IPPROTO_TCP, 0, 7)).l4_off, 28u);
+}
+
+TEST(KernelDecide, EgressIp4WhatCannotBeJudged) {
+  // Not TCP/UDP: proto 0, never matches an allow entry.
+  for (uint8_t proto : {IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_UDPLITE, IPPROTO_GRE}) {
+    Parsed p = parse4(ip4_header("10.200.1.2", proto));
+    EXPECT_EQ(p.ok, 1);
+    EXPECT_EQ(p.key.proto, 0) << int(proto);
+    EXPECT_EQ(p.l4proto, proto);
+  }
+  // A later fragment carries no ports; the first one (MF set, offset 0) does.
+  EXPECT_EQ(parse4(ip4_header("10.200.1.2", IPPROTO_UDP, 185)).key.proto, 0);
+  EXPECT_EQ(parse4(ip4_header("10.200.1.2", IPPROTO_UDP, IP_MF)).key.proto, ACP_PROTO_UDP);
+  EXPECT_EQ(parse4(ip4_header("10.200.1.2", IPPROTO_UDP, IP_MF | 1)).key.proto, 0);
+  EXPECT_EQ(parse4(ip4_header("10.200.1.2", IPPROTO_TCP, IP_DF)).key.proto, ACP_PROTO_TCP);
+  // Broken headers are not headers.
+  auto bad = ip4_header("10.200.1.2", IPPROTO_TCP);
+  bad[0] = 0x45 & 0x0f;  // version 0
+  EXPECT_EQ(parse4(bad).ok, 0);
+  EXPECT_EQ(parse4(ip4_header("10.200.1.2", IPPROTO_TCP, 0, 4)).ok, 0);  // IHL < 5
+  EXPECT_EQ(parse4(ip6_header("::1", IPPROTO_TCP)).ok, 0);  // IPv6 where IPv4 was expected
+}
+
+TEST(KernelDecide, EgressParsesIp6) {
+  Parsed p = parse6(ip6_header("fd00:acb:1::2", IPPROTO_TCP));
+  ASSERT_EQ(p.ok, 1);
+  EXPECT_EQ(p.l4_off, 40u);
+  p.key.port = 443;
+  EXPECT_TRUE(same(p.key, key6("fd00:acb:1::2", 443, ACP_PROTO_TCP)));
+  EXPECT_EQ(parse6(ip6_header("fd00:acb:1::2", IPPROTO_UDP)).key.proto, ACP_PROTO_UDP);
+  // Extension headers (hop-by-hop 0, routing 43, fragment 44, destination options 60), ESP,
+  // ICMPv6, "no next header": never judged as the destination field says.
+  for (uint8_t nh : {0, 43, 44, 60, 50, 58, 59}) {
+    Parsed x = parse6(ip6_header("fd00:acb:1::2", nh));
+    EXPECT_EQ(x.ok, 1);
+    EXPECT_EQ(x.key.proto, 0) << int(nh);
+    EXPECT_EQ(x.l4proto, nh);
+  }
+  EXPECT_EQ(parse6(ip4_header("10.0.0.1", IPPROTO_TCP)).ok, 0);
+}
+
+TEST(KernelDecide, EgressDestinationPort) {
+  tcphdr t{};
+  t.th_dport = htons(8443);
+  t.th_flags = TH_SYN | TH_ACK;
+  uint8_t b[sizeof(t)];
+  std::memcpy(b, &t, sizeof(t));
+  EXPECT_EQ(acp_l4_dport(b), 8443);
+  EXPECT_EQ(b[13] & ACP_TCP_SYN, ACP_TCP_SYN) << "the flags byte the program reads";
+  EXPECT_EQ(ACP_TCP_FLAGS_LEN, 14);
+}
+
+TEST(KernelDecide, EgressLoopback) {
+  auto lo4 = [](const char* ip) {
+    acp_endpoint k = key4(ip, 1, ACP_PROTO_TCP);
+    return acp_key_is_loopback(&k) != 0;
+  };
+  auto lo6 = [](const char* ip) {
+    acp_endpoint k = key6(ip, 1, ACP_PROTO_TCP);
+    return acp_key_is_loopback(&k) != 0;
+  };
+  for (const char* ip : {"127.0.0.1", "127.0.0.2", "127.255.255.254"}) EXPECT_TRUE(lo4(ip)) << ip;
+  for (const char* ip : {"::1", "::ffff:127.0.0.1", "::ffff:127.1.2.3"}) EXPECT_TRUE(lo6(ip)) << ip;
+  for (const char* ip : {"128.0.0.1", "10.200.1.2", "0.0.0.0", "126.255.255.255"})
+    EXPECT_FALSE(lo4(ip)) << ip;
+  // IPv4-compatible and NAT64 forms, :: and ::2 are not loopback.
+  for (const char* ip : {"::127.0.0.1", "64:ff9b::127.0.0.1", "::", "::2", "fe80::1", "1::1"})
+    EXPECT_FALSE(lo6(ip)) << ip;
+}
+
+TEST(KernelDecide, EgressVerdict) {
+  const acp_endpoint lo = key4("127.0.0.1", 9, ACP_PROTO_TCP);
+  const acp_endpoint lo_other = key6("::1", 0, 0);  // even an unjudgeable protocol on lo
+  const acp_endpoint far = key4("10.200.1.2", 9, ACP_PROTO_TCP);
+  const acp_endpoint far_unknown = key6("fd00::2", 0, 0);
+  for (uint32_t mode : {ACP_MODE_ENFORCE, ACP_MODE_AUDIT}) {
+    EXPECT_EQ(acp_egress_verdict(1, &lo, 0, mode), ACP_VERDICT_ALLOW);
+    EXPECT_EQ(acp_egress_verdict(1, &lo_other, 0, mode), ACP_VERDICT_ALLOW);
+    EXPECT_EQ(acp_egress_verdict(1, &far, 1, mode), ACP_VERDICT_ALLOW) << "allowed endpoint";
+  }
+  EXPECT_EQ(acp_egress_verdict(1, &far, 0, ACP_MODE_ENFORCE), ACP_VERDICT_DENY);
+  EXPECT_EQ(acp_egress_verdict(1, &far, 0, ACP_MODE_AUDIT), ACP_VERDICT_AUDIT_DENY);
+  // Fail closed: no transport protocol, or no parsable header, is never allowed, not even
+  // when the caller claims an allow-map hit, and not even "to loopback" (the bytes lie).
+  EXPECT_EQ(acp_egress_verdict(1, &far_unknown, 1, ACP_MODE_ENFORCE), ACP_VERDICT_DENY);
+  EXPECT_EQ(acp_egress_verdict(0, &far, 1, ACP_MODE_ENFORCE), ACP_VERDICT_DENY);
+  EXPECT_EQ(acp_egress_verdict(0, &lo, 1, ACP_MODE_ENFORCE), ACP_VERDICT_DENY);
+  EXPECT_EQ(acp_egress_verdict(0, &far, 0, ACP_MODE_AUDIT), ACP_VERDICT_AUDIT_DENY);
+  EXPECT_EQ(acp_egress_verdict(1, &far, 0, 7), ACP_VERDICT_DENY) << "corrupt mode";
+}
+
+TEST(KernelDecide, EgressReportsOncePerSocket) {
+  EXPECT_TRUE(acp_egress_should_report(42, 0, IPPROTO_TCP, 0));
+  EXPECT_FALSE(acp_egress_should_report(42, 1, IPPROTO_TCP, ACP_TCP_SYN)) << "retransmission";
+  EXPECT_FALSE(acp_egress_should_report(42, 1, IPPROTO_UDP, 0));
+  // Without a socket cookie: TCP only when SYN is set (each connection try), others always.
+  EXPECT_TRUE(acp_egress_should_report(0, 0, IPPROTO_TCP, ACP_TCP_SYN));
+  EXPECT_TRUE(acp_egress_should_report(0, 0, IPPROTO_TCP, ACP_TCP_SYN | 0x10));
+  EXPECT_FALSE(acp_egress_should_report(0, 0, IPPROTO_TCP, 0x10));
+  EXPECT_TRUE(acp_egress_should_report(0, 0, IPPROTO_UDP, 0));
+}
+
 TEST(KernelDecide, SpelledOutConstantsMatchLibc) {
   EXPECT_EQ(ACP_AF_UNIX, AF_UNIX);
   EXPECT_EQ(ACP_AF_INET, AF_INET);
@@ -158,6 +325,11 @@ TEST(KernelDecide, SpelledOutConstantsMatchLibc) {
   EXPECT_EQ(ACP_IPPROTO_UDP, IPPROTO_UDP);
   EXPECT_EQ(ACP_PROTO_TCP, IPPROTO_TCP);
   EXPECT_EQ(ACP_PROTO_UDP, IPPROTO_UDP);
+  EXPECT_EQ(ACP_ETH_P_IP, ETH_P_IP);
+  EXPECT_EQ(ACP_ETH_P_IPV6, ETH_P_IPV6);
+  EXPECT_EQ(ACP_IP4_HDR_LEN, sizeof(iphdr));
+  EXPECT_EQ(ACP_IP6_HDR_LEN, sizeof(ip6_hdr));
+  EXPECT_EQ(ACP_TCP_SYN, TH_SYN);
 }
 
 }  // namespace

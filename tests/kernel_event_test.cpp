@@ -69,6 +69,23 @@ TEST(KernelEvent, DescribesRefusedSocket) {
   EXPECT_FALSE(j.contains("destination"));
 }
 
+TEST(KernelEvent, DescribesDroppedEgressPacket) {
+  // Packet context: no pid or comm (acp_abi.h), the socket owner's uid and the destination.
+  auto e = connect_event(ACP_HOOK_EGRESS, ACP_VERDICT_DENY, "10.200.1.2", 40000, ACP_PROTO_TCP);
+  e.pid = e.tid = 0;
+  std::memset(e.comm, 0, sizeof(e.comm));
+  EXPECT_EQ(acp::kernel::describe_event(e),
+            "denied egress packet uid 1000 -> 10.200.1.2:40000/tcp");
+  auto j = acp::kernel::event_to_json(e);
+  EXPECT_EQ(j["hook"], "egress");
+  EXPECT_EQ(j["destination"], "10.200.1.2:40000/tcp");
+  EXPECT_EQ(j["pid"], 0u);
+  // A packet that could not be judged (here an IPv6 routing header, next header 43).
+  auto x = connect_event(ACP_HOOK_EGRESS, ACP_VERDICT_AUDIT_DENY, "fd00::2", 0, 43);
+  EXPECT_EQ(acp::kernel::describe_event(x),
+            "audit: would deny egress packet uid 1000 -> [fd00::2]:0/proto-43");
+}
+
 TEST(KernelEvent, EscapesAgentChosenComm) {
   // The agent names itself (prctl PR_SET_NAME): a terminal escape or invalid UTF-8 must
   // neither reach the operator's terminal raw nor break the JSON encoder.

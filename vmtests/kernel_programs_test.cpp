@@ -439,7 +439,7 @@ TEST_F(KernelPrograms, PinnedWallOutlivesItsOwnerUntilDetached) {
 
   auto links = s->links();
   ASSERT_TRUE(links.ok()) << links.error().message();
-  ASSERT_EQ(links->size(), 5u);
+  ASSERT_EQ(links->size(), 6u);
   struct stat cg_st {};
   ASSERT_EQ(::stat(cg_->path().c_str(), &cg_st), 0);
   std::set<std::string> types, pins, names;
@@ -453,11 +453,11 @@ TEST_F(KernelPrograms, PinnedWallOutlivesItsOwnerUntilDetached) {
   }
   EXPECT_EQ(types, (std::set<std::string>{"cgroup_inet4_connect", "cgroup_inet6_connect",
                                           "cgroup_udp4_sendmsg", "cgroup_udp6_sendmsg",
-                                          "cgroup_inet_sock_create"}));
+                                          "cgroup_inet_sock_create", "cgroup_inet_egress"}));
   EXPECT_EQ(pins, (std::set<std::string>{"link_connect4", "link_connect6", "link_sendmsg4",
-                                         "link_sendmsg6", "link_sock_create"}));
+                                         "link_sendmsg6", "link_sock_create", "link_egress"}));
   EXPECT_EQ(names, (std::set<std::string>{"acp_connect4", "acp_connect6", "acp_sendmsg4",
-                                          "acp_sendmsg6", "acp_sock_create"}));
+                                          "acp_sendmsg6", "acp_sock_create", "acp_egress"}));
 
   auto cfg = s->config();
   ASSERT_TRUE(cfg.ok());
@@ -568,7 +568,7 @@ TEST_F(KernelPrograms, PinnedWallOfARemovedCgroupStillTearsDown) {
   ASSERT_TRUE(s.ok()) << s.error().message();
   auto links = s->links();
   ASSERT_TRUE(links.ok()) << links.error().message();
-  EXPECT_EQ(links->size(), 5u);
+  EXPECT_EQ(links->size(), 6u);
   auto down = acp::kernel::detach_and_unpin(guard.dir);
   ASSERT_TRUE(down.ok()) << down.error().message();
   EXPECT_FALSE(std::filesystem::exists(guard.dir));

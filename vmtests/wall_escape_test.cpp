@@ -268,56 +268,173 @@ TEST_F(WallEscape, AConnectedUdpSocketCannotSendElsewhere) {
       << "the allowed UDP endpoint";
 }
 
-// Inbound: the agent listens and a test host connects in. connect4/6 and sendmsg4/6 judge only
-// destinations the agent names; an accepted connection passes no hook, so the agent can talk
-// to a host that is not the proxy as long as that host dials in. This test states what the
-// wall should do (the exchange must fail) and fails while the hole is open.
+// Inbound: the agent listens and a test host dials in. connect4/6 and sendmsg4/6 judge only
+// destinations the agent names; an accepted connection names none. The egress program
+// (cgroup_skb/egress) judges the packets themselves: the agent's SYN-ACK to the test host is
+// neither loopback nor allowed, so it is dropped, the handshake never completes and nothing
+// the agent sends reaches the host. Control: the same agent in a bare cgroup is reached.
 TEST_F(WallEscape, InboundConnectionFromATestHostIsRefused) {
   auto host = acp::vmtest::NetnsHost::create();
   ASSERT_TRUE(host.ok()) << host.error().message();
   auto& h = **host;
-  auto exchange = [&](bool walled) {
-    auto probe = acp::vmtest::bind_socket(SOCK_STREAM, h.host_addr4());
+  constexpr const char* kNoHandshake = "(no handshake)";
+  // The agent serves on listen_addr; the test host dials it from inside its namespace. wall:
+  // null for the control in the bare cgroup.
+  auto exchange = [&](TestWall* wall, const std::string& listen_addr) {
+    const bool walled = wall != nullptr;
+    const bool v6 = listen_addr.find(':') != std::string::npos;
+    auto probe = acp::vmtest::bind_socket(SOCK_STREAM, listen_addr);
     EXPECT_TRUE(probe.ok());
     const uint16_t port = probe.ok() ? probe->port : 0;
     probe = acp::Error{};  // free the port for the agent
     std::string got;
+    int last_errno = 0;
     std::thread dialer([&] {
       auto st = h.run_inside([&] {
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(port);
-        inet_pton(AF_INET, h.host_addr4().c_str(), &a.sin_addr);
-        for (int i = 0; i < 250 && got.empty(); i++) {  // bounded: ~5 s until the agent listens
-          acp::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_storage ss{};
+        socklen_t len;
+        if (v6) {
+          auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+          a->sin6_family = AF_INET6;
+          a->sin6_port = htons(port);
+          inet_pton(AF_INET6, listen_addr.c_str(), &a->sin6_addr);
+          len = sizeof(*a);
+        } else {
+          auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+          a->sin_family = AF_INET;
+          a->sin_port = htons(port);
+          inet_pton(AF_INET, listen_addr.c_str(), &a->sin_addr);
+          len = sizeof(*a);
+        }
+        // Bounded: ~5 s of refusals until the agent listens, then one connect() of at most
+        // 2 s (SO_SNDTIMEO bounds it): a listener whose SYN-ACK never arrives ends the loop.
+        for (int i = 0; i < 250 && got.empty(); i++) {
+          acp::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
           timeval tv{2, 0};
           ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-          if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+          ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+          if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) {
             char buf[64];
             ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
             got = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("(connected)");
             break;
           }
+          if (errno == EINPROGRESS || errno == ETIMEDOUT) {
+            got = kNoHandshake;
+            break;
+          }
+          last_errno = errno;
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
       });
       EXPECT_TRUE(st.ok());
       // Never leave the agent waiting in accept() for its 20 s alarm.
-      if (got.empty() || got == "(connected)")
-        (void)(walled ? wall_->cgroup() : bare_->cgroup()).kill_all(std::chrono::seconds(5));
+      if (got.rfind("acp-probe", 0) != 0)
+        (void)(walled ? wall->cgroup() : bare_->cgroup()).kill_all(std::chrono::seconds(5));
     });
-    const Argv argv = client("tcp-serve", h.host_addr4(), port);
-    RunResult r = walled ? in_wall(argv) : in_bare(argv);
+    const Argv argv = client("tcp-serve", listen_addr, port);
+    RunResult r = walled ? in_wall(argv, kNobody, wall) : in_bare(argv);
     dialer.join();
+    if (got.empty())
+      r.out += "dialler gave up, last connect() error: " + std::to_string(last_errno);
     return std::make_pair(r, got);
   };
-  auto [control, control_got] = exchange(false);
-  EXPECT_EQ(control.result(), "OK") << control.out;
-  EXPECT_EQ(control_got.rfind("acp-probe", 0), 0u) << "control: the test host read the data";
-  auto [in, in_got] = exchange(true);
-  EXPECT_NE(in_got.rfind("acp-probe", 0), 0u)
-      << "HOLE: an agent inside the wall accepted a connection from the test host " << h.addr4()
-      << " and sent it data (" << in.out << ")";
+  for (const std::string& addr : {h.host_addr4(), h.host_addr6()}) {
+    SCOPED_TRACE("agent listens on " + addr);
+    const bool v6 = addr.find(':') != std::string::npos;
+    const std::string dialler = v6 ? h.addr6() : h.addr4();
+    auto [control, control_got] = exchange(nullptr, addr);
+    EXPECT_EQ(control.result(), "OK") << control.out;
+    EXPECT_EQ(control_got.rfind("acp-probe", 0), 0u) << "control: the test host read the data";
+
+    // A wall of its own per family: a cgroup that went through cgroup.kill is not reused
+    // (on this kernel a later clone3(CLONE_INTO_CGROUP) into it was SIGKILLed at once).
+    auto made = TestWall::create(proxy_endpoints(p_));
+    ASSERT_TRUE(made.ok()) << made.error().message();
+    TestWall& wall = **made;
+    std::vector<acp_event> seen;
+    auto reader = EventReader::create(wall.programs().events_fd(),
+                                      [&seen](const acp_event& e) { seen.push_back(e); });
+    ASSERT_TRUE(reader.ok()) << reader.error().message();
+    auto [in, in_got] = exchange(&wall, addr);
+    EXPECT_NE(in_got.rfind("acp-probe", 0), 0u)
+        << "HOLE: an agent inside the wall accepted a connection from the test host " << dialler
+        << " and sent it data (" << in.out << ")";
+    EXPECT_EQ(in_got, kNoHandshake) << "the SYN-ACK to the test host is dropped\n" << in.out;
+
+    // One report for the refused connection, although the SYN-ACK was sent more than once.
+    ASSERT_TRUE(reader->consume().ok());
+    std::vector<acp_event> egress;
+    for (const auto& e : seen)
+      if (e.hook == ACP_HOOK_EGRESS) egress.push_back(e);
+    ASSERT_EQ(egress.size(), 1u);
+    const acp_event& e = egress[0];
+    EXPECT_EQ(e.verdict, ACP_VERDICT_DENY);
+    EXPECT_EQ(e.family, v6 ? AF_INET6 : AF_INET);
+    EXPECT_EQ(e.protocol, IPPROTO_TCP);
+    EXPECT_EQ(e.sock_type, SOCK_STREAM);
+    EXPECT_EQ(e.uid, kNobody) << "the listening socket's owner";
+    EXPECT_EQ(e.pid, 0u) << "no pid in packet context";
+    EXPECT_EQ(e.session_id, wall.session_id());
+    const std::string desc = acp::kernel::describe_event(e);
+    EXPECT_EQ(
+        desc.rfind(
+            "denied egress packet uid 65534 -> " + (v6 ? "[" + dialler + "]" : dialler) + ":", 0),
+        0u)
+        << desc;
+    auto c = acp::kernel::read_counters(wall.programs().map_fd("counters"));
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c->denied[v6 ? ACP_FAM_INET6 : ACP_FAM_INET][ACP_PRO_TCP], 1u);
+    EXPECT_EQ(c->total_denied(), 1u);
+  }
+}
+
+// The door an operator opens with --allow: a non-loopback endpoint in the allow map is
+// reachable from inside the wall, both ways (the egress program lets the agent's packets to
+// it pass: handshake, request, ACKs), over IPv4, IPv6 and UDP; its neighbours stay shut.
+TEST_F(WallEscape, AnAllowedTestHostEndpointWorksBothWays) {
+  auto host = acp::vmtest::NetnsHost::create();
+  ASSERT_TRUE(host.ok()) << host.error().message();
+  auto& h = **host;
+  auto t4 = h.bind(SOCK_STREAM, h.addr4());
+  auto t6 = h.bind(SOCK_STREAM, h.addr6());
+  auto other4 = h.bind(SOCK_STREAM, h.addr4());
+  auto u4 = h.bind(SOCK_DGRAM, h.addr4());
+  ASSERT_TRUE(t4.ok() && t6.ok() && other4.ok() && u4.ok());
+  const uint16_t tp4 = t4->port, tp6 = t6->port, op4 = other4->port, up4 = u4->port;
+  serve(std::move(*t4));
+  serve(std::move(*t6));
+  serve(std::move(*other4));
+  serve(std::move(*u4));
+
+  auto endpoints = proxy_endpoints(p_);
+  endpoints.push_back(ep(h.addr4() + ":" + std::to_string(tp4)));
+  endpoints.push_back(ep("[" + h.addr6() + "]:" + std::to_string(tp6)));
+  endpoints.push_back(ep(h.addr4() + ":" + std::to_string(up4) + "/udp"));
+  auto wall = TestWall::create(endpoints);
+  ASSERT_TRUE(wall.ok()) << wall.error().message();
+  const TestWall* w = wall->get();
+
+  const std::string url4 = "http://" + h.addr4() + ":" + std::to_string(tp4) + "/";
+  const std::string url6 = "http://[" + h.addr6() + "]:" + std::to_string(tp6) + "/";
+  const std::string proxy = "http://127.0.0.1:" + std::to_string(p_);
+  for (const auto& url : {url4, url6}) {
+    auto r = in_wall(curl(url), kNobody, w);
+    EXPECT_EQ(r.value("status"), "200") << "allowed endpoint " << url << "\n" << r.out;
+  }
+  EXPECT_EQ(in_wall(client("udp-sendto", h.addr4(), up4), kNobody, w).result(), "OK");
+  EXPECT_EQ(in_wall(client("udp-connect", h.addr4(), up4), kNobody, w).result(), "OK");
+  // The proxy on loopback still works alongside.
+  EXPECT_EQ(in_wall(curl("http://agent.test/", {"-x", proxy}), kNobody, w).value("status"), "200");
+  // The same host on another port, and the allowed port over UDP, stay refused.
+  EXPECT_EQ(in_wall(client("tcp", h.addr4(), op4), kNobody, w).result(), "EPERM");
+  EXPECT_EQ(in_wall(client("udp-sendto", h.addr4(), tp4), kNobody, w).result(), "EPERM");
+
+  auto recent = acp::kernel::read_recent_events((*wall)->programs().map_fd("recent"));
+  ASSERT_TRUE(recent.ok());
+  for (const auto& e : *recent)
+    EXPECT_NE(e.hook, ACP_HOOK_EGRESS)
+        << "an allowed packet was refused: " << acp::kernel::describe_event(e);
 }
 
 TEST_F(WallEscape, ATestHostInAnotherNetworkNamespace) {

@@ -72,6 +72,8 @@ std::string hook_name(uint8_t hook) {
       return "sendmsg6";
     case ACP_HOOK_SOCK_CREATE:
       return "sock_create";
+    case ACP_HOOK_EGRESS:
+      return "egress";
     default:
       return "hook-" + std::to_string(hook);
   }
@@ -174,8 +176,9 @@ std::string printable_comm(const char (&comm)[ACP_COMM_LEN]) {
 
 namespace {
 
-bool is_sock_addr_hook(uint8_t hook) {
-  return hook < ACP_HOOK_SOCK_CREATE;
+// Events that carry a destination: the sock_addr hooks and egress packets.
+bool has_destination(uint8_t hook) {
+  return hook < ACP_HOOK_SOCK_CREATE || hook == ACP_HOOK_EGRESS;
 }
 
 Endpoint destination(const acp_event& e) {
@@ -203,9 +206,12 @@ std::string describe_event(const acp_event& e) {
   } else {
     s += hook_name(e.hook);
   }
-  s += " pid " + std::to_string(e.pid) + " (" + printable_comm(e.comm) + ") uid " +
-       std::to_string(e.uid);
-  if (is_sock_addr_hook(e.hook)) s += " -> " + to_string(destination(e));
+  if (e.hook == ACP_HOOK_EGRESS)  // no pid in packet context (acp_abi.h)
+    s += " packet uid " + std::to_string(e.uid);
+  else
+    s += " pid " + std::to_string(e.pid) + " (" + printable_comm(e.comm) + ") uid " +
+         std::to_string(e.uid);
+  if (has_destination(e.hook)) s += " -> " + to_string(destination(e));
   return s;
 }
 
@@ -225,7 +231,7 @@ nlohmann::json event_to_json(const acp_event& e) {
       {"sock_type", sock_type_name(e.sock_type)},
       {"protocol", e.protocol},
   };
-  if (is_sock_addr_hook(e.hook)) {
+  if (has_destination(e.hook)) {
     Endpoint ep = destination(e);
     j["address"] = address_string(ep.addr);
     j["port"] = ep.port;

@@ -17,13 +17,13 @@ namespace acp::kernel {
 namespace {
 
 // The skeleton's programs and link slots, in kLinkNames order.
-std::array<bpf_program*, 5> programs(acp_sock* s) {
-  return {s->progs.acp_connect4, s->progs.acp_connect6, s->progs.acp_sendmsg4,
-          s->progs.acp_sendmsg6, s->progs.acp_sock_create};
+std::array<bpf_program*, kLinkNames.size()> programs(acp_sock* s) {
+  return {s->progs.acp_connect4, s->progs.acp_connect6,    s->progs.acp_sendmsg4,
+          s->progs.acp_sendmsg6, s->progs.acp_sock_create, s->progs.acp_egress};
 }
-std::array<bpf_link**, 5> link_slots(acp_sock* s) {
-  return {&s->links.acp_connect4, &s->links.acp_connect6, &s->links.acp_sendmsg4,
-          &s->links.acp_sendmsg6, &s->links.acp_sock_create};
+std::array<bpf_link**, kLinkNames.size()> link_slots(acp_sock* s) {
+  return {&s->links.acp_connect4, &s->links.acp_connect6,    &s->links.acp_sendmsg4,
+          &s->links.acp_sendmsg6, &s->links.acp_sock_create, &s->links.acp_egress};
 }
 
 bpf_map* map_by_name(acp_sock* s, std::string_view name) {

@@ -265,6 +265,7 @@ Result<std::unique_ptr<NetnsHost>> NetnsHost::create() {
   h->addr4_ = "10.200." + n + ".2";
   h->addr6_ = "fd00:acb:" + n + "::2";
   h->host_addr4_ = "10.200." + n + ".1";
+  h->host_addr6_ = "fd00:acb:" + n + "::1";
   const std::string ns = "ip netns exec " + h->name_ + " ";
   const std::vector<std::string> steps = {
       "ip netns add " + h->name_,

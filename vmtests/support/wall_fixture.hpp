@@ -147,6 +147,8 @@ class NetnsHost {
   const std::string& addr6() const { return addr6_; }
   // The host's end of the veth (10.200.N.1): where the test host reaches the host.
   const std::string& host_addr4() const { return host_addr4_; }
+  // The host's end over IPv6 (fd00:acb:N::1).
+  const std::string& host_addr6() const { return host_addr6_; }
   // A socket bound inside the namespace (made on a thread that joined it).
   Result<BoundSocket> bind(int type, const std::string& addr, uint16_t port = 0);
   // Runs fn on a thread that joined the namespace and waits for it: sockets fn makes live
@@ -155,7 +157,7 @@ class NetnsHost {
 
  private:
   NetnsHost() = default;
-  std::string name_, veth_host_, addr4_, addr6_, host_addr4_;
+  std::string name_, veth_host_, addr4_, addr6_, host_addr4_, host_addr6_;
 };
 
 // Runs a shell command quietly; true when it exits 0.

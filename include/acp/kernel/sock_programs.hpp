@@ -1,4 +1,4 @@
-// The owner of one session's BPF wall: the acp_sock skeleton (bpf/acp_sock.bpf.c), its five
+// The owner of one session's BPF wall: the acp_sock skeleton (bpf/acp_sock.bpf.c), its six
 // cgroup programs and their links. One instance per session: each has its own maps.
 //
 // Lifecycle (the caller's order matters for the fail-closed guarantee):
@@ -31,9 +31,10 @@ struct SockConfig {
   uint64_t session_id = 0;           // stamps every event
 };
 
-// The programs in attach order, with the names their link pins take (link_<name>).
-inline constexpr std::array<const char*, 5> kLinkNames = {"connect4", "connect6", "sendmsg4",
-                                                          "sendmsg6", "sock_create"};
+// The programs in attach order, with the names their link pins take (link_<name>). "egress" is
+// the cgroup_skb/egress backstop for accepted (inbound) connections, see docs/bpf.md.
+inline constexpr std::array<const char*, 6> kLinkNames = {"connect4", "connect6",    "sendmsg4",
+                                                          "sendmsg6", "sock_create", "egress"};
 
 class SockPrograms {
  public:
@@ -47,7 +48,7 @@ class SockPrograms {
   SockPrograms& operator=(const SockPrograms&) = delete;
   ~SockPrograms();
 
-  // Attaches all five programs to the cgroup through bpf_links (multi-attach: other
+  // Attaches all six programs to the cgroup through bpf_links (multi-attach: other
   // programs on the same cgroup keep running). All or nothing.
   Status attach(int cgroup_fd);
   bool attached() const;
