@@ -1,7 +1,7 @@
 // CONNECT tunnel bulk throughput, tunnel setup rate and p50/p99 latency, plain-HTTP keep-alive
 // request rate, per-request decision overhead, user-space memory per idle tunnel and 10k idle
 // tunnels held, through acp::proxy::ProxyServer (in its own process, pinned to one CPU),
-// against the same traffic sent directly and (when installed: see bench/README-proxy.md)
+// against the same traffic sent directly and (when installed: see bench/README.md)
 // through haproxy's TCP relay, tinyproxy and squid, pinned to the same CPU, in one run on
 // loopback. Usage:
 //   proxy_throughput_bench [--mib=N] [--rounds=N] [--setups=N] [--requests=N] [--idle=N]
