@@ -268,6 +268,31 @@ double setup_rate(uint16_t port, std::optional<uint16_t> connect_to, int n) {
   return n / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// One request on a kept-alive connection: header then a 2-byte body. `rest`: bytes read past it.
+void one_request(tcp::socket& s, const std::string& req, std::string& rest) {
+  net::write(s, net::buffer(req));
+  std::string head;
+  if (auto end = rest.find("\r\n\r\n"); end != std::string::npos) {
+    head = rest.substr(0, end + 4);
+    rest.erase(0, end + 4);
+  } else {
+    std::string more;
+    head = rest + read_head(s, more);
+    rest = more;
+  }
+  if (head.find(" 200") == std::string::npos) throw std::runtime_error("status: " + head);
+  while (rest.size() < 2) {
+    char b[64];
+    size_t k = s.read_some(net::buffer(b));
+    rest.append(b, k);
+  }
+  rest.erase(0, 2);
+}
+
+double us_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+
 // Requests per second on one kept-alive connection; absolute-form when through a proxy.
 // `lat`: when given, each request's round trip in microseconds.
 double keepalive_rate(uint16_t port, const std::string& target, int n,
@@ -279,28 +304,31 @@ double keepalive_rate(uint16_t port, const std::string& target, int n,
   auto start = Clock::now();
   for (int i = 0; i < n; ++i) {
     auto t0 = Clock::now();
-    net::write(s, net::buffer(req));
-    // Response: header then a 2-byte body.
-    std::string head;
-    if (rest.find("\r\n\r\n") != std::string::npos) {
-      auto end = rest.find("\r\n\r\n");
-      head = rest.substr(0, end + 4);
-      rest.erase(0, end + 4);
-    } else {
-      std::string more;
-      head = rest + read_head(s, more);
-      rest = more;
-    }
-    if (head.find(" 200") == std::string::npos) throw std::runtime_error("status: " + head);
-    while (rest.size() < 2) {
-      char b[64];
-      size_t k = s.read_some(net::buffer(b));
-      rest.append(b, k);
-    }
-    rest.erase(0, 2);
-    if (lat) lat->push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    one_request(s, req, rest);
+    if (lat) lat->push_back(us_since(t0));
   }
   return n / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Per-request round trips (us) on one kept-alive connection per (port, target), taking turns
+// request by request so that load on the machine falls on all of them alike.
+std::vector<std::vector<double>> interleaved_latencies(
+    const std::vector<std::pair<uint16_t, std::string>>& targets, int n) {
+  net::io_context io;
+  std::vector<tcp::socket> socks;
+  std::vector<std::string> reqs, rests(targets.size());
+  for (const auto& [port, target] : targets) {
+    socks.push_back(open(io, port, std::nullopt));
+    reqs.push_back("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  }
+  std::vector<std::vector<double>> out(targets.size());
+  for (int i = 0; i < n; ++i)
+    for (size_t k = 0; k < socks.size(); ++k) {
+      auto t0 = Clock::now();
+      one_request(socks[k], reqs[k], rests[k]);
+      out[k].push_back(us_since(t0));
+    }
+  return out;
 }
 
 // Tunnel setup latencies in microseconds: connect, CONNECT, 200 received (then closed). Without
@@ -628,9 +656,9 @@ int main(int argc, char** argv) {
     if (up(squid)) lat_row("squid", setup_latencies(squid->port(), http, setups));
 
     // Keep-alive.
-    std::vector<double> ld, la, lp, lc;
-    double kd = keepalive_rate(http, "/", requests, &ld);
-    double ka = keepalive_rate(pport, abs, requests, &la);
+    std::vector<double> lc;
+    double kd = keepalive_rate(http, "/", requests);
+    double ka = keepalive_rate(pport, abs, requests);
     std::printf("keep-alive direct  %10.0f req/s\n", kd);
     std::printf("keep-alive acp     %10.0f req/s  (%.2fx direct)\n", ka, ka / kd);
     if (up(haproxy)) {
@@ -650,10 +678,11 @@ int main(int argc, char** argv) {
       std::printf("keep-alive squid   %10.0f req/s  (acp/squid %.2fx)\n", x, ka / x);
     }
 
-    // Decision overhead: per-request round trips on one kept-alive connection.
-    keepalive_rate(policy_port, abs, requests, &lp);
+    // Decision overhead: per-request round trips, one kept-alive connection each, interleaved.
+    auto lat = interleaved_latencies({{http, "/"}, {pport, abs}, {policy_port, abs}}, requests);
     keepalive_rate(consent_port, abs, std::min(requests, 2000), &lc);
-    double d50 = pct(ld, 0.5), a50 = pct(la, 0.5), p50 = pct(lp, 0.5), c50 = pct(lc, 0.5);
+    double d50 = pct(lat[0], 0.5), a50 = pct(lat[1], 0.5), p50 = pct(lat[2], 0.5),
+           c50 = pct(lc, 0.5);
     std::printf("request p50 direct                 %7.1f us\n", d50);
     std::printf("request p50 acp allow-all judge    %7.1f us  (+%.1f us over direct)\n", a50,
                 a50 - d50);
