@@ -542,6 +542,9 @@ net::awaitable<void> Connection::tunnel(beast::tcp_stream upstream, nlohmann::js
     buffer_.consume(buffer_.size());
     if (ec) co_return;
   }
+  // A tunnel never parses HTTP again: give the header buffer back (idle tunnel memory).
+  buffer_.shrink_to_fit();
+  relay_buffer_.reset();
   a.non_blocking(true, ec);
   b.non_blocking(true, ec);
   auto ex = co_await net::this_coro::executor;
