@@ -33,5 +33,12 @@ done
 if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; then
   echo "leftover session records: $(ls /run/acp/sessions)"; left=1
 fi
+# Scratch directories of the tests and the demo, and the origin servers they start.
+for d in /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
+  [ -e "$d" ] && { echo "leftover scratch dir: $d"; left=1; }
+done
+for p in $(pgrep -f 'http.server .*/tmp/acp-' 2>/dev/null || true); do
+  echo "leftover test origin process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null))"; left=1
+done
 if [ "$left" -eq 0 ]; then echo "no leftovers"; fi
 exit $left
