@@ -12,7 +12,7 @@ pkgs=(
   libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and tests
-  iproute2 iptables curl python3 nodejs procps util-linux kmod
+  iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
 )
 missing=()
