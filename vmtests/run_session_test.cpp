@@ -190,15 +190,28 @@ TEST_F(RunSession, SighupReloadsThePolicyAndABrokenOneKeepsTheOld) {
                     "--max-time 20 " +
                     origin_url();
   Proc acp = Proc::start(acp_run(policy, {"sh", "-c", cmd}));
-  std::this_thread::sleep_for(1500ms);
+  // Waits (bounded) until the audit log holds `n` lines containing `needle`.
+  auto wait_audit = [&](const std::string& needle, size_t n) {
+    for (int i = 0; i < 400; ++i) {
+      std::istringstream in(slurp(audit()));
+      size_t seen = 0;
+      for (std::string line; std::getline(in, line);)
+        if (line.find(needle) != std::string::npos) ++seen;
+      if (seen >= n) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  };
+  // The first request has been decided (denied) before any reload.
+  ASSERT_TRUE(wait_audit("\"kind\":\"request\"", 1)) << slurp(audit());
   // First a broken policy: kept out, the old one stays.
   write_policy("policy.yml", "default: deny\nrules:\n  - match: { hots: x }\n    action: allow\n");
   kill(acp.pid, SIGHUP);
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(wait_audit("\"policy_reload\"", 1)) << slurp(audit());
   // Then a good one that allows.
   policy_for_origin("allow");
   kill(acp.pid, SIGHUP);
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(wait_audit("\"policy_reload\"", 2)) << slurp(audit());
   std::ofstream(flag).close();
   acp.finish();
   EXPECT_NE(acp.out.find("FIRST=403"), std::string::npos) << acp.out;
