@@ -1,10 +1,12 @@
 #include "acp/proxy/consent_judge.hpp"
 
 #include <gtest/gtest.h>
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <thread>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -79,8 +81,19 @@ struct Fixture {
           *out = Seen{j, read_lines(audit_path)};
         },
         asio::detached);
-    pump(io);
+    settle(*out);
     return out;
+  }
+  // Runs the io_context until `out` is set or nothing can set it soon: the audit line is
+  // written on the log's writer thread and the judgement comes back here.
+  template <typename T>
+  void settle(const std::optional<T>& out) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    pump(io);
+    while (!out.has_value() && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_one_for(std::chrono::milliseconds(10));
+    }
   }
 };
 
@@ -123,7 +136,7 @@ TEST(ConsentJudge, AskWaitsForTheHumanAndRecordsScopeAndId) {
   a.approve = true;
   a.scope = acp::consent::Scope::Session;
   ASSERT_TRUE(f.gate->answer(p[0].id, a).ok());
-  pump(f.io);
+  f.settle(*s);
   ASSERT_TRUE(s->has_value());
   EXPECT_TRUE((*s)->j.allowed);
   EXPECT_EQ((*s)->j.request_id, p[0].id);
@@ -147,19 +160,41 @@ TEST(ConsentJudge, APolicyThatThrowsDenies) {
 TEST(ConsentJudge, AnAuditLogThatCannotBeWrittenDenies) {
   Fixture f([](const Action&) { return rule(Verdict::Allow); });
   ASSERT_TRUE(f.judge->record_event({{"kind", "connect"}, {"comm", "curl"}}).ok());
+  // record_event() is queued on the writer thread: wait for its line.
+  for (int i = 0; i < 200 && read_lines(f.audit_path).empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(read_lines(f.audit_path).size(), 1u);
   struct stat before {};
   ASSERT_EQ(::stat(f.audit_path.c_str(), &before), 0);
   // In a child whose file size limit is the log's current size, every append fails (EFBIG).
+  // fork() keeps only this thread: the child opens the log (and its writer thread) anew.
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::signal(SIGXFSZ, SIG_IGN);
     rlimit rl{static_cast<rlim_t>(before.st_size), static_cast<rlim_t>(before.st_size)};
     if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) ::_exit(10);
-    auto s = f.run(connect_to("api.example"));
-    if (!s->has_value()) ::_exit(11);
-    if ((*s)->j.allowed) ::_exit(12);
-    if ((*s)->j.reason.rfind("audit log write failed: ", 0) != 0) ::_exit(13);
+    asio::io_context io;
+    auto log = AuditLog::open(f.audit_path);
+    if (!log) ::_exit(14);
+    acp::consent::GateConfig cfg;
+    cfg.session_id = "s1";
+    cfg.grants_path = f.dir / "grants-child.json";
+    acp::consent::ConsentGate gate(io, cfg);
+    acp::consent::ConsentJudge judge([](const Action&) { return rule(Verdict::Allow); }, gate,
+                                     **log, "s1");
+    std::optional<Judgement> out;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> { out = co_await judge.judge(connect_to("api.example")); },
+        asio::detached);
+    for (int i = 0; i < 200 && !out; ++i) {
+      io.restart();
+      io.run_one_for(std::chrono::milliseconds(10));
+    }
+    if (!out) ::_exit(11);
+    if (out->allowed) ::_exit(12);
+    if (out->reason.rfind("audit log write failed: ", 0) != 0) ::_exit(13);
     ::_exit(0);
   }
   int status = 0;

@@ -1,5 +1,11 @@
 #include "acp/proxy/audit_log.hpp"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/file.h>
@@ -187,8 +193,41 @@ Status AuditLog::resume() {
   return {};
 }
 
+AuditLog::~AuditLog() {
+  writer_.join();
+}
+
+boost::asio::awaitable<Status> AuditLog::append_async(nlohmann::json entry) {
+  // The writer thread appends, then wakes the caller on the caller's own (single-threaded)
+  // executor by cancelling a timer there: the coroutine never runs on the writer thread.
+  struct Op {
+    explicit Op(const boost::asio::any_io_executor& ex) : done(ex) {
+      done.expires_at(boost::asio::steady_timer::time_point::max());
+    }
+    Status result;
+    boost::asio::steady_timer done;
+  };
+  auto ex = co_await boost::asio::this_coro::executor;
+  auto op = std::make_shared<Op>(ex);
+  boost::asio::post(writer_, [this, op, ex, e = std::move(entry)]() mutable {
+    op->result = append(std::move(e));
+    boost::asio::post(ex, [op] { op->done.cancel(); });
+  });
+  boost::system::error_code ec;
+  co_await op->done.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  co_return op->result;
+}
+
+void AuditLog::append_detached(nlohmann::json entry, std::function<void(const Error&)> on_error) {
+  boost::asio::post(writer_, [this, e = std::move(entry), cb = std::move(on_error)]() mutable {
+    Status st = append(std::move(e));
+    if (!st && cb) cb(st.error());
+  });
+}
+
 Status AuditLog::append(nlohmann::json entry) {
   if (!entry.is_object()) return make_error("audit entry is not a JSON object");
+  std::lock_guard<std::mutex> guard(mu_);
   FileLock lock(fd_.get());
   if (!lock.ok()) return errno_error("lock audit log " + path_);
   struct stat st {};

@@ -107,7 +107,7 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
       {"reason", j.reason}};
   Status st = make_error("audit log append threw");
   try {
-    st = audit_.append(std::move(entry));
+    st = co_await audit_.append_async(std::move(entry));
   } catch (const std::exception& e) {
     st = make_error(std::string("audit log append threw: ") + e.what());
   }
@@ -122,11 +122,10 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
 Status ConsentJudge::record_event(nlohmann::json event) {
   if (!event.is_object()) return make_error("audit event is not a JSON object");
   event["session"] = session_;
-  try {
-    return audit_.append(std::move(event));
-  } catch (const std::exception& e) {
-    return make_error(std::string("audit log append threw: ") + e.what());
-  }
+  audit_.append_detached(std::move(event), [](const Error& e) {
+    std::fprintf(stderr, "acp: audit log: kernel event not recorded: %s\n", e.message().c_str());
+  });
+  return {};
 }
 
 }  // namespace acp::consent

@@ -41,16 +41,18 @@ bool safe_for_path(const std::string& s) {
   return true;
 }
 
-// Connects to a unix socket: 0 when something answers, else the errno.
+// Connects to a unix socket: 0 when something listens there, else the errno. Non-blocking:
+// a live server whose backlog is full (busy or hung) must not hang a starting session; it
+// answers EAGAIN and counts as live.
 int probe_socket(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return errno;
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (path.size() >= sizeof sa.sun_path) return ENAMETOOLONG;
   std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) return 0;
-  return errno;
+  return errno == EAGAIN ? 0 : errno;
 }
 
 // Ready `path` for bind(): false when a live server holds it. A stale socket file is removed.

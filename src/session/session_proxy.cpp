@@ -118,8 +118,10 @@ class SessionProxyImpl final : public SessionProxy {
                             {"ok", st.ok()},
                             {"source", policy_.current()->source()}};
     if (!st) entry["error"] = st.error().message();
-    if (auto a = audit_->append(std::move(entry)); !a)
-      std::fprintf(stderr, "acp: audit log: %s\n", a.error().message().c_str());
+    // Queued on the audit log's writer thread: the event loop never waits for the disk.
+    audit_->append_detached(std::move(entry), [](const Error& e) {
+      std::fprintf(stderr, "acp: audit log: policy reload not recorded: %s\n", e.message().c_str());
+    });
   }
 
   void record_kernel_event(const acp_event& e) override {

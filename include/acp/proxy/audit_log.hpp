@@ -10,8 +10,14 @@
 
 #include <sys/types.h>
 
+#include <utility>  // before awaitable.hpp (Boost 1.74)
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -48,6 +54,18 @@ class AuditLog {
   // from the file's last line when someone else wrote since).
   Status append(nlohmann::json entry);
 
+  // append() on the log's own writer thread: the calling coroutine resumes (on its own
+  // executor) once the line is on disk, and its io_context goes on serving every other
+  // connection and tunnel meanwhile instead of waiting for fdatasync.
+  boost::asio::awaitable<Status> append_async(nlohmann::json entry);
+  // append() on the writer thread without waiting (kernel events); `on_error`, if given, is
+  // called on the writer thread when the append fails.
+  void append_detached(nlohmann::json entry, std::function<void(const Error&)> on_error = nullptr);
+
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
   // Checks the whole chain of a file: every line parses, seq counts up from 1, prev is the
   // SHA-256 of the line before it, hash matches the content. Error only if the file cannot
   // be read; a broken chain is a report with first_broken set.
@@ -65,6 +83,8 @@ class AuditLog {
   uint64_t seq_ = 0;
   std::string prev_ = kGenesisHash;  // SHA-256 of the last line
   off_t size_ = 0;                   // file size after our last append (or resume)
+  std::mutex mu_;                    // one append at a time: the writer thread and direct callers
+  boost::asio::thread_pool writer_{1};  // FIFO: entries reach the file in the order queued
 };
 
 // Hex SHA-256 (OpenSSL EVP).

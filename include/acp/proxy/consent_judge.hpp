@@ -21,7 +21,9 @@ class ConsentJudge : public RequestJudge {
   boost::asio::awaitable<Judgement> judge(Action action) override;
 
   // Any other event for the audit log (e.g. {"kind":"connect", pid, comm, dst...} for a
-  // connect() the kernel refused); the session id is added.
+  // connect() the kernel refused); the session id is added. Queued on the audit log's writer
+  // thread, so a storm of refused connects never stalls the proxy; a failed append is
+  // reported on stderr (the refusal itself already happened in the kernel).
   Status record_event(nlohmann::json event);
 
   // Replaces the policy (SIGHUP reload). Runs on the io_context like judge().
