@@ -40,5 +40,8 @@ done
 for p in $(pgrep -f 'http.server .*/tmp/acp-' 2>/dev/null || true); do
   echo "leftover test origin process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null))"; left=1
 done
+# The parents themselves: the last session out removes them.
+if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then echo "leftover cgroup: $cg2/acp"; left=1; fi
+if [ -d /sys/fs/bpf/acp ]; then echo "leftover bpffs pin dir: /sys/fs/bpf/acp"; left=1; fi
 if [ "$left" -eq 0 ]; then echo "no leftovers"; fi
 exit $left

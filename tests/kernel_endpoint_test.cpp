@@ -81,7 +81,9 @@ struct BadCase {
   const char* mentions;
 };
 // Readable (and stable) test names in ctest: the text, not the struct's bytes.
-void PrintTo(const BadCase& c, std::ostream* os) { *os << '"' << c.text << '"'; }
+void PrintTo(const BadCase& c, std::ostream* os) {
+  *os << '"' << c.text << '"';
+}
 
 class KernelEndpointErrors : public ::testing::TestWithParam<BadCase> {};
 

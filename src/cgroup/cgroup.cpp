@@ -133,13 +133,19 @@ Status rmdir_retrying(const std::string& path) {
 Result<Cgroup> Cgroup::create(const std::string& path) {
   if (path.empty() || path.front() != '/')
     return make_error("cgroup path '" + path + "' is not absolute", EINVAL);
-  // mkdir -p of the parents; the leaf is made below and must be new.
-  for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
-    std::string parent = path.substr(0, pos);
-    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
-      return errno_error("create cgroup parent " + parent);
+  // mkdir -p of the parents; the leaf is made below and must be new. A session ending at the
+  // same moment may remove an empty parent in between: make it again.
+  int made = -1;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
+      std::string parent = path.substr(0, pos);
+      if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+        return errno_error("create cgroup parent " + parent);
+    }
+    made = ::mkdir(path.c_str(), 0755);
+    if (made == 0 || errno != ENOENT) break;
   }
-  if (::mkdir(path.c_str(), 0755) != 0) {
+  if (made != 0) {
     if (errno == EEXIST)
       return make_error("create cgroup " + path +
                             ": it already exists (another session with this id, or one left "

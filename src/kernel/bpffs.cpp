@@ -42,10 +42,14 @@ Result<std::string> session_pin_dir(std::string_view session_id, const std::stri
     if (auto st = ensure_bpffs(root); !st) return st.error();
   }
   std::string base = root + "/acp";
-  if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + base);
   std::string dir = base + "/" + std::string(session_id);
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + dir);
-  return dir;
+  // A session ending at the same moment may remove the empty base between the two mkdirs:
+  // make it again.
+  for (int attempt = 0;; ++attempt) {
+    if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + base);
+    if (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) return dir;
+    if (errno != ENOENT || attempt == 3) return errno_error("mkdir " + dir);
+  }
 }
 
 Result<std::vector<std::string>> list_session_pin_dirs(const std::string& root) {

@@ -146,6 +146,10 @@ Status detach_and_unpin(const std::string& dir) {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("unlink " + path);
   }
   if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) return errno_error("rmdir " + dir);
+  // The last session's pins gone: the parent (/sys/fs/bpf/acp) goes too; while another
+  // session's directory is in it this fails harmlessly (session_pin_dir() copes with the race).
+  if (auto slash = dir.rfind('/'); slash != std::string::npos && slash > 0)
+    ::rmdir(dir.substr(0, slash).c_str());
   return {};
 }
 

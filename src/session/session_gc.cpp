@@ -1,6 +1,7 @@
 #include "acp/session/session_gc.hpp"
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <set>
@@ -62,6 +63,9 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
     }
   }
   if (auto st = kernel::detach_and_unpin(std::string(kBpfPinRoot) + "/" + id); !st) return st;
+  // The last session out leaves no empty acp/ cgroup behind (fails harmlessly while another
+  // session still has its own in there; Cgroup::create copes with the race).
+  if (!cgroup_path.empty()) ::rmdir(cgroup_path.substr(0, cgroup_path.rfind('/')).c_str());
   return remove_session_record(kSessionRecordDir, id);
 }
 
