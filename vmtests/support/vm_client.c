@@ -41,9 +41,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_ether.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
-#include <netinet/icmp6.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,28 +59,28 @@
 
 #define UNSUPPORTED (-1000)
 
-static FILE *out;
-static const char *via_addr; /* --via: a UDP socket connects here before its sendto() */
+static FILE* out;
+static const char* via_addr; /* --via: a UDP socket connects here before its sendto() */
 static int via_port;
 
-static const char *errname(int err) {
+static const char* errname(int err) {
   if (err == 0) return "OK";
   if (err == UNSUPPORTED) return "UNSUPPORTED";
-  const char *n = strerrorname_np(err);
+  const char* n = strerrorname_np(err);
   return n ? n : "E?";
 }
 
-static int make_addr(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len) {
+static int make_addr(const char* addr, int port, struct sockaddr_storage* ss, socklen_t* len) {
   memset(ss, 0, sizeof(*ss));
   if (strchr(addr, ':')) {
-    struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
+    struct sockaddr_in6* s = (struct sockaddr_in6*)ss;
     s->sin6_family = AF_INET6;
     s->sin6_port = htons((unsigned short)port);
     if (inet_pton(AF_INET6, addr, &s->sin6_addr) != 1) return -1;
     *len = sizeof(*s);
     return AF_INET6;
   }
-  struct sockaddr_in *s = (struct sockaddr_in *)ss;
+  struct sockaddr_in* s = (struct sockaddr_in*)ss;
   s->sin_family = AF_INET;
   s->sin_port = htons((unsigned short)port);
   if (inet_pton(AF_INET, addr, &s->sin_addr) != 1) return -1;
@@ -89,12 +89,12 @@ static int make_addr(const char *addr, int port, struct sockaddr_storage *ss, so
 }
 
 /* Each returns 0 on success or the errno of the failing call. */
-static int attempt(const char *op, const char *addr, int port) {
+static int attempt(const char* op, const char* addr, int port) {
   struct sockaddr_storage ss;
   socklen_t len = 0;
   int family = make_addr(addr, port, &ss, &len);
   if (family < 0 && strcmp(op, "packet") != 0) return EINVAL;
-  struct sockaddr *sa = (struct sockaddr *)&ss;
+  struct sockaddr* sa = (struct sockaddr*)&ss;
   char data[] = "acp-probe";
   int fd = -1, rc = 0;
 
@@ -134,7 +134,7 @@ static int attempt(const char *op, const char *addr, int port) {
       struct sockaddr_storage vs;
       socklen_t vlen = 0;
       if (make_addr(via_addr, via_port, &vs, &vlen) != family) return EINVAL;
-      int err = connect(fd, (struct sockaddr *)&vs, vlen) != 0 ? errno : 0;
+      int err = connect(fd, (struct sockaddr*)&vs, vlen) != 0 ? errno : 0;
       fprintf(out, "via=%s\n", errname(err));
       if (err) return err;
     }
@@ -182,12 +182,14 @@ static int attempt(const char *op, const char *addr, int port) {
     if (fd < 0) {
       rc = errno;
     } else {
-      struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+      struct io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       io_uring_prep_connect(sqe, fd, sa, len);
-      struct io_uring_cqe *cqe = NULL;
+      struct io_uring_cqe* cqe = NULL;
       r = io_uring_submit(&ring);
-      if (r < 0) rc = -r;
-      else if ((r = io_uring_wait_cqe(&ring, &cqe)) < 0) rc = -r;
+      if (r < 0)
+        rc = -r;
+      else if ((r = io_uring_wait_cqe(&ring, &cqe)) < 0)
+        rc = -r;
       else {
         rc = cqe->res < 0 ? -cqe->res : 0;
         io_uring_cqe_seen(&ring, cqe);
@@ -205,7 +207,7 @@ static int attempt(const char *op, const char *addr, int port) {
 }
 
 static void print_cgroup(void) {
-  FILE *f = fopen("/proc/self/cgroup", "r");
+  FILE* f = fopen("/proc/self/cgroup", "r");
   char line[4096];
   if (!f) return;
   while (fgets(line, sizeof(line), f))
@@ -216,7 +218,7 @@ static void print_cgroup(void) {
   fclose(f);
 }
 
-static int report(const char *op, const char *addr, int port) {
+static int report(const char* op, const char* addr, int port) {
   fprintf(out, "pid=%d\n", (int)getpid());
   print_cgroup();
   int err = attempt(op, addr, port);
@@ -232,26 +234,30 @@ static int wait_child(pid_t pid) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int depth = 0;
   const char *daemon_file = NULL, *escape = NULL;
   int i = 1;
   out = stdout;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
-    if (strncmp(argv[i], "--fork=", 7) == 0) depth = atoi(argv[i] + 7);
-    else if (strncmp(argv[i], "--daemon=", 9) == 0) daemon_file = argv[i] + 9;
-    else if (strncmp(argv[i], "--escape=", 9) == 0) escape = argv[i] + 9;
+    if (strncmp(argv[i], "--fork=", 7) == 0)
+      depth = atoi(argv[i] + 7);
+    else if (strncmp(argv[i], "--daemon=", 9) == 0)
+      daemon_file = argv[i] + 9;
+    else if (strncmp(argv[i], "--escape=", 9) == 0)
+      escape = argv[i] + 9;
     else if (strncmp(argv[i], "--via=", 6) == 0) {
-      char *comma = strrchr(argv[i], ',');
+      char* comma = strrchr(argv[i], ',');
       if (!comma) return 2;
       *comma = 0;
       via_addr = argv[i] + 6;
       via_port = atoi(comma + 1);
-    }
-    else return 2;
+    } else
+      return 2;
   }
   if (argc - i != 3) {
-    fprintf(stderr, "usage: %s [--fork=N] [--daemon=FILE] [--escape=PROCS] [--via=A,P] OP ADDR PORT\n",
+    fprintf(stderr,
+            "usage: %s [--fork=N] [--daemon=FILE] [--escape=PROCS] [--via=A,P] OP ADDR PORT\n",
             argv[0]);
     return 2;
   }
