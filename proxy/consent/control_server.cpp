@@ -124,6 +124,19 @@ nlohmann::json handle_control_request(ConsentGate& gate, const nlohmann::json& r
   return ok;
 }
 
+std::optional<nlohmann::json> handle_control_line(ConsentGate& gate, std::string_view line,
+                                                 const std::string& peer) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.empty()) return std::nullopt;
+  auto req = nlohmann::json::parse(line, nullptr, false);
+  if (req.is_discarded()) return fail("bad_request", "request is not valid JSON");
+  return handle_control_request(gate, req, peer);
+}
+
+std::string control_reply_text(const nlohmann::json& reply) {
+  return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   Impl(asio::io_context& io, ConsentGate& g) : io(io), gate(g), acceptor(io) {}
 
@@ -165,7 +178,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   }
 
   asio::awaitable<void> reply(const std::shared_ptr<Conn>& c, const nlohmann::json& j) {
-    std::string out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    std::string out = control_reply_text(j);
     boost::system::error_code ec;
     co_await asio::async_write(c->sock, asio::buffer(out),
                                asio::redirect_error(asio::use_awaitable, ec));
@@ -222,12 +235,9 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       if (ec) co_return;  // closed, idle timeout, reset
       std::string line = buf.substr(0, n - 1);
       buf.erase(0, n);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty()) continue;
-      auto req = nlohmann::json::parse(line, nullptr, false);
-      nlohmann::json resp = req.is_discarded() ? fail("bad_request", "request is not valid JSON")
-                                               : handle_control_request(gate, req, peer);
-      co_await reply(c, resp);
+      auto resp = handle_control_line(gate, line, peer);
+      if (!resp) continue;
+      co_await reply(c, *resp);
     }
   }
 

@@ -41,26 +41,6 @@ auto redirect(error_code& ec) {
   return net::redirect_error(net::use_awaitable, ec);
 }
 
-// End of the header section (just past the empty line), or npos. A bare-LF header ends at
-// "\n\n" so that the parser gets to reject it rather than the proxy waiting for more.
-size_t find_header_end(std::string_view s) {
-  auto crlf = s.find("\r\n\r\n");
-  auto lf = s.find("\n\n");
-  size_t end = std::string_view::npos;
-  if (crlf != std::string_view::npos) end = crlf + 4;
-  if (lf != std::string_view::npos) end = std::min(end, lf + 2);
-  return end;
-}
-
-// obs-fold (a header line continued on the next line) is ambiguous between servers: a
-// smuggling vector, refused (RFC 9112 5.2 allows a proxy to reject it).
-bool has_obs_fold(std::string_view head) {
-  for (size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1)) {
-    if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) return true;
-  }
-  return false;
-}
-
 // Hop-by-hop headers (RFC 9110 7.6.1) and the ones the Connection header names. Framing
 // headers are never removed on a Connection header's word: Beast re-frames the body itself.
 template <class Fields>
@@ -243,9 +223,7 @@ net::awaitable<Connection::HeadRead> Connection::read_head(bool first, size_t& h
     // Empty lines before a request line are ignored (RFC 9112 2.2).
     {
       auto d = buffer_.data();
-      std::string_view sv(static_cast<const char*>(d.data()), d.size());
-      size_t skip = sv.find_first_not_of("\r\n");
-      buffer_.consume(skip == std::string_view::npos ? sv.size() : skip);
+      buffer_.consume(leading_empty_lines({static_cast<const char*>(d.data()), d.size()}));
     }
     auto d = buffer_.data();
     std::string_view sv(static_cast<const char*>(d.data()), d.size());
@@ -290,49 +268,16 @@ net::awaitable<void> Connection::run() {
       break;
     }
     RequestParser p;
-    p.header_limit(static_cast<std::uint32_t>(head_len + 1));
-    if (lim.max_body_bytes > 0) {
-      p.body_limit(lim.max_body_bytes);
-    } else {
-      // Not boost::none: Boost 1.74 compares a Content-Length against an empty optional as
-      // "exceeds" (basic_parser.ipp `len_ > body_limit_`).
-      p.body_limit(std::numeric_limits<std::uint64_t>::max());
-    }
     auto d = buffer_.data();
-    std::string_view head(static_cast<const char*>(d.data()), head_len);
-    if (has_obs_fold(head)) {
-      co_await send_refusal(400, "Bad request",
-                            "obsolete header line folding is refused (ambiguous framing)", true);
-      break;
-    }
-    error_code ec;
-    size_t used = p.put(net::buffer(head.data(), head.size()), ec);
-    if (!ec && !p.is_header_done()) ec = http::error::partial_message;
+    size_t used = 0;
+    auto refusal = parse_request_head({static_cast<const char*>(d.data()), head_len},
+                                      lim.max_body_bytes, p, used);
     buffer_.consume(used);
-    if (ec == http::error::body_limit) {
-      co_await send_refusal(413, "Request body too large",
-                            "the request body exceeds " + std::to_string(lim.max_body_bytes) +
-                                " bytes (max_body_bytes)",
-                            true);
-      break;
-    }
-    if (ec) {
-      co_await send_refusal(400, "Bad request", "malformed request: " + ec.message(), true);
+    if (refusal) {
+      co_await send_refusal(refusal->status, refusal->error, refusal->reason, true);
       break;
     }
     const auto& req = p.get();
-    // Framing that two servers could read differently is refused (request smuggling).
-    std::string smuggling;
-    if (req.count(http::field::content_length) > 1)
-      smuggling = "more than one Content-Length header";
-    else if (req.count(http::field::transfer_encoding) > 0 && !p.chunked())
-      smuggling = "a Transfer-Encoding other than a final chunked";
-    else if (req.count(http::field::host) > 1)
-      smuggling = "more than one Host header";
-    if (!smuggling.empty()) {
-      co_await send_refusal(400, "Bad request", "ambiguous request: " + smuggling, true);
-      break;
-    }
 
     nlohmann::json event = {{"event", "request"},
                             {"id", ++state_->next_request},

@@ -16,6 +16,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <nlohmann/json.hpp>
 
+#include "acp/proxy/request_head.hpp"
 #include "acp/proxy/request_target.hpp"
 #include "proxy_state.hpp"
 
@@ -34,7 +35,6 @@ class Connection {
 
  private:
   enum class HeadRead { Ok, Closed, TooLarge, TimedOut };
-  using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
   struct Upstream {
     std::optional<boost::beast::tcp_stream> stream;
     boost::beast::flat_buffer buffer;

@@ -18,7 +18,9 @@
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "acp/proxy/consent_gate.hpp"
@@ -56,6 +58,14 @@ class ControlServer {
 // and in-process channels). `peer` describes the requester for the audit trail.
 nlohmann::json handle_control_request(ConsentGate& gate, const nlohmann::json& req,
                                       const std::string& peer);
+
+// One request line as the server reads it (without its '\n'; a trailing '\r' is dropped):
+// nullopt for an empty line (no reply), a bad_request reply for text that is not JSON, else
+// handle_control_request's reply.
+std::optional<nlohmann::json> handle_control_line(ConsentGate& gate, std::string_view line,
+                                                 const std::string& peer);
+// A reply as it goes on the wire: one line of JSON; invalid UTF-8 replaced, never thrown on.
+std::string control_reply_text(const nlohmann::json& reply);
 
 // Client side (blocking, 10 s timeout): sends one request line and reads one reply line.
 // Errors: cannot connect (errno kept: ENOENT, ECONNREFUSED, EACCES), timeout, bad reply.
