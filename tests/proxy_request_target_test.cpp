@@ -15,6 +15,11 @@ TEST(ProxyRequestTarget, NormalizesHosts) {
   EXPECT_EQ(normalize_host(""), "");
   EXPECT_EQ(normalize_host("."), "");
   EXPECT_EQ(normalize_host("a..b"), "");
+  // Found by fuzz_request_target: "Example..:443" gave the host "example." (not normalized:
+  // the policy and the grants saw a name the proxy did not).
+  EXPECT_EQ(normalize_host("Example.."), "");
+  EXPECT_FALSE(parse_authority("Example..:443").ok());
+  EXPECT_FALSE(parse_absolute_url("http://example.com../").ok());
   EXPECT_EQ(normalize_host("evil.com/x"), "");
   EXPECT_EQ(normalize_host("a b"), "");
   EXPECT_EQ(normalize_host("[not-v6]"), "");

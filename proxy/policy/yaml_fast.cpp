@@ -21,11 +21,47 @@ constexpr auto kStop = [] {
   return t;
 }();
 
+// Whether libyaml reads every character of `t` as the fast path does: well-formed UTF-8 (no
+// overlong forms, surrogates or values past U+10FFFF), only the characters YAML 1.1 calls
+// printable, and no line break other than '\n' (and "\r\n", which the fast path refuses). The
+// fast path skips comments without looking at them, so it must not accept a file that libyaml
+// refuses for a byte in a comment (found by fuzz/fuzz_policy.cpp).
+bool readable_by_libyaml(std::string_view t) {
+  const auto* p = reinterpret_cast<const unsigned char*>(t.data());
+  const auto* end = p + t.size();
+  while (p < end) {
+    unsigned c = *p;
+    if (c < 0x80) {
+      if (!(c == '\t' || c == '\n' || c == '\r' || (c >= 0x20 && c <= 0x7e))) return false;
+      ++p;
+      continue;
+    }
+    int width = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (width == 0 || end - p < width) return false;
+    uint32_t v = c & (width == 2 ? 0x1f : width == 3 ? 0x0f : 0x07);
+    for (int k = 1; k < width; ++k) {
+      if ((p[k] & 0xc0) != 0x80) return false;
+      v = (v << 6) | (p[k] & 0x3f);
+    }
+    if ((width == 2 && v < 0x80) || (width == 3 && v < 0x800) || (width == 4 && v < 0x10000))
+      return false;  // overlong
+    bool printable = v == 0x85 || (v >= 0xa0 && v <= 0xd7ff) ||
+                     (v >= 0xe000 && v <= 0xfffd && v != 0xfeff) || (v >= 0x10000 && v <= 0x10ffff);
+    // NEL, LS and PS end a line for libyaml (a comment ends there and text after it counts);
+    // the fast path splits lines at '\n' only.
+    bool line_break = v == 0x85 || v == 0x2028 || v == 0x2029;
+    if (!printable || line_break) return false;
+    p += width;
+  }
+  return true;
+}
+
 class FastParser {
  public:
   explicit FastParser(std::string_view text) : t_(text) {}
 
   std::optional<Document> run() {
+    if (!readable_by_libyaml(t_)) return std::nullopt;
     if (!split_lines()) return std::nullopt;
     if (lines_.empty()) return std::nullopt;    // empty document: libyaml words the error
     doc_.nodes.reserve(lines_.size() * 5 + 8);  // ~4.5 per line in rule lists

@@ -70,7 +70,8 @@ std::string normalize_host(std::string_view host) {
       return {};
     }
   }
-  if (out.find("..") != std::string::npos || out.front() == '.') return {};
+  // One trailing dot is the root label; a second ("a.b..") would leave the name unnormalized.
+  if (out.find("..") != std::string::npos || out.front() == '.' || out.back() == '.') return {};
   return out;
 }
 
