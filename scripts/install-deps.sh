@@ -11,6 +11,7 @@ pkgs=(
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libclang-rt-14-dev  # fuzz/: libFuzzer and clang's ASan/UBSan runtimes (scripts/fuzz.sh)
   # runtime and tests
   iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too

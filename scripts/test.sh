@@ -1,24 +1,76 @@
 #!/usr/bin/env bash
 # Installs what ACP needs, builds it, and runs every test: the unprivileged unit tests and,
-# as root on a kernel with cgroup BPF, the vmtests that load the real programs.
+# as root on a kernel with cgroup BPF, the vmtests that load the real programs. Then the same
+# unit tests and vmtests again in a sanitizer build (ASan + UBSan, build-asan/), and each
+# libFuzzer target for a bounded time (scripts/fuzz.sh, build-fuzz/). See docs/testing.md.
 # Usage: sudo ./scripts/test.sh            (BUILD_DIR=build by default)
+#   ACP_SKIP_SANITIZE=1   leave out the sanitizer stage (developers; CI runs it)
+#   ACP_SKIP_FUZZ=1       leave out the fuzz stage (developers; CI runs it)
+#   FUZZ_SECONDS=30       time per fuzz target
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
+ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "test.sh: run as root (sudo $0): installing packages and the kernel tests need it" >&2
   exit 1
 fi
+t0=$(date +%s)
+times=()
+stage_done() { times+=("$1: $(($(date +%s) - $2)) s"); }
+
 ./scripts/install-deps.sh
+s=$(date +%s)
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_WERROR=ON >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
+stage_done build "$s"
 
 status=0
 echo "== unit tests (unprivileged)"
+s=$(date +%s)
 (cd "$BUILD_DIR" && ctest -L unit --output-on-failure --timeout 300) || status=1
+stage_done "unit tests" "$s"
 echo "== vmtests (root, real kernel)"
+s=$(date +%s)
 (cd "$BUILD_DIR" && ctest -L vm --output-on-failure --timeout 600) || status=1
+stage_done vmtests "$s"
 echo "== leftovers"
 ./scripts/check-leftovers.sh || status=1
+
+if [ "${ACP_SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== sanitizer build (ASan + UBSan) in $ASAN_BUILD_DIR"
+  s=$(date +%s)
+  # -O1: ASan's advice, and about half the compile time of -O2 on these Boost.Beast sources.
+  cmake -S . -B "$ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=ASan -DCMAKE_CXX_FLAGS_ASAN="-O1 -g1" \
+    -DCMAKE_C_FLAGS_ASAN="-O1 -g1" -DACP_SANITIZE=ON -DACP_BUILD_BENCH=OFF -DACP_WERROR=ON >/dev/null
+  cmake --build "$ASAN_BUILD_DIR" -j"$(nproc)"
+  stage_done "sanitizer build" "$s"
+  # Every report fails the test that caused it. Suppressions (third-party false positives
+  # only, each with its reason) are in scripts/sanitizers/.
+  export ASAN_OPTIONS="detect_leaks=1:strict_init_order=1:check_initialization_order=1"
+  export LSAN_OPTIONS="suppressions=$PWD/scripts/sanitizers/lsan.supp:print_suppressions=0"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  echo "== unit tests under ASan + UBSan"
+  s=$(date +%s)
+  (cd "$ASAN_BUILD_DIR" && ctest -L unit --output-on-failure --timeout 600) || status=1
+  stage_done "unit tests (ASan+UBSan)" "$s"
+  echo "== vmtests under ASan + UBSan"
+  s=$(date +%s)
+  (cd "$ASAN_BUILD_DIR" && ctest -L vm --output-on-failure --timeout 900) || status=1
+  stage_done "vmtests (ASan+UBSan)" "$s"
+  unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+  echo "== leftovers (sanitizer run)"
+  ./scripts/check-leftovers.sh || status=1
+fi
+
+if [ "${ACP_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz targets (libFuzzer + ASan + UBSan), ${FUZZ_SECONDS:-30} s each"
+  s=$(date +%s)
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} ./scripts/fuzz.sh || status=1
+  stage_done "fuzz (build + run)" "$s"
+fi
+
+echo "== times"
+printf '  %s\n' "${times[@]}" "total: $(($(date +%s) - t0)) s"
 exit $status
