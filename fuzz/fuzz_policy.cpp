@@ -20,9 +20,8 @@ namespace {
 // The tree as text, lines included (as tests/policy_yaml_test.cpp compares it).
 std::string dump(const yaml::Document& d, uint32_t i) {
   const yaml::Node& n = d.nodes[i];
-  std::string line = !(n.kind == yaml::NodeKind::Scalar && n.text.empty())
-                         ? "@" + std::to_string(n.line)
-                         : "";
+  std::string line =
+      !(n.kind == yaml::NodeKind::Scalar && n.text.empty()) ? "@" + std::to_string(n.line) : "";
   if (n.kind == yaml::NodeKind::Scalar)
     return (n.plain ? "'" : "\"") + std::string(n.text) + (n.plain ? "'" : "\"") + line;
   std::string out = (n.kind == yaml::NodeKind::Mapping ? "{" : "[") + line;
@@ -46,7 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto fast = yaml::parse_fast(text);
   auto slow = yaml::parse_libyaml(text, "fuzz.yml");
   if (fast) {
-    if (!slow.ok()) finding("fast path accepted what libyaml refuses", text, {}, slow.error().message());
+    if (!slow.ok())
+      finding("fast path accepted what libyaml refuses", text, {}, slow.error().message());
     if (slow->nodes.empty()) finding("fast path read a document libyaml reads as empty", text);
     std::string a = dump(*fast, 0), b = dump(*slow, 0);
     if (a != b) finding("fast path and libyaml read different trees", text, a, b);
@@ -66,7 +66,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     a.port = 443;
     a.method = "CONNECT";
     auto d = policy->decide(a);
-    if (d.rule_index >= static_cast<int>(policy->rule_count())) finding("rule index out of range", text);
+    if (d.rule_index >= static_cast<int>(policy->rule_count()))
+      finding("rule index out of range", text);
     a.method = "GET";
     a.port = 80;
     a.path = "/a/b?c=d";

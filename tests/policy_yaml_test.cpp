@@ -71,16 +71,18 @@ TEST(PolicyYaml, FastPathLeavesOtherFormsToLibyaml) {
 // accepted by the fast path and refused by libyaml, so the same file loaded or failed
 // depending on which reader ran.
 TEST(PolicyYaml, FastPathLeavesUnreadableCharactersToLibyaml) {
-  for (const char* text : {"# auto-approv\xe2" "ed.\ndefault: ask\n", "# \xc0\xaf\ndefault: ask\n",
-                           "# \xed\xa0\x80\ndefault: ask\n", "# \x01\ndefault: ask\n",
-                           "# \xc2\x80\ndefault: ask\n"}) {
+  for (const char* text : {"# auto-approv\xe2"
+                           "ed.\ndefault: ask\n",
+                           "# \xc0\xaf\ndefault: ask\n", "# \xed\xa0\x80\ndefault: ask\n",
+                           "# \x01\ndefault: ask\n", "# \xc2\x80\ndefault: ask\n"}) {
     EXPECT_FALSE(parse_fast(text).has_value()) << text;
     EXPECT_FALSE(parse_libyaml(text, "t.yml").ok()) << text;
     EXPECT_FALSE(Policy::parse(text, "t.yml").ok()) << text;
   }
   // NEL, LS and PS end a comment for libyaml: what follows them is YAML, not comment.
-  for (const char* text : {"default: ask # x\xc2\x85rules: []\n", "default: ask # x\xe2\x80\xa8rules: []\n",
-                           "default: ask # x\xe2\x80\xa9rules: []\n", "default: ask # \xef\xbb\xbf\n"})
+  for (const char* text :
+       {"default: ask # x\xc2\x85rules: []\n", "default: ask # x\xe2\x80\xa8rules: []\n",
+        "default: ask # x\xe2\x80\xa9rules: []\n", "default: ask # \xef\xbb\xbf\n"})
     EXPECT_FALSE(parse_fast(text).has_value()) << text;
   // Well-formed non-ASCII in comments stays on the fast path (the upstream files have some).
   expect_same("# caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80\ndefault: ask\n");

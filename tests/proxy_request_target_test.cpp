@@ -20,6 +20,11 @@ TEST(ProxyRequestTarget, NormalizesHosts) {
   EXPECT_EQ(normalize_host("Example.."), "");
   EXPECT_FALSE(parse_authority("Example..:443").ok());
   EXPECT_FALSE(parse_absolute_url("http://example.com../").ok());
+  // Found by fuzz_request_target: IPv6 zone ids did not read back as written.
+  EXPECT_EQ(normalize_host("[fe80::1%-5eth0]"), "");
+  EXPECT_EQ(normalize_host("[fe80::1%lo]"), "");
+  EXPECT_FALSE(parse_authority("[fe80::1%25eth0]:80").ok());
+  EXPECT_FALSE(parse_absolute_url("http://[::1%lo]/").ok());
   EXPECT_EQ(normalize_host("evil.com/x"), "");
   EXPECT_EQ(normalize_host("a b"), "");
   EXPECT_EQ(normalize_host("[not-v6]"), "");

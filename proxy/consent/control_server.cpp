@@ -125,7 +125,7 @@ nlohmann::json handle_control_request(ConsentGate& gate, const nlohmann::json& r
 }
 
 std::optional<nlohmann::json> handle_control_line(ConsentGate& gate, std::string_view line,
-                                                 const std::string& peer) {
+                                                  const std::string& peer) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty()) return std::nullopt;
   auto req = nlohmann::json::parse(line, nullptr, false);

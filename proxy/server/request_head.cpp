@@ -51,9 +51,9 @@ std::optional<HeadRefusal> parse_request_head(std::string_view head, uint64_t ma
   used = p.put(boost::asio::buffer(head.data(), head.size()), ec);
   if (!ec && !p.is_header_done()) ec = http::error::partial_message;
   if (ec == http::error::body_limit)
-    return HeadRefusal{413, "Request body too large",
-                       "the request body exceeds " + std::to_string(max_body_bytes) +
-                           " bytes (max_body_bytes)"};
+    return HeadRefusal{
+        413, "Request body too large",
+        "the request body exceeds " + std::to_string(max_body_bytes) + " bytes (max_body_bytes)"};
   if (ec) return HeadRefusal{400, "Bad request", "malformed request: " + ec.message()};
   // Framing that two servers could read differently is refused (request smuggling).
   const auto& req = p.get();
@@ -64,8 +64,7 @@ std::optional<HeadRefusal> parse_request_head(std::string_view head, uint64_t ma
     smuggling = "a Transfer-Encoding other than a final chunked";
   else if (req.count(http::field::host) > 1)
     smuggling = "more than one Host header";
-  if (!smuggling.empty())
-    return HeadRefusal{400, "Bad request", "ambiguous request: " + smuggling};
+  if (!smuggling.empty()) return HeadRefusal{400, "Bad request", "ambiguous request: " + smuggling};
   return std::nullopt;
 }
 

@@ -53,6 +53,10 @@ std::string RequestTarget::host_header() const {
 std::string normalize_host(std::string_view host) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     std::string inner(host.substr(1, host.size() - 2));
+    // No zone ids ("fe80::1%eth0"): they name an interface of the proxy's host, and Boost reads
+    // them back differently ("%-5x" becomes "%18446744073709551611"; "::1%x" drops it), so the
+    // host the policy saw would not be the one printed or connected to. Found by fuzzing.
+    if (inner.find('%') != std::string::npos) return {};
     boost::system::error_code ec;
     auto a = boost::asio::ip::make_address_v6(inner, ec);
     if (ec) return {};

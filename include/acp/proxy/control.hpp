@@ -63,7 +63,7 @@ nlohmann::json handle_control_request(ConsentGate& gate, const nlohmann::json& r
 // nullopt for an empty line (no reply), a bad_request reply for text that is not JSON, else
 // handle_control_request's reply.
 std::optional<nlohmann::json> handle_control_line(ConsentGate& gate, std::string_view line,
-                                                 const std::string& peer);
+                                                  const std::string& peer);
 // A reply as it goes on the wire: one line of JSON; invalid UTF-8 replaced, never thrown on.
 std::string control_reply_text(const nlohmann::json& reply);
 
