@@ -19,6 +19,21 @@ using namespace acp::proxy;
 using namespace acp::proxy::testing;
 namespace fs = std::filesystem;
 
+// Whether peak RSS says anything about what the proxy holds. Not under ASan: its allocator
+// keeps freed blocks in a quarantine (256 MB by default) to catch use-after-free, so a relay
+// that frees every 64 KiB buffer still grows the process by the bytes it moved.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssMeasuresHeldMemory = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kRssMeasuresHeldMemory = false;
+#else
+constexpr bool kRssMeasuresHeldMemory = true;
+#endif
+#else
+constexpr bool kRssMeasuresHeldMemory = true;
+#endif
+
 // Peak resident memory of this process (the proxy runs in it), in bytes.
 size_t peak_rss_bytes() {
   std::ifstream f("/proc/self/status");
@@ -193,7 +208,7 @@ TEST_F(ProxyServerTest, LargeSizedAndChunkedUploadsAreStreamed) {
   EXPECT_EQ(c["bytes"], size);
   EXPECT_EQ(c["sum"], sum);
   // Neither the proxy nor the origin (same process) held a 20 MB body.
-  EXPECT_LT(peak_rss_bytes() - before, size / 2);
+  if (kRssMeasuresHeldMemory) EXPECT_LT(peak_rss_bytes() - before, size / 2);
   EXPECT_EQ(judge_.actions().size(), 2u);
   EXPECT_EQ(judge_.actions()[0].method, "POST");
 }
@@ -207,7 +222,7 @@ TEST_F(ProxyServerTest, LargeDownloadsSizedChunkedAndUntilEof) {
     EXPECT_EQ(r.out, "200") << kind;
     EXPECT_EQ(fs::file_size(file("down")), size) << kind;
   }
-  EXPECT_LT(peak_rss_bytes() - before, size / 2);
+  if (kRssMeasuresHeldMemory) EXPECT_LT(peak_rss_bytes() - before, size / 2);
 }
 
 TEST_F(ProxyServerTest, EveryRequestOnAKeptAliveConnectionIsJudged) {
