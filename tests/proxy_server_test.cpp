@@ -208,7 +208,9 @@ TEST_F(ProxyServerTest, LargeSizedAndChunkedUploadsAreStreamed) {
   EXPECT_EQ(c["bytes"], size);
   EXPECT_EQ(c["sum"], sum);
   // Neither the proxy nor the origin (same process) held a 20 MB body.
-  if (kRssMeasuresHeldMemory) EXPECT_LT(peak_rss_bytes() - before, size / 2);
+  if (kRssMeasuresHeldMemory) {
+    EXPECT_LT(peak_rss_bytes() - before, size / 2);
+  }
   EXPECT_EQ(judge_.actions().size(), 2u);
   EXPECT_EQ(judge_.actions()[0].method, "POST");
 }
@@ -222,7 +224,9 @@ TEST_F(ProxyServerTest, LargeDownloadsSizedChunkedAndUntilEof) {
     EXPECT_EQ(r.out, "200") << kind;
     EXPECT_EQ(fs::file_size(file("down")), size) << kind;
   }
-  if (kRssMeasuresHeldMemory) EXPECT_LT(peak_rss_bytes() - before, size / 2);
+  if (kRssMeasuresHeldMemory) {
+    EXPECT_LT(peak_rss_bytes() - before, size / 2);
+  }
 }
 
 TEST_F(ProxyServerTest, EveryRequestOnAKeptAliveConnectionIsJudged) {
