@@ -166,8 +166,9 @@ static void init_once(void) {
     const char* env = getenv("ACP_PRELOAD_ALLOW");
     parse_allow(env);
     if (env && !allow_valid) {
-      write_str("acp-preload: ACP_PRELOAD_ALLOW is not a list of ADDR:PORT; "
-                "every internet destination is blocked\n");
+      write_str(
+          "acp-preload: ACP_PRELOAD_ALLOW is not a list of ADDR:PORT; "
+          "every internet destination is blocked\n");
     }
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
     return;
@@ -180,7 +181,9 @@ static inline void ensure_init(void) {
   if (__builtin_expect(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2, 0)) init_once();
 }
 
-__attribute__((constructor)) static void acp_preload_init(void) { ensure_init(); }
+__attribute__((constructor)) static void acp_preload_init(void) {
+  ensure_init();
+}
 
 /* ---- the decision (async-signal-safe) ---- */
 
@@ -364,8 +367,8 @@ static int acp_connect(int fd, const struct sockaddr* addr, socklen_t len) {
   return real_connect(fd, addr, len);
 }
 
-static ssize_t acp_sendto(int fd, const void* buf, size_t n, int flags,
-                          const struct sockaddr* addr, socklen_t len) {
+static ssize_t acp_sendto(int fd, const void* buf, size_t n, int flags, const struct sockaddr* addr,
+                          socklen_t len) {
   ensure_init();
   struct target t;
   enum verdict v = (addr && len > 0) ? judge(fd, addr, len, &t) : judge_peer(fd, &t);
@@ -425,8 +428,8 @@ ACP_EXPORT int connect(int fd, const struct sockaddr* addr, socklen_t len) {
 ACP_EXPORT int __connect(int fd, const struct sockaddr* addr, socklen_t len) {
   return acp_connect(fd, addr, len);
 }
-ACP_EXPORT ssize_t sendto(int fd, const void* buf, size_t n, int flags,
-                          const struct sockaddr* addr, socklen_t len) {
+ACP_EXPORT ssize_t sendto(int fd, const void* buf, size_t n, int flags, const struct sockaddr* addr,
+                          socklen_t len) {
   return acp_sendto(fd, buf, n, flags, addr, len);
 }
 ACP_EXPORT ssize_t __sendto(int fd, const void* buf, size_t n, int flags,

@@ -197,8 +197,7 @@ TEST_F(ExportOutput, AwsPermissionsHoldTheProxyAndTheAllowEntries) {
   EXPECT_EQ(j.size(), 3u) << "nothing but these three may be let out";
   for (const auto& p : j) {
     EXPECT_NE(p["IpProtocol"], "-1") << "an all-protocols permission opens everything";
-    for (const auto& r : p.value("IpRanges", json::array()))
-      EXPECT_NE(r["CidrIp"], "0.0.0.0/0");
+    for (const auto& r : p.value("IpRanges", json::array())) EXPECT_NE(r["CidrIp"], "0.0.0.0/0");
   }
 }
 
@@ -259,13 +258,16 @@ TEST_F(ExportOutput, GcpRulesAllowTheProxyAndDenyBothFamilies) {
 
 TEST_F(ExportOutput, ComposeParsesAndIsolatesTheAgent) {
   std::string file = render("compose.yml");
-  auto r = sh("python3 -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' '" +
-              file + "'");
+  auto r =
+      sh("python3 -c 'import json, sys, yaml; "
+         "print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' '" +
+         file + "'");
   ASSERT_EQ(r.status, 0) << "python3 with PyYAML (python3-yaml) parses the file: " << r.out;
   json c = json::parse(r.out);
   EXPECT_EQ(c["networks"]["isolated"]["internal"], true);
   const json& agent = c["services"]["agent"];
-  EXPECT_EQ(agent["networks"], json::array({"isolated"})) << "the agent must not be on a network out";
+  EXPECT_EQ(agent["networks"], json::array({"isolated"}))
+      << "the agent must not be on a network out";
   EXPECT_EQ(agent["image"], "my-agent:1");
   EXPECT_EQ(agent["environment"]["HTTPS_PROXY"], "http://acp:8443");
   EXPECT_EQ(agent["environment"]["ACP_CONTAINED"], "1");
@@ -278,8 +280,7 @@ TEST_F(ExportOutput, ComposeParsesAndIsolatesTheAgent) {
   EXPECT_EQ(agent["mem_limit"], "2g");
   const json& acp = c["services"]["acp"];
   EXPECT_EQ(acp["networks"], json::array({"isolated", "internet"}));
-  EXPECT_EQ(acp["volumes"][0],
-            "compat/upstream-policies/default.yml:/etc/acp/policy.yml:ro");
+  EXPECT_EQ(acp["volumes"][0], "compat/upstream-policies/default.yml:/etc/acp/policy.yml:ro");
 }
 
 TEST_F(ExportOutput, DockerComposeConfigAcceptsIt) {

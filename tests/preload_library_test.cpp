@@ -2,9 +2,9 @@
 // attempt runs twice: without LD_PRELOAD (the control: it must succeed, so the target is
 // really there) and with it (it must be refused). No root needed.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -24,7 +24,7 @@ namespace {
 using acp::UniqueFd;
 
 const std::string kLib = ACP_PRELOAD_LIB;
-const std::string kProbe = ACP_VM_CLIENT;                 // the C probe, dynamically linked
+const std::string kProbe = ACP_VM_CLIENT;                  // the C probe, dynamically linked
 const std::string kStaticProbe = ACP_STATIC_PROBE_CLIENT;  // the same probe, -static
 
 struct Run {
@@ -179,7 +179,9 @@ Scripts& scripts() {
 }
 
 // "python3 FILE" for a script holding `script`.
-std::string python(const std::string& script) { return "python3 '" + scripts().write(script) + "'"; }
+std::string python(const std::string& script) {
+  return "python3 '" + scripts().write(script) + "'";
+}
 
 // Python: one socket call, printing "OK" or the errno name.
 std::string py_attempt(const std::string& family, const std::string& type,
@@ -209,9 +211,9 @@ TEST_F(Preload, CurlToAnotherLoopbackPortIsBlocked) {
 
   auto r = run(curl(other_), true, allow_.c_str());
   EXPECT_EQ(r.status, 7) << r.out;  // curl: could not connect
-  EXPECT_TRUE(contains(r.out, "acp-preload: blocked connect to 127.0.0.1:" +
-                                  std::to_string(other_.port()) +
-                                  " (only the consent proxy is allowed)"))
+  EXPECT_TRUE(
+      contains(r.out, "acp-preload: blocked connect to 127.0.0.1:" + std::to_string(other_.port()) +
+                          " (only the consent proxy is allowed)"))
       << r.out;
   EXPECT_EQ(other_.accepted(), 1) << "the blocked curl reached the server";
 }
@@ -298,9 +300,9 @@ TEST_F(Preload, EverySendVariantOfTheCProbeIsBlocked) {
     const char* op;
     std::string port;
   };
-  for (const Case& c : {Case{"udp-sendto", port}, Case{"udp-sendmsg", port},
-                        Case{"udp-sendmmsg", port}, Case{"udp-connect", port},
-                        Case{"tcp-fastopen", tport}, Case{"tcp", tport}}) {
+  for (const Case& c :
+       {Case{"udp-sendto", port}, Case{"udp-sendmsg", port}, Case{"udp-sendmmsg", port},
+        Case{"udp-connect", port}, Case{"tcp-fastopen", tport}, Case{"tcp", tport}}) {
     std::string cmd = "'" + kProbe + "' " + c.op + " 127.0.0.1 " + c.port;
     auto control = run(cmd, false, nullptr);
     EXPECT_TRUE(contains(control.out, "result=OK")) << c.op << ": " << control.out;
@@ -348,7 +350,9 @@ TEST_F(Preload, UnixSocketsStayAllowed) {
   auto r = run(python("import socket, os\n"
                       "a, b = socket.socketpair()\n"
                       "a.sendmsg([b'x'])\n"
-                      "p = '" + scripts().dir() + "/unix.sock'\n"
+                      "p = '" +
+                      scripts().dir() +
+                      "/unix.sock'\n"
                       "srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); srv.bind(p)\n"
                       "c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
                       "c.sendto(b'y', p)\n"
@@ -378,8 +382,8 @@ TEST_F(Preload, MissingOrInvalidAllowListBlocksEveryInetDestination) {
   EXPECT_EQ(unset.status, 7) << unset.out;
   EXPECT_TRUE(contains(unset.out, "ACP_PRELOAD_ALLOW unset or invalid")) << unset.out;
 
-  for (const char* bad : {"", "garbage", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000",
-                          "::1:8443", "localhost:8443", "127.0.0.1:8443/sctp"}) {
+  for (const char* bad : {"", "garbage", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "::1:8443",
+                          "localhost:8443", "127.0.0.1:8443/sctp"}) {
     std::string allow = proxy_.endpoint() + "," + bad;  // one bad entry spoils the list
     auto r = run(to_proxy, true, allow.c_str());
     EXPECT_EQ(r.status, 7) << bad << ": " << r.out;
@@ -388,8 +392,8 @@ TEST_F(Preload, MissingOrInvalidAllowListBlocksEveryInetDestination) {
 }
 
 TEST_F(Preload, RefusalIsReportedOncePerProcess) {
-  std::string c = "s = socket.socket(); s.connect_ex(('127.0.0.1', " +
-                  std::to_string(other_.port()) + "))\n";
+  std::string c =
+      "s = socket.socket(); s.connect_ex(('127.0.0.1', " + std::to_string(other_.port()) + "))\n";
   auto r = run(python("import socket\n" + c + c + c), true, allow_.c_str());
   size_t first = r.out.find("acp-preload: blocked");
   ASSERT_NE(first, std::string::npos) << r.out;

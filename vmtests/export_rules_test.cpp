@@ -92,8 +92,8 @@ class ExportRules : public ::testing::Test {
     std::string rules = dir_ + "/rules";
     auto e = sh("'" + std::string(ACP_BINARY) + "' export " + args + " -o '" + rules + "'");
     EXPECT_EQ(e.status, 0) << e.out;
-    auto r = sh("unshare --net python3 '" + dir_ + "/scenario.py' '" + probe_ + "' " + load +
-                " '" + rules + "'");
+    auto r = sh("unshare --net python3 '" + dir_ + "/scenario.py' '" + probe_ + "' " + load + " '" +
+                rules + "'");
     EXPECT_EQ(r.status, 0) << r.out;
     return r.out;
   }
@@ -101,10 +101,9 @@ class ExportRules : public ::testing::Test {
   void expect_wall(const std::string& out) {
     // Controls: everything is reachable before the rules, and for root after them.
     for (const char* tag : {"before", "root"}) {
-      for (const char* c :
-           {"tcp 127.0.0.1 19000", "tcp ::1 19000", "tcp ::ffff:127.0.0.1 19000",
-            "udp-sendto 127.0.0.1 19053", "udp-sendto ::1 19053", "tcp 127.0.0.1 18443",
-            "tcp ::1 18443"})
+      for (const char* c : {"tcp 127.0.0.1 19000", "tcp ::1 19000", "tcp ::ffff:127.0.0.1 19000",
+                            "udp-sendto 127.0.0.1 19053", "udp-sendto ::1 19053",
+                            "tcp 127.0.0.1 18443", "tcp ::1 18443"})
         EXPECT_TRUE(contains(out, std::string(tag) + " " + c + " result=OK")) << tag << c << out;
     }
     // The wall: only the proxy, over IPv4 and IPv6; the rest refused (TCP by a reset, so at
@@ -134,10 +133,10 @@ TEST_F(ExportRules, IptablesRulesConfineTheUser) {
   auto e = sh("'" + std::string(ACP_BINARY) +
               "' export --format=ip6tables --uid=65534 --proxy-port=18443 -o '" + rules6 + "'");
   ASSERT_EQ(e.status, 0) << e.out;
-  std::ofstream(dir_ + "/load.sh") << "#!/bin/sh\nset -e\nip6tables-restore --noflush < '" + rules6 +
-                                          "'\niptables-restore --noflush < \"$1\"\n";
-  expect_wall(scenario("--format=iptables --uid=65534 --proxy-port=18443",
-                       "sh '" + dir_ + "/load.sh'"));
+  std::ofstream(dir_ + "/load.sh") << "#!/bin/sh\nset -e\nip6tables-restore --noflush < '" +
+                                          rules6 + "'\niptables-restore --noflush < \"$1\"\n";
+  expect_wall(
+      scenario("--format=iptables --uid=65534 --proxy-port=18443", "sh '" + dir_ + "/load.sh'"));
 }
 
 }  // namespace

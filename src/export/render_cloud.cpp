@@ -14,7 +14,9 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-std::string dump(const ojson& j) { return j.dump(2) + "\n"; }
+std::string dump(const ojson& j) {
+  return j.dump(2) + "\n";
+}
 
 std::string description(const Entry& e) {
   return std::string("ACP ") + e.what + " " + kernel::to_string(e.ep);
@@ -111,9 +113,8 @@ std::string render_gcp_firewall(const ExportSpec& s) {
     r["priority"] = 1000;
     r["targetTags"] = ojson::array({s.name});
     r["destinationRanges"] = ojson::array({cidr(e.ep)});
-    r["allowed"] = ojson::array(
-        {{{"IPProtocol", kernel::proto_name(e.ep.proto)},
-          {"ports", ojson::array({std::to_string(e.ep.port)})}}});
+    r["allowed"] = ojson::array({{{"IPProtocol", kernel::proto_name(e.ep.proto)},
+                                  {"ports", ojson::array({std::to_string(e.ep.port)})}}});
     out.push_back(r);
   }
   // GCP keeps IPv4 and IPv6 ranges in separate rules. 65534: just above the implied

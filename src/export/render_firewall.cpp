@@ -59,8 +59,8 @@ std::string render_iptables(const ExportSpec& s, bool ipv6) {
                           : "-m cgroup --path " + s.selector.cgroup;
   std::string o = header(s, "# ");
   o += std::string("# This file: the ") + (ipv6 ? "IPv6" : "IPv4") + " rules (" + tool +
-       "-restore); the " + (ipv6 ? "IPv4" : "IPv6") + " ones: --format=" +
-       (ipv6 ? "iptables" : "ip6tables") + ".\n";
+       "-restore); the " + (ipv6 ? "IPv4" : "IPv6") +
+       " ones: --format=" + (ipv6 ? "iptables" : "ip6tables") + ".\n";
   o += "# Confines: " + selector_text(s) + ".\n";
   o += "# Apply: " + tool + "-restore --noflush < FILE\n";
   o += "# Remove: " + tool + " -D OUTPUT " + match + " -j ACP_AGENT; " + tool + " -F ACP_AGENT; " +

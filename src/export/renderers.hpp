@@ -7,13 +7,13 @@
 
 namespace acp::exporter::detail {
 
-std::string render_nftables(const ExportSpec& s);              // render_firewall.cpp
-std::string render_iptables(const ExportSpec& s, bool ipv6);   // render_firewall.cpp
-std::string render_pf(const ExportSpec& s);                    // render_firewall.cpp
-std::string render_aws_sg(const ExportSpec& s);                // render_cloud.cpp
-std::string render_azure_nsg(const ExportSpec& s);             // render_cloud.cpp
-std::string render_gcp_firewall(const ExportSpec& s);          // render_cloud.cpp
-std::string render_compose(const ExportSpec& s);               // render_compose.cpp
+std::string render_nftables(const ExportSpec& s);             // render_firewall.cpp
+std::string render_iptables(const ExportSpec& s, bool ipv6);  // render_firewall.cpp
+std::string render_pf(const ExportSpec& s);                   // render_firewall.cpp
+std::string render_aws_sg(const ExportSpec& s);               // render_cloud.cpp
+std::string render_azure_nsg(const ExportSpec& s);            // render_cloud.cpp
+std::string render_gcp_firewall(const ExportSpec& s);         // render_cloud.cpp
+std::string render_compose(const ExportSpec& s);              // render_compose.cpp
 
 // "127.0.0.1" or "::1".
 std::string addr_text(const kernel::Endpoint& ep);

@@ -32,11 +32,11 @@ struct ExportOptions {
   // Where the proxy listens. Empty: 127.0.0.1 and ::1 (ACP on the same host); the cloud
   // formats need the ACP host's own address, since security groups never see loopback.
   std::vector<std::string> proxy_addresses;
-  std::vector<std::string> allow;      // ADDR:PORT[/tcp|/udp], exact, like `acp run --allow`
-  std::optional<std::string> uid;      // nftables/iptables/pf: the agent's user (name or uid)
-  std::optional<std::string> cgroup;   // nftables/iptables: cgroup v2 path below the root
-  std::string name = "acp-agent";      // cloud object names and the GCP target tag
-  std::optional<std::string> policy;   // the consent policy the proxy runs (checked; named)
+  std::vector<std::string> allow;          // ADDR:PORT[/tcp|/udp], exact, like `acp run --allow`
+  std::optional<std::string> uid;          // nftables/iptables/pf: the agent's user (name or uid)
+  std::optional<std::string> cgroup;       // nftables/iptables: cgroup v2 path below the root
+  std::string name = "acp-agent";          // cloud object names and the GCP target tag
+  std::optional<std::string> policy;       // the consent policy the proxy runs (checked; named)
   std::optional<std::string> acp_image;    // compose: the image running `acp` (acp:latest)
   std::optional<std::string> agent_image;  // compose: the agent's image (your-agent:latest)
 };
