@@ -280,7 +280,7 @@ TEST_F(ExportOutput, ComposeParsesAndIsolatesTheAgent) {
   EXPECT_EQ(agent["mem_limit"], "2g");
   const json& acp = c["services"]["acp"];
   EXPECT_EQ(acp["networks"], json::array({"isolated", "internet"}));
-  EXPECT_EQ(acp["volumes"][0], "compat/upstream-policies/default.yml:/etc/acp/policy.yml:ro");
+  EXPECT_EQ(acp["volumes"][0], "./compat/upstream-policies/default.yml:/etc/acp/policy.yml:ro");
 }
 
 TEST_F(ExportOutput, DockerComposeConfigAcceptsIt) {

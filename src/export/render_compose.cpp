@@ -35,7 +35,11 @@ std::string render_compose(const ExportSpec& s) {
   o += "    ports: [" + q("127.0.0.1:" + port + ":" + port) + "]\n";
   if (!s.policy_path.empty()) {
     o += "    volumes:\n";
-    o += "      - " + q(s.policy_path + ":/etc/acp/policy.yml:ro") + "\n";
+    // Compose reads a bare relative name as a named volume; "./" makes it a bind mount,
+    // relative to the compose file's directory.
+    std::string host = s.policy_path;
+    if (host.front() != '/' && host.front() != '.') host = "./" + host;
+    o += "      - " + q(host + ":/etc/acp/policy.yml:ro") + "\n";
   }
   o += "  agent:\n";
   o += "    image: " + q(s.agent_image) + "\n";
