@@ -334,6 +334,10 @@ TEST(ExportErrors, BadInputIsRefusedWithTheValueNamed) {
     EXPECT_NE(r.status, 0) << b.args << "\n" << r.out;
     EXPECT_NE(r.out.find(b.says), std::string::npos) << b.args << "\n" << r.out;
   }
+  auto unwritable =
+      sh("'" + std::string(ACP_BINARY) + "' export --format=nftables -o /nonexistent/x");
+  EXPECT_NE(unwritable.status, 0);
+  EXPECT_NE(unwritable.out.find("/nonexistent/x"), std::string::npos) << unwritable.out;
   auto missing = sh("'" + std::string(ACP_BINARY) + "' export");
   EXPECT_NE(missing.status, 0);
   EXPECT_NE(missing.out.find("--format"), std::string::npos) << missing.out;

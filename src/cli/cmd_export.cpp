@@ -76,9 +76,11 @@ void register_export(CLI::App& app, int& exit_code) {
   cmd->add_option("--proxy-port", a->proxy_port, "The consent proxy's port (default 8443)");
   cmd->add_option("--proxy-address", a->opts.proxy_addresses,
                   "Where the proxy listens (repeatable; default 127.0.0.1 and ::1; the cloud "
-                  "formats need the ACP host's address)");
+                  "formats need the ACP host's address)")
+      ->allow_extra_args(false);
   cmd->add_option("--allow", a->opts.allow,
-                  "Also reachable: ADDR:PORT[/tcp|/udp], exact (repeatable)");
+                  "Also reachable: ADDR:PORT[/tcp|/udp], exact (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--uid", a->uid, "nftables/iptables/pf: confine this user's sockets");
   cmd->add_option("--cgroup", a->cgroup,
                   "nftables/iptables: confine this cgroup v2 subtree (default acp, where "

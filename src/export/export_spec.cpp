@@ -172,7 +172,7 @@ Result<ExportSpec> make_spec(const ExportOptions& o) {
   }
   for (const auto& a : o.allow) {
     auto ep = kernel::parse_endpoint(a);
-    if (!ep) return bad("--allow=" + ep.error().message());
+    if (!ep) return bad("--allow=" + ep.error().context);
     if (is_cloud(s.format) && is_loopback(*ep))
       return bad("--allow=" + a + ": " + fname + " never sees loopback traffic");
     s.allow.push_back(*ep);
