@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 
 #include "acp/export/export.hpp"
 #include "acp/proxy/policy.hpp"
@@ -36,8 +35,9 @@ bool is_loopback(const kernel::Endpoint& ep) {
   return ep.addr == kLoop;
 }
 
+// Validation errors carry no errno: the message says everything.
 Error bad(std::string msg) {
-  return make_error(std::move(msg), EINVAL);
+  return make_error(std::move(msg));
 }
 
 Result<uint32_t> resolve_uid(const std::string& user) {
