@@ -14,6 +14,7 @@ pkgs=(
   # runtime and tests
   iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
+  nftables python3-yaml docker-compose  # acp export tests: nft -c, the compose file parsed and checked
 )
 missing=()
 for p in "${pkgs[@]}"; do
