@@ -1,5 +1,6 @@
 #include "acp/session/session_status.hpp"
 
+#include <sys/stat.h>
 #include <time.h>
 
 #include <nlohmann/json.hpp>
@@ -34,7 +35,10 @@ SessionStatus read_one(const std::string& id) {
   if (auto cg = Cgroup::open(cgroup_path_of(id))) {
     if (auto pop = cg->populated()) st.populated = *pop;
   }
-  st.backend = st.record ? st.record->backend : "bpf";
+  // Without a record, the pins say bpf; an id known from neither came from an ACP-<id> chain.
+  struct stat pins_st {};
+  const bool has_pins = ::stat((std::string(kBpfPinRoot) + "/" + id).c_str(), &pins_st) == 0;
+  st.backend = st.record ? st.record->backend : has_pins ? "bpf" : "iptables";
   st.network_line = backend::mode_line(st.backend);
   if (st.backend != "bpf") {
     if (st.backend == "iptables") {
