@@ -25,6 +25,7 @@ struct RunOptions {
   bool audit_only = false;
   std::optional<std::string> policy;
   std::string audit_log;  // empty: /var/log/acp/audit.jsonl
+  std::string config;     // empty: /etc/acp/config.yml (missing: defaults)
   bool json_events = false;
   std::vector<std::string> command;
 };
