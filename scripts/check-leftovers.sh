@@ -19,9 +19,14 @@ fi
 if command -v iptables >/dev/null; then
   for t in iptables ip6tables; do
     # Not `| while read`: that loop runs in a subshell and could not set left.
-    for c in $($t -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
+    # Session chains (ACP-<id>), the vmtests' (ACPT-*) and the probe's (ACPPROBE-*), and any
+    # OUTPUT jump to one of them.
+    for c in $($t -w -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
       echo "leftover $t chain: $c"; left=1
     done
+    while read -r rule; do
+      [ -n "$rule" ] && { echo "leftover $t rule: $rule"; left=1; }
+    done < <($t -w -S OUTPUT 2>/dev/null | awk '$1=="-A" && $NF ~ /^ACP/')
   done
 fi
 for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do
@@ -34,7 +39,7 @@ if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; 
   echo "leftover session records: $(ls /run/acp/sessions)"; left=1
 fi
 # Scratch directories of the tests and the demo, and the origin servers they start.
-for d in /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
+for d in /tmp/acp-preload-test.* /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
   [ -e "$d" ] && { echo "leftover scratch dir: $d"; left=1; }
 done
 for p in $(pgrep -f 'http.server .*/tmp/acp-' 2>/dev/null || true); do

@@ -308,7 +308,7 @@ LaunchResult<std::string> resolve_command(const std::string& name, const std::st
 SpawnResult spawn_agent(const AgentSpec& spec) {
   if (spec.argv.empty())
     return launch_error("start the agent: no command given", EINVAL, kExitLaunchFailed);
-  if (spec.cgroup_fd < 0)
+  if (spec.cgroup_fd < 0 && !spec.without_cgroup)
     return launch_error("start the agent: no cgroup to place it in", EINVAL, kExitLaunchFailed);
   const std::string where = spec.cgroup_path.empty() ? "the session cgroup" : spec.cgroup_path;
 
@@ -363,7 +363,7 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
   {
     BlockAllSignals blocked;
     pid_t pid = -1;
-    if (!spec.force_fork_fallback) {
+    if (!spec.force_fork_fallback && spec.cgroup_fd >= 0) {
       int pidfd = -1;
       pid = clone3_into_cgroup(spec.cgroup_fd, &pidfd);
       if (pid == 0) child_main(plan);
@@ -378,10 +378,12 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
     if (pid < 0) {
       // No CLONE_INTO_CGROUP: the child joins through cgroup.procs, opened here so that the
       // child only has to write.
-      procs_fd.reset(::openat(spec.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
-      if (!procs_fd)
-        return launch_error("open " + where + "/cgroup.procs", errno, kExitLaunchFailed);
-      plan.procs_fd = procs_fd.get();
+      if (spec.cgroup_fd >= 0) {
+        procs_fd.reset(::openat(spec.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+        if (!procs_fd)
+          return launch_error("open " + where + "/cgroup.procs", errno, kExitLaunchFailed);
+        plan.procs_fd = procs_fd.get();
+      }
       pid = ::fork();
       if (pid == 0) child_main(plan);
       if (pid < 0) return launch_error("start the agent (fork)", errno, kExitLaunchFailed);

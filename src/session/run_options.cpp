@@ -4,8 +4,12 @@ namespace acp {
 
 void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--backend", o.backend,
-                  "How the wall is built: auto (strongest available) or bpf")
+                  "How the wall is built: auto (the strongest that works here: bpf, then "
+                  "iptables), bpf, iptables, preload (no root; weak) or none (proxy-only; "
+                  "the agent can bypass the proxy). See docs/backends.md")
       ->default_str("auto");
+  sub->add_option("--isolation", o.isolation,
+                  "Same as --backend (e.g. --isolation=preload, as the origin docs spell it)");
   sub->add_option("--proxy-port", o.proxy_port,
                   "Port of the session's consent proxy on 127.0.0.1 and [::1] (default 8443; "
                   "the next free port when 8443 is taken)")
@@ -33,11 +37,34 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->positionals_at_end();
 }
 
+std::string requested_backend(const RunOptions& o) {
+  if (o.backend == "auto" && o.isolation) return *o.isolation;
+  return o.backend;
+}
+
 Status validate_run_options(const RunOptions& o) {
-  if (o.backend != "auto" && o.backend != "bpf") {
-    return make_error("--backend=" + o.backend +
-                      ": unknown or unavailable backend; this build supports auto and bpf");
+  static const char* const kKnown[] = {"auto", "bpf", "iptables", "preload", "none"};
+  for (const auto* value : {&o.backend, o.isolation ? &*o.isolation : nullptr}) {
+    if (!value) continue;
+    bool known = false;
+    for (const char* k : kKnown) known = known || *value == k;
+    const char* flag = value == &o.backend ? "--backend=" : "--isolation=";
+    if (*value == "docker")
+      return make_error(std::string(flag) +
+                        "docker: acp run does not build Docker walls in this build; use `acp "
+                        "contain -- CMD` where available, or --backend=auto");
+    if (!known)
+      return make_error(std::string(flag) + *value +
+                        ": unknown backend; choose auto, bpf, iptables, preload or none");
   }
+  if (o.isolation && o.backend != "auto" && *o.isolation != o.backend)
+    return make_error("--backend=" + o.backend + " and --isolation=" + *o.isolation +
+                      " disagree: give one of them");
+  if (o.audit_only && requested_backend(o) != "auto" && requested_backend(o) != "bpf")
+    return make_error(
+        "--audit-only needs the bpf backend (its programs report without "
+        "blocking); --backend=" +
+        requested_backend(o) + " cannot do that");
   if (o.command.empty() || o.command.front().empty())
     return make_error("no agent command: usage: acp run [OPTIONS] -- CMD [ARGS...]");
   return {};

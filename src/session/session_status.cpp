@@ -1,10 +1,14 @@
 #include "acp/session/session_status.hpp"
 
+#include <sys/stat.h>
 #include <time.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "acp/backend/backend.hpp"
+#include "acp/backend/command.hpp"
+#include "acp/backend/iptables_wall.hpp"
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/probe.hpp"
@@ -17,6 +21,8 @@ namespace {
 const char* kFamilies[ACP_FAM_MAX] = {"ipv4", "ipv6", "other"};
 const char* kProtos[ACP_PRO_MAX] = {"tcp", "udp", "other"};
 
+void read_pending(SessionStatus& st);
+
 SessionStatus read_one(const std::string& id) {
   SessionStatus st;
   st.id = id;
@@ -28,6 +34,31 @@ SessionStatus read_one(const std::string& id) {
   }
   if (auto cg = Cgroup::open(cgroup_path_of(id))) {
     if (auto pop = cg->populated()) st.populated = *pop;
+  }
+  // Without a record, the pins say bpf; an id known from neither came from an ACP-<id> chain.
+  struct stat pins_st {};
+  const bool has_pins = ::stat((std::string(kBpfPinRoot) + "/" + id).c_str(), &pins_st) == 0;
+  st.backend = st.record ? st.record->backend : has_pins ? "bpf" : "iptables";
+  st.network_line = backend::mode_line(st.backend);
+  if (st.backend != "bpf") {
+    if (st.backend == "iptables") {
+      const std::string chain = backend::session_chain_name(id);
+      for (const char* tool : {"iptables", "ip6tables"}) {
+        auto path = backend::find_tool(tool);
+        if (!path) continue;
+        auto r = backend::run_command({*path, "-w", "-S", chain});
+        if (!r || r->exit_code != 0) {
+          st.problems.push_back(std::string(tool) + ": chain " + chain + " not found");
+          continue;
+        }
+        std::istringstream in(r->out);
+        std::string line;
+        while (std::getline(in, line))
+          if (line.rfind("-A ", 0) == 0) st.chain_rules.push_back(std::string(tool) + " " + line);
+      }
+    }
+    read_pending(st);
+    return st;
   }
   auto pins = kernel::PinnedSession::open(std::string(kBpfPinRoot) + "/" + id);
   if (!pins) {
@@ -55,6 +86,11 @@ SessionStatus read_one(const std::string& id) {
   else
     st.problems.push_back("recent events: " + r.error().message());
   if (auto n = pins->lost_events()) st.lost_events = *n;
+  read_pending(st);
+  return st;
+}
+
+void read_pending(SessionStatus& st) {
   if (st.record && !st.orphaned && !st.record->control.empty()) {
     auto r = consent::control_request(st.record->control, {{"op", "pending"}});
     if (r && r->value("ok", false) && (*r)["pending"].is_array())
@@ -62,7 +98,6 @@ SessionStatus read_one(const std::string& id) {
     else if (!r)
       st.problems.push_back("control socket: " + r.error().message());
   }
-  return st;
 }
 
 nlohmann::json counters_json(const kernel::Counters& c) {
@@ -80,15 +115,17 @@ nlohmann::json counters_json(const kernel::Counters& c) {
 
 MachineStatus gather_status() {
   MachineStatus m;
-  std::string why;
-  if (kernel::bpf_backend_supported(&why)) {
+  std::string bpf_why, ipt_why;
+  if (kernel::bpf_backend_supported(&bpf_why)) {
     m.network = "bpf";
-    m.network_line = "Network: 🔒 Isolated (bpf)";
+  } else if (backend::iptables_backend_supported(&ipt_why)) {
+    m.network = "iptables";
+    m.why_not = "cgroup BPF: " + bpf_why;
   } else {
     m.network = "none";
-    m.network_line = "Network: ⚠️  No isolation (proxy-only)";
-    m.why_not = why;
+    m.why_not = "cgroup BPF: " + bpf_why + "; iptables: " + ipt_why;
   }
+  m.network_line = backend::mode_line(m.network);
   for (const auto& id : known_session_ids()) m.sessions.push_back(read_one(id));
   return m;
 }
@@ -97,7 +134,12 @@ nlohmann::json status_to_json(const MachineStatus& m) {
   nlohmann::json out{{"network", m.network}, {"sessions", nlohmann::json::array()}};
   if (!m.why_not.empty()) out["why"] = m.why_not;
   for (const auto& s : m.sessions) {
-    nlohmann::json j{{"id", s.id}, {"orphaned", s.orphaned}, {"mode", s.mode}};
+    nlohmann::json j{{"id", s.id},
+                     {"orphaned", s.orphaned},
+                     {"mode", s.mode},
+                     {"backend", s.backend},
+                     {"network", s.network_line}};
+    if (!s.chain_rules.empty()) j["iptables_rules"] = s.chain_rules;
     if (s.record) {
       j["agent_pid"] = s.record->agent_pid;
       j["acp_pid"] = s.record->acp_pid;
@@ -131,10 +173,12 @@ nlohmann::json status_to_json(const MachineStatus& m) {
   return out;
 }
 
+void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s);
+
 std::string status_to_text(const MachineStatus& m) {
   std::ostringstream o;
   o << m.network_line << "\n";
-  if (!m.why_not.empty()) o << "  cgroup BPF unavailable: " << m.why_not << "\n";
+  if (!m.why_not.empty()) o << "  unavailable here: " << m.why_not << "\n";
   if (m.sessions.empty()) {
     o << "No sessions.\n";
     return o.str();
@@ -155,6 +199,13 @@ std::string status_to_text(const MachineStatus& m) {
       if (!s.record->policy.empty()) o << "  policy:     " << s.record->policy << "\n";
       if (!s.record->control.empty()) o << "  control:    " << s.record->control << "\n";
       if (!s.record->audit_log.empty()) o << "  audit log:  " << s.record->audit_log << "\n";
+    }
+    o << "  " << s.network_line << "\n";
+    if (s.backend != "bpf") {
+      if (!s.chain_rules.empty()) o << "  iptables rules:\n";
+      for (const auto& r : s.chain_rules) o << "    " << r << "\n";
+      print_pending_and_problems(o, s);
+      continue;
     }
     o << "  mode:       " << (s.mode.empty() ? "?" : s.mode) << "\n";
     o << "  programs:\n";
@@ -182,18 +233,22 @@ std::string status_to_text(const MachineStatus& m) {
       for (size_t i = skip; i < s.recent_denied.size(); ++i)
         o << "    " << kernel::describe_event(s.recent_denied[i]) << "\n";
     }
-    if (!s.pending.empty()) {
-      o << "  pending requests (acp approve ID / acp deny ID):\n";
-      for (const auto& p : s.pending) {
-        const auto& a = p.contains("action") ? p["action"] : p;
-        o << "    " << p.value("id", "?") << "  " << a.value("method", "") << " "
-          << a.value("host", "") << ":" << a.value("port", 0) << a.value("path", "") << "\n";
-      }
-    }
     if (s.lost_events) o << "  events lost (ring buffer full): " << s.lost_events << "\n";
-    for (const auto& p : s.problems) o << "  problem: " << p << "\n";
+    print_pending_and_problems(o, s);
   }
   return o.str();
+}
+
+void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
+  if (!s.pending.empty()) {
+    o << "  pending requests (acp approve ID / acp deny ID):\n";
+    for (const auto& p : s.pending) {
+      const auto& a = p.contains("action") ? p["action"] : p;
+      o << "    " << p.value("id", "?") << "  " << a.value("method", "") << " "
+        << a.value("host", "") << ":" << a.value("port", 0) << a.value("path", "") << "\n";
+    }
+  }
+  for (const auto& p : s.problems) o << "  problem: " << p << "\n";
 }
 
 }  // namespace acp

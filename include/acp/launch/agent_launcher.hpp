@@ -45,8 +45,11 @@ struct AgentSpec {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups; applied only when ACP runs as root
-  int cgroup_fd = -1;         // Cgroup::fd(): the CLONE_INTO_CGROUP target (required)
-  std::string cgroup_path;    // the same cgroup, for messages
+  int cgroup_fd = -1;         // Cgroup::fd(): the CLONE_INTO_CGROUP target (required...)
+  // ...unless this is set: the preload and none backends without root have no cgroup to
+  // place the agent in; it is then a plain child of acp.
+  bool without_cgroup = false;
+  std::string cgroup_path;  // the same cgroup, for messages
   bool no_new_privs = true;
   // A root agent (--allow-root) could otherwise rewrite what confines it. For uid 0 only, the
   // agent gets its own mount namespace in which `readonly_paths` (the cgroup2 mount, bpffs,
