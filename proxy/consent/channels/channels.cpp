@@ -1,6 +1,8 @@
 // make_channels: the registry of consent channels. Add a channel here and nowhere else.
 #include "acp/proxy/channels.hpp"
 
+#include "acp/proxy/prompt_channel.hpp"
+#include "acp/proxy/telegram_channel.hpp"
 #include "acp/proxy/webhook_channel.hpp"
 
 namespace acp::consent {
@@ -15,6 +17,16 @@ Result<std::vector<std::unique_ptr<Channel>>> make_channels(boost::asio::io_cont
     auto ch = WebhookChannel::from_config(io, gate, cfg.webhook, ctx);
     if (!ch) return ch.error();
     out.push_back(std::move(*ch));
+  }
+  if (cfg.telegram.enabled) {
+    auto ch = TelegramChannel::from_config(io, gate, cfg.telegram, ctx);
+    if (!ch) return ch.error();
+    out.push_back(std::move(*ch));
+  }
+  if (cfg.prompt.enabled) {
+    PromptSettings s;
+    s.ctx = ctx;
+    out.push_back(std::make_unique<PromptChannel>(io, gate, std::move(s)));
   }
   return out;
 }
