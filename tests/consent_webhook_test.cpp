@@ -14,6 +14,7 @@
 namespace {
 
 namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
 using acp::consent::ConsentGate;
 using acp::consent::GateConfig;
 using acp::consent::WebhookChannel;
