@@ -29,7 +29,8 @@ nlohmann::json to_json(const SessionRecord& r) {
                         {"policy", r.policy},
                         {"control", r.control},
                         {"audit_log", r.audit_log},
-                        {"started_at", r.started_at}};
+                        {"started_at", r.started_at},
+                        {"task_limit", r.task_limit}};
 }
 
 Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
@@ -51,6 +52,7 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.control = j.value("control", std::string());
     r.audit_log = j.value("audit_log", std::string());
     r.started_at = j.value("started_at", int64_t{0});
+    r.task_limit = j.value("task_limit", std::string());
   } catch (const nlohmann::json::exception& e) {
     return make_error(std::string("malformed session record: ") + e.what());
   }

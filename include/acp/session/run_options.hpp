@@ -25,6 +25,7 @@ struct RunOptions {
   std::optional<std::string> policy;
   std::string audit_log;  // empty: /var/log/acp/audit.jsonl
   bool json_events = false;
+  uint64_t max_tasks = 4096;  // see acp/launch/task_limit.hpp
   std::vector<std::string> command;
 };
 

@@ -36,6 +36,7 @@ struct SessionRecord {
   std::string control;             // the session's control socket (acp pending/approve/deny)
   std::string audit_log;           // the audit log file
   int64_t started_at = 0;          // unix seconds
+  std::string task_limit;          // how the agent's task count is bounded (task_limit.hpp)
 };
 
 nlohmann::json to_json(const SessionRecord& r);
