@@ -9,9 +9,11 @@
 //  - a corrupted policy on SIGHUP: the old one stays.
 //  - the agent forking hard (bounded) and holding thousands of tunnels (acp answers the human;
 //    its fds go back to their baseline).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,7 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -120,8 +125,24 @@ class Fault : public acp::vmtest::RunFixture {
     report_ = flags_ + "/report";
   }
   void TearDown() override {
+    // A test that failed half-way may leave its acp running: end it (the fixture then collects
+    // the orphaned session with gc --kill). WNOHANG: only our own unreaped children answer 0.
+    for (pid_t pid : started_) {
+      int st = 0;
+      if (waitpid(pid, &st, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+      }
+    }
     if (!mount_.empty()) umount2(mount_.c_str(), MNT_DETACH);
     RunFixture::TearDown();
+  }
+
+  // Proc::start, remembered so that TearDown can end it if the test did not.
+  Proc start(const std::vector<std::string>& argv) {
+    Proc p = Proc::start(argv);
+    started_.push_back(p.pid);
+    return p;
   }
 
   std::string write_script(const std::string& name, const std::string& text) {
@@ -185,7 +206,7 @@ class Fault : public acp::vmtest::RunFixture {
     std::vector<std::string> argv = {"env", "ACP_TEST_HOOKS=1", "ACP_TEST_PAUSE_AT=" + stage};
     auto a = acp_run(policy_for_origin("allow"), {"true"});
     argv.insert(argv.end(), a.begin(), a.end());
-    Proc acp = Proc::start(argv);
+    Proc acp = start(argv);
     if (!wait_stopped(acp.pid)) {
       ADD_FAILURE() << "acp did not stop at " << stage;
       kill(acp.pid, SIGKILL);
@@ -207,7 +228,7 @@ class Fault : public acp::vmtest::RunFixture {
     int fd = open(report_.c_str(), O_CREAT | O_WRONLY, 0666);
     close(fd);
     chmod(report_.c_str(), 0666);
-    Proc acp = Proc::start(acp_run(policy, {"python3", script, report_, std::to_string(proxy_port_),
+    Proc acp = start(acp_run(policy, {"python3", script, report_, std::to_string(proxy_port_),
                                             std::to_string(origin_port_), mode}));
     ASSERT_TRUE(wait_until([&] { return slurp(report_).find(ready) != std::string::npos; }, 30s))
         << slurp(report_);
@@ -231,6 +252,7 @@ class Fault : public acp::vmtest::RunFixture {
   std::string flags_;
   std::string report_;
   std::string mount_;
+  std::vector<pid_t> started_;
 };
 
 // --- acp killed at each stage ---------------------------------------------------------------
@@ -288,7 +310,7 @@ TEST_F(Fault, KilledWithTheAgentRunningItStaysConfined) {
                                                 std::to_string(proxy_port_),
                                                 std::to_string(origin_port_), "direct"});
   argv.insert(argv.end(), a.begin(), a.end());
-  Proc acp = Proc::start(argv);
+  Proc acp = start(argv);
   ASSERT_TRUE(wait_stopped(acp.pid));
   auto s = session_of(acp.pid);
   ASSERT_FALSE(s.is_null());
@@ -344,7 +366,7 @@ TEST_F(Fault, StalledControlClientsDoNotBlockPendingApproveOrTheProxy) {
                     std::to_string(allowed_port) +
                     "/; curl -s -o /dev/null -w 'ASKED=%{http_code}\\n' --max-time 120 " +
                     origin_url();
-  Proc acp = Proc::start(acp_run(policy, {"sh", "-c", cmd}));
+  Proc acp = start(acp_run(policy, {"sh", "-c", cmd}));
   std::string control;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -438,7 +460,7 @@ TEST_F(Fault, CorruptedPolicyOnReloadKeepsTheOldOne) {
                     "/go$i ]; do sleep 0.1; done; curl -s -o /dev/null -w \"STEP$i=%{http_code}\\n\" "
                     "--max-time 20 " +
                     origin_url() + "; i=$((i+1)); done";
-  Proc acp = Proc::start(acp_run(policy, {"sh", "-c", cmd}));
+  Proc acp = start(acp_run(policy, {"sh", "-c", cmd}));
   auto reloads = [&] { return count_lines(slurp(audit()), "\"policy_reload\""); };
   auto requests = [&] { return count_lines(slurp(audit()), "\"kind\":\"request\""); };
   std::ofstream(flags_ + "/go0").close();
@@ -470,7 +492,7 @@ TEST_F(Fault, ForkBombIsBoundedAcpAnswersAndTeardownKillsEverything) {
       "while not os.path.exists('" +
       stop + "'):\n    time.sleep(0.1)\n";
   std::string script = write_script("bomb.py", agent);
-  Proc acp = Proc::start(
+  Proc acp = start(
       acp_run(policy_for_origin("allow"), {"python3", script}, {"--max-tasks=256"}));
   nlohmann::json s;
   ASSERT_TRUE(wait_until(
@@ -594,12 +616,18 @@ TEST_F(Fault, ThousandsOfTunnelsAcpStillAnswersAndItsFdsReturnToBaseline) {
       "--max-time 300 " +
       origin_url() + " >> " + report_ + "; touch " + release + "; wait $H; echo HOLDER-EXITED >> " +
       report_ + "; while [ ! -e " + done + " ]; do sleep 0.1; done";
-  Proc acp = Proc::start(acp_run(policy, {"sh", "-c", cmd}));
+  Proc acp = start(acp_run(policy, {"sh", "-c", cmd}));
   ASSERT_TRUE(wait_until([&] { return !session_of(acp.pid).is_null(); }, 30s));
   const size_t baseline = count_fds(acp.pid);
   std::ofstream(go).close();
-  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("HELD") != std::string::npos; }, 300s))
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = slurp(report_);
+        return r.find("HELD") != std::string::npos || r.find("FAILED") != std::string::npos;
+      },
+      300s))
       << slurp(report_);
+  ASSERT_NE(slurp(report_).find("HELD"), std::string::npos) << slurp(report_);
   EXPECT_GE(count_fds(acp.pid), baseline + kTunnels) << "the tunnels are not all held by acp";
   // With 2000 tunnels open the human still sees the ask and answers it.
   std::string id = wait_for_my_pending(acp.pid, 120s);
