@@ -12,8 +12,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -134,6 +134,7 @@ class Fault : public acp::vmtest::RunFixture {
         waitpid(pid, &st, 0);
       }
     }
+    if (zombie_.pid > 0) zombie_.finish();
     if (!mount_.empty()) umount2(mount_.c_str(), MNT_DETACH);
     RunFixture::TearDown();
   }
@@ -201,8 +202,9 @@ class Fault : public acp::vmtest::RunFixture {
   }
 
   // Starts acp with the stop point at `stage`, waits until it has stopped there, finds its
-  // session; SIGKILLs it. Returns the session (as status showed it while stopped).
-  nlohmann::json kill_at_stage(const std::string& stage) {
+  // session; SIGKILLs it. Returns the session (as status showed it while stopped). Unless
+  // `reap`, acp is left a zombie (its parent, this test, has not reaped it): dead all the same.
+  nlohmann::json kill_at_stage(const std::string& stage, bool reap = true) {
     std::vector<std::string> argv = {"env", "ACP_TEST_HOOKS=1", "ACP_TEST_PAUSE_AT=" + stage};
     auto a = acp_run(policy_for_origin("allow"), {"true"});
     argv.insert(argv.end(), a.begin(), a.end());
@@ -215,6 +217,12 @@ class Fault : public acp::vmtest::RunFixture {
     }
     nlohmann::json s = session_of(acp.pid);
     kill(acp.pid, SIGKILL);
+    if (!reap) {
+      siginfo_t si{};
+      EXPECT_EQ(waitid(P_PID, static_cast<id_t>(acp.pid), &si, WEXITED | WNOWAIT), 0);
+      zombie_ = acp;  // reaped in TearDown
+      return s;
+    }
     acp.finish();
     EXPECT_EQ(acp.status, 128 + SIGKILL) << acp.out;
     return s;
@@ -229,10 +237,12 @@ class Fault : public acp::vmtest::RunFixture {
     close(fd);
     chmod(report_.c_str(), 0666);
     Proc acp = start(acp_run(policy, {"python3", script, report_, std::to_string(proxy_port_),
-                                            std::to_string(origin_port_), mode}));
+                                      std::to_string(origin_port_), mode}));
     ASSERT_TRUE(wait_until([&] { return slurp(report_).find(ready) != std::string::npos; }, 30s))
         << slurp(report_);
-    if (mode == "pending") ASSERT_FALSE(wait_for_my_pending(acp.pid).empty());
+    if (mode == "pending") {
+      ASSERT_FALSE(wait_for_my_pending(acp.pid).empty());
+    }
     nlohmann::json s = session_of(acp.pid);
     ASSERT_FALSE(s.is_null());
     const std::string id = s.value("id", "");
@@ -253,12 +263,14 @@ class Fault : public acp::vmtest::RunFixture {
   std::string report_;
   std::string mount_;
   std::vector<pid_t> started_;
+  Proc zombie_;
 };
 
 // --- acp killed at each stage ---------------------------------------------------------------
 
 TEST_F(Fault, KilledAfterTheCgroupIsMadeGcCleansUp) {
-  auto s = kill_at_stage("cgroup");
+  // acp is dead but not yet reaped (a zombie): gc must not take it for a live owner.
+  auto s = kill_at_stage("cgroup", /*reap=*/false);
   ASSERT_FALSE(s.is_null()) << "no session seen while acp was stopped";
   const std::string cg = s.value("cgroup", "");
   EXPECT_TRUE(s["programs"].empty()) << s.dump();  // stopped before the programs were attached
@@ -306,9 +318,9 @@ TEST_F(Fault, KilledWithTheAgentRunningItStaysConfined) {
   close(fd);
   chmod(report_.c_str(), 0666);
   std::vector<std::string> argv = {"env", "ACP_TEST_HOOKS=1", "ACP_TEST_PAUSE_AT=agent"};
-  auto a = acp_run(policy_for_origin("allow"), {"python3", script, report_,
-                                                std::to_string(proxy_port_),
-                                                std::to_string(origin_port_), "direct"});
+  auto a =
+      acp_run(policy_for_origin("allow"), {"python3", script, report_, std::to_string(proxy_port_),
+                                           std::to_string(origin_port_), "direct"});
   argv.insert(argv.end(), a.begin(), a.end());
   Proc acp = start(argv);
   ASSERT_TRUE(wait_stopped(acp.pid));
@@ -333,8 +345,9 @@ TEST_F(Fault, KilledWhileATunnelIsOpenTheAgentStaysConfined) {
 // --- the consent channel down or slow -------------------------------------------------------
 
 TEST_F(Fault, NobodyAnswersTheRuleTimeoutDenies) {
-  auto policy = write_policy("timeout.yml", "default: deny\nrules:\n  - match: { kind: http, host: "
-                                            "\"127.0.0.1\" }\n    action: ask\n    timeout: 1\n");
+  auto policy = write_policy("timeout.yml",
+                             "default: deny\nrules:\n  - match: { kind: http, host: "
+                             "\"127.0.0.1\" }\n    action: ask\n    timeout: 1\n");
   auto r = run(acp_run(
       policy, {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 60 " + origin_url()}));
   EXPECT_EQ(r.status, 0) << r.out;
@@ -383,7 +396,9 @@ TEST_F(Fault, StalledControlClientsDoNotBlockPendingApproveOrTheProxy) {
     sa.sun_family = AF_UNIX;
     std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control.c_str());
     ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
-    if (i % 2) ASSERT_GT(send(s, "{\"op\":\"pend", 11, MSG_NOSIGNAL), 0);
+    if (i % 2) {
+      ASSERT_GT(send(s, "{\"op\":\"pend", 11, MSG_NOSIGNAL), 0);
+    }
     stalled.push_back(s);
   }
   std::ofstream(go).close();
@@ -413,10 +428,11 @@ TEST_F(Fault, AuditDiskFullDeniesWithAClearErrorAndTheChainStillVerifies) {
     filler << std::string(24 * 1024, 'x');
   }
   const std::string log = mount_ + "/audit.jsonl";
-  auto argv = acp_run(policy_for_origin("allow"),
-                      {"sh", "-c",
-                       "for i in $(seq 1 40); do curl -s -w ' HTTP=%{http_code}\\n' --max-time 20 " +
-                           origin_url() + "; done"});
+  auto argv =
+      acp_run(policy_for_origin("allow"),
+              {"sh", "-c",
+               "for i in $(seq 1 40); do curl -s -w ' HTTP=%{http_code}\\n' --max-time 20 " +
+                   origin_url() + "; done"});
   for (auto& s : argv)
     if (s.rfind("--audit-log=", 0) == 0) s = "--audit-log=" + log;
   auto r = run(argv);
@@ -447,7 +463,9 @@ TEST_F(Fault, CorruptedPolicyOnReloadKeepsTheOldOne) {
   // file goes bad. After each SIGHUP the agent's next request is still allowed by the old one.
   std::string policy = policy_for_origin("allow");
   const std::vector<std::function<void()>> corruptions = {
-      [&] { std::ofstream(policy, std::ios::binary) << std::string("\x00\xff\xfe garbage\x01", 12); },
+      [&] {
+        std::ofstream(policy, std::ios::binary) << std::string("\x00\xff\xfe garbage\x01", 12);
+      },
       [&] { std::ofstream(policy) << "default: deny\nrules:\n  - match: { kind: ht"; },
       [&] {
         policy_for_origin("deny");  // valid, but others may write it: refused
@@ -455,11 +473,12 @@ TEST_F(Fault, CorruptedPolicyOnReloadKeepsTheOldOne) {
       },
       [&] { fs::remove(policy); },
   };
-  std::string cmd = "trap '' HUP; i=0; while [ $i -le " + std::to_string(corruptions.size()) +
-                    " ]; do while [ ! -e " + flags_ +
-                    "/go$i ]; do sleep 0.1; done; curl -s -o /dev/null -w \"STEP$i=%{http_code}\\n\" "
-                    "--max-time 20 " +
-                    origin_url() + "; i=$((i+1)); done";
+  std::string cmd =
+      "trap '' HUP; i=0; while [ $i -le " + std::to_string(corruptions.size()) +
+      " ]; do while [ ! -e " + flags_ +
+      "/go$i ]; do sleep 0.1; done; curl -s -o /dev/null -w \"STEP$i=%{http_code}\\n\" "
+      "--max-time 20 " +
+      origin_url() + "; i=$((i+1)); done";
   Proc acp = start(acp_run(policy, {"sh", "-c", cmd}));
   auto reloads = [&] { return count_lines(slurp(audit()), "\"policy_reload\""); };
   auto requests = [&] { return count_lines(slurp(audit()), "\"kind\":\"request\""); };
@@ -492,8 +511,7 @@ TEST_F(Fault, ForkBombIsBoundedAcpAnswersAndTeardownKillsEverything) {
       "while not os.path.exists('" +
       stop + "'):\n    time.sleep(0.1)\n";
   std::string script = write_script("bomb.py", agent);
-  Proc acp = start(
-      acp_run(policy_for_origin("allow"), {"python3", script}, {"--max-tasks=256"}));
+  Proc acp = start(acp_run(policy_for_origin("allow"), {"python3", script}, {"--max-tasks=256"}));
   nlohmann::json s;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -610,8 +628,8 @@ TEST_F(Fault, ThousandsOfTunnelsAcpStillAnswersAndItsFdsReturnToBaseline) {
   std::string cmd =
       "while [ ! -e " + go + " ]; do sleep 0.1; done; python3 " + holder + " " +
       std::to_string(proxy_port_) + " " + std::to_string(sink_port) + " " +
-      std::to_string(kTunnels) + " " + report_ + " " + release +
-      " & H=$!; while ! grep -q HELD " + report_ +
+      std::to_string(kTunnels) + " " + report_ + " " + release + " & H=$!; while ! grep -q HELD " +
+      report_ +
       "; do sleep 0.2; kill -0 $H || exit 3; done; curl -s -o /dev/null -w 'ASKED=%{http_code}\\n' "
       "--max-time 300 " +
       origin_url() + " >> " + report_ + "; touch " + release + "; wait $H; echo HOLDER-EXITED >> " +

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -13,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -205,8 +205,9 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     // connect and never finish a line (stalled, or hung) must not lock the human out of
     // pending/approve/deny until their idle timeout.
     if (static_cast<int>(conns.size()) >= kMaxConnections) {
-      auto oldest = std::min_element(conns.begin(), conns.end(),
-                                     [](const auto& a, const auto& b) { return a->serial < b->serial; });
+      auto oldest = std::min_element(conns.begin(), conns.end(), [](const auto& a, const auto& b) {
+        return a->serial < b->serial;
+      });
       boost::system::error_code ig;
       (*oldest)->timer.cancel();
       (*oldest)->sock.close(ig);

@@ -25,8 +25,8 @@
 #include "acp/kernel/sock_programs.hpp"
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
-#include "acp/launch/task_limit.hpp"
 #include "acp/launch/target_user.hpp"
+#include "acp/launch/task_limit.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
@@ -261,7 +261,8 @@ int run_agent_session(const RunOptions& o) {
   rec.agent_pid = agent->pid;
   // Thousands of tunnels take two fds each: acp raises its own soft RLIMIT_NOFILE to the hard
   // one, after the agent started with the limits it was given.
-  if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+  if (rlimit nofile{};
+      ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
     nofile.rlim_cur = nofile.rlim_max;
     (void)::setrlimit(RLIMIT_NOFILE, &nofile);
   }

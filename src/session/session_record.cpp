@@ -115,8 +115,11 @@ uint64_t process_start_time(pid_t pid) {
   std::istringstream rest(stat.substr(close + 2));
   std::string field;
   // Field 3 (state) is the first after ')'; starttime is field 22.
-  for (int i = 3; i < 22; ++i)
+  for (int i = 3; i < 22; ++i) {
     if (!(rest >> field)) return 0;
+    // A killed acp that its parent has not reaped yet is a zombie: dead, its proxy gone.
+    if (i == 3 && (field == "Z" || field == "X")) return 0;
+  }
   uint64_t start = 0;
   rest >> start;
   return start;
