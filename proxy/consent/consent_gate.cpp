@@ -140,12 +140,25 @@ ConsentGate::ConsentGate(asio::io_context& io, GateConfig cfg) : io_(io), cfg_(s
 }
 
 ConsentGate::~ConsentGate() {
-  listeners_.clear();  // they may be gone already; the waiters still get their denial
+  listeners_.clear();
+  observers_.clear();  // they may be gone already; the waiters still get their denial
   shutdown("consent gate shut down");
 }
 
 void ConsentGate::on_pending_change(std::function<void()> cb) {
   listeners_.push_back(std::move(cb));
+}
+
+void ConsentGate::add_observer(GateObserver* o) {
+  observers_.push_back(o);
+}
+
+void ConsentGate::remove_observer(GateObserver* o) {
+  std::erase(observers_, o);
+}
+
+PendingInfo ConsentGate::info(const Pending& p) const {
+  return {p.id, cfg_.session_id, p.action, p.decision.rule_text, p.created, p.expires, p.waiters};
 }
 
 void ConsentGate::notify() {
@@ -277,6 +290,10 @@ void ConsentGate::resolve(const std::shared_ptr<Pending>& p, ConsentOutcome o) {
   pending_.erase(p->id);
   p->timer.cancel();
   notify();
+  // A copy: an observer may add or remove observers while being told.
+  auto observers = observers_;
+  const PendingInfo pi = info(*p);
+  for (auto* o : observers) o->on_resolved(pi, *p->outcome);
 }
 
 void ConsentGate::release_covered() {
@@ -329,9 +346,7 @@ void ConsentGate::shutdown(const std::string& reason) {
 
 std::vector<PendingInfo> ConsentGate::pending() const {
   std::vector<PendingInfo> out;
-  for (const auto& [id, p] : pending_)
-    out.push_back({p->id, cfg_.session_id, p->action, p->decision.rule_text, p->created, p->expires,
-                   p->waiters});
+  for (const auto& [id, p] : pending_) out.push_back(info(*p));
   return out;
 }
 
@@ -367,6 +382,12 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
     pending_[p->id] = p;
     ++p->waiters;
     notify();
+    auto observers = observers_;
+    const PendingInfo pi = info(*p);
+    for (auto* o : observers) {
+      if (p->outcome) break;  // an observer already answered it
+      o->on_request(pi);
+    }
   } else {
     ++p->waiters;
   }

@@ -216,8 +216,13 @@ int run_agent_session(const RunOptions& o) {
   pcfg.port_is_explicit = o.proxy_port.has_value();
   pcfg.policy_path = o.policy;
   pcfg.audit_path = o.audit_log;
+  pcfg.config_path = o.config;
+  for (const auto& arg : o.command)
+    pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
   auto proxy = SessionProxy::start(io, pcfg);
   if (!proxy) return fail(proxy.error().message());
+  for (const auto& line : (*proxy)->channel_descriptions())
+    std::fprintf(stderr, "acp run: consent channel %s\n", line.c_str());
 
   std::vector<Endpoint> allow = (*proxy)->endpoints();
   allow.insert(allow.end(), extra_allow.begin(), extra_allow.end());

@@ -21,7 +21,10 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                 "drops its network, BPF and admin capabilities and hides its own state)");
   sub->add_flag("--audit-only", o.audit_only,
                 "Report what would be blocked without blocking it (for rolling out a policy)");
-  sub->add_option("--policy", o.policy, "Policy file (YAML); default: the built-in policy");
+  sub->add_option("--policy", o.policy,
+                  "Policy file (YAML); default: the config's `policy`, else the built-in policy");
+  sub->add_option("--config", o.config,
+                  "ACP config (consent channels); default: /etc/acp/config.yml, see `acp init`");
   sub->add_option("--audit-log", o.audit_log,
                   "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
   sub->add_option("--max-tasks", o.max_tasks,
