@@ -236,8 +236,9 @@ class Fault : public acp::vmtest::RunFixture {
     int fd = open(report_.c_str(), O_CREAT | O_WRONLY, 0666);
     close(fd);
     chmod(report_.c_str(), 0666);
-    Proc acp = start(acp_run(policy, {"python3", script, report_, std::to_string(proxy_port_),
-                                      std::to_string(origin_port_), mode}));
+    Proc acp =
+        start(acp_run(policy, {"/usr/bin/python3", script, report_, std::to_string(proxy_port_),
+                               std::to_string(origin_port_), mode}));
     ASSERT_TRUE(wait_until([&] { return slurp(report_).find(ready) != std::string::npos; }, 30s))
         << slurp(report_);
     if (mode == "pending") {
@@ -318,9 +319,9 @@ TEST_F(Fault, KilledWithTheAgentRunningItStaysConfined) {
   close(fd);
   chmod(report_.c_str(), 0666);
   std::vector<std::string> argv = {"env", "ACP_TEST_HOOKS=1", "ACP_TEST_PAUSE_AT=agent"};
-  auto a =
-      acp_run(policy_for_origin("allow"), {"python3", script, report_, std::to_string(proxy_port_),
-                                           std::to_string(origin_port_), "direct"});
+  auto a = acp_run(policy_for_origin("allow"),
+                   {"/usr/bin/python3", script, report_, std::to_string(proxy_port_),
+                    std::to_string(origin_port_), "direct"});
   argv.insert(argv.end(), a.begin(), a.end());
   Proc acp = start(argv);
   ASSERT_TRUE(wait_stopped(acp.pid));
@@ -507,11 +508,12 @@ TEST_F(Fault, ForkBombIsBoundedAcpAnswersAndTeardownKillsEverything) {
   std::string agent =
       "import os, time\n"
       "if os.fork() == 0:\n"
-      "    os.execvp('sh', ['sh', '-c', 'f() { f | f & }; f; sleep 600'])\n"
+      "    os.execv('/bin/sh', ['sh', '-c', 'f() { f | f & }; f; sleep 600'])\n"
       "while not os.path.exists('" +
       stop + "'):\n    time.sleep(0.1)\n";
   std::string script = write_script("bomb.py", agent);
-  Proc acp = start(acp_run(policy_for_origin("allow"), {"python3", script}, {"--max-tasks=256"}));
+  Proc acp =
+      start(acp_run(policy_for_origin("allow"), {"/usr/bin/python3", script}, {"--max-tasks=256"}));
   nlohmann::json s;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -626,7 +628,7 @@ TEST_F(Fault, ThousandsOfTunnelsAcpStillAnswersAndItsFdsReturnToBaseline) {
   chmod(report_.c_str(), 0666);
   const std::string go = flags_ + "/go", release = flags_ + "/release", done = flags_ + "/done";
   std::string cmd =
-      "while [ ! -e " + go + " ]; do sleep 0.1; done; python3 " + holder + " " +
+      "while [ ! -e " + go + " ]; do sleep 0.1; done; /usr/bin/python3 " + holder + " " +
       std::to_string(proxy_port_) + " " + std::to_string(sink_port) + " " +
       std::to_string(kTunnels) + " " + report_ + " " + release + " & H=$!; while ! grep -q HELD " +
       report_ +
