@@ -504,11 +504,16 @@ TEST_F(Fault, CorruptedPolicyOnReloadKeepsTheOldOne) {
 
 TEST_F(Fault, ForkBombIsBoundedAcpAnswersAndTeardownKillsEverything) {
   std::string stop = flags_ + "/stop";
-  // The bomb runs in a child; the agent itself only waits (it needs no fork to exit).
+  // The bomb runs in a child; the agent itself only waits (it needs no fork to exit). Every
+  // bomb process forks for ever, retrying when the limit refuses it: the pressure stays on.
   std::string agent =
       "import os, time\n"
       "if os.fork() == 0:\n"
-      "    os.execv('/bin/sh', ['sh', '-c', 'f() { f | f & }; f; sleep 600'])\n"
+      "    while True:\n"
+      "        try:\n"
+      "            os.fork()\n"
+      "        except OSError:\n"
+      "            time.sleep(0.05)\n"
       "while not os.path.exists('" +
       stop + "'):\n    time.sleep(0.1)\n";
   std::string script = write_script("bomb.py", agent);
