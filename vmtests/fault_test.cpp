@@ -74,6 +74,17 @@ size_t count_fds(pid_t pid) {
   return n;
 }
 
+// What the fds of `pid` are (for a failure message).
+std::string fd_listing(pid_t pid) {
+  std::string out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec))
+    out +=
+        it->path().filename().string() + " -> " + fs::read_symlink(it->path(), ec).string() + "\n";
+  return out;
+}
+
 // Python agent: optionally leaves a request pending at the proxy or holds a tunnel through it
 // (then waits until acp is gone and says so), then keeps trying the origin directly, one line
 // per attempt: OK (escaped), REFUSED (EPERM from the wall) or ERR.
@@ -632,8 +643,11 @@ TEST_F(Fault, ThousandsOfTunnelsAcpStillAnswersAndItsFdsReturnToBaseline) {
   close(fd);
   chmod(report_.c_str(), 0666);
   const std::string go = flags_ + "/go", release = flags_ + "/release", done = flags_ + "/done";
+  // The agent's first request (denied) shows the event loop is serving: every fd of the
+  // session setup exists by then, and the baseline is taken after it.
   std::string cmd =
-      "while [ ! -e " + go + " ]; do sleep 0.1; done; /usr/bin/python3 " + holder + " " +
+      "curl -s -o /dev/null http://127.0.0.1:1/; echo STARTED >> " + report_ + "; while [ ! -e " +
+      go + " ]; do sleep 0.1; done; /usr/bin/python3 " + holder + " " +
       std::to_string(proxy_port_) + " " + std::to_string(sink_port) + " " +
       std::to_string(kTunnels) + " " + report_ + " " + release + " & H=$!; while ! grep -q HELD " +
       report_ +
@@ -642,7 +656,7 @@ TEST_F(Fault, ThousandsOfTunnelsAcpStillAnswersAndItsFdsReturnToBaseline) {
       origin_url() + " >> " + report_ + "; touch " + release + "; wait $H; echo HOLDER-EXITED >> " +
       report_ + "; while [ ! -e " + done + " ]; do sleep 0.1; done";
   Proc acp = start(acp_run(policy, {"sh", "-c", cmd}));
-  ASSERT_TRUE(wait_until([&] { return !session_of(acp.pid).is_null(); }, 30s));
+  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("STARTED") != std::string::npos; }, 60s));
   const size_t baseline = count_fds(acp.pid);
   std::ofstream(go).close();
   ASSERT_TRUE(wait_until(
@@ -665,7 +679,8 @@ TEST_F(Fault, ThousandsOfTunnelsAcpStillAnswersAndItsFdsReturnToBaseline) {
   EXPECT_NE(slurp(report_).find("ASKED=200"), std::string::npos) << slurp(report_);
   // Every tunnel's fds are given back.
   EXPECT_TRUE(wait_until([&] { return count_fds(acp.pid) <= baseline; }, 60s))
-      << "acp holds " << count_fds(acp.pid) << " fds, " << baseline << " before the tunnels";
+      << "acp holds " << count_fds(acp.pid) << " fds, " << baseline << " before the tunnels:\n"
+      << fd_listing(acp.pid);
   std::ofstream(done).close();
   acp.finish();
   EXPECT_EQ(acp.status, 0) << acp.out.substr(0, 2000);
