@@ -454,7 +454,8 @@ TEST_F(Fault, AuditDiskFullDeniesWithAClearErrorAndTheChainStillVerifies) {
   EXPECT_GE(count_lines(r.out, "HTTP=403"), 1u) << r.out;
   EXPECT_NE(r.out.find("the audit log is full"), std::string::npos) << r.out;
   // acp's own stderr (merged into r.out) tells the operator too.
-  EXPECT_NE(r.out.find("acp: the audit log is full"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("acp: audit log write failed: the audit log is full"), std::string::npos)
+      << r.out;
   // Every 200 has its line; no half line anywhere; the chain verifies.
   std::string text = slurp(log);
   ASSERT_FALSE(text.empty());

@@ -117,7 +117,7 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
     j.allowed = false;
     const int e = st.error().err;
     const bool full = e == ENOSPC || e == EDQUOT || e == EFBIG;
-    j.reason = std::string(full ? "the audit log is full: " : "audit log write failed: ") +
+    j.reason = std::string("audit log write failed: ") + (full ? "the audit log is full: " : "") +
                st.error().message();
     // The operator must learn why everything is being denied, not only the agent.
     std::fprintf(stderr, "acp: %s (request denied)\n", j.reason.c_str());
