@@ -1,6 +1,7 @@
 #include "acp/session/agent_session.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,10 +31,12 @@
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
 #include "acp/launch/target_user.hpp"
+#include "acp/launch/task_limit.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
+#include "acp/session/test_pause.hpp"
 
 namespace acp {
 namespace {
@@ -247,6 +250,7 @@ int run_agent_session(const RunOptions& o) {
   }
   // From here every exit path takes the session down (SessionGuard), processes first.
   SessionGuard guard(id, cg_path, root);
+  test_pause_point("cgroup");
 
   // Signals are blocked before any thread exists so none is delivered elsewhere.
   sigset_t sigs = session_signals();
@@ -264,6 +268,7 @@ int run_agent_session(const RunOptions& o) {
     if (auto st = progs->attach(cgroup->fd()); !st) return fail(st.error().message());
     if (auto st = progs->pin(pin_dir); !st) return fail(st.error().message());
   }
+  test_pause_point("attached");
 
   asio::io_context io(1);
   SessionProxyConfig pcfg;
@@ -321,6 +326,11 @@ int run_agent_session(const RunOptions& o) {
   spec.cgroup_fd = cgroup ? cgroup->fd() : -1;
   spec.without_cgroup = !cgroup;
   spec.cgroup_path = cg_path;
+  // A fork bomb in the agent stays bounded (launch/task_limit.hpp says how).
+  auto tasks = apply_task_limit(cg_root_path, cg_path, user->uid, o.max_tasks);
+  if (!tasks) return fail("limit the agent's tasks: " + tasks.error().message());
+  if (tasks->kind == TaskLimit::Kind::kRlimitNproc) spec.rlimit_nproc = tasks->value;
+  rec.task_limit = tasks->description;
   // Only applied to a root agent (--allow-root): see AgentSpec.
   spec.readonly_paths = {kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
   if (!cg_root_path.empty()) spec.readonly_paths.insert(spec.readonly_paths.begin(), cg_root_path);
@@ -337,6 +347,13 @@ int run_agent_session(const RunOptions& o) {
     return agent.error().exit_code;
   }
   rec.agent_pid = agent->pid;
+  // Thousands of tunnels take two fds each: acp raises its own soft RLIMIT_NOFILE to the hard
+  // one, after the agent started with the limits it was given.
+  if (rlimit nofile{};
+      ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   if (root)
     if (auto st = write_session_record(kSessionRecordDir, rec); !st)
       std::fprintf(stderr,
@@ -375,6 +392,7 @@ int run_agent_session(const RunOptions& o) {
   };
   arm_signals();
 
+  test_pause_point("agent");
   io.run();
 
   if (events) {

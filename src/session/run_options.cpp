@@ -31,6 +31,11 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                   "ACP config (consent channels); default: /etc/acp/config.yml, see `acp init`");
   sub->add_option("--audit-log", o.audit_log,
                   "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
+  sub->add_option("--max-tasks", o.max_tasks,
+                  "At most N tasks (processes and threads) for the agent: pids.max of its "
+                  "cgroup where cgroup v2 has the pids controller, else RLIMIT_NPROC (default "
+                  "4096)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 22));
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();

@@ -152,6 +152,7 @@ nlohmann::json status_to_json(const MachineStatus& m) {
       j["control"] = s.record->control;
       j["audit_log"] = s.record->audit_log;
       j["started_at"] = s.record->started_at;
+      j["task_limit"] = s.record->task_limit;
     }
     if (s.populated) j["populated"] = *s.populated;
     j["programs"] = nlohmann::json::array();
@@ -199,6 +200,7 @@ std::string status_to_text(const MachineStatus& m) {
       if (!s.record->policy.empty()) o << "  policy:     " << s.record->policy << "\n";
       if (!s.record->control.empty()) o << "  control:    " << s.record->control << "\n";
       if (!s.record->audit_log.empty()) o << "  audit log:  " << s.record->audit_log << "\n";
+      if (!s.record->task_limit.empty()) o << "  tasks:      " << s.record->task_limit << "\n";
     }
     o << "  " << s.network_line << "\n";
     if (s.backend != "bpf") {

@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
@@ -64,6 +65,9 @@ struct AgentSpec {
   // mount namespace and bounding-set drop above, for uid 0.
   bool socket_filter = true;
   bool contain_root = true;
+  // RLIMIT_NPROC (soft and hard) set on the agent before it drops root; 0 leaves it alone.
+  // See task_limit.hpp.
+  uint64_t rlimit_nproc = 0;
   // Redirect the agent's stdin/stdout/stderr; -1 inherits ACP's own. Each must be >= 3 or equal
   // to the fd it replaces.
   int stdin_fd = -1;

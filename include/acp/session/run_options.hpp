@@ -27,6 +27,7 @@ struct RunOptions {
   std::string audit_log;  // empty: /var/log/acp/audit.jsonl
   std::string config;     // empty: /etc/acp/config.yml (missing: defaults)
   bool json_events = false;
+  uint64_t max_tasks = 4096;  // see acp/launch/task_limit.hpp
   std::vector<std::string> command;
 };
 
