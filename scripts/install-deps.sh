@@ -14,6 +14,7 @@ pkgs=(
   # runtime and tests
   iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
+  chromium npm  # the web page's browser test (headless Chromium driven by playwright-core)
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -24,3 +25,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The browser test driver (npm: playwright-core, pinned by tests/browser/package-lock.json).
+"$(dirname "$0")/install-browser-deps.sh"

@@ -29,6 +29,7 @@
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
+#include "acp/session/session_status.hpp"
 
 namespace acp {
 namespace {
@@ -212,6 +213,9 @@ int run_agent_session(const RunOptions& o) {
   pcfg.policy_path = o.policy;
   pcfg.audit_path = o.audit_log;
   pcfg.config_path = o.config;
+  // For the web page: the pins' counters and denied connects, without the control socket (this
+  // loop serves it).
+  pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
   for (const auto& arg : o.command)
     pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
   auto proxy = SessionProxy::start(io, pcfg);

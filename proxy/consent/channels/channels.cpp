@@ -1,6 +1,8 @@
 // make_channels: the registry of consent channels. Add a channel here and nowhere else.
 #include "acp/proxy/channels.hpp"
 
+#include "acp/proxy/web_channel.hpp"
+
 namespace acp::consent {
 
 Result<std::vector<std::unique_ptr<Channel>>> make_channels(boost::asio::io_context& io,
@@ -13,6 +15,7 @@ Result<std::vector<std::unique_ptr<Channel>>> make_channels(boost::asio::io_cont
   (void)ctx;
   std::vector<std::unique_ptr<Channel>> out;
   // Channels are added here as they are built: web, webhook, telegram, prompt.
+  if (cfg.web.enabled) out.push_back(WebChannel::create(io, gate, cfg.web, ctx));
   return out;
 }
 
