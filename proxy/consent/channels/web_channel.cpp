@@ -375,7 +375,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
         co_await serve_sse(stream);
         break;
       }
-      res.keep_alive(req.keep_alive());
+      res.keep_alive(res.keep_alive() && req.keep_alive());
       res.prepare_payload();
       stream.expires_after(kWriteTimeout);
       co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
@@ -460,11 +460,11 @@ struct Shared : std::enable_shared_from_this<Shared> {
     auto authz = req[http::field::authorization];
     if (authz.substr(0, 7) == "Bearer " && equal_const_time(authz.substr(7), token))
       return Auth::Bearer;
+    if (auto q = query_param(query, "token"); !q.empty() && equal_const_time(q, token))
+      return Auth::Query;
     if (auto c = cookie_value(req[http::field::cookie], cookie_name());
         !c.empty() && equal_const_time(c, token))
       return Auth::Cookie;
-    if (auto q = query_param(query, "token"); !q.empty() && equal_const_time(q, token))
-      return Auth::Query;
     return Auth::None;
   }
 
@@ -484,7 +484,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
                          : origin != "http://" + std::string(req[http::field::host]))
         return forbidden(req);
     }
-    const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+    const bool get = req.method() == http::verb::get;
     if (path == "/" || path == "/index.html") {
       if (!get) return plain(http::status::method_not_allowed, "GET only\n", req);
       if (auth == Auth::Query) {
