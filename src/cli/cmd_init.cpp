@@ -131,7 +131,7 @@ int run_init(const InitOptions& o) {
       std::fprintf(stderr, "acp init: %s: %s\n", f.what.c_str(), st.error().message().c_str());
       return 1;
     }
-    std::printf("wrote %s (%s, mode %03o)\n", f.path.c_str(), f.what.c_str(), f.mode);
+    std::printf("wrote %s (%s, mode %04o)\n", f.path.c_str(), f.what.c_str(), f.mode);
   }
 
   std::string on;

@@ -199,11 +199,11 @@ function addResolved(r) {
   if (e) { e.card.remove(); pending.delete(r.id); renderPendingCount(); }
   const list = byId("resolved");
   list.querySelectorAll(".empty").forEach((x) => x.remove());
-  const who = r.by ? " by " + r.by : (r.decided_by === "timeout" ? " (timed out)" : "");
+  const who = r.by ? "by " + r.by : r.decided_by === "timeout" ? "timed out" : (r.decided_by || "");
   const li = el("li", {"data-testid": "resolved", "data-id": r.id},
     el("span", {class: "badge " + (r.approved ? "allow" : "deny")}, r.approved ? "approved" : "denied"), " ",
     el("span", {class: "mono"}, target(r.action)), " — ",
-    (r.scope ? r.scope + who : (r.decided_by || "") + who), r.reason ? " · " + r.reason : "",
+    [r.scope, who].filter(Boolean).join(" "), r.reason ? " · " + r.reason : "",
     " · ", clock(Date.now() / 1000));
   list.prepend(li);
   resolvedItems.unshift(li);
@@ -250,6 +250,7 @@ async function loadAudit() {
     chain.textContent = c.state === "ok" ? "chain intact (" + c.lines + " lines)"
       : c.state === "broken" ? "chain BROKEN at line " + c.first_broken + ": " + c.reason
       : "chain " + (c.state || "?");
+    if (c.state === "checking") setTimeout(loadAudit, 1000);  // verified off the event loop
     const box = byId("audit");
     box.replaceChildren();
     const entries = (j.entries || []).slice().reverse();
