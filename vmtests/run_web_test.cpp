@@ -92,6 +92,11 @@ TEST_F(RunWeb, AgentCannotReachTheWebPageNorTheControlSocket) {
   auto outside = run({"curl", "-s", "--noproxy", "*", "-H", "Authorization: Bearer " + token, "-w",
                       " HTTP=%{http_code}", base_url() + "/api/pending"});
   EXPECT_NE(outside.out.find("HTTP=200"), std::string::npos) << outside.out;
+  // acp status names the page, never its token (the session record is world-readable).
+  auto st = run({ACP_BINARY, "status"});
+  EXPECT_NE(st.out.find("consent:    web: " + base_url() + "/?token=…"), std::string::npos)
+      << st.out;
+  EXPECT_EQ(st.out.find(token), std::string::npos) << st.out;
   std::ofstream(done_file()) << "";
   acp.finish();
   EXPECT_EQ(acp.status, 0) << acp.out;

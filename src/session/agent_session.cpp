@@ -251,6 +251,14 @@ int run_agent_session(const RunOptions& o) {
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
   rec.control = (*proxy)->control_path();
   rec.audit_log = (*proxy)->audit_path();
+  for (auto line : (*proxy)->channel_descriptions()) {
+    // The record is world-readable: the web page's token stays in its root-only file.
+    if (auto t = line.find("token="); t != std::string::npos) {
+      auto end = line.find_first_of(" &#)", t);
+      line.replace(t + 6, end == std::string::npos ? std::string::npos : end - t - 6, "…");
+    }
+    rec.channels.push_back(line);
+  }
 
   auto agent = spawn_agent(spec);
   if (!agent) {

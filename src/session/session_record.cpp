@@ -29,6 +29,7 @@ nlohmann::json to_json(const SessionRecord& r) {
                         {"policy", r.policy},
                         {"control", r.control},
                         {"audit_log", r.audit_log},
+                        {"channels", r.channels},
                         {"started_at", r.started_at}};
 }
 
@@ -50,6 +51,7 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.policy = j.value("policy", std::string());
     r.control = j.value("control", std::string());
     r.audit_log = j.value("audit_log", std::string());
+    r.channels = j.value("channels", std::vector<std::string>{});
     r.started_at = j.value("started_at", int64_t{0});
   } catch (const nlohmann::json::exception& e) {
     return make_error(std::string("malformed session record: ") + e.what());

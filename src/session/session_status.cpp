@@ -117,6 +117,7 @@ nlohmann::json session_status_to_json(const SessionStatus& s) {
     j["policy"] = s.record->policy;
     j["control"] = s.record->control;
     j["audit_log"] = s.record->audit_log;
+    j["channels"] = s.record->channels;
     j["started_at"] = s.record->started_at;
   }
   if (s.populated) j["populated"] = *s.populated;
@@ -161,6 +162,7 @@ std::string status_to_text(const MachineStatus& m) {
       if (!s.record->policy.empty()) o << "  policy:     " << s.record->policy << "\n";
       if (!s.record->control.empty()) o << "  control:    " << s.record->control << "\n";
       if (!s.record->audit_log.empty()) o << "  audit log:  " << s.record->audit_log << "\n";
+      for (const auto& c : s.record->channels) o << "  consent:    " << c << "\n";
     }
     o << "  mode:       " << (s.mode.empty() ? "?" : s.mode) << "\n";
     o << "  programs:\n";

@@ -35,7 +35,10 @@ struct SessionRecord {
   std::string policy;              // the policy file, or "<built-in>"
   std::string control;             // the session's control socket (acp pending/approve/deny)
   std::string audit_log;           // the audit log file
-  int64_t started_at = 0;          // unix seconds
+  // Consent channels as `acp run` printed them, tokens cut out ("web: http://…/?token=…"): the
+  // record is world-readable.
+  std::vector<std::string> channels;
+  int64_t started_at = 0;  // unix seconds
 };
 
 nlohmann::json to_json(const SessionRecord& r);
