@@ -14,7 +14,7 @@ pkgs=(
   # runtime and tests
   iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
-  chromium npm  # the web page's browser test (headless Chromium driven by playwright-core)
+  chromium  # the web page's browser test (headless, driven by playwright-core from npm)
 )
 missing=()
 for p in "${pkgs[@]}"; do
