@@ -14,6 +14,10 @@ fi
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_WERROR=ON >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
 
+# What an operator already has in /etc/acp stays; anything a test adds there is a leftover.
+ACP_ETC_SNAPSHOT=$(./scripts/check-leftovers.sh --snapshot)
+export ACP_ETC_SNAPSHOT
+
 status=0
 echo "== unit tests (unprivileged)"
 (cd "$BUILD_DIR" && ctest -L unit --output-on-failure --timeout 300) || status=1

@@ -307,7 +307,8 @@ void ConsentGate::release_covered() {
                   "human",
                   std::string("covered by a new ") + to_string(by) + " approval",
                   "",
-                  {}});
+                  {},
+                  ""});
   }
 }
 
@@ -319,7 +320,7 @@ Status ConsentGate::answer(const std::string& id, const Answer& a) {
   if (!a.approve) {
     std::string reason = "denied by operator";
     if (!a.reason.empty()) reason += ": " + a.reason;
-    resolve(p, {false, "", "human", reason, "", {}});
+    resolve(p, {false, "", "human", reason, "", {}, by});
     return {};
   }
   if (a.scope == Scope::Always) {
@@ -331,7 +332,7 @@ Status ConsentGate::answer(const std::string& id, const Answer& a) {
   std::string reason = std::string("approved ") + to_string(a.scope) + " by " + by;
   if (a.scope == Scope::Duration)
     reason += " for " + human_duration(a.duration.count() > 0 ? a.duration : cfg_.default_duration);
-  resolve(p, {true, to_string(a.scope), "human", reason, "", {}});
+  resolve(p, {true, to_string(a.scope), "human", reason, "", {}, by});
   if (a.scope != Scope::Once) release_covered();
   return {};
 }
@@ -341,7 +342,7 @@ void ConsentGate::shutdown(const std::string& reason) {
   shutdown_reason_ = reason;
   std::vector<std::shared_ptr<Pending>> all;
   for (auto& [id, p] : pending_) all.push_back(p);
-  for (auto& p : all) resolve(p, {false, "", "error", reason, "", {}});
+  for (auto& p : all) resolve(p, {false, "", "error", reason, "", {}, ""});
 }
 
 std::vector<PendingInfo> ConsentGate::pending() const {
@@ -355,13 +356,14 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
   Action action = action_ref;
   PolicyDecision decision = decision_ref;
   auto start = steady_clock::now();
-  if (shut_down_) co_return ConsentOutcome{false, "", "error", shutdown_reason_, "", {}};
+  if (shut_down_) co_return ConsentOutcome{false, "", "error", shutdown_reason_, "", {}, ""};
   Scope by;
   if (covered(action, by))
     co_return ConsentOutcome{
         true,    std::string("grant:") + to_string(by),
         "human", std::string("covered by an earlier ") + to_string(by) + " approval",
-        "",      {}};
+        "",      {},
+        ""};
 
   std::shared_ptr<Pending> p;
   for (auto& [id, q] : pending_) {
@@ -408,7 +410,8 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
                   "timeout",
                   "timed out after " + std::to_string(secs.count()) + " s: no human answered",
                   "",
-                  {}});
+                  {},
+                  ""});
     }
     // A spurious cancel without an outcome: wait again.
   }

@@ -82,7 +82,7 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
     try {
       o = co_await gate_.ask(action, d);
     } catch (const std::exception& e) {
-      o = {false, "", "error", std::string("consent gate error: ") + e.what(), "", {}};
+      o = {false, "", "error", std::string("consent gate error: ") + e.what(), "", {}, ""};
     }
     j.allowed = o.approved;
     j.reason = o.reason;

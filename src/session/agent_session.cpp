@@ -36,6 +36,7 @@
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
+#include "acp/session/session_status.hpp"
 #include "acp/session/test_pause.hpp"
 
 namespace acp {
@@ -278,6 +279,9 @@ int run_agent_session(const RunOptions& o) {
   pcfg.policy_path = o.policy;
   pcfg.audit_path = o.audit_log;
   pcfg.config_path = o.config;
+  // For the web page: the pins' counters and denied connects, without the control socket (this
+  // loop serves it).
+  pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
   for (const auto& arg : o.command)
     pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
   if (!root) {
@@ -340,6 +344,14 @@ int run_agent_session(const RunOptions& o) {
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
   rec.control = (*proxy)->control_path();
   rec.audit_log = (*proxy)->audit_path();
+  for (auto line : (*proxy)->channel_descriptions()) {
+    // The record is world-readable: the web page's token stays in its root-only file.
+    if (auto t = line.find("token="); t != std::string::npos) {
+      auto end = line.find_first_of(" &#)", t);
+      line.replace(t + 6, end == std::string::npos ? std::string::npos : end - t - 6, "…");
+    }
+    rec.channels.push_back(line);
+  }
 
   auto agent = spawn_agent(spec);
   if (!agent) {

@@ -72,7 +72,7 @@ class SessionProxyImpl final : public SessionProxy {
                                 .agent_command = cfg_.agent_command,
                                 .audit_path = audit_path(),
                                 .proxy_url = proxy_url(),
-                                .session_status = {}};
+                                .session_status = cfg_.session_status};
     auto channels = consent::make_channels(io_, gate_, config, ctx);
     if (!channels) return channels.error();
     for (auto& ch : *channels) {

@@ -29,6 +29,7 @@ nlohmann::json to_json(const SessionRecord& r) {
                         {"policy", r.policy},
                         {"control", r.control},
                         {"audit_log", r.audit_log},
+                        {"channels", r.channels},
                         {"started_at", r.started_at},
                         {"task_limit", r.task_limit}};
 }
@@ -51,6 +52,7 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.policy = j.value("policy", std::string());
     r.control = j.value("control", std::string());
     r.audit_log = j.value("audit_log", std::string());
+    r.channels = j.value("channels", std::vector<std::string>{});
     r.started_at = j.value("started_at", int64_t{0});
     r.task_limit = j.value("task_limit", std::string());
   } catch (const nlohmann::json::exception& e) {

@@ -21,9 +21,9 @@ namespace {
 const char* kFamilies[ACP_FAM_MAX] = {"ipv4", "ipv6", "other"};
 const char* kProtos[ACP_PRO_MAX] = {"tcp", "udp", "other"};
 
-void read_pending(SessionStatus& st);
+void read_pending(SessionStatus& st, bool ask_control);
 
-SessionStatus read_one(const std::string& id) {
+SessionStatus read_one(const std::string& id, bool ask_control) {
   SessionStatus st;
   st.id = id;
   if (auto rec = read_session_record(kSessionRecordDir, id)) {
@@ -57,7 +57,7 @@ SessionStatus read_one(const std::string& id) {
           if (line.rfind("-A ", 0) == 0) st.chain_rules.push_back(std::string(tool) + " " + line);
       }
     }
-    read_pending(st);
+    read_pending(st, ask_control);
     return st;
   }
   auto pins = kernel::PinnedSession::open(std::string(kBpfPinRoot) + "/" + id);
@@ -86,12 +86,12 @@ SessionStatus read_one(const std::string& id) {
   else
     st.problems.push_back("recent events: " + r.error().message());
   if (auto n = pins->lost_events()) st.lost_events = *n;
-  read_pending(st);
+  read_pending(st, ask_control);
   return st;
 }
 
-void read_pending(SessionStatus& st) {
-  if (st.record && !st.orphaned && !st.record->control.empty()) {
+void read_pending(SessionStatus& st, bool ask_control) {
+  if (ask_control && st.record && !st.orphaned && !st.record->control.empty()) {
     auto r = consent::control_request(st.record->control, {{"op", "pending"}});
     if (r && r->value("ok", false) && (*r)["pending"].is_array())
       for (const auto& p : (*r)["pending"]) st.pending.push_back(p);
@@ -126,52 +126,59 @@ MachineStatus gather_status() {
     m.why_not = "cgroup BPF: " + bpf_why + "; iptables: " + ipt_why;
   }
   m.network_line = backend::mode_line(m.network);
-  for (const auto& id : known_session_ids()) m.sessions.push_back(read_one(id));
+  for (const auto& id : known_session_ids()) m.sessions.push_back(read_one(id, true));
   return m;
+}
+
+SessionStatus read_session_status(const std::string& id, bool ask_control) {
+  return read_one(id, ask_control);
 }
 
 nlohmann::json status_to_json(const MachineStatus& m) {
   nlohmann::json out{{"network", m.network}, {"sessions", nlohmann::json::array()}};
   if (!m.why_not.empty()) out["why"] = m.why_not;
-  for (const auto& s : m.sessions) {
-    nlohmann::json j{{"id", s.id},
-                     {"orphaned", s.orphaned},
-                     {"mode", s.mode},
-                     {"backend", s.backend},
-                     {"network", s.network_line}};
-    if (!s.chain_rules.empty()) j["iptables_rules"] = s.chain_rules;
-    if (s.record) {
-      j["agent_pid"] = s.record->agent_pid;
-      j["acp_pid"] = s.record->acp_pid;
-      j["user"] = s.record->user;
-      j["uid"] = s.record->uid;
-      j["command"] = s.record->command;
-      j["cgroup"] = s.record->cgroup;
-      j["proxy"] = s.record->proxy;
-      j["policy"] = s.record->policy;
-      j["control"] = s.record->control;
-      j["audit_log"] = s.record->audit_log;
-      j["started_at"] = s.record->started_at;
-      j["task_limit"] = s.record->task_limit;
-    }
-    if (s.populated) j["populated"] = *s.populated;
-    j["programs"] = nlohmann::json::array();
-    for (const auto& p : s.programs)
-      j["programs"].push_back({{"id", p.prog_id},
-                               {"link_id", p.link_id},
-                               {"name", p.prog_name},
-                               {"attach_type", p.attach_type}});
-    j["allow"] = nlohmann::json::array();
-    for (const auto& a : s.allow) j["allow"].push_back(kernel::to_string(a));
-    j["counters"] = counters_json(s.counters);
-    j["recent_denied"] = nlohmann::json::array();
-    for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
-    j["lost_events"] = s.lost_events;
-    j["pending"] = s.pending;
-    if (!s.problems.empty()) j["problems"] = s.problems;
-    out["sessions"].push_back(std::move(j));
-  }
+  for (const auto& s : m.sessions) out["sessions"].push_back(session_status_to_json(s));
   return out;
+}
+
+nlohmann::json session_status_to_json(const SessionStatus& s) {
+  nlohmann::json j{{"id", s.id},
+                   {"orphaned", s.orphaned},
+                   {"mode", s.mode},
+                   {"backend", s.backend},
+                   {"network", s.network_line}};
+  if (!s.chain_rules.empty()) j["iptables_rules"] = s.chain_rules;
+  if (s.record) {
+    j["agent_pid"] = s.record->agent_pid;
+    j["acp_pid"] = s.record->acp_pid;
+    j["user"] = s.record->user;
+    j["uid"] = s.record->uid;
+    j["command"] = s.record->command;
+    j["cgroup"] = s.record->cgroup;
+    j["proxy"] = s.record->proxy;
+    j["policy"] = s.record->policy;
+    j["control"] = s.record->control;
+    j["audit_log"] = s.record->audit_log;
+    j["channels"] = s.record->channels;
+    j["started_at"] = s.record->started_at;
+    j["task_limit"] = s.record->task_limit;
+  }
+  if (s.populated) j["populated"] = *s.populated;
+  j["programs"] = nlohmann::json::array();
+  for (const auto& p : s.programs)
+    j["programs"].push_back({{"id", p.prog_id},
+                             {"link_id", p.link_id},
+                             {"name", p.prog_name},
+                             {"attach_type", p.attach_type}});
+  j["allow"] = nlohmann::json::array();
+  for (const auto& a : s.allow) j["allow"].push_back(kernel::to_string(a));
+  j["counters"] = counters_json(s.counters);
+  j["recent_denied"] = nlohmann::json::array();
+  for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
+  j["lost_events"] = s.lost_events;
+  j["pending"] = s.pending;
+  if (!s.problems.empty()) j["problems"] = s.problems;
+  return j;
 }
 
 void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s);
@@ -200,6 +207,7 @@ std::string status_to_text(const MachineStatus& m) {
       if (!s.record->policy.empty()) o << "  policy:     " << s.record->policy << "\n";
       if (!s.record->control.empty()) o << "  control:    " << s.record->control << "\n";
       if (!s.record->audit_log.empty()) o << "  audit log:  " << s.record->audit_log << "\n";
+      for (const auto& c : s.record->channels) o << "  consent:    " << c << "\n";
       if (!s.record->task_limit.empty()) o << "  tasks:      " << s.record->task_limit << "\n";
     }
     o << "  " << s.network_line << "\n";

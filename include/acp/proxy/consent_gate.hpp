@@ -60,6 +60,7 @@ struct ConsentOutcome {
   std::string reason;
   std::string request_id;  // the pending request's id (empty when a grant answered at once)
   std::chrono::milliseconds waited{0};
+  std::string answered_by;  // a human's answer: Answer::by (e.g. "web"); empty otherwise
 };
 
 struct PendingInfo {

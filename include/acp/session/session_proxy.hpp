@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 
 #include "acp/kernel/endpoint.hpp"
 #include "acp/util/result.hpp"
@@ -26,6 +28,9 @@ struct SessionProxyConfig {
   std::string grants_path;    // empty: the default (/var/lib/acp/grants.json)
   std::string config_path;    // empty: the default (/etc/acp/config.yml; missing: defaults)
   std::string agent_command;  // for the consent channels: who is asking
+  // The session's status for the channels' pages (acp status --json's session object), read
+  // on the event loop; empty: none.
+  std::function<nlohmann::json()> session_status;
 };
 
 class SessionProxy {

@@ -35,6 +35,9 @@ struct SessionRecord {
   std::string policy;              // the policy file, or "<built-in>"
   std::string control;             // the session's control socket (acp pending/approve/deny)
   std::string audit_log;           // the audit log file
+  // Consent channels as `acp run` printed them, tokens cut out ("web: http://…/?token=…"): the
+  // record is world-readable.
+  std::vector<std::string> channels;
   int64_t started_at = 0;          // unix seconds
   std::string task_limit;          // how the agent's task count is bounded (task_limit.hpp)
 };

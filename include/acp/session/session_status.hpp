@@ -44,7 +44,12 @@ struct MachineStatus {
 };
 
 MachineStatus gather_status();
+// One session. `ask_control`: also ask its control socket for pending requests; false from the
+// session's own event loop (the web page), which serves that socket and must not wait on it.
+SessionStatus read_session_status(const std::string& id, bool ask_control = true);
 nlohmann::json status_to_json(const MachineStatus& s);
+// One session as status_to_json lists it.
+nlohmann::json session_status_to_json(const SessionStatus& s);
 std::string status_to_text(const MachineStatus& s);
 
 }  // namespace acp

@@ -4,6 +4,7 @@
 #include "acp/proxy/prompt_channel.hpp"
 #include "acp/proxy/telegram_channel.hpp"
 #include "acp/proxy/webhook_channel.hpp"
+#include "acp/proxy/web_channel.hpp"
 
 namespace acp::consent {
 
@@ -12,7 +13,8 @@ Result<std::vector<std::unique_ptr<Channel>>> make_channels(boost::asio::io_cont
                                                             const config::Config& cfg,
                                                             const ChannelContext& ctx) {
   std::vector<std::unique_ptr<Channel>> out;
-  // Channels are added here as they are built: web, webhook, telegram, prompt.
+  // Every enabled channel; each one asks the human its own way, the first answer wins.
+  if (cfg.web.enabled) out.push_back(WebChannel::create(io, gate, cfg.web, ctx));
   if (cfg.webhook.enabled) {
     auto ch = WebhookChannel::from_config(io, gate, cfg.webhook, ctx);
     if (!ch) return ch.error();
