@@ -2,7 +2,29 @@
 # Fails when a test left something behind: a session cgroup, a bpffs pin, an iptables chain,
 # a network namespace made by the tests, a session record or a process named like ours.
 set -u
+# Files under /etc/acp that acp creates by itself (the web page's token) or `acp init` writes.
+# `--snapshot` prints which exist now; test.sh keeps that in ACP_ETC_SNAPSHOT at the start, and
+# a file that exists at the end but was not in it is a leftover (an operator's own stay).
+etc_files() {
+  for f in /etc/acp /etc/acp/web.token /etc/acp/config.yml /etc/acp/policy.yml \
+    /etc/acp/webhook.secret; do
+    [ -e "$f" ] && echo "$f"
+  done
+  return 0
+}
+if [ "${1:-}" = "--snapshot" ]; then
+  etc_files | tr '\n' ' '
+  exit 0
+fi
 left=0
+if [ -n "${ACP_ETC_SNAPSHOT+set}" ]; then
+  for f in $(etc_files); do
+    case " $ACP_ETC_SNAPSHOT " in
+      *" $f "*) ;;
+      *) echo "leftover: $f (created during the tests; it was not there before)"; left=1 ;;
+    esac
+  done
+fi
 cg2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
 if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then
   for d in "$cg2"/acp/*/; do [ -d "$d" ] && { echo "leftover cgroup: $d"; left=1; }; done
@@ -19,9 +41,14 @@ fi
 if command -v iptables >/dev/null; then
   for t in iptables ip6tables; do
     # Not `| while read`: that loop runs in a subshell and could not set left.
-    for c in $($t -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
+    # Session chains (ACP-<id>), the vmtests' (ACPT-*) and the probe's (ACPPROBE-*), and any
+    # OUTPUT jump to one of them.
+    for c in $($t -w -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
       echo "leftover $t chain: $c"; left=1
     done
+    while read -r rule; do
+      [ -n "$rule" ] && { echo "leftover $t rule: $rule"; left=1; }
+    done < <($t -w -S OUTPUT 2>/dev/null | awk '$1=="-A" && $NF ~ /^ACP/')
   done
 fi
 for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do
@@ -34,10 +61,10 @@ if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; 
   echo "leftover session records: $(ls /run/acp/sessions)"; left=1
 fi
 # Scratch directories of the tests and the demo, and the origin servers they start.
-for d in /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
+for d in /tmp/acp-preload-test.* /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
   [ -e "$d" ] && { echo "leftover scratch dir: $d"; left=1; }
 done
-for p in $(pgrep -f 'http.server .*/tmp/acp-' 2>/dev/null || true); do
+for p in $(pgrep -f 'http.server .*/tmp/acp-|chromium.*--user-data-dir=/tmp/acp-' 2>/dev/null || true); do
   echo "leftover test origin process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null))"; left=1
 done
 # The parents themselves: the last session out removes them.

@@ -111,9 +111,14 @@ operator_pid=$!
 user_args=()
 if [ -z "${SUDO_UID:-}" ] || [ "${SUDO_UID}" = 0 ]; then user_args=(--user=nobody); fi
 audit="$work/audit.jsonl"
-say "acp run ${user_args[*]} --policy=$work/policy.yml -- $work/agent.sh"
+# The web page is on, with its token in the demo's own dir (not /etc/acp): acp run prints its
+# address, and the request can be approved there too.
+printf 'channels:\n  web:\n    enabled: true\n    listen: "127.0.0.1:8444"\n    token_file: "%s"\n' \
+  "$work/web.token" >"$work/config.yml"
+say "acp run ${user_args[*]} --policy=$work/policy.yml --config=$work/config.yml -- $work/agent.sh"
 set +e
-"$ACP" run "${user_args[@]}" --policy="$work/policy.yml" --audit-log="$audit" -- "$work/agent.sh"
+"$ACP" run "${user_args[@]}" --policy="$work/policy.yml" --config="$work/config.yml" \
+  --audit-log="$audit" -- "$work/agent.sh"
 rc=$?
 set -e
 wait "$operator_pid" 2>/dev/null || true

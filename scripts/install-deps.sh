@@ -15,6 +15,8 @@ pkgs=(
   # runtime and tests
   iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
+  nftables python3-yaml docker-compose  # acp export tests: nft -c, the compose file parsed and checked
+  chromium  # the web page's browser test (headless, driven by playwright-core from npm)
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -25,3 +27,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The browser test driver (npm: playwright-core, pinned by tests/browser/package-lock.json).
+"$(dirname "$0")/install-browser-deps.sh"

@@ -26,6 +26,10 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_WERROR=ON >/d
 cmake --build "$BUILD_DIR" -j"$(nproc)"
 stage_done build "$s"
 
+# What an operator already has in /etc/acp stays; anything a test adds there is a leftover.
+ACP_ETC_SNAPSHOT=$(./scripts/check-leftovers.sh --snapshot)
+export ACP_ETC_SNAPSHOT
+
 status=0
 echo "== unit tests (unprivileged)"
 s=$(date +%s)

@@ -295,3 +295,88 @@ TEST(ConsentGate, UnknownIdIsAnErrorAndShutdownDeniesWaiters) {
 }
 
 }  // namespace
+
+namespace observers {
+
+// Records what the gate tells an observer; can answer from on_request (an instant channel).
+struct Recorder : acp::consent::GateObserver {
+  std::vector<std::string> requests;
+  std::vector<std::pair<std::string, ConsentOutcome>> resolved;
+  ConsentGate* answer_with = nullptr;
+  void on_request(const acp::consent::PendingInfo& p) override {
+    requests.push_back(p.id + " " + p.action.host);
+    if (answer_with) {
+      Answer a;
+      a.approve = true;
+      a.by = "recorder";
+      ASSERT_TRUE(answer_with->answer(p.id, a).ok());
+    }
+  }
+  void on_resolved(const acp::consent::PendingInfo& p, const ConsentOutcome& o) override {
+    resolved.emplace_back(p.id, o);
+  }
+};
+
+TEST(ConsentGateObservers, EveryObserverSeesEachNewRequestOnceAndHowItEnded) {
+  Fixture f;
+  Recorder r1, r2;
+  f.gate->add_observer(&r1);
+  f.gate->add_observer(&r2);
+  auto a = f.ask(connect_to("api.example.com"));
+  auto b = f.ask(connect_to("api.example.com"));  // joins: no second on_request
+  ASSERT_EQ(r1.requests.size(), 1u);
+  ASSERT_EQ(r2.requests.size(), 1u);
+  const std::string id = f.only_pending_id();
+  EXPECT_EQ(r1.requests[0], id + " api.example.com");
+  f.approve(Scope::Once);
+  ASSERT_EQ(r1.resolved.size(), 1u);
+  ASSERT_EQ(r2.resolved.size(), 1u);
+  EXPECT_EQ(r1.resolved[0].first, id);
+  EXPECT_TRUE(r1.resolved[0].second.approved);
+  EXPECT_EQ(r1.resolved[0].second.scope, "once");
+  // The first answer wins: a second channel answering the same id is told it is gone.
+  Answer late;
+  late.approve = false;
+  EXPECT_FALSE(f.gate->answer(id, late).ok());
+  ASSERT_TRUE(a->has_value() && b->has_value());
+  EXPECT_TRUE((*b)->approved);
+  f.gate->remove_observer(&r1);
+  f.gate->remove_observer(&r2);
+}
+
+TEST(ConsentGateObservers, TimeoutAndShutdownAreReportedAsTheirOutcome) {
+  Fixture f;
+  Recorder r;
+  f.gate->add_observer(&r);
+  auto a = f.ask(connect_to("slow.example.com"), ask_rule(std::chrono::seconds(0)));
+  for (int i = 0; i < 100 && !a->has_value(); ++i) pump(f.io);
+  ASSERT_TRUE(a->has_value());
+  ASSERT_EQ(r.resolved.size(), 1u);
+  EXPECT_FALSE(r.resolved[0].second.approved);
+  EXPECT_EQ(r.resolved[0].second.decided_by, "timeout");
+  auto b = f.ask(connect_to("other.example.com"));
+  f.gate->shutdown("channel down");
+  pump(f.io);
+  ASSERT_EQ(r.resolved.size(), 2u);
+  EXPECT_EQ(r.resolved[1].second.decided_by, "error");
+  EXPECT_EQ(r.resolved[1].second.reason, "channel down");
+  f.gate->remove_observer(&r);
+}
+
+TEST(ConsentGateObservers, AnObserverMayAnswerAtOnceAndLaterObserversAreNotAskedForIt) {
+  Fixture f;
+  Recorder first, second;
+  first.answer_with = f.gate.get();
+  f.gate->add_observer(&first);
+  f.gate->add_observer(&second);
+  auto a = f.ask(connect_to("api.example.com"));
+  ASSERT_TRUE(a->has_value());
+  EXPECT_TRUE((*a)->approved);
+  EXPECT_TRUE(second.requests.empty());
+  ASSERT_EQ(second.resolved.size(), 1u);  // but it is told how it ended
+  EXPECT_TRUE(f.gate->pending().empty());
+  f.gate->remove_observer(&first);
+  f.gate->remove_observer(&second);
+}
+
+}  // namespace observers

@@ -80,4 +80,35 @@ TEST(RunOptions, DefaultsAreEnforceAutoAndNoPort) {
   EXPECT_TRUE(acp::validate_run_options(p.opts).ok());
 }
 
+TEST(RunOptions, EveryBackendNameIsAcceptedAndIsolationIsAnAlias) {
+  for (const char* b : {"auto", "bpf", "iptables", "preload", "none"}) {
+    auto p = parse({std::string("--backend=") + b, "--", "true"});
+    ASSERT_TRUE(p.parse_ok) << p.error;
+    EXPECT_TRUE(acp::validate_run_options(p.opts).ok()) << b;
+    EXPECT_EQ(acp::requested_backend(p.opts), b);
+  }
+  auto p = parse({"--isolation=preload", "--", "true"});
+  ASSERT_TRUE(p.parse_ok) << p.error;
+  EXPECT_TRUE(acp::validate_run_options(p.opts).ok());
+  EXPECT_EQ(acp::requested_backend(p.opts), "preload");
+}
+
+TEST(RunOptions, ConflictingOrImpossibleBackendChoicesAreRefused) {
+  auto both = parse({"--backend=bpf", "--isolation=preload", "--", "true"});
+  ASSERT_TRUE(both.parse_ok);
+  auto st = acp::validate_run_options(both.opts);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message().find("disagree"), std::string::npos);
+  auto docker = parse({"--backend=docker", "--", "true"});
+  auto dst = acp::validate_run_options(docker.opts);
+  ASSERT_FALSE(dst.ok());
+  EXPECT_NE(dst.error().message().find("acp contain"), std::string::npos);
+  auto audit = parse({"--backend=iptables", "--audit-only", "--", "true"});
+  auto ast = acp::validate_run_options(audit.opts);
+  ASSERT_FALSE(ast.ok());
+  EXPECT_NE(ast.error().message().find("bpf"), std::string::npos);
+  auto bad = parse({"--isolation=sandbox", "--", "true"});
+  ASSERT_FALSE(acp::validate_run_options(bad.opts).ok());
+}
+
 }  // namespace

@@ -427,7 +427,39 @@ const char* kVsockProbe =
     "fd = libc.syscall(425, 4, params)\n"
     "print('io_uring:OPEN' if fd >= 0 else 'io_uring:' + errno.errorcode[ctypes.get_errno()])\n";
 
+// TIOCSTI (0x5412) on /dev/null: the tty layer says ENOTTY, the agent's filter EPERM before
+// it. The same request with high bits set (the kernel truncates it to 32 bits) too.
+const char* kTiocstiProbe =
+    "import ctypes, errno, os\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "fd = os.open('/dev/null', os.O_RDWR)\n"
+    "c = ctypes.c_char(b'x')\n"
+    "for name, req in (('tiocsti', 0x5412), ('tiocsti-high', 0x100005412), "
+    "('tioclinux', 0x541C)):\n"
+    "    r = libc.ioctl(fd, ctypes.c_ulong(req), ctypes.byref(c))\n"
+    "    print(name + ':' + ('OK' if r == 0 else errno.errorcode[ctypes.get_errno()]))\n";
+
 }  // namespace
+
+// An agent on the operator's terminal must not type into it (the shell there is outside the
+// wall). Control: the same probe outside the agent reaches the tty layer (ENOTTY).
+TEST_F(LaunchAgent, TypingIntoTheTerminalIsRefused) {
+  auto r = run(spec({"python3", "-c", kTiocstiProbe}));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("tiocsti:EPERM"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tiocsti-high:EPERM"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tioclinux:EPERM"), std::string::npos) << r.out;
+
+  FILE* f =
+      popen(("python3 -c \"" + std::string("exec('''") + kTiocstiProbe + "''')\"").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string control;
+  char buf[256];
+  while (fgets(buf, sizeof buf, f)) control += buf;
+  pclose(f);
+  EXPECT_NE(control.find("tiocsti:ENOTTY"), std::string::npos) << control;
+  EXPECT_NE(control.find("tioclinux:ENOTTY"), std::string::npos) << control;
+}
 
 // cgroup/sock_create never sees non-inet sockets: the agent's seccomp filter refuses their
 // families (AF_VSOCK needs no privilege at all), and io_uring, which creates sockets without

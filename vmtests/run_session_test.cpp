@@ -123,7 +123,7 @@ TEST_F(RunSession, ExitStatusIsTheAgentsAnd127ForAMissingCommand) {
 }
 
 TEST_F(RunSession, RootAgentIsRefusedWithoutAllowRoot) {
-  auto r = run({ACP_BINARY, "run", "--user=root", "--", "true"});
+  auto r = run({ACP_BINARY, "run", "--user=root", "--config=" + config(), "--", "true"});
   EXPECT_EQ(r.status, 125) << r.out;
   EXPECT_NE(r.out.find("--allow-root"), std::string::npos) << r.out;
 }

@@ -140,12 +140,25 @@ ConsentGate::ConsentGate(asio::io_context& io, GateConfig cfg) : io_(io), cfg_(s
 }
 
 ConsentGate::~ConsentGate() {
-  listeners_.clear();  // they may be gone already; the waiters still get their denial
+  listeners_.clear();
+  observers_.clear();  // they may be gone already; the waiters still get their denial
   shutdown("consent gate shut down");
 }
 
 void ConsentGate::on_pending_change(std::function<void()> cb) {
   listeners_.push_back(std::move(cb));
+}
+
+void ConsentGate::add_observer(GateObserver* o) {
+  observers_.push_back(o);
+}
+
+void ConsentGate::remove_observer(GateObserver* o) {
+  std::erase(observers_, o);
+}
+
+PendingInfo ConsentGate::info(const Pending& p) const {
+  return {p.id, cfg_.session_id, p.action, p.decision.rule_text, p.created, p.expires, p.waiters};
 }
 
 void ConsentGate::notify() {
@@ -277,6 +290,10 @@ void ConsentGate::resolve(const std::shared_ptr<Pending>& p, ConsentOutcome o) {
   pending_.erase(p->id);
   p->timer.cancel();
   notify();
+  // A copy: an observer may add or remove observers while being told.
+  auto observers = observers_;
+  const PendingInfo pi = info(*p);
+  for (auto* o : observers) o->on_resolved(pi, *p->outcome);
 }
 
 void ConsentGate::release_covered() {
@@ -290,7 +307,8 @@ void ConsentGate::release_covered() {
                   "human",
                   std::string("covered by a new ") + to_string(by) + " approval",
                   "",
-                  {}});
+                  {},
+                  ""});
   }
 }
 
@@ -302,7 +320,7 @@ Status ConsentGate::answer(const std::string& id, const Answer& a) {
   if (!a.approve) {
     std::string reason = "denied by operator";
     if (!a.reason.empty()) reason += ": " + a.reason;
-    resolve(p, {false, "", "human", reason, "", {}});
+    resolve(p, {false, "", "human", reason, "", {}, by});
     return {};
   }
   if (a.scope == Scope::Always) {
@@ -314,7 +332,7 @@ Status ConsentGate::answer(const std::string& id, const Answer& a) {
   std::string reason = std::string("approved ") + to_string(a.scope) + " by " + by;
   if (a.scope == Scope::Duration)
     reason += " for " + human_duration(a.duration.count() > 0 ? a.duration : cfg_.default_duration);
-  resolve(p, {true, to_string(a.scope), "human", reason, "", {}});
+  resolve(p, {true, to_string(a.scope), "human", reason, "", {}, by});
   if (a.scope != Scope::Once) release_covered();
   return {};
 }
@@ -324,14 +342,12 @@ void ConsentGate::shutdown(const std::string& reason) {
   shutdown_reason_ = reason;
   std::vector<std::shared_ptr<Pending>> all;
   for (auto& [id, p] : pending_) all.push_back(p);
-  for (auto& p : all) resolve(p, {false, "", "error", reason, "", {}});
+  for (auto& p : all) resolve(p, {false, "", "error", reason, "", {}, ""});
 }
 
 std::vector<PendingInfo> ConsentGate::pending() const {
   std::vector<PendingInfo> out;
-  for (const auto& [id, p] : pending_)
-    out.push_back({p->id, cfg_.session_id, p->action, p->decision.rule_text, p->created, p->expires,
-                   p->waiters});
+  for (const auto& [id, p] : pending_) out.push_back(info(*p));
   return out;
 }
 
@@ -340,13 +356,14 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
   Action action = action_ref;
   PolicyDecision decision = decision_ref;
   auto start = steady_clock::now();
-  if (shut_down_) co_return ConsentOutcome{false, "", "error", shutdown_reason_, "", {}};
+  if (shut_down_) co_return ConsentOutcome{false, "", "error", shutdown_reason_, "", {}, ""};
   Scope by;
   if (covered(action, by))
     co_return ConsentOutcome{
         true,    std::string("grant:") + to_string(by),
         "human", std::string("covered by an earlier ") + to_string(by) + " approval",
-        "",      {}};
+        "",      {},
+        ""};
 
   std::shared_ptr<Pending> p;
   for (auto& [id, q] : pending_) {
@@ -367,6 +384,12 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
     pending_[p->id] = p;
     ++p->waiters;
     notify();
+    auto observers = observers_;
+    const PendingInfo pi = info(*p);
+    for (auto* o : observers) {
+      if (p->outcome) break;  // an observer already answered it
+      o->on_request(pi);
+    }
   } else {
     ++p->waiters;
   }
@@ -387,7 +410,8 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
                   "timeout",
                   "timed out after " + std::to_string(secs.count()) + " s: no human answered",
                   "",
-                  {}});
+                  {},
+                  ""});
     }
     // A spurious cancel without an outcome: wait again.
   }

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -81,7 +82,7 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
     try {
       o = co_await gate_.ask(action, d);
     } catch (const std::exception& e) {
-      o = {false, "", "error", std::string("consent gate error: ") + e.what(), "", {}};
+      o = {false, "", "error", std::string("consent gate error: ") + e.what(), "", {}, ""};
     }
     j.allowed = o.approved;
     j.reason = o.reason;
@@ -114,7 +115,12 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
   if (!st) {
     // Fail closed: a request whose decision cannot be recorded does not leave.
     j.allowed = false;
-    j.reason = "audit log write failed: " + st.error().message();
+    const int e = st.error().err;
+    const bool full = e == ENOSPC || e == EDQUOT || e == EFBIG;
+    j.reason = std::string("audit log write failed: ") + (full ? "the audit log is full: " : "") +
+               st.error().message();
+    // The operator must learn why everything is being denied, not only the agent.
+    std::fprintf(stderr, "acp: %s (request denied)\n", j.reason.c_str());
   }
   co_return j;
 }

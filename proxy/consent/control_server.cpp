@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -144,6 +145,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     Conn(asio::io_context& io) : sock(io), timer(io) {}
     stream::socket sock;
     asio::steady_timer timer;
+    uint64_t serial = 0;  // accept order: the oldest is evicted when the table is full
     void arm() {
       timer.expires_after(kIdleTimeout);
       timer.async_wait([this](boost::system::error_code ec) {
@@ -160,6 +162,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   stream::acceptor acceptor;
   std::string path;
   bool stopped = false;
+  uint64_t next_serial = 0;
   std::set<std::shared_ptr<Conn>> conns;
 
   asio::awaitable<void> accept_loop() {
@@ -196,12 +199,6 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
         s->conns.erase(c);
       }
     } closer{self, c};
-    if (static_cast<int>(conns.size()) >= kMaxConnections) {
-      co_await reply(c, fail("failed", "too many control connections"));
-      co_return;
-    }
-    conns.insert(c);
-
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(c->sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -217,6 +214,20 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
                                  std::to_string(cred.uid) + ")"));
       co_return;
     }
+    // A full table drops its oldest connection rather than refusing the new one: clients that
+    // connect and never finish a line (stalled, or hung) must not lock the human out of
+    // pending/approve/deny until their idle timeout.
+    if (static_cast<int>(conns.size()) >= kMaxConnections) {
+      auto oldest = std::min_element(conns.begin(), conns.end(), [](const auto& a, const auto& b) {
+        return a->serial < b->serial;
+      });
+      boost::system::error_code ig;
+      (*oldest)->timer.cancel();
+      (*oldest)->sock.close(ig);
+      conns.erase(oldest);
+    }
+    c->serial = next_serial++;
+    conns.insert(c);
     std::string peer =
         "control uid=" + std::to_string(cred.uid) + " pid=" + std::to_string(cred.pid);
     std::string buf;

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "acp/backend/iptables_wall.hpp"
 #include "acp/cli/commands.hpp"
 #include "acp/kernel/probe.hpp"
 
@@ -24,6 +25,11 @@ int run_doctor(bool json) {
     }
   }
 
+  // The fallback backend, checked the same way acp run checks it (informational: the exit
+  // status stays the bpf backend's).
+  std::string ipt_why;
+  const bool ipt = backend::iptables_backend_supported(&ipt_why);
+
   if (json) {
     nlohmann::json j;
     j["features"] = nlohmann::json::array();
@@ -35,6 +41,8 @@ int run_doctor(bool json) {
     }
     j["bpf_backend"] = {{"available", usable}};
     if (!usable) j["bpf_backend"]["why"] = why;
+    j["iptables_backend"] = {{"available", ipt}};
+    if (!ipt) j["iptables_backend"]["why"] = ipt_why;
     std::printf("%s\n", j.dump(2).c_str());
     return usable ? 0 : 1;
   }
@@ -52,6 +60,14 @@ int run_doctor(bool json) {
   } else {
     std::printf("bpf backend: unavailable (%s)\n", why.c_str());
   }
+  if (ipt)
+    std::printf("iptables backend: available (xt_cgroup rule installed and removed)\n");
+  else
+    std::printf("iptables backend: unavailable (%s)\n", ipt_why.c_str());
+  std::printf("acp run --backend=auto would use: %s\n",
+              usable ? "bpf"
+              : ipt  ? "iptables"
+                     : "nothing (refuses; see --backend=preload|none)");
   return usable ? 0 : 1;
 }
 

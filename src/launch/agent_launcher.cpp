@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -50,6 +51,7 @@ enum Stage : int {
   kStageCaps,
   kStageMounts,
   kStageSeccomp,
+  kStageTaskLimit,
   kStageExec,
 };
 
@@ -80,6 +82,7 @@ struct ChildPlan {
   size_t n_hidden;
   const sock_fprog* socket_filter;  // nullptr: none
   bool contain_root;
+  uint64_t rlimit_nproc;  // 0: leave RLIMIT_NPROC as it is
 };
 
 // CAP_SETPCAP last: dropping it from the bounding set needs it.
@@ -166,6 +169,14 @@ constexpr int kAgentDroppedCaps[] = {CAP_NET_RAW,      CAP_NET_ADMIN,       CAP_
     if (p.stdio[i] >= 0 && p.stdio[i] != i && ::dup2(p.stdio[i], i) < 0)
       child_fail(p, kStageStdio, errno);
   }
+  if (p.rlimit_nproc) {
+    // Soft = hard: the agent cannot raise it back (no CAP_SYS_RESOURCE once it is not root).
+    struct rlimit rl {
+      p.rlimit_nproc, p.rlimit_nproc
+    };
+    if (::syscall(SYS_prlimit64, 0, RLIMIT_NPROC, &rl, nullptr) != 0)
+      child_fail(p, kStageTaskLimit, errno);
+  }
   if (p.set_groups && ::syscall(SYS_setgroups, p.ngroups, p.groups) != 0)
     child_fail(p, kStageGroups, errno);
   if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) child_fail(p, kStageGid, errno);
@@ -217,6 +228,8 @@ const char* stage_name(int stage) {
       return "drop capabilities from the bounding set";
     case kStageSeccomp:
       return "install the socket-family seccomp filter";
+    case kStageTaskLimit:
+      return "setrlimit(RLIMIT_NPROC)";
     case kStageMounts:
       return "make ACP's state read-only in the agent's mount namespace";
     default:
@@ -308,7 +321,7 @@ LaunchResult<std::string> resolve_command(const std::string& name, const std::st
 SpawnResult spawn_agent(const AgentSpec& spec) {
   if (spec.argv.empty())
     return launch_error("start the agent: no command given", EINVAL, kExitLaunchFailed);
-  if (spec.cgroup_fd < 0)
+  if (spec.cgroup_fd < 0 && !spec.without_cgroup)
     return launch_error("start the agent: no cgroup to place it in", EINVAL, kExitLaunchFailed);
   const std::string where = spec.cgroup_path.empty() ? "the session cgroup" : spec.cgroup_path;
 
@@ -357,13 +370,14 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
                          const_cast<sock_filter*>(filter.data())};
   plan.socket_filter = spec.socket_filter ? &filter_prog : nullptr;
   plan.contain_root = spec.contain_root;
+  plan.rlimit_nproc = spec.rlimit_nproc;
 
   Agent agent;
   UniqueFd procs_fd;
   {
     BlockAllSignals blocked;
     pid_t pid = -1;
-    if (!spec.force_fork_fallback) {
+    if (!spec.force_fork_fallback && spec.cgroup_fd >= 0) {
       int pidfd = -1;
       pid = clone3_into_cgroup(spec.cgroup_fd, &pidfd);
       if (pid == 0) child_main(plan);
@@ -378,10 +392,12 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
     if (pid < 0) {
       // No CLONE_INTO_CGROUP: the child joins through cgroup.procs, opened here so that the
       // child only has to write.
-      procs_fd.reset(::openat(spec.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
-      if (!procs_fd)
-        return launch_error("open " + where + "/cgroup.procs", errno, kExitLaunchFailed);
-      plan.procs_fd = procs_fd.get();
+      if (spec.cgroup_fd >= 0) {
+        procs_fd.reset(::openat(spec.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+        if (!procs_fd)
+          return launch_error("open " + where + "/cgroup.procs", errno, kExitLaunchFailed);
+        plan.procs_fd = procs_fd.get();
+      }
       pid = ::fork();
       if (pid == 0) child_main(plan);
       if (pid < 0) return launch_error("start the agent (fork)", errno, kExitLaunchFailed);

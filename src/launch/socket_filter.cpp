@@ -2,6 +2,7 @@
 
 #include <linux/audit.h>
 #include <linux/seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -46,6 +47,15 @@ std::vector<sock_filter> agent_socket_filter() {
   f.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
 #endif
   f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 0, 1));
+  f.push_back(stmt(BPF_RET | BPF_K, ret_eperm));
+  // ioctl(fd, TIOCSTI or TIOCLINUX, ...): typing into the operator's terminal. The kernel
+  // takes the request as an unsigned int, so only the low 32 bits of args[1] are compared
+  // (high bits set by the caller cannot sidestep the check).
+  f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 5));
+  f.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1])));
+  f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 2, 0));
+  f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 1, 0));
+  f.push_back(stmt(BPF_RET | BPF_K, ret_allow));
   f.push_back(stmt(BPF_RET | BPF_K, ret_eperm));
   f.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 1, 0));
   f.push_back(stmt(BPF_RET | BPF_K, ret_allow));

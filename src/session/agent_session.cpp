@@ -1,19 +1,25 @@
 #include "acp/session/agent_session.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "acp/backend/backend.hpp"
+#include "acp/backend/iptables_wall.hpp"
+#include "acp/backend/preload.hpp"
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/cgroup/mounts.hpp"
 #include "acp/kernel/bpffs.hpp"
@@ -25,10 +31,13 @@
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
 #include "acp/launch/target_user.hpp"
+#include "acp/launch/task_limit.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
+#include "acp/session/session_status.hpp"
+#include "acp/session/test_pause.hpp"
 
 namespace acp {
 namespace {
@@ -59,8 +68,9 @@ sigset_t session_signals() {
 // processes cannot be killed the wall stays up (pins kept, `acp gc --kill` later).
 class SessionGuard {
  public:
-  SessionGuard(std::string id, std::string cgroup_path)
-      : id_(std::move(id)), cgroup_path_(std::move(cgroup_path)) {}
+  // `root`: false for a session without root (preload, none), which made nothing to remove.
+  SessionGuard(std::string id, std::string cgroup_path, bool root)
+      : id_(std::move(id)), cgroup_path_(std::move(cgroup_path)), armed_(root) {}
   SessionGuard(const SessionGuard&) = delete;
   SessionGuard& operator=(const SessionGuard&) = delete;
   ~SessionGuard() {
@@ -72,6 +82,7 @@ class SessionGuard {
                    st.error().message().c_str(), id_.c_str());
   }
   Status teardown() {
+    if (!armed_) return {};
     armed_ = false;
     return teardown_session(id_, cgroup_path_);
   }
@@ -79,7 +90,7 @@ class SessionGuard {
  private:
   std::string id_;
   std::string cgroup_path_;
-  bool armed_ = true;
+  bool armed_;
 };
 
 class EventPump {
@@ -128,6 +139,21 @@ class EventPump {
   SessionProxy* proxy_;
 };
 
+// Where a session without root keeps its control socket, grants and (by default) audit log:
+// $XDG_RUNTIME_DIR/acp, else /tmp/acp-<uid>; 0700, owned by the user.
+Result<std::string> user_state_dir() {
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  std::string dir =
+      (xdg && *xdg) ? std::string(xdg) + "/acp" : "/tmp/acp-" + std::to_string(getuid());
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + dir);
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return errno_error("stat " + dir);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077) != 0)
+    return make_error(dir + " must be a directory of uid " + std::to_string(getuid()) +
+                      " with mode 0700: remove it or fix its owner and mode");
+  return dir;
+}
+
 }  // namespace
 
 int run_agent_session(const RunOptions& o) {
@@ -141,32 +167,62 @@ int run_agent_session(const RunOptions& o) {
     extra_allow.push_back(*ep);
   }
 
-  if (geteuid() != 0)
-    return fail(
-        "the bpf backend needs root to load programs and create cgroups: run it as "
-        "`sudo acp run -- CMD`");
-  std::string why;
-  if (!bpf_backend_supported(&why))
-    return fail("cgroup BPF is not usable on this machine: " + why +
-                " (run `acp doctor` for details)");
+  // Which wall: the same probe as `acp doctor` decides what works here (backend.hpp).
+  auto sel = backend::select_backend(requested_backend(o), backend::system_probe());
+  if (!sel) return fail(sel.error().message());
+  const backend::Kind kind = sel->kind;
+  const std::string backend_name(backend::kind_name(kind));
+  if (!sel->note.empty()) std::fprintf(stderr, "acp: %s\n", sel->note.c_str());
+  if (!sel->warning.empty()) std::fprintf(stderr, "%s\n", sel->warning.c_str());
+  if (o.audit_only && kind != backend::Kind::kBpf)
+    return fail("--audit-only needs the bpf backend, and this session would use " + backend_name);
+  const bool root = geteuid() == 0;
+  // bpf and iptables hang their wall on the cgroup; preload and none use one when root can
+  // make it, so that nothing the agent leaves behind outlives the session.
+  const bool use_cgroup = root;
+
+  std::string preload_lib;
+  if (kind == backend::Kind::kPreload) {
+    auto lib = backend::find_preload_library(
+        backend::current_exe_dir(), env_lookup(current_environment(), backend::kPreloadLibEnv));
+    if (!lib) return fail(lib.error().message());
+    preload_lib = *lib;
+  }
 
   auto user = resolve_target_user(o.user, env_to_map(current_environment()), o.allow_root);
   if (!user) return fail(user.error().message());
 
-  // Sessions whose acp died and whose cgroup emptied since are removed before a new one starts.
-  (void)collect_orphaned_sessions(/*kill_orphans=*/false);
+  std::string state_dir;  // non-root: control socket, grants, audit log
+  if (!root) {
+    auto d = user_state_dir();
+    if (!d) return fail(d.error().message());
+    state_dir = *d;
+  }
 
-  auto cg_root = cgroup2_mount_point();
-  if (!cg_root) return fail(cg_root.error().message());
-  if (auto st = ensure_bpffs(); !st) return fail(st.error().message());
+  // Sessions whose acp died and whose cgroup emptied since are removed before a new one starts.
+  if (root) (void)collect_orphaned_sessions(/*kill_orphans=*/false);
+
+  std::string cg_root_path;
+  if (use_cgroup) {
+    auto cg_root = cgroup2_mount_point();
+    if (!cg_root) return fail(cg_root.error().message());
+    cg_root_path = *cg_root;
+  }
+  if (kind == backend::Kind::kBpf)
+    if (auto st = ensure_bpffs(); !st) return fail(st.error().message());
 
   const std::string id = new_session_id();
-  const std::string cg_path = session_cgroup_path(*cg_root, id);
-  auto pin_dir = session_pin_dir(id);
-  if (!pin_dir) return fail(pin_dir.error().message());
+  const std::string cg_path = use_cgroup ? session_cgroup_path(cg_root_path, id) : std::string();
+  std::string pin_dir;
+  if (kind == backend::Kind::kBpf) {
+    auto dir = session_pin_dir(id);
+    if (!dir) return fail(dir.error().message());
+    pin_dir = *dir;
+  }
 
   // The record comes first: it names this acp process as the session's owner, so a
   // concurrent `acp run` or `acp gc` never mistakes the half-built session for an orphan.
+  // Without root there is no record (/run/acp is root's): such a session is not in acp status.
   SessionRecord rec;
   rec.id = id;
   rec.acp_pid = getpid();
@@ -174,35 +230,46 @@ int run_agent_session(const RunOptions& o) {
   rec.uid = user->uid;
   rec.user = user->name;
   rec.command = o.command;
-  rec.backend = "bpf";
+  rec.backend = backend_name;
   rec.mode = o.audit_only ? "audit" : "enforce";
   rec.cgroup = cg_path;
-  rec.pin_dir = *pin_dir;
+  rec.pin_dir = pin_dir;
   rec.policy = o.policy.value_or("<built-in>");
   rec.started_at = static_cast<int64_t>(std::time(nullptr));
-  if (auto st = write_session_record(kSessionRecordDir, rec); !st)
-    return fail(st.error().message());
-  auto cgroup = Cgroup::create(cg_path);
-  if (!cgroup) {
-    (void)remove_session_record(kSessionRecordDir, id);
-    return fail(cgroup.error().message());
+  if (root)
+    if (auto st = write_session_record(kSessionRecordDir, rec); !st)
+      return fail(st.error().message());
+  std::optional<Cgroup> cgroup;
+  if (use_cgroup) {
+    auto made = Cgroup::create(cg_path);
+    if (!made) {
+      (void)remove_session_record(kSessionRecordDir, id);
+      return fail(made.error().message());
+    }
+    cgroup.emplace(std::move(*made));
+    cgroup->release();
   }
   // From here every exit path takes the session down (SessionGuard), processes first.
-  SessionGuard guard(id, cg_path);
-  cgroup->release();
+  SessionGuard guard(id, cg_path, root);
+  test_pause_point("cgroup");
 
   // Signals are blocked before any thread exists so none is delivered elsewhere.
   sigset_t sigs = session_signals();
   sigprocmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  const uint32_t mode = o.audit_only ? ACP_MODE_AUDIT : ACP_MODE_ENFORCE;
-  auto progs = SockPrograms::load(SockConfig{mode, session_id_number(id)});
-  if (!progs) return fail(progs.error().message());
-  // Attached and pinned before the agent exists: from its first instruction the wall holds,
-  // and it keeps holding if acp is killed (the pins own the links).
-  if (auto st = progs->attach(cgroup->fd()); !st) return fail(st.error().message());
-  if (auto st = progs->pin(*pin_dir); !st) return fail(st.error().message());
+  std::optional<SockPrograms> progs;
+  if (kind == backend::Kind::kBpf) {
+    const uint32_t mode = o.audit_only ? ACP_MODE_AUDIT : ACP_MODE_ENFORCE;
+    auto loaded = SockPrograms::load(SockConfig{mode, session_id_number(id)});
+    if (!loaded) return fail(loaded.error().message());
+    progs.emplace(std::move(*loaded));
+    // Attached and pinned before the agent exists: from its first instruction the wall holds,
+    // and it keeps holding if acp is killed (the pins own the links).
+    if (auto st = progs->attach(cgroup->fd()); !st) return fail(st.error().message());
+    if (auto st = progs->pin(pin_dir); !st) return fail(st.error().message());
+  }
+  test_pause_point("attached");
 
   asio::io_context io(1);
   SessionProxyConfig pcfg;
@@ -211,37 +278,80 @@ int run_agent_session(const RunOptions& o) {
   pcfg.port_is_explicit = o.proxy_port.has_value();
   pcfg.policy_path = o.policy;
   pcfg.audit_path = o.audit_log;
+  pcfg.config_path = o.config;
+  // For the web page: the pins' counters and denied connects, without the control socket (this
+  // loop serves it).
+  pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
+  for (const auto& arg : o.command)
+    pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
+  if (!root) {
+    pcfg.control_path = state_dir + "/control.sock";
+    pcfg.grants_path = state_dir + "/grants.json";
+    if (pcfg.audit_path.empty()) pcfg.audit_path = state_dir + "/audit.jsonl";
+  }
   auto proxy = SessionProxy::start(io, pcfg);
   if (!proxy) return fail(proxy.error().message());
+  for (const auto& line : (*proxy)->channel_descriptions())
+    std::fprintf(stderr, "acp run: consent channel %s\n", line.c_str());
 
   std::vector<Endpoint> allow = (*proxy)->endpoints();
   allow.insert(allow.end(), extra_allow.begin(), extra_allow.end());
-  for (const auto& ep : allow)
-    if (auto st = progs->allow(ep); !st) return fail(st.error().message());
+  if (progs)
+    for (const auto& ep : allow)
+      if (auto st = progs->allow(ep); !st) return fail(st.error().message());
+  if (kind == backend::Kind::kIptables) {
+    // Both families' chains, in place before the agent exists; like pins, they outlive a
+    // crashed acp (fail-closed) until `acp gc` removes them.
+    auto rel = backend::cgroup_match_path(cg_path, cg_root_path);
+    if (!rel) return fail(rel.error().message());
+    backend::ChainSpec chains{backend::session_chain_name(id), *rel, allow};
+    if (auto st = backend::install_iptables_wall(chains); !st) return fail(st.error().message());
+  }
 
-  EventPump events(io, progs->events_fd(), o.json_events, proxy->get());
-  if (auto st = events.start(); !st) return fail(st.error().message());
+  std::optional<EventPump> events;
+  if (progs) {
+    events.emplace(io, progs->events_fd(), o.json_events, proxy->get());
+    if (auto st = events->start(); !st) return fail(st.error().message());
+  }
 
   AgentEnvSettings env_settings;
   env_settings.proxy_url = (*proxy)->proxy_url();
   env_settings.session_id = id;
   env_settings.user = &*user;
+  if (kind == backend::Kind::kPreload)
+    env_settings.extra =
+        backend::preload_env(preload_lib, allow, env_lookup(current_environment(), "LD_PRELOAD"));
   AgentSpec spec;
   spec.argv = o.command;
   spec.env = build_agent_env(current_environment(), env_settings);
   spec.uid = user->uid;
   spec.gid = user->gid;
   spec.groups = user->groups;
-  spec.cgroup_fd = cgroup->fd();
+  spec.cgroup_fd = cgroup ? cgroup->fd() : -1;
+  spec.without_cgroup = !cgroup;
   spec.cgroup_path = cg_path;
+  // A fork bomb in the agent stays bounded (launch/task_limit.hpp says how).
+  auto tasks = apply_task_limit(cg_root_path, cg_path, user->uid, o.max_tasks);
+  if (!tasks) return fail("limit the agent's tasks: " + tasks.error().message());
+  if (tasks->kind == TaskLimit::Kind::kRlimitNproc) spec.rlimit_nproc = tasks->value;
+  rec.task_limit = tasks->description;
   // Only applied to a root agent (--allow-root): see AgentSpec.
-  spec.readonly_paths = {*cg_root, kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
+  spec.readonly_paths = {kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
+  if (!cg_root_path.empty()) spec.readonly_paths.insert(spec.readonly_paths.begin(), cg_root_path);
   spec.hidden_paths = {"/run/acp"};
 
   rec.proxy.clear();
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
   rec.control = (*proxy)->control_path();
   rec.audit_log = (*proxy)->audit_path();
+  for (auto line : (*proxy)->channel_descriptions()) {
+    // The record is world-readable: the web page's token stays in its root-only file.
+    if (auto t = line.find("token="); t != std::string::npos) {
+      auto end = line.find_first_of(" &#)", t);
+      line.replace(t + 6, end == std::string::npos ? std::string::npos : end - t - 6, "…");
+    }
+    rec.channels.push_back(line);
+  }
 
   auto agent = spawn_agent(spec);
   if (!agent) {
@@ -249,11 +359,21 @@ int run_agent_session(const RunOptions& o) {
     return agent.error().exit_code;
   }
   rec.agent_pid = agent->pid;
-  if (auto st = write_session_record(kSessionRecordDir, rec); !st)
-    std::fprintf(stderr, "acp run: warning: %s (acp status shows this session without its agent)\n",
-                 st.error().message().c_str());
-  std::fprintf(stderr, "acp: session %s: agent pid %d as %s, proxy %s, %s mode (bpf)\n", id.c_str(),
-               agent->pid, user->name.c_str(), (*proxy)->proxy_url().c_str(), rec.mode.c_str());
+  // Thousands of tunnels take two fds each: acp raises its own soft RLIMIT_NOFILE to the hard
+  // one, after the agent started with the limits it was given.
+  if (rlimit nofile{};
+      ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  if (root)
+    if (auto st = write_session_record(kSessionRecordDir, rec); !st)
+      std::fprintf(stderr,
+                   "acp run: warning: %s (acp status shows this session without its agent)\n",
+                   st.error().message().c_str());
+  std::fprintf(stderr, "acp: session %s: agent pid %d as %s, proxy %s, %s mode (%s)\n", id.c_str(),
+               agent->pid, user->name.c_str(), (*proxy)->proxy_url().c_str(), rec.mode.c_str(),
+               backend_name.c_str());
 
   // The event loop: agent exit (pidfd), signals (signalfd), the proxy and kernel events.
   int exit_code = kExitAcpFailed;
@@ -284,10 +404,13 @@ int run_agent_session(const RunOptions& o) {
   };
   arm_signals();
 
+  test_pause_point("agent");
   io.run();
 
-  events.drain();
-  events.stop();
+  if (events) {
+    events->drain();
+    events->stop();
+  }
   (*proxy)->stop();
   if (auto st = guard.teardown(); !st) {
     std::fprintf(stderr,

@@ -4,8 +4,12 @@ namespace acp {
 
 void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--backend", o.backend,
-                  "How the wall is built: auto (strongest available) or bpf")
+                  "How the wall is built: auto (the strongest that works here: bpf, then "
+                  "iptables), bpf, iptables, preload (no root; weak) or none (proxy-only; "
+                  "the agent can bypass the proxy). See docs/backends.md")
       ->default_str("auto");
+  sub->add_option("--isolation", o.isolation,
+                  "Same as --backend (e.g. --isolation=preload, as the origin docs spell it)");
   sub->add_option("--proxy-port", o.proxy_port,
                   "Port of the session's consent proxy on 127.0.0.1 and [::1] (default 8443; "
                   "the next free port when 8443 is taken)")
@@ -21,20 +25,51 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                 "drops its network, BPF and admin capabilities and hides its own state)");
   sub->add_flag("--audit-only", o.audit_only,
                 "Report what would be blocked without blocking it (for rolling out a policy)");
-  sub->add_option("--policy", o.policy, "Policy file (YAML); default: the built-in policy");
+  sub->add_option("--policy", o.policy,
+                  "Policy file (YAML); default: the config's `policy`, else the built-in policy");
+  sub->add_option("--config", o.config,
+                  "ACP config (consent channels); default: /etc/acp/config.yml, see `acp init`");
   sub->add_option("--audit-log", o.audit_log,
                   "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
+  sub->add_option("--max-tasks", o.max_tasks,
+                  "At most N tasks (processes and threads) for the agent: pids.max of its "
+                  "cgroup where cgroup v2 has the pids controller, else RLIMIT_NPROC (default "
+                  "4096)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 22));
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();
   sub->positionals_at_end();
 }
 
+std::string requested_backend(const RunOptions& o) {
+  if (o.backend == "auto" && o.isolation) return *o.isolation;
+  return o.backend;
+}
+
 Status validate_run_options(const RunOptions& o) {
-  if (o.backend != "auto" && o.backend != "bpf") {
-    return make_error("--backend=" + o.backend +
-                      ": unknown or unavailable backend; this build supports auto and bpf");
+  static const char* const kKnown[] = {"auto", "bpf", "iptables", "preload", "none"};
+  for (const auto* value : {&o.backend, o.isolation ? &*o.isolation : nullptr}) {
+    if (!value) continue;
+    bool known = false;
+    for (const char* k : kKnown) known = known || *value == k;
+    const char* flag = value == &o.backend ? "--backend=" : "--isolation=";
+    if (*value == "docker")
+      return make_error(std::string(flag) +
+                        "docker: acp run does not build Docker walls in this build; use `acp "
+                        "contain -- CMD` where available, or --backend=auto");
+    if (!known)
+      return make_error(std::string(flag) + *value +
+                        ": unknown backend; choose auto, bpf, iptables, preload or none");
   }
+  if (o.isolation && o.backend != "auto" && *o.isolation != o.backend)
+    return make_error("--backend=" + o.backend + " and --isolation=" + *o.isolation +
+                      " disagree: give one of them");
+  if (o.audit_only && requested_backend(o) != "auto" && requested_backend(o) != "bpf")
+    return make_error(
+        "--audit-only needs the bpf backend (its programs report without "
+        "blocking); --backend=" +
+        requested_backend(o) + " cannot do that");
   if (o.command.empty() || o.command.front().empty())
     return make_error("no agent command: usage: acp run [OPTIONS] -- CMD [ARGS...]");
   return {};

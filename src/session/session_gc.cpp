@@ -6,6 +6,8 @@
 #include <chrono>
 #include <set>
 
+#include "acp/backend/command.hpp"
+#include "acp/backend/iptables_wall.hpp"
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/cgroup/mounts.hpp"
 #include "acp/kernel/pinned_session.hpp"
@@ -38,6 +40,11 @@ std::set<std::string> list_ids(const std::string& dir, std::string_view suffix) 
 std::vector<std::string> known_session_ids() {
   auto ids = list_ids(kBpfPinRoot, "");
   for (auto& id : list_ids(kSessionRecordDir, ".json")) ids.insert(id);
+  // iptables sessions have no pins: their chains name them (ACP-<id>).
+  if (::geteuid() == 0 && backend::find_tool("iptables"))
+    if (auto chains = backend::list_iptables_chains(backend::kSessionChainPrefix))
+      for (const auto& c : *chains)
+        if (auto id = backend::session_id_of_chain(c)) ids.insert(*id);
   return {ids.begin(), ids.end()};
 }
 
@@ -63,6 +70,11 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
     }
   }
   if (auto st = kernel::detach_and_unpin(std::string(kBpfPinRoot) + "/" + id); !st) return st;
+  // The iptables wall, when the session had one (its record says so; without a record, its
+  // chains may still be there).
+  auto rec = read_session_record(kSessionRecordDir, id);
+  if ((!rec || rec->backend == "iptables") && backend::find_tool("iptables"))
+    if (auto st = backend::remove_iptables_wall(backend::session_chain_name(id)); !st) return st;
   // The last session out leaves no empty acp/ cgroup behind (fails harmlessly while another
   // session still has its own in there; Cgroup::create copes with the race).
   if (!cgroup_path.empty()) ::rmdir(cgroup_path.substr(0, cgroup_path.rfind('/')).c_str());

@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "acp/kernel/event_reader.hpp"
+#include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/audit_log.hpp"
+#include "acp/proxy/channels.hpp"
 #include "acp/proxy/consent_gate.hpp"
 #include "acp/proxy/consent_judge.hpp"
 #include "acp/proxy/control.hpp"
@@ -42,7 +44,11 @@ class SessionProxyImpl final : public SessionProxy {
                                   .grants_path = or_default(cfg.grants_path, kDefaultGrantsPath)}) {
   }
 
-  Status start() {
+  ~SessionProxyImpl() override {
+    for (auto& ch : channels_) gate_.remove_observer(ch.get());
+  }
+
+  Status start(const config::Config& config) {
     auto audit = audit::AuditLog::open(or_default(cfg_.audit_path, kDefaultAuditPath));
     if (!audit) return audit.error();
     audit_ = std::move(*audit);
@@ -56,6 +62,30 @@ class SessionProxyImpl final : public SessionProxy {
         [this](const Action& a) { return policy_.current()->decide(a); }, gate_, *audit_,
         cfg_.session_id);
 
+    if (auto st = start_server(); !st) return st;
+    return start_channels(config);
+  }
+
+  // Every enabled channel must start: a session whose human cannot be asked does not run.
+  Status start_channels(const config::Config& config) {
+    consent::ChannelContext ctx{.session_id = cfg_.session_id,
+                                .agent_command = cfg_.agent_command,
+                                .audit_path = audit_path(),
+                                .proxy_url = proxy_url(),
+                                .session_status = cfg_.session_status};
+    auto channels = consent::make_channels(io_, gate_, config, ctx);
+    if (!channels) return channels.error();
+    for (auto& ch : *channels) {
+      if (auto st = ch->start(); !st)
+        return make_error("consent channel " + ch->name() + " (" + config.source +
+                          "): " + st.error().message());
+      gate_.add_observer(ch.get());
+      channels_.push_back(std::move(ch));
+    }
+    return {};
+  }
+
+  Status start_server() {
     const uint16_t last = cfg_.port_is_explicit ? cfg_.port : kFallbackPortLast;
     Error last_error;
     for (uint32_t port = cfg_.port; port <= last; ++port) {
@@ -104,6 +134,12 @@ class SessionProxyImpl final : public SessionProxy {
   std::string control_path() const override { return control_->path(); }
   std::string audit_path() const override { return or_default(cfg_.audit_path, kDefaultAuditPath); }
 
+  std::vector<std::string> channel_descriptions() const override {
+    std::vector<std::string> out;
+    for (const auto& ch : channels_) out.push_back(ch->describe());
+    return out;
+  }
+
   void reload_policy() override {
     auto st = policy_.reload();
     if (st) {
@@ -132,6 +168,10 @@ class SessionProxyImpl final : public SessionProxy {
   }
 
   void stop() override {
+    for (auto& ch : channels_) {
+      gate_.remove_observer(ch.get());
+      ch->stop();
+    }
     if (server_) server_->stop();
     control_.reset();
     gate_.shutdown("the session ended");
@@ -159,17 +199,24 @@ class SessionProxyImpl final : public SessionProxy {
   std::unique_ptr<consent::ControlServer> control_;
   std::unique_ptr<consent::ConsentJudge> judge_;
   std::unique_ptr<proxy::ProxyServer> server_;
+  std::vector<std::unique_ptr<consent::Channel>> channels_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<SessionProxy>> SessionProxy::start(asio::io_context& io,
                                                           const SessionProxyConfig& cfg) {
-  auto initial = cfg.policy_path ? policy::Policy::load_file(*cfg.policy_path)
-                                 : Result<policy::Policy>(policy::Policy::builtin_default());
+  auto config =
+      config::load_config(cfg.config_path.empty() ? config::kDefaultConfigPath : cfg.config_path);
+  if (!config) return config.error();
+  SessionProxyConfig c = cfg;
+  // --policy wins; else the config's policy; else the built-in one.
+  if (!c.policy_path && !config->policy.empty()) c.policy_path = config->policy;
+  auto initial = c.policy_path ? policy::Policy::load_file(*c.policy_path)
+                               : Result<policy::Policy>(policy::Policy::builtin_default());
   if (!initial) return initial.error();
-  auto proxy = std::make_unique<SessionProxyImpl>(io, cfg, std::move(*initial));
-  if (auto st = proxy->start(); !st) return st.error();
+  auto proxy = std::make_unique<SessionProxyImpl>(io, c, std::move(*initial));
+  if (auto st = proxy->start(*config); !st) return st.error();
   return std::unique_ptr<SessionProxy>(std::move(proxy));
 }
 

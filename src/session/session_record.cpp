@@ -29,7 +29,9 @@ nlohmann::json to_json(const SessionRecord& r) {
                         {"policy", r.policy},
                         {"control", r.control},
                         {"audit_log", r.audit_log},
-                        {"started_at", r.started_at}};
+                        {"channels", r.channels},
+                        {"started_at", r.started_at},
+                        {"task_limit", r.task_limit}};
 }
 
 Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
@@ -50,7 +52,9 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.policy = j.value("policy", std::string());
     r.control = j.value("control", std::string());
     r.audit_log = j.value("audit_log", std::string());
+    r.channels = j.value("channels", std::vector<std::string>{});
     r.started_at = j.value("started_at", int64_t{0});
+    r.task_limit = j.value("task_limit", std::string());
   } catch (const nlohmann::json::exception& e) {
     return make_error(std::string("malformed session record: ") + e.what());
   }
@@ -113,8 +117,11 @@ uint64_t process_start_time(pid_t pid) {
   std::istringstream rest(stat.substr(close + 2));
   std::string field;
   // Field 3 (state) is the first after ')'; starttime is field 22.
-  for (int i = 3; i < 22; ++i)
+  for (int i = 3; i < 22; ++i) {
     if (!(rest >> field)) return 0;
+    // A killed acp that its parent has not reaped yet is a zombie: dead, its proxy gone.
+    if (i == 3 && (field == "Z" || field == "X")) return 0;
+  }
   uint64_t start = 0;
   rest >> start;
   return start;

@@ -1,10 +1,14 @@
 #include "acp/session/session_status.hpp"
 
+#include <sys/stat.h>
 #include <time.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "acp/backend/backend.hpp"
+#include "acp/backend/command.hpp"
+#include "acp/backend/iptables_wall.hpp"
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/probe.hpp"
@@ -17,7 +21,9 @@ namespace {
 const char* kFamilies[ACP_FAM_MAX] = {"ipv4", "ipv6", "other"};
 const char* kProtos[ACP_PRO_MAX] = {"tcp", "udp", "other"};
 
-SessionStatus read_one(const std::string& id) {
+void read_pending(SessionStatus& st, bool ask_control);
+
+SessionStatus read_one(const std::string& id, bool ask_control) {
   SessionStatus st;
   st.id = id;
   if (auto rec = read_session_record(kSessionRecordDir, id)) {
@@ -28,6 +34,31 @@ SessionStatus read_one(const std::string& id) {
   }
   if (auto cg = Cgroup::open(cgroup_path_of(id))) {
     if (auto pop = cg->populated()) st.populated = *pop;
+  }
+  // Without a record, the pins say bpf; an id known from neither came from an ACP-<id> chain.
+  struct stat pins_st {};
+  const bool has_pins = ::stat((std::string(kBpfPinRoot) + "/" + id).c_str(), &pins_st) == 0;
+  st.backend = st.record ? st.record->backend : has_pins ? "bpf" : "iptables";
+  st.network_line = backend::mode_line(st.backend);
+  if (st.backend != "bpf") {
+    if (st.backend == "iptables") {
+      const std::string chain = backend::session_chain_name(id);
+      for (const char* tool : {"iptables", "ip6tables"}) {
+        auto path = backend::find_tool(tool);
+        if (!path) continue;
+        auto r = backend::run_command({*path, "-w", "-S", chain});
+        if (!r || r->exit_code != 0) {
+          st.problems.push_back(std::string(tool) + ": chain " + chain + " not found");
+          continue;
+        }
+        std::istringstream in(r->out);
+        std::string line;
+        while (std::getline(in, line))
+          if (line.rfind("-A ", 0) == 0) st.chain_rules.push_back(std::string(tool) + " " + line);
+      }
+    }
+    read_pending(st, ask_control);
+    return st;
   }
   auto pins = kernel::PinnedSession::open(std::string(kBpfPinRoot) + "/" + id);
   if (!pins) {
@@ -55,14 +86,18 @@ SessionStatus read_one(const std::string& id) {
   else
     st.problems.push_back("recent events: " + r.error().message());
   if (auto n = pins->lost_events()) st.lost_events = *n;
-  if (st.record && !st.orphaned && !st.record->control.empty()) {
+  read_pending(st, ask_control);
+  return st;
+}
+
+void read_pending(SessionStatus& st, bool ask_control) {
+  if (ask_control && st.record && !st.orphaned && !st.record->control.empty()) {
     auto r = consent::control_request(st.record->control, {{"op", "pending"}});
     if (r && r->value("ok", false) && (*r)["pending"].is_array())
       for (const auto& p : (*r)["pending"]) st.pending.push_back(p);
     else if (!r)
       st.problems.push_back("control socket: " + r.error().message());
   }
-  return st;
 }
 
 nlohmann::json counters_json(const kernel::Counters& c) {
@@ -80,61 +115,78 @@ nlohmann::json counters_json(const kernel::Counters& c) {
 
 MachineStatus gather_status() {
   MachineStatus m;
-  std::string why;
-  if (kernel::bpf_backend_supported(&why)) {
+  std::string bpf_why, ipt_why;
+  if (kernel::bpf_backend_supported(&bpf_why)) {
     m.network = "bpf";
-    m.network_line = "Network: 🔒 Isolated (bpf)";
+  } else if (backend::iptables_backend_supported(&ipt_why)) {
+    m.network = "iptables";
+    m.why_not = "cgroup BPF: " + bpf_why;
   } else {
     m.network = "none";
-    m.network_line = "Network: ⚠️  No isolation (proxy-only)";
-    m.why_not = why;
+    m.why_not = "cgroup BPF: " + bpf_why + "; iptables: " + ipt_why;
   }
-  for (const auto& id : known_session_ids()) m.sessions.push_back(read_one(id));
+  m.network_line = backend::mode_line(m.network);
+  for (const auto& id : known_session_ids()) m.sessions.push_back(read_one(id, true));
   return m;
+}
+
+SessionStatus read_session_status(const std::string& id, bool ask_control) {
+  return read_one(id, ask_control);
 }
 
 nlohmann::json status_to_json(const MachineStatus& m) {
   nlohmann::json out{{"network", m.network}, {"sessions", nlohmann::json::array()}};
   if (!m.why_not.empty()) out["why"] = m.why_not;
-  for (const auto& s : m.sessions) {
-    nlohmann::json j{{"id", s.id}, {"orphaned", s.orphaned}, {"mode", s.mode}};
-    if (s.record) {
-      j["agent_pid"] = s.record->agent_pid;
-      j["acp_pid"] = s.record->acp_pid;
-      j["user"] = s.record->user;
-      j["uid"] = s.record->uid;
-      j["command"] = s.record->command;
-      j["cgroup"] = s.record->cgroup;
-      j["proxy"] = s.record->proxy;
-      j["policy"] = s.record->policy;
-      j["control"] = s.record->control;
-      j["audit_log"] = s.record->audit_log;
-      j["started_at"] = s.record->started_at;
-    }
-    if (s.populated) j["populated"] = *s.populated;
-    j["programs"] = nlohmann::json::array();
-    for (const auto& p : s.programs)
-      j["programs"].push_back({{"id", p.prog_id},
-                               {"link_id", p.link_id},
-                               {"name", p.prog_name},
-                               {"attach_type", p.attach_type}});
-    j["allow"] = nlohmann::json::array();
-    for (const auto& a : s.allow) j["allow"].push_back(kernel::to_string(a));
-    j["counters"] = counters_json(s.counters);
-    j["recent_denied"] = nlohmann::json::array();
-    for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
-    j["lost_events"] = s.lost_events;
-    j["pending"] = s.pending;
-    if (!s.problems.empty()) j["problems"] = s.problems;
-    out["sessions"].push_back(std::move(j));
-  }
+  for (const auto& s : m.sessions) out["sessions"].push_back(session_status_to_json(s));
   return out;
 }
+
+nlohmann::json session_status_to_json(const SessionStatus& s) {
+  nlohmann::json j{{"id", s.id},
+                   {"orphaned", s.orphaned},
+                   {"mode", s.mode},
+                   {"backend", s.backend},
+                   {"network", s.network_line}};
+  if (!s.chain_rules.empty()) j["iptables_rules"] = s.chain_rules;
+  if (s.record) {
+    j["agent_pid"] = s.record->agent_pid;
+    j["acp_pid"] = s.record->acp_pid;
+    j["user"] = s.record->user;
+    j["uid"] = s.record->uid;
+    j["command"] = s.record->command;
+    j["cgroup"] = s.record->cgroup;
+    j["proxy"] = s.record->proxy;
+    j["policy"] = s.record->policy;
+    j["control"] = s.record->control;
+    j["audit_log"] = s.record->audit_log;
+    j["channels"] = s.record->channels;
+    j["started_at"] = s.record->started_at;
+    j["task_limit"] = s.record->task_limit;
+  }
+  if (s.populated) j["populated"] = *s.populated;
+  j["programs"] = nlohmann::json::array();
+  for (const auto& p : s.programs)
+    j["programs"].push_back({{"id", p.prog_id},
+                             {"link_id", p.link_id},
+                             {"name", p.prog_name},
+                             {"attach_type", p.attach_type}});
+  j["allow"] = nlohmann::json::array();
+  for (const auto& a : s.allow) j["allow"].push_back(kernel::to_string(a));
+  j["counters"] = counters_json(s.counters);
+  j["recent_denied"] = nlohmann::json::array();
+  for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
+  j["lost_events"] = s.lost_events;
+  j["pending"] = s.pending;
+  if (!s.problems.empty()) j["problems"] = s.problems;
+  return j;
+}
+
+void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s);
 
 std::string status_to_text(const MachineStatus& m) {
   std::ostringstream o;
   o << m.network_line << "\n";
-  if (!m.why_not.empty()) o << "  cgroup BPF unavailable: " << m.why_not << "\n";
+  if (!m.why_not.empty()) o << "  unavailable here: " << m.why_not << "\n";
   if (m.sessions.empty()) {
     o << "No sessions.\n";
     return o.str();
@@ -155,6 +207,15 @@ std::string status_to_text(const MachineStatus& m) {
       if (!s.record->policy.empty()) o << "  policy:     " << s.record->policy << "\n";
       if (!s.record->control.empty()) o << "  control:    " << s.record->control << "\n";
       if (!s.record->audit_log.empty()) o << "  audit log:  " << s.record->audit_log << "\n";
+      for (const auto& c : s.record->channels) o << "  consent:    " << c << "\n";
+      if (!s.record->task_limit.empty()) o << "  tasks:      " << s.record->task_limit << "\n";
+    }
+    o << "  " << s.network_line << "\n";
+    if (s.backend != "bpf") {
+      if (!s.chain_rules.empty()) o << "  iptables rules:\n";
+      for (const auto& r : s.chain_rules) o << "    " << r << "\n";
+      print_pending_and_problems(o, s);
+      continue;
     }
     o << "  mode:       " << (s.mode.empty() ? "?" : s.mode) << "\n";
     o << "  programs:\n";
@@ -182,18 +243,22 @@ std::string status_to_text(const MachineStatus& m) {
       for (size_t i = skip; i < s.recent_denied.size(); ++i)
         o << "    " << kernel::describe_event(s.recent_denied[i]) << "\n";
     }
-    if (!s.pending.empty()) {
-      o << "  pending requests (acp approve ID / acp deny ID):\n";
-      for (const auto& p : s.pending) {
-        const auto& a = p.contains("action") ? p["action"] : p;
-        o << "    " << p.value("id", "?") << "  " << a.value("method", "") << " "
-          << a.value("host", "") << ":" << a.value("port", 0) << a.value("path", "") << "\n";
-      }
-    }
     if (s.lost_events) o << "  events lost (ring buffer full): " << s.lost_events << "\n";
-    for (const auto& p : s.problems) o << "  problem: " << p << "\n";
+    print_pending_and_problems(o, s);
   }
   return o.str();
+}
+
+void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
+  if (!s.pending.empty()) {
+    o << "  pending requests (acp approve ID / acp deny ID):\n";
+    for (const auto& p : s.pending) {
+      const auto& a = p.contains("action") ? p["action"] : p;
+      o << "    " << p.value("id", "?") << "  " << a.value("method", "") << " "
+        << a.value("host", "") << ":" << a.value("port", 0) << a.value("path", "") << "\n";
+    }
+  }
+  for (const auto& p : s.problems) o << "  problem: " << p << "\n";
 }
 
 }  // namespace acp

@@ -138,6 +138,11 @@ void RunFixture::SetUp() {
   chmod(dir_.c_str(), 0755);
   fs::create_directories(dir_ + "/www");
   std::ofstream(dir_ + "/www/index.html") << "origin says hello\n";
+  // Every `acp run` here gets this config unless a test passes its own: without one, acp would
+  // read /etc/acp/config.yml or its defaults, which enable the web page and create
+  // /etc/acp/web.token on the machine.
+  std::ofstream(config()) << "channels:\n  web:\n    enabled: false\n";
+  chmod(config().c_str(), 0644);
   origin_port_ = free_port();
   origin_ = Proc::start({"python3", "-m", "http.server", "--bind", "127.0.0.1",
                          std::to_string(origin_port_), "--directory", dir_ + "/www"});
@@ -220,6 +225,9 @@ std::vector<std::string> RunFixture::acp_run(const std::string& policy,
       ACP_BINARY,           "run",
       "--user=nobody",      "--proxy-port=" + std::to_string(proxy_port_),
       "--policy=" + policy, "--audit-log=" + audit()};
+  bool own_config = false;
+  for (const auto& e : extra) own_config = own_config || e.rfind("--config", 0) == 0;
+  if (!own_config) argv.push_back("--config=" + config());
   argv.insert(argv.end(), extra.begin(), extra.end());
   argv.push_back("--");
   argv.insert(argv.end(), cmd.begin(), cmd.end());

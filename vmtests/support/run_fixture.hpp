@@ -62,10 +62,13 @@ class RunFixture : public ::testing::Test {
   std::string write_policy(const std::string& name, const std::string& yaml);
   // policy.yml: default deny, one http rule for 127.0.0.1:origin_port_ with action, timeout 20.
   std::string policy_for_origin(const std::string& action);
-  // The `acp run --user=nobody --proxy-port --policy --audit-log [extra] -- cmd` command line.
+  // The `acp run --user=nobody --proxy-port --policy --audit-log --config [extra] -- cmd`
+  // command line; --config is config() (the web page off) unless `extra` has a --config.
   std::vector<std::string> acp_run(const std::string& policy, std::vector<std::string> cmd,
                                    std::vector<std::string> extra = {});
   std::string audit() const { return dir_ + "/audit.jsonl"; }
+  // The test's acp config (SetUp: every channel off), so no test touches /etc/acp.
+  std::string config() const { return dir_ + "/config.yml"; }
   std::string origin_url() const;
   // Pending requests across all sessions, from `acp pending --json` ([] when unreadable).
   nlohmann::json pending();

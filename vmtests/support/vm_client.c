@@ -23,6 +23,7 @@
  *   pid=<pid>                                    who made the attempt
  *   cgroup=<the 0:: line of /proc/self/cgroup>   where the attempt ran
  *   escape=OK|<ERRNO>                            --escape: writing the own pid to PROCS
+ *   reply=OK|<ERRNO>                             ping: whether an echo reply came back
  *   result=OK|<ERRNO>|UNSUPPORTED                e.g. result=EPERM
  * Exit status: 0 when the attempt succeeded, 1 when it failed, 2 on a usage error, 3 when the
  * op is not built in (UNSUPPORTED).
@@ -110,6 +111,14 @@ static int attempt(const char* op, const char* addr, int port) {
     unsigned char pkt[16] = {0};
     pkt[0] = family == AF_INET ? ICMP_ECHO : ICMP6_ECHO_REQUEST; /* the kernel fills the id */
     rc = sendto(fd, pkt, sizeof(pkt), 0, sa, len) < 0 ? errno : 0;
+    if (rc == 0) {
+      /* A packet filter may drop the echo while sendto() still reports success (ICMPv6 ping
+       * sockets do not pass netfilter's verdict up): say whether a reply came (2 s bound). */
+      struct timeval tv = {2, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      unsigned char buf[64];
+      fprintf(out, "reply=%s\n", recv(fd, buf, sizeof(buf), 0) > 0 ? "OK" : errname(errno));
+    }
   } else if (strcmp(op, "tcp") == 0) {
     fd = socket(family, SOCK_STREAM, 0);
     if (fd < 0) return errno;

@@ -14,9 +14,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "acp/backend/iptables_wall.hpp"
 #include "acp/cgroup/mounts.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/pinned_session.hpp"
+#include "acp/kernel/probe.hpp"
 #include "acp/launch/agent_launcher.hpp"
 
 namespace acp::vmtest {
@@ -160,29 +162,58 @@ ScratchCgroup::~ScratchCgroup() {
   (void)cg_.remove();
 }
 
+const char* backend_name(WallBackend b) {
+  return b == WallBackend::kBpf ? "bpf" : "iptables";
+}
+
+bool wall_backend_supported(WallBackend b, std::string* why) {
+  if (b == WallBackend::kBpf) return kernel::bpf_backend_supported(why);
+  return backend::iptables_backend_supported(why);
+}
+
 Result<std::unique_ptr<TestWall>> TestWall::create(const std::vector<kernel::Endpoint>& allow,
-                                                   acp_mode mode) {
+                                                   acp_mode mode, WallBackend backend) {
   auto cg = ScratchCgroup::create();
   if (!cg) return cg.error();
+  std::unique_ptr<TestWall> w(new TestWall(std::move(*cg), backend));
+  if (backend == WallBackend::kIptables) {
+    if (mode != ACP_MODE_ENFORCE) return make_error("the iptables backend has no audit mode");
+    auto root = cgroup2_mount_point();
+    if (!root) return root.error();
+    auto rel = backend::cgroup_match_path(w->path(), *root);
+    if (!rel) return rel.error();
+    // ACPT-, not ACP-: `acp gc` of a concurrent session must never take a test's chain for an
+    // orphaned session's.
+    w->chain_ = "ACPT-" + unique_tag();
+    if (auto st = backend::install_iptables_wall({w->chain_, *rel, allow}); !st) {
+      w->chain_.clear();
+      return st.error();
+    }
+    return w;
+  }
   static std::atomic<uint32_t> n{0};
   uint64_t id = 0xac97000000000000ull | (static_cast<uint64_t>(::getpid()) << 16) | n++;
   auto progs = kernel::SockPrograms::load({static_cast<uint32_t>(mode), id});
   if (!progs) return progs.error();
   for (const auto& ep : allow)
     if (auto st = progs->allow(ep); !st) return st.error();
-  if (auto st = progs->attach((*cg)->fd()); !st) return st.error();
+  if (auto st = progs->attach(w->cg_->fd()); !st) return st.error();
   auto dir = kernel::session_pin_dir("acpt-" + unique_tag());
   if (!dir) return dir.error();
   if (auto st = progs->pin(*dir); !st) {
     (void)kernel::detach_and_unpin(*dir);
     return st.error();
   }
-  return std::unique_ptr<TestWall>(new TestWall(std::move(*cg), std::move(*progs), *dir, id));
+  w->progs_.emplace(std::move(*progs));
+  w->pin_dir_ = *dir;
+  w->session_id_ = id;
+  return w;
 }
 
 TestWall::~TestWall() {
   (void)cg_->cgroup().kill_all(std::chrono::seconds(5));
-  (void)kernel::detach_and_unpin(pin_dir_);
+  if (!pin_dir_.empty()) (void)kernel::detach_and_unpin(pin_dir_);
+  if (!chain_.empty()) (void)backend::remove_iptables_wall(chain_);
   // progs_ and then the cgroup go with the members.
 }
 

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,32 +80,42 @@ class ScratchCgroup {
   Cgroup cg_;
 };
 
-// A session's wall as `acp run` builds it: a scratch cgroup, SockPrograms loaded with the
-// given allow-list, attached, and pinned under /sys/fs/bpf/acp/acpt-<pid>-<n> before any
-// process enters. Destroyed in the product's order: processes killed, wall detached and
-// unpinned, cgroup removed.
+// Which backend builds a TestWall: the escape suite runs against each.
+enum class WallBackend { kBpf, kIptables };
+const char* backend_name(WallBackend b);
+// True when the machine can build this backend's wall; *why says why not (the product's probes).
+bool wall_backend_supported(WallBackend b, std::string* why);
+
+// A session's wall as `acp run` builds it, before any process enters a scratch cgroup:
+//  - bpf: SockPrograms loaded with the allow-list, attached, and pinned under
+//    /sys/fs/bpf/acp/acpt-<pid>-<n>;
+//  - iptables: the backend's chains (ACPT-<pid>-<n>, IPv4 and IPv6) jumped to from OUTPUT for
+//    the cgroup, exactly as install_iptables_wall() makes them for a session.
+// Destroyed in the product's order: processes killed, wall removed, cgroup removed.
 class TestWall {
  public:
   static Result<std::unique_ptr<TestWall>> create(const std::vector<kernel::Endpoint>& allow,
-                                                  acp_mode mode = ACP_MODE_ENFORCE);
+                                                  acp_mode mode = ACP_MODE_ENFORCE,
+                                                  WallBackend backend = WallBackend::kBpf);
   ~TestWall();
   const std::string& path() const { return cg_->path(); }
   Cgroup& cgroup() { return cg_->cgroup(); }
-  kernel::SockPrograms& programs() { return progs_; }
+  WallBackend backend() const { return backend_; }
+  // bpf only.
+  kernel::SockPrograms& programs() { return *progs_; }
   const std::string& pin_dir() const { return pin_dir_; }
   uint64_t session_id() const { return session_id_; }
+  // iptables only.
+  const std::string& chain() const { return chain_; }
 
  private:
-  TestWall(std::unique_ptr<ScratchCgroup> cg, kernel::SockPrograms progs, std::string pin_dir,
-           uint64_t id)
-      : cg_(std::move(cg)),
-        progs_(std::move(progs)),
-        pin_dir_(std::move(pin_dir)),
-        session_id_(id) {}
+  TestWall(std::unique_ptr<ScratchCgroup> cg, WallBackend b) : cg_(std::move(cg)), backend_(b) {}
   std::unique_ptr<ScratchCgroup> cg_;
-  kernel::SockPrograms progs_;
+  WallBackend backend_;
+  std::optional<kernel::SockPrograms> progs_;
   std::string pin_dir_;
-  uint64_t session_id_;
+  uint64_t session_id_ = 0;
+  std::string chain_;
 };
 
 // What a client run printed (stdout and stderr interleaved) and how it ended.

@@ -14,5 +14,7 @@ void register_doctor(CLI::App& app, int& exit_code);   // cmd_doctor.cpp
 void register_consent(CLI::App& app, int& exit_code);  // cmd_consent.cpp: pending/approve/deny
 void register_audit(CLI::App& app, int& exit_code);    // cmd_audit.cpp: audit verify
 void register_policy(CLI::App& app, int& exit_code);   // cmd_policy.cpp
+void register_export(CLI::App& app, int& exit_code);   // cmd_export.cpp
+void register_init(CLI::App& app, int& exit_code);     // cmd_init.cpp
 
 }  // namespace acp::cli

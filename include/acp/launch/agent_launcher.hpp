@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
@@ -45,8 +46,11 @@ struct AgentSpec {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups; applied only when ACP runs as root
-  int cgroup_fd = -1;         // Cgroup::fd(): the CLONE_INTO_CGROUP target (required)
-  std::string cgroup_path;    // the same cgroup, for messages
+  int cgroup_fd = -1;         // Cgroup::fd(): the CLONE_INTO_CGROUP target (required...)
+  // ...unless this is set: the preload and none backends without root have no cgroup to
+  // place the agent in; it is then a plain child of acp.
+  bool without_cgroup = false;
+  std::string cgroup_path;  // the same cgroup, for messages
   bool no_new_privs = true;
   // A root agent (--allow-root) could otherwise rewrite what confines it. For uid 0 only, the
   // agent gets its own mount namespace in which `readonly_paths` (the cgroup2 mount, bpffs,
@@ -61,6 +65,9 @@ struct AgentSpec {
   // mount namespace and bounding-set drop above, for uid 0.
   bool socket_filter = true;
   bool contain_root = true;
+  // RLIMIT_NPROC (soft and hard) set on the agent before it drops root; 0 leaves it alone.
+  // See task_limit.hpp.
+  uint64_t rlimit_nproc = 0;
   // Redirect the agent's stdin/stdout/stderr; -1 inherits ACP's own. Each must be >= 3 or equal
   // to the fd it replaces.
   int stdin_fd = -1;

@@ -60,6 +60,7 @@ struct ConsentOutcome {
   std::string reason;
   std::string request_id;  // the pending request's id (empty when a grant answered at once)
   std::chrono::milliseconds waited{0};
+  std::string answered_by;  // a human's answer: Answer::by (e.g. "web"); empty otherwise
 };
 
 struct PendingInfo {
@@ -73,6 +74,19 @@ struct PendingInfo {
 };
 nlohmann::json to_json(const PendingInfo& p);    // {id, session, action{...}, rule, created, ...}
 nlohmann::json action_to_json(const Action& a);  // {kind, host, port, method, path}
+
+// Told about every pending request's life; channels (acp/proxy/channel.hpp) are observers.
+// Called on the gate's io_context, after the gate's state changed; an observer may call
+// ConsentGate::answer() from on_request() (e.g. a channel that answers at once).
+class GateObserver {
+ public:
+  virtual ~GateObserver() = default;
+  // A new pending request (not called for asks that join an existing one, nor for grants).
+  virtual void on_request(const PendingInfo& p) = 0;
+  // How it ended: approved or denied by a human (any channel), covered by a new grant,
+  // timed out, or the gate shut down. `p` is the request as it was when it ended.
+  virtual void on_resolved(const PendingInfo& p, const ConsentOutcome& o) = 0;
+};
 
 class ConsentGate {
  public:
@@ -93,6 +107,9 @@ class ConsentGate {
 
   // Called (on the io_context) whenever a pending request appears or goes away.
   void on_pending_change(std::function<void()> cb);
+  // Adds/removes an observer (not owned; remove it before it is destroyed).
+  void add_observer(GateObserver* o);
+  void remove_observer(GateObserver* o);
 
   const std::string& session_id() const { return cfg_.session_id; }
   const GateConfig& config() const { return cfg_; }
@@ -116,6 +133,7 @@ class ConsentGate {
   void release_covered();
   void resolve(const std::shared_ptr<Pending>& p, ConsentOutcome o);
   void notify();
+  PendingInfo info(const Pending& p) const;
   std::string new_request_id() const;
 
   boost::asio::io_context& io_;
@@ -129,6 +147,7 @@ class ConsentGate {
   } grants_stamp_;
   std::map<std::string, std::shared_ptr<Pending>> pending_;  // by id
   std::vector<std::function<void()>> listeners_;
+  std::vector<GateObserver*> observers_;
   bool shut_down_ = false;
   std::string shutdown_reason_;
 };

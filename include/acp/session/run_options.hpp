@@ -16,15 +16,18 @@ namespace acp {
 inline constexpr uint16_t kDefaultProxyPort = 8443;
 
 struct RunOptions {
-  std::string backend = "auto";
-  std::optional<uint16_t> proxy_port;  // unset: 8443, or the next free port when 8443 is taken
-  std::vector<std::string> allow;      // ADDR:PORT[/udp|/tcp], exact
+  std::string backend = "auto";          // auto | bpf | iptables | preload | none (docker: refused)
+  std::optional<std::string> isolation;  // --isolation=preload: the origin docs' spelling
+  std::optional<uint16_t> proxy_port;    // unset: 8443, or the next free port when 8443 is taken
+  std::vector<std::string> allow;        // ADDR:PORT[/udp|/tcp], exact
   std::optional<std::string> user;
   bool allow_root = false;
   bool audit_only = false;
   std::optional<std::string> policy;
   std::string audit_log;  // empty: /var/log/acp/audit.jsonl
+  std::string config;     // empty: /etc/acp/config.yml (missing: defaults)
   bool json_events = false;
+  uint64_t max_tasks = 4096;  // see acp/launch/task_limit.hpp
   std::vector<std::string> command;
 };
 
@@ -33,5 +36,8 @@ void add_run_options(CLI::App* sub, RunOptions& o);
 
 // Checks what CLI11 cannot: backend names, the command. Errors say what to do.
 Status validate_run_options(const RunOptions& o);
+
+// The backend asked for: --backend, or --isolation when --backend was left at auto.
+std::string requested_backend(const RunOptions& o);
 
 }  // namespace acp

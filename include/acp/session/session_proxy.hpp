@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 
 #include "acp/kernel/endpoint.hpp"
 #include "acp/util/result.hpp"
@@ -21,9 +23,14 @@ struct SessionProxyConfig {
   uint16_t port = 8443;
   bool port_is_explicit = false;  // false: when taken, the next free port is used
   std::optional<std::string> policy_path;
-  std::string audit_path;    // empty: the default (/var/log/acp/audit.jsonl)
-  std::string control_path;  // empty: the default (/run/acp/control.sock)
-  std::string grants_path;   // empty: the default (/var/lib/acp/grants.json)
+  std::string audit_path;     // empty: the default (/var/log/acp/audit.jsonl)
+  std::string control_path;   // empty: the default (/run/acp/control.sock)
+  std::string grants_path;    // empty: the default (/var/lib/acp/grants.json)
+  std::string config_path;    // empty: the default (/etc/acp/config.yml; missing: defaults)
+  std::string agent_command;  // for the consent channels: who is asking
+  // The session's status for the channels' pages (acp status --json's session object), read
+  // on the event loop; empty: none.
+  std::function<nlohmann::json()> session_status;
 };
 
 class SessionProxy {
@@ -40,6 +47,8 @@ class SessionProxy {
   virtual std::string control_path() const = 0;
   // The audit log this session writes to.
   virtual std::string audit_path() const = 0;
+  // One line per running consent channel (e.g. the web page's address), for `acp run`.
+  virtual std::vector<std::string> channel_descriptions() const = 0;
   // SIGHUP: reload the policy; a broken new policy keeps the old one and says why.
   virtual void reload_policy() = 0;
   // A denied connect() from the kernel: into the audit log.

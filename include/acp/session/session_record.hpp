@@ -35,7 +35,11 @@ struct SessionRecord {
   std::string policy;              // the policy file, or "<built-in>"
   std::string control;             // the session's control socket (acp pending/approve/deny)
   std::string audit_log;           // the audit log file
+  // Consent channels as `acp run` printed them, tokens cut out ("web: http://…/?token=…"): the
+  // record is world-readable.
+  std::vector<std::string> channels;
   int64_t started_at = 0;          // unix seconds
+  std::string task_limit;          // how the agent's task count is bounded (task_limit.hpp)
 };
 
 nlohmann::json to_json(const SessionRecord& r);
@@ -46,7 +50,8 @@ Status write_session_record(const std::string& dir, const SessionRecord& r);
 Result<SessionRecord> read_session_record(const std::string& dir, const std::string& id);
 Status remove_session_record(const std::string& dir, const std::string& id);
 
-// The start time (clock ticks since boot) of a live process, 0 when it does not exist.
+// The start time (clock ticks since boot) of a live process, 0 when it does not exist or is a
+// zombie (killed, not yet reaped).
 uint64_t process_start_time(pid_t pid);
 // True when the acp process that wrote the record is still the same process and alive.
 bool session_owner_alive(const SessionRecord& r);

@@ -16,10 +16,13 @@ namespace acp {
 
 struct SessionStatus {
   std::string id;
-  std::optional<SessionRecord> record;  // absent when only pins remain
-  bool orphaned = false;                // the acp process that ran it is gone
-  std::optional<bool> populated;        // processes still in the cgroup
-  std::string mode;                     // from the config map: "enforce" | "audit"
+  std::optional<SessionRecord> record;   // absent when only pins remain
+  bool orphaned = false;                 // the acp process that ran it is gone
+  std::string backend;                   // from the record ("bpf" when only pins remain)
+  std::string network_line;              // backend::mode_line(backend)
+  std::vector<std::string> chain_rules;  // iptables: the session's rules, `iptables -S` form
+  std::optional<bool> populated;         // processes still in the cgroup
+  std::string mode;                      // from the config map: "enforce" | "audit"
   std::vector<kernel::LinkInfo> programs;
   std::vector<kernel::Endpoint> allow;
   kernel::Counters counters;
@@ -32,14 +35,21 @@ struct SessionStatus {
 };
 
 struct MachineStatus {
-  std::string network;       // "bpf" when cgroup BPF is usable here, else "none"
+  // The strongest backend `acp run --backend=auto` would pick here: "bpf", "iptables", or
+  // "none" when neither works (then why_not says why).
+  std::string network;
   std::string network_line;  // "Network: 🔒 Isolated (bpf)"
-  std::string why_not;       // when network is "none"
+  std::string why_not;
   std::vector<SessionStatus> sessions;
 };
 
 MachineStatus gather_status();
+// One session. `ask_control`: also ask its control socket for pending requests; false from the
+// session's own event loop (the web page), which serves that socket and must not wait on it.
+SessionStatus read_session_status(const std::string& id, bool ask_control = true);
 nlohmann::json status_to_json(const MachineStatus& s);
+// One session as status_to_json lists it.
+nlohmann::json session_status_to_json(const SessionStatus& s);
 std::string status_to_text(const MachineStatus& s);
 
 }  // namespace acp

@@ -1,0 +1,327 @@
+// The Telegram channel (acp/proxy/telegram_channel.hpp).
+#include "acp/proxy/telegram_channel.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "http_client.hpp"
+
+// See http_client.cpp: a GCC 12 false positive on asio's coroutine frames.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace acp::consent {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr auto kMaxBackoff = std::chrono::milliseconds(30000);
+constexpr auto kCallTimeout = std::chrono::milliseconds(15000);
+constexpr auto kTenMinutes = std::chrono::seconds(600);
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string what_text(const Action& a) {
+  std::string host = a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host;
+  std::string s =
+      (a.method.empty() ? "CONNECT" : a.method) + " " + host + ":" + std::to_string(a.port);
+  if (!a.path.empty()) s += " " + a.path;
+  return s;
+}
+
+// The chat id as Telegram sends it (an integer) in the config's text form.
+std::string chat_id_text(const json& j) {
+  if (j.is_number_integer()) return std::to_string(j.get<long long>());
+  if (j.is_string()) return j.get<std::string>();
+  return "";
+}
+
+}  // namespace
+
+struct TelegramChannel::State : std::enable_shared_from_this<State> {
+  State(asio::io_context& i, ConsentGate& g, TelegramSettings st)
+      : io(i), gate(g), s(std::move(st)), client(i), backoff_timer(i) {}
+  asio::io_context& io;
+  ConsentGate& gate;
+  TelegramSettings s;
+  http::Url base;
+  http::Client client;
+  asio::steady_timer backoff_timer;
+  bool started = false;
+  bool stopped = false;
+  long long offset = 0;
+  struct Message {
+    long long message_id = 0;  // 0 until sendMessage answered
+    std::string text;
+    std::string answered_by;  // set when a press here answered it
+    std::string final_text;   // set when it ended before sendMessage answered
+  };
+  std::map<std::string, Message> messages;  // by request id
+
+  asio::awaitable<http::Outcome> call(std::string method, json body,
+                                      std::chrono::milliseconds timeout) {
+    std::string prefix = base.target;
+    while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+    const std::string target = prefix + "/bot" + s.token + "/" + method;
+    const std::string post = "POST";
+    std::vector<std::pair<std::string, std::string>> headers;
+    co_return co_await client.request(base, post, target, dump(body), std::move(headers), timeout);
+  }
+
+  // The result of a Bot API call, or null when it failed (transport, status, ok:false).
+  static json result_of(const http::Outcome& o) {
+    if (o.kind != http::Outcome::Kind::Ok || o.response.status != 200) return nullptr;
+    auto j = json::parse(o.response.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.value("ok", false) || !j.contains("result"))
+      return nullptr;
+    return j["result"];
+  }
+
+  void fire(std::string method, json body) {
+    asio::co_spawn(
+        io,
+        [self = shared_from_this(), method = std::move(method),
+         body = std::move(body)]() -> asio::awaitable<void> {
+          if (self->stopped) co_return;
+          (void)co_await self->call(method, body, kCallTimeout);
+        },
+        asio::detached);
+  }
+
+  void answer_callback(const std::string& cb_id, const std::string& text) {
+    json b;
+    b["callback_query_id"] = cb_id;
+    b["text"] = text;
+    fire("answerCallbackQuery", std::move(b));
+  }
+
+  void edit(long long message_id, const std::string& text) {
+    json b;
+    b["chat_id"] = s.chat_id;
+    b["message_id"] = message_id;
+    b["text"] = text;
+    b["reply_markup"] = json{{"inline_keyboard", json::array()}};
+    fire("editMessageText", std::move(b));
+  }
+
+  asio::awaitable<void> send(PendingInfo p) {
+    auto self = shared_from_this();
+    const std::string id = p.id;
+    const long long left = std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(
+                                                      p.expires - std::chrono::system_clock::now())
+                                                      .count());
+    std::string text = "ACP consent request " + id + "\n";
+    if (!s.ctx.agent_command.empty()) text += "Agent: " + s.ctx.agent_command + "\n";
+    text += "Wants: " + what_text(p.action) + "\n";
+    if (!p.rule_text.empty()) text += "Rule: " + p.rule_text + "\n";
+    text += "Session: " + p.session + "\n";
+    text += "Answer within " + std::to_string(left) + " s, or it is denied.";
+    messages[id].text = text;
+    auto button = [&](const std::string& label, const std::string& choice) {
+      return json{{"text", label}, {"callback_data", "acp:" + id + ":" + choice}};
+    };
+    json body;
+    body["chat_id"] = s.chat_id;
+    body["text"] = text;
+    body["reply_markup"] = {
+        {"inline_keyboard", json::array({json::array({button("Approve once", "once"),
+                                                      button("Approve 10 min", "10m")}),
+                                         json::array({button("Deny", "deny")})})}};
+    const std::string method = "sendMessage";
+    auto o = co_await call(method, body, kCallTimeout);
+    if (stopped) co_return;
+    auto it = messages.find(id);
+    if (it == messages.end()) co_return;
+    auto r = result_of(o);
+    if (!r.is_object() || !r.contains("message_id") || !r["message_id"].is_number_integer()) {
+      // Nobody sees this request on Telegram; the other channels or the timeout decide.
+      messages.erase(it);
+      co_return;
+    }
+    it->second.message_id = r["message_id"].get<long long>();
+    if (!it->second.final_text.empty()) {  // it ended while the message was on its way
+      edit(it->second.message_id, it->second.final_text);
+      messages.erase(it);
+    }
+  }
+
+  void handle_callback(const json& cb) {
+    const std::string cb_id = cb.value("id", "");
+    if (cb_id.empty()) return;
+    std::string chat;
+    if (cb.contains("message") && cb["message"].is_object() && cb["message"].contains("chat") &&
+        cb["message"]["chat"].is_object() && cb["message"]["chat"].contains("id"))
+      chat = chat_id_text(cb["message"]["chat"]["id"]);
+    if (chat.empty() || chat != s.chat_id) {
+      answer_callback(cb_id, "not allowed: this bot answers only its configured chat");
+      return;
+    }
+    const std::string data =
+        cb.contains("data") && cb["data"].is_string() ? cb["data"].get<std::string>() : "";
+    // acp:<request id>:<once|10m|deny>
+    auto c1 = data.find(':'), c2 = data.rfind(':');
+    if (data.rfind("acp:", 0) != 0 || c1 == c2) {
+      answer_callback(cb_id, "unknown button");
+      return;
+    }
+    const std::string id = data.substr(c1 + 1, c2 - c1 - 1);
+    const std::string choice = data.substr(c2 + 1);
+    std::string who = "telegram";
+    if (cb.contains("from") && cb["from"].is_object()) {
+      const auto& f = cb["from"];
+      if (f.contains("username") && f["username"].is_string())
+        who += ":@" + f["username"].get<std::string>();
+      else if (f.contains("id") && f["id"].is_number_integer())
+        who += ":" + std::to_string(f["id"].get<long long>());
+    }
+    Answer a;
+    a.by = who;
+    if (choice == "once") {
+      a.approve = true;
+      a.scope = Scope::Once;
+    } else if (choice == "10m") {
+      a.approve = true;
+      a.scope = Scope::Duration;
+      a.duration = kTenMinutes;
+    } else if (choice == "deny") {
+      a.approve = false;
+      a.reason = "denied on Telegram by " + who;
+    } else {
+      answer_callback(cb_id, "unknown button");
+      return;
+    }
+    if (auto m = messages.find(id); m != messages.end()) m->second.answered_by = who;
+    auto st = gate.answer(id, a);
+    if (!st) {
+      if (auto m = messages.find(id); m != messages.end()) m->second.answered_by.clear();
+      answer_callback(cb_id, "this request is no longer pending");
+      return;
+    }
+    answer_callback(cb_id, a.approve ? "Approved" : "Denied");
+  }
+
+  asio::awaitable<void> poll_loop() {
+    auto self = shared_from_this();
+    auto delay = s.backoff;
+    while (!stopped) {
+      json body;
+      body["offset"] = offset;
+      body["timeout"] = s.poll_timeout.count();
+      body["allowed_updates"] = json::array({"callback_query"});
+      const std::string method = "getUpdates";
+      auto o = co_await call(method, body,
+                             std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 s.poll_timeout + std::chrono::seconds(10)));
+      if (stopped) co_return;
+      auto r = result_of(o);
+      if (!r.is_array()) {
+        backoff_timer.expires_after(delay);
+        boost::system::error_code ec;
+        co_await backoff_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        delay = std::min<std::chrono::milliseconds>(kMaxBackoff, delay * 2);
+        continue;
+      }
+      delay = s.backoff;
+      for (const auto& u : r) {
+        if (!u.is_object() || !u.contains("update_id") || !u["update_id"].is_number_integer())
+          continue;
+        offset = std::max(offset, u["update_id"].get<long long>() + 1);
+        if (u.contains("callback_query") && u["callback_query"].is_object())
+          handle_callback(u["callback_query"]);
+        if (stopped) co_return;
+      }
+    }
+  }
+};
+
+TelegramChannel::TelegramChannel(asio::io_context& io, ConsentGate& gate, TelegramSettings s)
+    : s_(std::make_shared<State>(io, gate, std::move(s))) {}
+
+TelegramChannel::~TelegramChannel() {
+  stop();
+}
+
+Result<std::unique_ptr<TelegramChannel>> TelegramChannel::from_config(
+    asio::io_context& io, ConsentGate& gate, const config::TelegramChannel& cfg,
+    const ChannelContext& ctx) {
+  auto token = config::read_secret_file(cfg.token_file);
+  if (!token) return make_error("telegram: " + token.error().message());
+  TelegramSettings s;
+  s.api_base = cfg.api_base;
+  s.token = *token;
+  s.chat_id = cfg.chat_id;
+  s.ca_file = cfg.ca_file;
+  s.ctx = ctx;
+  return std::make_unique<TelegramChannel>(io, gate, std::move(s));
+}
+
+Status TelegramChannel::start() {
+  auto& st = *s_;
+  auto u = http::parse_url(st.s.api_base);
+  if (!u) return make_error("api_base: " + u.error().message());
+  if (!u->tls) return make_error("api_base " + st.s.api_base + " is not https://");
+  st.base = *u;
+  if (st.s.token.empty()) return make_error("the bot token is empty");
+  if (st.s.chat_id.empty()) return make_error("no chat_id");
+  if (auto init = st.client.init(st.s.ca_file); !init) return init;
+  st.started = true;
+  asio::co_spawn(
+      st.io, [self = s_] { return self->poll_loop(); }, asio::detached);
+  return {};
+}
+
+void TelegramChannel::stop() {
+  auto& st = *s_;
+  if (st.stopped) return;
+  st.stopped = true;
+  st.backoff_timer.cancel();
+  st.client.cancel_all();
+  st.messages.clear();
+}
+
+std::string TelegramChannel::describe() const {
+  return "telegram: chat " + s_->s.chat_id + " via " + s_->s.api_base;
+}
+
+void TelegramChannel::on_request(const PendingInfo& p) {
+  auto& st = *s_;
+  if (st.stopped || !st.started) return;
+  st.messages[p.id] = {};
+  asio::co_spawn(
+      st.io, [self = s_, p] { return self->send(p); }, asio::detached);
+}
+
+void TelegramChannel::on_resolved(const PendingInfo& p, const ConsentOutcome& o) {
+  auto& st = *s_;
+  auto it = st.messages.find(p.id);
+  if (it == st.messages.end() || st.stopped) return;
+  std::string result;
+  const std::string where =
+      it->second.answered_by.empty() ? "on another channel" : "by " + it->second.answered_by;
+  if (o.approved) {
+    result = "APPROVED (" + o.scope + ") " + where;
+  } else if (o.decided_by == "timeout") {
+    result = "TIMED OUT: denied (nobody answered in time)";
+  } else if (o.decided_by == "error") {
+    result = "DENIED: " + o.reason;
+  } else {
+    result = "DENIED " + where;
+  }
+  const std::string text = it->second.text + "\n\n" + result;
+  if (it->second.message_id == 0) {
+    it->second.final_text = text;  // send() edits it once the message exists
+    return;
+  }
+  st.edit(it->second.message_id, text);
+  st.messages.erase(it);
+}
+
+}  // namespace acp::consent

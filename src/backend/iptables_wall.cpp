@@ -1,0 +1,275 @@
+#include "acp/backend/iptables_wall.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "acp/backend/command.hpp"
+#include "acp/cgroup/mounts.hpp"
+#include "acp/session/session_id.hpp"
+
+namespace acp::backend {
+namespace {
+
+constexpr size_t kMaxChainName = 28;  // XT_EXTENSION_MAXNAMELEN - 1
+
+const char* tool_name(IpFamily f) {
+  return f == IpFamily::kV4 ? "iptables" : "ip6tables";
+}
+const char* restore_name(IpFamily f) {
+  return f == IpFamily::kV4 ? "iptables-restore" : "ip6tables-restore";
+}
+
+bool valid_chain(std::string_view c) {
+  if (c.empty() || c.size() > kMaxChainName) return false;
+  return std::all_of(c.begin(), c.end(), [](char ch) {
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '_';
+  });
+}
+
+bool valid_path(std::string_view p) {
+  if (p.empty() || p.front() == '/') return false;
+  return std::none_of(p.begin(), p.end(), [](char ch) {
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '"' || ch == '\'' || ch == '\\';
+  });
+}
+
+// The kernel has IPv6 (then ip6tables is not optional: without it IPv6 would be a way out).
+bool kernel_has_ipv6() {
+  struct stat st {};
+  return ::stat("/proc/net/if_inet6", &st) == 0;
+}
+
+std::vector<IpFamily> families() {
+  if (kernel_has_ipv6()) return {IpFamily::kV4, IpFamily::kV6};
+  return {IpFamily::kV4};
+}
+
+std::string tail(const std::string& s) {
+  std::string t = s;
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+  return t;
+}
+
+Status restore(IpFamily f, const std::string& input, const std::string& what) {
+  auto tool = find_tool(restore_name(f));
+  if (!tool)
+    return make_error(std::string(restore_name(f)) +
+                      " not found: install the iptables package (apt-get install iptables)");
+  auto r = run_command({*tool, "-w", "--noflush"}, input);
+  if (!r) return r.error();
+  if (r->exit_code != 0)
+    return make_error(std::string(restore_name(f)) + " " + what + " failed (exit " +
+                      std::to_string(r->exit_code) + "): " + tail(r->err + r->out));
+  return {};
+}
+
+Result<std::string> listing(IpFamily f) {
+  auto tool = find_tool(tool_name(f));
+  if (!tool)
+    return make_error(std::string(tool_name(f)) +
+                      " not found: install the iptables package (apt-get install iptables)");
+  auto r = run_command({*tool, "-w", "-t", "filter", "-S"});
+  if (!r) return r.error();
+  if (r->exit_code != 0)
+    return make_error(std::string(tool_name(f)) + " -S failed (exit " +
+                      std::to_string(r->exit_code) + "): " + tail(r->err));
+  return r->out;
+}
+
+Status remove_family(IpFamily f, const std::string& chain) {
+  auto text = listing(f);
+  if (!text) return text.error();
+  auto chains = chains_in_listing(*text, chain);
+  if (std::find(chains.begin(), chains.end(), chain) == chains.end()) return {};
+  return restore(f, render_remove(chain, jumps_in_listing(*text, chain)), "removing " + chain);
+}
+
+std::vector<std::string> split_ws(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+}  // namespace
+
+std::string session_chain_name(std::string_view session_id) {
+  return std::string(kSessionChainPrefix) + std::string(session_id);
+}
+
+std::optional<std::string> session_id_of_chain(std::string_view chain) {
+  if (chain.substr(0, kSessionChainPrefix.size()) != kSessionChainPrefix) return std::nullopt;
+  std::string id(chain.substr(kSessionChainPrefix.size()));
+  if (!valid_session_id(id)) return std::nullopt;
+  return id;
+}
+
+Result<std::string> cgroup_match_path(const std::string& cgroup_abs,
+                                      const std::string& cgroup2_root) {
+  std::string root = cgroup2_root;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (cgroup_abs.size() <= root.size() + 1 || cgroup_abs.compare(0, root.size(), root) != 0 ||
+      cgroup_abs[root.size()] != '/')
+    return make_error("cgroup " + cgroup_abs + " is not below the cgroup2 mount " + root);
+  return cgroup_abs.substr(root.size() + 1);
+}
+
+Result<std::string> render_install(const ChainSpec& spec, IpFamily family) {
+  if (!valid_chain(spec.chain))
+    return make_error("invalid iptables chain name \"" + spec.chain +
+                      "\" (letters, digits, - and _, at most 28)");
+  if (!valid_path(spec.cgroup_path))
+    return make_error("invalid cgroup path \"" + spec.cgroup_path +
+                      "\" for -m cgroup --path (relative, no spaces or quotes)");
+  const bool v4 = family == IpFamily::kV4;
+  const std::string& c = spec.chain;
+  std::ostringstream o;
+  o << "*filter\n";
+  o << ":" << c << " - [0:0]\n";
+  std::set<std::string> seen;  // one rule per endpoint
+  for (const auto& ep : spec.allow) {
+    if (kernel::is_ipv4(ep) != v4) continue;
+    const std::string proto = kernel::proto_name(ep.proto);
+    if (proto != "tcp" && proto != "udp") continue;
+    std::string rule = "-A " + c + " -d " + kernel::address_string(ep.addr) +
+                       (v4 ? "/32" : "/128") + " -p " + proto + " -m " + proto + " --dport " +
+                       std::to_string(ep.port) + " -j ACCEPT";
+    if (seen.insert(rule).second) o << rule << "\n";
+  }
+  o << "-A " << c << " -p tcp -j REJECT --reject-with tcp-reset\n";
+  o << "-A " << c << " -j REJECT --reject-with "
+    << (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable") << "\n";
+  o << "-I OUTPUT 1 -m cgroup --path " << spec.cgroup_path << " -j " << c << "\n";
+  o << "COMMIT\n";
+  return o.str();
+}
+
+std::string render_remove(const std::string& chain, const std::vector<std::string>& jump_rules) {
+  std::ostringstream o;
+  o << "*filter\n";
+  for (const auto& r : jump_rules) {
+    auto words = split_ws(r);
+    if (words.size() < 2 || words[0] != "-A") continue;
+    o << "-D";
+    for (size_t i = 1; i < words.size(); ++i) o << " " << words[i];
+    o << "\n";
+  }
+  o << "-F " << chain << "\n";
+  o << "-X " << chain << "\n";
+  o << "COMMIT\n";
+  return o.str();
+}
+
+std::vector<std::string> chains_in_listing(const std::string& text, std::string_view prefix) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto w = split_ws(line);
+    if (w.size() == 2 && w[0] == "-N" && w[1].compare(0, prefix.size(), prefix) == 0)
+      out.push_back(w[1]);
+  }
+  return out;
+}
+
+std::vector<std::string> jumps_in_listing(const std::string& text, const std::string& chain) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto w = split_ws(line);
+    if (w.size() >= 4 && w[0] == "-A" && w[1] == "OUTPUT" && w[w.size() - 2] == "-j" &&
+        w.back() == chain)
+      out.push_back(line);
+  }
+  return out;
+}
+
+Status install_iptables_wall(const ChainSpec& spec) {
+  std::vector<IpFamily> done;
+  for (IpFamily f : families()) {
+    auto text = render_install(spec, f);
+    Status st = text ? restore(f, *text, "installing " + spec.chain) : Status(text.error());
+    if (!st) {
+      for (IpFamily d : done) (void)remove_family(d, spec.chain);
+      return st;
+    }
+    done.push_back(f);
+  }
+  return {};
+}
+
+Status remove_iptables_wall(const std::string& chain) {
+  if (!valid_chain(chain)) return make_error("invalid iptables chain name \"" + chain + "\"");
+  Status first;
+  for (IpFamily f : families()) {
+    if (!find_tool(tool_name(f))) continue;  // never installed without it
+    if (auto st = remove_family(f, chain); !st && first) first = st;
+  }
+  return first;
+}
+
+Result<std::vector<std::string>> list_iptables_chains(std::string_view prefix) {
+  std::set<std::string> all;
+  for (IpFamily f : families()) {
+    if (!find_tool(tool_name(f))) continue;
+    auto text = listing(f);
+    if (!text) return text.error();
+    for (auto& c : chains_in_listing(*text, prefix)) all.insert(c);
+  }
+  return std::vector<std::string>(all.begin(), all.end());
+}
+
+bool iptables_backend_supported(std::string* why) {
+  static std::once_flag once;
+  static bool supported = false;
+  static std::string reason;
+  std::call_once(once, [] {
+    if (::geteuid() != 0) {
+      reason = "privileges: not root (iptables chains need CAP_NET_ADMIN)";
+      return;
+    }
+    for (IpFamily f : families())
+      for (const char* t : {tool_name(f), restore_name(f)})
+        if (!find_tool(t)) {
+          reason = std::string(t) + " not found: apt-get install iptables";
+          return;
+        }
+    auto root = cgroup2_mount_point();
+    if (!root) {
+      reason = "cgroup2: " + root.error().message();
+      return;
+    }
+    const std::string rel = "acp-probe-ipt-" + std::to_string(::getpid());
+    const std::string dir = *root + "/" + rel;
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      reason = errno_error("mkdir scratch cgroup " + dir).message();
+      return;
+    }
+    const std::string chain = "ACPPROBE-" + std::to_string(::getpid());
+    for (IpFamily f : families()) {
+      std::string text = "*filter\n:" + chain + " - [0:0]\n-A " + chain + " -m cgroup --path " +
+                         rel + " -p tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n";
+      auto st = restore(f, text, "probing -m cgroup --path");
+      (void)remove_family(f, chain);
+      if (!st) {
+        reason = "xt_cgroup: " + st.error().message();
+        ::rmdir(dir.c_str());
+        return;
+      }
+    }
+    ::rmdir(dir.c_str());
+    supported = true;
+  });
+  if (why) *why = reason;
+  return supported;
+}
+
+}  // namespace acp::backend
