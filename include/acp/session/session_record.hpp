@@ -38,8 +38,8 @@ struct SessionRecord {
   // Consent channels as `acp run` printed them, tokens cut out ("web: http://…/?token=…"): the
   // record is world-readable.
   std::vector<std::string> channels;
-  int64_t started_at = 0;          // unix seconds
-  std::string task_limit;          // how the agent's task count is bounded (task_limit.hpp)
+  int64_t started_at = 0;  // unix seconds
+  std::string task_limit;  // how the agent's task count is bounded (task_limit.hpp)
 };
 
 nlohmann::json to_json(const SessionRecord& r);

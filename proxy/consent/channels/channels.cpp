@@ -3,8 +3,8 @@
 
 #include "acp/proxy/prompt_channel.hpp"
 #include "acp/proxy/telegram_channel.hpp"
-#include "acp/proxy/webhook_channel.hpp"
 #include "acp/proxy/web_channel.hpp"
+#include "acp/proxy/webhook_channel.hpp"
 
 namespace acp::consent {
 
