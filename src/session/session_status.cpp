@@ -142,27 +142,15 @@ nlohmann::json status_to_json(const MachineStatus& m) {
 }
 
 nlohmann::json session_status_to_json(const SessionStatus& s) {
-  nlohmann::json j{{"id", s.id},
-                   {"orphaned", s.orphaned},
-                   {"mode", s.mode},
-                   {"backend", s.backend},
-                   {"network", s.network_line}};
+  // The record's fields as the record writes them (one serializer), then what status read
+  // from the kernel and the machine, which wins where both say something.
+  nlohmann::json j = s.record ? to_json(*s.record) : nlohmann::json::object();
+  j["id"] = s.id;
+  j["orphaned"] = s.orphaned;
+  j["mode"] = s.mode;
+  j["backend"] = s.backend;
+  j["network"] = s.network_line;
   if (!s.chain_rules.empty()) j["iptables_rules"] = s.chain_rules;
-  if (s.record) {
-    j["agent_pid"] = s.record->agent_pid;
-    j["acp_pid"] = s.record->acp_pid;
-    j["user"] = s.record->user;
-    j["uid"] = s.record->uid;
-    j["command"] = s.record->command;
-    j["cgroup"] = s.record->cgroup;
-    j["proxy"] = s.record->proxy;
-    j["policy"] = s.record->policy;
-    j["control"] = s.record->control;
-    j["audit_log"] = s.record->audit_log;
-    j["channels"] = s.record->channels;
-    j["started_at"] = s.record->started_at;
-    j["task_limit"] = s.record->task_limit;
-  }
   if (s.populated) j["populated"] = *s.populated;
   j["programs"] = nlohmann::json::array();
   for (const auto& p : s.programs)
