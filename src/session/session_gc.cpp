@@ -1,9 +1,11 @@
 #include "acp/session/session_gc.hpp"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <set>
 
 #include "acp/backend/command.hpp"
@@ -83,6 +85,19 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
 
 GcReport collect_orphaned_sessions(bool kill_orphans) {
   GcReport report;
+  // Temporary record files of writes that died before their rename, for sessions that left
+  // nothing else. A live acp renames its file within microseconds: an hour-old one is stale.
+  {
+    auto known = known_session_ids();
+    std::set<std::string> known_set(known.begin(), known.end());
+    for (const auto& id : list_ids(kSessionRecordDir, ".json.tmp")) {
+      if (known_set.count(id)) continue;  // teardown_session below removes it with the record
+      std::string tmp = std::string(kSessionRecordDir) + "/" + id + ".json.tmp";
+      struct stat st {};
+      if (::stat(tmp.c_str(), &st) != 0 || ::time(nullptr) - st.st_mtime < 3600) continue;
+      if (::unlink(tmp.c_str()) == 0) report.removed.push_back(id + " (stale " + tmp + ")");
+    }
+  }
   for (const auto& id : known_session_ids()) {
     auto rec = read_session_record(kSessionRecordDir, id);
     if (rec && session_owner_alive(*rec)) continue;  // a live session: not ours to touch

@@ -104,6 +104,9 @@ Status remove_session_record(const std::string& dir, const std::string& id) {
   if (!valid_session_id(id)) return make_error("invalid session id \"" + id + "\"");
   std::string path = dir + "/" + id + ".json";
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + path);
+  // A write that died between create and rename leaves its temporary file behind.
+  std::string tmp = path + ".tmp";
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + tmp);
   return {};
 }
 
