@@ -46,7 +46,9 @@ std::vector<IpFamily> families() {
   if (kernel_has_ipv6()) return {IpFamily::kV4, IpFamily::kV6};
   return {IpFamily::kV4};
 }
-const char* tool_name(IpFamily f) { return f == IpFamily::kV4 ? "iptables" : "ip6tables"; }
+const char* tool_name(IpFamily f) {
+  return f == IpFamily::kV4 ? "iptables" : "ip6tables";
+}
 const char* restore_name(IpFamily f) {
   return f == IpFamily::kV4 ? "iptables-restore" : "ip6tables-restore";
 }
@@ -98,7 +100,7 @@ bool valid_env_key(const std::string& k) {
 // The variables ACP sets in the container: --env cannot override them.
 const std::set<std::string>& acp_env_keys() {
   static const std::set<std::string> keys = {
-      "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",    "https_proxy", "all_proxy",
+      "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",     "http_proxy",    "https_proxy", "all_proxy",
       "NO_PROXY",   "no_proxy",    "ACP_PROXY_URL", "ACP_CONTAINED", "ACP_SANDBOX", "ACP_SESSION"};
   return keys;
 }
@@ -142,8 +144,12 @@ std::optional<DockerCli> find_docker() {
   return cli;
 }
 
-std::string docker_object_name(std::string_view id) { return "acp-" + std::string(id); }
-std::string docker_bridge_name(std::string_view id) { return "acp" + std::string(id); }
+std::string docker_object_name(std::string_view id) {
+  return "acp-" + std::string(id);
+}
+std::string docker_bridge_name(std::string_view id) {
+  return "acp" + std::string(id);
+}
 std::string docker_chain_name(std::string_view id) {
   return std::string(kDockerChainPrefix) + std::string(id);
 }
@@ -210,12 +216,11 @@ Result<DockerNetwork> create_docker_network(const DockerCli& docker,
     in_addr a{};
     ::inet_pton(AF_INET, subnet.substr(0, subnet.find('/')).c_str(), &a);
     const std::string gw = ip4(ntohl(a.s_addr) + 1);
-    auto r = docker_cmd(docker, {"network", "create", "--driver=bridge", "--internal",
-                                 "--subnet=" + subnet, "--gateway=" + gw,
-                                 "--opt=com.docker.network.bridge.name=" + net.bridge,
-                                 "--opt=com.docker.network.bridge.enable_ip_masquerade=false",
-                                 "--label=" + std::string(kDockerLabel) + "=" + session_id,
-                                 net.name});
+    auto r = docker_cmd(docker,
+                        {"network", "create", "--driver=bridge", "--internal", "--subnet=" + subnet,
+                         "--gateway=" + gw, "--opt=com.docker.network.bridge.name=" + net.bridge,
+                         "--opt=com.docker.network.bridge.enable_ip_masquerade=false",
+                         "--label=" + std::string(kDockerLabel) + "=" + session_id, net.name});
     if (!r) return r.error();
     if (r->exit_code == 0) {
       net.subnet = subnet;
@@ -364,9 +369,8 @@ std::vector<std::string> docker_run_argv(const DockerCli& docker, const Containe
   // some docker versions forwards from the host otherwise).
   a.push_back("--dns=127.0.0.1");
   for (const char* h : kDockerHardening) a.emplace_back(h);
-  for (const char* kv :
-       {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-        "ACP_PROXY_URL"})
+  for (const char* kv : {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                         "all_proxy", "ACP_PROXY_URL"})
     a.push_back(std::string("--env=") + kv + "=" + s.proxy_url);
   // Every request meets the proxy: an image's NO_PROXY is cleared.
   a.emplace_back("--env=NO_PROXY=");

@@ -166,7 +166,8 @@ int run_docker_session(const ContainOptions& o) {
 
   // The image must be here: no registry is asked for it (a pull would need the network the
   // agent must not have, and would be a surprise).
-  if (auto r = backend::run_command(docker->command({"image", "inspect", "--format={{.Id}}", spec.image}));
+  if (auto r = backend::run_command(
+          docker->command({"image", "inspect", "--format={{.Id}}", spec.image}));
       !r || r->exit_code != 0)
     return fail("image " + spec.image +
                 " is not available to dockerd: build it (scripts/build-agent-image.sh "
@@ -187,7 +188,8 @@ int run_docker_session(const ContainOptions& o) {
   rec.container = backend::docker_object_name(id);
   rec.image = spec.image;
   rec.docker_host = docker->host;
-  if (auto st = write_session_record(kSessionRecordDir, rec); !st) return fail(st.error().message());
+  if (auto st = write_session_record(kSessionRecordDir, rec); !st)
+    return fail(st.error().message());
   DockerSessionGuard guard(*docker, id);
 
   sigset_t sigs = session_signals();
@@ -250,40 +252,38 @@ int run_docker_session(const ContainOptions& o) {
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0)));
   if (!pidfd) return fail(errno_error("pidfd_open of docker run").message());
   asio::posix::stream_descriptor pid_stream(io, ::dup(pidfd.get()));
-  pid_stream.async_wait(asio::posix::stream_descriptor::wait_read,
-                        [&](const boost::system::error_code&) {
-                          int status = 0;
-                          while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
-                          }
-                          exit_code = WIFEXITED(status) ? WEXITSTATUS(status)
-                                                        : 128 + WTERMSIG(status);
-                          io.stop();
-                        });
+  pid_stream.async_wait(
+      asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code&) {
+        int status = 0;
+        while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        io.stop();
+      });
 
   UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
   asio::posix::stream_descriptor sig_stream(io, ::dup(sfd.get()));
   int stops = 0;
   std::function<void()> arm_signals = [&] {
-    sig_stream.async_wait(asio::posix::stream_descriptor::wait_read,
-                          [&](const boost::system::error_code& ec) {
-                            if (ec) return;
-                            signalfd_siginfo si{};
-                            while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
-                              const int sig = static_cast<int>(si.ssi_signo);
-                              if (sig == SIGHUP) (*proxy)->reload_policy();
-                              if ((sig == SIGINT || sig == SIGTERM) && ++stops >= 2) {
-                                // Asked twice: the container goes now (docker run then ends).
-                                (void)backend::run_command(docker->command(
-                                    {"rm", "-f", backend::docker_object_name(id)}));
-                                continue;
-                              }
-                              // docker run passes it to the container (--sig-proxy).
-                              if (si.ssi_code != SI_KERNEL)
-                                (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr,
-                                                0);
-                            }
-                            arm_signals();
-                          });
+    sig_stream.async_wait(
+        asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code& ec) {
+          if (ec) return;
+          signalfd_siginfo si{};
+          while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
+            const int sig = static_cast<int>(si.ssi_signo);
+            if (sig == SIGHUP) (*proxy)->reload_policy();
+            if ((sig == SIGINT || sig == SIGTERM) && ++stops >= 2) {
+              // Asked twice: the container goes now (docker run then ends).
+              (void)backend::run_command(
+                  docker->command({"rm", "-f", backend::docker_object_name(id)}));
+              continue;
+            }
+            // docker run passes it to the container (--sig-proxy).
+            if (si.ssi_code != SI_KERNEL)
+              (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0);
+          }
+          arm_signals();
+        });
   };
   arm_signals();
   io.run();

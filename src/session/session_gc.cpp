@@ -94,8 +94,7 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
       if (auto st = backend::remove_docker_objects(*docker, id); !st && rec) return st;
     }
     if (backend::find_tool("iptables"))
-      if (auto st = backend::remove_docker_firewall(backend::docker_chain_name(id)); !st)
-        return st;
+      if (auto st = backend::remove_docker_firewall(backend::docker_chain_name(id)); !st) return st;
   }
   // The last session out leaves no empty acp/ cgroup behind (fails harmlessly while another
   // session still has its own in there; Cgroup::create copes with the race).

@@ -114,8 +114,8 @@ class SessionProxyImpl final : public SessionProxy {
       if (st.error().err != EADDRINUSE) break;
     }
     if (last_error.err == EADDRINUSE && cfg_.port_is_explicit)
-      return make_error("proxy port " + std::to_string(cfg_.port) +
-                            " is in use on " + listen_text() + ": choose another with --proxy-port=N",
+      return make_error("proxy port " + std::to_string(cfg_.port) + " is in use on " +
+                            listen_text() + ": choose another with --proxy-port=N",
                         EADDRINUSE);
     if (last_error.err == EADDRINUSE)
       return make_error("proxy ports " + std::to_string(cfg_.port) + "-" +

@@ -66,7 +66,8 @@ struct Selection {
 
 // `requested`: auto, bpf, iptables, docker, preload or none.
 //  - auto as root: bpf when usable, else iptables when usable, else docker when dockerd is
-//    reachable, else an error that names the reasons and offers --backend=none. Without root: an error offering --backend=preload or
+//    reachable, else an error that names the reasons and offers --backend=none. Without root: an
+//    error offering --backend=preload or
 //    --backend=none with their warnings (never a silent unconfined run).
 //  - bpf and iptables need root and a working probe; the error says what to do.
 //  - docker needs root and a reachable dockerd (then the session runs as `acp contain`).

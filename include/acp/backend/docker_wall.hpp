@@ -32,8 +32,8 @@ inline constexpr std::string_view kDockerChainPrefix = "ACPD-";
 inline constexpr const char* kDefaultAgentImage = "acp-agent:latest";
 // The hardening every ACP container gets (network-isolation-current.md), in this order.
 inline constexpr const char* kDockerHardening[] = {
-    "--read-only",     "--cap-drop=ALL",    "--security-opt=no-new-privileges",
-    "--tmpfs=/tmp",    "--tmpfs=/home",     "--pids-limit=256",
+    "--read-only",  "--cap-drop=ALL", "--security-opt=no-new-privileges",
+    "--tmpfs=/tmp", "--tmpfs=/home",  "--pids-limit=256",
     "--memory=2g",
 };
 
@@ -68,8 +68,7 @@ bool subnet_overlaps_routes(const std::string& subnet, const std::string& routes
 
 // Creates the session's internal network (trying the candidates that no host route and no
 // other docker network uses) and checks that the gateway address is on the host's bridge.
-Result<DockerNetwork> create_docker_network(const DockerCli& docker,
-                                            const std::string& session_id);
+Result<DockerNetwork> create_docker_network(const DockerCli& docker, const std::string& session_id);
 // Removes container and network of the session; absent ones are fine.
 Status remove_docker_objects(const DockerCli& docker, const std::string& session_id);
 
