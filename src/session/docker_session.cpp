@@ -17,6 +17,7 @@
 
 #include "acp/backend/command.hpp"
 #include "acp/backend/docker_wall.hpp"
+#include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
@@ -141,6 +142,10 @@ int run_docker_session(const ContainOptions& o) {
   if (!backend::docker_backend_supported(&why)) return fail("the docker backend: " + why);
   auto docker = backend::find_docker();
   if (!docker) return fail("the docker CLI is not installed (apt-get install docker.io)");
+
+  // Sessions whose acp died and whose container is gone since are removed first (acp run does
+  // the same).
+  (void)collect_orphaned_sessions(/*kill_orphans=*/false);
 
   const std::string id = new_session_id();
   backend::ContainerSpec spec;
