@@ -367,7 +367,7 @@ std::vector<std::string> docker_run_argv(const DockerCli& docker, const Containe
   a.push_back("--network=" + name);
   // Names resolve at the proxy; the agent's own lookups go nowhere (the embedded resolver of
   // some docker versions forwards from the host otherwise).
-  a.push_back("--dns=127.0.0.1");
+  a.push_back("--dns=0.0.0.0");
   for (const char* h : kDockerHardening) a.emplace_back(h);
   for (const char* kv : {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                          "all_proxy", "ACP_PROXY_URL"})
