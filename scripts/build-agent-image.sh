@@ -46,7 +46,9 @@ fi
 root=$(mktemp -d /tmp/acp-agent-image.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,home,workspace,proc,sys,dev,root}
-chmod 1777 "$root/tmp"
+# /tmp and /home (the agent user's HOME) are writable by anyone: docker copies their mode onto
+# the --tmpfs mounts acp contain puts there.
+chmod 1777 "$root/tmp" "$root/home"
 cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
   [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"

@@ -261,7 +261,7 @@ TEST_F(DockerContain, HardenedContainerWithTheProxyVariablesAndTheContainersExit
        "echo NOTPASSED=[$ACP_VMT_OTHER]; "
        "echo UID=$(id -u); grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -d '\\t' "
        "| sed 's/:/=/'; touch /rootfs-write 2>/dev/null && echo ROOTFS=rw || echo ROOTFS=ro; "
-       "touch /tmp/x && echo TMP=rw; touch /home/x && echo HOME=rw; "
+       "touch /tmp/x && echo TMP=rw; touch /home/x && echo HOME=rw || echo HOME=ro; "
        "cat /workspace/note.txt; touch /workspace/new 2>/dev/null && echo WS=rw || echo WS=ro; "
        "echo PIDS=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
        "echo MEM=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat "
