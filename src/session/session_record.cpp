@@ -14,24 +14,31 @@
 namespace acp {
 
 nlohmann::json to_json(const SessionRecord& r) {
-  return nlohmann::json{{"id", r.id},
-                        {"acp_pid", r.acp_pid},
-                        {"acp_start_time", r.acp_start_time},
-                        {"agent_pid", r.agent_pid},
-                        {"uid", r.uid},
-                        {"user", r.user},
-                        {"command", r.command},
-                        {"backend", r.backend},
-                        {"mode", r.mode},
-                        {"cgroup", r.cgroup},
-                        {"pin_dir", r.pin_dir},
-                        {"proxy", r.proxy},
-                        {"policy", r.policy},
-                        {"control", r.control},
-                        {"audit_log", r.audit_log},
-                        {"channels", r.channels},
-                        {"started_at", r.started_at},
-                        {"task_limit", r.task_limit}};
+  nlohmann::json j{{"id", r.id},
+                   {"acp_pid", r.acp_pid},
+                   {"acp_start_time", r.acp_start_time},
+                   {"agent_pid", r.agent_pid},
+                   {"uid", r.uid},
+                   {"user", r.user},
+                   {"command", r.command},
+                   {"backend", r.backend},
+                   {"mode", r.mode},
+                   {"cgroup", r.cgroup},
+                   {"pin_dir", r.pin_dir},
+                   {"proxy", r.proxy},
+                   {"policy", r.policy},
+                   {"control", r.control},
+                   {"audit_log", r.audit_log},
+                   {"channels", r.channels},
+                   {"started_at", r.started_at},
+                   {"task_limit", r.task_limit}};
+  if (!r.container.empty()) {
+    j["container"] = r.container;
+    j["image"] = r.image;
+    j["subnet"] = r.subnet;
+    j["docker_host"] = r.docker_host;
+  }
+  return j;
 }
 
 Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
@@ -55,6 +62,10 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.channels = j.value("channels", std::vector<std::string>{});
     r.started_at = j.value("started_at", int64_t{0});
     r.task_limit = j.value("task_limit", std::string());
+    r.container = j.value("container", std::string());
+    r.image = j.value("image", std::string());
+    r.subnet = j.value("subnet", std::string());
+    r.docker_host = j.value("docker_host", std::string());
   } catch (const nlohmann::json::exception& e) {
     return make_error(std::string("malformed session record: ") + e.what());
   }

@@ -40,6 +40,12 @@ struct SessionRecord {
   std::vector<std::string> channels;
   int64_t started_at = 0;  // unix seconds
   std::string task_limit;  // how the agent's task count is bounded (task_limit.hpp)
+  // The docker backend only (absent from the JSON otherwise): the container and network name
+  // (acp-<id>), the image, its subnet, and the daemon (`docker -H`; empty: the CLI's default).
+  std::string container;
+  std::string image;
+  std::string subnet;
+  std::string docker_host;
 };
 
 nlohmann::json to_json(const SessionRecord& r);
