@@ -77,6 +77,10 @@ std::vector<std::string> build_agent_env(const std::vector<std::string>& parent_
     env.set("LOGNAME", s.user->name);
     env.set("SHELL", s.user->shell);
   }
+  if (!s.ca_bundle.empty())
+    for (const char* k :
+         {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
+      env.set(k, s.ca_bundle);
   for (const auto& [k, v] : s.extra) env.set(k, v);
   return env.take();
 }

@@ -32,6 +32,7 @@
 #include "acp/launch/agent_launcher.hpp"
 #include "acp/launch/target_user.hpp"
 #include "acp/launch/task_limit.hpp"
+#include "acp/proxy/tls_inspector.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
@@ -279,6 +280,9 @@ int run_agent_session(const RunOptions& o) {
   pcfg.policy_path = o.policy;
   pcfg.audit_path = o.audit_log;
   pcfg.config_path = o.config;
+  pcfg.inspect_tls = o.inspect_tls;
+  pcfg.inspect_tls_exclude = o.inspect_tls_exclude;
+  pcfg.upstream_ca = o.upstream_ca;
   // For the web page: the pins' counters and denied connects, without the control socket (this
   // loop serves it).
   pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
@@ -287,6 +291,7 @@ int run_agent_session(const RunOptions& o) {
   if (!root) {
     pcfg.control_path = state_dir + "/control.sock";
     pcfg.grants_path = state_dir + "/grants.json";
+    pcfg.ca_dir = state_dir + "/ca";
     if (pcfg.audit_path.empty()) pcfg.audit_path = state_dir + "/audit.jsonl";
   }
   auto proxy = SessionProxy::start(io, pcfg);
@@ -318,6 +323,7 @@ int run_agent_session(const RunOptions& o) {
   env_settings.proxy_url = (*proxy)->proxy_url();
   env_settings.session_id = id;
   env_settings.user = &*user;
+  env_settings.ca_bundle = (*proxy)->trust_bundle();
   if (kind == backend::Kind::kPreload)
     env_settings.extra =
         backend::preload_env(preload_lib, allow, env_lookup(current_environment(), "LD_PRELOAD"));
@@ -338,7 +344,7 @@ int run_agent_session(const RunOptions& o) {
   // Only applied to a root agent (--allow-root): see AgentSpec.
   spec.readonly_paths = {kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
   if (!cg_root_path.empty()) spec.readonly_paths.insert(spec.readonly_paths.begin(), cg_root_path);
-  spec.hidden_paths = {"/run/acp"};
+  spec.hidden_paths = {"/run/acp", std::string(proxy::kDefaultCaDir) + "/private"};
 
   rec.proxy.clear();
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));

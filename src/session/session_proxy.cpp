@@ -19,6 +19,7 @@
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/policy.hpp"
 #include "acp/proxy/proxy_server.hpp"
+#include "acp/proxy/tls_inspector.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp {
@@ -62,6 +63,15 @@ class SessionProxyImpl final : public SessionProxy {
         [this](const Action& a) { return policy_.current()->decide(a); }, gate_, *audit_,
         cfg_.session_id);
 
+    if (cfg_.inspect_tls) {
+      proxy::TlsInspectOptions opts;
+      if (!cfg_.ca_dir.empty()) opts.ca_dir = cfg_.ca_dir;
+      opts.exclude = cfg_.inspect_tls_exclude;
+      opts.upstream_ca_file = cfg_.upstream_ca;
+      auto insp = proxy::TlsInspector::create(opts);
+      if (!insp) return make_error("--inspect-tls: " + insp.error().message());
+      inspector_ = std::move(*insp);
+    }
     if (auto st = start_server(); !st) return st;
     return start_channels(config);
   }
@@ -91,6 +101,7 @@ class SessionProxyImpl final : public SessionProxy {
     for (uint32_t port = cfg_.port; port <= last; ++port) {
       proxy::ProxyConfig pc;
       pc.session_id = cfg_.session_id;
+      pc.inspect_tls = inspector_;
       pc.listen = {tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};
       if (ipv6_loopback_usable())
         pc.listen.emplace_back(asio::ip::make_address("::1"), static_cast<uint16_t>(port));
@@ -98,6 +109,10 @@ class SessionProxyImpl final : public SessionProxy {
       auto st = server->start();
       if (st) {
         server_ = std::move(server);
+        server_->set_audit_callback([this](nlohmann::json entry) {
+          if (auto s = judge_->record_event(std::move(entry)); !s)
+            std::fprintf(stderr, "acp: audit log: %s\n", s.error().message().c_str());
+        });
         return {};
       }
       last_error = st.error();
@@ -129,6 +144,10 @@ class SessionProxyImpl final : public SessionProxy {
 
   std::string proxy_url() const override {
     return "http://127.0.0.1:" + std::to_string(server_->local_endpoints().front().port());
+  }
+
+  std::string trust_bundle() const override {
+    return inspector_ ? inspector_->ca().bundle : std::string();
   }
 
   std::string control_path() const override { return control_->path(); }
@@ -198,6 +217,7 @@ class SessionProxyImpl final : public SessionProxy {
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<consent::ControlServer> control_;
   std::unique_ptr<consent::ConsentJudge> judge_;
+  std::shared_ptr<proxy::TlsInspector> inspector_;
   std::unique_ptr<proxy::ProxyServer> server_;
   std::vector<std::unique_ptr<consent::Channel>> channels_;
 };

@@ -16,6 +16,9 @@ struct AgentEnvSettings {
   std::string proxy_url;  // e.g. "http://127.0.0.1:8443"
   std::string session_id;
   const TargetUser* user = nullptr;  // when set: HOME, USER, LOGNAME, SHELL from it
+  // --inspect-tls: a PEM bundle (system CAs + ACP's CA) for SSL_CERT_FILE, NODE_EXTRA_CA_CERTS,
+  // REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE. Empty: none of them is touched.
+  std::string ca_bundle;
   // Applied last, so they override anything above (e.g. ACP_CONTAINED=1, LD_PRELOAD for the
   // preload backend). The caller owns that choice.
   std::vector<std::pair<std::string, std::string>> extra;
@@ -26,7 +29,9 @@ struct AgentEnvSettings {
 //  - sets ACP_SANDBOX=1 and ACP_SESSION=<session_id>;
 //  - drops NO_PROXY and no_proxy: every request must meet the proxy (the kernel wall blocks
 //    a bypass anyway; dropping it turns a confusing EPERM into a proxied request);
-//  - sets HOME, USER, LOGNAME and SHELL for the target user, when given.
+//  - sets HOME, USER, LOGNAME and SHELL for the target user, when given;
+//  - points SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE at ca_bundle,
+//    when given (TLS inspection).
 // Everything else is kept as it is, PATH, LD_LIBRARY_PATH and LD_PRELOAD included: the wall is
 // in the kernel, so no variable can weaken it, and a silently missing variable is a worse
 // surprise (sudo's env_reset already strips LD_* when it applies). Order is kept, each key
