@@ -16,12 +16,12 @@ struct AgentEnvSettings {
   std::string proxy_url;  // e.g. "http://127.0.0.1:8443"
   std::string session_id;
   const TargetUser* user = nullptr;  // when set: HOME, USER, LOGNAME, SHELL from it
-  // --inspect-tls: a PEM bundle (system CAs + ACP's CA) for SSL_CERT_FILE, NODE_EXTRA_CA_CERTS,
-  // REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE. Empty: none of them is touched.
-  std::string ca_bundle;
   // Applied last, so they override anything above (e.g. ACP_CONTAINED=1, LD_PRELOAD for the
   // preload backend). The caller owns that choice.
   std::vector<std::pair<std::string, std::string>> extra;
+  // --inspect-tls: a PEM bundle (system CAs + ACP's CA) for SSL_CERT_FILE, NODE_EXTRA_CA_CERTS,
+  // REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE. Empty: none of them is touched.
+  std::string ca_bundle;
 };
 
 // Builds the agent's environment from `parent_env` ("KEY=VALUE" strings):
