@@ -312,7 +312,15 @@ net::awaitable<void> Connection::run() {
   }
   error_code ec;
   if (up_.stream) up_.stream->socket().close(ec);
+  if (client_.tls() && !closed_) co_await close_tls();
   client_.socket().close(ec);
+}
+
+net::awaitable<void> Connection::close_tls() {
+  // close_notify, so a body that ends with the connection is not taken for a truncation.
+  error_code ec;
+  client_.expires_after(kLingerTimeout);
+  co_await client_.tls()->async_shutdown(redirect(ec));
 }
 
 net::awaitable<bool> Connection::handle_request(RequestParser& p, nlohmann::json& event) {
@@ -891,6 +899,11 @@ net::awaitable<void> Connection::lingering_close() {
   // Read what the client is still sending, so the close does not reset the connection
   // before the client has read the answer.
   error_code ec;
+  if (client_.tls()) {
+    co_await close_tls();
+    client_.socket().close(ec);
+    co_return;
+  }
   client_.socket().shutdown(tcp::socket::shutdown_send, ec);
   client_.expires_after(kLingerTimeout);
   std::array<char, 4096> sink;

@@ -75,6 +75,7 @@ class Connection {
                                             const std::string& reason, bool close,
                                             const std::string& request_id = {});
   boost::asio::awaitable<void> lingering_close();
+  boost::asio::awaitable<void> close_tls();
 
   std::shared_ptr<ProxyServer::State> state_;
   ProxyStream client_;  // TLS once an inspected CONNECT is established

@@ -283,6 +283,7 @@ int run_agent_session(const RunOptions& o) {
   pcfg.inspect_tls = o.inspect_tls;
   pcfg.inspect_tls_exclude = o.inspect_tls_exclude;
   pcfg.upstream_ca = o.upstream_ca;
+  pcfg.ca_dir = o.ca_dir;
   // For the web page: the pins' counters and denied connects, without the control socket (this
   // loop serves it).
   pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
@@ -291,7 +292,7 @@ int run_agent_session(const RunOptions& o) {
   if (!root) {
     pcfg.control_path = state_dir + "/control.sock";
     pcfg.grants_path = state_dir + "/grants.json";
-    pcfg.ca_dir = state_dir + "/ca";
+    if (pcfg.ca_dir.empty()) pcfg.ca_dir = state_dir + "/ca";
     if (pcfg.audit_path.empty()) pcfg.audit_path = state_dir + "/audit.jsonl";
   }
   auto proxy = SessionProxy::start(io, pcfg);
@@ -344,7 +345,10 @@ int run_agent_session(const RunOptions& o) {
   // Only applied to a root agent (--allow-root): see AgentSpec.
   spec.readonly_paths = {kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
   if (!cg_root_path.empty()) spec.readonly_paths.insert(spec.readonly_paths.begin(), cg_root_path);
-  spec.hidden_paths = {"/run/acp", std::string(proxy::kDefaultCaDir) + "/private"};
+  // A root agent must not read the CA key (it could mint certificates the agent trusts).
+  spec.hidden_paths = {"/run/acp", (pcfg.ca_dir.empty() ? std::string(proxy::kDefaultCaDir)
+                                                         : pcfg.ca_dir) +
+                                       "/private"};
 
   rec.proxy.clear();
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));

@@ -48,6 +48,9 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--inspect-tls-upstream-ca", o.upstream_ca,
                   "With --inspect-tls: verify origins against this CA file instead of the "
                   "system store (tests, private CAs)");
+  sub->add_option("--inspect-tls-ca-dir", o.ca_dir,
+                  "With --inspect-tls: where ACP's CA lives (default /var/lib/acp/ca; created "
+                  "on first use, see `acp ca`)");
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();

@@ -230,6 +230,12 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::start(asio::io_context& io,
       config::load_config(cfg.config_path.empty() ? config::kDefaultConfigPath : cfg.config_path);
   if (!config) return config.error();
   SessionProxyConfig c = cfg;
+  // TLS inspection: on with --inspect-tls or the config's tls_inspection.enabled; excludes add
+  // up; --inspect-tls-upstream-ca wins over the config's upstream_ca.
+  const auto& tls = config->tls_inspection;
+  c.inspect_tls = c.inspect_tls || tls.enabled;
+  c.inspect_tls_exclude.insert(c.inspect_tls_exclude.end(), tls.exclude.begin(), tls.exclude.end());
+  if (c.upstream_ca.empty()) c.upstream_ca = tls.upstream_ca;
   // --policy wins; else the config's policy; else the built-in one.
   if (!c.policy_path && !config->policy.empty()) c.policy_path = config->policy;
   auto initial = c.policy_path ? policy::Policy::load_file(*c.policy_path)

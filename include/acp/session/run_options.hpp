@@ -31,6 +31,7 @@ struct RunOptions {
   bool inspect_tls = false;                  // docs/tls-inspection.md
   std::vector<std::string> inspect_tls_exclude;  // host globs tunnelled untouched
   std::string upstream_ca;  // --inspect-tls-upstream-ca: origins' CA file (empty: system store)
+  std::string ca_dir;       // --inspect-tls-ca-dir (empty: /var/lib/acp/ca)
   std::vector<std::string> command;
 };
 
