@@ -63,10 +63,11 @@ class TlsInspectTest : public ::testing::Test {
         " -keyout test-ca.key -out test-ca.crt -days 2 -subj /CN=acp-test-origin-ca"
         " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
         " 2>&1 && openssl req" +
-        ec + " -keyout origin.key -out origin.csr -subj /CN=localhost 2>&1"
-             " && openssl x509 -req -in origin.csr -CA test-ca.crt -CAkey test-ca.key"
-             " -CAcreateserial -days 2 -extfile ext.cnf -out origin.crt 2>&1"
-             " && openssl req -x509" +
+        ec +
+        " -keyout origin.key -out origin.csr -subj /CN=localhost 2>&1"
+        " && openssl x509 -req -in origin.csr -CA test-ca.crt -CAkey test-ca.key"
+        " -CAcreateserial -days 2 -extfile ext.cnf -out origin.crt 2>&1"
+        " && openssl req -x509" +
         ec +
         " -keyout bad.key -out bad.crt -days 2 -subj /CN=localhost"
         " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>&1");
@@ -119,9 +120,8 @@ class TlsInspectTest : public ::testing::Test {
   // curl through the proxy: "<status>" on stdout, the body in `out`.
   CommandResult curl(const std::string& url, const std::string& cafile,
                      const std::string& extra = "") {
-    return run_command("curl -sS --max-time 60 -x " + proxy() + " --cacert " + cafile +
-                       " -o " + file("body") + " -w '%{http_code}' " + extra + " '" + url +
-                       "' 2>&1");
+    return run_command("curl -sS --max-time 60 -x " + proxy() + " --cacert " + cafile + " -o " +
+                       file("body") + " -w '%{http_code}' " + extra + " '" + url + "' 2>&1");
   }
   std::vector<nlohmann::json> audit() {
     std::lock_guard lk(mu_);
@@ -185,13 +185,13 @@ TEST_F(TlsInspectTest, LeavesAreMintedPerHostAndCachedWithABound) {
     auto st = (*insp)->use_leaf(s, host);
     std::string san;
     if (X509* x = SSL_get_certificate(s)) {
-      auto* names = static_cast<GENERAL_NAMES*>(
-          X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
+      auto* names =
+          static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
       for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
         auto* n = sk_GENERAL_NAME_value(names, i);
         if (n->type == GEN_DNS)
-          san += "DNS:" + std::string(reinterpret_cast<const char*>(
-                              ASN1_STRING_get0_data(n->d.dNSName)));
+          san += "DNS:" +
+                 std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.dNSName)));
         if (n->type == GEN_IPADD) san += "IP:" + std::to_string(n->d.iPAddress->length);
       }
       GENERAL_NAMES_free(names);
@@ -277,8 +277,7 @@ TEST_F(TlsInspectTest, PythonThroughTheProxyAllowedAndDenied) {
 TEST_F(TlsInspectTest, UpstreamWithABadCertificateIsRefused) {
   TestHttpServer origin(echo, file("bad.crt"), file("bad.key"));
   ASSERT_NO_FATAL_FAILURE(start());
-  auto r = curl("https://localhost:" + std::to_string(origin.port()) + "/x",
-                inspector_->ca().cert);
+  auto r = curl("https://localhost:" + std::to_string(origin.port()) + "/x", inspector_->ca().cert);
   EXPECT_EQ(r.out, "502") << r.out;
   const std::string body = slurp(file("body"));
   EXPECT_NE(body.find("Upstream certificate refused"), std::string::npos) << body;
@@ -294,8 +293,7 @@ TEST_F(TlsInspectTest, UpstreamNameIsChecked) {
   // origin.crt names localhost and 127.0.0.1, not 127.0.0.2 (still loopback, still the origin).
   TestHttpServer origin(echo, file("origin.crt"), file("origin.key"));
   ASSERT_NO_FATAL_FAILURE(start());
-  auto r = curl("https://127.0.0.2:" + std::to_string(origin.port()) + "/x",
-                inspector_->ca().cert);
+  auto r = curl("https://127.0.0.2:" + std::to_string(origin.port()) + "/x", inspector_->ca().cert);
   if (r.out.find("Upstream connect failed") != std::string::npos) GTEST_SKIP() << "no 127.0.0.2";
   EXPECT_EQ(r.out, "502") << r.out;
   EXPECT_NE(slurp(file("body")).find("mismatch"), std::string::npos) << slurp(file("body"));
@@ -314,8 +312,8 @@ TEST_F(TlsInspectTest, ExcludedHostIsTunnelledUntouched) {
   EXPECT_EQ(actions[0].method, "CONNECT");
   EXPECT_EQ(inspector_->leaves_minted(), 0u);
   // Not excluded: the same client, trusting only the origin's CA, refuses the minted leaf.
-  auto inspected = curl("https://127.0.0.1:" + std::to_string(origin.port()) + "/x",
-                        file("test-ca.crt"));
+  auto inspected =
+      curl("https://127.0.0.1:" + std::to_string(origin.port()) + "/x", file("test-ca.crt"));
   EXPECT_NE(inspected.out.find("000"), std::string::npos) << inspected.out;
 }
 

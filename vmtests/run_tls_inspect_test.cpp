@@ -33,8 +33,9 @@ class RunTlsInspect : public acp::vmtest::RunFixture {
     policy_ = write_policy("tls.yml",
                            "default: deny\nrules:\n"
                            "  - match: { kind: http, host: \"127.0.0.1\", port: " +
-                               p + ", path: \"/denied*\" }\n    action: deny\n"
-                                   "  - match: { kind: http, host: \"127.0.0.1\", port: " +
+                               p +
+                               ", path: \"/denied*\" }\n    action: deny\n"
+                               "  - match: { kind: http, host: \"127.0.0.1\", port: " +
                                p + " }\n    action: allow\n");
   }
   std::string ca_dir() const { return dir_ + "/ca"; }
@@ -115,15 +116,14 @@ TEST_F(RunTlsInspect, CurlAndPythonAreJudgedPerPath) {
 // the system store and refused: the agent gets a 502 naming the reason, the origin nothing.
 TEST_F(RunTlsInspect, AnUntrustedOriginCertificateIsRefused) {
   auto r = run(acp_run(
-      policy_,
-      {"/bin/sh", "-c", "curl -sS -w '\\nCODE=%{http_code}\\n' \"$1/\"", "sh", url("")},
+      policy_, {"/bin/sh", "-c", "curl -sS -w '\\nCODE=%{http_code}\\n' \"$1/\"", "sh", url("")},
       inspect()));
   EXPECT_NE(r.out.find("CODE=502"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Upstream certificate refused"), std::string::npos) << r.out;
   bool audited = false;
   for (const auto& e : audit_entries())
-    audited = audited || (e.value("kind", "") == "tls" &&
-                          e.value("event", "") == "upstream_refused");
+    audited =
+        audited || (e.value("kind", "") == "tls" && e.value("event", "") == "upstream_refused");
   EXPECT_TRUE(audited) << slurp(audit());
 }
 
@@ -144,8 +144,7 @@ TEST_F(RunTlsInspect, AnExcludedHostIsTunnelledUntouched) {
 
 // Without --inspect-tls nothing changes: no trust variables, a blind tunnel.
 TEST_F(RunTlsInspect, OffByDefault) {
-  auto r = run(acp_run(policy_,
-                       {"/bin/sh", "-c", "echo \"CA=${CURL_CA_BUNDLE:-none}\""}));
+  auto r = run(acp_run(policy_, {"/bin/sh", "-c", "echo \"CA=${CURL_CA_BUNDLE:-none}\""}));
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("CA=none"), std::string::npos) << r.out;
 }

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include <openssl/ssl.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,7 +20,6 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <openssl/ssl.h>
 
 #include "acp/proxy/tls_inspector.hpp"
 
@@ -71,9 +71,8 @@ enum class RelayFail { None, Read, Write, BodyLimit };
 // Streams one message body from `in` (through parser `p`) to `out` (through serializer
 // `sr`, whose header is already written), one buffer at a time.
 template <bool isRequest>
-net::awaitable<RelayFail> relay_body(http::parser<isRequest, http::buffer_body>& p,
-                                     ProxyStream& in, beast::flat_buffer& in_buffer,
-                                     ProxyStream& out,
+net::awaitable<RelayFail> relay_body(http::parser<isRequest, http::buffer_body>& p, ProxyStream& in,
+                                     beast::flat_buffer& in_buffer, ProxyStream& out,
                                      http::serializer<isRequest, http::buffer_body>& sr, char* buf,
                                      std::chrono::seconds idle, uint64_t& bytes, error_code& ec) {
   while (!sr.is_done()) {
@@ -566,15 +565,12 @@ net::awaitable<bool> Connection::start_inspection(const RequestTarget& target,
   // host the CONNECT was judged for.
   if (const char* sni = SSL_get_servername(tls.native_handle(), TLSEXT_NAMETYPE_host_name)) {
     if (normalize_host(sni) != target.host) {
-      nlohmann::json inner = {{"event", "request"},
-                              {"id", ++state_->next_request},
-                              {"client", peer_},
-                              {"tls", "inspected"},
-                              {"host", target.host},
-                              {"port", target.port}};
-      co_await refuse_mismatch("the TLS SNI (" + std::string(sni) +
-                                   ") does not name the CONNECT host " + target.host,
-                               request_id, inner);
+      nlohmann::json inner = {{"event", "request"},  {"id", ++state_->next_request},
+                              {"client", peer_},     {"tls", "inspected"},
+                              {"host", target.host}, {"port", target.port}};
+      co_await refuse_mismatch(
+          "the TLS SNI (" + std::string(sni) + ") does not name the CONNECT host " + target.host,
+          request_id, inner);
       state_->emit(inner);
       co_return false;
     }
@@ -675,9 +671,9 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   const unsigned client_version = req.version();
   auto keep_after_refusal = [&] { return client_keep && p.is_done(); };
   auto target = inspected_ ? Result<RequestTarget>(RequestTarget{inspected_->host, inspected_->port,
-                                                                std::string(req.target()),
-                                                                inspected_->ipv6_literal})
-                          : parse_absolute_url(req.target());
+                                                                 std::string(req.target()),
+                                                                 inspected_->ipv6_literal})
+                           : parse_absolute_url(req.target());
   if (!target) {
     event["status"] = 400;
     bool keep = keep_after_refusal();

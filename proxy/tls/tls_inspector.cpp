@@ -12,8 +12,6 @@
 #include <sstream>
 #include <unordered_map>
 
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -21,6 +19,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "acp/proxy/policy.hpp"
 
@@ -95,8 +95,8 @@ Result<Cert> make_ca_cert(EVP_PKEY* key) {
   X509_gmtime_adj(X509_getm_notAfter(x.get()), kCaValiditySeconds);
   X509_NAME* name = X509_get_subject_name(x.get());
   std::string cn = "ACP TLS inspection CA (" + short_hostname() + ")";
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("ACP"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("ACP"),
+                             -1, -1, 0);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
                              reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(x.get(), name);
@@ -110,8 +110,7 @@ Result<Cert> make_ca_cert(EVP_PKEY* key) {
 }
 
 // Written next to the target and renamed over it: a reader never sees half a file.
-Status write_file(const std::string& path, mode_t mode,
-                  const std::function<bool(FILE*)>& write) {
+Status write_file(const std::string& path, mode_t mode, const std::function<bool(FILE*)>& write) {
   std::string tmp = path + ".tmp";
   ::unlink(tmp.c_str());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -210,8 +209,9 @@ Status write_bundle(const CaFiles& files, const std::string& system_bundle) {
   std::ostringstream ss;
   ss << ca.rdbuf();
   text += "# ACP TLS inspection CA (" + files.cert + ")\n" + ss.str();
-  return write_file(files.bundle, 0644,
-                    [&](FILE* f) { return std::fwrite(text.data(), 1, text.size(), f) == text.size(); });
+  return write_file(files.bundle, 0644, [&](FILE* f) {
+    return std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  });
 }
 
 Status create_ca(const CaFiles& files) {
@@ -226,8 +226,7 @@ Status create_ca(const CaFiles& files) {
                            });
       !st)
     return st;
-  return write_file(files.cert, 0644,
-                    [&](FILE* f) { return PEM_write_X509(f, cert->get()) == 1; });
+  return write_file(files.cert, 0644, [&](FILE* f) { return PEM_write_X509(f, cert->get()) == 1; });
 }
 
 Result<CaFiles> finish(CaFiles files) {
@@ -279,7 +278,8 @@ Result<CaFiles> load_ca_info(const std::string& dir) {
   auto files = ca_files(dir);
   struct stat st {};
   if (::stat(files.key.c_str(), &st) != 0)
-    return make_error("no ACP CA in " + dir + " (created by `acp ca init` or the first "
+    return make_error("no ACP CA in " + dir +
+                      " (created by `acp ca init` or the first "
                       "`acp run --inspect-tls`)");
   return finish(std::move(files));
 }
@@ -410,10 +410,10 @@ Result<std::shared_ptr<TlsInspector>> TlsInspector::create(const TlsInspectOptio
   else
     impl->upstream_ctx.set_default_verify_paths(ec);
   if (ec)
-    return make_error("upstream trust store " +
-                      (opts.upstream_ca_file.empty() ? std::string("(system)")
-                                                     : opts.upstream_ca_file) +
-                      ": " + ec.message());
+    return make_error(
+        "upstream trust store " +
+        (opts.upstream_ca_file.empty() ? std::string("(system)") : opts.upstream_ca_file) + ": " +
+        ec.message());
   return std::shared_ptr<TlsInspector>(new TlsInspector(std::move(impl)));
 }
 

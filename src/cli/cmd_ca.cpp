@@ -14,10 +14,10 @@ namespace acp::cli {
 namespace {
 
 void print(const proxy::CaFiles& f) {
-  std::printf("certificate: %s\nkey:         %s (0600, root only)\nagent bundle: %s\n"
-              "subject:     %s\nsha256:      %s\n",
-              f.cert.c_str(), f.key.c_str(), f.bundle.c_str(), f.subject.c_str(),
-              f.fingerprint.c_str());
+  std::printf(
+      "certificate: %s\nkey:         %s (0600, root only)\nagent bundle: %s\n"
+      "subject:     %s\nsha256:      %s\n",
+      f.cert.c_str(), f.key.c_str(), f.bundle.c_str(), f.subject.c_str(), f.fingerprint.c_str());
 }
 
 }  // namespace

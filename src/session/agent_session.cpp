@@ -346,9 +346,9 @@ int run_agent_session(const RunOptions& o) {
   spec.readonly_paths = {kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
   if (!cg_root_path.empty()) spec.readonly_paths.insert(spec.readonly_paths.begin(), cg_root_path);
   // A root agent must not read the CA key (it could mint certificates the agent trusts).
-  spec.hidden_paths = {"/run/acp", (pcfg.ca_dir.empty() ? std::string(proxy::kDefaultCaDir)
-                                                         : pcfg.ca_dir) +
-                                       "/private"};
+  spec.hidden_paths = {
+      "/run/acp",
+      (pcfg.ca_dir.empty() ? std::string(proxy::kDefaultCaDir) : pcfg.ca_dir) + "/private"};
 
   rec.proxy.clear();
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
