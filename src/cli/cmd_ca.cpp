@@ -15,8 +15,8 @@ namespace {
 
 void print(const proxy::CaFiles& f) {
   std::printf(
-      "certificate: %s\nkey:         %s (0600, root only)\nagent bundle: %s\n"
-      "subject:     %s\nsha256:      %s\n",
+      "certificate:  %s\nkey:          %s (0600, root only)\nagent bundle: %s\n"
+      "subject:      %s\nsha256:       %s\n",
       f.cert.c_str(), f.key.c_str(), f.bundle.c_str(), f.subject.c_str(), f.fingerprint.c_str());
 }
 
