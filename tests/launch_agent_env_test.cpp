@@ -109,7 +109,7 @@ TEST(LaunchAgentEnv, TlsInspectionHandsTheAgentTheBundle) {
   EXPECT_EQ(env_lookup(env, "CURL_CA_BUNDLE"), std::nullopt);
 
   AgentEnvSettings on = off;
-  on.ca_bundle = "/var/lib/acp/ca/bundle.pem";
+  on.extra = acp::launch::trust_env("/var/lib/acp/ca/bundle.pem");
   env = build_agent_env({"SSL_CERT_FILE=/mine.pem"}, on);
   for (const char* k : keys) {
     EXPECT_EQ(env_lookup(env, k), "/var/lib/acp/ca/bundle.pem") << k;

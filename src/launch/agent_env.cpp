@@ -77,12 +77,16 @@ std::vector<std::string> build_agent_env(const std::vector<std::string>& parent_
     env.set("LOGNAME", s.user->name);
     env.set("SHELL", s.user->shell);
   }
-  if (!s.ca_bundle.empty())
-    for (const char* k :
-         {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
-      env.set(k, s.ca_bundle);
   for (const auto& [k, v] : s.extra) env.set(k, v);
   return env.take();
+}
+
+std::vector<std::pair<std::string, std::string>> trust_env(const std::string& bundle) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const char* k :
+       {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
+    out.emplace_back(k, bundle);
+  return out;
 }
 
 std::vector<std::string> current_environment() {

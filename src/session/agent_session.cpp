@@ -324,12 +324,13 @@ int run_agent_session(const RunOptions& o) {
   env_settings.proxy_url = (*proxy)->proxy_url();
   env_settings.session_id = id;
   env_settings.user = &*user;
-  env_settings.ca_bundle = (*proxy)->trust_bundle();
   if (kind == backend::Kind::kPreload)
     env_settings.extra =
         backend::preload_env(preload_lib, allow, env_lookup(current_environment(), "LD_PRELOAD"));
   AgentSpec spec;
   spec.argv = o.command;
+  if (auto bundle = (*proxy)->trust_bundle(); !bundle.empty())
+    for (auto& kv : trust_env(bundle)) env_settings.extra.push_back(std::move(kv));
   spec.env = build_agent_env(current_environment(), env_settings);
   spec.uid = user->uid;
   spec.gid = user->gid;

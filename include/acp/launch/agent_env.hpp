@@ -19,9 +19,6 @@ struct AgentEnvSettings {
   // Applied last, so they override anything above (e.g. ACP_CONTAINED=1, LD_PRELOAD for the
   // preload backend). The caller owns that choice.
   std::vector<std::pair<std::string, std::string>> extra;
-  // --inspect-tls: a PEM bundle (system CAs + ACP's CA) for SSL_CERT_FILE, NODE_EXTRA_CA_CERTS,
-  // REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE. Empty: none of them is touched.
-  std::string ca_bundle;
 };
 
 // Builds the agent's environment from `parent_env` ("KEY=VALUE" strings):
@@ -29,15 +26,17 @@ struct AgentEnvSettings {
 //  - sets ACP_SANDBOX=1 and ACP_SESSION=<session_id>;
 //  - drops NO_PROXY and no_proxy: every request must meet the proxy (the kernel wall blocks
 //    a bypass anyway; dropping it turns a confusing EPERM into a proxied request);
-//  - sets HOME, USER, LOGNAME and SHELL for the target user, when given;
-//  - points SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE at ca_bundle,
-//    when given (TLS inspection).
+//  - sets HOME, USER, LOGNAME and SHELL for the target user, when given.
 // Everything else is kept as it is, PATH, LD_LIBRARY_PATH and LD_PRELOAD included: the wall is
 // in the kernel, so no variable can weaken it, and a silently missing variable is a worse
 // surprise (sudo's env_reset already strips LD_* when it applies). Order is kept, each key
 // appears once (the first occurrence's position, the last value wins), new keys are appended.
 std::vector<std::string> build_agent_env(const std::vector<std::string>& parent_env,
                                          const AgentEnvSettings& settings);
+
+// --inspect-tls: SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE,
+// each pointing at `bundle` (system CAs + ACP's CA), for AgentEnvSettings::extra.
+std::vector<std::pair<std::string, std::string>> trust_env(const std::string& bundle);
 
 // This process's environment as "KEY=VALUE" strings.
 std::vector<std::string> current_environment();
