@@ -142,11 +142,13 @@ TEST_F(RunTlsInspect, AnExcludedHostIsTunnelledUntouched) {
   EXPECT_EQ(req[0]["action"].value("method", ""), "CONNECT");
 }
 
-// Without --inspect-tls nothing changes: no trust variables, a blind tunnel.
+// Without --inspect-tls nothing changes: the trust variables are the caller's.
 TEST_F(RunTlsInspect, OffByDefault) {
   auto r = run(acp_run(policy_, {"/bin/sh", "-c", "echo \"CA=${CURL_CA_BUNDLE:-none}\""}));
   EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("CA=none"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("CA="), std::string::npos) << r.out;
+  // Whatever the caller had (or nothing), never ACP's bundle.
+  EXPECT_EQ(r.out.find("bundle.pem"), std::string::npos) << r.out;
 }
 
 }  // namespace
