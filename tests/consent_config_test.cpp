@@ -76,6 +76,35 @@ TEST(AcpConfig, RenderRoundTrips) {
   EXPECT_EQ(back->web.listen, c.web.listen);
 }
 
+TEST(AcpConfig, TlsInspectionIsOffByDefaultAndReadAndRendered) {
+  auto d = parse_config("channels: {}\n", "c.yml");
+  ASSERT_TRUE(d.ok()) << d.error().message();
+  EXPECT_FALSE(d->tls_inspection.enabled);
+  EXPECT_EQ(render_config(*d).find("tls_inspection"), std::string::npos);
+
+  auto c = parse_config(R"(tls_inspection:
+  enabled: true
+  exclude: ["*.pinned.example", api.bank.example]
+  upstream_ca: /etc/acp/origins.pem
+)",
+                        "c.yml");
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  EXPECT_TRUE(c->tls_inspection.enabled);
+  EXPECT_EQ(c->tls_inspection.exclude,
+            (std::vector<std::string>{"*.pinned.example", "api.bank.example"}));
+  EXPECT_EQ(c->tls_inspection.upstream_ca, "/etc/acp/origins.pem");
+  auto back = parse_config(render_config(*c), "rendered");
+  ASSERT_TRUE(back.ok()) << back.error().message() << "\n" << render_config(*c);
+  EXPECT_TRUE(back->tls_inspection.enabled);
+  EXPECT_EQ(back->tls_inspection.exclude, c->tls_inspection.exclude);
+  EXPECT_EQ(back->tls_inspection.upstream_ca, c->tls_inspection.upstream_ca);
+
+  auto bad = parse_config("tls_inspection:\n  exclude: a.example\n", "c.yml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("exclude must be a list"), std::string::npos)
+      << bad.error().message();
+}
+
 TEST(AcpConfig, ErrorsNameTheLineAndWhatIsExpected) {
   struct Case {
     const char* text;

@@ -97,3 +97,24 @@ TEST(LaunchAgentEnv, CurrentEnvironmentSeesSetenv) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(LaunchAgentEnv, TlsInspectionHandsTheAgentTheBundle) {
+  const char* keys[] = {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
+                        "CURL_CA_BUNDLE"};
+  AgentEnvSettings off{"http://127.0.0.1:8443", "s1", nullptr, {}};
+  auto env = build_agent_env({"SSL_CERT_FILE=/mine.pem"}, off);
+  EXPECT_EQ(env_lookup(env, "SSL_CERT_FILE"), "/mine.pem");  // untouched without inspection
+  EXPECT_EQ(env_lookup(env, "CURL_CA_BUNDLE"), std::nullopt);
+
+  AgentEnvSettings on = off;
+  on.extra = acp::launch::trust_env("/var/lib/acp/ca/bundle.pem");
+  env = build_agent_env({"SSL_CERT_FILE=/mine.pem"}, on);
+  for (const char* k : keys) {
+    EXPECT_EQ(env_lookup(env, k), "/var/lib/acp/ca/bundle.pem") << k;
+    EXPECT_EQ(count_key(env, k), 1u) << k;
+  }
+}
+
+}  // namespace

@@ -58,6 +58,17 @@ class Reader {
     return {};
   }
 
+  Status strings(const Node& n, const std::string& key, std::vector<std::string>& out) const {
+    if (n.kind != NodeKind::Sequence) return make_error(at(n) + key + " must be a list");
+    out.clear();
+    for (uint32_t i = n.first; i != kNone; i = doc_.nodes[i].next) {
+      const Node& item = doc_.nodes[i];
+      if (item.kind != NodeKind::Scalar) return make_error(at(item) + key + " must hold values");
+      out.emplace_back(item.text);
+    }
+    return {};
+  }
+
   Status boolean(const Node& n, const std::string& key, bool& out) const {
     if (n.kind == NodeKind::Scalar && n.plain && (n.text == "true" || n.text == "false")) {
       out = n.text == "true";
@@ -154,9 +165,18 @@ Result<Config> parse_config(const std::string& text, const std::string& source) 
          {"chat_id", [&](const Node& v) { return r.text(v, "chat_id", t.chat_id); }},
          {"ca_file", [&](const Node& v) { return r.text(v, "ca_file", t.ca_file); }}});
   };
+  auto tls = [&](const Node& n) {
+    auto& t = c.tls_inspection;
+    return r.each(
+        n, "tls_inspection",
+        {{"enabled", [&](const Node& v) { return r.boolean(v, "enabled", t.enabled); }},
+         {"exclude", [&](const Node& v) { return r.strings(v, "exclude", t.exclude); }},
+         {"upstream_ca", [&](const Node& v) { return r.text(v, "upstream_ca", t.upstream_ca); }}});
+  };
   auto st = r.each(
       root, "the config",
       {{"policy", [&](const Node& v) { return r.text(v, "policy", c.policy); }},
+       {"tls_inspection", tls},
        {"channels", [&](const Node& v) {
           return r.each(
               v, "channels",
@@ -222,6 +242,16 @@ std::string render_config(const Config& c) {
     << "    token_file: " << q(c.telegram.token_file) << "\n"
     << "    chat_id: " << q(c.telegram.chat_id) << "\n"
     << "    ca_file: " << q(c.telegram.ca_file) << "\n";
+  const auto& t = c.tls_inspection;
+  if (t.enabled || !t.exclude.empty() || !t.upstream_ca.empty()) {
+    o << "tls_inspection:\n"
+      << "  enabled: " << b(t.enabled) << "\n";
+    if (!t.exclude.empty()) {
+      o << "  exclude:\n";
+      for (const auto& e : t.exclude) o << "    - " << q(e) << "\n";
+    }
+    if (!t.upstream_ca.empty()) o << "  upstream_ca: " << q(t.upstream_ca) << "\n";
+  }
   return o.str();
 }
 

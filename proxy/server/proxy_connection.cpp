@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include <openssl/ssl.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,6 +20,8 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include "acp/proxy/tls_inspector.hpp"
 
 namespace acp::proxy {
 
@@ -68,9 +71,8 @@ enum class RelayFail { None, Read, Write, BodyLimit };
 // Streams one message body from `in` (through parser `p`) to `out` (through serializer
 // `sr`, whose header is already written), one buffer at a time.
 template <bool isRequest>
-net::awaitable<RelayFail> relay_body(http::parser<isRequest, http::buffer_body>& p,
-                                     beast::tcp_stream& in, beast::flat_buffer& in_buffer,
-                                     beast::tcp_stream& out,
+net::awaitable<RelayFail> relay_body(http::parser<isRequest, http::buffer_body>& p, ProxyStream& in,
+                                     beast::flat_buffer& in_buffer, ProxyStream& out,
                                      http::serializer<isRequest, http::buffer_body>& sr, char* buf,
                                      std::chrono::seconds idle, uint64_t& bytes, error_code& ec) {
   while (!sr.is_done()) {
@@ -142,6 +144,24 @@ net::awaitable<void> pump(tcp::socket& from, tcp::socket& to, TunnelState& st, u
 std::string endpoint_text(const tcp::endpoint& ep) {
   auto a = ep.address();
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
+}
+
+// A request inside an inspected CONNECT: its Host header must name the CONNECT's host (and
+// port, when it gives one). Empty: they agree.
+std::string host_disagreement(std::string_view host_header, const RequestTarget& t) {
+  if (host_header.empty()) return {};  // HTTP/1.0 without Host: the CONNECT names it
+  std::string host;
+  std::optional<uint16_t> port;
+  if (auto a = parse_authority(host_header)) {
+    host = a->host;
+    port = a->port;
+  } else {
+    host = normalize_host(host_header);
+  }
+  if (host != t.host || (port && *port != t.port))
+    return "the Host header (" + std::string(host_header) + ") does not name the CONNECT host " +
+           t.host + ":" + std::to_string(t.port);
+  return {};
 }
 
 net::ip::address unmapped(const net::ip::address& a) {
@@ -291,11 +311,38 @@ net::awaitable<void> Connection::run() {
   }
   error_code ec;
   if (up_.stream) up_.stream->socket().close(ec);
+  if (client_.tls() && !closed_) co_await close_tls();
   client_.socket().close(ec);
+}
+
+net::awaitable<void> Connection::close_tls() {
+  // close_notify, so a body that ends with the connection is not taken for a truncation.
+  error_code ec;
+  client_.expires_after(kLingerTimeout);
+  co_await client_.tls()->async_shutdown(redirect(ec));
 }
 
 net::awaitable<bool> Connection::handle_request(RequestParser& p, nlohmann::json& event) {
   auto& req = p.get();
+  if (inspected_) {
+    event["tls"] = "inspected";
+    if (req.method() == http::verb::connect || req.target().empty() ||
+        req.target().front() != '/') {
+      event["status"] = 400;
+      co_await send_refusal(400, "Bad request target",
+                            "inside an inspected CONNECT only origin-form requests (GET /path) "
+                            "are served",
+                            true);
+      co_return false;
+    }
+    if (auto why = host_disagreement(req[http::field::host], *inspected_); !why.empty()) {
+      event["host"] = inspected_->host;
+      event["port"] = inspected_->port;
+      co_await refuse_mismatch(why, {}, event);
+      co_return false;
+    }
+    co_return co_await handle_http(p, event);
+  }
   if (req.method() == http::verb::connect) co_return co_await handle_connect(p, event);
   auto target = req.target();
   if (target.empty() || target.front() == '/' || target == "*") {
@@ -451,6 +498,8 @@ net::awaitable<bool> Connection::handle_connect(RequestParser& p, nlohmann::json
     co_await send_refusal(403, "Blocked by ACP", j.reason, true, j.request_id);
     co_return false;
   }
+  if (state_->cfg.inspect_tls && !state_->cfg.inspect_tls->excluded(target->host))
+    co_return co_await start_inspection(*target, j.request_id, event);
   Refusal rf;
   bool restricted = false;
   auto up = co_await connect_upstream(*target, j, rf, restricted);
@@ -470,6 +519,101 @@ net::awaitable<bool> Connection::handle_connect(RequestParser& p, nlohmann::json
   if (ec) co_return false;
   state_->n_tunnels.fetch_add(1, std::memory_order_relaxed);
   co_await tunnel(std::move(*up), event);
+  co_return false;
+}
+
+net::awaitable<bool> Connection::start_inspection(const RequestTarget& target,
+                                                  const std::string& request_id,
+                                                  nlohmann::json& event) {
+  auto& insp = *state_->cfg.inspect_tls;
+  const auto& lim = state_->cfg.limits;
+  up_.stream.reset();  // never reuse a plain upstream for the inspected requests
+  static constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  error_code ec;
+  client_.expires_after(kRefusalWriteTimeout);
+  co_await net::async_write(client_, net::buffer(kEstablished), redirect(ec));
+  if (ec || closed_) co_return false;
+  event["tls"] = "inspected";
+  auto& tls = client_.start_tls(insp.client_side());
+  if (auto st = insp.use_leaf(tls.native_handle(), target.host); !st) {
+    event["status"] = 500;
+    event["reason"] = st.error().message();
+    state_->n_errors.fetch_add(1, std::memory_order_relaxed);
+    co_return false;
+  }
+  // The ClientHello may already sit behind the CONNECT header.
+  client_.expires_after(lim.header_timeout);
+  co_await tls.async_handshake(net::ssl::stream_base::server, buffer_.data(), redirect(ec));
+  buffer_.consume(buffer_.size());
+  if (ec || closed_) {
+    // Typically the agent does not trust the ACP CA, or pins the certificate.
+    event["status"] = 0;
+    event["reason"] = "TLS handshake with the agent failed: " + ec.message();
+    state_->n_errors.fetch_add(1, std::memory_order_relaxed);
+    state_->audit({{"kind", "tls"},
+                   {"event", "agent_handshake_failed"},
+                   {"request_id", request_id},
+                   {"host", target.host},
+                   {"port", target.port},
+                   {"reason", ec.message()}});
+    co_return false;
+  }
+  inspected_ = target;
+  state_->n_tunnels.fetch_add(1, std::memory_order_relaxed);
+  event["status"] = 200;
+  // SNI is optional (clients leave it out for IP literals), but when given it must be the
+  // host the CONNECT was judged for.
+  if (const char* sni = SSL_get_servername(tls.native_handle(), TLSEXT_NAMETYPE_host_name)) {
+    if (normalize_host(sni) != target.host) {
+      nlohmann::json inner = {{"event", "request"},  {"id", ++state_->next_request},
+                              {"client", peer_},     {"tls", "inspected"},
+                              {"host", target.host}, {"port", target.port}};
+      co_await refuse_mismatch(
+          "the TLS SNI (" + std::string(sni) + ") does not name the CONNECT host " + target.host,
+          request_id, inner);
+      state_->emit(inner);
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+net::awaitable<void> Connection::refuse_mismatch(const std::string& reason,
+                                                 const std::string& request_id,
+                                                 nlohmann::json& event) {
+  event["status"] = 403;
+  event["reason"] = reason;
+  state_->audit({{"kind", "tls"},
+                 {"event", "name_mismatch"},
+                 {"request_id", request_id},
+                 {"host", inspected_ ? inspected_->host : std::string()},
+                 {"port", inspected_ ? inspected_->port : 0},
+                 {"allowed", false},
+                 {"reason", reason}});
+  co_await send_refusal(403, "Blocked by ACP", reason, true, request_id);
+}
+
+net::awaitable<bool> Connection::upstream_tls(const RequestTarget& target, Refusal& refusal) {
+  auto& insp = *state_->cfg.inspect_tls;
+  auto& up = *up_.stream;
+  auto& tls = up.start_tls(insp.upstream_side());
+  const std::string where = target.host + ":" + std::to_string(target.port);
+  if (auto st = TlsInspector::expect_upstream(tls.native_handle(), target.host); !st) {
+    refusal = {502, "Upstream TLS failed", where + ": " + st.error().message()};
+    co_return false;
+  }
+  error_code ec;
+  up.expires_after(state_->cfg.limits.connect_timeout);
+  co_await tls.async_handshake(net::ssl::stream_base::client, redirect(ec));
+  up.expires_never();
+  if (!ec) co_return true;
+  if (auto why = TlsInspector::verify_failure(tls.native_handle()); !why.empty())
+    refusal = {502, "Upstream certificate refused",
+               where + ": the origin's certificate does not verify: " + why};
+  else if (ec == beast::error::timeout)
+    refusal = {504, "Upstream connect timeout", where + ": the TLS handshake timed out"};
+  else
+    refusal = {502, "Upstream TLS failed", where + ": " + ec.message()};
   co_return false;
 }
 
@@ -526,7 +670,10 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   bool client_keep = req.keep_alive();
   const unsigned client_version = req.version();
   auto keep_after_refusal = [&] { return client_keep && p.is_done(); };
-  auto target = parse_absolute_url(req.target());
+  auto target = inspected_ ? Result<RequestTarget>(RequestTarget{inspected_->host, inspected_->port,
+                                                                 std::string(req.target()),
+                                                                 inspected_->ipv6_literal})
+                           : parse_absolute_url(req.target());
   if (!target) {
     event["status"] = 400;
     bool keep = keep_after_refusal();
@@ -554,7 +701,8 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   strip_hop_by_hop(req);
   req.target(target->path);
   req.version(11);
-  req.set(http::field::host, target->host_header());
+  if (!inspected_ || !req.count(http::field::host))
+    req.set(http::field::host, target->host_header());  // inspected: already checked
   const bool had_body = !p.is_done();
 
   if (!relay_buffer_) relay_buffer_.reset(new char[kRelayBufferBytes]);
@@ -583,6 +731,19 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
       up_.stream.emplace(std::move(*s));
       up_.key = key;
       up_.restricted = restricted;
+      if (inspected_ && !co_await upstream_tls(*target, rf)) {
+        up_.stream.reset();
+        event["status"] = rf.status;
+        event["reason"] = rf.reason;
+        state_->audit({{"kind", "tls"},
+                       {"event", "upstream_refused"},
+                       {"request_id", j.request_id},
+                       {"host", target->host},
+                       {"port", target->port},
+                       {"reason", rf.reason}});
+        co_await send_refusal(rf.status, rf.error, rf.reason, true, j.request_id);
+        co_return false;
+      }
     }
     auto& up = *up_.stream;
     // The proxy answers Expect itself once it knows the request can go through.
@@ -734,6 +895,11 @@ net::awaitable<void> Connection::lingering_close() {
   // Read what the client is still sending, so the close does not reset the connection
   // before the client has read the answer.
   error_code ec;
+  if (client_.tls()) {
+    co_await close_tls();
+    client_.socket().close(ec);
+    co_return;
+  }
   client_.socket().shutdown(tcp::socket::shutdown_send, ec);
   client_.expires_after(kLingerTimeout);
   std::array<char, 4096> sink;

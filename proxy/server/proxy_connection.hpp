@@ -19,6 +19,7 @@
 #include "acp/proxy/request_head.hpp"
 #include "acp/proxy/request_target.hpp"
 #include "proxy_state.hpp"
+#include "proxy_stream.hpp"
 
 namespace acp::proxy {
 
@@ -36,7 +37,7 @@ class Connection {
  private:
   enum class HeadRead { Ok, Closed, TooLarge, TimedOut };
   struct Upstream {
-    std::optional<boost::beast::tcp_stream> stream;
+    std::optional<ProxyStream> stream;  // plain, or TLS inside an inspected CONNECT
     boost::beast::flat_buffer buffer;
     std::string key;          // host:port it was opened for
     bool restricted = false;  // its address needed a rule naming the host
@@ -58,20 +59,34 @@ class Connection {
   // Resolves, checks and connects; on failure fills `refusal`.
   boost::asio::awaitable<std::optional<boost::beast::tcp_stream>> connect_upstream(
       const RequestTarget& target, const Judgement& j, Refusal& refusal, bool& restricted);
+  // An allowed CONNECT to an inspected host: 200, then TLS with the agent on a minted leaf;
+  // the requests inside then go through run() and handle_http like plain ones.
+  boost::asio::awaitable<bool> start_inspection(const RequestTarget& target,
+                                                const std::string& request_id,
+                                                nlohmann::json& event);
+  // TLS to the origin on up_.stream, verified; on failure fills `refusal`.
+  boost::asio::awaitable<bool> upstream_tls(const RequestTarget& target, Refusal& refusal);
+  // Denies a request inside an inspected CONNECT whose names disagree: 403 and close.
+  boost::asio::awaitable<void> refuse_mismatch(const std::string& reason,
+                                               const std::string& request_id,
+                                               nlohmann::json& event);
   boost::asio::awaitable<void> tunnel(boost::beast::tcp_stream upstream, nlohmann::json& event);
   boost::asio::awaitable<void> send_refusal(unsigned status, const std::string& error,
                                             const std::string& reason, bool close,
                                             const std::string& request_id = {});
   boost::asio::awaitable<void> lingering_close();
+  boost::asio::awaitable<void> close_tls();
 
   std::shared_ptr<ProxyServer::State> state_;
-  boost::beast::tcp_stream client_;
+  ProxyStream client_;  // TLS once an inspected CONNECT is established
   boost::beast::flat_buffer buffer_;
   Upstream up_;
   std::unique_ptr<char[]> relay_buffer_;  // bodies of plain HTTP requests and responses
   boost::asio::steady_timer* tunnel_timer_ = nullptr;  // set while a tunnel runs
   bool closed_ = false;
   std::string peer_;
+  // Set inside an inspected CONNECT: where every request on this connection goes.
+  std::optional<RequestTarget> inspected_;
 };
 
 }  // namespace acp::proxy

@@ -111,4 +111,8 @@ void ProxyServer::set_event_callback(std::function<void(const nlohmann::json&)> 
   state_->on_event = std::move(cb);
 }
 
+void ProxyServer::set_audit_callback(std::function<void(nlohmann::json)> cb) {
+  state_->on_audit = std::move(cb);
+}
+
 }  // namespace acp::proxy

@@ -31,6 +31,7 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   std::vector<boost::asio::ip::tcp::endpoint> bound;
   std::unordered_set<Connection*> connections;  // live ones, for stop()
   std::function<void(const nlohmann::json&)> on_event;
+  std::function<void(nlohmann::json)> on_audit;
   bool stopped = false;
   uint64_t next_request = 0;
 
@@ -39,6 +40,9 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
 
   void emit(const nlohmann::json& event) const {
     if (on_event) on_event(event);
+  }
+  void audit(nlohmann::json entry) const {
+    if (on_audit) on_audit(std::move(entry));
   }
 };
 

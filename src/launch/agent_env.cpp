@@ -81,6 +81,14 @@ std::vector<std::string> build_agent_env(const std::vector<std::string>& parent_
   return env.take();
 }
 
+std::vector<std::pair<std::string, std::string>> trust_env(const std::string& bundle) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const char* k :
+       {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
+    out.emplace_back(k, bundle);
+  return out;
+}
+
 std::vector<std::string> current_environment() {
   std::vector<std::string> out;
   for (char** e = environ; e && *e; ++e) out.emplace_back(*e);

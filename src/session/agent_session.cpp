@@ -32,6 +32,7 @@
 #include "acp/launch/agent_launcher.hpp"
 #include "acp/launch/target_user.hpp"
 #include "acp/launch/task_limit.hpp"
+#include "acp/proxy/tls_inspector.hpp"
 #include "acp/session/docker_session.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
@@ -291,6 +292,10 @@ int run_agent_session(const RunOptions& o) {
   pcfg.policy_path = o.policy;
   pcfg.audit_path = o.audit_log;
   pcfg.config_path = o.config;
+  pcfg.inspect_tls = o.inspect_tls;
+  pcfg.inspect_tls_exclude = o.inspect_tls_exclude;
+  pcfg.upstream_ca = o.upstream_ca;
+  pcfg.ca_dir = o.ca_dir;
   // For the web page: the pins' counters and denied connects, without the control socket (this
   // loop serves it).
   pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
@@ -299,6 +304,7 @@ int run_agent_session(const RunOptions& o) {
   if (!root) {
     pcfg.control_path = state_dir + "/control.sock";
     pcfg.grants_path = state_dir + "/grants.json";
+    if (pcfg.ca_dir.empty()) pcfg.ca_dir = state_dir + "/ca";
     if (pcfg.audit_path.empty()) pcfg.audit_path = state_dir + "/audit.jsonl";
   }
   auto proxy = SessionProxy::start(io, pcfg);
@@ -335,6 +341,8 @@ int run_agent_session(const RunOptions& o) {
         backend::preload_env(preload_lib, allow, env_lookup(current_environment(), "LD_PRELOAD"));
   AgentSpec spec;
   spec.argv = o.command;
+  if (auto bundle = (*proxy)->trust_bundle(); !bundle.empty())
+    for (auto& kv : trust_env(bundle)) env_settings.extra.push_back(std::move(kv));
   spec.env = build_agent_env(current_environment(), env_settings);
   spec.uid = user->uid;
   spec.gid = user->gid;
@@ -350,7 +358,10 @@ int run_agent_session(const RunOptions& o) {
   // Only applied to a root agent (--allow-root): see AgentSpec.
   spec.readonly_paths = {kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
   if (!cg_root_path.empty()) spec.readonly_paths.insert(spec.readonly_paths.begin(), cg_root_path);
-  spec.hidden_paths = {"/run/acp"};
+  // A root agent must not read the CA key (it could mint certificates the agent trusts).
+  spec.hidden_paths = {
+      "/run/acp",
+      (pcfg.ca_dir.empty() ? std::string(proxy::kDefaultCaDir) : pcfg.ca_dir) + "/private"};
 
   rec.proxy.clear();
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));

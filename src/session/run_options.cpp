@@ -37,6 +37,21 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                   "cgroup where cgroup v2 has the pids controller, else RLIMIT_NPROC (default "
                   "4096)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 22));
+  sub->add_flag("--inspect-tls", o.inspect_tls,
+                "Inspect HTTPS: end the agent's TLS inside allowed CONNECTs with certificates "
+                "from ACP's local CA (/var/lib/acp/ca) and judge every request by method and "
+                "path; the agent is handed the CA through SSL_CERT_FILE and friends. See "
+                "docs/tls-inspection.md");
+  sub->add_option("--inspect-tls-exclude", o.inspect_tls_exclude,
+                  "With --inspect-tls: tunnel HOST (a glob, e.g. *.pinned.example) untouched "
+                  "(repeatable), for clients that pin certificates")
+      ->allow_extra_args(false);
+  sub->add_option("--inspect-tls-upstream-ca", o.upstream_ca,
+                  "With --inspect-tls: verify origins against this CA file instead of the "
+                  "system store (tests, private CAs)");
+  sub->add_option("--inspect-tls-ca-dir", o.ca_dir,
+                  "With --inspect-tls: where ACP's CA lives (default /var/lib/acp/ca; created "
+                  "on first use, see `acp ca`)");
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();
@@ -71,6 +86,10 @@ Status validate_run_options(const RunOptions& o) {
     return make_error(
         "--backend=docker runs the agent as the image's user, reaching only the proxy: "
         "--allow, --user and --allow-root do not apply (see acp contain --help)");
+  if (requested_backend(o) == "docker" && o.inspect_tls)
+    return make_error(
+        "--inspect-tls is not available with --backend=docker yet: the container would not "
+        "trust ACP's CA; run without it (HTTPS is then judged by host)");
   if (o.command.empty() || o.command.front().empty())
     return make_error("no agent command: usage: acp run [OPTIONS] -- CMD [ARGS...]");
   return {};

@@ -19,6 +19,7 @@
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/policy.hpp"
 #include "acp/proxy/proxy_server.hpp"
+#include "acp/proxy/tls_inspector.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp {
@@ -62,6 +63,15 @@ class SessionProxyImpl final : public SessionProxy {
         [this](const Action& a) { return policy_.current()->decide(a); }, gate_, *audit_,
         cfg_.session_id);
 
+    if (cfg_.inspect_tls) {
+      proxy::TlsInspectOptions opts;
+      if (!cfg_.ca_dir.empty()) opts.ca_dir = cfg_.ca_dir;
+      opts.exclude = cfg_.inspect_tls_exclude;
+      opts.upstream_ca_file = cfg_.upstream_ca;
+      auto insp = proxy::TlsInspector::create(opts);
+      if (!insp) return make_error("--inspect-tls: " + insp.error().message());
+      inspector_ = std::move(*insp);
+    }
     if (auto st = start_server(); !st) return st;
     return start_channels(config);
   }
@@ -91,6 +101,7 @@ class SessionProxyImpl final : public SessionProxy {
     for (uint32_t port = cfg_.port; port <= last; ++port) {
       proxy::ProxyConfig pc;
       pc.session_id = cfg_.session_id;
+      pc.inspect_tls = inspector_;
       if (cfg_.listen_addresses.empty()) {
         pc.listen = {
             tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};
@@ -108,6 +119,10 @@ class SessionProxyImpl final : public SessionProxy {
       auto st = server->start();
       if (st) {
         server_ = std::move(server);
+        server_->set_audit_callback([this](nlohmann::json entry) {
+          if (auto s = judge_->record_event(std::move(entry)); !s)
+            std::fprintf(stderr, "acp: audit log: %s\n", s.error().message().c_str());
+        });
         return {};
       }
       last_error = st.error();
@@ -142,6 +157,10 @@ class SessionProxyImpl final : public SessionProxy {
     const auto addr = ep.address();
     const std::string host = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
     return "http://" + host + ":" + std::to_string(ep.port());
+  }
+
+  std::string trust_bundle() const override {
+    return inspector_ ? inspector_->ca().bundle : std::string();
   }
 
   std::string control_path() const override { return control_->path(); }
@@ -217,6 +236,7 @@ class SessionProxyImpl final : public SessionProxy {
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<consent::ControlServer> control_;
   std::unique_ptr<consent::ConsentJudge> judge_;
+  std::shared_ptr<proxy::TlsInspector> inspector_;
   std::unique_ptr<proxy::ProxyServer> server_;
   std::vector<std::unique_ptr<consent::Channel>> channels_;
 };
@@ -229,6 +249,12 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::start(asio::io_context& io,
       config::load_config(cfg.config_path.empty() ? config::kDefaultConfigPath : cfg.config_path);
   if (!config) return config.error();
   SessionProxyConfig c = cfg;
+  // TLS inspection: on with --inspect-tls or the config's tls_inspection.enabled; excludes add
+  // up; --inspect-tls-upstream-ca wins over the config's upstream_ca.
+  const auto& tls = config->tls_inspection;
+  c.inspect_tls = c.inspect_tls || tls.enabled;
+  c.inspect_tls_exclude.insert(c.inspect_tls_exclude.end(), tls.exclude.begin(), tls.exclude.end());
+  if (c.upstream_ca.empty()) c.upstream_ca = tls.upstream_ca;
   // --policy wins; else the config's policy; else the built-in one.
   if (!c.policy_path && !config->policy.empty()) c.policy_path = config->policy;
   auto initial = c.policy_path ? policy::Policy::load_file(*c.policy_path)

@@ -34,6 +34,10 @@ struct AgentEnvSettings {
 std::vector<std::string> build_agent_env(const std::vector<std::string>& parent_env,
                                          const AgentEnvSettings& settings);
 
+// --inspect-tls: SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE,
+// each pointing at `bundle` (system CAs + ACP's CA), for AgentEnvSettings::extra.
+std::vector<std::pair<std::string, std::string>> trust_env(const std::string& bundle);
+
 // This process's environment as "KEY=VALUE" strings.
 std::vector<std::string> current_environment();
 

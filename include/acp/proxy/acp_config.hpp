@@ -13,10 +13,15 @@
 //                callback_listen: 127.0.0.1:8445}
 //     telegram: {enabled: false, api_base: https://api.telegram.org,
 //                token_file: /etc/acp/telegram.token, chat_id: "12345", ca_file: ""}
+//   tls_inspection:                      # docs/tls-inspection.md; off unless enabled
+//     enabled: false
+//     exclude: ["*.pinned.example"]      # host globs tunnelled untouched
+//     upstream_ca: ""                    # origins' CA file (empty: the system store)
 #pragma once
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "acp/util/result.hpp"
 
@@ -51,6 +56,13 @@ struct TelegramChannel {
   std::string ca_file;  // extra CA bundle for api_base (empty: the system store)
 };
 
+// `acp run --inspect-tls` without the flag; the flag's excludes add to these.
+struct TlsInspection {
+  bool enabled = false;
+  std::vector<std::string> exclude;
+  std::string upstream_ca;
+};
+
 struct Config {
   std::string source;  // the file it came from; "(defaults)" when there was none
   std::string policy;  // empty: the built-in default policy
@@ -58,6 +70,7 @@ struct Config {
   PromptChannel prompt;
   WebhookChannel webhook;
   TelegramChannel telegram;
+  TlsInspection tls_inspection;
 };
 
 // Reads `path`. A missing file gives the defaults; anything malformed is an error naming the

@@ -22,6 +22,8 @@
 
 namespace acp::proxy {
 
+class TlsInspector;
+
 // Every resource a client (the agent) controls has a limit; each refusal has its own status.
 struct ProxyLimits {
   size_t max_header_bytes = 64 * 1024;       // request line + headers; beyond: 431
@@ -37,6 +39,9 @@ struct ProxyConfig {
   std::vector<boost::asio::ip::tcp::endpoint> listen;  // port 0: any free port
   ProxyLimits limits;
   std::string session_id;  // copied into every Action
+  // Set: an allowed CONNECT to a host it does not exclude is inspected (docs/tls-inspection.md)
+  // and every request inside is judged by method and path. Null: CONNECT is a blind tunnel.
+  std::shared_ptr<TlsInspector> inspect_tls;
 };
 
 struct ProxyCounters {
@@ -68,6 +73,9 @@ class ProxyServer {
   ProxyCounters counters() const;
   // One JSON object per finished request (and per refused connection): see docs/proxy.md.
   void set_event_callback(std::function<void(const nlohmann::json&)> cb);
+  // Refusals no judgement records (inspected TLS: SNI/Host mismatch, a bad upstream
+  // certificate), as audit entries {"kind":"tls", ...}: the session writes them to the log.
+  void set_audit_callback(std::function<void(nlohmann::json)> cb);
 
   struct State;
 

@@ -27,7 +27,11 @@ struct RunOptions {
   std::string audit_log;  // empty: /var/log/acp/audit.jsonl
   std::string config;     // empty: /etc/acp/config.yml (missing: defaults)
   bool json_events = false;
-  uint64_t max_tasks = 4096;  // see acp/launch/task_limit.hpp
+  uint64_t max_tasks = 4096;                     // see acp/launch/task_limit.hpp
+  bool inspect_tls = false;                      // docs/tls-inspection.md
+  std::vector<std::string> inspect_tls_exclude;  // host globs tunnelled untouched
+  std::string upstream_ca;  // --inspect-tls-upstream-ca: origins' CA file (empty: system store)
+  std::string ca_dir;       // --inspect-tls-ca-dir (empty: /var/lib/acp/ca)
   std::vector<std::string> command;
 };
 

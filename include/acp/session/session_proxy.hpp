@@ -34,6 +34,11 @@ struct SessionProxyConfig {
   // The session's status for the channels' pages (acp status --json's session object), read
   // on the event loop; empty: none.
   std::function<nlohmann::json()> session_status;
+  // --inspect-tls: see docs/tls-inspection.md.
+  bool inspect_tls = false;
+  std::vector<std::string> inspect_tls_exclude;
+  std::string upstream_ca;  // empty: the system store
+  std::string ca_dir;       // empty: /var/lib/acp/ca
 };
 
 class SessionProxy {
@@ -52,6 +57,8 @@ class SessionProxy {
   virtual std::string audit_path() const = 0;
   // One line per running consent channel (e.g. the web page's address), for `acp run`.
   virtual std::vector<std::string> channel_descriptions() const = 0;
+  // With --inspect-tls: the CA bundle the agent must trust (system CAs + ACP's); else empty.
+  virtual std::string trust_bundle() const = 0;
   // SIGHUP: reload the policy; a broken new policy keeps the old one and says why.
   virtual void reload_policy() = 0;
   // A denied connect() from the kernel: into the audit log.
