@@ -105,6 +105,10 @@ TEST(RunOptions, ConflictingOrImpossibleBackendChoicesAreRefused) {
   auto dst = acp::validate_run_options(docker_user.opts);
   ASSERT_FALSE(dst.ok());
   EXPECT_NE(dst.error().message().find("do not apply"), std::string::npos);
+  auto docker_tls = parse({"--backend=docker", "--inspect-tls", "--", "true"});
+  auto tst = acp::validate_run_options(docker_tls.opts);
+  ASSERT_FALSE(tst.ok());
+  EXPECT_NE(tst.error().message().find("trust ACP's CA"), std::string::npos);
   auto audit = parse({"--backend=iptables", "--audit-only", "--", "true"});
   auto ast = acp::validate_run_options(audit.opts);
   ASSERT_FALSE(ast.ok());
