@@ -72,6 +72,7 @@ class Connection {
   boost::asio::steady_timer* tunnel_timer_ = nullptr;  // set while a tunnel runs
   bool closed_ = false;
   std::string peer_;
+  std::string peer_addr_;  // peer_ without the port: Action::client
 };
 
 }  // namespace acp::proxy
