@@ -18,6 +18,9 @@ pkgs=(
   nftables python3-yaml docker-compose  # acp export tests: nft -c, the compose file parsed and checked
   chromium  # the web page's browser test (headless, driven by playwright-core from npm)
 )
+# kubectl for the manifest tests (deploy/kubernetes): Debian's kubernetes-client, unless a
+# kubectl is installed already (another package providing /usr/bin/kubectl would conflict).
+command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
