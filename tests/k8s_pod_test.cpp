@@ -87,7 +87,7 @@ TEST(K8sPodTest, ParsesEveryWatchEventType) {
   EXPECT_EQ(bm->type, WatchEventType::Bookmark);
   EXPECT_EQ(bm->resource_version, "12345");
   auto gone = parse_watch_event(
-      R"({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}})");
+      R"j({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}})j");
   ASSERT_TRUE(gone);
   EXPECT_EQ(gone->type, WatchEventType::Error);
   EXPECT_EQ(gone->code, 410);
