@@ -300,6 +300,14 @@ TEST_P(NodeAgentDriverTest, ConfinesLabelledPodsOfEveryQosClassAndReleasesThem) 
     if (e.value("session", "") == "default/burstable" && e.value("verdict", "") == "deny") saw_deny = true;
   }
   EXPECT_TRUE(saw_allow && saw_deny) << slurp(dir_ + "/audit.jsonl");
+  // The kernel's refusals are in the audit log too, with the pod's name.
+  EXPECT_TRUE(eventually([&] {
+    for (const auto& e : audit())
+      if (e.value("kind", "") == "connect" && e.value("session", "") == "default/burstable" &&
+          e.value("port", 0) == origin_port_)
+        return true;
+    return false;
+  })) << slurp(dir_ + "/audit.jsonl");
   EXPECT_GE(metric("acp_node_decisions_total{verdict=\"allow\"}"), 2);
   EXPECT_GE(metric("acp_node_decisions_total{verdict=\"deny\"}"), 2);
   EXPECT_GE(metric("acp_node_denied_connects_total"), 3);

@@ -14,6 +14,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -23,6 +24,8 @@
 
 #include "acp/cgroup/mounts.hpp"
 #include "acp/kernel/bpffs.hpp"
+#include "acp/kernel/event_reader.hpp"
+#include "acp/kernel/pinned_session.hpp"
 #include "acp/k8s/pod_confiner.hpp"
 #include "acp/k8s/pod_watcher.hpp"
 
@@ -39,11 +42,59 @@ void log(const std::string& line) {
   std::fprintf(stderr, "acp node-agent: %s\n", line.c_str());
 }
 
+// A confined pod's refused attempts (its wall's ring buffer) into the audit log, with the pod's
+// namespace/name.
+class PodEvents : public std::enable_shared_from_this<PodEvents> {
+ public:
+  PodEvents(asio::io_context& io, std::string key, NodeProxy& proxy)
+      : stream_(io), key_(std::move(key)), proxy_(proxy) {}
+
+  Status start(const std::string& pin_dir) {
+    auto pinned = kernel::PinnedSession::open(pin_dir);
+    if (!pinned) return pinned.error();
+    auto reader = kernel::EventReader::create(pinned->map_fd("events"),
+                                              [this](const acp_event& e) { on_event(e); });
+    if (!reader) return reader.error();
+    reader_.emplace(std::move(*reader));
+    stream_.assign(::dup(reader_->epoll_fd()));
+    (void)reader_->consume();  // what came while nobody read (an agent restart)
+    arm();
+    return {};
+  }
+  void stop() {
+    error_code ec;
+    stream_.cancel(ec);
+    stream_.close(ec);
+  }
+
+ private:
+  void arm() {
+    stream_.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [self = shared_from_this()](const error_code& ec) {
+                         if (ec) return;
+                         (void)self->reader_->consume();
+                         self->arm();
+                       });
+  }
+  void on_event(const acp_event& e) {
+    nlohmann::json entry = kernel::event_to_json(e);
+    entry["kind"] = "connect";
+    entry["session"] = key_;
+    proxy_.record(std::move(entry));
+  }
+
+  asio::posix::stream_descriptor stream_;
+  std::optional<kernel::EventReader> reader_;
+  std::string key_;
+  NodeProxy& proxy_;
+};
+
 // What the agent knows about each pod that wants a wall.
 struct Tracked {
   Pod pod;
   bool confined = false;
   std::string cgroup;
+  std::shared_ptr<PodEvents> events;
 };
 
 class Agent final : public PodWatchHandler {
@@ -201,6 +252,11 @@ class Agent final : public PodWatchHandler {
                    {"cgroup", t.cgroup},
                    {"outcome", to_string(*r)}});
     register_pod(t);
+    t.events = std::make_shared<PodEvents>(io_, p.key(), proxy_);
+    if (auto st = t.events->start(confiner_.pin_dir(p.uid)); !st) {
+      log("pod " + p.key() + ": kernel events not read: " + st.error().message());
+      t.events.reset();
+    }
   }
 
   void register_pod(Tracked& t) {
@@ -217,6 +273,7 @@ class Agent final : public PodWatchHandler {
     if (it == tracked_.end() && !pinned) return;
     const std::string key = it != tracked_.end() ? it->second.pod.key() : "(unknown pod)";
     proxy_.remove_pod(uid);
+    if (it != tracked_.end() && it->second.events) it->second.events->stop();
     if (pinned) {
       if (auto c = confiner_.counters(uid)) {
         released_denied_ += c->total_denied();
