@@ -16,6 +16,7 @@ pkgs=(
   iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
   nftables python3-yaml docker-compose  # acp export tests: nft -c, the compose file parsed and checked
+  libcap2-bin  # capsh: the node agent vmtest runs the agent with only the DaemonSet's capabilities
   chromium  # the web page's browser test (headless, driven by playwright-core from npm)
 )
 # kubectl for the manifest tests (deploy/kubernetes): Debian's kubernetes-client, unless a

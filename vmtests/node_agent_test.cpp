@@ -148,9 +148,24 @@ class NodeAgentTest : public ::testing::Test {
     chmod((dir_ + "/" + rel).c_str(), 0644);
   }
 
-  void start_agent(const std::string& driver_flag = "auto") {
-    std::vector<std::string> argv = {
-        "sh", "-c", "exec \"$0\" \"$@\" >>'" + dir_ + "/agent.log' 2>&1", ACP_BINARY, "node-agent",
+  // with_manifest_caps: the agent runs with exactly the capabilities the DaemonSet grants
+  // (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN; every other one dropped from the bounding set).
+  void start_agent(const std::string& driver_flag = "auto", bool with_manifest_caps = false) {
+    const std::string script = "exec \"$0\" \"$@\" >>'" + dir_ + "/agent.log' 2>&1";
+    std::vector<std::string> prefix = {"sh", "-c", script};
+    if (with_manifest_caps)
+      prefix = {"capsh",
+                "--drop=cap_chown,cap_dac_override,cap_dac_read_search,cap_fowner,cap_fsetid,"
+                "cap_kill,cap_setgid,cap_setuid,cap_setpcap,cap_linux_immutable,"
+                "cap_net_bind_service,cap_net_broadcast,cap_net_raw,cap_ipc_lock,cap_ipc_owner,"
+                "cap_sys_module,cap_sys_rawio,cap_sys_chroot,cap_sys_ptrace,cap_sys_pacct,"
+                "cap_sys_admin,cap_sys_boot,cap_sys_nice,cap_sys_resource,cap_sys_time,"
+                "cap_sys_tty_config,cap_mknod,cap_lease,cap_audit_write,cap_audit_control,"
+                "cap_setfcap,cap_mac_override,cap_mac_admin,cap_syslog,cap_wake_alarm,"
+                "cap_block_suspend,cap_audit_read,cap_checkpoint_restore",
+                "--", "-c", script};
+    std::vector<std::string> argv = prefix;
+    std::vector<std::string> rest = {ACP_BINARY, "node-agent",
         "--node-name=node-a", "--api-server=" + server_->url(), "--token-file=" + server_->token_path(),
         "--ca-file=" + server_->ca_path(), "--cgroup-root=" + cg_root_,
         "--cgroup-driver=" + driver_flag, "--bpffs=" + bpffs_root_,
@@ -159,6 +174,7 @@ class NodeAgentTest : public ::testing::Test {
         "--audit-log=" + dir_ + "/audit.jsonl", "--control-socket=" + dir_ + "/control.sock",
         "--config=" + dir_ + "/config.yml",
         "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_), "--retry-ms=50"};
+    argv.insert(argv.end(), rest.begin(), rest.end());
     agent_ = Proc::start(argv);
     ASSERT_GT(agent_.pid, 0);
   }
@@ -352,7 +368,7 @@ TEST_F(NodeAgentTest, RestartedAgentAdoptsWallsReleasesGonePodsConfinesNewOnes) 
   const std::string c_cg = make_pod_cgroup(d, QosClass::Guaranteed, c.uid);
   server_->add(a);
   server_->add(b);
-  start_agent("systemd");
+  start_agent("systemd", /*with_manifest_caps=*/true);
   ASSERT_TRUE(wait_metric("acp_node_pods_confined", 2)) << agent_log();
   EXPECT_EQ(via_proxy(a_cg, a.ip), "200");
 
@@ -366,7 +382,7 @@ TEST_F(NodeAgentTest, RestartedAgentAdoptsWallsReleasesGonePodsConfinesNewOnes) 
   server_->remove(b.uid);
   server_->add(c);
 
-  start_agent("systemd");
+  start_agent("systemd", /*with_manifest_caps=*/true);
   EXPECT_EQ(direct(a_cg), "EPERM");  // confined while the agent starts
   ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
   ASSERT_TRUE(wait_metric("acp_node_pods_confined", 2)) << agent_log();

@@ -2,17 +2,18 @@
 // a new wall is attached before an old one is detached.
 #include "acp/k8s/pod_confiner.hpp"
 
+#include <bpf/bpf.h>
 #include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <set>
 
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/sock_programs.hpp"
 #include "acp/k8s/pod.hpp"
+#include "acp/util/unique_fd.hpp"
 
 namespace acp::k8s {
 namespace {
@@ -56,20 +57,25 @@ Result<std::vector<std::string>> PodConfiner::pinned_uids() const {
   return out;
 }
 
+// Reads only the links' own info (BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD): unlike
+// PinnedSession::links(), which opens each program by id for its name, this needs no
+// CAP_SYS_ADMIN, so the DaemonSet's capabilities suffice to adopt.
 bool PodConfiner::wall_is_whole(const std::string& dir, const std::string& cgroup_path) const {
-  auto pinned = kernel::PinnedSession::open(dir);
-  if (!pinned) return false;
-  auto links = pinned->links();
-  if (!links) return false;
+  if (!kernel::PinnedSession::open(dir)) return false;  // every map pinned
   struct stat st {};
   if (::stat(cgroup_path.c_str(), &st) != 0) return false;
-  std::set<std::string> names;
-  for (const auto& l : *links) {
-    if (l.cgroup_id != static_cast<uint64_t>(st.st_ino)) return false;
-    names.insert(l.pin_name);
+  for (const char* n : kernel::kLinkNames) {
+    const std::string path = dir + "/link_" + n;
+    UniqueFd fd(bpf_obj_get(path.c_str()));
+    if (!fd) return false;
+    bpf_link_info li{};
+    uint32_t len = sizeof li;
+    if (bpf_obj_get_info_by_fd(fd.get(), &li, &len) != 0) return false;
+    // Attached (a detached link has no program) to this very cgroup.
+    if (li.type != BPF_LINK_TYPE_CGROUP || li.prog_id == 0 ||
+        li.cgroup.cgroup_id != static_cast<uint64_t>(st.st_ino))
+      return false;
   }
-  for (const char* n : kernel::kLinkNames)
-    if (!names.count(std::string("link_") + n)) return false;
   return true;
 }
 
