@@ -440,7 +440,10 @@ TEST_F(NodeAgentTest, WatchResumesFromBookmarksRelistsOn410AndRereadsTheToken) {
   ASSERT_TRUE(wait_metric("acp_node_relists_total", 2)) << agent_log();
   EXPECT_GT(server_->stats().lists, lists);
   server_->remove(p.uid);
-  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 0)) << agent_log();
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 0))
+      << agent_log() << "watches " << server_->stats().watches << " from "
+      << server_->stats().last_watch_rv << " open " << server_->open_watches() << " lists "
+      << server_->stats().lists;
   EXPECT_EQ(direct(p_cg), "OK");
 
   // A rotated token is read again at the next connection.

@@ -219,7 +219,9 @@ asio::awaitable<Result<HttpResult>> KubeClient::stream_lines(
     p.get().body().data = buf.data();
     p.get().body().size = buf.size();
     lower.expires_after(idle_timeout);
-    co_await http::async_read(*c.stream, c.buffer, p, asio::redirect_error(asio::use_awaitable, ec));
+    // read_some: returns as soon as some of the body is parsed (a watch event must be handled
+    // when it arrives, not when 16 KiB of them have piled up).
+    co_await http::async_read_some(*c.stream, c.buffer, p, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return make_error("GET " + target + " (reading the body): " + ec.message());
     const size_t n = buf.size() - p.get().body().size;
