@@ -15,9 +15,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <vector>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -74,9 +74,9 @@ class DeployKubernetesTest : public ::testing::Test {
     if (!dir_.empty()) (void)std::system(("rm -rf '" + dir_ + "'").c_str());
   }
   std::string kubectl(const std::string& args, int* status) {
-    return capture("KUBECONFIG='" + dir_ + "/kubeconfig' HOME='" + dir_ + "' kubectl " + args +
-                       " 2>&1",
-                   status);
+    return capture(
+        "KUBECONFIG='" + dir_ + "/kubeconfig' HOME='" + dir_ + "' kubectl " + args + " 2>&1",
+        status);
   }
   json find(const json& items, const std::string& kind) {
     for (const auto& i : items)

@@ -60,8 +60,9 @@ TEST(K8sPodTest, RefusesAUidThatCouldEscapeAPath) {
 }
 
 TEST(K8sPodTest, ParsesAListWithItsResourceVersion) {
-  std::string body = std::string(R"({"kind":"PodList","metadata":{"resourceVersion":"900"},"items":[)") +
-                     kPod + "]}";
+  std::string body =
+      std::string(R"({"kind":"PodList","metadata":{"resourceVersion":"900"},"items":[)") + kPod +
+      "]}";
   auto l = parse_pod_list(body);
   ASSERT_TRUE(l) << l.error().message();
   EXPECT_EQ(l->resource_version, "900");

@@ -26,10 +26,10 @@
 
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/cgroup/mounts.hpp"
+#include "acp/k8s/pod_cgroup.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/probe.hpp"
-#include "acp/k8s/pod_cgroup.hpp"
 #include "support/fake_apiserver.hpp"
 #include "support/run_fixture.hpp"
 #include "support/wall_fixture.hpp"
@@ -93,7 +93,8 @@ class NodeAgentTest : public ::testing::Test {
     char tmpl[] = "/tmp/acp-node-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    const std::string tag = "acp-nodetest-" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6);
+    const std::string tag =
+        "acp-nodetest-" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6);
     cg_root_ = *root + "/" + tag;
     bpffs_root_ = std::string(kernel::kBpffsMountPoint) + "/" + tag;
     ASSERT_EQ(mkdir(cg_root_.c_str(), 0755), 0);
@@ -165,15 +166,23 @@ class NodeAgentTest : public ::testing::Test {
                 "cap_block_suspend,cap_audit_read,cap_checkpoint_restore",
                 "--", "-c", script};
     std::vector<std::string> argv = prefix;
-    std::vector<std::string> rest = {ACP_BINARY, "node-agent",
-        "--node-name=node-a", "--api-server=" + server_->url(), "--token-file=" + server_->token_path(),
-        "--ca-file=" + server_->ca_path(), "--cgroup-root=" + cg_root_,
-        "--cgroup-driver=" + driver_flag, "--bpffs=" + bpffs_root_,
-        "--proxy-listen=127.0.0.1:" + std::to_string(proxy_port_),
-        "--policy-dir=" + dir_ + "/policies", "--default-policy=" + dir_ + "/default-policy.yml",
-        "--audit-log=" + dir_ + "/audit.jsonl", "--control-socket=" + dir_ + "/control.sock",
-        "--config=" + dir_ + "/config.yml",
-        "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_), "--retry-ms=50"};
+    std::vector<std::string> rest = {ACP_BINARY,
+                                     "node-agent",
+                                     "--node-name=node-a",
+                                     "--api-server=" + server_->url(),
+                                     "--token-file=" + server_->token_path(),
+                                     "--ca-file=" + server_->ca_path(),
+                                     "--cgroup-root=" + cg_root_,
+                                     "--cgroup-driver=" + driver_flag,
+                                     "--bpffs=" + bpffs_root_,
+                                     "--proxy-listen=127.0.0.1:" + std::to_string(proxy_port_),
+                                     "--policy-dir=" + dir_ + "/policies",
+                                     "--default-policy=" + dir_ + "/default-policy.yml",
+                                     "--audit-log=" + dir_ + "/audit.jsonl",
+                                     "--control-socket=" + dir_ + "/control.sock",
+                                     "--config=" + dir_ + "/config.yml",
+                                     "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_),
+                                     "--retry-ms=50"};
     argv.insert(argv.end(), rest.begin(), rest.end());
     agent_ = Proc::start(argv);
     ASSERT_GT(agent_.pid, 0);
@@ -232,10 +241,10 @@ class NodeAgentTest : public ::testing::Test {
 
   // GET the origin through the node proxy from the pod's address; the HTTP status ("000": none).
   std::string via_proxy(const std::string& cgroup, const std::string& pod_ip) {
-    Proc p = run_in(cgroup, {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "20",
-                             "--interface", pod_ip, "-x",
-                             "http://127.0.0.1:" + std::to_string(proxy_port_),
-                             "http://127.0.0.1:" + std::to_string(origin_port_) + "/"});
+    Proc p = run_in(
+        cgroup, {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "20", "--interface",
+                 pod_ip, "-x", "http://127.0.0.1:" + std::to_string(proxy_port_),
+                 "http://127.0.0.1:" + std::to_string(origin_port_) + "/"});
     return p.out;
   }
 
@@ -267,7 +276,11 @@ class NodeAgentDriverTest : public NodeAgentTest,
 TEST_P(NodeAgentDriverTest, ConfinesLabelledPodsOfEveryQosClassAndReleasesThem) {
   const CgroupDriver driver = GetParam();
   // The driver is detected from the layout: the kubepods top level must exist first.
-  ASSERT_EQ(mkdir((cg_root_ + (driver == CgroupDriver::Systemd ? "/kubepods.slice" : "/kubepods")).c_str(), 0755), 0);
+  ASSERT_EQ(
+      mkdir(
+          (cg_root_ + (driver == CgroupDriver::Systemd ? "/kubepods.slice" : "/kubepods")).c_str(),
+          0755),
+      0);
   start_agent();
   ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
 
@@ -277,11 +290,15 @@ TEST_P(NodeAgentDriverTest, ConfinesLabelledPodsOfEveryQosClassAndReleasesThem) 
   };
   std::vector<P> pods = {
       {spec("aaaaaaaa-0000-4000-8000-000000000001", "guaranteed", "Guaranteed", "127.0.0.11", true,
-            "allow-origin.yml"), {}},
-      {spec("aaaaaaaa-0000-4000-8000-000000000002", "burstable", "Burstable", "127.0.0.12", true), {}},
+            "allow-origin.yml"),
+       {}},
+      {spec("aaaaaaaa-0000-4000-8000-000000000002", "burstable", "Burstable", "127.0.0.12", true),
+       {}},
       {spec("aaaaaaaa-0000-4000-8000-000000000003", "besteffort", "BestEffort", "127.0.0.13", true,
-            "allow-origin.yml"), {}},
-      {spec("aaaaaaaa-0000-4000-8000-000000000004", "unlabelled", "Burstable", "127.0.0.14", false), {}},
+            "allow-origin.yml"),
+       {}},
+      {spec("aaaaaaaa-0000-4000-8000-000000000004", "unlabelled", "Burstable", "127.0.0.14", false),
+       {}},
   };
   for (auto& p : pods) {
     p.cg = make_pod_cgroup(driver, qos_of(p.spec.qos), p.spec.uid);
@@ -312,8 +329,10 @@ TEST_P(NodeAgentDriverTest, ConfinesLabelledPodsOfEveryQosClassAndReleasesThem) 
   bool saw_allow = false, saw_deny = false;
   for (const auto& e : audit()) {
     if (e.value("kind", "") != "request") continue;
-    if (e.value("session", "") == "default/guaranteed" && e.value("verdict", "") == "allow") saw_allow = true;
-    if (e.value("session", "") == "default/burstable" && e.value("verdict", "") == "deny") saw_deny = true;
+    if (e.value("session", "") == "default/guaranteed" && e.value("verdict", "") == "allow")
+      saw_allow = true;
+    if (e.value("session", "") == "default/burstable" && e.value("verdict", "") == "deny")
+      saw_deny = true;
   }
   EXPECT_TRUE(saw_allow && saw_deny) << slurp(dir_ + "/audit.jsonl");
   // The kernel's refusals are in the audit log too, with the pod's name.
@@ -329,7 +348,8 @@ TEST_P(NodeAgentDriverTest, ConfinesLabelledPodsOfEveryQosClassAndReleasesThem) 
   EXPECT_GE(metric("acp_node_denied_connects_total"), 3);
 
   // A labelled pod whose cgroup is not there yet is confined once the kubelet makes it.
-  PodSpec late = spec("aaaaaaaa-0000-4000-8000-000000000005", "late", "BestEffort", "127.0.0.16", true);
+  PodSpec late =
+      spec("aaaaaaaa-0000-4000-8000-000000000005", "late", "BestEffort", "127.0.0.16", true);
   server_->add(late);
   ASSERT_TRUE(wait_metric("acp_node_pods_pending", 1)) << agent_log();
   const std::string late_cg = make_pod_cgroup(driver, QosClass::BestEffort, late.uid);
@@ -419,7 +439,8 @@ TEST_F(NodeAgentTest, WatchResumesFromBookmarksRelistsOn410AndRereadsTheToken) {
   const std::string bv = server_->bookmark();
   const int watches = server_->stats().watches;
   server_->end_watches();
-  ASSERT_TRUE(eventually([&] { return server_->stats().watches > watches && server_->open_watches() == 1; }));
+  ASSERT_TRUE(eventually(
+      [&] { return server_->stats().watches > watches && server_->open_watches() == 1; }));
   EXPECT_EQ(server_->stats().last_watch_rv, bv);
 
   // 410 as an ERROR event on the open watch: the agent lists again and sees a pod that was

@@ -48,11 +48,13 @@ void register_node_agent(CLI::App& app, int& exit_code) {
   cmd->add_option("--api-server", f->api_server,
                   "https://HOST:PORT of the API server (default: in-cluster, from "
                   "$KUBERNETES_SERVICE_HOST/PORT)");
-  cmd->add_option("--token-file", f->token_file,
-                  "Bearer token file, re-read on every connection (default: the service account's)");
+  cmd->add_option(
+      "--token-file", f->token_file,
+      "Bearer token file, re-read on every connection (default: the service account's)");
   cmd->add_option("--ca-file", f->ca_file, "Cluster CA bundle (default: the service account's)");
-  cmd->add_option("--cgroup-root", f->cgroup_root,
-                  "The host's cgroup v2 mount as seen here (default: this machine's cgroup2 mount)");
+  cmd->add_option(
+      "--cgroup-root", f->cgroup_root,
+      "The host's cgroup v2 mount as seen here (default: this machine's cgroup2 mount)");
   cmd->add_option("--cgroup-driver", f->cgroup_driver, "auto|systemd|cgroupfs (the kubelet's)")
       ->check(CLI::IsMember({"auto", "systemd", "cgroupfs"}));
   cmd->add_option("--bpffs", f->bpffs, "bpf filesystem; pins go to <bpffs>/acp/pod-<uid>")

@@ -21,7 +21,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
-
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -98,7 +97,8 @@ asio::awaitable<Result<std::unique_ptr<Connection>>> open_request(asio::io_conte
   auto& lower = beast::get_lowest_layer(*conn->stream);
   lower.expires_after(cfg.connect_timeout);
   co_await lower.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return make_error("connect to the API server " + host_header(cfg) + ": " + ec.message());
+  if (ec)
+    co_return make_error("connect to the API server " + host_header(cfg) + ": " + ec.message());
   co_await conn->stream->async_handshake(ssl::stream_base::client,
                                          asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return make_error("TLS handshake with " + host_header(cfg) + ": " + ec.message());
@@ -154,11 +154,13 @@ Result<ApiServerConfig> in_cluster_config() {
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
   if (!host || !*host)
     return make_error(
-        "KUBERNETES_SERVICE_HOST is not set: not running in a pod; pass --api-server=https://HOST:PORT");
+        "KUBERNETES_SERVICE_HOST is not set: not running in a pod; pass "
+        "--api-server=https://HOST:PORT");
   ApiServerConfig cfg;
-  std::string url = "https://" + std::string(std::string_view(host).find(':') != std::string_view::npos
-                                                 ? "[" + std::string(host) + "]"
-                                                 : std::string(host));
+  std::string url =
+      "https://" + std::string(std::string_view(host).find(':') != std::string_view::npos
+                                   ? "[" + std::string(host) + "]"
+                                   : std::string(host));
   if (port && *port) url += ":" + std::string(port);
   if (auto st = parse_api_server_url(url, cfg); !st) return st.error();
   cfg.token_path = std::string(kServiceAccountDir) + "/token";
@@ -221,7 +223,8 @@ asio::awaitable<Result<HttpResult>> KubeClient::stream_lines(
     lower.expires_after(idle_timeout);
     // read_some: returns as soon as some of the body is parsed (a watch event must be handled
     // when it arrives, not when 16 KiB of them have piled up).
-    co_await http::async_read_some(*c.stream, c.buffer, p, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read_some(*c.stream, c.buffer, p,
+                                   asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return make_error("GET " + target + " (reading the body): " + ec.message());
     const size_t n = buf.size() - p.get().body().size;

@@ -23,12 +23,11 @@
 #include <boost/beast/http.hpp>
 
 #include "acp/cgroup/mounts.hpp"
+#include "acp/k8s/pod_confiner.hpp"
+#include "acp/k8s/pod_watcher.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/pinned_session.hpp"
-#include "acp/k8s/pod_confiner.hpp"
-#include "acp/k8s/pod_watcher.hpp"
-
 
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
@@ -146,8 +145,8 @@ class Agent final : public PodWatchHandler {
       return;
     }
     if (tracked_.count(p.uid) || is_pinned(p.uid))
-      release(p.uid, p.phase == "Succeeded" || p.phase == "Failed" ? "pod finished"
-                                                                   : "label removed");
+      release(p.uid,
+              p.phase == "Succeeded" || p.phase == "Failed" ? "pod finished" : "label removed");
   }
 
   void on_error(const std::string& what) override {

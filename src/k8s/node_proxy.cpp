@@ -16,7 +16,6 @@
 #include "acp/proxy/policy.hpp"
 #include "acp/proxy/proxy_server.hpp"
 
-
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -67,11 +66,10 @@ class NodeProxyImpl final : public NodeProxy {
     if (cfg_.default_policy) {
       auto p = policy::Policy::load_file(*cfg_.default_policy);
       if (!p) return p.error();
-      default_policy_ =
-          std::make_shared<policy::PolicyStore>(std::move(*p), cfg_.default_policy);
+      default_policy_ = std::make_shared<policy::PolicyStore>(std::move(*p), cfg_.default_policy);
     } else {
-      default_policy_ = std::make_shared<policy::PolicyStore>(policy::Policy::builtin_default(),
-                                                              std::nullopt);
+      default_policy_ =
+          std::make_shared<policy::PolicyStore>(policy::Policy::builtin_default(), std::nullopt);
     }
     if (!cfg_.control_path.empty()) {
       auto control = consent::ControlServer::start(io_, cfg_.control_path, gate_);
@@ -83,7 +81,8 @@ class NodeProxyImpl final : public NodeProxy {
     for (const auto& ep : cfg_.listen) {
       boost::system::error_code ec;
       auto addr = asio::ip::make_address(kernel::address_string(ep.addr), ec);
-      if (ec) return make_error("proxy listen address " + kernel::to_string(ep) + ": " + ec.message());
+      if (ec)
+        return make_error("proxy listen address " + kernel::to_string(ep) + ": " + ec.message());
       if (addr.is_v6() && addr.to_v6().is_v4_mapped())
         addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
       pc.listen.emplace_back(addr, ep.port);
@@ -126,7 +125,8 @@ class NodeProxyImpl final : public NodeProxy {
     return out;
   }
 
-  Status set_pod(const std::string& uid, const std::string& key, const std::vector<std::string>& ips,
+  Status set_pod(const std::string& uid, const std::string& key,
+                 const std::vector<std::string>& ips,
                  const std::optional<std::string>& policy_name) override {
     Status result;
     consent::ConsentJudge::Policy decide;

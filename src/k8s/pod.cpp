@@ -65,7 +65,8 @@ Result<Pod> parse_pod(const json& obj) {
     if (auto ips = status->find("podIPs"); ips != status->end() && ips->is_array())
       for (const auto& ip : *ips)
         if (ip.is_object() && !str_at(ip, "ip").empty()) p.ips.push_back(str_at(ip, "ip"));
-    if (p.ips.empty() && !str_at(*status, "podIP").empty()) p.ips.push_back(str_at(*status, "podIP"));
+    if (p.ips.empty() && !str_at(*status, "podIP").empty())
+      p.ips.push_back(str_at(*status, "podIP"));
   }
   if (!valid_pod_uid(p.uid)) return make_error("pod " + p.key() + ": bad uid \"" + p.uid + "\"");
   return p;

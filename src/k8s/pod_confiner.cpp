@@ -9,10 +9,10 @@
 #include <algorithm>
 
 #include "acp/cgroup/cgroup.hpp"
+#include "acp/k8s/pod.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/sock_programs.hpp"
-#include "acp/k8s/pod.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp::k8s {
@@ -34,10 +34,14 @@ uint64_t uid_number(const std::string& uid) {
 
 const char* to_string(ConfineOutcome o) {
   switch (o) {
-    case ConfineOutcome::Confined: return "confined";
-    case ConfineOutcome::Adopted: return "adopted";
-    case ConfineOutcome::Replaced: return "replaced";
-    case ConfineOutcome::NoCgroup: return "no cgroup yet";
+    case ConfineOutcome::Confined:
+      return "confined";
+    case ConfineOutcome::Adopted:
+      return "adopted";
+    case ConfineOutcome::Replaced:
+      return "replaced";
+    case ConfineOutcome::NoCgroup:
+      return "no cgroup yet";
   }
   return "?";
 }

@@ -7,7 +7,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"

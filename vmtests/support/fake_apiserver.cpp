@@ -24,7 +24,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -69,7 +68,8 @@ std::string pct_decode(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::strtol(std::string(s.substr(i + 1, 2)).c_str(), nullptr, 16)));
+      out.push_back(
+          static_cast<char>(std::strtol(std::string(s.substr(i + 1, 2)).c_str(), nullptr, 16)));
       i += 2;
     } else {
       out.push_back(s[i] == '+' ? ' ' : s[i]);
@@ -87,7 +87,8 @@ std::map<std::string, std::string> query_of(std::string_view target) {
     auto amp = rest.find('&');
     std::string_view kv = rest.substr(0, amp);
     auto eq = kv.find('=');
-    q[pct_decode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : pct_decode(kv.substr(eq + 1));
+    q[pct_decode(kv.substr(0, eq))] =
+        eq == std::string_view::npos ? "" : pct_decode(kv.substr(eq + 1));
     if (amp == std::string_view::npos) break;
     rest = rest.substr(amp + 1);
   }
@@ -95,7 +96,7 @@ std::map<std::string, std::string> query_of(std::string_view target) {
 }
 
 std::string status_json(int code, const std::string& reason, const std::string& message) {
-  return json{{"kind", "Status"},   {"apiVersion", "v1"}, {"metadata", json::object()},
+  return json{{"kind", "Status"},    {"apiVersion", "v1"}, {"metadata", json::object()},
               {"status", "Failure"}, {"message", message}, {"reason", reason},
               {"code", code}}
       .dump();
@@ -171,7 +172,8 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
 
   asio::awaitable<void> write(ssl::stream<tcp::socket>& s, const std::string& data) {
     error_code ec;
-    co_await asio::async_write(s, asio::buffer(data), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(s, asio::buffer(data),
+                               asio::redirect_error(asio::use_awaitable, ec));
   }
 
   asio::awaitable<void> respond(ssl::stream<tcp::socket>& s, int code, const std::string& reason,
@@ -185,7 +187,8 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     ssl::stream<tcp::socket> s(std::move(sock), ctx);
     error_code ec;
-    co_await s.async_handshake(ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    co_await s.async_handshake(ssl::stream_base::server,
+                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     beast::flat_buffer buf;
     http::request<http::string_body> req;
@@ -194,7 +197,8 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
     stats.last_auth = std::string(req[http::field::authorization]);
     if (stats.last_auth != "Bearer " + token) {
       ++stats.unauthorized;
-      co_return co_await respond(s, 401, "Unauthorized", status_json(401, "Unauthorized", "Unauthorized"));
+      co_return co_await respond(s, 401, "Unauthorized",
+                                 status_json(401, "Unauthorized", "Unauthorized"));
     }
     const std::string target(req.target());
     if (target.rfind("/api/v1/pods?", 0) != 0)
@@ -203,7 +207,8 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
     stats.last_field_selector = q["fieldSelector"];
     const std::string prefix = "spec.nodeName=";
     if (stats.last_field_selector.rfind(prefix, 0) != 0)
-      co_return co_await respond(s, 400, "Bad Request", status_json(400, "BadRequest", "fieldSelector"));
+      co_return co_await respond(s, 400, "Bad Request",
+                                 status_json(400, "BadRequest", "fieldSelector"));
     const std::string node = stats.last_field_selector.substr(prefix.size());
 
     if (q["watch"] != "1" && q["watch"] != "true") {
@@ -222,16 +227,19 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
     stats.last_watch_rv = q["resourceVersion"];
     stats.last_watch_bookmarks = q["allowWatchBookmarks"] == "true";
     const uint64_t from = std::strtoull(stats.last_watch_rv.c_str(), nullptr, 10);
-    const std::string gone_msg = "too old resource version: " + stats.last_watch_rv + " (" +
-                                 std::to_string(compacted) + ")";
+    const std::string gone_msg =
+        "too old resource version: " + stats.last_watch_rv + " (" + std::to_string(compacted) + ")";
     if (from < compacted && gone_http)
       co_return co_await respond(s, 410, "Gone", status_json(410, "Expired", gone_msg));
-    co_await write(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n");
+    co_await write(s,
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n");
     auto w = std::make_shared<Watch>(io);
     w->node = node;
     if (from < compacted) {
-      w->lines.push_back(json{{"type", "ERROR"}, {"object", json::parse(status_json(410, "Expired", gone_msg))}}.dump());
+      w->lines.push_back(
+          json{{"type", "ERROR"}, {"object", json::parse(status_json(410, "Expired", gone_msg))}}
+              .dump());
       w->end = true;
     } else {
       for (const auto& [v, ev] : history)
@@ -260,7 +268,8 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     for (;;) {
       error_code ec;
-      tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket sock =
+          co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
       asio::co_spawn(io, session(std::move(sock)), asio::detached);
     }
@@ -269,7 +278,8 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
 
 std::unique_ptr<FakeApiServer> FakeApiServer::start(const std::string& dir, std::string* why) {
   const std::string cmd =
-      "cd '" + dir + "' && "
+      "cd '" + dir +
+      "' && "
       "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
       "-keyout ca.key -out ca.crt -subj /CN=acp-test-cluster-ca && "
       "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
@@ -314,9 +324,15 @@ FakeApiServer::~FakeApiServer() {
   impl_->thread.join();
 }
 
-std::string FakeApiServer::url() const { return "https://127.0.0.1:" + std::to_string(impl_->port); }
-std::string FakeApiServer::ca_path() const { return impl_->dir + "/ca.crt"; }
-std::string FakeApiServer::token_path() const { return impl_->dir + "/token"; }
+std::string FakeApiServer::url() const {
+  return "https://127.0.0.1:" + std::to_string(impl_->port);
+}
+std::string FakeApiServer::ca_path() const {
+  return impl_->dir + "/ca.crt";
+}
+std::string FakeApiServer::token_path() const {
+  return impl_->dir + "/token";
+}
 
 void FakeApiServer::rotate_token(const std::string& token) {
   impl_->on_io([&] {
@@ -359,7 +375,8 @@ std::string FakeApiServer::bookmark() {
     ++impl_->rv;  // bookmarks carry a version the client has not seen in an event
     const std::string v = std::to_string(impl_->rv);
     json ev = {{"type", "BOOKMARK"},
-               {"object", {{"kind", "Pod"}, {"apiVersion", "v1"}, {"metadata", {{"resourceVersion", v}}}}}};
+               {"object",
+                {{"kind", "Pod"}, {"apiVersion", "v1"}, {"metadata", {{"resourceVersion", v}}}}}};
     impl_->deliver("", ev.dump());
     return v;
   });

@@ -59,9 +59,9 @@ class FakeApiServer {
     int lists = 0;
     int watches = 0;
     int unauthorized = 0;
-    std::string last_watch_rv;         // resourceVersion= of the latest watch request
-    std::string last_auth;             // Authorization of the latest request
-    std::string last_field_selector;   // decoded fieldSelector of the latest request
+    std::string last_watch_rv;          // resourceVersion= of the latest watch request
+    std::string last_auth;              // Authorization of the latest request
+    std::string last_field_selector;    // decoded fieldSelector of the latest request
     bool last_watch_bookmarks = false;  // allowWatchBookmarks=true on the latest watch
   };
   Stats stats() const;

@@ -48,8 +48,7 @@ class KubeClient {
   KubeClient(boost::asio::io_context& io, ApiServerConfig cfg);
 
   // GET target (origin-form: "/api/v1/pods?..."); the whole body, at most max_body bytes.
-  boost::asio::awaitable<Result<HttpResult>> get(std::string target,
-                                                 size_t max_body = 256u << 20);
+  boost::asio::awaitable<Result<HttpResult>> get(std::string target, size_t max_body = 256u << 20);
 
   // GET target and hand every '\n'-terminated line of the body to on_line as it arrives (a
   // watch: one JSON event per line, chunked). on_line returning false ends the stream early.

@@ -9,20 +9,20 @@
 #include <vector>
 
 #include "acp/k8s/kube_client.hpp"
-#include "acp/k8s/pod_cgroup.hpp"
 #include "acp/k8s/node_proxy.hpp"
+#include "acp/k8s/pod_cgroup.hpp"
 
 namespace acp::k8s {
 
 struct NodeAgentConfig {
   std::string node_name;
   ApiServerConfig api;
-  std::string cgroup_root;                // empty: this machine's cgroup2 mount
-  std::optional<CgroupDriver> driver;     // nullopt: detect from the layout under cgroup_root
+  std::string cgroup_root;             // empty: this machine's cgroup2 mount
+  std::optional<CgroupDriver> driver;  // nullopt: detect from the layout under cgroup_root
   std::string bpffs_root = "/sys/fs/bpf";
-  bool audit_mode = false;                // log what the wall would refuse, refuse nothing
+  bool audit_mode = false;  // log what the wall would refuse, refuse nothing
   NodeProxyConfig proxy;
-  std::string metrics_listen;             // "ADDR:PORT" for /healthz and /metrics; empty: off
+  std::string metrics_listen;  // "ADDR:PORT" for /healthz and /metrics; empty: off
   std::chrono::milliseconds retry_interval{500};  // pods whose cgroup is not there yet
   std::chrono::seconds watch_timeout{300};
 };

@@ -23,8 +23,8 @@
 namespace acp::k8s {
 
 struct NodeProxyConfig {
-  std::vector<kernel::Endpoint> listen;  // ADDR:PORT/tcp each (a pod-reachable node address)
-  std::string policy_dir;                // where acp.dev/policy names a file
+  std::vector<kernel::Endpoint> listen;       // ADDR:PORT/tcp each (a pod-reachable node address)
+  std::string policy_dir;                     // where acp.dev/policy names a file
   std::optional<std::string> default_policy;  // file; nullopt: the built-in default
   std::string audit_path;
   std::string control_path;  // `acp pending/approve/deny` (empty: no control socket)

@@ -14,7 +14,7 @@
 
 namespace acp::k8s {
 
-inline constexpr const char* kConfineLabel = "acp.dev/confine";    // "true": confine the pod
+inline constexpr const char* kConfineLabel = "acp.dev/confine";     // "true": confine the pod
 inline constexpr const char* kPolicyAnnotation = "acp.dev/policy";  // a file in the policy dir
 
 struct Pod {

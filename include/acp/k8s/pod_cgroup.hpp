@@ -3,11 +3,11 @@
 //
 //   driver    QoS          directory under the cgroup2 root
 //   systemd   Guaranteed   kubepods.slice/kubepods-pod<uid_>.slice
-//   systemd   Burstable    kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice
-//   systemd   BestEffort   kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid_>.slice
-//   cgroupfs  Guaranteed   kubepods/pod<uid>
-//   cgroupfs  Burstable    kubepods/burstable/pod<uid>
-//   cgroupfs  BestEffort   kubepods/besteffort/pod<uid>
+//   systemd   Burstable kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice
+//   systemd   BestEffort
+//   kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid_>.slice cgroupfs
+//   Guaranteed   kubepods/pod<uid> cgroupfs  Burstable    kubepods/burstable/pod<uid> cgroupfs
+//   BestEffort   kubepods/besteffort/pod<uid>
 //
 // (<uid_> is the uid with '-' replaced by '_': systemd unit names reserve '-' for nesting.)
 // The containers' cgroups are children of the pod's, so programs attached there judge every

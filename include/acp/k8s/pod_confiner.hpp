@@ -28,10 +28,10 @@ struct PodConfinerConfig {
 };
 
 enum class ConfineOutcome {
-  Confined,   // programs attached and pinned now
-  Adopted,    // a wall from an earlier agent was there and is kept (allow map brought up to date)
-  Replaced,   // a wall was there but incomplete or stale: a new one attached before the old went
-  NoCgroup,   // the pod's cgroup does not exist (yet): try again later
+  Confined,  // programs attached and pinned now
+  Adopted,   // a wall from an earlier agent was there and is kept (allow map brought up to date)
+  Replaced,  // a wall was there but incomplete or stale: a new one attached before the old went
+  NoCgroup,  // the pod's cgroup does not exist (yet): try again later
 };
 const char* to_string(ConfineOutcome o);
 

@@ -40,11 +40,11 @@ struct PodWatcherConfig {
 };
 
 struct PodWatcherCounters {
-  uint64_t lists = 0;            // successful lists
-  uint64_t relists_gone = 0;     // lists forced by 410 Gone
-  uint64_t watch_restarts = 0;   // watches started again after the first one
-  uint64_t errors = 0;           // failed lists/watches (each followed by a backoff)
-  uint64_t events = 0;           // ADDED/MODIFIED/DELETED handled
+  uint64_t lists = 0;           // successful lists
+  uint64_t relists_gone = 0;    // lists forced by 410 Gone
+  uint64_t watch_restarts = 0;  // watches started again after the first one
+  uint64_t errors = 0;          // failed lists/watches (each followed by a backoff)
+  uint64_t events = 0;          // ADDED/MODIFIED/DELETED handled
   uint64_t bookmarks = 0;
 };
 
