@@ -17,8 +17,12 @@ pkgs=(
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
   nftables python3-yaml docker-compose  # acp export tests: nft -c, the compose file parsed and checked
   docker.io busybox-static  # the docker backend: dockerd for its vmtests (they start their own), the agent image's shell
+  libcap2-bin  # capsh: the node agent vmtest runs the agent with only the DaemonSet's capabilities
   chromium  # the web page's browser test (headless, driven by playwright-core from npm)
 )
+# kubectl for the manifest tests (deploy/kubernetes): Debian's kubernetes-client, unless a
+# kubectl is installed already (another package providing /usr/bin/kubectl would conflict).
+command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

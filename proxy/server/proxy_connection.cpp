@@ -217,7 +217,13 @@ Connection::Connection(std::shared_ptr<ProxyServer::State> state, tcp::socket so
     : state_(std::move(state)), client_(std::move(socket)) {
   error_code ec;
   auto ep = client_.socket().remote_endpoint(ec);
-  if (!ec) peer_ = endpoint_text(ep);
+  if (!ec) {
+    peer_ = endpoint_text(ep);
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+      addr = net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6());
+    peer_addr_ = addr.to_string();
+  }
   client_.socket().set_option(tcp::no_delay(true), ec);
   state_->connections.insert(this);
 }
@@ -367,6 +373,7 @@ net::awaitable<Judgement> Connection::judge(const RequestTarget& target, std::st
   action.method = std::move(method);
   action.path = target.path;
   action.session = state_->cfg.session_id;
+  action.client = peer_addr_;
   Judgement j = co_await judge(std::move(action));
   event["request_id"] = j.request_id;
   event["allowed"] = j.allowed;

@@ -87,6 +87,7 @@ class Connection {
   std::string peer_;
   // Set inside an inspected CONNECT: where every request on this connection goes.
   std::optional<RequestTarget> inspected_;
+  std::string peer_addr_;  // peer_ without the port: Action::client
 };
 
 }  // namespace acp::proxy

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   acp::cli::register_init(app, exit_code);
   acp::cli::register_contain(app, exit_code);
   acp::cli::register_ca(app, exit_code);
+  acp::cli::register_node_agent(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -18,5 +18,6 @@ void register_export(CLI::App& app, int& exit_code);   // cmd_export.cpp
 void register_init(CLI::App& app, int& exit_code);     // cmd_init.cpp
 void register_contain(CLI::App& app, int& exit_code);  // cmd_contain.cpp: the docker backend
 void register_ca(CLI::App& app, int& exit_code);       // cmd_ca.cpp: ca init/show/rotate
+void register_node_agent(CLI::App& app, int& exit_code);  // cmd_node_agent.cpp
 
 }  // namespace acp::cli

@@ -17,6 +17,9 @@ struct Action {
   std::string method;   // "CONNECT", "GET", ...
   std::string path;     // origin-form path of a plain HTTP request; empty for CONNECT
   std::string session;  // ACP session id the request came from
+  // The client's IP address as the proxy saw it (no port; IPv4-mapped shown as IPv4): how the
+  // node agent's proxy tells which pod is asking.
+  std::string client;
   // Non-network actions (upstream's exec wrapper, MCP): matched by name/args/tool/server.
   std::string name;
   std::string args;

@@ -1,0 +1,67 @@
+// The BPF wall around one pod: the session programs (SockPrograms, the same set `acp run`
+// attaches) attached to the pod's cgroup v2 directory and pinned under
+// <bpffs>/acp/pod-<uid>/, so the wall outlives the node agent (restart, upgrade, crash) and
+// a restarted agent adopts it instead of building a new one. The allow map holds exactly the
+// node proxy's endpoints.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "acp/k8s/pod_cgroup.hpp"
+#include "acp/kernel/endpoint.hpp"
+#include "acp/kernel/session_maps.hpp"
+#include "acp/util/result.hpp"
+
+namespace acp::k8s {
+
+inline constexpr const char* kPodPinPrefix = "pod-";
+
+struct PodConfinerConfig {
+  std::string cgroup_root;  // the host's cgroup2 mount (or a test subtree laid out likewise)
+  CgroupDriver driver = CgroupDriver::Systemd;
+  std::string bpffs_root = "/sys/fs/bpf";  // pins go to <bpffs_root>/acp/pod-<uid>
+  std::vector<kernel::Endpoint> allow;     // the node proxy's endpoints
+  uint32_t mode = 0;                       // enum acp_mode: enforce (0) or audit (1)
+};
+
+enum class ConfineOutcome {
+  Confined,  // programs attached and pinned now
+  Adopted,   // a wall from an earlier agent was there and is kept (allow map brought up to date)
+  Replaced,  // a wall was there but incomplete or stale: a new one attached before the old went
+  NoCgroup,  // the pod's cgroup does not exist (yet): try again later
+};
+const char* to_string(ConfineOutcome o);
+
+class PodConfiner {
+ public:
+  explicit PodConfiner(PodConfinerConfig cfg) : cfg_(std::move(cfg)) {}
+
+  // <bpffs_root>/acp/pod-<uid>
+  std::string pin_dir(const std::string& uid) const;
+  // The uids that have a pin directory (walls standing, from this or an earlier agent).
+  Result<std::vector<std::string>> pinned_uids() const;
+
+  // Confines the pod (or adopts its standing wall). *cgroup_path gets the directory used.
+  Result<ConfineOutcome> confine(const std::string& uid, std::optional<QosClass> qos,
+                                 std::string* cgroup_path = nullptr);
+  // Detaches and unpins the pod's wall. Idempotent.
+  Status release(const std::string& uid);
+  // The wall's counters (connect/sendmsg attempts allowed and denied by the kernel).
+  Result<kernel::Counters> counters(const std::string& uid) const;
+
+  const PodConfinerConfig& config() const { return cfg_; }
+
+ private:
+  // Checks a standing wall: every link pinned and attached to this cgroup, the maps there.
+  bool wall_is_whole(const std::string& dir, const std::string& cgroup_path) const;
+  Status fix_allow_map(const std::string& dir) const;
+  Status attach_new(const std::string& uid, const std::string& cgroup_path,
+                    const std::string& dir) const;
+
+  PodConfinerConfig cfg_;
+};
+
+}  // namespace acp::k8s

@@ -1,0 +1,446 @@
+// The node agent: watcher -> confiner + proxy registry; retry of pods whose cgroup is not
+// there yet; /healthz, /readyz and /metrics. One thread, one io_context.
+#include "acp/k8s/node_agent.hpp"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "acp/cgroup/mounts.hpp"
+#include "acp/k8s/pod_confiner.hpp"
+#include "acp/k8s/pod_watcher.hpp"
+#include "acp/kernel/bpffs.hpp"
+#include "acp/kernel/event_reader.hpp"
+#include "acp/kernel/pinned_session.hpp"
+
+// GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
+// awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace acp::k8s {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+void log(const std::string& line) {
+  std::fprintf(stderr, "acp node-agent: %s\n", line.c_str());
+}
+
+// A confined pod's refused attempts (its wall's ring buffer) into the audit log, with the pod's
+// namespace/name.
+class PodEvents : public std::enable_shared_from_this<PodEvents> {
+ public:
+  PodEvents(asio::io_context& io, std::string key, NodeProxy& proxy)
+      : stream_(io), key_(std::move(key)), proxy_(proxy) {}
+
+  Status start(const std::string& pin_dir) {
+    auto pinned = kernel::PinnedSession::open(pin_dir);
+    if (!pinned) return pinned.error();
+    auto reader = kernel::EventReader::create(pinned->map_fd("events"),
+                                              [this](const acp_event& e) { on_event(e); });
+    if (!reader) return reader.error();
+    reader_.emplace(std::move(*reader));
+    stream_.assign(::dup(reader_->epoll_fd()));
+    (void)reader_->consume();  // what came while nobody read (an agent restart)
+    arm();
+    return {};
+  }
+  void stop() {
+    error_code ec;
+    stream_.cancel(ec);
+    stream_.close(ec);
+  }
+
+ private:
+  void arm() {
+    stream_.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [self = shared_from_this()](const error_code& ec) {
+                         if (ec) return;
+                         (void)self->reader_->consume();
+                         self->arm();
+                       });
+  }
+  void on_event(const acp_event& e) {
+    nlohmann::json entry = kernel::event_to_json(e);
+    entry["kind"] = "connect";
+    entry["session"] = key_;
+    proxy_.record(std::move(entry));
+  }
+
+  asio::posix::stream_descriptor stream_;
+  std::optional<kernel::EventReader> reader_;
+  std::string key_;
+  NodeProxy& proxy_;
+};
+
+// What the agent knows about each pod that wants a wall.
+struct Tracked {
+  Pod pod;
+  bool confined = false;
+  std::string cgroup;
+  std::shared_ptr<PodEvents> events;
+};
+
+class Agent final : public PodWatchHandler {
+ public:
+  Agent(asio::io_context& io, const NodeAgentConfig& cfg, NodeProxy& proxy, PodConfiner& confiner,
+        KubeClient& client)
+      : io_(io),
+        cfg_(cfg),
+        proxy_(proxy),
+        confiner_(confiner),
+        watcher_(io, client,
+                 PodWatcherConfig{.node_name = cfg.node_name, .watch_timeout = cfg.watch_timeout},
+                 *this) {}
+
+  PodWatcher& watcher() { return watcher_; }
+
+  void on_list(const std::vector<Pod>& pods) override {
+    std::set<std::string> want;
+    for (const auto& p : pods)
+      if (p.wants_confinement()) want.insert(p.uid);
+    // Walls of pods that are gone or no longer labelled: from this agent or an earlier one.
+    std::set<std::string> stale;
+    for (const auto& [uid, t] : tracked_)
+      if (!want.count(uid)) stale.insert(uid);
+    if (auto pinned = confiner_.pinned_uids()) {
+      for (const auto& uid : *pinned)
+        if (!want.count(uid)) stale.insert(uid);
+    } else {
+      log("cannot list pinned pods: " + pinned.error().message());
+    }
+    for (const auto& uid : stale) release(uid, "gone or no longer labelled at list");
+    for (const auto& p : pods)
+      if (p.wants_confinement()) apply(p);
+  }
+
+  void on_event(const WatchEvent& ev) override {
+    const Pod& p = ev.pod;
+    if (ev.type == WatchEventType::Deleted) {
+      release(p.uid, "pod deleted");
+      return;
+    }
+    if (p.wants_confinement()) {
+      apply(p);
+      return;
+    }
+    if (tracked_.count(p.uid) || is_pinned(p.uid))
+      release(p.uid,
+              p.phase == "Succeeded" || p.phase == "Failed" ? "pod finished" : "label removed");
+  }
+
+  void on_error(const std::string& what) override {
+    last_error_ = what;
+    log(what);
+  }
+
+  // Pods whose cgroup was not there: try again.
+  void retry_pending() {
+    for (auto& [uid, t] : tracked_)
+      if (!t.confined) try_confine(t);
+  }
+
+  std::string metrics() const {
+    std::ostringstream m;
+    size_t confined = 0, pending = 0;
+    uint64_t denied = released_denied_, allowed = released_allowed_;
+    std::ostringstream per_pod;
+    for (const auto& [uid, t] : tracked_) {
+      if (!t.confined) {
+        ++pending;
+        continue;
+      }
+      ++confined;
+      if (auto c = confiner_.counters(uid)) {
+        denied += c->total_denied();
+        allowed += c->total_allowed();
+        per_pod << "acp_node_pod_denied_connects{namespace=\"" << t.pod.ns << "\",pod=\""
+                << t.pod.name << "\"} " << c->total_denied() << "\n";
+      }
+    }
+    const auto d = proxy_.decisions();
+    const auto& w = watcher_.counters();
+    m << "# HELP acp_node_pods_confined Pods whose BPF wall stands (attached and pinned).\n"
+         "# TYPE acp_node_pods_confined gauge\n"
+      << "acp_node_pods_confined " << confined << "\n"
+      << "# HELP acp_node_pods_pending Labelled pods whose cgroup does not exist yet.\n"
+         "# TYPE acp_node_pods_pending gauge\n"
+      << "acp_node_pods_pending " << pending << "\n"
+      << "# HELP acp_node_decisions_total Proxy decisions by verdict.\n"
+         "# TYPE acp_node_decisions_total counter\n"
+      << "acp_node_decisions_total{verdict=\"allow\"} " << d.allow << "\n"
+      << "acp_node_decisions_total{verdict=\"deny\"} " << d.deny << "\n"
+      << "# HELP acp_node_unknown_client_requests_total Requests refused because no confined "
+         "pod has the client's address.\n"
+         "# TYPE acp_node_unknown_client_requests_total counter\n"
+      << "acp_node_unknown_client_requests_total " << d.unknown_client << "\n"
+      << "# HELP acp_node_denied_connects_total connect()/sendmsg()/socket() attempts the "
+         "kernel refused in confined pods (BPF counters).\n"
+         "# TYPE acp_node_denied_connects_total counter\n"
+      << "acp_node_denied_connects_total " << denied << "\n"
+      << "# HELP acp_node_allowed_connects_total Attempts the kernel let through (to the proxy).\n"
+         "# TYPE acp_node_allowed_connects_total counter\n"
+      << "acp_node_allowed_connects_total " << allowed << "\n"
+      << "# HELP acp_node_pod_denied_connects Refused attempts per confined pod.\n"
+         "# TYPE acp_node_pod_denied_connects gauge\n"
+      << per_pod.str()
+      << "# HELP acp_node_watch_restarts_total Pod watches started again (server timeout, "
+         "connection lost, error).\n"
+         "# TYPE acp_node_watch_restarts_total counter\n"
+      << "acp_node_watch_restarts_total " << w.watch_restarts << "\n"
+      << "# HELP acp_node_relists_total Lists forced by 410 Gone.\n"
+         "# TYPE acp_node_relists_total counter\n"
+      << "acp_node_relists_total " << w.relists_gone << "\n"
+      << "# HELP acp_node_watch_errors_total Failed lists and watches.\n"
+         "# TYPE acp_node_watch_errors_total counter\n"
+      << "acp_node_watch_errors_total " << w.errors << "\n"
+      << "# HELP acp_node_watch_synced 1 once the pods of the node were listed.\n"
+         "# TYPE acp_node_watch_synced gauge\n"
+      << "acp_node_watch_synced " << (watcher_.synced() ? 1 : 0) << "\n";
+    return m.str();
+  }
+
+  bool ready() const { return watcher_.synced(); }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  bool is_pinned(const std::string& uid) const {
+    return ::access(confiner_.pin_dir(uid).c_str(), F_OK) == 0;
+  }
+
+  void apply(const Pod& p) {
+    auto [it, fresh] = tracked_.try_emplace(p.uid);
+    Tracked& t = it->second;
+    const bool changed = fresh || t.pod.ips != p.ips || t.pod.policy_name() != p.policy_name();
+    t.pod = p;
+    if (!t.confined) {
+      try_confine(t);
+    } else if (changed) {
+      register_pod(t);
+    }
+  }
+
+  void try_confine(Tracked& t) {
+    const Pod& p = t.pod;
+    auto r = confiner_.confine(p.uid, parse_qos_class(p.qos_class), &t.cgroup);
+    if (!r) {
+      log("pod " + p.key() + " (" + p.uid + "): " + r.error().message() + "; will retry");
+      return;
+    }
+    if (*r == ConfineOutcome::NoCgroup) return;
+    t.confined = true;
+    log("pod " + p.key() + " (" + p.uid + "): " + to_string(*r) + ", cgroup " + t.cgroup);
+    proxy_.record({{"kind", "pod_confined"},
+                   {"pod", p.key()},
+                   {"uid", p.uid},
+                   {"cgroup", t.cgroup},
+                   {"outcome", to_string(*r)}});
+    register_pod(t);
+    t.events = std::make_shared<PodEvents>(io_, p.key(), proxy_);
+    if (auto st = t.events->start(confiner_.pin_dir(p.uid)); !st) {
+      log("pod " + p.key() + ": kernel events not read: " + st.error().message());
+      t.events.reset();
+    }
+  }
+
+  void register_pod(Tracked& t) {
+    const Pod& p = t.pod;
+    // A hostNetwork pod has the node's addresses: requests from them cannot be told apart.
+    std::vector<std::string> ips = p.host_network ? std::vector<std::string>{} : p.ips;
+    if (auto st = proxy_.set_pod(p.uid, p.key(), ips, p.policy_name()); !st)
+      log("pod " + p.key() + ": " + st.error().message() + " (its requests are denied)");
+  }
+
+  void release(const std::string& uid, const std::string& why) {
+    auto it = tracked_.find(uid);
+    const bool pinned = is_pinned(uid);
+    if (it == tracked_.end() && !pinned) return;
+    const std::string key = it != tracked_.end() ? it->second.pod.key() : "(unknown pod)";
+    proxy_.remove_pod(uid);
+    if (it != tracked_.end() && it->second.events) it->second.events->stop();
+    if (pinned) {
+      if (auto c = confiner_.counters(uid)) {
+        released_denied_ += c->total_denied();
+        released_allowed_ += c->total_allowed();
+      }
+      if (auto st = confiner_.release(uid); !st) {
+        log("pod " + key + " (" + uid + "): detach failed: " + st.error().message());
+        return;  // still tracked: the next list retries
+      }
+      log("pod " + key + " (" + uid + "): released (" + why + ")");
+      proxy_.record({{"kind", "pod_released"}, {"pod", key}, {"uid", uid}, {"reason", why}});
+    }
+    if (it != tracked_.end()) tracked_.erase(it);
+  }
+
+  asio::io_context& io_;
+  const NodeAgentConfig& cfg_;
+  NodeProxy& proxy_;
+  PodConfiner& confiner_;
+  PodWatcher watcher_;
+  std::map<std::string, Tracked> tracked_;
+  uint64_t released_denied_ = 0;
+  uint64_t released_allowed_ = 0;
+  std::string last_error_;
+};
+
+asio::awaitable<void> retry_loop(asio::io_context& io, Agent& agent,
+                                 std::chrono::milliseconds every) {
+  asio::steady_timer t(io);
+  for (;;) {
+    t.expires_after(every);
+    error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    agent.retry_pending();
+  }
+}
+
+asio::awaitable<void> serve_http(tcp::socket sock, Agent& agent) {
+  beast::tcp_stream stream(std::move(sock));
+  beast::flat_buffer buf;
+  http::request<http::string_body> req;
+  error_code ec;
+  stream.expires_after(std::chrono::seconds(10));
+  co_await http::async_read(stream, buf, req, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return;
+  http::response<http::string_body> res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  const auto target = std::string(req.target());
+  if (target == "/healthz") {
+    res.body() = "ok\n";
+  } else if (target == "/readyz") {
+    if (agent.ready()) {
+      res.body() = "ok\n";
+    } else {
+      res.result(http::status::service_unavailable);
+      res.body() = "pods not listed yet: " + agent.last_error() + "\n";
+    }
+  } else if (target == "/metrics") {
+    res.set(http::field::content_type, "text/plain; version=0.0.4");
+    res.body() = agent.metrics();
+  } else {
+    res.result(http::status::not_found);
+    res.body() = "not found: /healthz, /readyz, /metrics\n";
+  }
+  res.keep_alive(false);
+  res.prepare_payload();
+  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+}
+
+asio::awaitable<void> accept_http(tcp::acceptor& acceptor, Agent& agent) {
+  for (;;) {
+    error_code ec;
+    tcp::socket s = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), serve_http(std::move(s), agent), asio::detached);
+  }
+}
+
+}  // namespace
+
+int run_node_agent(const NodeAgentConfig& in) {
+  NodeAgentConfig cfg = in;
+  auto fail = [](const std::string& what) {
+    log(what);
+    return 1;
+  };
+  if (cfg.node_name.empty())
+    return fail("no node name: set NODE_NAME (the downward API's spec.nodeName) or --node-name");
+  if (cfg.cgroup_root.empty()) {
+    auto root = cgroup2_mount_point();
+    if (!root) return fail(root.error().message());
+    cfg.cgroup_root = *root;
+  }
+  if (!cfg.driver) {
+    auto d = detect_cgroup_driver(cfg.cgroup_root);
+    if (!d) return fail(d.error().message());
+    cfg.driver = *d;
+  }
+  if (cfg.bpffs_root == kernel::kBpffsMountPoint)
+    if (auto st = kernel::ensure_bpffs(); !st) return fail(st.error().message());
+
+  asio::io_context io;
+  auto proxy = NodeProxy::start(io, cfg.proxy);
+  if (!proxy) return fail("node proxy: " + proxy.error().message());
+  PodConfiner confiner(PodConfinerConfig{.cgroup_root = cfg.cgroup_root,
+                                         .driver = *cfg.driver,
+                                         .bpffs_root = cfg.bpffs_root,
+                                         .allow = (*proxy)->endpoints(),
+                                         .mode = cfg.audit_mode ? 1u : 0u});
+  KubeClient client(io, cfg.api);
+  Agent agent(io, cfg, **proxy, confiner, client);
+
+  std::optional<tcp::acceptor> http_acceptor;
+  if (!cfg.metrics_listen.empty()) {
+    auto ep = kernel::parse_endpoint(cfg.metrics_listen);
+    if (!ep) return fail("--metrics-listen: " + ep.error().message());
+    error_code ec;
+    auto addr = asio::ip::make_address(kernel::address_string(ep->addr), ec);
+    if (!ec && addr.is_v6() && addr.to_v6().is_v4_mapped())
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    http_acceptor.emplace(io);
+    tcp::endpoint endpoint(addr, ep->port);
+    http_acceptor->open(endpoint.protocol(), ec);
+    if (!ec) http_acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) http_acceptor->bind(endpoint, ec);
+    if (!ec) http_acceptor->listen(64, ec);
+    if (ec) return fail("--metrics-listen " + cfg.metrics_listen + ": " + ec.message());
+    asio::co_spawn(io, accept_http(*http_acceptor, agent), asio::detached);
+  }
+
+  std::string proxies;
+  for (const auto& ep : (*proxy)->endpoints()) proxies += " " + kernel::to_string(ep);
+  log(std::string("node ") + cfg.node_name + ", cgroup driver " + to_string(*cfg.driver) +
+      " under " + cfg.cgroup_root + ", pins under " + cfg.bpffs_root + "/acp, proxy on" + proxies +
+      (cfg.audit_mode ? " (audit mode: nothing is refused)" : ""));
+
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void()> wait_signal;
+  wait_signal = [&] {
+    signals.async_wait([&](const error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        (*proxy)->reload_policies();
+        wait_signal();
+        return;
+      }
+      // The walls stay: a stopped agent leaves its pods confined and without a door.
+      log("stopping; confined pods keep their walls (pinned)");
+      (*proxy)->stop();
+      if (http_acceptor) http_acceptor->close();
+      io.stop();
+    });
+  };
+  wait_signal();
+
+  asio::co_spawn(io, agent.watcher().run(), asio::detached);
+  asio::co_spawn(io, retry_loop(io, agent, cfg.retry_interval), asio::detached);
+  io.run();
+  return 0;
+}
+
+}  // namespace acp::k8s

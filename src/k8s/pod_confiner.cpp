@@ -1,0 +1,147 @@
+// PodConfiner: attach + pin, adopt, replace, release. The order in each keeps the pod walled:
+// a new wall is attached before an old one is detached.
+#include "acp/k8s/pod_confiner.hpp"
+
+#include <bpf/bpf.h>
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "acp/cgroup/cgroup.hpp"
+#include "acp/k8s/pod.hpp"
+#include "acp/kernel/bpffs.hpp"
+#include "acp/kernel/pinned_session.hpp"
+#include "acp/kernel/sock_programs.hpp"
+#include "acp/util/unique_fd.hpp"
+
+namespace acp::k8s {
+namespace {
+
+// The pod's uid as the 48-bit number stamped into its kernel events.
+uint64_t uid_number(const std::string& uid) {
+  uint64_t v = 0;
+  int digits = 0;
+  for (char c : uid) {
+    if (c == '-') continue;
+    v = (v << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+    if (++digits == 12) break;
+  }
+  return v;
+}
+
+}  // namespace
+
+const char* to_string(ConfineOutcome o) {
+  switch (o) {
+    case ConfineOutcome::Confined:
+      return "confined";
+    case ConfineOutcome::Adopted:
+      return "adopted";
+    case ConfineOutcome::Replaced:
+      return "replaced";
+    case ConfineOutcome::NoCgroup:
+      return "no cgroup yet";
+  }
+  return "?";
+}
+
+std::string PodConfiner::pin_dir(const std::string& uid) const {
+  return cfg_.bpffs_root + "/acp/" + kPodPinPrefix + uid;
+}
+
+Result<std::vector<std::string>> PodConfiner::pinned_uids() const {
+  auto ids = kernel::list_session_pin_dirs(cfg_.bpffs_root);
+  if (!ids) return ids.error();
+  std::vector<std::string> out;
+  const std::string prefix = kPodPinPrefix;
+  for (const auto& id : *ids)
+    if (id.rfind(prefix, 0) == 0 && valid_pod_uid(id.substr(prefix.size())))
+      out.push_back(id.substr(prefix.size()));
+  return out;
+}
+
+// Reads only the links' own info (BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD): unlike
+// PinnedSession::links(), which opens each program by id for its name, this needs no
+// CAP_SYS_ADMIN, so the DaemonSet's capabilities suffice to adopt.
+bool PodConfiner::wall_is_whole(const std::string& dir, const std::string& cgroup_path) const {
+  if (!kernel::PinnedSession::open(dir)) return false;  // every map pinned
+  struct stat st {};
+  if (::stat(cgroup_path.c_str(), &st) != 0) return false;
+  for (const char* n : kernel::kLinkNames) {
+    const std::string path = dir + "/link_" + n;
+    UniqueFd fd(bpf_obj_get(path.c_str()));
+    if (!fd) return false;
+    bpf_link_info li{};
+    uint32_t len = sizeof li;
+    if (bpf_obj_get_info_by_fd(fd.get(), &li, &len) != 0) return false;
+    // Attached (a detached link has no program) to this very cgroup.
+    if (li.type != BPF_LINK_TYPE_CGROUP || li.prog_id == 0 ||
+        li.cgroup.cgroup_id != static_cast<uint64_t>(st.st_ino))
+      return false;
+  }
+  return true;
+}
+
+Status PodConfiner::fix_allow_map(const std::string& dir) const {
+  auto pinned = kernel::PinnedSession::open(dir);
+  if (!pinned) return pinned.error();
+  const int fd = pinned->map_fd("allow_map");
+  // Add first: the pod never loses the door while the list is brought up to date.
+  for (const auto& ep : cfg_.allow)
+    if (auto st = kernel::add_allow_entry(fd, ep); !st) return st;
+  auto entries = kernel::read_allow_entries(fd);
+  if (!entries) return entries.error();
+  for (const auto& ep : *entries)
+    if (std::find(cfg_.allow.begin(), cfg_.allow.end(), ep) == cfg_.allow.end())
+      if (auto st = kernel::remove_allow_entry(fd, ep); !st) return st;
+  if (auto st = pinned->set_mode(static_cast<acp_mode>(cfg_.mode)); !st) return st;
+  return {};
+}
+
+Status PodConfiner::attach_new(const std::string& uid, const std::string& cgroup_path,
+                               const std::string& dir) const {
+  auto cg = Cgroup::open(cgroup_path);
+  if (!cg) return cg.error();
+  auto progs = kernel::SockPrograms::load({.mode = cfg_.mode, .session_id = uid_number(uid)});
+  if (!progs) return progs.error();
+  for (const auto& ep : cfg_.allow)
+    if (auto st = progs->allow(ep); !st) return st;
+  if (auto st = progs->attach(cg->fd()); !st) return st;
+  // The new wall stands (held by this process) before an old, incomplete one is taken down.
+  if (auto st = kernel::detach_and_unpin(dir); !st) return st;
+  auto made = kernel::session_pin_dir(kPodPinPrefix + uid, cfg_.bpffs_root);
+  if (!made) return made.error();
+  return progs->pin(*made);
+}
+
+Result<ConfineOutcome> PodConfiner::confine(const std::string& uid, std::optional<QosClass> qos,
+                                            std::string* cgroup_path) {
+  if (!valid_pod_uid(uid)) return make_error("bad pod uid \"" + uid + "\"");
+  auto path = find_pod_cgroup(cfg_.cgroup_root, cfg_.driver, uid, qos);
+  if (!path) return ConfineOutcome::NoCgroup;
+  if (cgroup_path) *cgroup_path = *path;
+  const std::string dir = pin_dir(uid);
+  struct stat st {};
+  const bool pinned = ::stat(dir.c_str(), &st) == 0;
+  if (pinned && wall_is_whole(dir, *path)) {
+    if (auto s = fix_allow_map(dir); !s) return s.error();
+    return ConfineOutcome::Adopted;
+  }
+  if (auto s = attach_new(uid, *path, dir); !s)
+    return make_error("confine pod " + uid + " (cgroup " + *path + "): " + s.error().message());
+  return pinned ? ConfineOutcome::Replaced : ConfineOutcome::Confined;
+}
+
+Status PodConfiner::release(const std::string& uid) {
+  if (!valid_pod_uid(uid)) return make_error("bad pod uid \"" + uid + "\"");
+  return kernel::detach_and_unpin(pin_dir(uid));
+}
+
+Result<kernel::Counters> PodConfiner::counters(const std::string& uid) const {
+  auto pinned = kernel::PinnedSession::open(pin_dir(uid));
+  if (!pinned) return pinned.error();
+  return pinned->counters();
+}
+
+}  // namespace acp::k8s

@@ -1,0 +1,482 @@
+// `acp node-agent` end to end on the real kernel: a fake API server (HTTPS, the real list/watch
+// wire format), pod cgroups laid out as the kubelet lays them out (systemd and cgroupfs
+// drivers, every QoS class) under a test-owned cgroup2 subtree, the real BPF programs attached
+// by the agent, and real processes in those cgroups trying to connect to a loopback server:
+// directly (the wall must refuse: EPERM) and through the node proxy (the pod's policy decides).
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "acp/cgroup/cgroup.hpp"
+#include "acp/cgroup/mounts.hpp"
+#include "acp/k8s/pod_cgroup.hpp"
+#include "acp/kernel/bpffs.hpp"
+#include "acp/kernel/pinned_session.hpp"
+#include "acp/kernel/probe.hpp"
+#include "support/fake_apiserver.hpp"
+#include "support/run_fixture.hpp"
+#include "support/wall_fixture.hpp"
+
+namespace acp::vmtest {
+namespace {
+
+using k8s::CgroupDriver;
+using k8s::QosClass;
+
+// Polls cond until it holds, for at most ~30 s (a bound against hanging, not a timing claim).
+bool eventually(const std::function<bool()>& cond) {
+  for (int i = 0; i < 600; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+std::string http_get(uint16_t port, const std::string& path) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (write(s, req.data(), req.size()) == static_cast<ssize_t>(req.size())) out = read_all(s);
+  }
+  close(s);
+  return out;
+}
+
+PodSpec spec(std::string uid, std::string name, std::string qos, std::string ip, bool confine,
+             std::string policy = "", std::string node = "node-a") {
+  PodSpec p;
+  p.uid = std::move(uid);
+  p.name = std::move(name);
+  p.qos = std::move(qos);
+  p.ip = std::move(ip);
+  p.confine = confine;
+  p.policy = std::move(policy);
+  p.node = std::move(node);
+  return p;
+}
+
+QosClass qos_of(const std::string& q) {
+  return *k8s::parse_qos_class(q);
+}
+
+class NodeAgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: attaches BPF programs to cgroups";
+    std::string why;
+    if (!kernel::bpf_backend_supported(&why)) GTEST_SKIP() << "bpf backend: " << why;
+    auto root = cgroup2_mount_point();
+    ASSERT_TRUE(root) << root.error().message();
+    ASSERT_TRUE(kernel::ensure_bpffs());
+    char tmpl[] = "/tmp/acp-node-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string tag =
+        "acp-nodetest-" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6);
+    cg_root_ = *root + "/" + tag;
+    bpffs_root_ = std::string(kernel::kBpffsMountPoint) + "/" + tag;
+    ASSERT_EQ(mkdir(cg_root_.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(bpffs_root_.c_str(), 0700), 0);
+
+    server_ = FakeApiServer::start(dir_, &why);
+    ASSERT_TRUE(server_) << why;
+
+    auto origin = bind_socket(SOCK_STREAM, "127.0.0.1");
+    ASSERT_TRUE(origin) << origin.error().message();
+    origin_port_ = origin->port;
+    responder_ = std::make_unique<Responder>();
+    responder_->serve(std::move(*origin));
+
+    mkdir((dir_ + "/policies").c_str(), 0755);
+    write_file("policies/allow-origin.yml",
+               "default: deny\nrules:\n  - match: { kind: http, host: \"127.0.0.1\", port: " +
+                   std::to_string(origin_port_) + " }\n    action: allow\n");
+    write_file("default-policy.yml", "default: deny\n");
+    write_file("config.yml", "channels:\n  web:\n    enabled: false\n");
+    proxy_port_ = free_port();
+    metrics_port_ = free_port();
+  }
+
+  void TearDown() override {
+    stop_agent(SIGKILL);
+    server_.reset();
+    responder_.reset();
+    // Every wall this test's agent left: detached and unpinned.
+    if (!bpffs_root_.empty()) {
+      if (DIR* d = opendir((bpffs_root_ + "/acp").c_str())) {
+        while (dirent* e = readdir(d)) {
+          std::string n = e->d_name;
+          if (n != "." && n != "..") (void)kernel::detach_and_unpin(bpffs_root_ + "/acp/" + n);
+        }
+        closedir(d);
+      }
+      rmdir((bpffs_root_ + "/acp").c_str());
+      EXPECT_EQ(rmdir(bpffs_root_.c_str()), 0) << bpffs_root_ << ": " << strerror(errno);
+    }
+    if (!cg_root_.empty()) {
+      if (auto cg = Cgroup::open(cg_root_)) {
+        (void)cg->kill_all(std::chrono::seconds(10));
+        EXPECT_TRUE(cg->remove());
+      }
+    }
+    if (!dir_.empty()) (void)std::system(("rm -rf '" + dir_ + "'").c_str());
+  }
+
+  void write_file(const std::string& rel, const std::string& text) {
+    std::ofstream(dir_ + "/" + rel) << text;
+    chmod((dir_ + "/" + rel).c_str(), 0644);
+  }
+
+  // with_manifest_caps: the agent runs with exactly the capabilities the DaemonSet grants
+  // (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN; every other one dropped from the bounding set).
+  void start_agent(const std::string& driver_flag = "auto", bool with_manifest_caps = false) {
+    const std::string script = "exec \"$0\" \"$@\" >>'" + dir_ + "/agent.log' 2>&1";
+    std::vector<std::string> prefix = {"sh", "-c", script};
+    if (with_manifest_caps)
+      prefix = {"capsh",
+                "--drop=cap_chown,cap_dac_override,cap_dac_read_search,cap_fowner,cap_fsetid,"
+                "cap_kill,cap_setgid,cap_setuid,cap_setpcap,cap_linux_immutable,"
+                "cap_net_bind_service,cap_net_broadcast,cap_net_raw,cap_ipc_lock,cap_ipc_owner,"
+                "cap_sys_module,cap_sys_rawio,cap_sys_chroot,cap_sys_ptrace,cap_sys_pacct,"
+                "cap_sys_admin,cap_sys_boot,cap_sys_nice,cap_sys_resource,cap_sys_time,"
+                "cap_sys_tty_config,cap_mknod,cap_lease,cap_audit_write,cap_audit_control,"
+                "cap_setfcap,cap_mac_override,cap_mac_admin,cap_syslog,cap_wake_alarm,"
+                "cap_block_suspend,cap_audit_read,cap_checkpoint_restore",
+                "--", "-c", script};
+    std::vector<std::string> argv = prefix;
+    std::vector<std::string> rest = {ACP_BINARY,
+                                     "node-agent",
+                                     "--node-name=node-a",
+                                     "--api-server=" + server_->url(),
+                                     "--token-file=" + server_->token_path(),
+                                     "--ca-file=" + server_->ca_path(),
+                                     "--cgroup-root=" + cg_root_,
+                                     "--cgroup-driver=" + driver_flag,
+                                     "--bpffs=" + bpffs_root_,
+                                     "--proxy-listen=127.0.0.1:" + std::to_string(proxy_port_),
+                                     "--policy-dir=" + dir_ + "/policies",
+                                     "--default-policy=" + dir_ + "/default-policy.yml",
+                                     "--audit-log=" + dir_ + "/audit.jsonl",
+                                     "--control-socket=" + dir_ + "/control.sock",
+                                     "--config=" + dir_ + "/config.yml",
+                                     "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_),
+                                     "--retry-ms=50"};
+    argv.insert(argv.end(), rest.begin(), rest.end());
+    agent_ = Proc::start(argv);
+    ASSERT_GT(agent_.pid, 0);
+  }
+
+  void stop_agent(int sig) {
+    if (agent_.pid <= 0) return;
+    kill(agent_.pid, sig);
+    agent_.reap();
+    agent_.pid = -1;
+  }
+
+  std::string agent_log() const { return slurp(dir_ + "/agent.log"); }
+
+  bool ready() { return http_get(metrics_port_, "/readyz").find(" 200 ") != std::string::npos; }
+
+  // The value of an unlabelled (or fully labelled: name{...}) metric; -1 when absent.
+  double metric(const std::string& name) {
+    std::string body = http_get(metrics_port_, "/metrics");
+    size_t pos = 0;
+    while ((pos = body.find(name + " ", pos)) != std::string::npos) {
+      if (pos == 0 || body[pos - 1] == '\n') return std::atof(body.c_str() + pos + name.size() + 1);
+      pos += name.size();
+    }
+    return -1;
+  }
+  bool wait_metric(const std::string& name, double want) {
+    return eventually([&] { return metric(name) == want; });
+  }
+
+  // The pod's cgroup with one container cgroup inside, as the kubelet and runtime make them.
+  // Returns the container's cgroup (where the test's processes run).
+  std::string make_pod_cgroup(CgroupDriver driver, QosClass qos, const std::string& uid) {
+    const std::string pod = cg_root_ + "/" + k8s::pod_cgroup_relpath(driver, qos, uid);
+    const std::string ctr =
+        pod + (driver == CgroupDriver::Systemd ? "/cri-containerd-0123abcd.scope" : "/0123abcd");
+    EXPECT_EQ(std::system(("mkdir -p '" + ctr + "'").c_str()), 0);
+    return ctr;
+  }
+
+  // A real process in the cgroup (it moves itself in, then execs argv).
+  Proc run_in(const std::string& cgroup, const std::vector<std::string>& argv) {
+    std::vector<std::string> full = {"sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"",
+                                     cgroup};
+    full.insert(full.end(), argv.begin(), argv.end());
+    return run(full);
+  }
+
+  // A direct TCP connect to the loopback origin: "OK" or the errno name.
+  std::string direct(const std::string& cgroup) {
+    Proc p = run_in(cgroup, {ACP_VM_CLIENT, "tcp", "127.0.0.1", std::to_string(origin_port_)});
+    auto pos = p.out.find("result=");
+    return pos == std::string::npos ? "no result: " + p.out
+                                    : p.out.substr(pos + 7, p.out.find('\n', pos) - pos - 7);
+  }
+
+  // GET the origin through the node proxy from the pod's address; the HTTP status ("000": none).
+  std::string via_proxy(const std::string& cgroup, const std::string& pod_ip) {
+    Proc p = run_in(
+        cgroup, {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "20", "--interface",
+                 pod_ip, "-x", "http://127.0.0.1:" + std::to_string(proxy_port_),
+                 "http://127.0.0.1:" + std::to_string(origin_port_) + "/"});
+    return p.out;
+  }
+
+  std::string pin_dir(const std::string& uid) const { return bpffs_root_ + "/acp/pod-" + uid; }
+  bool pinned(const std::string& uid) const {
+    return access((pin_dir(uid) + "/link_connect4").c_str(), F_OK) == 0;
+  }
+
+  std::vector<nlohmann::json> audit() const {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(dir_ + "/audit.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded()) out.push_back(j);
+    }
+    return out;
+  }
+
+  std::string dir_, cg_root_, bpffs_root_;
+  std::unique_ptr<FakeApiServer> server_;
+  std::unique_ptr<Responder> responder_;
+  uint16_t origin_port_ = 0, proxy_port_ = 0, metrics_port_ = 0;
+  Proc agent_;
+};
+
+class NodeAgentDriverTest : public NodeAgentTest,
+                            public ::testing::WithParamInterface<CgroupDriver> {};
+
+TEST_P(NodeAgentDriverTest, ConfinesLabelledPodsOfEveryQosClassAndReleasesThem) {
+  const CgroupDriver driver = GetParam();
+  // The driver is detected from the layout: the kubepods top level must exist first.
+  ASSERT_EQ(
+      mkdir(
+          (cg_root_ + (driver == CgroupDriver::Systemd ? "/kubepods.slice" : "/kubepods")).c_str(),
+          0755),
+      0);
+  start_agent();
+  ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
+
+  struct P {
+    PodSpec spec;
+    std::string cg;
+  };
+  std::vector<P> pods = {
+      {spec("aaaaaaaa-0000-4000-8000-000000000001", "guaranteed", "Guaranteed", "127.0.0.11", true,
+            "allow-origin.yml"),
+       {}},
+      {spec("aaaaaaaa-0000-4000-8000-000000000002", "burstable", "Burstable", "127.0.0.12", true),
+       {}},
+      {spec("aaaaaaaa-0000-4000-8000-000000000003", "besteffort", "BestEffort", "127.0.0.13", true,
+            "allow-origin.yml"),
+       {}},
+      {spec("aaaaaaaa-0000-4000-8000-000000000004", "unlabelled", "Burstable", "127.0.0.14", false),
+       {}},
+  };
+  for (auto& p : pods) {
+    p.cg = make_pod_cgroup(driver, qos_of(p.spec.qos), p.spec.uid);
+    server_->add(p.spec);
+  }
+  // A labelled pod of another node: never this agent's.
+  server_->add(spec("bbbbbbbb-0000-4000-8000-000000000001", "elsewhere", "Burstable", "127.0.0.15",
+                    true, "", "node-b"));
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 3)) << agent_log();
+  EXPECT_EQ(server_->stats().last_field_selector, "spec.nodeName=node-a");
+
+  const P& guaranteed = pods[0];
+  const P& burstable = pods[1];
+  const P& besteffort = pods[2];
+  const P& unlabelled = pods[3];
+  // The wall: the direct path is refused by the kernel in every labelled pod, any QoS class.
+  EXPECT_EQ(direct(guaranteed.cg), "EPERM");
+  EXPECT_EQ(direct(burstable.cg), "EPERM");
+  EXPECT_EQ(direct(besteffort.cg), "EPERM");
+  EXPECT_EQ(direct(unlabelled.cg), "OK");
+  // The door: the pod's own policy decides (annotation: allow the origin; none: default deny).
+  EXPECT_EQ(via_proxy(guaranteed.cg, guaranteed.spec.ip), "200");
+  EXPECT_EQ(via_proxy(besteffort.cg, besteffort.spec.ip), "200");
+  EXPECT_EQ(via_proxy(burstable.cg, burstable.spec.ip), "403");
+  // An address that is no confined pod's gets no service (the proxy is not an open relay).
+  EXPECT_EQ(via_proxy(unlabelled.cg, unlabelled.spec.ip), "403");
+
+  bool saw_allow = false, saw_deny = false;
+  for (const auto& e : audit()) {
+    if (e.value("kind", "") != "request") continue;
+    if (e.value("session", "") == "default/guaranteed" && e.value("verdict", "") == "allow")
+      saw_allow = true;
+    if (e.value("session", "") == "default/burstable" && e.value("verdict", "") == "deny")
+      saw_deny = true;
+  }
+  EXPECT_TRUE(saw_allow && saw_deny) << slurp(dir_ + "/audit.jsonl");
+  // The kernel's refusals are in the audit log too, with the pod's name.
+  EXPECT_TRUE(eventually([&] {
+    for (const auto& e : audit())
+      if (e.value("kind", "") == "connect" && e.value("session", "") == "default/burstable" &&
+          e.value("port", 0) == origin_port_)
+        return true;
+    return false;
+  })) << slurp(dir_ + "/audit.jsonl");
+  EXPECT_GE(metric("acp_node_decisions_total{verdict=\"allow\"}"), 2);
+  EXPECT_GE(metric("acp_node_decisions_total{verdict=\"deny\"}"), 2);
+  EXPECT_GE(metric("acp_node_denied_connects_total"), 3);
+
+  // A labelled pod whose cgroup is not there yet is confined once the kubelet makes it.
+  PodSpec late =
+      spec("aaaaaaaa-0000-4000-8000-000000000005", "late", "BestEffort", "127.0.0.16", true);
+  server_->add(late);
+  ASSERT_TRUE(wait_metric("acp_node_pods_pending", 1)) << agent_log();
+  const std::string late_cg = make_pod_cgroup(driver, QosClass::BestEffort, late.uid);
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 4)) << agent_log();
+  EXPECT_EQ(direct(late_cg), "EPERM");
+
+  // Label removed: the wall comes down.
+  PodSpec unlabel = besteffort.spec;
+  unlabel.confine = false;
+  server_->modify(unlabel);
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 3)) << agent_log();
+  EXPECT_FALSE(pinned(besteffort.spec.uid));
+  EXPECT_EQ(direct(besteffort.cg), "OK");
+
+  // Pod deleted: detached and unpinned, its processes reach anything again.
+  server_->remove(guaranteed.spec.uid);
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 2)) << agent_log();
+  EXPECT_FALSE(pinned(guaranteed.spec.uid));
+  EXPECT_EQ(direct(guaranteed.cg), "OK");
+  EXPECT_EQ(direct(burstable.cg), "EPERM");
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, NodeAgentDriverTest,
+                         ::testing::Values(CgroupDriver::Systemd, CgroupDriver::Cgroupfs),
+                         [](const auto& info) { return std::string(k8s::to_string(info.param)); });
+
+TEST_F(NodeAgentTest, RestartedAgentAdoptsWallsReleasesGonePodsConfinesNewOnes) {
+  const CgroupDriver d = CgroupDriver::Systemd;
+  PodSpec a = spec("cccccccc-0000-4000-8000-00000000000a", "a", "Burstable", "127.0.0.21", true,
+                   "allow-origin.yml");
+  PodSpec b = spec("cccccccc-0000-4000-8000-00000000000b", "b", "Burstable", "127.0.0.22", true);
+  PodSpec c = spec("cccccccc-0000-4000-8000-00000000000c", "c", "Guaranteed", "127.0.0.23", true,
+                   "allow-origin.yml");
+  const std::string a_cg = make_pod_cgroup(d, QosClass::Burstable, a.uid);
+  const std::string b_cg = make_pod_cgroup(d, QosClass::Burstable, b.uid);
+  const std::string c_cg = make_pod_cgroup(d, QosClass::Guaranteed, c.uid);
+  server_->add(a);
+  server_->add(b);
+  start_agent("systemd", /*with_manifest_caps=*/true);
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 2)) << agent_log();
+  EXPECT_EQ(via_proxy(a_cg, a.ip), "200");
+
+  // The agent dies hard: the walls stay (pinned), the door is gone: fail-closed.
+  stop_agent(SIGKILL);
+  EXPECT_TRUE(pinned(a.uid));
+  EXPECT_EQ(direct(a_cg), "EPERM");
+  EXPECT_EQ(direct(b_cg), "EPERM");
+  EXPECT_EQ(via_proxy(a_cg, a.ip), "000");
+  // While it is down, b goes away and c arrives.
+  server_->remove(b.uid);
+  server_->add(c);
+
+  start_agent("systemd", /*with_manifest_caps=*/true);
+  EXPECT_EQ(direct(a_cg), "EPERM");  // confined while the agent starts
+  ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 2)) << agent_log();
+  EXPECT_EQ(direct(a_cg), "EPERM");
+  EXPECT_EQ(direct(c_cg), "EPERM");
+  EXPECT_FALSE(pinned(b.uid));
+  EXPECT_EQ(direct(b_cg), "OK");
+  EXPECT_EQ(via_proxy(a_cg, a.ip), "200");
+  EXPECT_EQ(via_proxy(c_cg, c.ip), "200");
+
+  bool adopted = false;
+  for (const auto& e : audit())
+    if (e.value("kind", "") == "pod_confined" && e.value("pod", "") == "default/a" &&
+        e.value("outcome", "") == "adopted")
+      adopted = true;
+  EXPECT_TRUE(adopted) << slurp(dir_ + "/audit.jsonl");
+  // Adopted, not rebuilt: still one set of links on a's cgroup.
+  auto pinned_a = kernel::PinnedSession::open(pin_dir(a.uid));
+  ASSERT_TRUE(pinned_a);
+  auto links = pinned_a->links();
+  ASSERT_TRUE(links);
+  EXPECT_EQ(links->size(), kernel::kLinkNames.size());
+}
+
+TEST_F(NodeAgentTest, WatchResumesFromBookmarksRelistsOn410AndRereadsTheToken) {
+  const CgroupDriver d = CgroupDriver::Systemd;
+  ASSERT_EQ(mkdir((cg_root_ + "/kubepods.slice").c_str(), 0755), 0);
+  start_agent();
+  ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
+  ASSERT_TRUE(eventually([&] { return server_->open_watches() == 1; }));
+  EXPECT_TRUE(server_->stats().last_watch_bookmarks);
+
+  // A bookmark moves the agent's version; the next watch starts from it.
+  const std::string bv = server_->bookmark();
+  const int watches = server_->stats().watches;
+  server_->end_watches();
+  ASSERT_TRUE(eventually(
+      [&] { return server_->stats().watches > watches && server_->open_watches() == 1; }));
+  EXPECT_EQ(server_->stats().last_watch_rv, bv);
+
+  // 410 as an ERROR event on the open watch: the agent lists again and sees a pod that was
+  // added after the history it knew was compacted away.
+  PodSpec p = spec("dddddddd-0000-4000-8000-000000000001", "p", "Burstable", "127.0.0.31", true);
+  const std::string p_cg = make_pod_cgroup(d, QosClass::Burstable, p.uid);
+  int lists = server_->stats().lists;
+  server_->compact(/*as_http_status=*/false);
+  server_->add(p);
+  ASSERT_TRUE(wait_metric("acp_node_relists_total", 1)) << agent_log();
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 1)) << agent_log();
+  EXPECT_GT(server_->stats().lists, lists);
+  EXPECT_EQ(direct(p_cg), "EPERM");
+
+  // 410 as the HTTP status of the next watch request: list again, too.
+  lists = server_->stats().lists;
+  server_->compact(/*as_http_status=*/true);
+  ASSERT_TRUE(wait_metric("acp_node_relists_total", 2)) << agent_log();
+  EXPECT_GT(server_->stats().lists, lists);
+  server_->remove(p.uid);
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 0))
+      << agent_log() << "watches " << server_->stats().watches << " from "
+      << server_->stats().last_watch_rv << " open " << server_->open_watches() << " lists "
+      << server_->stats().lists;
+  EXPECT_EQ(direct(p_cg), "OK");
+
+  // A rotated token is read again at the next connection.
+  ASSERT_TRUE(eventually([&] { return server_->open_watches() == 1; }));
+  server_->rotate_token("token-2");
+  const int before = server_->stats().watches;
+  server_->end_watches();
+  ASSERT_TRUE(eventually([&] { return server_->stats().watches > before; }));
+  EXPECT_EQ(server_->stats().last_auth, "Bearer token-2");
+  EXPECT_EQ(server_->stats().unauthorized, 0);
+  EXPECT_GE(metric("acp_node_watch_restarts_total"), 3);
+}
+
+}  // namespace
+}  // namespace acp::vmtest
