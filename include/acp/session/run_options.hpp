@@ -28,6 +28,10 @@ struct RunOptions {
   std::string config;     // empty: /etc/acp/config.yml (missing: defaults)
   bool json_events = false;
   uint64_t max_tasks = 4096;  // see acp/launch/task_limit.hpp
+  // auto: register with a running `acp daemon` when there is one (root, bpf or auto backend),
+  // else run standalone; never (--no-daemon): standalone; required: the daemon or fail.
+  std::string daemon = "auto";
+  std::string daemon_socket;  // empty: /run/acp/daemon.sock ($ACP_RUN_DIR/daemon.sock)
   std::vector<std::string> command;
 };
 
