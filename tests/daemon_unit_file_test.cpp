@@ -74,7 +74,8 @@ TEST(SystemdUnit, IsSandboxedWithWritablePathsForItsState) {
   EXPECT_NE(one(s, "ProtectHome"), "<absent>");
   EXPECT_NE(one(s, "ProtectHome"), "no");
   auto rw = words(one(s, "ReadWritePaths"));
-  for (const char* p : {"/run/acp", "/var/log/acp", "/var/lib/acp", "/sys/fs/bpf", "/sys/fs/cgroup"})
+  for (const char* p :
+       {"/run/acp", "/var/log/acp", "/var/lib/acp", "/sys/fs/bpf", "/sys/fs/cgroup"})
     EXPECT_NE(std::find(rw.begin(), rw.end(), p), rw.end()) << p;
   // These would make bpffs or the cgroup tree read-only: the daemon could not build walls.
   EXPECT_EQ(s.count("ProtectKernelTunables"), 0u);

@@ -143,8 +143,8 @@ class Daemon : public acp::vmtest::RunFixture {
 
   // Starts `acp daemon` on socket_ and waits for READY=1 on the test's NOTIFY_SOCKET.
   bool start_daemon() {
-    daemon_ = Proc::start({"env", "NOTIFY_SOCKET=" + notify_path_, ACP_BINARY, "daemon",
-                           "--socket=" + socket_});
+    daemon_ = Proc::start(
+        {"env", "NOTIFY_SOCKET=" + notify_path_, ACP_BINARY, "daemon", "--socket=" + socket_});
     pollfd p{notify_fd_, POLLIN, 0};
     while (poll(&p, 1, 30000) == 1) {
       char buf[512];
@@ -168,8 +168,8 @@ class Daemon : public acp::vmtest::RunFixture {
 
   std::vector<std::string> run_via_daemon(const std::string& policy, std::vector<std::string> cmd,
                                           uint16_t port) {
-    auto argv = acp_run(policy, std::move(cmd),
-                        {"--daemon=required", "--daemon-socket=" + socket_});
+    auto argv =
+        acp_run(policy, std::move(cmd), {"--daemon=required", "--daemon-socket=" + socket_});
     for (auto& a : argv)
       if (a.rfind("--proxy-port=", 0) == 0) a = "--proxy-port=" + std::to_string(port);
     return argv;
@@ -291,7 +291,8 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
   std::string ask1 = wait_pending_of(sid);
   ASSERT_FALSE(ask1.empty());
   ASSERT_EQ(run({ACP_BINARY, "approve", ask1}).status, 0);
-  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
   EXPECT_NE(slurp(report_).find("PROXIED-1 200"), std::string::npos) << slurp(report_);
 
   // The daemon dies. The pins hold: the agent keeps running and keeps being refused.
@@ -299,8 +300,8 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
   daemon_.finish();
   daemon_ = Proc{};
   const size_t refused_before = count_lines(slurp(report_), "REFUSED");
-  ASSERT_TRUE(wait_until(
-      [&] { return count_lines(slurp(report_), "REFUSED") >= refused_before + 5; }, 30s))
+  ASSERT_TRUE(
+      wait_until([&] { return count_lines(slurp(report_), "REFUSED") >= refused_before + 5; }, 30s))
       << slurp(report_);
   EXPECT_EQ(count_lines(slurp(report_), "OK"), 0u) << "escaped:\n" << slurp(report_);
   EXPECT_EQ(count_lines(slurp(report_), "ERR"), 0u) << slurp(report_);
@@ -310,8 +311,7 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
 
   // A new daemon re-adopts the session: same proxy port, consent resumes.
   ASSERT_TRUE(start_daemon()) << daemon_.out;
-  ASSERT_TRUE(wait_until([&] { return sessions_of(daemon_.pid).size() == 1; }, 30s))
-      << daemon_.out;
+  ASSERT_TRUE(wait_until([&] { return sessions_of(daemon_.pid).size() == 1; }, 30s)) << daemon_.out;
   auto adopted = sessions_of(daemon_.pid)[0];
   EXPECT_EQ(adopted["id"], sid);
   EXPECT_EQ(adopted["proxy"], sessions[0]["proxy"]);
@@ -320,7 +320,8 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
   ASSERT_FALSE(ask2.empty()) << "no ask after re-adoption:\n" << slurp(report_);
   EXPECT_NE(ask2, ask1);
   ASSERT_EQ(run({ACP_BINARY, "approve", ask2}).status, 0);
-  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("PROXIED-2") != std::string::npos; }, 30s));
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-2") != std::string::npos; }, 30s));
   EXPECT_NE(slurp(report_).find("PROXIED-2 200"), std::string::npos) << slurp(report_);
   EXPECT_EQ(count_lines(slurp(report_), "OK"), 0u) << slurp(report_);
 
@@ -337,10 +338,9 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
 TEST_F(Daemon, KilledRunnerLeavesTheSessionToTheDaemonUntilItsAgentEnds) {
   ASSERT_TRUE(start_daemon()) << daemon_.out;
   const std::string agent = write_script("long.py", kLongAgent);
-  runner_a_ = Proc::start(run_via_daemon(policy_for_origin("allow"),
-                                         {"python3", agent, report_, flags_,
-                                          std::to_string(origin_port_)},
-                                         proxy_port_));
+  runner_a_ = Proc::start(run_via_daemon(
+      policy_for_origin("allow"), {"python3", agent, report_, flags_, std::to_string(origin_port_)},
+      proxy_port_));
   std::vector<nlohmann::json> sessions;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -354,7 +354,8 @@ TEST_F(Daemon, KilledRunnerLeavesTheSessionToTheDaemonUntilItsAgentEnds) {
   runner_a_.reap();
   // The door stays open: a proxied request still goes through (the policy allows it).
   touch("go-1");
-  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
   EXPECT_NE(slurp(report_).find("PROXIED-1 200"), std::string::npos) << slurp(report_);
   EXPECT_EQ(sessions_of(daemon_.pid).size(), 1u);
   // The agent ends: the daemon collects the session.
@@ -369,9 +370,10 @@ TEST_F(Daemon, KilledRunnerLeavesTheSessionToTheDaemonUntilItsAgentEnds) {
 
 TEST_F(Daemon, WithoutADaemonAcpRunRunsStandalone) {
   // --daemon=auto (the default) with nobody on the socket: standalone, as before.
-  auto r = run(acp_run(policy_for_origin("allow"),
-                       {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()},
-                       {"--daemon-socket=" + socket_}));
+  auto r =
+      run(acp_run(policy_for_origin("allow"),
+                  {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()},
+                  {"--daemon-socket=" + socket_}));
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("origin says hello"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("HTTP=200"), std::string::npos) << r.out;
@@ -385,9 +387,10 @@ TEST_F(Daemon, WithoutADaemonAcpRunRunsStandalone) {
 
 TEST_F(Daemon, NoDaemonFlagRunsStandaloneBesideARunningDaemon) {
   ASSERT_TRUE(start_daemon()) << daemon_.out;
-  auto r = run(acp_run(policy_for_origin("allow"),
-                       {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()},
-                       {"--no-daemon", "--daemon-socket=" + socket_}));
+  auto r =
+      run(acp_run(policy_for_origin("allow"),
+                  {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()},
+                  {"--no-daemon", "--daemon-socket=" + socket_}));
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("HTTP=200"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("acp daemon"), std::string::npos) << r.out;

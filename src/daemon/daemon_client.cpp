@@ -98,7 +98,8 @@ int run_registered(const RunOptions& o, LineChannel ch, const std::string& path)
   if (o.policy) req["policy"] = absolute(*o.policy);
   if (auto st = ch.send(req); !st) return fail(st.error().message());
   auto reply = ch.receive(kRegisterTimeout);
-  if (!reply) return fail("register with the acp daemon on " + path + ": " + reply.error().message());
+  if (!reply)
+    return fail("register with the acp daemon on " + path + ": " + reply.error().message());
   if (!reply->value("ok", false))
     return fail("the acp daemon refused the session: " + reply->value("error", std::string("?")));
   const std::string id = reply->value("id", "");

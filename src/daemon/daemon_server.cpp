@@ -235,14 +235,18 @@ class Daemon {
       s.events->drain();
       s.events->stop();
     }
-    if (s.proxy) {
-      s.proxy->stop();
-      // Connections still unwinding on the loop use the proxy's judge and gate: it goes later.
-      auto timer = std::make_shared<asio::steady_timer>(io_, kProxyGrace);
-      auto dead = std::shared_ptr<SessionProxy>(std::move(s.proxy));
-      auto pump = std::shared_ptr<EventPump>(std::move(s.events));
-      timer->async_wait([timer, dead, pump](const boost::system::error_code&) {});
-    }
+    if (s.proxy) s.proxy->stop();
+    if (!s.proxy && !s.events) return;
+    // Connections still unwinding on the loop use the proxy's judge and gate: it is destroyed
+    // later (or when the daemon exits, before the loop is).
+    const uint64_t key = next_grave_++;
+    Grave& g = graveyard_[key];
+    g.proxy = std::move(s.proxy);
+    g.events = std::move(s.events);
+    g.timer = std::make_unique<asio::steady_timer>(io_, kProxyGrace);
+    g.timer->async_wait([this, key](const boost::system::error_code& ec) {
+      if (!ec) graveyard_.erase(key);
+    });
   }
 
   Result<nlohmann::json> register_session(const nlohmann::json& req, const ucred& peer) {
@@ -318,12 +322,9 @@ class Daemon {
       if (s->events) s->events->stop();
       return undo(st.error());
     }
-    nlohmann::json reply{{"ok", true},
-                         {"id", rec.id},
-                         {"cgroup", rec.cgroup},
-                         {"proxy_url", s->proxy->proxy_url()},
-                         {"mode", rec.mode},
-                         {"channels", s->proxy->channel_descriptions()}};
+    nlohmann::json reply{{"ok", true},           {"id", rec.id},
+                         {"cgroup", rec.cgroup}, {"proxy_url", s->proxy->proxy_url()},
+                         {"mode", rec.mode},     {"channels", s->proxy->channel_descriptions()}};
     log("session " + rec.id + " registered by pid " + std::to_string(peer.pid) + " (proxy " +
         s->proxy->proxy_url() + ")");
     sessions_.emplace(rec.id, std::move(s));
@@ -363,9 +364,8 @@ class Daemon {
       }
       auto s = std::make_unique<Session>();
       s->rec = *rec;
-      auto pins = kernel::PinnedSession::open(rec->pin_dir.empty()
-                                                  ? std::string(kBpfPinRoot) + "/" + id
-                                                  : rec->pin_dir);
+      auto pins = kernel::PinnedSession::open(
+          rec->pin_dir.empty() ? std::string(kBpfPinRoot) + "/" + id : rec->pin_dir);
       if (!pins) {
         log("session " + id + ": cannot re-adopt: " + pins.error().message());
         continue;
@@ -378,8 +378,8 @@ class Daemon {
       }
       // The same port: the agent's proxy variables and the allow map name it.
       if (auto st = open_door(*s, port, true); !st) {
-        log("session " + id + ": cannot re-adopt (the wall holds, the door stays shut): " +
-            st.error().message());
+        log("session " + id +
+            ": cannot re-adopt (the wall holds, the door stays shut): " + st.error().message());
         if (s->events) s->events->stop();
         if (s->proxy) retire(*s);
         continue;
@@ -436,9 +436,9 @@ class Daemon {
     std::vector<std::string> owned;  // sessions this runner registered and has not ended
     while (!stopping_) {
       boost::system::error_code ec;
-      std::size_t n =
-          co_await asio::async_read_until(c->sock, asio::dynamic_buffer(buf, consent::kMaxControlLine),
-                                          '\n', asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await asio::async_read_until(
+          c->sock, asio::dynamic_buffer(buf, consent::kMaxControlLine), '\n',
+          asio::redirect_error(asio::use_awaitable, ec));
       if (ec || stopping_) break;
       std::string line = buf.substr(0, n - 1);
       buf.erase(0, n);
@@ -447,6 +447,23 @@ class Daemon {
         c->send(fail("request is not a JSON object"));
         continue;
       }
+      try {
+        handle(c, req, owned);
+      } catch (const nlohmann::json::exception& e) {
+        c->send(fail(std::string("bad request: ") + e.what()));
+      }
+    }
+    // acp run is gone without ending its sessions (killed): they go once their cgroup is empty.
+    for (const auto& id : owned)
+      if (sessions_.count(id))
+        log("session " + id + ": its acp run is gone; the session ends when its agent does");
+    c->closed = true;
+    conns_.erase(std::remove(conns_.begin(), conns_.end(), c), conns_.end());
+  }
+
+  void handle(const std::shared_ptr<Conn>& c, const nlohmann::json& req,
+              std::vector<std::string>& owned) {
+    {
       const std::string op = req.value("op", "");
       const std::string id = req.value("id", "");
       if (op == "ping") {
@@ -457,7 +474,7 @@ class Daemon {
         auto r = register_session(req, c->peer);
         if (!r) {
           c->send(fail(r.error().message()));
-          continue;
+          return;
         }
         const std::string sid = (*r)["id"].get<std::string>();
         sessions_[sid]->runner = c;
@@ -476,7 +493,7 @@ class Daemon {
         auto rec = read_session_record(kSessionRecordDir, id);
         if (!sessions_.count(id) && rec) {
           c->send(fail("session " + id + " is not held by this daemon"));
-          continue;
+          return;
         }
         auto st = end_session(id);
         owned.erase(std::remove(owned.begin(), owned.end(), id), owned.end());
@@ -485,12 +502,6 @@ class Daemon {
         c->send(fail("unknown op \"" + op + "\""));
       }
     }
-    // acp run is gone without ending its sessions (killed): they go once their cgroup is empty.
-    for (const auto& id : owned)
-      if (sessions_.count(id))
-        log("session " + id + ": its acp run is gone; the session ends when its agent does");
-    c->closed = true;
-    conns_.erase(std::remove(conns_.begin(), conns_.end(), c), conns_.end());
   }
 
   asio::io_context& io_;
@@ -500,6 +511,13 @@ class Daemon {
   bool stopping_ = false;
   std::map<std::string, std::unique_ptr<Session>> sessions_;
   std::vector<std::shared_ptr<Conn>> conns_;
+  struct Grave {
+    std::unique_ptr<SessionProxy> proxy;
+    std::unique_ptr<EventPump> events;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::map<uint64_t, Grave> graveyard_;
+  uint64_t next_grave_ = 0;
 };
 
 }  // namespace
@@ -511,8 +529,7 @@ int run_daemon(const DaemonOptions& o) {
   }
   std::string why;
   if (!kernel::bpf_backend_supported(&why)) {
-    std::fprintf(stderr, "acp daemon: cgroup BPF is not usable on this machine: %s\n",
-                 why.c_str());
+    std::fprintf(stderr, "acp daemon: cgroup BPF is not usable on this machine: %s\n", why.c_str());
     return 1;
   }
   if (auto st = kernel::ensure_bpffs(); !st) {

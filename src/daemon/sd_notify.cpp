@@ -25,8 +25,8 @@ Status sd_notify_to(const std::string& socket, const std::string& state) {
                                     (socket[0] == '@' ? 0 : 1));
   UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd) return errno_error("socket for NOTIFY_SOCKET");
-  if (::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
-               reinterpret_cast<sockaddr*>(&sa), len) < 0)
+  if (::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&sa),
+               len) < 0)
     return errno_error("notify systemd on " + socket);
   return {};
 }

@@ -21,10 +21,11 @@ Status EventPump::start() {
 }
 
 void EventPump::drain() {
-  if (reader_) (void)reader_->consume();
+  if (reader_ && !stopped_) (void)reader_->consume();
 }
 
 void EventPump::stop() {
+  stopped_ = true;
   boost::system::error_code ec;
   stream_.cancel(ec);
   stream_.close(ec);
@@ -33,7 +34,7 @@ void EventPump::stop() {
 void EventPump::arm() {
   stream_.async_wait(asio::posix::stream_descriptor::wait_read,
                      [this](const boost::system::error_code& ec) {
-                       if (ec) return;
+                       if (ec || stopped_) return;
                        (void)reader_->consume();
                        arm();
                      });

@@ -29,6 +29,7 @@ class EventPump {
   Status start();
   // Handles what is waiting now (before the session is taken down).
   void drain();
+  // No on_event call after this returns.
   void stop();
 
  private:
@@ -38,6 +39,7 @@ class EventPump {
   std::optional<kernel::EventReader> reader_;
   boost::asio::posix::stream_descriptor stream_;
   std::function<void(const acp_event&)> on_event_;
+  bool stopped_ = false;  // a wait that completed before stop() must not call on_event_
 };
 
 }  // namespace acp
