@@ -160,7 +160,9 @@ class Daemon : public acp::vmtest::RunFixture {
     if (daemon_.pid <= 0) return "";
     kill(daemon_.pid, SIGTERM);
     int st = daemon_.finish();
-    if (expect_clean) EXPECT_EQ(st, 0) << daemon_.out;
+    if (expect_clean) {
+      EXPECT_EQ(st, 0) << daemon_.out;
+    }
     std::string out = daemon_.out;
     daemon_ = Proc{};
     return out;
@@ -175,13 +177,16 @@ class Daemon : public acp::vmtest::RunFixture {
     return argv;
   }
 
-  // Sessions held by the daemon of pid `pid`, from acp status --json.
+  // Sessions held by the daemon of pid `pid` whose agent runs, from acp status --json.
   std::vector<nlohmann::json> sessions_of(pid_t pid) {
     std::vector<nlohmann::json> out;
     auto j = nlohmann::json::parse(run({ACP_BINARY, "status", "--json"}).out, nullptr, false);
-    if (j.is_discarded()) return out;
+    if (j.is_discarded() || !j.contains("sessions")) return out;
     for (const auto& s : j["sessions"])
-      if (s.value("acp_pid", 0) == pid && s.value("owner", "") == "daemon") out.push_back(s);
+      if (s.value("acp_pid", 0) == pid && s.value("owner", "") == "daemon" &&
+          s.value("agent_pid", 0) != 0 && s.contains("proxy") && s["proxy"].is_array() &&
+          !s["proxy"].empty())
+        out.push_back(s);
     return out;
   }
 
@@ -220,9 +225,9 @@ TEST_F(Daemon, TwoSessionsShareOneDaemonEachConfinedToItsOwnProxy) {
   uint16_t port_b = free_port();
   while (port_b == port_a) port_b = free_port();
   runner_a_ = Proc::start(run_via_daemon(
-      policy, {"python3", agent, std::to_string(origin_port_), std::to_string(port_b)}, port_a));
+      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_b)}, port_a));
   runner_b_ = Proc::start(run_via_daemon(
-      policy, {"python3", agent, std::to_string(origin_port_), std::to_string(port_a)}, port_b));
+      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_a)}, port_b));
 
   std::vector<nlohmann::json> sessions;
   ASSERT_TRUE(wait_until(
@@ -231,7 +236,9 @@ TEST_F(Daemon, TwoSessionsShareOneDaemonEachConfinedToItsOwnProxy) {
         return sessions.size() == 2;
       },
       30s))
-      << "the daemon does not hold two sessions";
+      << "the daemon does not hold two sessions: " << (runner_a_.finish(), runner_a_.out)
+      << "\n---\n"
+      << (runner_b_.finish(), runner_b_.out);
   // Each session's allow map holds exactly its own proxy's endpoints.
   for (const auto& s : sessions) {
     const std::string own = s["proxy"][0].get<std::string>();
@@ -273,7 +280,7 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
   const std::string policy = policy_for_origin("ask");
   const std::string agent = write_script("long.py", kLongAgent);
   runner_a_ = Proc::start(run_via_daemon(
-      policy, {"python3", agent, report_, flags_, std::to_string(origin_port_)}, proxy_port_));
+      policy, {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)}, proxy_port_));
   std::vector<nlohmann::json> sessions;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -339,7 +346,7 @@ TEST_F(Daemon, KilledRunnerLeavesTheSessionToTheDaemonUntilItsAgentEnds) {
   ASSERT_TRUE(start_daemon()) << daemon_.out;
   const std::string agent = write_script("long.py", kLongAgent);
   runner_a_ = Proc::start(run_via_daemon(
-      policy_for_origin("allow"), {"python3", agent, report_, flags_, std::to_string(origin_port_)},
+      policy_for_origin("allow"), {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)},
       proxy_port_));
   std::vector<nlohmann::json> sessions;
   ASSERT_TRUE(wait_until(
