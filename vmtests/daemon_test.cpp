@@ -225,9 +225,11 @@ TEST_F(Daemon, TwoSessionsShareOneDaemonEachConfinedToItsOwnProxy) {
   uint16_t port_b = free_port();
   while (port_b == port_a) port_b = free_port();
   runner_a_ = Proc::start(run_via_daemon(
-      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_b)}, port_a));
+      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_b)},
+      port_a));
   runner_b_ = Proc::start(run_via_daemon(
-      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_a)}, port_b));
+      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_a)},
+      port_b));
 
   std::vector<nlohmann::json> sessions;
   ASSERT_TRUE(wait_until(
@@ -280,7 +282,8 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
   const std::string policy = policy_for_origin("ask");
   const std::string agent = write_script("long.py", kLongAgent);
   runner_a_ = Proc::start(run_via_daemon(
-      policy, {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)}, proxy_port_));
+      policy, {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)},
+      proxy_port_));
   std::vector<nlohmann::json> sessions;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -346,8 +349,8 @@ TEST_F(Daemon, KilledRunnerLeavesTheSessionToTheDaemonUntilItsAgentEnds) {
   ASSERT_TRUE(start_daemon()) << daemon_.out;
   const std::string agent = write_script("long.py", kLongAgent);
   runner_a_ = Proc::start(run_via_daemon(
-      policy_for_origin("allow"), {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)},
-      proxy_port_));
+      policy_for_origin("allow"),
+      {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)}, proxy_port_));
   std::vector<nlohmann::json> sessions;
   ASSERT_TRUE(wait_until(
       [&] {
