@@ -345,6 +345,50 @@ TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
   stop_daemon();
 }
 
+TEST_F(Daemon, StoppedDaemonSaysStoppingLeavesTheWallAndARestartReadopts) {
+  // systemctl stop/restart: SIGTERM. STOPPING=1 reaches systemd; the session is not ended.
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  const std::string agent = write_script("long.py", kLongAgent);
+  runner_a_ = Proc::start(run_via_daemon(
+      policy_for_origin("allow"),
+      {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)}, proxy_port_));
+  std::vector<nlohmann::json> sessions;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sessions = sessions_of(daemon_.pid);
+        return sessions.size() == 1;
+      },
+      30s));
+  const std::string sid = sessions[0]["id"];
+  kill(daemon_.pid, SIGTERM);
+  bool stopping = false;
+  pollfd p{notify_fd_, POLLIN, 0};
+  while (!stopping && poll(&p, 1, 30000) == 1) {
+    char buf[512];
+    ssize_t n = recv(notify_fd_, buf, sizeof buf, 0);
+    stopping =
+        n > 0 && std::string(buf, static_cast<size_t>(n)).find("STOPPING=1") != std::string::npos;
+  }
+  EXPECT_TRUE(stopping) << "no STOPPING=1 on NOTIFY_SOCKET";
+  EXPECT_EQ(daemon_.finish(), 0) << daemon_.out;
+  daemon_ = Proc{};
+  EXPECT_TRUE(fs::exists("/sys/fs/bpf/acp/" + sid)) << "the wall came down with the daemon";
+  const size_t refused = count_lines(slurp(report_), "REFUSED");
+  ASSERT_TRUE(
+      wait_until([&] { return count_lines(slurp(report_), "REFUSED") >= refused + 3; }, 30s));
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  ASSERT_TRUE(wait_until([&] { return sessions_of(daemon_.pid).size() == 1; }, 30s));
+  touch("go-1");
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("PROXIED-1 200"), std::string::npos) << slurp(report_);
+  EXPECT_EQ(count_lines(slurp(report_), "OK"), 0u) << slurp(report_);
+  touch("stop");
+  EXPECT_EQ(runner_a_.finish(), 0) << runner_a_.out;
+  EXPECT_FALSE(fs::exists("/sys/fs/bpf/acp/" + sid)) << "pins left behind";
+  stop_daemon();
+}
+
 TEST_F(Daemon, KilledRunnerLeavesTheSessionToTheDaemonUntilItsAgentEnds) {
   ASSERT_TRUE(start_daemon()) << daemon_.out;
   const std::string agent = write_script("long.py", kLongAgent);
