@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails when a test left something behind: a session cgroup, a bpffs pin, an iptables chain,
-# a network namespace made by the tests, a session record or a process named like ours.
+# a network namespace made by the tests, a session record or a process named like ours, and
+# the docker backend's bridges, containers and networks and the vmtests' private dockerd.
 set -u
 # Files under /etc/acp that acp creates by itself (the web page's token) or `acp init` writes.
 # `--snapshot` prints which exist now; test.sh keeps that in ACP_ETC_SNAPSHOT at the start, and
@@ -46,9 +47,11 @@ if command -v iptables >/dev/null; then
     for c in $($t -w -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
       echo "leftover $t chain: $c"; left=1
     done
+    # OUTPUT jumps (iptables backend), INPUT and FORWARD jumps (docker backend: ACPD-<id>).
     while read -r rule; do
       [ -n "$rule" ] && { echo "leftover $t rule: $rule"; left=1; }
-    done < <($t -w -S OUTPUT 2>/dev/null | awk '$1=="-A" && $NF ~ /^ACP/')
+    done < <(for ch in OUTPUT INPUT FORWARD; do $t -w -S "$ch" 2>/dev/null; done |
+      awk '$1=="-A" && $NF ~ /^ACP/')
   done
 fi
 for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do
@@ -57,6 +60,26 @@ done
 for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^acpt' || true); do
   echo "leftover veth: $l"; left=1
 done
+# The docker backend: bridges of sessions (acp<id>), the vmtests' private dockerd (its dir is
+# /tmp/acp-vmt-docker.*, named on the command lines of dockerd, containerd and the shims), the
+# mounts it made, and labelled containers/networks on the machine's own dockerd if one runs.
+for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^acp[0-9a-f]{12}$' || true); do
+  echo "leftover docker session bridge: $l"; left=1
+done
+for p in $(pgrep -f '/tmp/acp-vmt-docker\.' 2>/dev/null || true); do
+  echo "leftover test dockerd process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | cut -c1-120))"; left=1
+done
+if grep -q ' /tmp/acp-vmt-docker\.' /proc/self/mounts 2>/dev/null; then
+  echo "leftover test dockerd mounts: $(grep -c ' /tmp/acp-vmt-docker\.' /proc/self/mounts)"; left=1
+fi
+if command -v docker >/dev/null && timeout 5 docker version >/dev/null 2>&1; then
+  for c in $(timeout 5 docker ps -aq --filter label=acp.session 2>/dev/null); do
+    echo "leftover docker container: $c"; left=1
+  done
+  for n in $(timeout 5 docker network ls -q --filter label=acp.session 2>/dev/null); do
+    echo "leftover docker network: $n"; left=1
+  done
+fi
 if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; then
   echo "leftover session records: $(ls /run/acp/sessions)"; left=1
 fi

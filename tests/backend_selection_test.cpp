@@ -10,8 +10,8 @@ using acp::backend::Kind;
 using acp::backend::select_backend;
 
 struct FakeProbe : acp::backend::BackendProbe {
-  bool root = true, bpf = true, ipt = true;
-  mutable int bpf_calls = 0, ipt_calls = 0;
+  bool root = true, bpf = true, ipt = true, docker = false;
+  mutable int bpf_calls = 0, ipt_calls = 0, docker_calls = 0;
   bool privileged() const override { return root; }
   bool bpf_usable(std::string* why) const override {
     ++bpf_calls;
@@ -22,6 +22,11 @@ struct FakeProbe : acp::backend::BackendProbe {
     ++ipt_calls;
     if (!ipt && why) *why = "iptables-restore not found";
     return ipt;
+  }
+  bool docker_usable(std::string* why) const override {
+    ++docker_calls;
+    if (!docker && why) *why = "dockerd is not reachable";
+    return docker;
   }
 };
 
@@ -110,11 +115,49 @@ TEST(BackendSelection, WeakBackendsAlwaysCarryTheirWarning) {
   }
 }
 
-TEST(BackendSelection, DockerAndUnknownNamesAreRefused) {
+TEST(BackendSelection, AutoPicksDockerOnlyAfterBpfAndIptables) {
   FakeProbe p;
+  p.docker = true;
+  auto s = select_backend("auto", p);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->kind, Kind::kBpf);
+  EXPECT_EQ(p.docker_calls, 0);
+  p.bpf = false;
+  s = select_backend("auto", p);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->kind, Kind::kIptables);
+  EXPECT_EQ(p.docker_calls, 0);
+  p.ipt = false;
+  s = select_backend("auto", p);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->kind, Kind::kDocker);
+  EXPECT_TRUE(contains(s->note, "docker")) << s->note;
+  EXPECT_TRUE(s->warning.empty());
+  p.docker = false;
+  s = select_backend("auto", p);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(contains(s.error().message(), "dockerd is not reachable")) << s.error().message();
+}
+
+TEST(BackendSelection, DockerNeedsRootAndAReachableDaemon) {
+  FakeProbe p;
+  p.docker = true;
   auto d = select_backend("docker", p);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->kind, Kind::kDocker);
+  p.docker = false;
+  d = select_backend("docker", p);
   ASSERT_FALSE(d.ok());
-  EXPECT_TRUE(contains(d.error().message(), "acp contain"));
+  EXPECT_TRUE(contains(d.error().message(), "dockerd is not reachable")) << d.error().message();
+  p.docker = true;
+  p.root = false;
+  d = select_backend("docker", p);
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(contains(d.error().message(), "sudo acp contain")) << d.error().message();
+}
+
+TEST(BackendSelection, UnknownNamesAreRefused) {
+  FakeProbe p;
   auto u = select_backend("nftables", p);
   ASSERT_FALSE(u.ok());
   EXPECT_TRUE(contains(u.error().message(), "--backend=nftables"));

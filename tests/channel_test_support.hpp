@@ -15,15 +15,18 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "acp/proxy/consent_gate.hpp"
+#include "consent_test_support.hpp"
 
 namespace acp::testing {
 
@@ -201,6 +204,56 @@ inline std::shared_ptr<std::optional<consent::ConsentOutcome>> start_ask(
       io, [&gate, a, d, out]() -> boost::asio::awaitable<void> { *out = co_await gate.ask(a, d); },
       boost::asio::detached);
   return out;
+}
+
+// A gate driven on the test thread, with one channel of type ChannelT observing it. The channel
+// is detached and stopped before the gate goes. A fixture whose channel talks to a server the
+// fixture owns calls stop_channel() first in its own destructor, so the server outlives the
+// channel's last request.
+template <class ChannelT>
+struct ChannelFixture {
+  TempDir dir;
+  boost::asio::io_context io;
+  std::unique_ptr<consent::ConsentGate> gate;
+  std::unique_ptr<ChannelT> channel;
+
+  ChannelFixture() {
+    consent::GateConfig cfg;
+    cfg.session_id = "sess1";
+    cfg.grants_path = dir / "grants.json";
+    gate = std::make_unique<consent::ConsentGate>(io, cfg);
+  }
+  ~ChannelFixture() { stop_channel(); }
+
+  // Builds the channel from its settings and starts it; observes the gate only if it started.
+  template <class Settings>
+  acp::Status attach(Settings s) {
+    channel = std::make_unique<ChannelT>(io, *gate, std::move(s));
+    auto st = channel->start();
+    if (st) gate->add_observer(channel.get());
+    return st;
+  }
+  void stop_channel() {
+    if (!channel) return;
+    gate->remove_observer(channel.get());
+    channel->stop();
+    channel.reset();
+  }
+};
+
+// Writes ca.pem (a test CA) and server.pem/server.key (a certificate for 127.0.0.1 signed by it)
+// into `dir`. Throws when openssl fails.
+inline void write_test_tls_files(const std::string& dir) {
+  const std::string cmd =
+      "cd " + dir +
+      " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+      " -keyout ca.key -out ca.pem -days 2 -subj /CN=acp-test-ca 2>/dev/null"
+      " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+      " -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null"
+      " && printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf"
+      " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+      " -out server.pem -days 2 -extfile ext.cnf 2>/dev/null";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl failed: " + cmd);
 }
 
 }  // namespace acp::testing

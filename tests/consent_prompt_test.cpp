@@ -46,33 +46,14 @@ struct Pty {
   }
 };
 
-struct Fixture {
-  TempDir dir;
+struct Fixture : acp::testing::ChannelFixture<PromptChannel> {
   Pty pty;
-  asio::io_context io;
-  std::unique_ptr<ConsentGate> gate;
-  std::unique_ptr<PromptChannel> channel;
-  Fixture() {
-    GateConfig cfg;
-    cfg.session_id = "sess1";
-    cfg.grants_path = dir / "grants.json";
-    gate = std::make_unique<ConsentGate>(io, cfg);
-  }
-  ~Fixture() {
-    if (channel) {
-      gate->remove_observer(channel.get());
-      channel->stop();
-    }
-  }
   acp::Status start(std::vector<int> agent_fds = {}) {
     PromptSettings s;
     s.tty_path = pty.name;
     s.agent_fds = std::move(agent_fds);
     s.ctx.agent_command = "curl https://example.com";
-    channel = std::make_unique<PromptChannel>(io, *gate, s);
-    auto st = channel->start();
-    if (st) gate->add_observer(channel.get());
-    return st;
+    return attach(std::move(s));
   }
   bool wait_output(const std::string& needle) {
     return run_until(io, [&] { return pty.drain().find(needle) != std::string::npos; });

@@ -117,39 +117,18 @@ class FakeBot {
   bool stopping_ = false;
 };
 
-struct Fixture {
-  TempDir dir;
+struct Fixture : acp::testing::ChannelFixture<TelegramChannel> {
   FakeBot bot;
   std::unique_ptr<TestHttpServer> server;
-  asio::io_context io;
-  std::unique_ptr<ConsentGate> gate;
-  std::unique_ptr<TelegramChannel> channel;
 
   Fixture() {
-    // A test CA and a server certificate for 127.0.0.1 signed by it.
-    const std::string cmd =
-        "cd " + dir.path() +
-        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-        " -keyout ca.key -out ca.pem -days 2 -subj /CN=acp-test-ca 2>/dev/null"
-        " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-        " -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null"
-        " && printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf"
-        " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
-        " -out server.pem -days 2 -extfile ext.cnf 2>/dev/null";
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl failed: " + cmd);
+    acp::testing::write_test_tls_files(dir.path());
     server =
         std::make_unique<TestHttpServer>([this](const HttpRequestMsg& r) { return bot.handle(r); },
                                          dir / "server.pem", dir / "server.key");
-    GateConfig cfg;
-    cfg.session_id = "sess1";
-    cfg.grants_path = dir / "grants.json";
-    gate = std::make_unique<ConsentGate>(io, cfg);
   }
   ~Fixture() {
-    if (channel) {
-      gate->remove_observer(channel.get());
-      channel->stop();
-    }
+    stop_channel();  // its long poll talks to the server: stop it first
     bot.stop();
     server->stop();
   }
@@ -162,10 +141,7 @@ struct Fixture {
     s.poll_timeout = 2s;
     s.backoff = 20ms;
     s.ctx.agent_command = "curl https://example.com";
-    channel = std::make_unique<TelegramChannel>(io, *gate, s);
-    auto st = channel->start();
-    if (st) gate->add_observer(channel.get());
-    return st;
+    return attach(std::move(s));
   }
 };
 

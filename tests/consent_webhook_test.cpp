@@ -29,24 +29,7 @@ using namespace std::chrono_literals;
 
 const std::string kSecret = "s3cret-for-tests";
 
-struct Fixture {
-  TempDir dir;
-  asio::io_context io;
-  std::unique_ptr<ConsentGate> gate;
-  std::unique_ptr<WebhookChannel> channel;
-
-  Fixture() {
-    GateConfig cfg;
-    cfg.session_id = "sess1";
-    cfg.grants_path = dir / "grants.json";
-    gate = std::make_unique<ConsentGate>(io, cfg);
-  }
-  ~Fixture() {
-    if (channel) {
-      gate->remove_observer(channel.get());
-      channel->stop();
-    }
-  }
+struct Fixture : acp::testing::ChannelFixture<WebhookChannel> {
   void start(const std::string& url, int retries = 2, std::chrono::milliseconds timeout = 5000ms,
              const std::string& callback = "") {
     WebhookSettings s;
@@ -58,10 +41,8 @@ struct Fixture {
     s.callback_listen = callback;
     s.ctx.session_id = "sess1";
     s.ctx.agent_command = "curl https://example.com";
-    channel = std::make_unique<WebhookChannel>(io, *gate, s);
-    auto st = channel->start();
+    auto st = attach(std::move(s));
     ASSERT_TRUE(st.ok()) << st.error().message();
-    gate->add_observer(channel.get());
   }
   acp::consent::ConsentOutcome ask(const std::string& host = "example.com",
                                    std::chrono::seconds t = 60s) {

@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -288,6 +289,25 @@ TEST_F(Fault, KilledAfterTheCgroupIsMadeGcCleansUp) {
   EXPECT_TRUE(s["programs"].empty()) << s.dump();  // stopped before the programs were attached
   expect_gc_kill_cleans(s.value("id", ""));
   EXPECT_FALSE(fs::exists(cg)) << cg;
+}
+
+// A write of the session record that died between create and rename leaves <id>.json.tmp
+// and nothing else: gc removes it once it is stale, and leaves a fresh one (a live acp may be
+// between the two steps) alone.
+TEST_F(Fault, GcSweepsAStaleTemporaryRecordAndKeepsAFreshOne) {
+  fs::create_directories("/run/acp/sessions");
+  const std::string stale = "/run/acp/sessions/0000feedfa11.json.tmp";
+  const std::string fresh = "/run/acp/sessions/0000feedfa12.json.tmp";
+  std::ofstream(stale) << "{\"half\":";
+  std::ofstream(fresh) << "{\"half\":";
+  struct timeval old[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};
+  ASSERT_EQ(::utimes(stale.c_str(), old), 0);
+  auto gc = run({ACP_BINARY, "gc"});
+  EXPECT_EQ(gc.status, 0) << gc.out;
+  EXPECT_FALSE(fs::exists(stale)) << gc.out;
+  EXPECT_NE(gc.out.find("0000feedfa11"), std::string::npos) << gc.out;
+  EXPECT_TRUE(fs::exists(fresh)) << gc.out;
+  fs::remove(fresh);
 }
 
 TEST_F(Fault, KilledAfterTheProgramsAreAttachedTheWallHoldsAndGcCleansUp) {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "acp/backend/docker_wall.hpp"
 #include "acp/backend/iptables_wall.hpp"
 #include "acp/kernel/probe.hpp"
 
@@ -13,6 +14,7 @@ class SystemProbe final : public BackendProbe {
   bool privileged() const override { return ::geteuid() == 0; }
   bool bpf_usable(std::string* why) const override { return kernel::bpf_backend_supported(why); }
   bool iptables_usable(std::string* why) const override { return iptables_backend_supported(why); }
+  bool docker_usable(std::string* why) const override { return docker_backend_supported(why); }
 };
 
 std::string offer_weak_backends() {
@@ -89,15 +91,22 @@ Result<Selection> select_backend(std::string_view requested, const BackendProbe&
       sel.note = "cgroup BPF is not usable here (" + bpf_why + "): using the iptables backend";
       return sel;
     }
+    std::string docker_why;
+    if (probe.docker_usable(&docker_why)) {
+      sel.kind = Kind::kDocker;
+      sel.note = "neither cgroup BPF (" + bpf_why + ") nor iptables (" + ipt_why +
+                 ") is usable here: using the docker backend (the agent runs in a container)";
+      return sel;
+    }
     return make_error("no isolation backend works on this machine: bpf: " + bpf_why +
-                      "; iptables: " + ipt_why +
+                      "; iptables: " + ipt_why + "; docker: " + docker_why +
                       " (run `acp doctor` for details); to run the agent without isolation "
                       "anyway, say so: --backend=none (the agent can bypass the ACP proxy)");
   }
   auto kind = parse_kind(requested);
   if (!kind)
     return make_error("--backend=" + std::string(requested) +
-                      ": unknown backend; choose auto, bpf, iptables, preload or none");
+                      ": unknown backend; choose auto, bpf, iptables, docker, preload or none");
   sel.kind = *kind;
   switch (*kind) {
     case Kind::kBpf: {
@@ -122,10 +131,17 @@ Result<Selection> select_backend(std::string_view requested, const BackendProbe&
                           " (run `acp doctor` for details)");
       return sel;
     }
-    case Kind::kDocker:
-      return make_error(
-          "--backend=docker: acp run does not build Docker walls in this build; use "
-          "`acp contain -- CMD` where available, or --backend=auto");
+    case Kind::kDocker: {
+      if (!probe.privileged())
+        return make_error(
+            "the docker backend needs root for the session's firewall: run it as `sudo acp "
+            "contain -- CMD` (or `sudo acp run --backend=docker -- CMD`)");
+      std::string why;
+      if (!probe.docker_usable(&why))
+        return make_error("the docker backend is not usable on this machine: " + why +
+                          " (run `acp doctor` for details)");
+      return sel;
+    }
     case Kind::kPreload:
       sel.warning = kPreloadWarning;
       return sel;

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "acp/backend/docker_wall.hpp"
 #include "acp/backend/iptables_wall.hpp"
 #include "acp/cli/commands.hpp"
 #include "acp/kernel/probe.hpp"
@@ -29,6 +30,8 @@ int run_doctor(bool json) {
   // status stays the bpf backend's).
   std::string ipt_why;
   const bool ipt = backend::iptables_backend_supported(&ipt_why);
+  std::string docker_why;
+  const bool docker = backend::docker_backend_supported(&docker_why);
 
   if (json) {
     nlohmann::json j;
@@ -43,6 +46,8 @@ int run_doctor(bool json) {
     if (!usable) j["bpf_backend"]["why"] = why;
     j["iptables_backend"] = {{"available", ipt}};
     if (!ipt) j["iptables_backend"]["why"] = ipt_why;
+    j["docker_backend"] = {{"available", docker}};
+    if (!docker) j["docker_backend"]["why"] = docker_why;
     std::printf("%s\n", j.dump(2).c_str());
     return usable ? 0 : 1;
   }
@@ -64,10 +69,15 @@ int run_doctor(bool json) {
     std::printf("iptables backend: available (xt_cgroup rule installed and removed)\n");
   else
     std::printf("iptables backend: unavailable (%s)\n", ipt_why.c_str());
+  if (docker)
+    std::printf("docker backend: available (dockerd reachable; acp contain)\n");
+  else
+    std::printf("docker backend: unavailable (%s)\n", docker_why.c_str());
   std::printf("acp run --backend=auto would use: %s\n",
-              usable ? "bpf"
-              : ipt  ? "iptables"
-                     : "nothing (refuses; see --backend=preload|none)");
+              usable   ? "bpf"
+              : ipt    ? "iptables"
+              : docker ? "docker"
+                       : "nothing (refuses; see --backend=preload|none)");
   return usable ? 0 : 1;
 }
 

@@ -26,13 +26,15 @@ int main(int argc, char** argv) {
   acp::cli::register_export(app, exit_code);
   acp::cli::register_init(app, exit_code);
   acp::cli::register_daemon(app, exit_code);
+  acp::cli::register_contain(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     // `acp run` reserves 125 for its own failures (as docker run and env do), usage included.
     if (rc != 0 && !app.get_subcommands().empty() &&
-        app.get_subcommands().front()->get_name() == "run")
+        (app.get_subcommands().front()->get_name() == "run" ||
+         app.get_subcommands().front()->get_name() == "contain"))
       return 125;
     return rc == 0 ? 0 : 2;
   }

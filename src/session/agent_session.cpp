@@ -32,6 +32,7 @@
 #include "acp/launch/agent_launcher.hpp"
 #include "acp/launch/target_user.hpp"
 #include "acp/launch/task_limit.hpp"
+#include "acp/session/docker_session.hpp"
 #include "acp/session/event_pump.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
@@ -131,6 +132,17 @@ int run_agent_session(const RunOptions& o) {
   if (!sel->warning.empty()) std::fprintf(stderr, "%s\n", sel->warning.c_str());
   if (o.audit_only && kind != backend::Kind::kBpf)
     return fail("--audit-only needs the bpf backend, and this session would use " + backend_name);
+  if (kind == backend::Kind::kDocker) {
+    // The same session as `acp contain` with its defaults: $ACP_AGENT_IMAGE (or
+    // acp-agent:latest), the current directory as a read-only workspace.
+    ContainOptions c;
+    c.proxy_port = o.proxy_port;
+    c.policy = o.policy;
+    c.audit_log = o.audit_log;
+    c.config = o.config;
+    c.command = o.command;
+    return run_docker_session(c);
+  }
   const bool root = geteuid() == 0;
   // bpf and iptables hang their wall on the cgroup; preload and none use one when root can
   // make it, so that nothing the agent leaves behind outlives the session.

@@ -5,8 +5,9 @@ namespace acp {
 void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--backend", o.backend,
                   "How the wall is built: auto (the strongest that works here: bpf, then "
-                  "iptables), bpf, iptables, preload (no root; weak) or none (proxy-only; "
-                  "the agent can bypass the proxy). See docs/backends.md")
+                  "iptables, then docker), bpf, iptables, docker (the agent in a container, "
+                  "as acp contain), preload (no root; weak) or none (proxy-only; the agent "
+                  "can bypass the proxy). See docs/backends.md")
       ->default_str("auto");
   sub->add_option("--isolation", o.isolation,
                   "Same as --backend (e.g. --isolation=preload, as the origin docs spell it)");
@@ -57,19 +58,15 @@ std::string requested_backend(const RunOptions& o) {
 }
 
 Status validate_run_options(const RunOptions& o) {
-  static const char* const kKnown[] = {"auto", "bpf", "iptables", "preload", "none"};
+  static const char* const kKnown[] = {"auto", "bpf", "iptables", "docker", "preload", "none"};
   for (const auto* value : {&o.backend, o.isolation ? &*o.isolation : nullptr}) {
     if (!value) continue;
     bool known = false;
     for (const char* k : kKnown) known = known || *value == k;
     const char* flag = value == &o.backend ? "--backend=" : "--isolation=";
-    if (*value == "docker")
-      return make_error(std::string(flag) +
-                        "docker: acp run does not build Docker walls in this build; use `acp "
-                        "contain -- CMD` where available, or --backend=auto");
     if (!known)
       return make_error(std::string(flag) + *value +
-                        ": unknown backend; choose auto, bpf, iptables, preload or none");
+                        ": unknown backend; choose auto, bpf, iptables, docker, preload or none");
   }
   if (o.isolation && o.backend != "auto" && *o.isolation != o.backend)
     return make_error("--backend=" + o.backend + " and --isolation=" + *o.isolation +
@@ -79,6 +76,10 @@ Status validate_run_options(const RunOptions& o) {
         "--audit-only needs the bpf backend (its programs report without "
         "blocking); --backend=" +
         requested_backend(o) + " cannot do that");
+  if (requested_backend(o) == "docker" && (!o.allow.empty() || o.user || o.allow_root))
+    return make_error(
+        "--backend=docker runs the agent as the image's user, reaching only the proxy: "
+        "--allow, --user and --allow-root do not apply (see acp contain --help)");
   if (o.command.empty() || o.command.front().empty())
     return make_error("no agent command: usage: acp run [OPTIONS] -- CMD [ARGS...]");
   return {};

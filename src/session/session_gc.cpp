@@ -1,12 +1,15 @@
 #include "acp/session/session_gc.hpp"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <set>
 
 #include "acp/backend/command.hpp"
+#include "acp/backend/docker_wall.hpp"
 #include "acp/backend/iptables_wall.hpp"
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/cgroup/mounts.hpp"
@@ -45,6 +48,16 @@ std::vector<std::string> known_session_ids() {
     if (auto chains = backend::list_iptables_chains(backend::kSessionChainPrefix))
       for (const auto& c : *chains)
         if (auto id = backend::session_id_of_chain(c)) ids.insert(*id);
+  // docker sessions: their firewall chains (ACPD-<id>) and labelled containers and networks
+  // on the daemon this shell's docker CLI talks to.
+  if (::geteuid() == 0 && backend::find_tool("iptables"))
+    if (auto chains = backend::list_iptables_chains(backend::kDockerChainPrefix))
+      for (const auto& c : *chains)
+        if (auto id = backend::session_id_of_docker_chain(c)) ids.insert(*id);
+  if (::geteuid() == 0)
+    if (auto docker = backend::find_docker())
+      if (auto found = backend::list_docker_sessions(*docker))
+        for (const auto& id : *found) ids.insert(id);
   return {ids.begin(), ids.end()};
 }
 
@@ -75,6 +88,16 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
   auto rec = read_session_record(kSessionRecordDir, id);
   if ((!rec || rec->backend == "iptables") && backend::find_tool("iptables"))
     if (auto st = backend::remove_iptables_wall(backend::session_chain_name(id)); !st) return st;
+  // The docker wall: the container first (everything of the agent dies with it), then its
+  // network and firewall.
+  if (!rec || rec->backend == "docker") {
+    if (auto docker = backend::find_docker()) {
+      if (rec && !rec->docker_host.empty()) docker->host = rec->docker_host;
+      if (auto st = backend::remove_docker_objects(*docker, id); !st && rec) return st;
+    }
+    if (backend::find_tool("iptables"))
+      if (auto st = backend::remove_docker_firewall(backend::docker_chain_name(id)); !st) return st;
+  }
   // The last session out leaves no empty acp/ cgroup behind (fails harmlessly while another
   // session still has its own in there; Cgroup::create copes with the race).
   if (!cgroup_path.empty()) ::rmdir(cgroup_path.substr(0, cgroup_path.rfind('/')).c_str());
@@ -83,10 +106,32 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
 
 GcReport collect_orphaned_sessions(bool kill_orphans) {
   GcReport report;
+  // Temporary record files of writes that died before their rename, for sessions that left
+  // nothing else. A live acp renames its file within microseconds: an hour-old one is stale.
+  {
+    auto known = known_session_ids();
+    std::set<std::string> known_set(known.begin(), known.end());
+    for (const auto& id : list_ids(kSessionRecordDir, ".json.tmp")) {
+      if (known_set.count(id)) continue;  // teardown_session below removes it with the record
+      std::string tmp = std::string(kSessionRecordDir) + "/" + id + ".json.tmp";
+      struct stat st {};
+      if (::stat(tmp.c_str(), &st) != 0 || ::time(nullptr) - st.st_mtime < 3600) continue;
+      if (::unlink(tmp.c_str()) == 0) report.removed.push_back(id + " (stale " + tmp + ")");
+    }
+  }
   for (const auto& id : known_session_ids()) {
     auto rec = read_session_record(kSessionRecordDir, id);
     if (rec && session_owner_alive(*rec)) continue;  // a live session: not ours to touch
     std::string cg_path = cgroup_path_of(id);
+    if (!kill_orphans && rec && rec->backend == "docker") {
+      auto docker = backend::find_docker();
+      if (docker && !rec->docker_host.empty()) docker->host = rec->docker_host;
+      if (docker && backend::docker_container_running(*docker, id)) {
+        report.kept.push_back(id + ": orphaned, container " + backend::docker_object_name(id) +
+                              " still running behind its firewall (acp gc --kill removes it)");
+        continue;
+      }
+    }
     if (!kill_orphans && !cg_path.empty()) {
       auto cg = Cgroup::open(cg_path);
       if (cg) {

@@ -91,9 +91,19 @@ class SessionProxyImpl final : public SessionProxy {
     for (uint32_t port = cfg_.port; port <= last; ++port) {
       proxy::ProxyConfig pc;
       pc.session_id = cfg_.session_id;
-      pc.listen = {tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};
-      if (ipv6_loopback_usable())
-        pc.listen.emplace_back(asio::ip::make_address("::1"), static_cast<uint16_t>(port));
+      if (cfg_.listen_addresses.empty()) {
+        pc.listen = {
+            tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};
+        if (ipv6_loopback_usable())
+          pc.listen.emplace_back(asio::ip::make_address("::1"), static_cast<uint16_t>(port));
+      } else {
+        for (const auto& a : cfg_.listen_addresses) {
+          boost::system::error_code ec;
+          auto addr = asio::ip::make_address(a, ec);
+          if (ec) return make_error("proxy listen address \"" + a + "\": " + ec.message());
+          pc.listen.emplace_back(addr, static_cast<uint16_t>(port));
+        }
+      }
       auto server = std::make_unique<proxy::ProxyServer>(io_, pc, *judge_);
       auto st = server->start();
       if (st) {
@@ -104,8 +114,8 @@ class SessionProxyImpl final : public SessionProxy {
       if (st.error().err != EADDRINUSE) break;
     }
     if (last_error.err == EADDRINUSE && cfg_.port_is_explicit)
-      return make_error("proxy port " + std::to_string(cfg_.port) +
-                            " is in use on 127.0.0.1 or ::1: choose another with --proxy-port=N",
+      return make_error("proxy port " + std::to_string(cfg_.port) + " is in use on " +
+                            listen_text() + ": choose another with --proxy-port=N",
                         EADDRINUSE);
     if (last_error.err == EADDRINUSE)
       return make_error("proxy ports " + std::to_string(cfg_.port) + "-" +
@@ -128,7 +138,10 @@ class SessionProxyImpl final : public SessionProxy {
   }
 
   std::string proxy_url() const override {
-    return "http://127.0.0.1:" + std::to_string(server_->local_endpoints().front().port());
+    const auto ep = server_->local_endpoints().front();
+    const auto addr = ep.address();
+    const std::string host = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
+    return "http://" + host + ":" + std::to_string(ep.port());
   }
 
   std::string control_path() const override { return control_->path(); }
@@ -180,6 +193,12 @@ class SessionProxyImpl final : public SessionProxy {
  private:
   static std::string or_default(const std::string& v, const char* d) {
     return v.empty() ? std::string(d) : v;
+  }
+  std::string listen_text() const {
+    if (cfg_.listen_addresses.empty()) return "127.0.0.1 or ::1";
+    std::string t;
+    for (const auto& a : cfg_.listen_addresses) t += (t.empty() ? "" : " or ") + a;
+    return t;
   }
   // [::1] is served when the machine has it (IPv6 can be disabled, or ::1 missing in a netns).
   static bool ipv6_loopback_usable() {

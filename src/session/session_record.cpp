@@ -14,27 +14,34 @@
 namespace acp {
 
 nlohmann::json to_json(const SessionRecord& r) {
-  return nlohmann::json{{"id", r.id},
-                        {"acp_pid", r.acp_pid},
-                        {"acp_start_time", r.acp_start_time},
-                        {"agent_pid", r.agent_pid},
-                        {"uid", r.uid},
-                        {"user", r.user},
-                        {"command", r.command},
-                        {"backend", r.backend},
-                        {"mode", r.mode},
-                        {"cgroup", r.cgroup},
-                        {"pin_dir", r.pin_dir},
-                        {"proxy", r.proxy},
-                        {"policy", r.policy},
-                        {"control", r.control},
-                        {"audit_log", r.audit_log},
-                        {"channels", r.channels},
-                        {"started_at", r.started_at},
-                        {"task_limit", r.task_limit},
-                        {"owner", r.owner},
-                        {"runner_pid", r.runner_pid},
-                        {"config", r.config}};
+  nlohmann::json j{{"id", r.id},
+                   {"acp_pid", r.acp_pid},
+                   {"acp_start_time", r.acp_start_time},
+                   {"agent_pid", r.agent_pid},
+                   {"uid", r.uid},
+                   {"user", r.user},
+                   {"command", r.command},
+                   {"backend", r.backend},
+                   {"mode", r.mode},
+                   {"cgroup", r.cgroup},
+                   {"pin_dir", r.pin_dir},
+                   {"proxy", r.proxy},
+                   {"policy", r.policy},
+                   {"control", r.control},
+                   {"audit_log", r.audit_log},
+                   {"channels", r.channels},
+                   {"started_at", r.started_at},
+                   {"task_limit", r.task_limit},
+                   {"owner", r.owner},
+                   {"runner_pid", r.runner_pid},
+                   {"config", r.config}};
+  if (!r.container.empty()) {
+    j["container"] = r.container;
+    j["image"] = r.image;
+    j["subnet"] = r.subnet;
+    j["docker_host"] = r.docker_host;
+  }
+  return j;
 }
 
 Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
@@ -61,6 +68,10 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.owner = j.value("owner", std::string("run"));
     r.runner_pid = j.value("runner_pid", pid_t{0});
     r.config = j.value("config", std::string());
+    r.container = j.value("container", std::string());
+    r.image = j.value("image", std::string());
+    r.subnet = j.value("subnet", std::string());
+    r.docker_host = j.value("docker_host", std::string());
   } catch (const nlohmann::json::exception& e) {
     return make_error(std::string("malformed session record: ") + e.what());
   }
@@ -110,6 +121,9 @@ Status remove_session_record(const std::string& dir, const std::string& id) {
   if (!valid_session_id(id)) return make_error("invalid session id \"" + id + "\"");
   std::string path = dir + "/" + id + ".json";
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + path);
+  // A write that died between create and rename leaves its temporary file behind.
+  std::string tmp = path + ".tmp";
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + tmp);
   return {};
 }
 

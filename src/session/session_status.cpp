@@ -8,6 +8,7 @@
 
 #include "acp/backend/backend.hpp"
 #include "acp/backend/command.hpp"
+#include "acp/backend/docker_wall.hpp"
 #include "acp/backend/iptables_wall.hpp"
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/kernel/event_reader.hpp"
@@ -39,10 +40,19 @@ SessionStatus read_one(const std::string& id, bool ask_control) {
   struct stat pins_st {};
   const bool has_pins = ::stat((std::string(kBpfPinRoot) + "/" + id).c_str(), &pins_st) == 0;
   st.backend = st.record ? st.record->backend : has_pins ? "bpf" : "iptables";
+  // Without a record and pins, an id came from an ACP-<id> chain, or from the docker wall.
+  const std::string docker_chain = backend::docker_chain_name(id);
+  if (!st.record && !has_pins) {
+    auto ipt = backend::find_tool("iptables");
+    auto r = ipt ? backend::run_command({*ipt, "-w", "-S", backend::session_chain_name(id)})
+                 : Result<backend::CommandOutput>(make_error("no iptables"));
+    if (!r || r->exit_code != 0) st.backend = "docker";
+  }
   st.network_line = backend::mode_line(st.backend);
   if (st.backend != "bpf") {
-    if (st.backend == "iptables") {
-      const std::string chain = backend::session_chain_name(id);
+    if (st.backend == "iptables" || st.backend == "docker") {
+      const std::string chain =
+          st.backend == "docker" ? docker_chain : backend::session_chain_name(id);
       for (const char* tool : {"iptables", "ip6tables"}) {
         auto path = backend::find_tool(tool);
         if (!path) continue;
@@ -121,9 +131,12 @@ MachineStatus gather_status() {
   } else if (backend::iptables_backend_supported(&ipt_why)) {
     m.network = "iptables";
     m.why_not = "cgroup BPF: " + bpf_why;
+  } else if (std::string docker_why; backend::docker_backend_supported(&docker_why)) {
+    m.network = "docker";
+    m.why_not = "cgroup BPF: " + bpf_why + "; iptables: " + ipt_why;
   } else {
     m.network = "none";
-    m.why_not = "cgroup BPF: " + bpf_why + "; iptables: " + ipt_why;
+    m.why_not = "cgroup BPF: " + bpf_why + "; iptables: " + ipt_why + "; docker: " + docker_why;
   }
   m.network_line = backend::mode_line(m.network);
   for (const auto& id : known_session_ids()) m.sessions.push_back(read_one(id, true));
@@ -190,8 +203,12 @@ std::string status_to_text(const MachineStatus& m) {
       std::string cmd;
       for (const auto& a : s.record->command) cmd += (cmd.empty() ? "" : " ") + a;
       o << "  command:    " << cmd << "\n";
-      o << "  cgroup:     " << s.record->cgroup
-        << (s.populated ? (*s.populated ? "" : " (empty)") : " (gone)") << "\n";
+      if (!s.record->container.empty())
+        o << "  container:  " << s.record->container << " (image " << s.record->image
+          << ", network " << s.record->container << " " << s.record->subnet << ")\n";
+      else
+        o << "  cgroup:     " << s.record->cgroup
+          << (s.populated ? (*s.populated ? "" : " (empty)") : " (gone)") << "\n";
       std::string px;
       for (const auto& p : s.record->proxy) px += (px.empty() ? "" : ", ") + p;
       o << "  proxy:      " << px << "\n";

@@ -3,8 +3,8 @@
 //   bpf       cgroup BPF sock_addr programs on the session cgroup (src/kernel): strongest.
 //   iptables  per-session iptables/ip6tables chains matching the session cgroup
 //             (-m cgroup --path), for kernels without cgroup BPF (iptables_wall.hpp).
-//   docker    the agent in a container on an --internal network (acp contain); named here so
-//             that records and the mode line know it.
+//   docker    the agent in a container on a per-session --internal network whose only
+//             reachable address is the session proxy (docker_wall.hpp; acp contain).
 //   preload   LD_PRELOAD library refusing connect/sendto/sendmsg (preload.hpp): no root, weak.
 //   none      proxy-only: the agent can bypass the proxy.
 // See docs/backends.md for what each one enforces and what it cannot.
@@ -41,14 +41,20 @@ inline constexpr const char* kPreloadWarning =
     "than the ACP proxy, but statically linked programs and direct system calls bypass it.";
 
 // What auto-selection looks at. The real one (system_probe) uses geteuid(), the kernel feature
-// probe that `acp doctor` runs (kernel::bpf_backend_supported) and the iptables probe
-// (iptables_backend_supported); tests pass a fake.
+// probe that `acp doctor` runs (kernel::bpf_backend_supported), the iptables probe
+// (iptables_backend_supported) and the docker probe (docker_backend_supported: a reachable
+// dockerd); tests pass a fake.
 class BackendProbe {
  public:
   virtual ~BackendProbe() = default;
   virtual bool privileged() const = 0;
   virtual bool bpf_usable(std::string* why) const = 0;
   virtual bool iptables_usable(std::string* why) const = 0;
+  // Only asked when bpf and iptables are not usable (auto) or docker is asked for.
+  virtual bool docker_usable(std::string* why) const {
+    if (why) *why = "not probed";
+    return false;
+  }
 };
 const BackendProbe& system_probe();
 
@@ -59,11 +65,12 @@ struct Selection {
 };
 
 // `requested`: auto, bpf, iptables, docker, preload or none.
-//  - auto as root: bpf when usable, else iptables when usable, else an error that names both
-//    reasons and offers --backend=none. Without root: an error offering --backend=preload or
+//  - auto as root: bpf when usable, else iptables when usable, else docker when dockerd is
+//    reachable, else an error that names the reasons and offers --backend=none. Without root: an
+//    error offering --backend=preload or
 //    --backend=none with their warnings (never a silent unconfined run).
 //  - bpf and iptables need root and a working probe; the error says what to do.
-//  - docker is refused with a pointer to `acp contain`.
+//  - docker needs root and a reachable dockerd (then the session runs as `acp contain`).
 //  - preload and none are always possible and carry their warning.
 Result<Selection> select_backend(std::string_view requested, const BackendProbe& probe);
 

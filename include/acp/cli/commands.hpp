@@ -17,5 +17,6 @@ void register_policy(CLI::App& app, int& exit_code);   // cmd_policy.cpp
 void register_export(CLI::App& app, int& exit_code);   // cmd_export.cpp
 void register_init(CLI::App& app, int& exit_code);     // cmd_init.cpp
 void register_daemon(CLI::App& app, int& exit_code);   // cmd_daemon.cpp
+void register_contain(CLI::App& app, int& exit_code);  // cmd_contain.cpp: the docker backend
 
 }  // namespace acp::cli

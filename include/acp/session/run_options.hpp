@@ -16,7 +16,7 @@ namespace acp {
 inline constexpr uint16_t kDefaultProxyPort = 8443;
 
 struct RunOptions {
-  std::string backend = "auto";          // auto | bpf | iptables | preload | none (docker: refused)
+  std::string backend = "auto";          // auto | bpf | iptables | docker | preload | none
   std::optional<std::string> isolation;  // --isolation=preload: the origin docs' spelling
   std::optional<uint16_t> proxy_port;    // unset: 8443, or the next free port when 8443 is taken
   std::vector<std::string> allow;        // ADDR:PORT[/udp|/tcp], exact

@@ -22,6 +22,9 @@ struct SessionProxyConfig {
   std::string session_id;
   uint16_t port = 8443;
   bool port_is_explicit = false;  // false: when taken, the next free port is used
+  // Where the proxy listens. Empty: 127.0.0.1 and (when usable) ::1. The docker backend gives
+  // its network's gateway address only, so only that session's container reaches it.
+  std::vector<std::string> listen_addresses;
   std::optional<std::string> policy_path;
   std::string audit_path;     // empty: the default (/var/log/acp/audit.jsonl)
   std::string control_path;   // empty: the default (/run/acp/control.sock)
@@ -41,7 +44,7 @@ class SessionProxy {
 
   // The endpoints the proxy listens on: what the BPF allow map must hold, and nothing else.
   virtual std::vector<kernel::Endpoint> endpoints() const = 0;
-  // "http://127.0.0.1:<port>"
+  // "http://<first listen address>:<port>", e.g. "http://127.0.0.1:8443"
   virtual std::string proxy_url() const = 0;
   // Where `acp pending/approve/deny` reach this session's consent gate.
   virtual std::string control_path() const = 0;

@@ -45,6 +45,12 @@ struct SessionRecord {
   std::string owner = "run";
   pid_t runner_pid = 0;  // daemon sessions: the `acp run` that registered it (0: gone/unknown)
   std::string config;    // daemon sessions: the config (channels) file, for re-adoption
+  // The docker backend only (absent from the JSON otherwise): the container and network name
+  // (acp-<id>), the image, its subnet, and the daemon (`docker -H`; empty: the CLI's default).
+  std::string container;
+  std::string image;
+  std::string subnet;
+  std::string docker_host;
 };
 
 nlohmann::json to_json(const SessionRecord& r);

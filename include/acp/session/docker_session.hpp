@@ -1,0 +1,44 @@
+// `acp contain` and `acp run --backend=docker`: one session whose wall is a container on a
+// per-session --internal docker network (acp/backend/docker_wall.hpp), with the same session
+// proxy (policy, consent, audit) as `acp run`, listening on that network's gateway only.
+//
+// Order: record -> network (gateway on the host's bridge) -> proxy bound on gateway:port ->
+// firewall (ACPD-<id>: only gateway:port from the bridge) -> `docker run` (hardened) -> wait
+// -> container removed -> proxy stopped -> firewall and network removed -> record removed.
+// Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) go to `docker run` (which passes them to the
+// container); a second SIGINT/SIGTERM removes the container at once. If acp is killed, the
+// container keeps running behind its firewall with no proxy (fail-closed); `acp gc --kill`
+// removes it, `acp gc` removes whatever is left of sessions whose container is gone.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "acp/util/result.hpp"
+
+namespace acp {
+
+struct ContainOptions {
+  std::optional<std::string> image;      // default: $ACP_AGENT_IMAGE, else acp-agent:latest
+  std::optional<std::string> workspace;  // default: the current directory
+  bool no_workspace = false;             // --no-workspace: mount nothing
+  bool writable = false;
+  std::vector<std::string> env;  // names passed through
+  std::optional<uint16_t> proxy_port;
+  std::optional<std::string> policy;
+  std::string audit_log;
+  std::string config;
+  std::vector<std::string> command;
+};
+
+// The options of `acp contain`, stored into `o`.
+void add_contain_options(CLI::App* sub, ContainOptions& o);
+
+// Runs the session; returns the container's exit status, or 125 when acp (or docker) failed.
+int run_docker_session(const ContainOptions& o);
+
+}  // namespace acp

@@ -1,0 +1,530 @@
+// The docker backend end to end: a private dockerd (support/docker_daemon.hpp), an agent image
+// built from host binaries (scripts/build-agent-image.sh, with acp_vm_client added), and the
+// real `acp contain` / `acp run --backend=docker`.
+//
+// The escape matrix runs every attempt twice: inside `acp contain` (the wall), and as the
+// control in a container with the same image, user and hardening on a plain --internal network
+// of the same daemon without ACP's firewall, where the attempt must succeed. The targets are
+// the host's own ports on the network's gateway, the host's other addresses, a test host in a
+// network namespace (routed through the host), UDP, ICMP, IPv6, children and a daemonized
+// leftover. Inside, the gateway is taken from HTTP_PROXY, so the same command line runs in
+// both places. Refusals look like this: TCP is answered with a reset (ECONNREFUSED), UDP and
+// ICMP are dropped by the host (the sender cannot tell; the receiver counts nothing).
+//
+// Skips (saying why) only when dockerd cannot start here.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/docker_daemon.hpp"
+#include "support/run_fixture.hpp"
+#include "support/wall_fixture.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using acp::vmtest::DockerDaemon;
+using acp::vmtest::Proc;
+using acp::vmtest::run;
+using acp::vmtest::slurp;
+
+constexpr const char* kImage = "acp-agent:vmtest";
+// The gateway, from the proxy variable acp sets (the control sets it the same way).
+constexpr const char* kGw = "GW=${HTTP_PROXY#http://}; GW=${GW%:*}; ";
+
+std::string value_of(const std::string& out, const std::string& key) {
+  std::string v;
+  size_t p = 0;
+  const std::string k = key + "=";
+  while ((p = out.find(k, p)) != std::string::npos) {
+    if (p == 0 || out[p - 1] == '\n') {
+      auto e = out.find('\n', p);
+      v = out.substr(p + k.size(), e == std::string::npos ? std::string::npos : e - p - k.size());
+    }
+    p += k.size();
+  }
+  return v;
+}
+
+// The host's IPv4 address on the interface of its default route ("" when there is none).
+std::string host_primary_ipv4() {
+  auto r = run({"ip", "-4", "-o", "route", "get", "192.0.2.123"});
+  auto p = r.out.find(" src ");
+  if (r.status != 0 || p == std::string::npos) return "";
+  std::string s = r.out.substr(p + 5);
+  return s.substr(0, s.find(' '));
+}
+
+// A UDP socket on the host that counts what arrives.
+struct UdpCounter {
+  acp::UniqueFd fd;
+  uint16_t port = 0;
+  int count() {
+    int n = 0;
+    char buf[256];
+    while (::recv(fd.get(), buf, sizeof buf, MSG_DONTWAIT) >= 0) ++n;
+    return n;
+  }
+};
+
+class DockerContain : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) {
+      skip_reason_ = new std::string("needs root: acp contain installs firewall rules");
+      return;
+    }
+    auto d = DockerDaemon::start();
+    if (!d) {
+      skip_reason_ = new std::string("dockerd cannot start here: " + d.error().message());
+      return;
+    }
+    daemon_ = d->release();
+    if (auto st = daemon_->build_image(kImage, {ACP_VM_CLIENT}); !st) {
+      skip_reason_ = new std::string("the agent image did not build: " + st.error().message());
+      return;
+    }
+    if (const char* h = std::getenv("DOCKER_HOST")) old_host_ = new std::string(h);
+    ::setenv("DOCKER_HOST", daemon_->host().c_str(), 1);
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+    if (old_host_)
+      ::setenv("DOCKER_HOST", old_host_->c_str(), 1);
+    else
+      ::unsetenv("DOCKER_HOST");
+    delete old_host_;
+    old_host_ = nullptr;
+    delete skip_reason_;
+    skip_reason_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (skip_reason_) {
+      // Without a daemon this machine cannot run the backend; with one, a failure is a bug.
+      if (!daemon_) GTEST_SKIP() << *skip_reason_;
+      FAIL() << *skip_reason_;
+    }
+    char tmpl[] = "/tmp/acp-vmt-contain.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ::chmod(dir_.c_str(), 0755);
+    std::ofstream(config()) << "channels:\n  web:\n    enabled: false\n";
+    fs::create_directories(dir_ + "/www");
+    std::ofstream(dir_ + "/www/index.html") << "origin says hello\n";
+    fs::create_directories(dir_ + "/ws");
+    std::ofstream(dir_ + "/ws/note.txt") << "workspace file\n";
+  }
+
+  void TearDown() override {
+    if (origin_.pid > 0) {
+      ::kill(origin_.pid, SIGTERM);
+      origin_.finish();
+    }
+    if (!ctl_net_.empty()) daemon_->docker({"network", "rm", ctl_net_});
+    ctl_net_.clear();
+    if (!dir_.empty()) {
+      if (run({ACP_BINARY, "status", "--json"}).out.find("\"docker\"") != std::string::npos)
+        run({ACP_BINARY, "gc", "--kill"});
+      fs::remove_all(dir_);
+    }
+  }
+
+  std::string config() const { return dir_ + "/config.yml"; }
+  std::string audit() const { return dir_ + "/audit.jsonl"; }
+  std::string policy(const std::string& yaml) {
+    std::string p = dir_ + "/policy.yml";
+    std::ofstream(p) << yaml;
+    return p;
+  }
+
+  std::vector<std::string> contain(const std::vector<std::string>& cmd,
+                                   std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {ACP_BINARY, "contain", "--image=" + std::string(kImage),
+                                  "--config=" + config(), "--audit-log=" + audit()};
+    if (!policy_path_.empty()) a.push_back("--policy=" + policy_path_);
+    a.insert(a.end(), extra.begin(), extra.end());
+    a.push_back("--");
+    a.insert(a.end(), cmd.begin(), cmd.end());
+    return a;
+  }
+  // `sh -c SCRIPT` inside the wall, with GW set.
+  Proc in_wall(const std::string& script, std::vector<std::string> extra = {"--no-workspace"}) {
+    return run(contain({"/bin/sh", "-c", std::string(kGw) + script}, extra));
+  }
+  // The same script in the control container: same image, user, hardening; a plain internal
+  // network without ACP's firewall; HTTP_PROXY names its gateway.
+  Proc in_control(const std::string& script, bool ipv6 = false) {
+    ensure_control_network(ipv6);
+    return run({"/usr/bin/docker", "-H", daemon_->host(), "run", "--rm", "--network=" + ctl_net_,
+                "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--tmpfs=/tmp",
+                "--tmpfs=/home", "--pids-limit=256", "--memory=2g",
+                "--env=HTTP_PROXY=http://" + ctl_gw_ + ":1", kImage, "/bin/sh", "-c",
+                std::string(kGw) + script});
+  }
+  void ensure_control_network(bool ipv6) {
+    if (!ctl_net_.empty() && ctl_v6_ == ipv6) return;
+    if (!ctl_net_.empty()) daemon_->docker({"network", "rm", ctl_net_});
+    const std::string n = std::to_string(::getpid() % 250 + 1);
+    ctl_net_ = "acpvmt-ctl-" + std::to_string(::getpid());
+    ctl_gw_ = "10.232." + n + ".1";
+    ctl_v6_ = ipv6;
+    std::vector<std::string> args = {"network", "create", "--internal",
+                                     "--subnet=10.232." + n + ".0/28", "--gateway=" + ctl_gw_};
+    if (ipv6) args.insert(args.end(), {"--ipv6", "--subnet=fd00:acb:f" + n + "::/64"});
+    args.push_back(ctl_net_);
+    auto r = daemon_->docker(args);
+    ASSERT_EQ(r.status, 0) << r.out;
+  }
+
+  // A TCP server on the host answering on 0.0.0.0:port (every host address).
+  uint16_t serve_tcp_any() {
+    auto s = acp::vmtest::bind_socket(SOCK_STREAM, "0.0.0.0");
+    EXPECT_TRUE(s.ok());
+    uint16_t p = s->port;
+    responder_.serve(std::move(*s));
+    return p;
+  }
+  UdpCounter udp_any(const std::string& addr = "0.0.0.0") {
+    auto s = acp::vmtest::bind_socket(SOCK_DGRAM, addr);
+    EXPECT_TRUE(s.ok());
+    return UdpCounter{std::move(s->fd), s->port};
+  }
+
+  void start_origin(uint16_t port) {
+    origin_ = Proc::start({"python3", "-m", "http.server", "--bind", "127.0.0.1",
+                           std::to_string(port), "--directory", dir_ + "/www"});
+    for (int i = 0; i < 100 && !acp::vmtest::port_answers(port); ++i)
+      std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(acp::vmtest::port_answers(port));
+  }
+
+  // Nothing of any session is left: containers, networks, firewall chains, records.
+  void expect_nothing_left() {
+    auto c = daemon_->docker({"ps", "-aq", "--filter=label=acp.session"});
+    EXPECT_EQ(c.out, "") << "containers left";
+    auto n = daemon_->docker({"network", "ls", "-q", "--filter=label=acp.session"});
+    EXPECT_EQ(n.out, "") << "networks left";
+    for (const char* t : {"iptables", "ip6tables"}) {
+      auto r = run({t, "-w", "-S"});
+      EXPECT_EQ(r.out.find("ACPD-"), std::string::npos) << t << ":\n" << r.out;
+    }
+  }
+
+  static DockerDaemon* daemon_;
+  static std::string* skip_reason_;
+  static std::string* old_host_;
+  std::string dir_;
+  std::string policy_path_;
+  std::string ctl_net_, ctl_gw_;
+  bool ctl_v6_ = false;
+  acp::vmtest::Responder responder_;
+  Proc origin_;
+};
+
+DockerDaemon* DockerContain::daemon_ = nullptr;
+std::string* DockerContain::skip_reason_ = nullptr;
+std::string* DockerContain::old_host_ = nullptr;
+
+std::string client(const std::string& args) {
+  return std::string(ACP_VM_CLIENT) + " " + args;
+}
+
+// ---- The session itself ----
+
+TEST_F(DockerContain, HardenedContainerWithTheProxyVariablesAndTheContainersExitStatus) {
+  ::setenv("ACP_VMT_PASSED", "passed-through", 1);
+  auto r = run(contain(
+      {"/bin/sh", "-c",
+       "echo HTTP_PROXY=$HTTP_PROXY; echo https_proxy=$https_proxy; echo NO_PROXY=[$NO_PROXY]; "
+       "echo CONTAINED=$ACP_CONTAINED; echo SANDBOX=$ACP_SANDBOX; echo PASSED=$ACP_VMT_PASSED; "
+       "echo NOTPASSED=[$ACP_VMT_OTHER]; "
+       "echo UID=$(id -u); grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -d '\\t' "
+       "| sed 's/:/=/'; touch /rootfs-write 2>/dev/null && echo ROOTFS=rw || echo ROOTFS=ro; "
+       "touch /tmp/x && echo TMP=rw; touch /home/x && echo HOME=rw || echo HOME=ro; "
+       "cat /workspace/note.txt; touch /workspace/new 2>/dev/null && echo WS=rw || echo WS=ro; "
+       "echo PIDS=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
+       "echo MEM=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat "
+       "/sys/fs/cgroup/memory.max); "
+       "test -e /var/run/docker.sock && echo DOCKERSOCK=yes || echo DOCKERSOCK=no; exit 7"},
+      {"--workspace=" + dir_ + "/ws", "--env=ACP_VMT_PASSED"}));
+  ::unsetenv("ACP_VMT_PASSED");
+  EXPECT_EQ(r.status, 7) << r.out;
+  const std::string px = value_of(r.out, "HTTP_PROXY");
+  EXPECT_EQ(px.rfind("http://10.231.", 0), 0u) << r.out;
+  EXPECT_EQ(value_of(r.out, "https_proxy"), px);
+  EXPECT_EQ(value_of(r.out, "NO_PROXY"), "[]");
+  EXPECT_EQ(value_of(r.out, "CONTAINED"), "1");
+  EXPECT_EQ(value_of(r.out, "SANDBOX"), "1");
+  EXPECT_EQ(value_of(r.out, "PASSED"), "passed-through");
+  EXPECT_EQ(value_of(r.out, "NOTPASSED"), "[]");
+  EXPECT_EQ(value_of(r.out, "UID"), "1000");
+  EXPECT_EQ(value_of(r.out, "CapEff"), "0000000000000000");
+  EXPECT_EQ(value_of(r.out, "CapBnd"), "0000000000000000");
+  EXPECT_EQ(value_of(r.out, "NoNewPrivs"), "1");
+  EXPECT_EQ(value_of(r.out, "ROOTFS"), "ro");
+  EXPECT_EQ(value_of(r.out, "TMP"), "rw");
+  EXPECT_EQ(value_of(r.out, "HOME"), "rw");
+  EXPECT_NE(r.out.find("workspace file"), std::string::npos) << r.out;
+  EXPECT_EQ(value_of(r.out, "WS"), "ro");
+  EXPECT_EQ(value_of(r.out, "PIDS"), "256");
+  EXPECT_EQ(value_of(r.out, "MEM"), "2147483648");
+  EXPECT_EQ(value_of(r.out, "DOCKERSOCK"), "no");
+  expect_nothing_left();
+}
+
+TEST_F(DockerContain, WritableWorkspaceAndUnknownImageAndBadEnv) {
+  ::chmod((dir_ + "/ws").c_str(), 0777);
+  auto w = run(contain({"/bin/sh", "-c", "echo made > /workspace/made.txt"},
+                       {"--workspace=" + dir_ + "/ws", "--writable"}));
+  EXPECT_EQ(w.status, 0) << w.out;
+  EXPECT_EQ(slurp(dir_ + "/ws/made.txt"), "made\n");
+  auto img = run(
+      {ACP_BINARY, "contain", "--image=acp-no-such-image:1", "--config=" + config(), "--", "true"});
+  EXPECT_EQ(img.status, 125) << img.out;
+  EXPECT_NE(img.out.find("build-agent-image.sh"), std::string::npos) << img.out;
+  auto env = run(contain({"true"}, {"--env=HTTP_PROXY"}));
+  EXPECT_EQ(env.status, 125) << env.out;
+  expect_nothing_left();
+}
+
+TEST_F(DockerContain, StatusShowsTheDockerModeLineWhileItRuns) {
+  const std::string flag = dir_ + "/ws/running";
+  ::chmod((dir_ + "/ws").c_str(), 0777);
+  Proc p = Proc::start(contain({"/bin/sh", "-c", "touch /workspace/running; sleep 30"},
+                               {"--workspace=" + dir_ + "/ws", "--writable"}));
+  for (int i = 0; i < 200 && !fs::exists(flag); ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(fs::exists(flag)) << "the container did not start";
+  auto st = run({ACP_BINARY, "status"});
+  EXPECT_NE(st.out.find("Network: 🔒 Isolated (Docker)"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("container:  acp-"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("ACPD-"), std::string::npos) << st.out;
+  auto js = run({ACP_BINARY, "status", "--json"});
+  auto j = nlohmann::json::parse(js.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << js.out;
+  bool found = false;
+  for (const auto& s : j["sessions"])
+    if (s.value("backend", "") == "docker") {
+      found = true;
+      EXPECT_EQ(s.value("network", ""), "Network: 🔒 Isolated (Docker)");
+      EXPECT_EQ(s.value("image", ""), kImage);
+    }
+  EXPECT_TRUE(found) << js.out;
+  // SIGTERM: docker run passes it on; sleep as PID 1 ignores it, so a second one removes the
+  // container. acp ends, and everything is gone.
+  ::kill(p.pid, SIGTERM);
+  std::this_thread::sleep_for(500ms);
+  ::kill(p.pid, SIGTERM);
+  p.finish();
+  EXPECT_NE(p.status, 0) << p.out;
+  expect_nothing_left();
+  EXPECT_EQ(run({ACP_BINARY, "status", "--json"}).out.find("\"docker\""), std::string::npos);
+}
+
+TEST_F(DockerContain, KilledAcpLeavesTheContainerWalledUntilGcKill) {
+  const std::string flag = dir_ + "/ws/running";
+  ::chmod((dir_ + "/ws").c_str(), 0777);
+  uint16_t host_port = serve_tcp_any();
+  Proc p = Proc::start(contain(
+      {"/bin/sh", "-c",
+       std::string(kGw) + "touch /workspace/running; while true; do " +
+           client("tcp $GW " + std::to_string(host_port)) + " > /workspace/last; sleep 0.2; done"},
+      {"--workspace=" + dir_ + "/ws", "--writable"}));
+  for (int i = 0; i < 200 && !fs::exists(flag); ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(fs::exists(flag));
+  ::kill(p.pid, SIGKILL);
+  p.reap();
+  // Still walled: the proxy is gone, the firewall is not.
+  fs::remove(dir_ + "/ws/last");
+  for (int i = 0; i < 100 && !fs::exists(dir_ + "/ws/last"); ++i) std::this_thread::sleep_for(50ms);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(value_of(slurp(dir_ + "/ws/last"), "result"), "ECONNREFUSED");
+  EXPECT_EQ(responder_.accepted(), 0u);
+  auto gc = run({ACP_BINARY, "gc"});
+  EXPECT_NE(gc.out.find("still running"), std::string::npos) << gc.out;
+  auto kill = run({ACP_BINARY, "gc", "--kill"});
+  EXPECT_EQ(kill.status, 0) << kill.out;
+  EXPECT_NE(kill.out.find("removed session"), std::string::npos) << kill.out;
+  expect_nothing_left();
+}
+
+TEST_F(DockerContain, RunBackendDockerIsTheSameSession) {
+  ::setenv("ACP_AGENT_IMAGE", kImage, 1);
+  auto r = run({ACP_BINARY, "run", "--backend=docker", "--config=" + config(),
+                "--audit-log=" + audit(), "--", "/bin/sh", "-c",
+                "echo CONTAINED=$ACP_CONTAINED; echo PROXY=$HTTPS_PROXY; exit 3"});
+  ::unsetenv("ACP_AGENT_IMAGE");
+  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_EQ(value_of(r.out, "CONTAINED"), "1") << r.out;
+  EXPECT_EQ(value_of(r.out, "PROXY").rfind("http://10.231.", 0), 0u) << r.out;
+  expect_nothing_left();
+}
+
+// ---- The proxy end to end ----
+
+TEST_F(DockerContain, ProxiedRequestsFollowThePolicyAndDirectOnesAreRefused) {
+  const uint16_t allowed = acp::vmtest::free_port();
+  start_origin(allowed);
+  policy_path_ = policy(
+      "default: deny\nrules:\n  - match: { kind: http, host: \"127.0.0.1\", "
+      "port: " +
+      std::to_string(allowed) + " }\n    action: allow\n");
+  const uint16_t direct = serve_tcp_any();
+  const std::string script = "curl -sS --max-time 10 http://127.0.0.1:" + std::to_string(allowed) +
+                             "/index.html; echo; "
+                             "echo DENIED=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "
+                             "http://127.0.0.1:" +
+                             std::to_string(acp::vmtest::free_port()) +
+                             "/); "
+                             "curl -sS --noproxy '*' --max-time 5 -o /dev/null http://$GW:" +
+                             std::to_string(direct) + "/; echo DIRECT=$?";
+  auto r = in_wall(script);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("origin says hello"), std::string::npos) << r.out;
+  EXPECT_EQ(value_of(r.out, "DENIED"), "403") << r.out;
+  EXPECT_EQ(value_of(r.out, "DIRECT"), "7") << r.out;  // couldn't connect
+  EXPECT_EQ(responder_.accepted(), 0u);
+  // The audit log has both decisions.
+  const std::string log = slurp(audit());
+  EXPECT_NE(log.find("\"allow\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"deny\""), std::string::npos) << log;
+  EXPECT_EQ(run({ACP_BINARY, "audit", "verify", audit()}).status, 0);
+  // Control: the direct request works without ACP's wall.
+  auto c = in_control("curl -sS --max-time 5 -o /dev/null -w 'DIRECT=%{http_code}\\n' http://$GW:" +
+                      std::to_string(direct) + "/");
+  EXPECT_EQ(value_of(c.out, "DIRECT"), "200") << c.out;
+}
+
+// ---- The escape matrix ----
+
+TEST_F(DockerContain, TheHostsOtherPortsOnTheGatewayAreRefused) {
+  const std::string port = std::to_string(serve_tcp_any());
+  auto w = in_wall(client("tcp $GW " + port));
+  EXPECT_EQ(value_of(w.out, "result"), "ECONNREFUSED") << w.out;
+  auto c = in_control(client("tcp $GW " + port));
+  EXPECT_EQ(value_of(c.out, "result"), "OK") << c.out;
+  // Also the proxy's own port on another of the host's addresses, and TCP Fast Open.
+  auto f = in_wall(client("tcp-fastopen $GW " + port));
+  EXPECT_NE(value_of(f.out, "result"), "OK") << f.out;
+  EXPECT_EQ(responder_.accepted(), 1u) << "only the control got through";
+}
+
+TEST_F(DockerContain, TheHostsOwnAddressesAreRefused) {
+  const std::string host_ip = host_primary_ipv4();
+  if (host_ip.empty()) GTEST_SKIP() << "this host has no default route";
+  const std::string port = std::to_string(serve_tcp_any());
+  for (const std::string& addr : {host_ip, std::string("127.0.0.1")}) {
+    auto w = in_wall(client("tcp " + addr + " " + port));
+    EXPECT_NE(value_of(w.out, "result"), "OK") << addr << ": " << w.out;
+  }
+  auto c = in_control(client("tcp " + host_ip + " " + port));
+  EXPECT_EQ(value_of(c.out, "result"), "OK") << c.out;
+  EXPECT_EQ(responder_.accepted(), 1u);
+}
+
+TEST_F(DockerContain, UdpAndIcmpToTheHostAreDropped) {
+  auto udp = udp_any();
+  const std::string port = std::to_string(udp.port);
+  for (const char* op : {"udp-sendto", "udp-connect", "udp-sendmsg", "udp-sendmmsg"})
+    in_wall(client(std::string(op) + " $GW " + port));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(udp.count(), 0) << "a datagram from the wall reached the host";
+  auto c = in_control(client("udp-sendto $GW " + port));
+  EXPECT_EQ(value_of(c.out, "result"), "OK") << c.out;
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GE(udp.count(), 1) << "the control's datagram did not arrive";
+  // ICMP echo (the unprivileged ping socket docker allows): no reply from the host.
+  auto pw = in_wall(client("ping $GW 0"));
+  EXPECT_NE(value_of(pw.out, "reply"), "OK") << pw.out;
+  auto pc = in_control(client("ping $GW 0"));
+  EXPECT_EQ(value_of(pc.out, "reply"), "OK") << pc.out;
+}
+
+TEST_F(DockerContain, ATestHostBehindTheHostIsNotRoutedTo) {
+  auto ns = acp::vmtest::NetnsHost::create();
+  ASSERT_TRUE(ns.ok()) << ns.error().message();
+  // The test host answers the containers' subnets through the host.
+  ASSERT_TRUE(acp::vmtest::sh("ip netns exec acpt-" + std::to_string(::getpid()) +
+                              " ip route add default via " + (*ns)->host_addr4()));
+  auto s = (*ns)->bind(SOCK_STREAM, (*ns)->addr4());
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  const std::string port = std::to_string(s->port);
+  responder_.serve(std::move(*s));
+  auto u = (*ns)->bind(SOCK_DGRAM, (*ns)->addr4());
+  ASSERT_TRUE(u.ok());
+  UdpCounter udp{std::move(u->fd), u->port};
+  auto w = in_wall(client("tcp " + (*ns)->addr4() + " " + port));
+  EXPECT_NE(value_of(w.out, "result"), "OK") << w.out;
+  in_wall(client("udp-sendto " + (*ns)->addr4() + " " + std::to_string(udp.port)));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(udp.count(), 0);
+  EXPECT_EQ(responder_.accepted(), 0u);
+  auto c = in_control(client("tcp " + (*ns)->addr4() + " " + port));
+  EXPECT_EQ(value_of(c.out, "result"), "OK") << c.out;
+  in_control(client("udp-sendto " + (*ns)->addr4() + " " + std::to_string(udp.port)));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GE(udp.count(), 1);
+}
+
+TEST_F(DockerContain, IPv6IsNotAWayOut) {
+  // The host's IPv6 address towards the test host (fd00:acb:N::1), listening on [::].
+  auto ns = acp::vmtest::NetnsHost::create();
+  ASSERT_TRUE(ns.ok()) << ns.error().message();
+  auto s = acp::vmtest::bind_socket(SOCK_STREAM, "::");
+  ASSERT_TRUE(s.ok());
+  const std::string port = std::to_string(s->port);
+  responder_.serve(std::move(*s));
+  const std::string target = (*ns)->host_addr6();
+  auto w = in_wall(client("tcp " + target + " " + port) + "; " + client("tcp ::1 " + port) +
+                   " | sed s/result/loop/");
+  EXPECT_NE(value_of(w.out, "result"), "OK") << w.out;
+  EXPECT_NE(value_of(w.out, "loop"), "OK") << w.out;
+  // Control: on an IPv6-enabled network without ACP's firewall the host answers.
+  auto c = in_control(client("tcp " + target + " " + port), /*ipv6=*/true);
+  EXPECT_EQ(value_of(c.out, "result"), "OK") << c.out;
+  EXPECT_EQ(responder_.accepted(), 1u);
+}
+
+TEST_F(DockerContain, ChildrenAndDaemonsAreWalledAndDieWithTheSession) {
+  const std::string port = std::to_string(serve_tcp_any());
+  auto w = in_wall(client("--fork=2 tcp $GW " + port));
+  EXPECT_EQ(value_of(w.out, "result"), "ECONNREFUSED") << w.out;
+  auto c = in_control(client("--fork=2 tcp $GW " + port));
+  EXPECT_EQ(value_of(c.out, "result"), "OK") << c.out;
+  EXPECT_EQ(responder_.accepted(), 1u);
+  // A daemon (double fork + setsid) that tries once its parent is gone. In the control it
+  // gets through while the container lives; under acp contain it is refused, and nothing of
+  // it outlives the session.
+  auto dc = in_control(client("--daemon=/tmp/d tcp $GW " + port) + "; sleep 2; cat /tmp/d");
+  EXPECT_EQ(value_of(dc.out, "result"), "OK") << dc.out;
+  EXPECT_EQ(responder_.accepted(), 2u);
+  auto dw = in_wall(client("--daemon=/tmp/d tcp $GW " + port) + "; sleep 2; cat /tmp/d");
+  EXPECT_EQ(value_of(dw.out, "result"), "ECONNREFUSED") << dw.out;
+  auto dl = in_wall(client("--daemon=/tmp/d tcp $GW " + port));  // leaves it behind
+  EXPECT_NE(value_of(dl.out, "daemon"), "") << dl.out;
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(responder_.accepted(), 2u);
+  expect_nothing_left();
+}
+
+}  // namespace
