@@ -46,6 +46,25 @@ TEST(SessionRecord, RoundTripsThroughDisk) {
   std::filesystem::remove_all(dir.parent_path());
 }
 
+TEST(SessionRecord, DaemonOwnershipRoundTripsAndOldRecordsAreAcpRuns) {
+  acp::SessionRecord r;
+  r.id = "0123456789ab";
+  r.acp_pid = 7;
+  r.owner = "daemon";
+  r.runner_pid = 42;
+  r.config = "/etc/acp/config.yml";
+  auto back = acp::session_record_from_json(acp::to_json(r));
+  ASSERT_TRUE(back.ok()) << back.error().message();
+  EXPECT_EQ(back->owner, "daemon");
+  EXPECT_EQ(back->runner_pid, 42);
+  EXPECT_EQ(back->config, "/etc/acp/config.yml");
+  // A record written before the daemon existed: a standalone acp run's.
+  auto old = acp::session_record_from_json(nlohmann::json{{"id", "0123456789ab"}, {"acp_pid", 7}});
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->owner, "run");
+  EXPECT_EQ(old->runner_pid, 0);
+}
+
 TEST(SessionRecord, ReusedPidIsNotTheOwner) {
   acp::SessionRecord r;
   r.id = "0123456789ab";

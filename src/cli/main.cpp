@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   acp::cli::register_policy(app, exit_code);
   acp::cli::register_export(app, exit_code);
   acp::cli::register_init(app, exit_code);
+  acp::cli::register_daemon(app, exit_code);
   acp::cli::register_contain(app, exit_code);
   acp::cli::register_ca(app, exit_code);
   acp::cli::register_node_agent(app, exit_code);

@@ -34,6 +34,7 @@
 #include "acp/launch/task_limit.hpp"
 #include "acp/proxy/tls_inspector.hpp"
 #include "acp/session/docker_session.hpp"
+#include "acp/session/event_pump.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
@@ -93,52 +94,6 @@ class SessionGuard {
   std::string id_;
   std::string cgroup_path_;
   bool armed_;
-};
-
-class EventPump {
- public:
-  EventPump(asio::io_context& io, int events_fd, bool json, SessionProxy* proxy)
-      : events_fd_(events_fd), stream_(io), json_(json), proxy_(proxy) {}
-
-  Status start() {
-    auto reader = EventReader::create(events_fd_, [this](const acp_event& e) { on_event(e); });
-    if (!reader) return reader.error();
-    reader_.emplace(std::move(*reader));
-    stream_.assign(::dup(reader_->epoll_fd()));
-    arm();
-    return {};
-  }
-  void drain() {
-    if (reader_) (void)reader_->consume();
-  }
-  void stop() {
-    boost::system::error_code ec;
-    stream_.cancel(ec);
-    stream_.close(ec);
-  }
-
- private:
-  void arm() {
-    stream_.async_wait(asio::posix::stream_descriptor::wait_read,
-                       [this](const boost::system::error_code& ec) {
-                         if (ec) return;
-                         (void)reader_->consume();
-                         arm();
-                       });
-  }
-  void on_event(const acp_event& e) {
-    if (json_)
-      std::fprintf(stderr, "%s\n", event_to_json(e).dump().c_str());
-    else
-      std::fprintf(stderr, "acp: %s\n", describe_event(e).c_str());
-    if (proxy_) proxy_->record_kernel_event(e);
-  }
-
-  int events_fd_;
-  std::optional<EventReader> reader_;
-  asio::posix::stream_descriptor stream_;
-  bool json_;
-  SessionProxy* proxy_;
 };
 
 // Where a session without root keeps its control socket, grants and (by default) audit log:
@@ -328,7 +283,15 @@ int run_agent_session(const RunOptions& o) {
 
   std::optional<EventPump> events;
   if (progs) {
-    events.emplace(io, progs->events_fd(), o.json_events, proxy->get());
+    SessionProxy* door = proxy->get();
+    const bool json = o.json_events;
+    events.emplace(io, progs->events_fd(), [door, json](const acp_event& e) {
+      if (json)
+        std::fprintf(stderr, "%s\n", event_to_json(e).dump().c_str());
+      else
+        std::fprintf(stderr, "acp: %s\n", describe_event(e).c_str());
+      door->record_kernel_event(e);
+    });
     if (auto st = events->start(); !st) return fail(st.error().message());
   }
 

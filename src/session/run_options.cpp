@@ -52,6 +52,15 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--inspect-tls-ca-dir", o.ca_dir,
                   "With --inspect-tls: where ACP's CA lives (default /var/lib/acp/ca; created "
                   "on first use, see `acp ca`)");
+  sub->add_option("--daemon", o.daemon,
+                  "auto: hand the session to a running `acp daemon` when there is one, else "
+                  "run standalone; required: fail without a daemon; never: standalone")
+      ->check(CLI::IsMember({"auto", "required", "never"}))
+      ->default_str("auto");
+  sub->add_flag_callback(
+      "--no-daemon", [&o] { o.daemon = "never"; }, "Run standalone even when a daemon runs");
+  sub->add_option("--daemon-socket", o.daemon_socket,
+                  "The daemon's socket (default /run/acp/daemon.sock)");
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();

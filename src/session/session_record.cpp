@@ -31,7 +31,10 @@ nlohmann::json to_json(const SessionRecord& r) {
                    {"audit_log", r.audit_log},
                    {"channels", r.channels},
                    {"started_at", r.started_at},
-                   {"task_limit", r.task_limit}};
+                   {"task_limit", r.task_limit},
+                   {"owner", r.owner},
+                   {"runner_pid", r.runner_pid},
+                   {"config", r.config}};
   if (!r.container.empty()) {
     j["container"] = r.container;
     j["image"] = r.image;
@@ -62,6 +65,9 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.channels = j.value("channels", std::vector<std::string>{});
     r.started_at = j.value("started_at", int64_t{0});
     r.task_limit = j.value("task_limit", std::string());
+    r.owner = j.value("owner", std::string("run"));
+    r.runner_pid = j.value("runner_pid", pid_t{0});
+    r.config = j.value("config", std::string());
     r.container = j.value("container", std::string());
     r.image = j.value("image", std::string());
     r.subnet = j.value("subnet", std::string());

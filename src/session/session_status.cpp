@@ -197,6 +197,9 @@ std::string status_to_text(const MachineStatus& m) {
       << "\n";
     if (s.record) {
       o << "  agent pid:  " << s.record->agent_pid << " (user " << s.record->user << ")\n";
+      if (s.record->owner == "daemon")
+        o << "  held by:    acp daemon (pid " << s.record->acp_pid << ")"
+          << (s.orphaned ? ", gone: a restarted daemon re-adopts this session" : "") << "\n";
       std::string cmd;
       for (const auto& a : s.record->command) cmd += (cmd.empty() ? "" : " ") + a;
       o << "  command:    " << cmd << "\n";

@@ -16,6 +16,7 @@ void register_audit(CLI::App& app, int& exit_code);    // cmd_audit.cpp: audit v
 void register_policy(CLI::App& app, int& exit_code);   // cmd_policy.cpp
 void register_export(CLI::App& app, int& exit_code);   // cmd_export.cpp
 void register_init(CLI::App& app, int& exit_code);     // cmd_init.cpp
+void register_daemon(CLI::App& app, int& exit_code);   // cmd_daemon.cpp
 void register_contain(CLI::App& app, int& exit_code);  // cmd_contain.cpp: the docker backend
 void register_ca(CLI::App& app, int& exit_code);       // cmd_ca.cpp: ca init/show/rotate
 void register_node_agent(CLI::App& app, int& exit_code);  // cmd_node_agent.cpp

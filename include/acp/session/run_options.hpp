@@ -32,6 +32,10 @@ struct RunOptions {
   std::vector<std::string> inspect_tls_exclude;  // host globs tunnelled untouched
   std::string upstream_ca;  // --inspect-tls-upstream-ca: origins' CA file (empty: system store)
   std::string ca_dir;       // --inspect-tls-ca-dir (empty: /var/lib/acp/ca)
+  // auto: register with a running `acp daemon` when there is one (root, bpf or auto backend),
+  // else run standalone; never (--no-daemon): standalone; required: the daemon or fail.
+  std::string daemon = "auto";
+  std::string daemon_socket;  // empty: /run/acp/daemon.sock ($ACP_RUN_DIR/daemon.sock)
   std::vector<std::string> command;
 };
 

@@ -40,6 +40,11 @@ struct SessionRecord {
   std::vector<std::string> channels;
   int64_t started_at = 0;  // unix seconds
   std::string task_limit;  // how the agent's task count is bounded (task_limit.hpp)
+  // Who holds the session's proxy: "run" (a standalone `acp run`, acp_pid) or "daemon" (`acp
+  // daemon`, acp_pid; a restarted daemon re-adopts such sessions, see docs/daemon.md).
+  std::string owner = "run";
+  pid_t runner_pid = 0;  // daemon sessions: the `acp run` that registered it (0: gone/unknown)
+  std::string config;    // daemon sessions: the config (channels) file, for re-adoption
   // The docker backend only (absent from the JSON otherwise): the container and network name
   // (acp-<id>), the image, its subnet, and the daemon (`docker -H`; empty: the CLI's default).
   std::string container;

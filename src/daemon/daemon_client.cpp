@@ -1,0 +1,253 @@
+// `acp run` with a daemon: the daemon builds the wall and holds the door; acp run launches the
+// agent into the session cgroup (so it inherits this terminal and environment), forwards
+// signals, prints the kernel events the daemon sends, and ends the session when the agent
+// exits. If the daemon goes away meanwhile, the agent stays confined; at the end acp run asks
+// whichever daemon runs then to take the session down, or does it itself.
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+
+#include "acp/cgroup/cgroup.hpp"
+#include "acp/cgroup/mounts.hpp"
+#include "acp/daemon/daemon.hpp"
+#include "acp/kernel/bpffs.hpp"
+#include "acp/kernel/endpoint.hpp"
+#include "acp/launch/agent_env.hpp"
+#include "acp/launch/agent_launcher.hpp"
+#include "acp/launch/target_user.hpp"
+#include "acp/launch/task_limit.hpp"
+#include "acp/session/session_gc.hpp"
+
+namespace acp::daemon {
+namespace {
+
+namespace asio = boost::asio;
+using namespace acp::launch;  // NOLINT(google-build-using-namespace)
+
+constexpr int kExitAcpFailed = 125;
+constexpr auto kRegisterTimeout = std::chrono::seconds(60);
+constexpr auto kEndTimeout = std::chrono::seconds(60);
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "acp run: %s\n", what.c_str());
+  return kExitAcpFailed;
+}
+
+std::string absolute(const std::string& p) {
+  if (p.empty()) return p;
+  std::error_code ec;
+  auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+// Ends session `id`: over `ch` when the daemon that holds it is still connected, else through
+// whichever daemon answers on `path` now, else here (acp run is root).
+void end_session(LineChannel* ch, const std::string& path, const std::string& id) {
+  auto ask = [&](LineChannel& c) -> Result<nlohmann::json> {
+    if (auto st = c.send({{"op", "end"}, {"id", id}}); !st) return st.error();
+    for (;;) {
+      auto r = c.receive(kEndTimeout);
+      if (!r) return r;
+      if (r->contains("event")) continue;  // late kernel events
+      return r;
+    }
+  };
+  Result<nlohmann::json> r = make_error("not connected");
+  if (ch) r = ask(*ch);
+  if (!r) {
+    if (auto fd = connect_unix(path)) {
+      LineChannel fresh(std::move(*fd));
+      r = ask(fresh);
+    }
+  }
+  if (r && r->value("ok", false)) return;
+  if (r) std::fprintf(stderr, "acp run: the daemon: %s\n", r->value("error", "").c_str());
+  // No daemon: take it down here, processes first, as a standalone acp run would.
+  if (auto st = teardown_session(id, cgroup_path_of(id)); !st)
+    std::fprintf(stderr,
+                 "acp run: %s\nacp run: the wall of session %s stays up; run `sudo acp gc "
+                 "--kill` to remove it\n",
+                 st.error().message().c_str(), id.c_str());
+}
+
+int run_registered(const RunOptions& o, LineChannel ch, const std::string& path) {
+  for (const auto& a : o.allow)
+    if (auto ep = kernel::parse_endpoint(a); !ep)
+      return fail("--allow=" + a + ": " + ep.error().message());
+  auto user = resolve_target_user(o.user, env_to_map(current_environment()), o.allow_root);
+  if (!user) return fail(user.error().message());
+  auto cg_root = cgroup2_mount_point();
+  if (!cg_root) return fail(cg_root.error().message());
+
+  nlohmann::json req{{"op", "register"},
+                     {"uid", user->uid},
+                     {"user", user->name},
+                     {"command", o.command},
+                     {"allow", o.allow},
+                     {"audit_only", o.audit_only},
+                     {"config", absolute(o.config)},
+                     {"audit_log", absolute(o.audit_log)}};
+  if (o.proxy_port) req["proxy_port"] = *o.proxy_port;
+  if (o.policy) req["policy"] = absolute(*o.policy);
+  if (auto st = ch.send(req); !st) return fail(st.error().message());
+  auto reply = ch.receive(kRegisterTimeout);
+  if (!reply)
+    return fail("register with the acp daemon on " + path + ": " + reply.error().message());
+  if (!reply->value("ok", false))
+    return fail("the acp daemon refused the session: " + reply->value("error", std::string("?")));
+  const std::string id = reply->value("id", "");
+  const std::string cg_path = reply->value("cgroup", "");
+  const std::string proxy_url = reply->value("proxy_url", "");
+  for (const auto& line : reply->value("channels", std::vector<std::string>{}))
+    std::fprintf(stderr, "acp run: consent channel %s\n", line.c_str());
+
+  // Signals are blocked before the agent exists; the launcher resets the agent's mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&sigs, s);
+  sigprocmask(SIG_BLOCK, &sigs, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto cg = Cgroup::open(cg_path);
+  if (!cg) {
+    end_session(&ch, path, id);
+    return fail(cg.error().message());
+  }
+  AgentEnvSettings env_settings;
+  env_settings.proxy_url = proxy_url;
+  env_settings.session_id = id;
+  env_settings.user = &*user;
+  AgentSpec spec;
+  spec.argv = o.command;
+  spec.env = build_agent_env(current_environment(), env_settings);
+  spec.uid = user->uid;
+  spec.gid = user->gid;
+  spec.groups = user->groups;
+  spec.cgroup_fd = cg->fd();
+  spec.cgroup_path = cg_path;
+  auto tasks = apply_task_limit(*cg_root, cg_path, user->uid, o.max_tasks);
+  if (!tasks) {
+    end_session(&ch, path, id);
+    return fail("limit the agent's tasks: " + tasks.error().message());
+  }
+  if (tasks->kind == TaskLimit::Kind::kRlimitNproc) spec.rlimit_nproc = tasks->value;
+  spec.readonly_paths = {*cg_root, kernel::kBpffsMountPoint, "/etc/acp", "/var/log/acp",
+                         "/var/lib/acp"};
+  spec.hidden_paths = {"/run/acp"};
+
+  auto agent = spawn_agent(spec);
+  if (!agent) {
+    std::fprintf(stderr, "acp run: %s\n", agent.error().message().c_str());
+    end_session(&ch, path, id);
+    return agent.error().exit_code;
+  }
+  (void)ch.send({{"op", "started"},
+                 {"id", id},
+                 {"agent_pid", agent->pid},
+                 {"task_limit", tasks->description}});
+  if (rlimit nofile{};
+      ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  std::fprintf(stderr, "acp: session %s: agent pid %d as %s, proxy %s, %s mode (bpf, acp daemon)\n",
+               id.c_str(), agent->pid, user->name.c_str(), proxy_url.c_str(),
+               reply->value("mode", "enforce").c_str());
+
+  asio::io_context io(1);
+  int exit_code = kExitAcpFailed;
+  asio::posix::stream_descriptor pidfd_stream(io, ::dup(agent->pidfd.get()));
+  pidfd_stream.async_wait(asio::posix::stream_descriptor::wait_read,
+                          [&](const boost::system::error_code&) {
+                            auto st = wait_agent(*agent);
+                            exit_code = st ? *st : kExitAcpFailed;
+                            io.stop();
+                          });
+
+  bool connected = true;
+  asio::posix::stream_descriptor daemon_stream(io, ::dup(ch.fd()));
+  std::function<void()> arm_daemon = [&] {
+    daemon_stream.async_wait(
+        asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code& ec) {
+          if (ec) return;
+          bool eof = false;
+          for (const auto& m : ch.receive_available(&eof)) {
+            if (!m.contains("event")) continue;
+            if (o.json_events)
+              std::fprintf(stderr, "%s\n", m["event"].dump().c_str());
+            else
+              std::fprintf(stderr, "acp: %s\n", m.value("text", "").c_str());
+          }
+          if (eof) {
+            connected = false;
+            std::fprintf(stderr,
+                         "acp run: lost the acp daemon; the agent stays confined, without a "
+                         "proxy until a daemon re-adopts session %s\n",
+                         id.c_str());
+            return;
+          }
+          arm_daemon();
+        });
+  };
+  arm_daemon();
+
+  UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
+  asio::posix::stream_descriptor sig_stream(io, ::dup(sfd.get()));
+  std::function<void()> arm_signals = [&] {
+    sig_stream.async_wait(asio::posix::stream_descriptor::wait_read,
+                          [&](const boost::system::error_code& ec) {
+                            if (ec) return;
+                            signalfd_siginfo si{};
+                            while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
+                              int sig = static_cast<int>(si.ssi_signo);
+                              if (sig == SIGHUP && connected)
+                                (void)ch.send({{"op", "reload"}, {"id", id}});
+                              if (si.ssi_code != SI_KERNEL) (void)forward_signal(*agent, sig);
+                            }
+                            arm_signals();
+                          });
+  };
+  arm_signals();
+  io.run();
+
+  end_session(connected ? &ch : nullptr, path, id);
+  return exit_code;
+}
+
+}  // namespace
+
+std::optional<int> run_via_daemon(const RunOptions& o) {
+  if (o.daemon == "never") return std::nullopt;
+  const bool required = o.daemon == "required";
+  std::string why_not;
+  const std::string backend = requested_backend(o);
+  if (::geteuid() != 0)
+    why_not = "the daemon's socket is root's: run acp run as root (sudo)";
+  else if (backend != "auto" && backend != "bpf")
+    why_not = "--backend=" + backend + " sessions run standalone (the daemon builds bpf walls)";
+  else if (o.inspect_tls)
+    why_not = "--inspect-tls sessions run standalone (the daemon does not inspect TLS yet)";
+  if (!why_not.empty()) {
+    if (required) return fail("--daemon=required: " + why_not);
+    return std::nullopt;
+  }
+  if (auto st = validate_run_options(o); !st) return fail(st.error().message());
+  const std::string path = o.daemon_socket.empty() ? default_socket_path() : o.daemon_socket;
+  auto fd = connect_unix(path);
+  if (!fd) {
+    if (required)
+      return fail("--daemon=required: no acp daemon answers on " + path + " (" +
+                  fd.error().message() + "): start it with `systemctl start acp`");
+    return std::nullopt;
+  }
+  return run_registered(o, LineChannel(std::move(*fd)), path);
+}
+
+}  // namespace acp::daemon

@@ -1,0 +1,455 @@
+// `acp daemon` end to end (issue 6): the real binary as daemon and as `acp run`, real agents
+// (python3) as nobody, real BPF walls and cgroups, consent answered with `acp approve`.
+//  - two sessions share one daemon: both confined, each allowed only its own proxy port;
+//  - the daemon SIGKILLed while a session runs: the agent stays confined (direct connect EPERM),
+//    a restarted daemon re-adopts the session and a new proxied request is asked and approved;
+//  - acp run killed: the daemon keeps the door open and collects the session when its agent ends;
+//  - READY=1 reaches $NOTIFY_SOCKET; without a daemon acp run runs standalone.
+// Each daemon listens on a socket in the test's own directory, so no other `acp run` on this
+// machine registers with it.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/run_fixture.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using acp::vmtest::free_port;
+using acp::vmtest::Proc;
+using acp::vmtest::run;
+using acp::vmtest::slurp;
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return pred();
+}
+
+size_t count_lines(const std::string& text, const std::string& needle) {
+  std::istringstream in(text);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos) ++n;
+  return n;
+}
+
+// One-shot agent: a direct connect to the origin and to the other session's proxy (both must
+// be EPERM), then a request through its own proxy (HTTP_PROXY), which the policy asks about.
+constexpr const char* kOneShotAgent = R"PY(
+import socket, sys, urllib.request
+origin_port, other_port = int(sys.argv[1]), int(sys.argv[2])
+def attempt(port):
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=5).close()
+        return 'OK'
+    except PermissionError:
+        return 'EPERM'
+    except OSError as e:
+        return 'ERR ' + str(e)
+print('direct=' + attempt(origin_port), flush=True)
+print('other_proxy=' + attempt(other_port), flush=True)
+try:
+    r = urllib.request.urlopen('http://127.0.0.1:%d/' % origin_port, timeout=60)
+    print('proxied=%d %s' % (r.status, r.read().decode().strip()), flush=True)
+except Exception as e:
+    print('proxied=FAILED ' + str(e), flush=True)
+)PY";
+
+// Long-running agent: keeps trying the origin directly (REFUSED = EPERM from the wall) and,
+// for each flag file go-N that appears, makes one request through the proxy (PROXIED-N <code>).
+// Ends when the flag file `stop` appears.
+constexpr const char* kLongAgent = R"PY(
+import os, socket, sys, time, urllib.request
+report, flags, origin_port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def log(s):
+    with open(report, 'a') as f:
+        f.write(s + '\n')
+done = set()
+for i in range(3000):
+    if os.path.exists(flags + '/stop'):
+        break
+    try:
+        socket.create_connection(('127.0.0.1', origin_port), timeout=2).close()
+        log('OK')
+    except PermissionError:
+        log('REFUSED')
+    except OSError as e:
+        log('ERR ' + str(e))
+    for n in range(1, 10):
+        if n not in done and os.path.exists(flags + '/go-%d' % n):
+            done.add(n)
+            try:
+                r = urllib.request.urlopen('http://127.0.0.1:%d/' % origin_port, timeout=60)
+                log('PROXIED-%d %d' % (n, r.status))
+            except Exception as e:
+                log('PROXIED-%d FAILED %s' % (n, e))
+    time.sleep(0.1)
+log('END')
+)PY";
+
+class Daemon : public acp::vmtest::RunFixture {
+ protected:
+  void SetUp() override {
+    RunFixture::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    socket_ = dir_ + "/daemon.sock";
+    flags_ = dir_ + "/flags";
+    fs::create_directories(flags_);
+    chmod(flags_.c_str(), 0777);
+    report_ = flags_ + "/report";
+    int fd = open(report_.c_str(), O_CREAT | O_WRONLY, 0666);
+    close(fd);
+    chmod(report_.c_str(), 0666);
+    notify_path_ = dir_ + "/notify";
+    notify_fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, notify_path_.c_str(), sizeof sa.sun_path - 1);
+    ASSERT_EQ(bind(notify_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  }
+
+  void TearDown() override {
+    for (auto* p : {&runner_a_, &runner_b_})
+      if (p->pid > 0 && waitpid(p->pid, nullptr, WNOHANG) == 0) {
+        kill(p->pid, SIGKILL);
+        p->reap();
+      }
+    stop_daemon(/*expect_clean=*/false);
+    if (notify_fd_ >= 0) close(notify_fd_);
+    RunFixture::TearDown();  // gc --kill of any session of ours left behind
+  }
+
+  // Starts `acp daemon` on socket_ and waits for READY=1 on the test's NOTIFY_SOCKET.
+  bool start_daemon() {
+    daemon_ = Proc::start(
+        {"env", "NOTIFY_SOCKET=" + notify_path_, ACP_BINARY, "daemon", "--socket=" + socket_});
+    pollfd p{notify_fd_, POLLIN, 0};
+    while (poll(&p, 1, 30000) == 1) {
+      char buf[512];
+      ssize_t n = recv(notify_fd_, buf, sizeof buf, 0);
+      if (n > 0 && std::string(buf, static_cast<size_t>(n)).find("READY=1") != std::string::npos)
+        return true;
+    }
+    return false;
+  }
+
+  // SIGTERM; returns what the daemon printed.
+  std::string stop_daemon(bool expect_clean = true) {
+    if (daemon_.pid <= 0) return "";
+    kill(daemon_.pid, SIGTERM);
+    int st = daemon_.finish();
+    if (expect_clean) {
+      EXPECT_EQ(st, 0) << daemon_.out;
+    }
+    std::string out = daemon_.out;
+    daemon_ = Proc{};
+    return out;
+  }
+
+  std::vector<std::string> run_via_daemon(const std::string& policy, std::vector<std::string> cmd,
+                                          uint16_t port) {
+    auto argv =
+        acp_run(policy, std::move(cmd), {"--daemon=required", "--daemon-socket=" + socket_});
+    for (auto& a : argv)
+      if (a.rfind("--proxy-port=", 0) == 0) a = "--proxy-port=" + std::to_string(port);
+    return argv;
+  }
+
+  // Sessions held by the daemon of pid `pid` whose agent runs, from acp status --json.
+  std::vector<nlohmann::json> sessions_of(pid_t pid) {
+    std::vector<nlohmann::json> out;
+    auto j = nlohmann::json::parse(run({ACP_BINARY, "status", "--json"}).out, nullptr, false);
+    if (j.is_discarded() || !j.contains("sessions")) return out;
+    for (const auto& s : j["sessions"])
+      if (s.value("acp_pid", 0) == pid && s.value("owner", "") == "daemon" &&
+          s.value("agent_pid", 0) != 0 && s.contains("proxy") && s["proxy"].is_array() &&
+          !s["proxy"].empty())
+        out.push_back(s);
+    return out;
+  }
+
+  // A pending ask of session `sid`, or "".
+  std::string wait_pending_of(const std::string& sid) {
+    std::string id;
+    wait_until(
+        [&] {
+          for (const auto& p : pending())
+            if (p.value("session", "") == sid) id = p.value("id", "");
+          return !id.empty();
+        },
+        30s);
+    return id;
+  }
+
+  std::string write_script(const std::string& name, const std::string& text) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    chmod(path.c_str(), 0644);
+    return path;
+  }
+
+  void touch(const std::string& name) { std::ofstream(flags_ + "/" + name) << "1"; }
+
+  std::string socket_, flags_, report_, notify_path_;
+  int notify_fd_ = -1;
+  Proc daemon_, runner_a_, runner_b_;
+};
+
+TEST_F(Daemon, TwoSessionsShareOneDaemonEachConfinedToItsOwnProxy) {
+  ASSERT_TRUE(start_daemon()) << "no READY=1 on NOTIFY_SOCKET: " << daemon_.out;
+  const std::string policy = policy_for_origin("ask");
+  const std::string agent = write_script("agent.py", kOneShotAgent);
+  const uint16_t port_a = proxy_port_;
+  uint16_t port_b = free_port();
+  while (port_b == port_a) port_b = free_port();
+  runner_a_ = Proc::start(run_via_daemon(
+      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_b)},
+      port_a));
+  runner_b_ = Proc::start(run_via_daemon(
+      policy, {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(port_a)},
+      port_b));
+
+  std::vector<nlohmann::json> sessions;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sessions = sessions_of(daemon_.pid);
+        return sessions.size() == 2;
+      },
+      30s))
+      << "the daemon does not hold two sessions: " << (runner_a_.finish(), runner_a_.out)
+      << "\n---\n"
+      << (runner_b_.finish(), runner_b_.out);
+  // Each session's allow map holds exactly its own proxy's endpoints.
+  for (const auto& s : sessions) {
+    const std::string own = s["proxy"][0].get<std::string>();
+    const std::string port = own.substr(own.rfind(':') + 1);
+    ASSERT_FALSE(s["allow"].empty()) << s.dump();
+    for (const auto& a : s["allow"])
+      EXPECT_NE(a.dump().find(":" + port), std::string::npos)
+          << "session " << s["id"] << " allows " << a.dump() << " besides its own port " << port;
+    EXPECT_EQ(s.value("owner", ""), "daemon");
+    EXPECT_FALSE(s.value("orphaned", true));
+  }
+  // Both agents wait for a human; `acp approve` answers each through the daemon's sockets.
+  for (const auto& s : sessions) {
+    std::string id = wait_pending_of(s["id"]);
+    ASSERT_FALSE(id.empty()) << "no pending ask of session " << s["id"];
+    auto a = run({ACP_BINARY, "approve", id});
+    EXPECT_EQ(a.status, 0) << a.out;
+  }
+  EXPECT_EQ(runner_a_.finish(), 0) << runner_a_.out;
+  EXPECT_EQ(runner_b_.finish(), 0) << runner_b_.out;
+  for (const auto* r : {&runner_a_, &runner_b_}) {
+    EXPECT_NE(r->out.find("direct=EPERM"), std::string::npos) << r->out;
+    EXPECT_NE(r->out.find("other_proxy=EPERM"), std::string::npos) << r->out;
+    EXPECT_NE(r->out.find("proxied=200 origin says hello"), std::string::npos) << r->out;
+  }
+  // Ended with their agents: nothing of either session is left, the daemon still serves.
+  for (const auto& s : sessions) {
+    const std::string id = s["id"];
+    EXPECT_FALSE(fs::exists("/sys/fs/bpf/acp/" + id)) << "pins left behind";
+    EXPECT_FALSE(fs::exists("/run/acp/sessions/" + id + ".json")) << "record left behind";
+    EXPECT_FALSE(fs::exists(s.value("cgroup", std::string("/nonexistent"))));
+  }
+  EXPECT_EQ(waitpid(daemon_.pid, nullptr, WNOHANG), 0) << "the daemon exited: " << daemon_.out;
+  stop_daemon();
+}
+
+TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  const std::string policy = policy_for_origin("ask");
+  const std::string agent = write_script("long.py", kLongAgent);
+  runner_a_ = Proc::start(run_via_daemon(
+      policy, {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)},
+      proxy_port_));
+  std::vector<nlohmann::json> sessions;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sessions = sessions_of(daemon_.pid);
+        return sessions.size() == 1;
+      },
+      30s));
+  const std::string sid = sessions[0]["id"];
+  const std::string cgroup = sessions[0]["cgroup"];
+  ASSERT_TRUE(wait_until([&] { return count_lines(slurp(report_), "REFUSED") >= 3; }, 30s))
+      << slurp(report_);
+
+  // A proxied request through the first daemon: asked, approved.
+  touch("go-1");
+  std::string ask1 = wait_pending_of(sid);
+  ASSERT_FALSE(ask1.empty());
+  ASSERT_EQ(run({ACP_BINARY, "approve", ask1}).status, 0);
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("PROXIED-1 200"), std::string::npos) << slurp(report_);
+
+  // The daemon dies. The pins hold: the agent keeps running and keeps being refused.
+  kill(daemon_.pid, SIGKILL);
+  daemon_.finish();
+  daemon_ = Proc{};
+  const size_t refused_before = count_lines(slurp(report_), "REFUSED");
+  ASSERT_TRUE(
+      wait_until([&] { return count_lines(slurp(report_), "REFUSED") >= refused_before + 5; }, 30s))
+      << slurp(report_);
+  EXPECT_EQ(count_lines(slurp(report_), "OK"), 0u) << "escaped:\n" << slurp(report_);
+  EXPECT_EQ(count_lines(slurp(report_), "ERR"), 0u) << slurp(report_);
+  auto st = run({ACP_BINARY, "status"});
+  EXPECT_NE(st.out.find(sid), std::string::npos) << st.out;
+  EXPECT_TRUE(fs::exists("/sys/fs/bpf/acp/" + sid));
+
+  // A new daemon re-adopts the session: same proxy port, consent resumes.
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  ASSERT_TRUE(wait_until([&] { return sessions_of(daemon_.pid).size() == 1; }, 30s)) << daemon_.out;
+  auto adopted = sessions_of(daemon_.pid)[0];
+  EXPECT_EQ(adopted["id"], sid);
+  EXPECT_EQ(adopted["proxy"], sessions[0]["proxy"]);
+  touch("go-2");
+  std::string ask2 = wait_pending_of(sid);
+  ASSERT_FALSE(ask2.empty()) << "no ask after re-adoption:\n" << slurp(report_);
+  EXPECT_NE(ask2, ask1);
+  ASSERT_EQ(run({ACP_BINARY, "approve", ask2}).status, 0);
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-2") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("PROXIED-2 200"), std::string::npos) << slurp(report_);
+  EXPECT_EQ(count_lines(slurp(report_), "OK"), 0u) << slurp(report_);
+
+  // The agent ends; acp run ends the session through the new daemon, exits with its status.
+  touch("stop");
+  EXPECT_EQ(runner_a_.finish(), 0) << runner_a_.out;
+  EXPECT_NE(runner_a_.out.find("lost the acp daemon"), std::string::npos) << runner_a_.out;
+  EXPECT_FALSE(fs::exists("/sys/fs/bpf/acp/" + sid)) << "pins left behind";
+  EXPECT_FALSE(fs::exists("/run/acp/sessions/" + sid + ".json")) << "record left behind";
+  EXPECT_FALSE(fs::exists(cgroup)) << cgroup;
+  stop_daemon();
+}
+
+TEST_F(Daemon, StoppedDaemonSaysStoppingLeavesTheWallAndARestartReadopts) {
+  // systemctl stop/restart: SIGTERM. STOPPING=1 reaches systemd; the session is not ended.
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  const std::string agent = write_script("long.py", kLongAgent);
+  runner_a_ = Proc::start(run_via_daemon(
+      policy_for_origin("allow"),
+      {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)}, proxy_port_));
+  std::vector<nlohmann::json> sessions;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sessions = sessions_of(daemon_.pid);
+        return sessions.size() == 1;
+      },
+      30s));
+  const std::string sid = sessions[0]["id"];
+  kill(daemon_.pid, SIGTERM);
+  bool stopping = false;
+  pollfd p{notify_fd_, POLLIN, 0};
+  while (!stopping && poll(&p, 1, 30000) == 1) {
+    char buf[512];
+    ssize_t n = recv(notify_fd_, buf, sizeof buf, 0);
+    stopping =
+        n > 0 && std::string(buf, static_cast<size_t>(n)).find("STOPPING=1") != std::string::npos;
+  }
+  EXPECT_TRUE(stopping) << "no STOPPING=1 on NOTIFY_SOCKET";
+  EXPECT_EQ(daemon_.finish(), 0) << daemon_.out;
+  daemon_ = Proc{};
+  EXPECT_TRUE(fs::exists("/sys/fs/bpf/acp/" + sid)) << "the wall came down with the daemon";
+  const size_t refused = count_lines(slurp(report_), "REFUSED");
+  ASSERT_TRUE(
+      wait_until([&] { return count_lines(slurp(report_), "REFUSED") >= refused + 3; }, 30s));
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  ASSERT_TRUE(wait_until([&] { return sessions_of(daemon_.pid).size() == 1; }, 30s));
+  touch("go-1");
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("PROXIED-1 200"), std::string::npos) << slurp(report_);
+  EXPECT_EQ(count_lines(slurp(report_), "OK"), 0u) << slurp(report_);
+  touch("stop");
+  EXPECT_EQ(runner_a_.finish(), 0) << runner_a_.out;
+  EXPECT_FALSE(fs::exists("/sys/fs/bpf/acp/" + sid)) << "pins left behind";
+  stop_daemon();
+}
+
+TEST_F(Daemon, KilledRunnerLeavesTheSessionToTheDaemonUntilItsAgentEnds) {
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  const std::string agent = write_script("long.py", kLongAgent);
+  runner_a_ = Proc::start(run_via_daemon(
+      policy_for_origin("allow"),
+      {"/usr/bin/python3", agent, report_, flags_, std::to_string(origin_port_)}, proxy_port_));
+  std::vector<nlohmann::json> sessions;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sessions = sessions_of(daemon_.pid);
+        return sessions.size() == 1;
+      },
+      30s));
+  const std::string sid = sessions[0]["id"];
+  ASSERT_TRUE(wait_until([&] { return count_lines(slurp(report_), "REFUSED") >= 2; }, 30s));
+  kill(runner_a_.pid, SIGKILL);
+  runner_a_.reap();
+  // The door stays open: a proxied request still goes through (the policy allows it).
+  touch("go-1");
+  ASSERT_TRUE(
+      wait_until([&] { return slurp(report_).find("PROXIED-1") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("PROXIED-1 200"), std::string::npos) << slurp(report_);
+  EXPECT_EQ(sessions_of(daemon_.pid).size(), 1u);
+  // The agent ends: the daemon collects the session.
+  touch("stop");
+  EXPECT_TRUE(wait_until([&] { return !fs::exists("/sys/fs/bpf/acp/" + sid); }, 30s))
+      << "the daemon did not collect the session";
+  EXPECT_TRUE(wait_until([&] { return !fs::exists("/run/acp/sessions/" + sid + ".json"); }, 10s));
+  EXPECT_FALSE(fs::exists(sessions[0].value("cgroup", std::string("/nonexistent"))));
+  EXPECT_EQ(count_lines(slurp(report_), "OK"), 0u) << slurp(report_);
+  stop_daemon();
+}
+
+TEST_F(Daemon, WithoutADaemonAcpRunRunsStandalone) {
+  // --daemon=auto (the default) with nobody on the socket: standalone, as before.
+  auto r =
+      run(acp_run(policy_for_origin("allow"),
+                  {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()},
+                  {"--daemon-socket=" + socket_}));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("HTTP=200"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("acp daemon"), std::string::npos) << r.out;
+  // --daemon=required without one: acp's own failure, and it says what to do.
+  auto req = run(acp_run(policy_for_origin("allow"), {"true"},
+                         {"--daemon=required", "--daemon-socket=" + socket_}));
+  EXPECT_EQ(req.status, 125) << req.out;
+  EXPECT_NE(req.out.find("no acp daemon answers"), std::string::npos) << req.out;
+}
+
+TEST_F(Daemon, NoDaemonFlagRunsStandaloneBesideARunningDaemon) {
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  auto r =
+      run(acp_run(policy_for_origin("allow"),
+                  {"sh", "-c", "curl -s -w ' HTTP=%{http_code}' --max-time 20 " + origin_url()},
+                  {"--no-daemon", "--daemon-socket=" + socket_}));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("HTTP=200"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("acp daemon"), std::string::npos) << r.out;
+  std::string out = stop_daemon();
+  EXPECT_EQ(out.find("registered"), std::string::npos) << out;
+}
+
+}  // namespace
