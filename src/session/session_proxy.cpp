@@ -62,7 +62,9 @@ class SessionProxyImpl final : public SessionProxy {
         [this](const Action& a) { return policy_.current()->decide(a); }, gate_, *audit_,
         cfg_.session_id);
 
-    if (auto st = start_server(); !st) return st;
+    if (cfg_.serve_proxy) {
+      if (auto st = start_server(); !st) return st;
+    }
     return start_channels(config);
   }
 
@@ -117,6 +119,7 @@ class SessionProxyImpl final : public SessionProxy {
 
   std::vector<kernel::Endpoint> endpoints() const override {
     std::vector<kernel::Endpoint> out;
+    if (!server_) return out;
     for (const auto& ep : server_->local_endpoints()) {
       const auto addr = ep.address();
       if (addr.is_v4())
@@ -128,6 +131,7 @@ class SessionProxyImpl final : public SessionProxy {
   }
 
   std::string proxy_url() const override {
+    if (!server_) return {};
     return "http://127.0.0.1:" + std::to_string(server_->local_endpoints().front().port());
   }
 
@@ -166,6 +170,8 @@ class SessionProxyImpl final : public SessionProxy {
     if (auto st = judge_->record_event(std::move(entry)); !st)
       std::fprintf(stderr, "acp: audit log: %s\n", st.error().message().c_str());
   }
+
+  RequestJudge& judge() override { return *judge_; }
 
   void stop() override {
     for (auto& ch : channels_) {

@@ -16,5 +16,6 @@ void register_audit(CLI::App& app, int& exit_code);    // cmd_audit.cpp: audit v
 void register_policy(CLI::App& app, int& exit_code);   // cmd_policy.cpp
 void register_export(CLI::App& app, int& exit_code);   // cmd_export.cpp
 void register_init(CLI::App& app, int& exit_code);     // cmd_init.cpp
+void register_mcp(CLI::App& app, int& exit_code);      // cmd_mcp.cpp: stdio MCP with consent
 
 }  // namespace acp::cli

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "acp/kernel/endpoint.hpp"
+#include "acp/proxy/request_judge.hpp"
 #include "acp/util/result.hpp"
 #include "acp_abi.h"
 
@@ -31,6 +32,8 @@ struct SessionProxyConfig {
   // The session's status for the channels' pages (acp status --json's session object), read
   // on the event loop; empty: none.
   std::function<nlohmann::json()> session_status;
+  // false: everything but the proxy listener (`acp mcp` judges stdio tool calls through judge()).
+  bool serve_proxy = true;
 };
 
 class SessionProxy {
@@ -54,6 +57,8 @@ class SessionProxy {
   // A denied connect() from the kernel: into the audit log.
   virtual void record_kernel_event(const acp_event& e) = 0;
   virtual void stop() = 0;
+  // The policy + consent gate + audit log judge the proxy uses, for other doors (`acp mcp`).
+  virtual RequestJudge& judge() = 0;
 };
 
 }  // namespace acp
