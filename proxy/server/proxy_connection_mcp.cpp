@@ -65,23 +65,22 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
   const bool client_keep = req.keep_alive();
 
   // What ACP cannot read it cannot judge: refused when it looks like MCP, else left alone.
-  auto uninspectable = [&](unsigned status, const std::string& why) -> net::awaitable<McpGate> {
-    event["mcp"] = "not inspected: " + why;
-    if (!signs) co_return McpGate::Forward;
-    event["status"] = status;
-    co_await send_refusal(status, "Blocked by ACP",
-                          "ACP cannot inspect this MCP request: " + why, true);
-    co_return McpGate::AnsweredClose;
-  };
-  if (auto enc = req[http::field::content_encoding]; !enc.empty() && !beast::iequals(enc, "identity"))
-    co_return co_await uninspectable(415, "Content-Encoding " + std::string(enc));
+  std::string cannot;
+  unsigned cannot_status = 0;
+  const std::string too_large =
+      "the body is over " + std::to_string(mcp::kMaxHttpBodyBytes) + " bytes";
   const bool chunked = p.chunked();
   const auto length = p.content_length();
-  if (!chunked && (!length || *length > mcp::kMaxHttpBodyBytes))
-    co_return co_await uninspectable(
-        413, "the body is over " + std::to_string(mcp::kMaxHttpBodyBytes) + " bytes");
+  if (auto enc = req[http::field::content_encoding];
+      !enc.empty() && !beast::iequals(enc, "identity")) {
+    cannot = "Content-Encoding " + std::string(enc);
+    cannot_status = 415;
+  } else if (!chunked && (!length || *length > mcp::kMaxHttpBodyBytes)) {
+    cannot = too_large;
+    cannot_status = 413;
+  }
 
-  if (beast::iequals(req[http::field::expect], "100-continue")) {
+  if (cannot.empty() && beast::iequals(req[http::field::expect], "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     error_code ec;
     client_.expires_after(state_->cfg.limits.idle_timeout);
@@ -92,7 +91,7 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
 
   // Read the whole raw body into buffer_.
   std::string body;
-  for (;;) {
+  while (cannot.empty()) {
     auto d = buffer_.data();
     std::string_view raw(static_cast<const char*>(d.data()), d.size());
     if (!chunked && raw.size() >= *length) {
@@ -103,9 +102,11 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
       size_t consumed = 0;
       auto r = mcp::dechunk(raw, body, consumed, mcp::kMaxHttpBodyBytes);
       if (r == mcp::Dechunk::Complete) break;
-      if (r == mcp::Dechunk::TooLarge)
-        co_return co_await uninspectable(
-            413, "the body is over " + std::to_string(mcp::kMaxHttpBodyBytes) + " bytes");
+      if (r == mcp::Dechunk::TooLarge) {
+        cannot = too_large;
+        cannot_status = 413;
+        break;
+      }
       if (r == mcp::Dechunk::Bad) {
         event["status"] = 400;
         co_await send_refusal(400, "Bad request", "malformed chunked request body", true);
@@ -122,6 +123,14 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
       state_->n_errors.fetch_add(1, std::memory_order_relaxed);
       co_return McpGate::AnsweredClose;
     }
+  }
+  if (!cannot.empty()) {
+    event["mcp"] = "not inspected: " + cannot;
+    if (!signs) co_return McpGate::Forward;
+    event["status"] = cannot_status;
+    co_await send_refusal(cannot_status, "Blocked by ACP",
+                          "ACP cannot inspect this MCP request: " + cannot, true);
+    co_return McpGate::AnsweredClose;
   }
 
   const auto in = mcp::inspect(body);
