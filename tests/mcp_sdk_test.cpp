@@ -113,6 +113,8 @@ class McpSdkTest : public ::testing::Test {
   void SetUp() override {
     fs::create_directories(dir_ / "run");
     std::ofstream(dir_ / "policy.yml") << kPolicy;
+    // No web page: its default token file is in /etc/acp (a test leaves nothing there).
+    std::ofstream(dir_ / "config.yml") << "channels:\n  web: {enabled: false}\n";
   }
 
   std::string acp_cli(const std::string& args) {
@@ -181,7 +183,7 @@ class McpHttpTest : public McpSdkTest {
     cfg.audit_path = dir_ / "audit.jsonl";
     cfg.control_path = dir_ / "run/control.sock";
     cfg.grants_path = dir_ / "grants.json";
-    cfg.config_path = dir_ / "no-config.yml";
+    cfg.config_path = dir_ / "config.yml";
     auto p = acp::SessionProxy::start(io_, cfg);
     ASSERT_TRUE(p.ok()) << p.error().message();
     proxy_ = std::move(*p);
@@ -355,7 +357,7 @@ class McpStdioTest : public McpSdkTest {
                    " node client.mjs stdio " + quote(dir_ / "client.log") + " " +
                    quote(calls.dump()) + " " + quote(ACP_BINARY) + " mcp --policy " +
                    quote(dir_ / "policy.yml") + " --audit-log " + quote(dir_ / "audit.jsonl") +
-                   " --config " + quote(dir_ / "no-config.yml") + " " + acp_args +
+                   " --config " + quote(dir_ / "config.yml") + " " + acp_args +
                    " -- node server.mjs stdio " + quote(dir_ / "server.log") + " 2>" +
                    quote(dir_ / "stderr.log"));
     EXPECT_EQ(r.status, 0) << r.out << slurp(dir_ / "stderr.log");
@@ -426,10 +428,11 @@ TEST_F(McpStdioTest, AskedCallsWaitForAcpApproveOrDeny) {
 
 TEST(McpStdioCommand, ExitStatusAndMissingCommand) {
   TempDir dir;
+  std::ofstream(dir / "config.yml") << "channels:\n  web: {enabled: false}\n";
   auto run = [&](const std::string& cmd) {
     return shell("ACP_RUN_DIR=" + quote(dir / "") + " " + quote(ACP_BINARY) +
                  " mcp --audit-log " + quote(dir / "audit.jsonl") + " --config " +
-                 quote(dir / "none.yml") + " -- " + cmd + " </dev/null 2>&1");
+                 quote(dir / "config.yml") + " -- " + cmd + " </dev/null 2>&1");
   };
   EXPECT_EQ(run("sh -c 'exit 7'").status, 7);
   auto r = run("/nonexistent/mcp-server");

@@ -62,7 +62,7 @@ if (mode === "http") {
 } else if (mode === "stdio") {
   const [sentLog, callsJson, command, ...args] = rest;
   calls = JSON.parse(callsJson);
-  transport = new StdioClientTransport({ command, args, stderr: "inherit" });
+  transport = new StdioClientTransport({ command, args, env: process.env, stderr: "inherit" });
   const send = transport.send.bind(transport);
   // The SDK writes JSON.stringify(message) + "\n" for each message (shared/stdio.js).
   transport.send = (m) => {
