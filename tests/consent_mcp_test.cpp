@@ -106,10 +106,14 @@ TEST(ConsentMcp, AnAlwaysGrantIsPersistedWithServerAndTool) {
   PolicyDecision d;
   d.verdict = Verdict::Ask;
   asio::co_spawn(
-      f.io, [&]() -> asio::awaitable<void> { covered = co_await next.ask(tool("files", "delete_file"), d); },
+      f.io,
+      [&]() -> asio::awaitable<void> {
+        covered = co_await next.ask(tool("files", "delete_file"), d);
+      },
       asio::detached);
   asio::co_spawn(
-      f.io, [&]() -> asio::awaitable<void> { other = co_await next.ask(tool("files", "rm_rf"), d); },
+      f.io,
+      [&]() -> asio::awaitable<void> { other = co_await next.ask(tool("files", "rm_rf"), d); },
       asio::detached);
   pump(f.io);
   ASSERT_TRUE(covered.has_value());

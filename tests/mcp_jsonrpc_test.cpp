@@ -116,8 +116,8 @@ Outcome judge_with(const Inspection& in, std::vector<std::string> deny,
     co_return Judgement{!denied, denied ? "rule 2 (line 5) denies mcp tool " + a.tool : "ok",
                         "id-" + a.tool, false};
   };
-  auto fut = boost::asio::co_spawn(io, judge_message(in, "srv", "sess", fn),
-                                   boost::asio::use_future);
+  auto fut =
+      boost::asio::co_spawn(io, judge_message(in, "srv", "sess", fn), boost::asio::use_future);
   io.run();
   return fut.get();
 }

@@ -40,8 +40,8 @@ bool sdk_installed() {
   return fs::exists(kMcpDir + "/node_modules/@modelcontextprotocol/sdk/package.json");
 }
 
-#define REQUIRE_SDK()                                                                   \
-  if (!sdk_installed())                                                                 \
+#define REQUIRE_SDK()   \
+  if (!sdk_installed()) \
   GTEST_SKIP() << "tests/mcp/node_modules is not installed: run scripts/install-mcp-deps.sh"
 
 std::string quote(const std::string& s) {
@@ -222,8 +222,8 @@ class McpHttpTest : public McpSdkTest {
                       " -D - -H 'Content-Type: application/json'"
                       " -H 'Accept: application/json, text/event-stream'";
     if (!session.empty()) cmd += " -H " + quote("Mcp-Session-Id: " + session);
-    return shell(cmd + " --data-binary @" + quote(dir_ / "body.json") + " " +
-                 quote(server_url()) + " 2>&1");
+    return shell(cmd + " --data-binary @" + quote(dir_ / "body.json") + " " + quote(server_url()) +
+                 " 2>&1");
   }
 
   asio::io_context io_;
@@ -235,9 +235,10 @@ class McpHttpTest : public McpSdkTest {
 
 TEST_F(McpHttpTest, AllowedCallsRunDeniedOnesNeverReachTheServer) {
   REQUIRE_SDK();
-  auto out = client(json::array({{{"name", "echo"}, {"arguments", {{"text", "hi"}}}},
-                                 {{"name", "delete_file"}, {"arguments", {{"path", "/etc/passwd"}}}},
-                                 {{"name", "echo"}, {"arguments", {{"text", "after"}}}}}));
+  auto out =
+      client(json::array({{{"name", "echo"}, {"arguments", {{"text", "hi"}}}},
+                          {{"name", "delete_file"}, {"arguments", {{"path", "/etc/passwd"}}}},
+                          {{"name", "echo"}, {"arguments", {{"text", "after"}}}}}));
   ASSERT_EQ(out.size(), 4u);
   EXPECT_EQ(out[0]["tools"], json::array({"delete_file", "echo"}));
   EXPECT_EQ(out[1]["text"], "echo: hi");
@@ -278,8 +279,9 @@ TEST_F(McpHttpTest, AllowedCallsRunDeniedOnesNeverReachTheServer) {
 TEST_F(McpHttpTest, AskedCallsWaitForAcpApproveOrDeny) {
   REQUIRE_SDK();
   auto fut = std::async(std::launch::async, [this] {
-    return client(json::array({{{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-yes"}}}},
-                               {{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-no"}}}}}));
+    return client(
+        json::array({{{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-yes"}}}},
+                     {{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-no"}}}}}));
   });
   answer_next("approve", "delete_file");
   answer_next("deny --reason=not-today", "delete_file");
@@ -353,13 +355,13 @@ TEST_F(McpHttpTest, BatchesAreAllOrNothingAndOtherMessagesPassUntouched) {
 class McpStdioTest : public McpSdkTest {
  protected:
   std::vector<json> client(const json& calls, const std::string& acp_args = "") {
-    auto r = shell("cd " + quote(kMcpDir) + " && ACP_RUN_DIR=" + quote(dir_ / "run") +
-                   " node client.mjs stdio " + quote(dir_ / "client.log") + " " +
-                   quote(calls.dump()) + " " + quote(ACP_BINARY) + " mcp --policy " +
-                   quote(dir_ / "policy.yml") + " --audit-log " + quote(dir_ / "audit.jsonl") +
-                   " --config " + quote(dir_ / "config.yml") + " " + acp_args +
-                   " -- node server.mjs stdio " + quote(dir_ / "server.log") + " 2>" +
-                   quote(dir_ / "stderr.log"));
+    auto r =
+        shell("cd " + quote(kMcpDir) + " && ACP_RUN_DIR=" + quote(dir_ / "run") +
+              " node client.mjs stdio " + quote(dir_ / "client.log") + " " + quote(calls.dump()) +
+              " " + quote(ACP_BINARY) + " mcp --policy " + quote(dir_ / "policy.yml") +
+              " --audit-log " + quote(dir_ / "audit.jsonl") + " --config " +
+              quote(dir_ / "config.yml") + " " + acp_args + " -- node server.mjs stdio " +
+              quote(dir_ / "server.log") + " 2>" + quote(dir_ / "stderr.log"));
     EXPECT_EQ(r.status, 0) << r.out << slurp(dir_ / "stderr.log");
     return json_lines(r.out);
   }
@@ -367,10 +369,11 @@ class McpStdioTest : public McpSdkTest {
 
 TEST_F(McpStdioTest, AllowedDeniedAndBytesUntouched) {
   REQUIRE_SDK();
-  auto out = client(json::array({{{"name", "echo"}, {"arguments", {{"text", "hi"}}}},
-                                 {{"name", "delete_file"}, {"arguments", {{"path", "/etc/passwd"}}}},
-                                 {{"name", "echo"}, {"arguments", {{"text", "after"}}}}}),
-                    "--server-name files");
+  auto out =
+      client(json::array({{{"name", "echo"}, {"arguments", {{"text", "hi"}}}},
+                          {{"name", "delete_file"}, {"arguments", {{"path", "/etc/passwd"}}}},
+                          {{"name", "echo"}, {"arguments", {{"text", "after"}}}}}),
+             "--server-name files");
   ASSERT_EQ(out.size(), 4u) << slurp(dir_ / "stderr.log");
   EXPECT_EQ(out[1]["text"], "echo: hi");
   ASSERT_TRUE(out[2].contains("error")) << out[2];
@@ -410,8 +413,9 @@ TEST_F(McpStdioTest, AllowedDeniedAndBytesUntouched) {
 TEST_F(McpStdioTest, AskedCallsWaitForAcpApproveOrDeny) {
   REQUIRE_SDK();
   auto fut = std::async(std::launch::async, [this] {
-    return client(json::array({{{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-yes"}}}},
-                               {{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-no"}}}}}));
+    return client(
+        json::array({{{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-yes"}}}},
+                     {{"name", "delete_file"}, {"arguments", {{"path", "/tmp/ask-no"}}}}}));
   });
   answer_next("approve", "delete_file");
   answer_next("deny", "delete_file");
@@ -430,9 +434,9 @@ TEST(McpStdioCommand, ExitStatusAndMissingCommand) {
   TempDir dir;
   std::ofstream(dir / "config.yml") << "channels:\n  web: {enabled: false}\n";
   auto run = [&](const std::string& cmd) {
-    return shell("ACP_RUN_DIR=" + quote(dir / "") + " " + quote(ACP_BINARY) +
-                 " mcp --audit-log " + quote(dir / "audit.jsonl") + " --config " +
-                 quote(dir / "config.yml") + " -- " + cmd + " </dev/null 2>&1");
+    return shell("ACP_RUN_DIR=" + quote(dir / "") + " " + quote(ACP_BINARY) + " mcp --audit-log " +
+                 quote(dir / "audit.jsonl") + " --config " + quote(dir / "config.yml") + " -- " +
+                 cmd + " </dev/null 2>&1");
   };
   EXPECT_EQ(run("sh -c 'exit 7'").status, 7);
   auto r = run("/nonexistent/mcp-server");

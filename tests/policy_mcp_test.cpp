@@ -45,8 +45,9 @@ rules:
   auto ask = p->decide(tool_call("any", "delete_file", R"({ "path" : "/tmp/a" })"));
   EXPECT_EQ(ask.verdict, Verdict::Ask);
   EXPECT_EQ(ask.timeout, std::chrono::seconds(30));
-  EXPECT_EQ(ask.rule_text,
-            R"(match: { kind: mcp, args: "{\"path\":\"/tmp/*\"}", tool: "delete_file" }, action: ask, timeout: 30)");
+  EXPECT_EQ(
+      ask.rule_text,
+      R"(match: { kind: mcp, args: "{\"path\":\"/tmp/*\"}", tool: "delete_file" }, action: ask, timeout: 30)");
   // Another key after "path" makes the anchored glob fail: the canonical form is exact.
   EXPECT_EQ(p->decide(tool_call("any", "delete_file", R"({"path":"/etc","z":1})")).verdict,
             Verdict::Deny);

@@ -135,8 +135,8 @@ Action tool_action(const ToolCall& call, const std::string& server, const std::s
   return a;
 }
 
-json error_response(const json& id, int code, const std::string& message,
-                    const std::string& reason, const std::string& request_id) {
+json error_response(const json& id, int code, const std::string& message, const std::string& reason,
+                    const std::string& request_id) {
   json acp{{"reason", reason}};
   if (!request_id.empty()) acp["request_id"] = request_id;
   return json{{"jsonrpc", "2.0"},
@@ -154,11 +154,11 @@ std::string refusal_reply(const Inspection& in, size_t refused_index, int code,
     if (index == refused_index || in.kind == Inspection::Kind::Invalid) {
       replies.push_back(error_response(id, code, message, reason, request_id));
     } else {
-      replies.push_back(error_response(
-          id, kCodeBatchRefused,
-          "ACP refused the whole batch: request " + std::to_string(refused_index + 1) +
-              " in it was denied (" + message + ")",
-          reason, request_id));
+      replies.push_back(error_response(id, kCodeBatchRefused,
+                                       "ACP refused the whole batch: request " +
+                                           std::to_string(refused_index + 1) +
+                                           " in it was denied (" + message + ")",
+                                       reason, request_id));
     }
   }
   if (replies.empty()) {
@@ -189,10 +189,10 @@ boost::asio::awaitable<Outcome> judge_message(const Inspection& in, const std::s
     out.forward = false;
     out.reason = j.reason;
     out.request_id = j.request_id;
-    out.reply = refusal_reply(
-        in, call.index, kCodeDenied,
-        "ACP denied the tool call '" + call.tool + "' on " + server + ": " + j.reason, j.reason,
-        j.request_id);
+    out.reply =
+        refusal_reply(in, call.index, kCodeDenied,
+                      "ACP denied the tool call '" + call.tool + "' on " + server + ": " + j.reason,
+                      j.reason, j.request_id);
     break;
   }
   co_return out;
@@ -204,7 +204,8 @@ Dechunk dechunk(std::string_view raw, std::string& body, size_t& consumed, size_
   auto line_end = [&](size_t from) { return raw.find("\r\n", from); };
   for (;;) {
     size_t eol = line_end(pos);
-    if (eol == std::string_view::npos) return raw.size() - pos > 1024 ? Dechunk::Bad : Dechunk::NeedMore;
+    if (eol == std::string_view::npos)
+      return raw.size() - pos > 1024 ? Dechunk::Bad : Dechunk::NeedMore;
     std::string_view line = raw.substr(pos, eol - pos);
     size_t semi = line.find(';');
     std::string_view hex = line.substr(0, semi);
@@ -212,9 +213,9 @@ Dechunk dechunk(std::string_view raw, std::string& body, size_t& consumed, size_
     uint64_t size = 0;
     for (char c : hex) {
       int v = std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
-              : (c >= 'a' && c <= 'f')                     ? c - 'a' + 10
-              : (c >= 'A' && c <= 'F')                     ? c - 'A' + 10
-                                                           : -1;
+              : (c >= 'a' && c <= 'f')                    ? c - 'a' + 10
+              : (c >= 'A' && c <= 'F')                    ? c - 'A' + 10
+                                                          : -1;
       if (v < 0) return Dechunk::Bad;
       size = size * 16 + static_cast<uint64_t>(v);
     }
@@ -230,7 +231,8 @@ Dechunk dechunk(std::string_view raw, std::string& body, size_t& consumed, size_
   // Trailer fields, then the empty line.
   for (;;) {
     size_t eol = line_end(pos);
-    if (eol == std::string_view::npos) return raw.size() - pos > 8192 ? Dechunk::Bad : Dechunk::NeedMore;
+    if (eol == std::string_view::npos)
+      return raw.size() - pos > 8192 ? Dechunk::Bad : Dechunk::NeedMore;
     bool empty = eol == pos;
     pos = eol + 2;
     if (empty) break;

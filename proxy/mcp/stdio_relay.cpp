@@ -10,16 +10,16 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <memory>
 #include <cstdio>
+#include <cstring>
 #include <deque>
+#include <memory>
 #include <string_view>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -201,8 +201,8 @@ class Impl final : public StdioRelay {
     const std::string why = "a message over " + std::to_string(kMaxStdioLineBytes) +
                             " bytes is not forwarded: ACP cannot inspect it";
     std::fprintf(stderr, "acp mcp: refused: %s\n", why.c_str());
-    emit_own(canonical_json(error_response(nullptr, kCodeUninspectable, "ACP refused: " + why,
-                                           why, {})) +
+    emit_own(canonical_json(
+                 error_response(nullptr, kCodeUninspectable, "ACP refused: " + why, why, {})) +
              "\n");
   }
 
@@ -211,7 +211,8 @@ class Impl final : public StdioRelay {
     std::unique_ptr<char[]> buf(new char[kChunk]);
     error_code ec;
     for (;;) {
-      size_t n = co_await server_out_.async_read_some(asio::buffer(buf.get(), kChunk), redirect(ec));
+      size_t n =
+          co_await server_out_.async_read_some(asio::buffer(buf.get(), kChunk), redirect(ec));
       if (ec) break;
       push_server(std::string(buf.get(), n));
     }
@@ -284,7 +285,10 @@ class Impl final : public StdioRelay {
     do {
       r = ::waitpid(pid_, &st, 0);
     } while (r < 0 && errno == EINTR);
-    status_ = r < 0 ? 125 : WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 125;
+    status_ = r < 0             ? 125
+              : WIFEXITED(st)   ? WEXITSTATUS(st)
+              : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
+                                : 125;
     exited_ = true;
     maybe_finish();
   }
@@ -311,7 +315,7 @@ class Impl final : public StdioRelay {
 }  // namespace
 
 Result<std::unique_ptr<StdioRelay>> StdioRelay::start(asio::io_context& io, StdioOptions opts,
-                                                     RequestJudge& judge) {
+                                                      RequestJudge& judge) {
   auto r = std::make_unique<Impl>(io, std::move(opts), judge);
   if (auto st = r->start(); !st) return st.error();
   return std::unique_ptr<StdioRelay>(std::move(r));

@@ -293,8 +293,8 @@ class Loader {
     }
     for (Field f : {kTool, kServer}) {
       if (r.has_field(f))
-        return err(lines[f], "'" + std::string(kFieldNames[f]) + "' only matches kind: mcp, not kind: " +
-                                 std::string(kind));
+        return err(lines[f], "'" + std::string(kFieldNames[f]) +
+                                 "' only matches kind: mcp, not kind: " + std::string(kind));
     }
     return {};
   }

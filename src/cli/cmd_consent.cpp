@@ -169,11 +169,11 @@ void register_consent(CLI::App& app, int& exit_code) {
       const auto& a = p["action"];
       // An MCP tool call: its server, tool and arguments in the host, method and path columns.
       const bool mcp = a.value("kind", "") == "mcp";
-      rows.push_back({cell(p.value("id", "")), cell(p.value("session", "")),
-                      cell(a.value("kind", "")), cell(mcp ? a.value("server", "") : host_port(a), 60),
-                      cell(a.value(mcp ? "tool" : "method", "")),
-                      cell(a.value(mcp ? "args" : "path", "")),
-                      cell(p.value("rule", "")), expires_in(p.value("expires_in_s", 0LL))});
+      rows.push_back(
+          {cell(p.value("id", "")), cell(p.value("session", "")), cell(a.value("kind", "")),
+           cell(mcp ? a.value("server", "") : host_port(a), 60),
+           cell(a.value(mcp ? "tool" : "method", "")), cell(a.value(mcp ? "args" : "path", "")),
+           cell(p.value("rule", "")), expires_in(p.value("expires_in_s", 0LL))});
     }
     print_table(rows);
     exit_code = 0;

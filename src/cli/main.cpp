@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
-    // `acp run` and `acp mcp` reserve 125 for its own failures (as docker run and env do), usage included.
+    // `acp run` and `acp mcp` reserve 125 for their own failures (as docker run and env do).
     if (rc != 0 && !app.get_subcommands().empty() &&
         (app.get_subcommands().front()->get_name() == "run" ||
          app.get_subcommands().front()->get_name() == "mcp"))

@@ -41,11 +41,11 @@ inline constexpr int kCodeUninspectable = -32003;  // ACP could not read the mes
 std::string canonical_json(const nlohmann::json& j);
 
 struct ToolCall {
-  size_t index = 0;       // position in the batch (0 for a single message)
-  bool has_id = false;    // false: sent as a notification (judged all the same)
-  nlohmann::json id;      // the request's id, as sent
-  std::string tool;       // params.name
-  std::string args;       // canonical_json(params.arguments), "{}" when absent
+  size_t index = 0;     // position in the batch (0 for a single message)
+  bool has_id = false;  // false: sent as a notification (judged all the same)
+  nlohmann::json id;    // the request's id, as sent
+  std::string tool;     // params.name
+  std::string args;     // canonical_json(params.arguments), "{}" when absent
 };
 
 struct Inspection {
@@ -78,12 +78,12 @@ nlohmann::json error_response(const nlohmann::json& id, int code, const std::str
 
 // What happens to one message after judging.
 struct Outcome {
-  bool forward = true;         // false: refused; never reaches the server
-  std::string reply;           // when refused: the JSON-RPC reply for the client (single
-                               // object or batch array); empty when no element had an id
-  std::string reason;          // why it was refused
-  std::string request_id;      // the refused call's audit/consent id
-  size_t judged = 0;           // tools/call judged
+  bool forward = true;                   // false: refused; never reaches the server
+  std::string reply;                     // when refused: the JSON-RPC reply for the client (single
+                                         // object or batch array); empty when no element had an id
+  std::string reason;                    // why it was refused
+  std::string request_id;                // the refused call's audit/consent id
+  size_t judged = 0;                     // tools/call judged
   std::vector<std::string> request_ids;  // audit/consent id of every judged call
 };
 

@@ -32,8 +32,8 @@ class StdioRelay {
  public:
   // Starts CMD and the relay. `judge` must outlive the relay. Errors: CMD not found (err
   // ENOENT), not executable (EACCES), pipes or fds that cannot be used.
-  static Result<std::unique_ptr<StdioRelay>> start(boost::asio::io_context& io,
-                                                   StdioOptions opts, RequestJudge& judge);
+  static Result<std::unique_ptr<StdioRelay>> start(boost::asio::io_context& io, StdioOptions opts,
+                                                   RequestJudge& judge);
   virtual ~StdioRelay() = default;
   // Called once, after the server exited and all of its output reached the client, with its
   // exit status as a shell reports it (the code, or 128 + the signal).
