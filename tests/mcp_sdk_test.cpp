@@ -50,13 +50,13 @@ std::string quote(const std::string& s) {
   return out + "'";
 }
 
-struct Run {
+struct ShellResult {
   int status = -1;
   std::string out;
 };
 
-Run shell(const std::string& cmd) {
-  Run r;
+ShellResult shell(const std::string& cmd) {
+  ShellResult r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -216,7 +216,7 @@ class McpHttpTest : public McpSdkTest {
   }
 
   // curl through the proxy with the transport's headers; returns the response headers + body.
-  Run post(const std::string& body, const std::string& session = "") {
+  ShellResult post(const std::string& body, const std::string& session = "") {
     std::ofstream(dir_ / "body.json", std::ios::binary) << body;
     std::string cmd = "curl -sS --max-time 60 -x " + quote(proxy_->proxy_url()) +
                       " -D - -H 'Content-Type: application/json'"
@@ -393,16 +393,26 @@ TEST_F(McpStdioTest, AllowedDeniedAndBytesUntouched) {
   EXPECT_EQ(got, expected);
   EXPECT_TRUE(any_contains(got, "notifications/initialized"));
   EXPECT_TRUE(any_contains(got, "tools/list"));
-  // Server -> client: every line the server wrote arrived, plus ACP's one refusal.
-  auto wrote = logged(dir_ / "server.log", "out");
-  auto recv = logged(dir_ / "client.log", "recv");
-  ASSERT_EQ(recv.size(), wrote.size() + 1);
-  size_t w = 0;
-  for (const auto& m : recv) {
-    if (m.find("ACP denied") != std::string::npos) continue;
-    ASSERT_LT(w, wrote.size());
-    EXPECT_EQ(m + "\n", wrote[w++]);
+  // Server -> client: the bytes the client read are the bytes the server wrote, with ACP's one
+  // refusal line between two of the server's lines.
+  std::string wrote, read;
+  for (const auto& w : logged(dir_ / "server.log", "out")) wrote += w;
+  for (const auto& r : logged(dir_ / "client.log", "raw")) read += r;
+  std::string without_acp;
+  int acp_lines = 0;
+  std::istringstream lines(read);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("ACP denied") != std::string::npos) {
+      ++acp_lines;
+      EXPECT_EQ(line.rfind("{\"error\":{\"code\":-32001", 0), 0u) << line;
+      continue;
+    }
+    without_acp += line + "\n";
   }
+  EXPECT_EQ(acp_lines, 1);
+  EXPECT_EQ(without_acp, wrote);
+  EXPECT_EQ(logged(dir_ / "client.log", "recv").size(),
+            logged(dir_ / "server.log", "out").size() + 1);
   auto audit = audit_mcp_entries();
   ASSERT_EQ(audit.size(), 3u);
   EXPECT_EQ(audit[1]["action"]["server"], "files");

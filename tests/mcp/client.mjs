@@ -12,7 +12,7 @@
 //        node client.mjs stdio SENT_LOG CALLS_JSON CMD [ARGS...]
 //          the stdio transport, the server being CMD (e.g. acp mcp -- node server.mjs ...).
 //          Every line sent is logged as {"sent": <line>}, every message received as
-//          {"recv": <JSON.stringify of it>}.
+//          {"recv": <JSON.stringify of it>}, every chunk read from CMD's stdout as {"raw": ...}.
 import fs from "node:fs";
 import http from "node:http";
 import { Readable } from "node:stream";
@@ -72,6 +72,10 @@ if (mode === "http") {
   const started = transport.start.bind(transport);
   transport.start = async () => {
     await started();
+    // The raw bytes as they arrive on the server's stdout (here: acp mcp's stdout).
+    transport._process?.stdout?.on("data", (d) =>
+      fs.appendFileSync(sentLog, JSON.stringify({ raw: d.toString("utf8") }) + "\n"),
+    );
     const deliver = transport.onmessage;
     transport.onmessage = (m) => {
       fs.appendFileSync(sentLog, JSON.stringify({ recv: JSON.stringify(m) }) + "\n");
