@@ -4,6 +4,8 @@
 // consent path relies on: every tools/call found is judged or the message is refused; a refusal
 // is well-formed JSON-RPC (one error per request, each with its id); the canonical arguments
 // read back to the same JSON; the chunked-body reader never claims more bytes than it was given.
+#include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
+
 #include <cstdint>
 #include <cstdlib>
 #include <string>

@@ -171,8 +171,8 @@ std::string refusal_reply(const Inspection& in, size_t refused_index, int code,
   return canonical_json(replies);
 }
 
-boost::asio::awaitable<Outcome> judge_message(const Inspection& in, const std::string& server,
-                                              const std::string& session, const JudgeFn& judge) {
+boost::asio::awaitable<Outcome> judge_message(Inspection in, std::string server,
+                                              std::string session, JudgeFn judge) {
   Outcome out;
   if (in.kind == Inspection::Kind::Invalid) {
     out.forward = false;

@@ -92,8 +92,9 @@ using JudgeFn = std::function<boost::asio::awaitable<Judgement>(Action)>;
 // Judges every tools/call in `in` in order, through `judge` (the proxy's RequestJudge: policy,
 // then a human for `ask`, then the audit log). The first denial refuses the whole message: a
 // batch is all or nothing (docs/mcp.md). Invalid messages are refused without asking.
-boost::asio::awaitable<Outcome> judge_message(const Inspection& in, const std::string& server,
-                                              const std::string& session, const JudgeFn& judge);
+// Everything by value: the coroutine may start after the caller's temporaries are gone.
+boost::asio::awaitable<Outcome> judge_message(Inspection in, std::string server,
+                                              std::string session, JudgeFn judge);
 
 // The refusal reply for a message (`code`/`message` for the refused call, kCodeBatchRefused
 // for the other requests of a batch). Empty when nothing in it expects a reply.
