@@ -34,3 +34,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # The browser test driver (npm: playwright-core, pinned by tests/browser/package-lock.json).
 "$(dirname "$0")/install-browser-deps.sh"
+# The MCP tests' SDK (npm: @modelcontextprotocol/sdk, pinned by tests/mcp/package-lock.json).
+"$(dirname "$0")/install-mcp-deps.sh"

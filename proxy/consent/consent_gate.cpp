@@ -85,7 +85,8 @@ nlohmann::json to_json(const PendingInfo& p) {
 namespace {
 
 bool same_ask(const Action& a, const Action& b) {
-  return a.kind == b.kind && a.host == b.host && a.port == b.port && a.method == b.method;
+  return a.kind == b.kind && a.host == b.host && a.port == b.port && a.method == b.method &&
+         a.server == b.server && a.tool == b.tool && a.args == b.args && a.name == b.name;
 }
 
 std::string human_duration(std::chrono::seconds s) {
@@ -200,6 +201,8 @@ void ConsentGate::load_always_grants() {
     gr.kind = g.value("kind", std::string("http"));
     gr.host = g["host"].get<std::string>();
     gr.port = g.value("port", uint16_t{0});
+    gr.server = g.value("server", std::string());
+    gr.tool = g.value("tool", std::string());
     gr.scope = Scope::Always;
     always_grants_.push_back(std::move(gr));
   }
@@ -210,6 +213,7 @@ bool ConsentGate::covered(const Action& a, Scope& by) {
   std::erase_if(grants_,
                 [&](const Grant& g) { return g.scope == Scope::Duration && g.expires <= now; });
   auto host_match = [&](const Grant& g) {
+    if (g.server != a.server || g.tool != a.tool) return false;  // MCP: per server and tool
     if (g.host == a.host) return true;
     return g.www_twin && ("www." + g.host == a.host || g.host == "www." + a.host);
   };
@@ -244,11 +248,16 @@ Status ConsentGate::persist_always_grant(const Action& a) {
   if (!cur) return cur.error();
   nlohmann::json j = std::move(*cur);
   j["version"] = 1;
-  j["grants"].push_back({{"kind", a.kind},
-                         {"host", a.host},
-                         {"port", a.port},
-                         {"created", audit::iso8601_now()},
-                         {"session", cfg_.session_id}});
+  nlohmann::json grant{{"kind", a.kind},
+                       {"host", a.host},
+                       {"port", a.port},
+                       {"created", audit::iso8601_now()},
+                       {"session", cfg_.session_id}};
+  if (a.kind == "mcp") {
+    grant["server"] = a.server;
+    grant["tool"] = a.tool;
+  }
+  j["grants"].push_back(std::move(grant));
   std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   ::unlink(tmp.c_str());
@@ -275,7 +284,7 @@ Status ConsentGate::persist_always_grant(const Action& a) {
 }
 
 void ConsentGate::add_grant(const Action& a, const Answer& ans) {
-  Grant g{a.kind, a.host, a.port, ans.scope, {}, false};
+  Grant g{a.kind, a.host, a.port, a.server, a.tool, ans.scope, {}, false};
   if (ans.scope == Scope::Duration) {
     auto d = ans.duration.count() > 0 ? ans.duration : cfg_.default_duration;
     g.expires = cfg_.now() + d;

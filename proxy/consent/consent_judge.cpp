@@ -32,6 +32,7 @@ std::string target(const Action& a) {
   if (a.kind != "http" || a.host.empty()) {
     std::string t = a.kind;
     if (!a.tool.empty()) t += " tool " + a.tool;
+    if (!a.server.empty()) t += " on " + a.server;
     if (!a.name.empty()) t += " " + a.name;
     if (!a.host.empty()) t += " host " + a.host;
     return t;

@@ -227,6 +227,7 @@ class Loader {
                  "\"*.example.com\" }, not " +
                      std::string(describe(m)));
     bool port_seen = false;
+    uint32_t lines[kFieldCount + 1] = {};  // where each field (and, last, port) was written
     for (uint32_t k = m.first; k != kNone;) {
       const Node& key = doc_.nodes[k];
       const Node& value = doc_.nodes[key.next];
@@ -234,6 +235,7 @@ class Loader {
       if (key.kind == NodeKind::Scalar && key.text == "port"sv) {
         if (port_seen) return err(key.line, "duplicate field 'port'");
         port_seen = true;
+        lines[kFieldCount] = key.line;
         if (Status s = ports(key, value, r); !s) return s;
         continue;
       }
@@ -263,10 +265,36 @@ class Loader {
       if (pat.empty())
         return err(value.line, "'" + std::string(kFieldNames[f]) +
                                    "' is empty; leave the field out to match anything");
+      lines[f] = key.line;
       r.has |= static_cast<uint16_t>(1u << f);
       if (!has_glob(pat)) r.literal |= static_cast<uint16_t>(1u << f);
       r.pat[f] = Span{static_cast<uint32_t>(out_.pool.size()), static_cast<uint32_t>(pat.size())};
       out_.pool += pat;
+    }
+    return kind_fields(r, lines);
+  }
+
+  // A field that the rule's kind never has would make the rule silently never match: an MCP
+  // tool call has server, tool and args; a network request or a command has no tool or server.
+  Status kind_fields(const Rule& r, const uint32_t (&lines)[kFieldCount + 1]) {
+    if (!r.has_field(kKind)) return {};
+    const std::string_view kind = out_.pat(r, kKind);
+    if (kind == "mcp"sv) {
+      for (Field f : {kHost, kMethod, kPath, kName}) {
+        if (r.has_field(f))
+          return err(lines[f], "'" + std::string(kFieldNames[f]) +
+                                   "' never matches kind: mcp (an MCP tool call has server, tool "
+                                   "and args; the server is the MCP server's host or command)");
+      }
+      if (r.ports.len != 0)
+        return err(lines[kFieldCount],
+                   "'port' never matches kind: mcp (an MCP tool call has server, tool and args)");
+      return {};
+    }
+    for (Field f : {kTool, kServer}) {
+      if (r.has_field(f))
+        return err(lines[f], "'" + std::string(kFieldNames[f]) +
+                                 "' only matches kind: mcp, not kind: " + std::string(kind));
     }
     return {};
   }

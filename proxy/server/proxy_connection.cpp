@@ -699,6 +699,10 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
     co_await send_refusal(403, "Blocked by ACP", j.reason, !keep, j.request_id);
     co_return keep;
   }
+  // MCP tool-call consent (proxy_connection_mcp.cpp): each tools/call in a JSON-RPC body is
+  // judged before anything is forwarded; a refused message is answered here.
+  if (auto gate = co_await mcp_gate(p, *target, event); gate != McpGate::Forward)
+    co_return gate == McpGate::AnsweredKeep;
 
   // The request as the origin gets it: origin-form target, our Host, no hop-by-hop headers.
   const bool head = req.method() == http::verb::head;

@@ -76,6 +76,12 @@ class Connection {
                                             const std::string& request_id = {});
   boost::asio::awaitable<void> lingering_close();
   boost::asio::awaitable<void> close_tls();
+  // MCP tool-call consent on a plain HTTP request the policy allowed (proxy_connection_mcp.cpp,
+  // docs/mcp.md): reads a JSON-RPC body into buffer_ (raw, still unparsed, so the usual relay
+  // forwards it unchanged) and judges each tools/call; refused ones are answered here.
+  enum class McpGate { Forward, AnsweredKeep, AnsweredClose };
+  boost::asio::awaitable<McpGate> mcp_gate(RequestParser& parser, const RequestTarget& target,
+                                           nlohmann::json& event);
 
   std::shared_ptr<ProxyServer::State> state_;
   ProxyStream client_;  // TLS once an inspected CONNECT is established

@@ -167,10 +167,13 @@ void register_consent(CLI::App& app, int& exit_code) {
         {"ID", "SESSION", "KIND", "HOST:PORT", "METHOD", "PATH", "RULE", "EXPIRES IN"}};
     for (const auto& p : merged) {
       const auto& a = p["action"];
-      rows.push_back({cell(p.value("id", "")), cell(p.value("session", "")),
-                      cell(a.value("kind", "")), cell(host_port(a), 60),
-                      cell(a.value("method", "")), cell(a.value("path", "")),
-                      cell(p.value("rule", "")), expires_in(p.value("expires_in_s", 0LL))});
+      // An MCP tool call: its server, tool and arguments in the host, method and path columns.
+      const bool mcp = a.value("kind", "") == "mcp";
+      rows.push_back(
+          {cell(p.value("id", "")), cell(p.value("session", "")), cell(a.value("kind", "")),
+           cell(mcp ? a.value("server", "") : host_port(a), 60),
+           cell(a.value(mcp ? "tool" : "method", "")), cell(a.value(mcp ? "args" : "path", "")),
+           cell(p.value("rule", "")), expires_in(p.value("expires_in_s", 0LL))});
     }
     print_table(rows);
     exit_code = 0;

@@ -29,14 +29,16 @@ int main(int argc, char** argv) {
   acp::cli::register_contain(app, exit_code);
   acp::cli::register_ca(app, exit_code);
   acp::cli::register_node_agent(app, exit_code);
+  acp::cli::register_mcp(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
-    // `acp run` reserves 125 for its own failures (as docker run and env do), usage included.
+    // `acp run` and `acp mcp` reserve 125 for their own failures (as docker run and env do).
     if (rc != 0 && !app.get_subcommands().empty() &&
         (app.get_subcommands().front()->get_name() == "run" ||
-         app.get_subcommands().front()->get_name() == "contain"))
+         app.get_subcommands().front()->get_name() == "contain" ||
+         app.get_subcommands().front()->get_name() == "mcp"))
       return 125;
     return rc == 0 ? 0 : 2;
   }

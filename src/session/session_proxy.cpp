@@ -72,7 +72,9 @@ class SessionProxyImpl final : public SessionProxy {
       if (!insp) return make_error("--inspect-tls: " + insp.error().message());
       inspector_ = std::move(*insp);
     }
-    if (auto st = start_server(); !st) return st;
+    if (cfg_.serve_proxy) {
+      if (auto st = start_server(); !st) return st;
+    }
     return start_channels(config);
   }
 
@@ -142,6 +144,7 @@ class SessionProxyImpl final : public SessionProxy {
 
   std::vector<kernel::Endpoint> endpoints() const override {
     std::vector<kernel::Endpoint> out;
+    if (!server_) return out;
     for (const auto& ep : server_->local_endpoints()) {
       const auto addr = ep.address();
       if (addr.is_v4())
@@ -153,6 +156,7 @@ class SessionProxyImpl final : public SessionProxy {
   }
 
   std::string proxy_url() const override {
+    if (!server_) return {};
     const auto ep = server_->local_endpoints().front();
     const auto addr = ep.address();
     const std::string host = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
@@ -198,6 +202,8 @@ class SessionProxyImpl final : public SessionProxy {
     if (auto st = judge_->record_event(std::move(entry)); !st)
       std::fprintf(stderr, "acp: audit log: %s\n", st.error().message().c_str());
   }
+
+  RequestJudge& judge() override { return *judge_; }
 
   void stop() override {
     for (auto& ch : channels_) {

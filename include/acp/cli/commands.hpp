@@ -20,5 +20,6 @@ void register_daemon(CLI::App& app, int& exit_code);   // cmd_daemon.cpp
 void register_contain(CLI::App& app, int& exit_code);  // cmd_contain.cpp: the docker backend
 void register_ca(CLI::App& app, int& exit_code);       // cmd_ca.cpp: ca init/show/rotate
 void register_node_agent(CLI::App& app, int& exit_code);  // cmd_node_agent.cpp
+void register_mcp(CLI::App& app, int& exit_code);      // cmd_mcp.cpp: stdio MCP with consent
 
 }  // namespace acp::cli

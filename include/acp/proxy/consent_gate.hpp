@@ -122,6 +122,7 @@ class ConsentGate {
   struct Grant {
     std::string kind, host;
     uint16_t port = 0;
+    std::string server, tool;  // kind "mcp": a grant covers one tool on one server
     Scope scope = Scope::Session;
     std::chrono::steady_clock::time_point expires{};  // Duration only
     bool www_twin = false;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "acp/kernel/endpoint.hpp"
+#include "acp/proxy/request_judge.hpp"
 #include "acp/util/result.hpp"
 #include "acp_abi.h"
 
@@ -39,6 +40,8 @@ struct SessionProxyConfig {
   std::vector<std::string> inspect_tls_exclude;
   std::string upstream_ca;  // empty: the system store
   std::string ca_dir;       // empty: /var/lib/acp/ca
+  // false: everything but the proxy listener (`acp mcp` judges stdio tool calls through judge()).
+  bool serve_proxy = true;
 };
 
 class SessionProxy {
@@ -64,6 +67,8 @@ class SessionProxy {
   // A denied connect() from the kernel: into the audit log.
   virtual void record_kernel_event(const acp_event& e) = 0;
   virtual void stop() = 0;
+  // The policy + consent gate + audit log judge the proxy uses, for other doors (`acp mcp`).
+  virtual RequestJudge& judge() = 0;
 };
 
 }  // namespace acp

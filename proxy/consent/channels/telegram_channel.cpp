@@ -30,6 +30,7 @@ std::string dump(const json& j) {
 }
 
 std::string what_text(const Action& a) {
+  if (a.kind == "mcp") return "MCP tool " + a.tool + " on " + a.server + " with " + a.args;
   std::string host = a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host;
   std::string s =
       (a.method.empty() ? "CONNECT" : a.method) + " " + host + ":" + std::to_string(a.port);

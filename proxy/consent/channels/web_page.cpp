@@ -111,6 +111,7 @@ function target(a) {
   const hp = (a.host || "?") + (a.port ? ":" + a.port : "");
   if (a.kind === "http") return (a.method || "GET") + " " + hp + (a.path || "");
   if (a.kind === "connect" || a.kind === "tunnel") return "CONNECT " + hp;
+  if (a.kind === "mcp") return "MCP tool " + (a.tool || "?") + " on " + (a.server || "?") + " " + (a.args || "{}");
   if (a.name) return a.name + (a.args ? " " + a.args : "");
   return (a.kind || "") + " " + hp;
 }

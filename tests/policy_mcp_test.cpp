@@ -1,0 +1,76 @@
+// kind: mcp rules: server, tool and args (a glob over the canonical JSON of the arguments), the
+// loader's errors for fields an MCP tool call never has, and HTTP rules never deciding a call.
+#include <gtest/gtest.h>
+
+#include "acp/proxy/mcp.hpp"
+#include "acp/proxy/policy.hpp"
+
+namespace acp::policy {
+namespace {
+
+std::string error_of(const std::string& yaml) {
+  auto p = Policy::parse(yaml, "policy.yml");
+  if (p.ok()) return "(loaded)";
+  return p.error().message();
+}
+
+Action tool_call(const std::string& server, const std::string& tool, const std::string& args_json) {
+  mcp::ToolCall c;
+  c.tool = tool;
+  c.args = mcp::canonical_json(nlohmann::json::parse(args_json));
+  return mcp::tool_action(c, server, "s1");
+}
+
+TEST(PolicyMcp, RulesMatchServerToolAndCanonicalArgs) {
+  auto p = Policy::parse(R"(default: deny
+rules:
+  - match: { host: "mcp.example.com" }
+    action: allow
+  - match: { kind: mcp, server: "*.example.com", tool: read_* }
+    action: allow
+  - match: { kind: mcp, tool: delete_file, args: '{"path":"/tmp/*"}' }
+    action: ask
+    timeout: 30
+  - match: { kind: mcp, server: files, tool: "*" }
+    action: deny
+)",
+                         "policy.yml");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  // A rule naming only a host is an HTTP rule in effect: a tool call has no host.
+  auto d = p->decide(tool_call("mcp.example.com", "write_file", "{}"));
+  EXPECT_EQ(d.verdict, Verdict::Deny);
+  EXPECT_EQ(d.rule_index, -1);
+  EXPECT_EQ(p->decide(tool_call("mcp.example.com", "read_file", R"({"path":"/x"})")).rule_index, 1);
+  // args match the canonical form: key order and whitespace as sent do not matter.
+  auto ask = p->decide(tool_call("any", "delete_file", R"({ "path" : "/tmp/a" })"));
+  EXPECT_EQ(ask.verdict, Verdict::Ask);
+  EXPECT_EQ(ask.timeout, std::chrono::seconds(30));
+  EXPECT_EQ(
+      ask.rule_text,
+      R"(match: { kind: mcp, args: "{\"path\":\"/tmp/*\"}", tool: "delete_file" }, action: ask, timeout: 30)");
+  // Another key after "path" makes the anchored glob fail: the canonical form is exact.
+  EXPECT_EQ(p->decide(tool_call("any", "delete_file", R"({"path":"/etc","z":1})")).verdict,
+            Verdict::Deny);
+  EXPECT_EQ(p->decide(tool_call("files", "echo", "{}")).rule_index, 3);
+}
+
+TEST(PolicyMcp, FieldsAToolCallNeverHasAreLoadErrors) {
+  EXPECT_EQ(error_of("rules:\n  - match: { kind: mcp, host: \"x\" }\n    action: allow\n"),
+            "policy.yml:2: 'host' never matches kind: mcp (an MCP tool call has server, tool and "
+            "args; the server is the MCP server's host or command)");
+  EXPECT_EQ(error_of("rules:\n  - match:\n      kind: mcp\n      method: POST\n    action: deny\n"),
+            "policy.yml:4: 'method' never matches kind: mcp (an MCP tool call has server, tool "
+            "and args; the server is the MCP server's host or command)");
+  EXPECT_EQ(error_of("rules:\n  - match: { kind: mcp, port: 443 }\n    action: deny\n"),
+            "policy.yml:2: 'port' never matches kind: mcp (an MCP tool call has server, tool and "
+            "args)");
+  EXPECT_EQ(error_of("rules:\n  - match:\n      kind: http\n      tool: x\n    action: deny\n"),
+            "policy.yml:4: 'tool' only matches kind: mcp, not kind: http");
+  EXPECT_EQ(error_of("rules:\n  - match: { kind: shell, server: x }\n    action: deny\n"),
+            "policy.yml:2: 'server' only matches kind: mcp, not kind: shell");
+  // Without a kind, tool and server are fine (the rule applies to whatever has them).
+  EXPECT_EQ(error_of("rules:\n  - match: { tool: x }\n    action: deny\n"), "(loaded)");
+}
+
+}  // namespace
+}  // namespace acp::policy
