@@ -281,7 +281,7 @@ struct WebhookChannel::State : std::enable_shared_from_this<State> {
   }
 
   void handle_reply(const std::string& id, const http::Response& r) {
-    WebhookReply w = parse_webhook_reply(r.status, r.content_type, r.body, acceptor != nullptr);
+    WebhookReply w = parse_webhook_reply(r.status, r.content_type, r.body, acceptor.has_value());
     if (w.kind == WebhookReply::Kind::kDeny) return deny(id, w.reason);
     if (w.kind == WebhookReply::Kind::kPending) return;  // the callback (or the timeout) decides
     answer(id, w.answer);
