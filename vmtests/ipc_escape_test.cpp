@@ -173,11 +173,13 @@ class IpcEscape : public ::testing::Test {
     servers_.push_back(std::move(s));
     return *servers_.back();
   }
+  // SHELL: tmux runs commands with it (nobody's login shell is nologin).
   RunResult in_wall(const Argv& argv) {
-    return acp::vmtest::run_in(wall_->cgroup().fd(), wall_->path(), argv, kNobody);
+    return acp::vmtest::run_in(wall_->cgroup().fd(), wall_->path(), argv, kNobody,
+                               {"SHELL=/bin/sh"});
   }
   RunResult in_bare(const Argv& argv) {
-    return acp::vmtest::run_in(bare_->fd(), bare_->path(), argv, kNobody);
+    return acp::vmtest::run_in(bare_->fd(), bare_->path(), argv, kNobody, {"SHELL=/bin/sh"});
   }
   // Works without the wall, EPERM behind it.
   void expect_blocked(const Argv& argv, const std::string& what) {
@@ -272,7 +274,7 @@ TEST_F(IpcEscape, AnAllowedPathWorksInsideAndOnlyThatExactName) {
   ASSERT_TRUE(pins.ok()) << pins.error().message();
   auto names = pins->unix_allow_entries();
   ASSERT_TRUE(names.ok());
-  EXPECT_EQ(*names, (std::vector<std::string>{abstract, allowed}));
+  EXPECT_EQ(*names, (std::vector<std::string>{allowed, abstract}));
 }
 
 TEST_F(IpcEscape, ATmuxServerOutsideTheWallCannotBeDriven) {
