@@ -232,12 +232,13 @@ Sample settle(pid_t pid, int base, int seconds) {
 }
 
 void print_phase(const char* name, Sample base, Sample peak, Sample after) {
-  std::printf("%-10s VmRSS kB: baseline %ld, peak %ld, after %ld (%+ld)  |  fds: baseline %d, "
-              "peak %d, after %d  -> fds %s baseline, RSS %s\n",
-              name, base.rss, peak.rss, after.rss, after.rss - base.rss, base.fds, peak.fds,
-              after.fds, after.fds <= base.fds ? "back to" : "NOT back to",
-              after.rss <= base.rss + base.rss / 10 ? "within 10% of baseline"
-                                                    : "above baseline (allocator keeps pages)");
+  std::printf(
+      "%-10s VmRSS kB: baseline %ld, peak %ld, after %ld (%+ld)  |  fds: baseline %d, "
+      "peak %d, after %d  -> fds %s baseline, RSS %s\n",
+      name, base.rss, peak.rss, after.rss, after.rss - base.rss, base.fds, peak.fds, after.fds,
+      after.fds <= base.fds ? "back to" : "NOT back to",
+      after.rss <= base.rss + base.rss / 10 ? "within 10% of baseline"
+                                            : "above baseline (allocator keeps pages)");
 }
 
 }  // namespace
@@ -257,9 +258,10 @@ int main(int argc, char** argv) {
   const rlim_t nofile = raise_nofile();
   const int cap = static_cast<int>((nofile - 64) / 2);
   if (tunnels > cap) {
-    std::printf("# --tunnels=%d capped at %d: RLIMIT_NOFILE hard limit %llu, and the proxy "
-                "holds 2 fds per tunnel\n",
-                tunnels, cap, static_cast<unsigned long long>(nofile));
+    std::printf(
+        "# --tunnels=%d capped at %d: RLIMIT_NOFILE hard limit %llu, and the proxy "
+        "holds 2 fds per tunnel\n",
+        tunnels, cap, static_cast<unsigned long long>(nofile));
     tunnels = cap;
   }
   if (slow > static_cast<int>(nofile) - 64) slow = static_cast<int>(nofile) - 64;
@@ -338,9 +340,10 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   Sample peak = sample(proxy);
   double during = probe(pport, origin_port);
-  std::printf("tunnels    %d established, %d failed, in %.1f s; a new request while they are "
-              "held: %s (%.2f ms)\n",
-              established, failed, open_s, during >= 0 ? "answered" : "NOT answered", during);
+  std::printf(
+      "tunnels    %d established, %d failed, in %.1f s; a new request while they are "
+      "held: %s (%.2f ms)\n",
+      established, failed, open_s, during >= 0 ? "answered" : "NOT answered", during);
   for (int fd : socks) close(fd);
   socks.clear();
   Sample after = settle(proxy, base.fds, 30);
@@ -400,11 +403,13 @@ int main(int argc, char** argv) {
     }
   for (int fd : slowfds) close(fd);
   Sample after2 = settle(proxy, base2.fds, 30);
-  std::printf("slowloris  %zu connections, 1 byte each per %d ms; the proxy cut %zu of them, "
-              "between %.1f s and %.1f s after the first byte (header_timeout %d s)\n",
-              slowfds.size(), trickle_ms, cut, cut ? first : 0.0, last, header_timeout);
+  std::printf(
+      "slowloris  %zu connections, 1 byte each per %d ms; the proxy cut %zu of them, "
+      "between %.1f s and %.1f s after the first byte (header_timeout %d s)\n",
+      slowfds.size(), trickle_ms, cut, cut ? first : 0.0, last, header_timeout);
   std::printf("slowloris  normal requests during it:");
-  for (double p : probes) std::printf(" %s", p >= 0 ? (std::to_string(p).substr(0, 6) + "ms").c_str() : "FAILED");
+  for (double p : probes)
+    std::printf(" %s", p >= 0 ? (std::to_string(p).substr(0, 6) + "ms").c_str() : "FAILED");
   std::printf("\n");
   print_phase("slowloris", base2, peak2, after2);
 

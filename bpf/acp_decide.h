@@ -217,6 +217,11 @@ static __always_inline int acp_egress_should_report(__u64 cookie, int seen, __u8
  * exactly a unix_allow entry (--allow-unix); every other name, abstract ones included, is
  * refused. socketpair() and already-connected sockets name nothing and are not judged. */
 
+/* A unix_allow entry whose value has this flag is refused like an unlisted name, but not
+ * reported (in audit mode: let through, not reported): the probes every glibc program makes
+ * and does without (the nscd socket). Still counted as denied. */
+#define ACP_UNIX_QUIET_DENY 1u
+
 /* Build the unix_allow key from sun_path as the call gave it. raw: the ACP_UNIX_PATH_MAX
  * bytes of sun_path (beyond addrlen they may be anything); addrlen: the sockaddr length the
  * caller passed (family included). As the kernel reads it (unix_mkname_bsd,

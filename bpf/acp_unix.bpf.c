@@ -63,10 +63,12 @@ static __always_inline int judge_unix(struct bpf_sock_addr *ctx, __u8 hook) {
 
   struct acp_config *cfg = get_config();
   __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE; /* no config: enforce (fail closed) */
-  int hit = key->len > 0 && bpf_map_lookup_elem(&unix_allow, key) != NULL;
-  __u8 verdict = acp_verdict_for(hit, mode);
+  struct acp_allow_value *v = key->len > 0 ? bpf_map_lookup_elem(&unix_allow, key) : NULL;
+  int quiet = v && (v->flags & ACP_UNIX_QUIET_DENY);
+  __u8 verdict = acp_verdict_for(v && !quiet, mode);
   count(ACP_FAM_UNIX, ACP_PRO_OTHER, verdict != ACP_VERDICT_ALLOW);
   if (verdict == ACP_VERDICT_ALLOW) return 1;
+  if (quiet) return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
 
   struct acp_event e = {};
   fill_event(&e, cfg);

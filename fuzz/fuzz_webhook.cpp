@@ -37,8 +37,9 @@ void check_answer(const Answer& a) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 3) return 0;
   static const int kStatus[] = {200, 202, 200, 500, 204, 301};
-  static const char* const kType[] = {"application/json", "application/json; charset=utf-8",
-                                      "Application/JSON ", "text/plain", "", "application/jsonx"};
+  static const char* const kType[] = {
+      "application/json", "application/json; charset=utf-8", "Application/JSON ", "text/plain", "",
+      "application/jsonx"};
   const int status = kStatus[data[0] % 6];
   const std::string type = kType[data[1] % 6];
   const bool can_wait = (data[2] & 1) != 0;

@@ -27,10 +27,12 @@ TEST(ChannelReplies, TelegramOkOfAnotherTypeIsNotAnErrorButARefusal) {
 }
 
 TEST(ChannelReplies, TelegramUpdateIdsNeverOverflowOrGoBack) {
-  auto u = telegram_updates(json::parse(R"([{"update_id":5},{"update_id":3},{"update_id":"9"}])"), 0);
+  auto u =
+      telegram_updates(json::parse(R"([{"update_id":5},{"update_id":3},{"update_id":"9"}])"), 0);
   EXPECT_EQ(u.next_offset, 6);
   // update_id + 1 overflowed (UB) on the largest id; it is skipped now.
-  u = telegram_updates(json::parse(R"([{"update_id":9223372036854775807,"callback_query":{}}])"), 7);
+  u = telegram_updates(json::parse(R"([{"update_id":9223372036854775807,"callback_query":{}}])"),
+                       7);
   EXPECT_EQ(u.next_offset, 7);
   EXPECT_TRUE(u.callbacks.empty());
   u = telegram_updates(json::parse(R"([{"update_id":18446744073709551615}])"), 7);

@@ -1,5 +1,7 @@
 #include "acp/kernel/session_maps.hpp"
 
+#include "acp_decide.h"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -94,7 +96,8 @@ Result<acp_unix_path> parse_unix_name(const std::string& name) {
         bytes.push_back(name[i]);
       }
     }
-    if (bytes.size() < 2) return make_error("unix name \"" + name + "\": empty abstract name", EINVAL);
+    if (bytes.size() < 2)
+      return make_error("unix name \"" + name + "\": empty abstract name", EINVAL);
   } else {
     if (name.empty() || name[0] != '/')
       return make_error("unix name \"" + name +
@@ -146,7 +149,9 @@ Result<std::vector<std::string>> read_unix_allow_entries(int fd) {
       if (errno == ENOENT) break;
       return errno_error("read unix_allow keys");
     }
-    out.push_back(unix_name_string(next));
+    acp_allow_value v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0 && (v.flags & ACP_UNIX_QUIET_DENY) == 0)
+      out.push_back(unix_name_string(next));
     key = next;
     prev = &key;
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "acp/kernel/session_maps.hpp"
+#include "acp_decide.h"
 #include "acp_sock.skel.h"
 #include "acp_unix.skel.h"
 #include "libbpf_log.hpp"
@@ -92,6 +93,16 @@ Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
   c.mode = cfg.mode;
   c.session_id = cfg.session_id;
   if (auto st = write_config(bpf_map__fd(skel->maps.config_map), c); !st) return st.error();
+  // Refused without events in every session: glibc's nscd socket, which every program that
+  // looks up a user or host probes and does without. Refused (not allowed) because nscd
+  // resolves host names for its caller: a DNS channel out of the wall.
+  for (const char* name : {"/var/run/nscd/socket", "/run/nscd/socket"}) {
+    auto key = parse_unix_name(name);
+    acp_allow_value quiet{ACP_UNIX_QUIET_DENY};
+    if (!key ||
+        bpf_map_update_elem(bpf_map__fd(skel->maps.unix_allow), &*key, &quiet, BPF_ANY) != 0)
+      return errno_error(std::string("add the quiet refusal of ") + name + " to unix_allow");
+  }
   progs.load_unix();
   return progs;
 }
@@ -184,8 +195,8 @@ Status SockPrograms::attach(int cgroup_fd) {
       if (!link) {
         // The kernel loaded them but will not link them here: the IP wall stands, local IPC
         // is reported as not walled.
-        unix_why_ = std::string("attach BPF program ") + kUnixLinkNames[i] + ": " +
-                    std::strerror(errno);
+        unix_why_ =
+            std::string("attach BPF program ") + kUnixLinkNames[i] + ": " + std::strerror(errno);
         acp_unix::destroy(unix_);  // also destroys the links made so far
         unix_ = nullptr;
         break;

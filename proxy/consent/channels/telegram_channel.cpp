@@ -1,12 +1,12 @@
 // The Telegram channel (acp/proxy/telegram_channel.hpp).
 #include "acp/proxy/telegram_channel.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <climits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -97,7 +97,8 @@ std::optional<long long> telegram_message_id(const json& result) {
 
 TelegramPress parse_telegram_callback(const json& cb, const std::string& chat_id) {
   TelegramPress p;
-  if (const json* id = member(cb, "id"); id && id->is_string()) p.callback_id = id->get<std::string>();
+  if (const json* id = member(cb, "id"); id && id->is_string())
+    p.callback_id = id->get<std::string>();
   if (p.callback_id.empty()) {
     p.error = "no callback id";
     return p;
@@ -128,7 +129,7 @@ TelegramPress parse_telegram_callback(const json& cb, const std::string& chat_id
       who += ":@" + un->get<std::string>();
     else if (id && id->is_number_integer())
       who += ":" + (id->is_number_unsigned() ? std::to_string(id->get<unsigned long long>())
-                                              : std::to_string(id->get<long long>()));
+                                             : std::to_string(id->get<long long>()));
   }
   p.answer.by = who;
   if (choice == "once") {

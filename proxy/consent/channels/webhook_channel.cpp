@@ -122,8 +122,7 @@ WebhookReply parse_webhook_reply(int status, const std::string& content_type,
   if (status != 200 && status != 202)
     return deny("the hook answered HTTP " + std::to_string(status));
   if (!is_json_content_type(content_type))
-    return deny("the hook's answer is not application/json (Content-Type '" + content_type +
-                "')");
+    return deny("the hook's answer is not application/json (Content-Type '" + content_type + "')");
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) return deny("the hook's answer is not valid JSON");
   if (j.is_object() && j.size() == 1 && j.contains("pending")) {
