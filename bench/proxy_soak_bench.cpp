@@ -149,8 +149,10 @@ std::string read_head(int fd, int timeout_ms) {
         held.push_back(c);
       fcntl(listen_fd, F_SETFL, O_NONBLOCK);
     }
-    // Closed by the proxy (the client hung up): let go of the fd.
-    if (held.size() > 0 && (held.size() % 512) == 0) {
+    // Closed by the proxy (the client hung up and the proxy passed the FIN on): close our end
+    // too, as a real upstream would, so the proxy can finish the tunnel. Checked whenever no
+    // new connection came in during the last poll.
+    if (!held.empty() && !(p[0].revents & POLLIN)) {
       std::vector<int> keep;
       for (int fd : held) {
         char b;

@@ -29,8 +29,8 @@ struct Counters {
 nlohmann::json counters_to_json(const Counters& c);
 
 // The names of the maps as pinned (map_<name>) and as in the skeleton.
-inline constexpr const char* kMapNames[] = {"allow_map",   "config_map",  "counters",
-                                            "events",      "recent",      "recent_head",
+inline constexpr const char* kMapNames[] = {"allow_map",   "config_map", "counters",
+                                            "events",      "recent",     "recent_head",
                                             "lost_events", "unix_allow"};
 
 Result<std::vector<Endpoint>> read_allow_entries(int allow_map_fd);
