@@ -26,6 +26,8 @@
  * so that a refused stream reports once, not once per retransmission. Eviction only means a
  * later refused packet of an old socket is reported again. */
 #define ACP_EGRESS_REPORTED_SLOTS 1024
+#define ACP_MAX_UNIX_ALLOW 64   /* unix_allow entries per session (--allow-unix) */
+#define ACP_UNIX_PATH_MAX 108   /* sizeof(sockaddr_un.sun_path) */
 
 /* Protocols as judged: a subset of IPPROTO_*. */
 #define ACP_PROTO_TCP 6
@@ -54,7 +56,13 @@ enum acp_hook {
    * pid, tid and comm are 0: the packet may be sent from softirq context (a SYN-ACK answers
    * a SYN), where "current" is not the agent; uid is the socket owner's. */
   ACP_HOOK_EGRESS = 5,
-  ACP_HOOK_MAX = 6,
+  /* cgroup/connect_unix and cgroup/sendmsg_unix (Linux 6.7+): connect() of an AF_UNIX socket
+   * and sendto()/sendmsg() with an address on an AF_UNIX datagram socket. The event's addr
+   * holds the first 16 bytes of the path as given (abstract names start with a NUL), port its
+   * length in bytes (acp_unix_key()). */
+  ACP_HOOK_CONNECT_UNIX = 6,
+  ACP_HOOK_SENDMSG_UNIX = 7,
+  ACP_HOOK_MAX = 8,
 };
 
 /* Families as counted (index into the counters). */
@@ -62,7 +70,8 @@ enum acp_family_idx {
   ACP_FAM_INET = 0,
   ACP_FAM_INET6 = 1, /* a mapped IPv4 destination counts as INET */
   ACP_FAM_OTHER = 2, /* sock_create of another family */
-  ACP_FAM_MAX = 3,
+  ACP_FAM_UNIX = 3,  /* connect_unix / sendmsg_unix (always counted as ACP_PRO_OTHER) */
+  ACP_FAM_MAX = 4,
 };
 
 enum acp_proto_idx {
@@ -88,6 +97,16 @@ struct acp_endpoint {
 /* allow map value. */
 struct acp_allow_value {
   __u32 flags; /* reserved, 0 */
+};
+
+/* unix_allow key: one AF_UNIX name, exactly as acp_unix_key() normalizes what connect() or
+ * sendmsg() named. A filesystem path is the bytes before its first NUL; an abstract name
+ * (path[0] == 0) is all addrlen - 2 bytes, NULs included. Bytes from len on are zero.
+ * No prefixes, no resolution: a relative path, a symlink's name or "/run/../run/x" is a
+ * different key from the path it leads to (and so refused unless listed itself). */
+struct acp_unix_path {
+  __u32 len;                     /* bytes of path that count */
+  __u8 path[ACP_UNIX_PATH_MAX];  /* zero-padded */
 };
 
 /* config map (array, one slot). Read on every attempt, so a mode switch takes effect at

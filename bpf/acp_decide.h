@@ -18,8 +18,10 @@
  * know clang's unroll pragma and would warn. */
 #ifdef __clang__
 #define ACP_UNROLL _Pragma("unroll")
+#define ACP_NO_UNROLL _Pragma("nounroll")
 #else
 #define ACP_UNROLL
+#define ACP_NO_UNROLL
 #endif
 
 /* Socket constants, spelled out: the BPF build has no libc headers. Values are the Linux
@@ -104,9 +106,9 @@ static __always_inline __u8 acp_verdict_for(int allowed, __u32 mode) {
 }
 
 /* socket(): which sockets may exist at all inside the wall.
- * - AF_UNIX and AF_NETLINK stay on the host (the cgroup does not police local IPC; the
- *   threat of asking an unconfined local daemon to connect for the agent is documented in
- *   docs/security.md).
+ * - AF_UNIX and AF_NETLINK may be created (the kernel does not run this hook for them
+ *   anyway). Where the kernel has cgroup/connect_unix (6.7+), the unix programs below judge
+ *   whom an AF_UNIX socket may reach; AF_NETLINK reaches only the kernel.
  * - AF_INET/AF_INET6 only as TCP or UDP: their connect()/sendmsg() then pass the hooks.
  *   SOCK_RAW and ICMP/ICMPv6 "ping" sockets are refused: they reach any address without a
  *   connect() the hooks would see. So are SCTP, UDP-Lite, MPTCP and the rest.
@@ -206,6 +208,44 @@ static __always_inline int acp_egress_should_report(__u64 cookie, int seen, __u8
   if (cookie != 0) return !seen;
   if (l4proto == ACP_IPPROTO_TCP) return (tcp_flags & ACP_TCP_SYN) != 0;
   return 1;
+}
+
+/* ---- cgroup/connect_unix, cgroup/sendmsg_unix: local IPC ----
+ * An agent that cannot reach the network may ask an unconfined local process to do it: the
+ * Docker API socket, a D-Bus bus (systemd-run --user), a tmux or screen server, an ssh-agent,
+ * X11. So an AF_UNIX connect() or addressed sendmsg() passes only when the name it gives is
+ * exactly a unix_allow entry (--allow-unix); every other name, abstract ones included, is
+ * refused. socketpair() and already-connected sockets name nothing and are not judged. */
+
+/* A unix_allow entry whose value has this flag is refused like an unlisted name, but not
+ * reported (in audit mode: let through, not reported): the probes every glibc program makes
+ * and does without (the nscd socket). Still counted as denied. */
+#define ACP_UNIX_QUIET_DENY 1u
+
+/* Build the unix_allow key from sun_path as the call gave it. raw: the ACP_UNIX_PATH_MAX
+ * bytes of sun_path (beyond addrlen they may be anything); addrlen: the sockaddr length the
+ * caller passed (family included). As the kernel reads it (unix_mkname_bsd,
+ * unix_find_abstract): a filesystem name ends at its first NUL or at addrlen, an abstract name
+ * (raw[0] == 0) is exactly addrlen - 2 bytes. Returns 0 when there is no name at all
+ * (addrlen <= 2; the kernel refuses that before the hook runs). */
+static __always_inline int acp_unix_key(struct acp_unix_path *k, const __u8 *raw, __u32 addrlen) {
+  __u32 n = addrlen > 2 ? addrlen - 2 : 0;
+  if (n > ACP_UNIX_PATH_MAX) n = ACP_UNIX_PATH_MAX;
+  __u32 len = n;
+  if (n > 0 && raw[0] != 0) {
+ACP_NO_UNROLL
+    for (__u32 i = 0; i < ACP_UNIX_PATH_MAX; i++) {
+      if (i >= n) break;
+      if (raw[i] == 0) {
+        len = i;
+        break;
+      }
+    }
+  }
+ACP_NO_UNROLL
+  for (__u32 i = 0; i < ACP_UNIX_PATH_MAX; i++) k->path[i] = i < len ? raw[i] : 0;
+  k->len = len;
+  return n > 0;
 }
 
 static __always_inline __u32 acp_proto_idx(__u8 proto) {

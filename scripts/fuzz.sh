@@ -3,7 +3,8 @@
 # build-fuzz/ and runs each for a bounded time, starting from its committed corpus
 # fuzz/corpus/<target>/. Fails on any finding: a crash, a leak, UB, an input over the time or
 # memory limit. The input that failed is kept in build-fuzz/artifacts/.
-# Usage: ./scripts/fuzz.sh [target...]      (targets: request_target request_head policy control mcp)
+# Usage: ./scripts/fuzz.sh [target...]      (targets: request_target request_head policy control
+#   mcp webhook telegram)
 #   FUZZ_SECONDS=60        time per target (-max_total_time)
 #   FUZZ_BUILD_DIR=build-fuzz
 # Inputs the fuzzer finds go to build-fuzz/corpus/<target>/, never into the committed corpus;
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 PER_TARGET=${FUZZ_SECONDS:-60}
-all=(request_target request_head policy control mcp)
+all=(request_target request_head policy control mcp webhook telegram)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 

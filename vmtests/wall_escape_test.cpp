@@ -244,7 +244,9 @@ TEST_P(WallEscape, TheProxyStandInStaysReachable) {
   EXPECT_EQ(py.value("status"), "200") << py.out;
   EXPECT_EQ(in_wall({"node", "-e", kNodeTcp, "127.0.0.1", std::to_string(p_)}).result(), "OK");
   if (bpf()) {
-    EXPECT_TRUE(events().empty()) << "nothing was refused";
+    std::string refused;
+    for (const auto& e : events()) refused += acp::kernel::describe_event(e) + "\n";
+    EXPECT_TRUE(refused.empty()) << "nothing was refused, but:\n" << refused;
   }
 }
 

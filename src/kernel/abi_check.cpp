@@ -46,5 +46,9 @@ ACP_ASSERT_OFFSET(acp_recent_head, next, 0);
 // The ring buffer size must be a power of two and a multiple of the page size.
 static_assert((ACP_RINGBUF_BYTES & (ACP_RINGBUF_BYTES - 1)) == 0, "ring buffer: power of two");
 static_assert(ACP_RINGBUF_BYTES % 4096 == 0, "ring buffer: page multiple");
-static_assert(ACP_COUNTER_SLOTS == 18, "counter slots: 3 families x 3 protocols x 2");
+static_assert(ACP_COUNTER_SLOTS == 24, "counter slots: 4 families x 3 protocols x 2");
+
+static_assert(sizeof(acp_unix_path) == 112, "acp_unix_path size");
+ACP_ASSERT_OFFSET(acp_unix_path, len, 0);
+ACP_ASSERT_OFFSET(acp_unix_path, path, 4);
 static_assert(ACP_COMM_LEN == 16, "TASK_COMM_LEN");

@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
 #include "acp/kernel/endpoint.hpp"
+#include "acp/kernel/session_maps.hpp"
 #include "libbpf_log.hpp"
 
 namespace acp::kernel {
@@ -74,6 +76,10 @@ std::string hook_name(uint8_t hook) {
       return "sock_create";
     case ACP_HOOK_EGRESS:
       return "egress";
+    case ACP_HOOK_CONNECT_UNIX:
+      return "connect_unix";
+    case ACP_HOOK_SENDMSG_UNIX:
+      return "sendmsg_unix";
     default:
       return "hook-" + std::to_string(hook);
   }
@@ -181,6 +187,19 @@ bool has_destination(uint8_t hook) {
   return hook < ACP_HOOK_SOCK_CREATE || hook == ACP_HOOK_EGRESS;
 }
 
+bool is_unix(uint8_t hook) {
+  return hook == ACP_HOOK_CONNECT_UNIX || hook == ACP_HOOK_SENDMSG_UNIX;
+}
+
+// The AF_UNIX name an event carries: its first 16 bytes (acp_abi.h), "..." when longer.
+std::string unix_destination(const acp_event& e) {
+  acp_unix_path p{};
+  const size_t shown = std::min<size_t>(e.port, sizeof(e.addr));
+  std::memcpy(p.path, e.addr, shown);
+  p.len = static_cast<uint32_t>(shown);
+  return "unix:" + unix_name_string(p) + (e.port > sizeof(e.addr) ? "..." : "");
+}
+
 Endpoint destination(const acp_event& e) {
   Endpoint ep;
   std::memcpy(ep.addr.data(), e.addr, sizeof(e.addr));
@@ -212,6 +231,7 @@ std::string describe_event(const acp_event& e) {
     s += " pid " + std::to_string(e.pid) + " (" + printable_comm(e.comm) + ") uid " +
          std::to_string(e.uid);
   if (has_destination(e.hook)) s += " -> " + to_string(destination(e));
+  if (is_unix(e.hook)) s += " -> " + unix_destination(e);
   return s;
 }
 
@@ -237,6 +257,10 @@ nlohmann::json event_to_json(const acp_event& e) {
     j["port"] = ep.port;
     j["proto"] = proto_name(ep.proto);
     j["destination"] = to_string(ep);
+  }
+  if (is_unix(e.hook)) {
+    j["destination"] = unix_destination(e);
+    j["path_len"] = e.port;
   }
   return j;
 }

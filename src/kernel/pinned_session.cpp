@@ -49,6 +49,9 @@ Result<LinkInfo> link_info(const std::string& dir, const std::string& pin_name) 
   if (li.type == BPF_LINK_TYPE_CGROUP) {
     info.cgroup_id = li.cgroup.cgroup_id;
     const char* t = libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(li.cgroup.attach_type));
+    // libbpf 1.1 predates the AF_UNIX attach types (Linux 6.7): name them as newer libbpf does.
+    if (!t && li.cgroup.attach_type == 49) t = "cgroup_unix_connect";
+    if (!t && li.cgroup.attach_type == 50) t = "cgroup_unix_sendmsg";
     info.attach_type = t ? t : "attach-type-" + std::to_string(li.cgroup.attach_type);
   } else {
     info.attach_type = "link-type-" + std::to_string(li.type);
@@ -80,6 +83,8 @@ Result<PinnedSession> PinnedSession::open(const std::string& dir) {
   for (const char* name : kMapNames) {
     std::string path = dir + "/map_" + name;
     UniqueFd fd(bpf_obj_get(path.c_str()));
+    // unix_allow is newer than the other maps: a session pinned by an older acp has none.
+    if (!fd && errno == ENOENT && std::string_view(name) == "unix_allow") continue;
     if (!fd) return errno_error("open pinned BPF map " + path);
     s.maps_.emplace(name, std::move(fd));
   }
@@ -93,6 +98,11 @@ int PinnedSession::map_fd(std::string_view name) const {
 
 Result<std::vector<Endpoint>> PinnedSession::allow_entries() const {
   return read_allow_entries(map_fd("allow_map"));
+}
+Result<std::vector<std::string>> PinnedSession::unix_allow_entries() const {
+  int fd = map_fd("unix_allow");
+  if (fd < 0) return std::vector<std::string>{};
+  return read_unix_allow_entries(fd);
 }
 Result<Counters> PinnedSession::counters() const {
   return read_counters(map_fd("counters"));

@@ -244,23 +244,32 @@ void probe_clone_and_kill(const ScratchCgroup& cg, const std::string& cg_root, F
                                 : "cgroup.kill present, but the child was not killed by it";
 }
 
-Feature probe_attach(const ScratchCgroup& cg) {
-  Feature f{"attach cgroup programs", false, true, "", ""};
+// Both features from one real load + attach: the IP wall (required) and the local-IPC programs
+// (not required: without them the wall holds for the network, and AF_UNIX is not judged).
+void probe_attach(const ScratchCgroup& cg, Feature& f, Feature& unix_f) {
   f.remedy =
       "needs cgroup BPF links (Linux 5.7+, CONFIG_CGROUP_BPF=y); set ACP_DEBUG=1 for "
       "libbpf's log, or use --backend=iptables";
   auto progs = SockPrograms::load({ACP_MODE_ENFORCE, 0});
   if (!progs) {
     f.detail = progs.error().message();
-    return f;
+    unix_f.detail = "not checked: the IP wall did not load";
+    return;
   }
   if (auto st = progs->attach(cg.fd()); !st) {
     f.detail = st.error().message();
-    return f;
+    unix_f.detail = "not checked: the IP wall did not attach";
+    return;
   }
   f.ok = true;
-  f.detail = "loaded acp_sock and linked its 5 programs to a scratch cgroup";
-  return f;  // progs goes out of scope: unpinned links detach
+  f.detail = "loaded acp_sock and linked its 6 programs to a scratch cgroup";
+  unix_f.ok = progs->unix_walled();
+  unix_f.detail = unix_f.ok ? "loaded acp_unix and linked connect_unix, sendmsg_unix"
+                            : progs->unix_why() +
+                                  "; AF_UNIX connect()/sendmsg() are NOT judged: the agent "
+                                  "can ask local daemons (docker.sock, D-Bus, tmux) to act "
+                                  "for it";
+  // progs goes out of scope: unpinned links detach
 }
 
 }  // namespace
@@ -291,25 +300,31 @@ std::vector<Feature> probe_kernel_features() {
     for (size_t i = first_kernel_check; i < out.size(); i++) out[i] = not_checked(out[i]);
 
   Feature attach{"attach cgroup programs", false, true, "", ""};
+  Feature unix_wall{"local IPC wall (cgroup/connect_unix)", false, false, "", ""};
+  unix_wall.remedy =
+      "Linux 6.7+ with BTF (/sys/kernel/btf/vmlinux); until then run the agent as a user that "
+      "owns no daemon sockets (see docs/security.md)";
   Feature clone{"clone3 into cgroup", false, true, "", ""};
   clone.remedy = "needs clone3 with CLONE_INTO_CGROUP (Linux 5.7+)";
   Feature kill{"cgroup.kill", false, true, "", ""};
   kill.remedy = "needs cgroup.kill (Linux 5.14+) to kill a whole session at once";
   if (!privileged) {
     attach = not_checked(attach);
+    unix_wall = not_checked(unix_wall);
     clone = not_checked(clone);
     kill = not_checked(kill);
   } else if (!have_cgroup2) {
-    attach.detail = clone.detail = kill.detail = "not checked: no cgroup2";
+    attach.detail = clone.detail = kill.detail = unix_wall.detail = "not checked: no cgroup2";
     attach.remedy = clone.remedy = kill.remedy = out[1].remedy;
   } else if (auto cg = ScratchCgroup::make(cg_root); !cg) {
-    attach.detail = clone.detail = kill.detail = cg.error().message();
+    attach.detail = clone.detail = kill.detail = unix_wall.detail = cg.error().message();
     attach.remedy = "make sure " + cg_root + " is writable by root";
   } else {
-    attach = probe_attach(*cg);
+    probe_attach(*cg, attach, unix_wall);
     probe_clone_and_kill(*cg, cg_root, clone, kill);
   }
   out.push_back(std::move(attach));
+  out.push_back(std::move(unix_wall));
   out.push_back(std::move(clone));
   out.push_back(std::move(kill));
   return out;

@@ -1,10 +1,14 @@
 #include "acp/kernel/session_maps.hpp"
 
+#include "acp_decide.h"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <tuple>
 
 namespace acp::kernel {
@@ -24,7 +28,7 @@ uint64_t Counters::total_denied() const {
 }
 
 nlohmann::json counters_to_json(const Counters& c) {
-  static constexpr const char* kFam[ACP_FAM_MAX] = {"inet", "inet6", "other"};
+  static constexpr const char* kFam[ACP_FAM_MAX] = {"inet", "inet6", "other", "unix"};
   static constexpr const char* kPro[ACP_PRO_MAX] = {"tcp", "udp", "other"};
   nlohmann::json j;
   for (int fam = 0; fam < ACP_FAM_MAX; fam++) {
@@ -76,6 +80,96 @@ Status remove_allow_entry(int fd, const Endpoint& ep) {
   acp_endpoint key = to_abi(ep);
   if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT)
     return errno_error("remove " + to_string(ep) + " from allow_map");
+  return {};
+}
+
+Result<acp_unix_path> parse_unix_name(const std::string& name) {
+  acp_unix_path p{};
+  std::string bytes;
+  if (!name.empty() && name[0] == '@') {
+    bytes.push_back('\0');
+    for (size_t i = 1; i < name.size(); i++) {
+      if (name[i] == '\\' && i + 1 < name.size() && name[i + 1] == '0') {
+        bytes.push_back('\0');
+        i++;
+      } else {
+        bytes.push_back(name[i]);
+      }
+    }
+    if (bytes.size() < 2)
+      return make_error("unix name \"" + name + "\": empty abstract name", EINVAL);
+  } else {
+    if (name.empty() || name[0] != '/')
+      return make_error("unix name \"" + name +
+                            "\": give an absolute path or @abstract (the wall matches the name "
+                            "exactly as connect() gives it; a relative one would never match)",
+                        EINVAL);
+    if (name.find('\0') != std::string::npos)
+      return make_error("unix path with a NUL byte", EINVAL);
+    bytes = name;
+  }
+  if (bytes.size() > ACP_UNIX_PATH_MAX)
+    return make_error("unix name \"" + name + "\": longer than sun_path (" +
+                          std::to_string(ACP_UNIX_PATH_MAX) + " bytes)",
+                      ENAMETOOLONG);
+  std::memcpy(p.path, bytes.data(), bytes.size());
+  p.len = static_cast<uint32_t>(bytes.size());
+  return p;
+}
+
+std::string unix_name_string(const acp_unix_path& p) {
+  size_t len = std::min<size_t>(p.len, ACP_UNIX_PATH_MAX);
+  std::string out;
+  size_t i = 0;
+  if (len > 0 && p.path[0] == 0) {
+    out = "@";
+    i = 1;
+  }
+  for (; i < len; i++) {
+    auto c = static_cast<unsigned char>(p.path[i]);
+    if (c == 0) {
+      out += "\\0";
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> read_unix_allow_entries(int fd) {
+  std::vector<std::string> out;
+  acp_unix_path key{}, next{};
+  const void* prev = nullptr;
+  for (int i = 0; i <= 2 * ACP_MAX_UNIX_ALLOW; i++) {
+    if (bpf_map_get_next_key(fd, prev, &next) != 0) {
+      if (errno == ENOENT) break;
+      return errno_error("read unix_allow keys");
+    }
+    acp_allow_value v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0 && (v.flags & ACP_UNIX_QUIET_DENY) == 0)
+      out.push_back(unix_name_string(next));
+    key = next;
+    prev = &key;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+Status add_unix_allow_entry(int fd, const std::string& name) {
+  auto key = parse_unix_name(name);
+  if (!key) return key.error();
+  acp_allow_value val{};
+  if (bpf_map_update_elem(fd, &*key, &val, BPF_ANY) != 0) {
+    int err = errno;
+    std::string ctx = "add unix name " + name + " to unix_allow";
+    if (err == E2BIG) ctx += " (at most " + std::to_string(ACP_MAX_UNIX_ALLOW) + " names)";
+    return make_error(std::move(ctx), err);
+  }
   return {};
 }
 

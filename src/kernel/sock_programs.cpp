@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <utility>
 #include <vector>
 
 #include "acp/kernel/session_maps.hpp"
+#include "acp_decide.h"
 #include "acp_sock.skel.h"
+#include "acp_unix.skel.h"
 #include "libbpf_log.hpp"
 
 namespace acp::kernel {
@@ -34,6 +37,34 @@ bpf_map* map_by_name(acp_sock* s, std::string_view name) {
   if (name == "recent") return s->maps.recent;
   if (name == "recent_head") return s->maps.recent_head;
   if (name == "lost_events") return s->maps.lost_events;
+  if (name == "unix_allow") return s->maps.unix_allow;
+  return nullptr;
+}
+
+// The attach types of the local-IPC programs (enum bpf_attach_type, Linux 6.7). Spelled out:
+// the UAPI headers and libbpf (1.1) of Debian 12 predate them, and libbpf does not know the
+// cgroup/connect_unix section names, so the loader sets type and attach type itself.
+constexpr int kAttachUnixConnect = 49;  // BPF_CGROUP_UNIX_CONNECT
+constexpr int kAttachUnixSendmsg = 50;  // BPF_CGROUP_UNIX_SENDMSG
+
+std::array<bpf_program*, kUnixLinkNames.size()> unix_programs(acp_unix* u) {
+  return {u->progs.acp_connect_unix, u->progs.acp_sendmsg_unix};
+}
+std::array<bpf_link**, kUnixLinkNames.size()> unix_link_slots(acp_unix* u) {
+  return {&u->links.acp_connect_unix, &u->links.acp_sendmsg_unix};
+}
+
+// The maps acp_unix shares with acp_sock (acp_maps.bpf.h), by name.
+bpf_map* shared_map(acp_unix* u, std::string_view name) {
+  if (name == "allow_map") return u->maps.allow_map;
+  if (name == "config_map") return u->maps.config_map;
+  if (name == "unix_allow") return u->maps.unix_allow;
+  if (name == "counters") return u->maps.counters;
+  if (name == "events") return u->maps.events;
+  if (name == "recent") return u->maps.recent;
+  if (name == "recent_head") return u->maps.recent_head;
+  if (name == "lost_events") return u->maps.lost_events;
+  if (name == "egress_reported") return u->maps.egress_reported;
   return nullptr;
 }
 
@@ -62,15 +93,65 @@ Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
   c.mode = cfg.mode;
   c.session_id = cfg.session_id;
   if (auto st = write_config(bpf_map__fd(skel->maps.config_map), c); !st) return st.error();
+  // Refused without events in every session: glibc's nscd socket, which every program that
+  // looks up a user or host probes and does without. Refused (not allowed) because nscd
+  // resolves host names for its caller: a DNS channel out of the wall.
+  for (const char* name : {"/var/run/nscd/socket", "/run/nscd/socket"}) {
+    auto key = parse_unix_name(name);
+    acp_allow_value quiet{ACP_UNIX_QUIET_DENY};
+    if (!key ||
+        bpf_map_update_elem(bpf_map__fd(skel->maps.unix_allow), &*key, &quiet, BPF_ANY) != 0)
+      return errno_error(std::string("add the quiet refusal of ") + name + " to unix_allow");
+  }
+  progs.load_unix();
   return progs;
 }
 
-SockPrograms::SockPrograms(SockPrograms&& o) noexcept : skel_(std::exchange(o.skel_, nullptr)) {}
+// The local-IPC programs, on this session's maps. Failing here is not an error of the wall:
+// the IP programs hold either way; unix_why_ says what is not covered.
+void SockPrograms::load_unix() {
+  acp_unix* u = acp_unix::open();
+  if (!u) {
+    unix_why_ = std::string("open BPF object acp_unix: ") + std::strerror(errno);
+    return;
+  }
+  auto progs = unix_programs(u);
+  bpf_program__set_type(progs[0], BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
+  bpf_program__set_expected_attach_type(progs[0], static_cast<bpf_attach_type>(kAttachUnixConnect));
+  bpf_program__set_type(progs[1], BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
+  bpf_program__set_expected_attach_type(progs[1], static_cast<bpf_attach_type>(kAttachUnixSendmsg));
+  for (const char* name : {"allow_map", "config_map", "unix_allow", "counters", "events", "recent",
+                           "recent_head", "lost_events", "egress_reported"}) {
+    bpf_map* mine = shared_map(u, name);
+    bpf_map* theirs = name == std::string_view("egress_reported") ? skel_->maps.egress_reported
+                                                                  : map_by_name(skel_, name);
+    if (int rc = bpf_map__reuse_fd(mine, bpf_map__fd(theirs)); rc != 0) {
+      unix_why_ = std::string("share map ") + name + " with acp_unix: " + std::strerror(err_of(rc));
+      acp_unix::destroy(u);
+      return;
+    }
+  }
+  if (int rc = acp_unix::load(u); rc != 0) {
+    int err = err_of(rc);
+    unix_why_ = std::string("load cgroup/connect_unix, sendmsg_unix: ") + std::strerror(err) +
+                " (needs Linux 6.7+ with BTF at /sys/kernel/btf/vmlinux)";
+    acp_unix::destroy(u);
+    return;
+  }
+  unix_ = u;
+}
+
+SockPrograms::SockPrograms(SockPrograms&& o) noexcept
+    : skel_(std::exchange(o.skel_, nullptr)),
+      unix_(std::exchange(o.unix_, nullptr)),
+      unix_why_(std::move(o.unix_why_)) {}
 
 SockPrograms& SockPrograms::operator=(SockPrograms&& o) noexcept {
   if (this != &o) {
     reset();
     skel_ = std::exchange(o.skel_, nullptr);
+    unix_ = std::exchange(o.unix_, nullptr);
+    unix_why_ = std::move(o.unix_why_);
   }
   return *this;
 }
@@ -81,6 +162,8 @@ SockPrograms::~SockPrograms() {
 
 // Destroys the links (closing a link fd detaches only an unpinned link) and the maps.
 void SockPrograms::reset() {
+  if (unix_) acp_unix::destroy(unix_);
+  unix_ = nullptr;
   if (skel_) acp_sock::destroy(skel_);
   skel_ = nullptr;
 }
@@ -103,6 +186,23 @@ Status SockPrograms::attach(int cgroup_fd) {
                         err);
     }
     *slots[i] = link;
+  }
+  if (unix_) {
+    auto uprogs = unix_programs(unix_);
+    auto uslots = unix_link_slots(unix_);
+    for (size_t i = 0; i < uprogs.size(); i++) {
+      bpf_link* link = bpf_program__attach_cgroup(uprogs[i], cgroup_fd);
+      if (!link) {
+        // The kernel loaded them but will not link them here: the IP wall stands, local IPC
+        // is reported as not walled.
+        unix_why_ =
+            std::string("attach BPF program ") + kUnixLinkNames[i] + ": " + std::strerror(errno);
+        acp_unix::destroy(unix_);  // also destroys the links made so far
+        unix_ = nullptr;
+        break;
+      }
+      *uslots[i] = link;
+    }
   }
   return {};
 }
@@ -131,6 +231,18 @@ Status SockPrograms::pin(const std::string& dir) {
     }
     made.push_back(path);
   }
+  if (unix_) {
+    auto uslots = unix_link_slots(unix_);
+    for (size_t i = 0; i < uslots.size(); i++) {
+      std::string path = dir + "/link_" + kUnixLinkNames[i];
+      if (bpf_obj_pin(bpf_link__fd(*uslots[i]), path.c_str()) != 0) {
+        int err = errno;
+        undo();
+        return make_error("pin BPF link " + path, err);
+      }
+      made.push_back(path);
+    }
+  }
   for (const char* name : kMapNames) {
     std::string path = dir + "/map_" + name;
     if (bpf_obj_pin(map_fd(name), path.c_str()) != 0) {
@@ -151,6 +263,11 @@ Status SockPrograms::allow(const Endpoint& ep) {
 Status SockPrograms::disallow(const Endpoint& ep) {
   if (!skel_) return make_error("disallow " + to_string(ep) + ": BPF programs not loaded", EINVAL);
   return remove_allow_entry(map_fd("allow_map"), ep);
+}
+
+Status SockPrograms::allow_unix(const std::string& name) {
+  if (!skel_) return make_error("allow unix name " + name + ": BPF programs not loaded", EINVAL);
+  return add_unix_allow_entry(map_fd("unix_allow"), name);
 }
 
 Status SockPrograms::set_mode(acp_mode mode) {

@@ -27,6 +27,7 @@
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/probe.hpp"
+#include "acp/kernel/session_maps.hpp"
 #include "acp/kernel/sock_programs.hpp"
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
@@ -123,6 +124,9 @@ int run_agent_session(const RunOptions& o) {
     if (!ep) return fail("--allow=" + a + ": " + ep.error().message());
     extra_allow.push_back(*ep);
   }
+  for (const auto& u : o.allow_unix)
+    if (auto key = kernel::parse_unix_name(u); !key)
+      return fail("--allow-unix=" + u + ": " + key.error().message());
 
   // Which wall: the same probe as `acp doctor` decides what works here (backend.hpp).
   auto sel = backend::select_backend(requested_backend(o), backend::system_probe());
@@ -232,9 +236,16 @@ int run_agent_session(const RunOptions& o) {
     auto loaded = SockPrograms::load(SockConfig{mode, session_id_number(id)});
     if (!loaded) return fail(loaded.error().message());
     progs.emplace(std::move(*loaded));
+    for (const auto& u : o.allow_unix)
+      if (auto st = progs->allow_unix(u); !st) return fail(st.error().message());
     // Attached and pinned before the agent exists: from its first instruction the wall holds,
     // and it keeps holding if acp is killed (the pins own the links).
     if (auto st = progs->attach(cgroup->fd()); !st) return fail(st.error().message());
+    if (!progs->unix_walled())
+      std::fprintf(stderr,
+                   "acp: local IPC is NOT walled on this kernel (%s): the agent can reach unix "
+                   "sockets (docker.sock, D-Bus, tmux); see docs/security.md\n",
+                   progs->unix_why().c_str());
     if (auto st = progs->pin(pin_dir); !st) return fail(st.error().message());
   }
   test_pause_point("attached");
@@ -272,6 +283,11 @@ int run_agent_session(const RunOptions& o) {
   if (progs)
     for (const auto& ep : allow)
       if (auto st = progs->allow(ep); !st) return fail(st.error().message());
+  if (kind != backend::Kind::kBpf && kind != backend::Kind::kNone)
+    std::fprintf(stderr,
+                 "acp: local IPC is NOT walled by the %s backend: the agent can reach unix "
+                 "sockets (docker.sock, D-Bus, tmux); see docs/security.md\n",
+                 backend_name.c_str());
   if (kind == backend::Kind::kIptables) {
     // Both families' chains, in place before the agent exists; like pins, they outlive a
     // crashed acp (fail-closed) until `acp gc` removes them.

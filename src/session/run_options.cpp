@@ -19,6 +19,13 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                   "Also let the agent reach ADDR:PORT[/udp] directly (exact address, port and "
                   "protocol; repeatable), e.g. --allow=127.0.0.1:5432 --allow=[::1]:53/udp")
       ->allow_extra_args(false);
+  sub->add_option("--allow-unix", o.allow_unix,
+                  "Also let the agent connect (or send) to this unix socket: an absolute PATH "
+                  "exactly as the agent names it, or @NAME for an abstract socket (repeatable). "
+                  "Without it every AF_UNIX connect() is refused (bpf backend, Linux 6.7+): "
+                  "docker.sock, D-Bus, tmux and ssh-agent would act for the agent outside the "
+                  "wall. Never list a socket that can run commands or open connections")
+      ->allow_extra_args(false);
   sub->add_option("--user", o.user,
                   "Run the agent as USER (name or uid); default: the user who ran sudo");
   sub->add_flag("--allow-root", o.allow_root,

@@ -19,7 +19,7 @@
 namespace acp {
 namespace {
 
-const char* kFamilies[ACP_FAM_MAX] = {"ipv4", "ipv6", "other"};
+const char* kFamilies[ACP_FAM_MAX] = {"ipv4", "ipv6", "other", "unix"};
 const char* kProtos[ACP_PRO_MAX] = {"tcp", "udp", "other"};
 
 void read_pending(SessionStatus& st, bool ask_control);
@@ -79,14 +79,20 @@ SessionStatus read_one(const std::string& id, bool ask_control) {
     st.mode = cfg->mode == ACP_MODE_AUDIT ? "audit" : "enforce";
   else
     st.problems.push_back("config: " + cfg.error().message());
-  if (auto l = pins->links())
+  if (auto l = pins->links()) {
     st.programs = *l;
-  else
+    for (const auto& p : st.programs)
+      if (p.pin_name == "link_connect_unix" && p.prog_id != 0) st.unix_walled = true;
+  } else
     st.problems.push_back("links: " + l.error().message());
   if (auto a = pins->allow_entries())
     st.allow = *a;
   else
     st.problems.push_back("allow map: " + a.error().message());
+  if (auto u = pins->unix_allow_entries())
+    st.allow_unix = *u;
+  else
+    st.problems.push_back("unix allow map: " + u.error().message());
   if (auto c = pins->counters())
     st.counters = *c;
   else
@@ -173,6 +179,10 @@ nlohmann::json session_status_to_json(const SessionStatus& s) {
                              {"attach_type", p.attach_type}});
   j["allow"] = nlohmann::json::array();
   for (const auto& a : s.allow) j["allow"].push_back(kernel::to_string(a));
+  if (s.backend == "bpf") {
+    j["unix_walled"] = s.unix_walled;
+    j["allow_unix"] = s.allow_unix;
+  }
   j["counters"] = counters_json(s.counters);
   j["recent_denied"] = nlohmann::json::array();
   for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
@@ -231,6 +241,11 @@ std::string status_to_text(const MachineStatus& m) {
       o << "    id " << p.prog_id << "  " << p.prog_name << "  " << p.attach_type << "\n";
     o << "  allow map:\n";
     for (const auto& a : s.allow) o << "    " << kernel::to_string(a) << "\n";
+    o << "  local IPC:  "
+      << (s.unix_walled ? "walled (AF_UNIX connect/sendmsg judged)"
+                        : "NOT walled (no connect_unix program: kernel < 6.7 or no BTF)")
+      << "\n";
+    for (const auto& u : s.allow_unix) o << "    allowed unix: " << u << "\n";
     o << "  counters:   allowed / denied\n";
     bool any = false;
     for (int f = 0; f < ACP_FAM_MAX; ++f)

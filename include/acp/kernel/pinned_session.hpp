@@ -33,12 +33,15 @@ nlohmann::json link_info_to_json(const LinkInfo& l);
 
 class PinnedSession {
  public:
-  // Opens every map_<name> pin in dir. Fails (naming the missing pin) when one is absent.
+  // Opens every map_<name> pin in dir. Fails (naming the missing pin) when one is absent
+  // (map_unix_allow may be: sessions pinned by an older acp have none).
   static Result<PinnedSession> open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
 
   Result<std::vector<Endpoint>> allow_entries() const;
+  // --allow-unix names, "/path" or "@abstract"; none when the session has no unix_allow map.
+  Result<std::vector<std::string>> unix_allow_entries() const;
   Result<Counters> counters() const;
   Result<std::vector<acp_event>> recent_events() const;  // oldest first
   Result<uint64_t> lost_events() const;

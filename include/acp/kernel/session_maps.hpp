@@ -29,13 +29,23 @@ struct Counters {
 nlohmann::json counters_to_json(const Counters& c);
 
 // The names of the maps as pinned (map_<name>) and as in the skeleton.
-inline constexpr const char* kMapNames[] = {"allow_map", "config_map",  "counters",   "events",
-                                            "recent",    "recent_head", "lost_events"};
+inline constexpr const char* kMapNames[] = {"allow_map",   "config_map", "counters",
+                                            "events",      "recent",     "recent_head",
+                                            "lost_events", "unix_allow"};
 
 Result<std::vector<Endpoint>> read_allow_entries(int allow_map_fd);
 Status add_allow_entry(int allow_map_fd, const Endpoint& ep);
 // Removing an endpoint that is not there is not an error.
 Status remove_allow_entry(int allow_map_fd, const Endpoint& ep);
+
+// AF_UNIX names (--allow-unix) as the user writes them: "/path" or "@abstract" (a NUL in an
+// abstract name as "\0"). parse_unix_name refuses an empty name, one longer than sun_path
+// (108 bytes), a relative path (never matched: the kernel hook sees the name as given), and a
+// filesystem path with a NUL in it.
+Result<acp_unix_path> parse_unix_name(const std::string& name);
+std::string unix_name_string(const acp_unix_path& p);
+Result<std::vector<std::string>> read_unix_allow_entries(int unix_allow_fd);
+Status add_unix_allow_entry(int unix_allow_fd, const std::string& name);
 
 Result<Counters> read_counters(int counters_fd);
 // Non-empty slots of the recent-events array, oldest first.

@@ -1,5 +1,8 @@
 // The owner of one session's BPF wall: the acp_sock skeleton (bpf/acp_sock.bpf.c), its six
-// cgroup programs and their links. One instance per session: each has its own maps.
+// cgroup programs and their links, and, where the kernel has cgroup/connect_unix (6.7+, with
+// BTF), the acp_unix skeleton (bpf/acp_unix.bpf.c): two more programs on the same maps that
+// judge AF_UNIX connect()/sendmsg() (local IPC). One instance per session: each has its own
+// maps.
 //
 // Lifecycle (the caller's order matters for the fail-closed guarantee):
 //   auto progs = SockPrograms::load({.mode = ACP_MODE_ENFORCE, .session_id = id});
@@ -22,7 +25,8 @@
 #include "acp/util/result.hpp"
 #include "acp_abi.h"
 
-struct acp_sock;  // the generated skeleton (acp_sock.skel.h, build tree only)
+struct acp_sock;  // the generated skeletons (acp_sock.skel.h, acp_unix.skel.h: build tree only)
+struct acp_unix;
 
 namespace acp::kernel {
 
@@ -35,11 +39,15 @@ struct SockConfig {
 // the cgroup_skb/egress backstop for accepted (inbound) connections, see docs/bpf.md.
 inline constexpr std::array<const char*, 6> kLinkNames = {"connect4", "connect6",    "sendmsg4",
                                                           "sendmsg6", "sock_create", "egress"};
+// The local-IPC programs (acp_unix), pinned as link_<name> too when the kernel has them.
+inline constexpr std::array<const char*, 2> kUnixLinkNames = {"connect_unix", "sendmsg_unix"};
 
 class SockPrograms {
  public:
   // Opens and loads the programs (verifier included) and writes config_map. Nothing is
   // attached yet. The allow map starts empty: until allow() adds the proxy, nothing passes.
+  // The local-IPC programs are loaded too when this kernel can; when it cannot, the IP wall
+  // still loads and unix_walled() is false with unix_why() saying why.
   static Result<SockPrograms> load(const SockConfig& cfg);
 
   SockPrograms(SockPrograms&& o) noexcept;
@@ -49,9 +57,16 @@ class SockPrograms {
   ~SockPrograms();
 
   // Attaches all six programs to the cgroup through bpf_links (multi-attach: other
-  // programs on the same cgroup keep running). All or nothing.
+  // programs on the same cgroup keep running). All or nothing. Then the two local-IPC
+  // programs, when loaded: if the kernel refuses those links, the IP wall stays attached and
+  // unix_walled() turns false (unix_why() says why). Every caller that builds a wall (acp run,
+  // the daemon, the node agent) gets them through this one call.
   Status attach(int cgroup_fd);
   bool attached() const;
+  // Whether AF_UNIX connect()/sendmsg() are judged (the acp_unix programs are loaded, and
+  // attached once attach() ran), and if not, why.
+  bool unix_walled() const { return unix_ != nullptr; }
+  const std::string& unix_why() const { return unix_why_; }
 
   // Pins each link as dir/link_<name> and each map as dir/map_<name>; creates dir (0700)
   // when absent. All or nothing: on failure the pins made so far are removed again.
@@ -59,6 +74,9 @@ class SockPrograms {
 
   Status allow(const Endpoint& ep);
   Status disallow(const Endpoint& ep);
+  // Lets the agent connect (or send) to this AF_UNIX name: a path, or "@name" for an abstract
+  // one (see parse_unix_name). Works whether or not unix_walled().
+  Status allow_unix(const std::string& name);
   Status set_mode(acp_mode mode);
 
   // The ring buffer of denied attempts (for EventReader). Owned by this object.
@@ -69,8 +87,11 @@ class SockPrograms {
  private:
   explicit SockPrograms(acp_sock* skel) : skel_(skel) {}
   void reset();
+  void load_unix();
 
   acp_sock* skel_ = nullptr;
+  acp_unix* unix_ = nullptr;
+  std::string unix_why_;
 };
 
 }  // namespace acp::kernel

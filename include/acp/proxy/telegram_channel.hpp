@@ -12,7 +12,10 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/channel.hpp"
@@ -31,6 +34,36 @@ struct TelegramSettings {
   std::chrono::milliseconds backoff{1000};  // after a failed poll; doubles, at most 30 s
   ChannelContext ctx;
 };
+
+// ---- The Bot API replies, parsed without side effects (fuzz/fuzz_telegram.cpp) ----
+// Everything here takes what the network sent and never throws: a field of the wrong type is
+// the same as a missing one.
+
+// The "result" of a Bot API reply body ({"ok":true,"result":...}); nullopt when the body is not
+// JSON, not an object, "ok" is not the boolean true, or there is no "result".
+std::optional<nlohmann::json> telegram_result(const std::string& body);
+
+// A getUpdates result: the callback_query objects in it, in order, and the offset for the next
+// poll (the largest update_id + 1, never less than `offset`; an update_id that cannot be
+// advanced past, such as the largest integer, leaves the offset where it is).
+struct TelegramUpdates {
+  long long next_offset = 0;
+  std::vector<nlohmann::json> callbacks;
+};
+TelegramUpdates telegram_updates(const nlohmann::json& result, long long offset);
+
+// The message_id of a sendMessage result; nullopt when missing or not an integer.
+std::optional<long long> telegram_message_id(const nlohmann::json& result);
+
+// One button press (a callback_query). `error` non-empty: refuse it and tell the presser that
+// text (answerCallbackQuery), unless callback_id is empty (then nothing can be answered).
+struct TelegramPress {
+  std::string callback_id;
+  std::string error;       // "not allowed: ...", "unknown button"
+  std::string request_id;  // acp:<request id>:<choice>
+  Answer answer;           // approve/scope/duration/reason/by, when error is empty
+};
+TelegramPress parse_telegram_callback(const nlohmann::json& cb, const std::string& chat_id);
 
 class TelegramChannel final : public Channel {
  public:

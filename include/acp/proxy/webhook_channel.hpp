@@ -68,6 +68,27 @@ Status verify_webhook_signature(const std::string& header, const std::string& bo
 nlohmann::json webhook_request_body(const PendingInfo& p, const ChannelContext& ctx,
                                     const std::string& callback_url);
 
+// ---- The hook's answers, parsed without side effects (fuzz/fuzz_webhook.cpp) ----
+
+// What the hook's reply to the POST of a pending request decides. `can_wait`: a callback
+// listener is configured, so {"pending":true} is allowed. Strict: anything but a well-formed
+// answer is a deny whose reason says what was wrong. Never throws.
+struct WebhookReply {
+  enum class Kind { kAnswer, kPending, kDeny } kind = Kind::kDeny;
+  Answer answer;       // kAnswer: the decision (a deny carries "webhook: <reason>")
+  std::string reason;  // kDeny: why the reply was refused
+};
+WebhookReply parse_webhook_reply(int status, const std::string& content_type,
+                                 const std::string& body, bool can_wait);
+
+// The body of a signed callback (after verify_webhook_signature): the request id and the
+// answer. The error says what is wrong (answered as HTTP 400). Never throws.
+struct WebhookCallback {
+  std::string request_id;
+  Answer answer;
+};
+Result<WebhookCallback> parse_webhook_callback(const std::string& body);
+
 class WebhookChannel final : public Channel {
  public:
   WebhookChannel(boost::asio::io_context& io, ConsentGate& gate, WebhookSettings s);

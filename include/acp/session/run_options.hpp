@@ -20,6 +20,7 @@ struct RunOptions {
   std::optional<std::string> isolation;  // --isolation=preload: the origin docs' spelling
   std::optional<uint16_t> proxy_port;    // unset: 8443, or the next free port when 8443 is taken
   std::vector<std::string> allow;        // ADDR:PORT[/udp|/tcp], exact
+  std::vector<std::string> allow_unix;   // AF_UNIX names the agent may reach: /path or @abstract
   std::optional<std::string> user;
   bool allow_root = false;
   bool audit_only = false;

@@ -25,6 +25,10 @@ struct SessionStatus {
   std::string mode;                      // from the config map: "enforce" | "audit"
   std::vector<kernel::LinkInfo> programs;
   std::vector<kernel::Endpoint> allow;
+  // Local IPC: whether the connect_unix program is pinned (AF_UNIX connect() judged), and the
+  // names the agent may still reach (--allow-unix).
+  bool unix_walled = false;
+  std::vector<std::string> allow_unix;
   kernel::Counters counters;
   std::vector<acp_event> recent_denied;
   uint64_t lost_events = 0;

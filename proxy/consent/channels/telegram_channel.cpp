@@ -1,11 +1,13 @@
 // The Telegram channel (acp/proxy/telegram_channel.hpp).
 #include "acp/proxy/telegram_channel.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <climits>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -45,7 +47,107 @@ std::string chat_id_text(const json& j) {
   return "";
 }
 
+const json* member(const json& o, const char* key) {
+  if (!o.is_object()) return nullptr;
+  auto it = o.find(key);
+  return it == o.end() ? nullptr : &*it;
+}
+
 }  // namespace
+
+std::optional<json> telegram_result(const std::string& body) {
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  const json* ok = member(j, "ok");
+  // Not j.value("ok", false): that throws when "ok" is there with another type.
+  if (!ok || !ok->is_boolean() || !ok->get<bool>()) return std::nullopt;
+  const json* r = member(j, "result");
+  if (!r) return std::nullopt;
+  return *r;
+}
+
+TelegramUpdates telegram_updates(const json& result, long long offset) {
+  TelegramUpdates out;
+  out.next_offset = offset;
+  if (!result.is_array()) return out;
+  for (const auto& u : result) {
+    const json* id = member(u, "update_id");
+    if (!id || !id->is_number_integer()) continue;
+    // An unsigned id beyond long long, or the largest one, cannot be advanced past: skip it
+    // rather than overflow.
+    if (id->is_number_unsigned() &&
+        id->get<unsigned long long>() >= static_cast<unsigned long long>(LLONG_MAX))
+      continue;
+    const long long v = id->get<long long>();
+    if (v == LLONG_MAX) continue;
+    out.next_offset = std::max(out.next_offset, v + 1);
+    if (const json* cb = member(u, "callback_query"); cb && cb->is_object())
+      out.callbacks.push_back(*cb);
+  }
+  return out;
+}
+
+std::optional<long long> telegram_message_id(const json& result) {
+  const json* m = member(result, "message_id");
+  if (!m || !m->is_number_integer()) return std::nullopt;
+  if (m->is_number_unsigned() &&
+      m->get<unsigned long long>() > static_cast<unsigned long long>(LLONG_MAX))
+    return std::nullopt;
+  return m->get<long long>();
+}
+
+TelegramPress parse_telegram_callback(const json& cb, const std::string& chat_id) {
+  TelegramPress p;
+  if (const json* id = member(cb, "id"); id && id->is_string())
+    p.callback_id = id->get<std::string>();
+  if (p.callback_id.empty()) {
+    p.error = "no callback id";
+    return p;
+  }
+  std::string chat;
+  if (const json* m = member(cb, "message"))
+    if (const json* c = member(*m, "chat"))
+      if (const json* id = member(*c, "id")) chat = chat_id_text(*id);
+  if (chat.empty() || chat != chat_id) {
+    p.error = "not allowed: this bot answers only its configured chat";
+    return p;
+  }
+  const json* d = member(cb, "data");
+  const std::string data = d && d->is_string() ? d->get<std::string>() : "";
+  // acp:<request id>:<once|10m|deny>
+  auto c1 = data.find(':'), c2 = data.rfind(':');
+  if (data.rfind("acp:", 0) != 0 || c1 == c2) {
+    p.error = "unknown button";
+    return p;
+  }
+  p.request_id = data.substr(c1 + 1, c2 - c1 - 1);
+  const std::string choice = data.substr(c2 + 1);
+  std::string who = "telegram";
+  if (const json* f = member(cb, "from")) {
+    const json* un = member(*f, "username");
+    const json* id = member(*f, "id");
+    if (un && un->is_string())
+      who += ":@" + un->get<std::string>();
+    else if (id && id->is_number_integer())
+      who += ":" + (id->is_number_unsigned() ? std::to_string(id->get<unsigned long long>())
+                                             : std::to_string(id->get<long long>()));
+  }
+  p.answer.by = who;
+  if (choice == "once") {
+    p.answer.approve = true;
+    p.answer.scope = Scope::Once;
+  } else if (choice == "10m") {
+    p.answer.approve = true;
+    p.answer.scope = Scope::Duration;
+    p.answer.duration = kTenMinutes;
+  } else if (choice == "deny") {
+    p.answer.approve = false;
+    p.answer.reason = "denied on Telegram by " + who;
+  } else {
+    p.error = "unknown button";
+  }
+  return p;
+}
 
 struct TelegramChannel::State : std::enable_shared_from_this<State> {
   State(asio::io_context& i, ConsentGate& g, TelegramSettings st)
@@ -80,10 +182,8 @@ struct TelegramChannel::State : std::enable_shared_from_this<State> {
   // The result of a Bot API call, or null when it failed (transport, status, ok:false).
   static json result_of(const http::Outcome& o) {
     if (o.kind != http::Outcome::Kind::Ok || o.response.status != 200) return nullptr;
-    auto j = json::parse(o.response.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.value("ok", false) || !j.contains("result"))
-      return nullptr;
-    return j["result"];
+    auto r = telegram_result(o.response.body);
+    return r ? std::move(*r) : json(nullptr);
   }
 
   void fire(std::string method, json body) {
@@ -141,13 +241,13 @@ struct TelegramChannel::State : std::enable_shared_from_this<State> {
     if (stopped) co_return;
     auto it = messages.find(id);
     if (it == messages.end()) co_return;
-    auto r = result_of(o);
-    if (!r.is_object() || !r.contains("message_id") || !r["message_id"].is_number_integer()) {
+    auto mid = telegram_message_id(result_of(o));
+    if (!mid) {
       // Nobody sees this request on Telegram; the other channels or the timeout decide.
       messages.erase(it);
       co_return;
     }
-    it->second.message_id = r["message_id"].get<long long>();
+    it->second.message_id = *mid;
     if (!it->second.final_text.empty()) {  // it ended while the message was on its way
       edit(it->second.message_id, it->second.final_text);
       messages.erase(it);
@@ -155,58 +255,21 @@ struct TelegramChannel::State : std::enable_shared_from_this<State> {
   }
 
   void handle_callback(const json& cb) {
-    const std::string cb_id = cb.value("id", "");
-    if (cb_id.empty()) return;
-    std::string chat;
-    if (cb.contains("message") && cb["message"].is_object() && cb["message"].contains("chat") &&
-        cb["message"]["chat"].is_object() && cb["message"]["chat"].contains("id"))
-      chat = chat_id_text(cb["message"]["chat"]["id"]);
-    if (chat.empty() || chat != s.chat_id) {
-      answer_callback(cb_id, "not allowed: this bot answers only its configured chat");
+    TelegramPress p = parse_telegram_callback(cb, s.chat_id);
+    if (p.callback_id.empty()) return;
+    if (!p.error.empty()) {
+      answer_callback(p.callback_id, p.error);
       return;
     }
-    const std::string data =
-        cb.contains("data") && cb["data"].is_string() ? cb["data"].get<std::string>() : "";
-    // acp:<request id>:<once|10m|deny>
-    auto c1 = data.find(':'), c2 = data.rfind(':');
-    if (data.rfind("acp:", 0) != 0 || c1 == c2) {
-      answer_callback(cb_id, "unknown button");
-      return;
-    }
-    const std::string id = data.substr(c1 + 1, c2 - c1 - 1);
-    const std::string choice = data.substr(c2 + 1);
-    std::string who = "telegram";
-    if (cb.contains("from") && cb["from"].is_object()) {
-      const auto& f = cb["from"];
-      if (f.contains("username") && f["username"].is_string())
-        who += ":@" + f["username"].get<std::string>();
-      else if (f.contains("id") && f["id"].is_number_integer())
-        who += ":" + std::to_string(f["id"].get<long long>());
-    }
-    Answer a;
-    a.by = who;
-    if (choice == "once") {
-      a.approve = true;
-      a.scope = Scope::Once;
-    } else if (choice == "10m") {
-      a.approve = true;
-      a.scope = Scope::Duration;
-      a.duration = kTenMinutes;
-    } else if (choice == "deny") {
-      a.approve = false;
-      a.reason = "denied on Telegram by " + who;
-    } else {
-      answer_callback(cb_id, "unknown button");
-      return;
-    }
-    if (auto m = messages.find(id); m != messages.end()) m->second.answered_by = who;
-    auto st = gate.answer(id, a);
+    const std::string& id = p.request_id;
+    if (auto m = messages.find(id); m != messages.end()) m->second.answered_by = p.answer.by;
+    auto st = gate.answer(id, p.answer);
     if (!st) {
       if (auto m = messages.find(id); m != messages.end()) m->second.answered_by.clear();
-      answer_callback(cb_id, "this request is no longer pending");
+      answer_callback(p.callback_id, "this request is no longer pending");
       return;
     }
-    answer_callback(cb_id, a.approve ? "Approved" : "Denied");
+    answer_callback(p.callback_id, p.answer.approve ? "Approved" : "Denied");
   }
 
   asio::awaitable<void> poll_loop() {
@@ -231,12 +294,10 @@ struct TelegramChannel::State : std::enable_shared_from_this<State> {
         continue;
       }
       delay = s.backoff;
-      for (const auto& u : r) {
-        if (!u.is_object() || !u.contains("update_id") || !u["update_id"].is_number_integer())
-          continue;
-        offset = std::max(offset, u["update_id"].get<long long>() + 1);
-        if (u.contains("callback_query") && u["callback_query"].is_object())
-          handle_callback(u["callback_query"]);
+      auto updates = telegram_updates(r, offset);
+      offset = updates.next_offset;
+      for (const auto& cb : updates.callbacks) {
+        handle_callback(cb);
         if (stopped) co_return;
       }
     }

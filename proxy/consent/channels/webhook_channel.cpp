@@ -111,6 +111,55 @@ Result<tcp::endpoint> parse_listen(const std::string& s) {
 
 }  // namespace
 
+WebhookReply parse_webhook_reply(int status, const std::string& content_type,
+                                 const std::string& body, bool can_wait) {
+  WebhookReply w;
+  auto deny = [&w](std::string why) {
+    w.kind = WebhookReply::Kind::kDeny;
+    w.reason = std::move(why);
+    return w;
+  };
+  if (status != 200 && status != 202)
+    return deny("the hook answered HTTP " + std::to_string(status));
+  if (!is_json_content_type(content_type))
+    return deny("the hook's answer is not application/json (Content-Type '" + content_type + "')");
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded()) return deny("the hook's answer is not valid JSON");
+  if (j.is_object() && j.size() == 1 && j.contains("pending")) {
+    if (!j["pending"].is_boolean() || !j["pending"].get<bool>())
+      return deny("the hook's \"pending\" is not true");
+    if (!can_wait) return deny("the hook said it will answer later, but no callback_listen is set");
+    w.kind = WebhookReply::Kind::kPending;
+    return w;
+  }
+  if (status != 200) return deny("the hook answered HTTP 202 without {\"pending\":true}");
+  auto a = parse_answer(j, {});
+  if (!a) return deny(a.error().message());
+  if (!a->approve && a->reason.empty())
+    a->reason = "webhook: denied by the hook";
+  else if (!a->approve)
+    a->reason = "webhook: " + a->reason;
+  w.kind = WebhookReply::Kind::kAnswer;
+  w.answer = *a;
+  return w;
+}
+
+Result<WebhookCallback> parse_webhook_callback(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return make_error("the body is not a JSON object");
+  auto rid = j.find("request_id");
+  if (rid == j.end() || !rid->is_string()) return make_error("no string \"request_id\"");
+  auto a = parse_answer(j, {"request_id"});
+  if (!a) return a.error();
+  WebhookCallback cb;
+  cb.request_id = rid->get<std::string>();
+  cb.answer = *a;
+  if (!cb.answer.approve)
+    cb.answer.reason =
+        "webhook: " + (cb.answer.reason.empty() ? "denied by the hook" : cb.answer.reason);
+  return cb;
+}
+
 std::string webhook_signature(const std::string& secret, long long unix_ts,
                               const std::string& body) {
   const std::string ts = std::to_string(unix_ts);
@@ -231,28 +280,10 @@ struct WebhookChannel::State : std::enable_shared_from_this<State> {
   }
 
   void handle_reply(const std::string& id, const http::Response& r) {
-    if (r.status != 200 && r.status != 202)
-      return deny(id, "the hook answered HTTP " + std::to_string(r.status));
-    if (!is_json_content_type(r.content_type))
-      return deny(
-          id, "the hook's answer is not application/json (Content-Type '" + r.content_type + "')");
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    if (j.is_discarded()) return deny(id, "the hook's answer is not valid JSON");
-    if (j.is_object() && j.size() == 1 && j.contains("pending")) {
-      if (!j["pending"].is_boolean() || !j["pending"].get<bool>())
-        return deny(id, "the hook's \"pending\" is not true");
-      if (!acceptor)
-        return deny(id, "the hook said it will answer later, but no callback_listen is set");
-      return;  // the callback (or the rule's timeout) decides
-    }
-    if (r.status != 200) return deny(id, "the hook answered HTTP 202 without {\"pending\":true}");
-    auto a = parse_answer(j, {});
-    if (!a) return deny(id, a.error().message());
-    if (!a->approve && a->reason.empty())
-      a->reason = "webhook: denied by the hook";
-    else if (!a->approve)
-      a->reason = "webhook: " + a->reason;
-    answer(id, *a);
+    WebhookReply w = parse_webhook_reply(r.status, r.content_type, r.body, acceptor.has_value());
+    if (w.kind == WebhookReply::Kind::kDeny) return deny(id, w.reason);
+    if (w.kind == WebhookReply::Kind::kPending) return;  // the callback (or the timeout) decides
+    answer(id, w.answer);
   }
 
   asio::awaitable<void> deliver(PendingInfo p) {
@@ -346,21 +377,13 @@ struct WebhookChannel::State : std::enable_shared_from_this<State> {
     auto sig = verify_webhook_signature(std::string(req["X-ACP-Signature"]), req.body(), s.secret,
                                         system_clock::now());
     if (!sig) return err(bhttp::status::unauthorized, sig.error().message());
-    auto j = nlohmann::json::parse(req.body(), nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      return err(bhttp::status::bad_request, "the body is not a JSON object");
-    auto rid = j.find("request_id");
-    if (rid == j.end() || !rid->is_string())
-      return err(bhttp::status::bad_request, "no string \"request_id\"");
-    const std::string id = rid->get<std::string>();
-    auto a = parse_answer(j, {"request_id"});
-    if (!a) return err(bhttp::status::bad_request, a.error().message());
+    auto cb = parse_webhook_callback(req.body());
+    if (!cb) return err(bhttp::status::bad_request, cb.error().message());
+    const std::string id = cb->request_id;
     if (!live(id))
       return err(bhttp::status::not_found, "request " + id + " is not pending (answered, timed " +
                                                "out, or never sent to this hook)");
-    if (!a->approve)
-      a->reason = "webhook: " + (a->reason.empty() ? "denied by the hook" : a->reason);
-    answer(id, *a);
+    answer(id, cb->answer);
     return {bhttp::status::ok, {{"ok", true}, {"request_id", id}}};
   }
 
