@@ -138,6 +138,9 @@ std::string read_head(int fd, int timeout_ms) {
 // that the proxy's 2 fds per tunnel and the client's 1 are not in the same fd table.
 [[noreturn]] void sink_child(int listen_fd, int stop_fd) {
   raise_nofile();
+  // Non-blocking from the start: a blocking accept4() below would sit on the listener after the
+  // last tunnel came in and never get round to closing the connections the proxy finished.
+  fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
   std::vector<int> held;
   pollfd p[2] = {{listen_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
   for (;;) {
@@ -147,7 +150,6 @@ std::string read_head(int fd, int timeout_ms) {
       int c;
       while ((c = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
         held.push_back(c);
-      fcntl(listen_fd, F_SETFL, O_NONBLOCK);
     }
     // Closed by the proxy (the client hung up and the proxy passed the FIN on): close our end
     // too, as a real upstream would, so the proxy can finish the tunnel. Checked whenever no
