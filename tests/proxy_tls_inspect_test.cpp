@@ -14,6 +14,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "acp/proxy/mcp.hpp"
 #include "acp/proxy/proxy_server.hpp"
 #include "channel_test_support.hpp"
 #include "proxy_test_support.hpp"
@@ -382,3 +383,43 @@ TEST_F(TlsInspectTest, SniOrHostDisagreeingWithTheConnectIsDenied) {
 }
 
 }  // namespace
+
+// MCP over HTTPS: once the tunnel is inspected, the MCP gate of the plain-HTTP path judges each
+// tools/call inside it. A refused call is answered by the proxy inside the TLS with a JSON-RPC
+// error and never reaches the origin; an allowed one does.
+TEST_F(TlsInspectTest, McpToolCallsInsideAnInspectedTunnelAreJudged) {
+  TestHttpServer origin(echo, file("origin.crt"), file("origin.key"));
+  judge_.decide = [](const Action& a) {
+    bool deny = a.kind == "mcp" && a.tool == "delete_file";
+    return Judgement{!deny, deny ? "test rule denies mcp tool delete_file" : "ok", "req-m", true};
+  };
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::string url = "https://127.0.0.1:" + std::to_string(origin.port()) + "/mcp";
+  const std::string post =
+      "-X POST -H 'Content-Type: application/json' -H 'Accept: "
+      "application/json, text/event-stream' --data-binary ";
+  auto no = curl(url, inspector_->ca().cert,
+                 post + R"('{"jsonrpc":"2.0","id":7,"method":"tools/call",)"
+                        R"("params":{"name":"delete_file","arguments":{"path":"/"}}}')");
+  EXPECT_EQ(no.out, "200") << no.out;
+  auto reply = nlohmann::json::parse(slurp(file("body")), nullptr, false);
+  EXPECT_EQ(reply.value("id", 0), 7) << slurp(file("body"));
+  EXPECT_EQ(reply["error"].value("code", 0), acp::mcp::kCodeDenied) << reply.dump();
+  EXPECT_EQ(origin.requests(), 0);  // never forwarded
+
+  auto ok = curl(url, inspector_->ca().cert,
+                 post + R"('{"jsonrpc":"2.0","id":8,"method":"tools/call",)"
+                        R"("params":{"name":"echo","arguments":{"text":"hi"}}}')");
+  EXPECT_EQ(ok.out, "200") << ok.out;
+  EXPECT_EQ(origin.requests(), 1);
+  auto body = nlohmann::json::parse(slurp(file("body")), nullptr, false);
+  EXPECT_EQ(body.value("target", ""), "/mcp") << slurp(file("body"));
+
+  std::vector<Action> mcp_seen;
+  for (const auto& a : judge_.actions())
+    if (a.kind == "mcp") mcp_seen.push_back(a);
+  ASSERT_EQ(mcp_seen.size(), 2u);
+  EXPECT_EQ(mcp_seen[0].tool, "delete_file");
+  EXPECT_EQ(mcp_seen[0].server, "127.0.0.1");
+  EXPECT_EQ(mcp_seen[1].tool, "echo");
+}
