@@ -1,97 +1,109 @@
 #!/usr/bin/env bash
 # Fails when a test left something behind: a session cgroup, a bpffs pin, an iptables chain,
-# a network namespace made by the tests, a session record or a process named like ours, and
-# the docker backend's bridges, containers and networks and the vmtests' private dockerd.
+# a network namespace made by the tests, a session record or a process named like ours, the
+# docker backend's bridges, containers and networks and the vmtests' private dockerd, and
+# files under /etc/acp that acp creates by itself (the web page's token) or `acp init` writes.
+#   check-leftovers.sh --snapshot >FILE   what is there now (test.sh does this at its start)
+#   ACP_LEFTOVER_BASELINE=FILE check-leftovers.sh
+#       anything listed in FILE was there before the tests: it is shown, not counted (an
+#       operator's own /etc/acp files, or what an earlier run that was killed left); without
+#       a baseline every find counts and /etc/acp is not looked at.
 set -u
-# Files under /etc/acp that acp creates by itself (the web page's token) or `acp init` writes.
-# `--snapshot` prints which exist now; test.sh keeps that in ACP_ETC_SNAPSHOT at the start, and
-# a file that exists at the end but was not in it is a leftover (an operator's own stay).
-etc_files() {
-  for f in /etc/acp /etc/acp/web.token /etc/acp/config.yml /etc/acp/policy.yml \
-    /etc/acp/webhook.secret; do
-    [ -e "$f" ] && echo "$f"
+cg2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
+
+# Prints one line per thing found; "$1" = 1: the /etc/acp files too.
+scan() {
+  if [ "$1" = 1 ]; then
+    for f in /etc/acp /etc/acp/web.token /etc/acp/config.yml /etc/acp/policy.yml \
+      /etc/acp/webhook.secret; do
+      [ -e "$f" ] && echo "leftover: $f"
+    done
+  fi
+  if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then
+    for d in "$cg2"/acp/*/; do [ -d "$d" ] && echo "leftover cgroup: $d"; done
+  fi
+  # Scratch cgroups of the vmtests and the bench sit at the cgroup2 root.
+  if [ -n "$cg2" ]; then
+    for d in "$cg2"/acp-test-* "$cg2"/acp-vmt-* "$cg2"/acp-probe-* "$cg2"/acp-bench-*; do
+      [ -d "$d" ] && echo "leftover test cgroup: $d"
+    done
+  fi
+  if [ -d /sys/fs/bpf/acp ]; then
+    for d in /sys/fs/bpf/acp/*; do [ -e "$d" ] && echo "leftover bpffs pin: $d"; done
+  fi
+  if command -v iptables >/dev/null; then
+    for t in iptables ip6tables; do
+      # Session chains (ACP-<id>), the vmtests' (ACPT-*) and the probe's (ACPPROBE-*), and any
+      # OUTPUT jump to one of them.
+      for c in $($t -w -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
+        echo "leftover $t chain: $c"
+      done
+      # OUTPUT jumps (iptables backend), INPUT and FORWARD jumps (docker backend: ACPD-<id>).
+      while read -r rule; do
+        [ -n "$rule" ] && echo "leftover $t rule: $rule"
+      done < <(for ch in OUTPUT INPUT FORWARD; do $t -w -S "$ch" 2>/dev/null; done |
+        awk '$1=="-A" && $NF ~ /^ACP/')
+    done
+  fi
+  for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do
+    echo "leftover netns: $n"
   done
-  return 0
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^acpt' || true); do
+    echo "leftover veth: $l"
+  done
+  # The docker backend: bridges of sessions (acp<id>), the vmtests' private dockerd (its dir is
+  # /tmp/acp-vmt-docker.*, named on the command lines of dockerd, containerd and the shims), the
+  # mounts it made, and labelled containers/networks on the machine's own dockerd if one runs.
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^acp[0-9a-f]{12}$' || true); do
+    echo "leftover docker session bridge: $l"
+  done
+  for p in $(pgrep -f '/tmp/acp-vmt-docker\.' 2>/dev/null || true); do
+    echo "leftover test dockerd process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | cut -c1-120))"
+  done
+  if grep -q ' /tmp/acp-vmt-docker\.' /proc/self/mounts 2>/dev/null; then
+    echo "leftover test dockerd mounts: $(grep -c ' /tmp/acp-vmt-docker\.' /proc/self/mounts)"
+  fi
+  if command -v docker >/dev/null && timeout 5 docker version >/dev/null 2>&1; then
+    for c in $(timeout 5 docker ps -aq --filter label=acp.session 2>/dev/null); do
+      echo "leftover docker container: $c"
+    done
+    for n in $(timeout 5 docker network ls -q --filter label=acp.session 2>/dev/null); do
+      echo "leftover docker network: $n"
+    done
+  fi
+  if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; then
+    echo "leftover session records: $(ls /run/acp/sessions)"
+  fi
+  # Scratch directories of the tests and the demo, and the origin servers they start.
+  for d in /tmp/acp-preload-test.* /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
+    [ -e "$d" ] && echo "leftover scratch dir: $d"
+  done
+  for p in $(pgrep -f 'http.server .*/tmp/acp-|chromium.*--user-data-dir=/tmp/acp-' 2>/dev/null || true); do
+    echo "leftover test origin process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null))"
+  done
+  # The parents themselves: the last session out removes them.
+  if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then echo "leftover cgroup: $cg2/acp"; fi
+  if [ -d /sys/fs/bpf/acp ]; then echo "leftover bpffs pin dir: /sys/fs/bpf/acp"; fi
 }
+
 if [ "${1:-}" = "--snapshot" ]; then
-  etc_files | tr '\n' ' '
+  scan 1
   exit 0
 fi
+baseline=${ACP_LEFTOVER_BASELINE:-}
+[ -n "$baseline" ] && [ ! -r "$baseline" ] && {
+  echo "check-leftovers.sh: cannot read the baseline $baseline" >&2
+  exit 2
+}
 left=0
-if [ -n "${ACP_ETC_SNAPSHOT+set}" ]; then
-  for f in $(etc_files); do
-    case " $ACP_ETC_SNAPSHOT " in
-      *" $f "*) ;;
-      *) echo "leftover: $f (created during the tests; it was not there before)"; left=1 ;;
-    esac
-  done
-fi
-cg2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/self/mounts)
-if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then
-  for d in "$cg2"/acp/*/; do [ -d "$d" ] && { echo "leftover cgroup: $d"; left=1; }; done
-fi
-# Scratch cgroups of the vmtests and the bench sit at the cgroup2 root.
-if [ -n "$cg2" ]; then
-  for d in "$cg2"/acp-test-* "$cg2"/acp-vmt-* "$cg2"/acp-probe-* "$cg2"/acp-bench-*; do
-    [ -d "$d" ] && { echo "leftover test cgroup: $d"; left=1; }
-  done
-fi
-if [ -d /sys/fs/bpf/acp ]; then
-  for d in /sys/fs/bpf/acp/*; do [ -e "$d" ] && { echo "leftover bpffs pin: $d"; left=1; }; done
-fi
-if command -v iptables >/dev/null; then
-  for t in iptables ip6tables; do
-    # Not `| while read`: that loop runs in a subshell and could not set left.
-    # Session chains (ACP-<id>), the vmtests' (ACPT-*) and the probe's (ACPPROBE-*), and any
-    # OUTPUT jump to one of them.
-    for c in $($t -w -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
-      echo "leftover $t chain: $c"; left=1
-    done
-    # OUTPUT jumps (iptables backend), INPUT and FORWARD jumps (docker backend: ACPD-<id>).
-    while read -r rule; do
-      [ -n "$rule" ] && { echo "leftover $t rule: $rule"; left=1; }
-    done < <(for ch in OUTPUT INPUT FORWARD; do $t -w -S "$ch" 2>/dev/null; done |
-      awk '$1=="-A" && $NF ~ /^ACP/')
-  done
-fi
-for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^acpt' || true); do
-  echo "leftover netns: $n"; left=1
-done
-for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^acpt' || true); do
-  echo "leftover veth: $l"; left=1
-done
-# The docker backend: bridges of sessions (acp<id>), the vmtests' private dockerd (its dir is
-# /tmp/acp-vmt-docker.*, named on the command lines of dockerd, containerd and the shims), the
-# mounts it made, and labelled containers/networks on the machine's own dockerd if one runs.
-for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^acp[0-9a-f]{12}$' || true); do
-  echo "leftover docker session bridge: $l"; left=1
-done
-for p in $(pgrep -f '/tmp/acp-vmt-docker\.' 2>/dev/null || true); do
-  echo "leftover test dockerd process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | cut -c1-120))"; left=1
-done
-if grep -q ' /tmp/acp-vmt-docker\.' /proc/self/mounts 2>/dev/null; then
-  echo "leftover test dockerd mounts: $(grep -c ' /tmp/acp-vmt-docker\.' /proc/self/mounts)"; left=1
-fi
-if command -v docker >/dev/null && timeout 5 docker version >/dev/null 2>&1; then
-  for c in $(timeout 5 docker ps -aq --filter label=acp.session 2>/dev/null); do
-    echo "leftover docker container: $c"; left=1
-  done
-  for n in $(timeout 5 docker network ls -q --filter label=acp.session 2>/dev/null); do
-    echo "leftover docker network: $n"; left=1
-  done
-fi
-if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; then
-  echo "leftover session records: $(ls /run/acp/sessions)"; left=1
-fi
-# Scratch directories of the tests and the demo, and the origin servers they start.
-for d in /tmp/acp-preload-test.* /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
-  [ -e "$d" ] && { echo "leftover scratch dir: $d"; left=1; }
-done
-for p in $(pgrep -f 'http.server .*/tmp/acp-|chromium.*--user-data-dir=/tmp/acp-' 2>/dev/null || true); do
-  echo "leftover test origin process: $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null))"; left=1
-done
-# The parents themselves: the last session out removes them.
-if [ -n "$cg2" ] && [ -d "$cg2/acp" ]; then echo "leftover cgroup: $cg2/acp"; left=1; fi
-if [ -d /sys/fs/bpf/acp ]; then echo "leftover bpffs pin dir: /sys/fs/bpf/acp"; left=1; fi
+while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  if [ -n "$baseline" ] && grep -qxF -- "$line" "$baseline"; then
+    echo "there before the tests (not counted): $line"
+  else
+    echo "$line"
+    left=1
+  fi
+done < <(scan "$([ -n "$baseline" ] && echo 1 || echo 0)")
 if [ "$left" -eq 0 ]; then echo "no leftovers"; fi
 exit $left
