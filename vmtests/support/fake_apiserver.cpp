@@ -110,7 +110,11 @@ std::string chunk(const std::string& line) {
 
 }  // namespace
 
-struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
+// The coroutines hold Impl by `this`, never by a shared_ptr: their frames sit in io's queues, so
+// a frame holding Impl would keep alive the io_context that holds the frame (a cycle LSan
+// reported). ~FakeApiServer stops and joins the thread first; then ~Impl destroys io last,
+// which destroys the still-suspended session frames with it.
+struct FakeApiServer::Impl {
   struct Watch {
     explicit Watch(asio::io_context& io) : wake(io) {}
     std::string node;
@@ -184,7 +188,6 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<void> session(tcp::socket sock) {
-    auto self = shared_from_this();
     ssl::stream<tcp::socket> s(std::move(sock), ctx);
     error_code ec;
     co_await s.async_handshake(ssl::stream_base::server,
@@ -265,7 +268,6 @@ struct FakeApiServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<void> accept_loop() {
-    auto self = shared_from_this();
     for (;;) {
       error_code ec;
       tcp::socket sock =
@@ -308,7 +310,7 @@ std::unique_ptr<FakeApiServer> FakeApiServer::start(const std::string& dir, std:
   impl->port = impl->acceptor.local_endpoint().port();
   std::ofstream(dir + "/token") << impl->token << "\n";
   asio::co_spawn(impl->io, impl->accept_loop(), asio::detached);
-  impl->thread = std::thread([impl] { impl->io.run(); });
+  impl->thread = std::thread([io = &impl->io] { io->run(); });
   std::unique_ptr<FakeApiServer> out(new FakeApiServer());
   out->impl_ = impl;
   return out;
