@@ -4,8 +4,10 @@
 // is still answered while the slowloris runs. Not a test: no assertions, not run by CI.
 //
 //   proxy_soak_bench [--tunnels=10000] [--slowloris=3000] [--header-timeout=30]
-//                    [--trickle-ms=1000]
+//                    [--trickle-ms=1000] [--rounds=2]
 //
+// The tunnel phase runs --rounds times; after each, the proxy prints its heap (mallinfo2: in
+// use, free but kept by glibc, mmapped), so memory kept for reuse is told from a leak.
 // Processes: the proxy (fork, AllowAll judge, max_connections 30000, header_timeout as given,
 // everything else the default ProxyLimits), a sink that accepts and holds the tunnels' upstream
 // connections (fork), and this process as the client. Each raises its soft RLIMIT_NOFILE to the
@@ -15,6 +17,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -32,6 +35,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -195,6 +199,19 @@ void origin_loop(int listen_fd, std::atomic<bool>& stop) {
   cfg.limits.header_timeout = std::chrono::seconds(header_timeout_s);
   acp::proxy::ProxyServer server(io, cfg, allow);
   if (!server.start()) _exit(3);
+  // SIGUSR1: what the heap holds, to tell memory in use from freed memory the allocator keeps.
+  net::signal_set usr1(io, SIGUSR1);
+  std::function<void()> arm = [&] {
+    usr1.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      struct mallinfo2 mi = ::mallinfo2();
+      std::printf("heap       in use %zu kB, free but kept %zu kB, mmapped %zu kB\n",
+                  mi.uordblks / 1024, mi.fordblks / 1024, mi.hblkhd / 1024);
+      std::fflush(stdout);
+      arm();
+    });
+  };
+  arm();
   uint16_t port = server.local_endpoints()[0].port();
   if (write(out, &port, sizeof(port)) != sizeof(port)) _exit(4);
   close(out);
@@ -248,7 +265,7 @@ void print_phase(const char* name, Sample base, Sample peak, Sample after) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int tunnels = 10000, slow = 3000, header_timeout = 30, trickle_ms = 1000;
+  int tunnels = 10000, slow = 3000, header_timeout = 30, trickle_ms = 1000, rounds = 2;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto val = [&](const char* k) { return std::atoi(a.c_str() + std::strlen(k)); };
@@ -256,6 +273,7 @@ int main(int argc, char** argv) {
     if (a.rfind("--slowloris=", 0) == 0) slow = val("--slowloris=");
     if (a.rfind("--header-timeout=", 0) == 0) header_timeout = val("--header-timeout=");
     if (a.rfind("--trickle-ms=", 0) == 0) trickle_ms = val("--trickle-ms=");
+    if (a.rfind("--rounds=", 0) == 0) rounds = std::max(1, val("--rounds="));
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
@@ -307,51 +325,60 @@ int main(int argc, char** argv) {
   std::printf("# warm-up request: %.2f ms\n", warm);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
-  // ---- Phase 1: N concurrent CONNECT tunnels, held open, then closed. ----
-  Sample base = sample(proxy);
-  auto t0 = Clock::now();
-  std::vector<int> socks;
-  socks.reserve(static_cast<size_t>(tunnels));
-  const std::string req = "CONNECT 127.0.0.1:" + std::to_string(sink_port) +
-                          " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(sink_port) + "\r\n\r\n";
-  // Open in waves of 500 (the listen backlog), each wave's CONNECTs sent before any is read.
-  int established = 0, failed = 0;
-  for (int done = 0; done < tunnels;) {
-    int wave = std::min(500, tunnels - done);
-    std::vector<int> w;
-    for (int i = 0; i < wave; i++) {
-      int fd = connect_loopback(pport);
-      if (fd < 0) {
-        failed++;
-        continue;
+  // ---- Phase 1: N concurrent CONNECT tunnels, held open, then closed; twice, so that what
+  // the proxy keeps after the first round shows whether it grows (a leak) or is reused. ----
+  std::printf("# the proxy's heap at baseline:\n");
+  kill(proxy, SIGUSR1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int round = 1; round <= rounds; round++) {
+    Sample base = sample(proxy);
+    auto t0 = Clock::now();
+    std::vector<int> socks;
+    socks.reserve(static_cast<size_t>(tunnels));
+    const std::string req = "CONNECT 127.0.0.1:" + std::to_string(sink_port) +
+                            " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(sink_port) +
+                            "\r\n\r\n";
+    // Open in waves of 500 (the listen backlog), each wave's CONNECTs sent before any is read.
+    int established = 0, failed = 0;
+    for (int done = 0; done < tunnels;) {
+      int wave = std::min(500, tunnels - done);
+      std::vector<int> w;
+      for (int i = 0; i < wave; i++) {
+        int fd = connect_loopback(pport);
+        if (fd < 0) {
+          failed++;
+          continue;
+        }
+        (void)send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+        w.push_back(fd);
       }
-      (void)send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-      w.push_back(fd);
-    }
-    for (int fd : w) {
-      std::string head = read_head(fd, 10000);
-      if (head.find(" 200") != std::string::npos) {
-        established++;
-        socks.push_back(fd);
-      } else {
-        failed++;
-        close(fd);
+      for (int fd : w) {
+        std::string head = read_head(fd, 10000);
+        if (head.find(" 200") != std::string::npos) {
+          established++;
+          socks.push_back(fd);
+        } else {
+          failed++;
+          close(fd);
+        }
       }
+      done += wave;
     }
-    done += wave;
+    double open_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    Sample peak = sample(proxy);
+    double during = probe(pport, origin_port);
+    std::printf(
+        "tunnels    %d established, %d failed, in %.1f s; a new request while they are "
+        "held: %s (%.2f ms)\n",
+        established, failed, open_s, during >= 0 ? "answered" : "NOT answered", during);
+    for (int fd : socks) close(fd);
+    socks.clear();
+    Sample after = settle(proxy, base.fds, 30);
+    print_phase(round == 1 ? "tunnels" : "tunnels#2", base, peak, after);
+    kill(proxy, SIGUSR1);  // the proxy prints its heap
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
-  double open_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  Sample peak = sample(proxy);
-  double during = probe(pport, origin_port);
-  std::printf(
-      "tunnels    %d established, %d failed, in %.1f s; a new request while they are "
-      "held: %s (%.2f ms)\n",
-      established, failed, open_s, during >= 0 ? "answered" : "NOT answered", during);
-  for (int fd : socks) close(fd);
-  socks.clear();
-  Sample after = settle(proxy, base.fds, 30);
-  print_phase("tunnels", base, peak, after);
 
   // ---- Phase 2: slowloris. Headers trickled byte by byte over many connections. ----
   Sample base2 = sample(proxy);

@@ -30,6 +30,10 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   std::vector<boost::asio::ip::tcp::acceptor> acceptors;
   std::vector<boost::asio::ip::tcp::endpoint> bound;
   std::unordered_set<Connection*> connections;  // live ones, for stop()
+  // The most connections open at once since the allocator was last asked to give memory back
+  // (Connection's destructor does, when a burst of at least kTrimAfterBurst has drained).
+  size_t peak_since_trim = 0;
+  static constexpr size_t kTrimAfterBurst = 64;
   std::function<void(const nlohmann::json&)> on_event;
   std::function<void(nlohmann::json)> on_audit;
   bool stopped = false;
