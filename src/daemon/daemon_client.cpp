@@ -5,7 +5,6 @@
 // whichever daemon runs then to take the session down, or does it itself.
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -21,6 +20,7 @@
 #include "acp/kernel/endpoint.hpp"
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
+#include "acp/launch/session_signals.hpp"
 #include "acp/launch/target_user.hpp"
 #include "acp/launch/task_limit.hpp"
 #include "acp/session/session_gc.hpp"
@@ -109,9 +109,7 @@ int run_registered(const RunOptions& o, LineChannel ch, const std::string& path)
     std::fprintf(stderr, "acp run: consent channel %s\n", line.c_str());
 
   // Signals are blocked before the agent exists; the launcher resets the agent's mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&sigs, s);
+  const sigset_t sigs = launch::session_signals();
   sigprocmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -198,23 +196,11 @@ int run_registered(const RunOptions& o, LineChannel ch, const std::string& path)
   };
   arm_daemon();
 
-  UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
-  asio::posix::stream_descriptor sig_stream(io, ::dup(sfd.get()));
-  std::function<void()> arm_signals = [&] {
-    sig_stream.async_wait(asio::posix::stream_descriptor::wait_read,
-                          [&](const boost::system::error_code& ec) {
-                            if (ec) return;
-                            signalfd_siginfo si{};
-                            while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
-                              int sig = static_cast<int>(si.ssi_signo);
-                              if (sig == SIGHUP && connected)
-                                (void)ch.send({{"op", "reload"}, {"id", id}});
-                              if (si.ssi_code != SI_KERNEL) (void)forward_signal(*agent, sig);
-                            }
-                            arm_signals();
-                          });
-  };
-  arm_signals();
+  auto signals = launch::SignalWatch::start(io, sigs, [&](int sig, bool from_kernel) {
+    if (sig == SIGHUP && connected) (void)ch.send({{"op", "reload"}, {"id", id}});
+    if (!from_kernel) (void)forward_signal(*agent, sig);
+  });
+  if (!signals) std::fprintf(stderr, "acp run: %s\n", signals.error().message().c_str());
   io.run();
 
   end_session(connected ? &ch : nullptr, path, id);

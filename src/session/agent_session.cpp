@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@
 #include "acp/kernel/sock_programs.hpp"
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
+#include "acp/launch/session_signals.hpp"
 #include "acp/launch/target_user.hpp"
 #include "acp/launch/task_limit.hpp"
 #include "acp/proxy/tls_inspector.hpp"
@@ -56,15 +56,6 @@ constexpr auto kKillTimeout = std::chrono::seconds(10);
 int fail(const std::string& what) {
   std::fprintf(stderr, "acp run: %s\n", what.c_str());
   return kExitAcpFailed;
-}
-
-// Signals acp handles itself for the whole session: blocked here, read from a signalfd on the
-// event loop. The launcher resets the agent's mask before exec.
-sigset_t session_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
-  return set;
 }
 
 // Everything a session built, taken down in reverse on every path out of run_agent_session().
@@ -226,7 +217,7 @@ int run_agent_session(const RunOptions& o) {
   test_pause_point("cgroup");
 
   // Signals are blocked before any thread exists so none is delivered elsewhere.
-  sigset_t sigs = session_signals();
+  sigset_t sigs = launch::session_signals();
   sigprocmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -387,24 +378,11 @@ int run_agent_session(const RunOptions& o) {
                             io.stop();
                           });
 
-  UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
-  asio::posix::stream_descriptor sig_stream(io, ::dup(sfd.get()));
-  std::function<void()> arm_signals = [&] {
-    sig_stream.async_wait(asio::posix::stream_descriptor::wait_read,
-                          [&](const boost::system::error_code& ec) {
-                            if (ec) return;
-                            signalfd_siginfo si{};
-                            while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
-                              int sig = static_cast<int>(si.ssi_signo);
-                              if (sig == SIGHUP) (*proxy)->reload_policy();
-                              // A terminal's ^C already reached the agent (same process group):
-                              // forwarding a kernel-sent signal would deliver it twice.
-                              if (si.ssi_code != SI_KERNEL) (void)forward_signal(*agent, sig);
-                            }
-                            arm_signals();
-                          });
-  };
-  arm_signals();
+  auto signals = launch::SignalWatch::start(io, sigs, [&](int sig, bool from_kernel) {
+    if (sig == SIGHUP) (*proxy)->reload_policy();
+    if (!from_kernel) (void)forward_signal(*agent, sig);
+  });
+  if (!signals) std::fprintf(stderr, "acp run: %s\n", signals.error().message().c_str());
 
   test_pause_point("agent");
   io.run();

@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <spawn.h>
-#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 
 #include "acp/backend/command.hpp"
 #include "acp/backend/docker_wall.hpp"
+#include "acp/launch/session_signals.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
@@ -94,13 +94,6 @@ Result<pid_t> spawn_inheriting(const std::vector<std::string>& argv) {
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return Error{rc, "start " + argv[0]};
   return pid;
-}
-
-sigset_t session_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
-  return set;
 }
 
 }  // namespace
@@ -197,7 +190,7 @@ int run_docker_session(const ContainOptions& o) {
     return fail(st.error().message());
   DockerSessionGuard guard(*docker, id);
 
-  sigset_t sigs = session_signals();
+  sigset_t sigs = launch::session_signals();
   sigprocmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -266,31 +259,18 @@ int run_docker_session(const ContainOptions& o) {
         io.stop();
       });
 
-  UniqueFd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
-  asio::posix::stream_descriptor sig_stream(io, ::dup(sfd.get()));
   int stops = 0;
-  std::function<void()> arm_signals = [&] {
-    sig_stream.async_wait(
-        asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code& ec) {
-          if (ec) return;
-          signalfd_siginfo si{};
-          while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
-            const int sig = static_cast<int>(si.ssi_signo);
-            if (sig == SIGHUP) (*proxy)->reload_policy();
-            if ((sig == SIGINT || sig == SIGTERM) && ++stops >= 2) {
-              // Asked twice: the container goes now (docker run then ends).
-              (void)backend::run_command(
-                  docker->command({"rm", "-f", backend::docker_object_name(id)}));
-              continue;
-            }
-            // docker run passes it to the container (--sig-proxy).
-            if (si.ssi_code != SI_KERNEL)
-              (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0);
-          }
-          arm_signals();
-        });
-  };
-  arm_signals();
+  auto signals = launch::SignalWatch::start(io, sigs, [&](int sig, bool from_kernel) {
+    if (sig == SIGHUP) (*proxy)->reload_policy();
+    if ((sig == SIGINT || sig == SIGTERM) && ++stops >= 2) {
+      // Asked twice: the container goes now (docker run then ends).
+      (void)backend::run_command(docker->command({"rm", "-f", backend::docker_object_name(id)}));
+      return;
+    }
+    // docker run passes it to the container (--sig-proxy).
+    if (!from_kernel) (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0);
+  });
+  if (!signals) std::fprintf(stderr, "acp: %s\n", signals.error().message().c_str());
   io.run();
 
   guard.teardown();  // the container (already gone with --rm, unless docker failed) first
