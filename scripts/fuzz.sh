@@ -7,6 +7,7 @@
 #   mcp webhook telegram)
 #   FUZZ_SECONDS=60        time per target (-max_total_time)
 #   FUZZ_BUILD_DIR=build-fuzz
+#   FUZZ_OPT=-O0          optimisation of the fuzz build (-O1 for long runs)
 # Inputs the fuzzer finds go to build-fuzz/corpus/<target>/, never into the committed corpus;
 # to keep a good one, copy it to fuzz/corpus/<target>/ (small, with a name that says what it is).
 set -euo pipefail
@@ -21,8 +22,15 @@ if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: clang++ not found (sudo ./scripts/install-deps.sh)" >&2
   exit 1
 fi
+# FUZZ_OPT=-O0 by default: clang with coverage, ASan and UBSan compiled http_client.cpp in 35 s
+# at -O0 -g1 and in 104 s at -O2 -g; CI builds this tree from scratch. The fuzzers run slower
+# (fewer executions per second); for a long local run, FUZZ_OPT=-O1.
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+opt="${FUZZ_OPT:--O0} -g1"
 CC=clang CXX=clang++ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_FUZZ=ON \
-  -DBUILD_TESTING=OFF -DACP_BUILD_BENCH=OFF -DACP_WERROR=ON >/dev/null
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$opt" -DCMAKE_C_FLAGS_RELWITHDEBINFO="$opt" \
+  -DBUILD_TESTING=OFF -DACP_BUILD_BENCH=OFF -DACP_WERROR=ON "${launcher[@]}" >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

@@ -9,6 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
   # build
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  ccache  # scripts/test.sh compiles through it when present: a rerun recompiles only what changed
   libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   libclang-rt-14-dev  # fuzz/: libFuzzer and clang's ASan/UBSan runtimes (scripts/fuzz.sh)
