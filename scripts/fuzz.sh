@@ -27,7 +27,7 @@ fi
 # (fewer executions per second); for a long local run, FUZZ_OPT=-O1.
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-opt="${FUZZ_OPT:--O0} -g1"
+opt="${FUZZ_OPT:--O0} -g1 -DNDEBUG"
 CC=clang CXX=clang++ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_FUZZ=ON \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$opt" -DCMAKE_C_FLAGS_RELWITHDEBINFO="$opt" \
   -DBUILD_TESTING=OFF -DACP_BUILD_BENCH=OFF -DACP_WERROR=ON "${launcher[@]}" >/dev/null
