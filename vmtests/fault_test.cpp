@@ -41,30 +41,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using acp::vmtest::count_lines;
 using acp::vmtest::free_port;
 using acp::vmtest::port_answers;
 using acp::vmtest::Proc;
 using acp::vmtest::run;
 using acp::vmtest::slurp;
-
-// Polls `pred` every 50 ms until it holds or `limit` has passed. Bounds waits; never a timed
-// assertion of how fast something is.
-bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return pred();
-}
-
-size_t count_lines(const std::string& text, const std::string& needle) {
-  std::istringstream in(text);
-  size_t n = 0;
-  for (std::string line; std::getline(in, line);)
-    if (line.find(needle) != std::string::npos) ++n;
-  return n;
-}
+using acp::vmtest::wait_until;
 
 size_t count_fds(pid_t pid) {
   std::error_code ec;

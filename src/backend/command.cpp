@@ -24,6 +24,27 @@ std::optional<std::string> find_tool(const std::string& name) {
   return std::nullopt;
 }
 
+Result<pid_t> spawn_process(const std::vector<std::string>& argv,
+                            const posix_spawn_file_actions_t* fds) {
+  if (argv.empty()) return make_error("spawn_process: empty argv", EINVAL);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, argv[0].c_str(), fds, &attr, args.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return Error{rc, "start " + argv[0]};
+  return pid;
+}
+
 Result<CommandOutput> run_command(const std::vector<std::string>& argv, const std::string& input) {
   if (argv.empty()) return make_error("run_command: empty argv", EINVAL);
   int in[2], out[2], err[2];
@@ -39,26 +60,12 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv, const st
   posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
   posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // acp run blocks its session signals and ignores SIGPIPE: the tool gets neither.
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, argv[0].c_str(), &fa, &attr, args.data(), environ);
+  auto pid = spawn_process(argv, &fa);
   posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
   in_r.reset();
   out_w.reset();
   err_w.reset();
-  if (rc != 0) return Error{rc, "start " + argv[0]};
+  if (!pid) return pid.error();
 
   CommandOutput res;
   size_t written = 0;
@@ -96,7 +103,7 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv, const st
   }
   in_w.reset();
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
+  while (::waitpid(*pid, &status, 0) < 0) {
     if (errno != EINTR) return errno_error("wait for " + argv[0]);
   }
   res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

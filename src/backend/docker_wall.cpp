@@ -37,57 +37,6 @@ std::string ip4(uint32_t host_order) {
   return buf;
 }
 
-bool kernel_has_ipv6() {
-  struct stat st {};
-  return ::stat("/proc/net/if_inet6", &st) == 0;
-}
-
-std::vector<IpFamily> families() {
-  if (kernel_has_ipv6()) return {IpFamily::kV4, IpFamily::kV6};
-  return {IpFamily::kV4};
-}
-const char* tool_name(IpFamily f) {
-  return f == IpFamily::kV4 ? "iptables" : "ip6tables";
-}
-const char* restore_name(IpFamily f) {
-  return f == IpFamily::kV4 ? "iptables-restore" : "ip6tables-restore";
-}
-
-Status restore(IpFamily f, const std::string& input, const std::string& what) {
-  auto tool = find_tool(restore_name(f));
-  if (!tool)
-    return make_error(std::string(restore_name(f)) +
-                      " not found: install the iptables package (apt-get install iptables)");
-  auto r = run_command({*tool, "-w", "--noflush"}, input);
-  if (!r) return r.error();
-  if (r->exit_code != 0)
-    return make_error(std::string(restore_name(f)) + " " + what + " failed (exit " +
-                      std::to_string(r->exit_code) + "): " + tail(r->err + r->out));
-  return {};
-}
-
-Result<std::string> listing(IpFamily f) {
-  auto tool = find_tool(tool_name(f));
-  if (!tool) return make_error(std::string(tool_name(f)) + " not found");
-  auto r = run_command({*tool, "-w", "-t", "filter", "-S"});
-  if (!r) return r.error();
-  if (r->exit_code != 0)
-    return make_error(std::string(tool_name(f)) + " -S failed: " + tail(r->err));
-  return r->out;
-}
-
-Status remove_family(IpFamily f, const std::string& chain) {
-  auto text = listing(f);
-  if (!text) return text.error();
-  auto chains = chains_in_listing(*text, chain);
-  if (std::find(chains.begin(), chains.end(), chain) == chains.end()) return {};
-  std::ostringstream o;
-  o << "*filter\n";
-  for (const auto& r : docker_jumps_in_listing(*text, chain)) o << "-D" << r.substr(2) << "\n";
-  o << "-F " << chain << "\n-X " << chain << "\nCOMMIT\n";
-  return restore(f, o.str(), "removing " + chain);
-}
-
 bool valid_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
@@ -291,45 +240,27 @@ Result<std::string> render_docker_firewall(const DockerFirewallSpec& s, IpFamily
   return o.str();
 }
 
+namespace {
+// The built-in chains a session's ACPD-<id> chain is reached from.
+const std::vector<std::string>& docker_hooks() {
+  static const std::vector<std::string> hooks = {"INPUT", "FORWARD"};
+  return hooks;
+}
+}  // namespace
+
 std::vector<std::string> docker_jumps_in_listing(const std::string& text,
                                                  const std::string& chain) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ws(line);
-    std::vector<std::string> w;
-    std::string x;
-    while (ws >> x) w.push_back(x);
-    if (w.size() >= 4 && w[0] == "-A" && (w[1] == "INPUT" || w[1] == "FORWARD") &&
-        w[w.size() - 2] == "-j" && w.back() == chain)
-      out.push_back(line);
-  }
-  return out;
+  return jumps_in_listing(text, chain, docker_hooks());
 }
 
 Status install_docker_firewall(const DockerFirewallSpec& spec) {
-  std::vector<IpFamily> done;
-  for (IpFamily f : families()) {
-    auto text = render_docker_firewall(spec, f);
-    Status st = text ? restore(f, *text, "installing " + spec.chain) : Status(text.error());
-    if (!st) {
-      for (IpFamily d : done) (void)remove_family(d, spec.chain);
-      return st;
-    }
-    done.push_back(f);
-  }
-  return {};
+  return install_chain(spec.chain, docker_hooks(),
+                       [&](IpFamily f) { return render_docker_firewall(spec, f); });
 }
 
 Status remove_docker_firewall(const std::string& chain) {
   if (!session_id_of_docker_chain(chain)) return make_error("invalid chain \"" + chain + "\"");
-  Status first;
-  for (IpFamily f : families()) {
-    if (!find_tool(tool_name(f))) continue;
-    if (auto st = remove_family(f, chain); !st && first) first = st;
-  }
-  return first;
+  return remove_chain(chain, docker_hooks());
 }
 
 Status validate_container_spec(const ContainerSpec& s) {
@@ -428,8 +359,8 @@ bool docker_backend_supported(std::string* why) {
       reason = "the docker CLI is not installed (apt-get install docker.io)";
       return;
     }
-    for (IpFamily f : families())
-      for (const char* t : {tool_name(f), restore_name(f)})
+    for (IpFamily f : netfilter_families())
+      for (const char* t : {iptables_tool(f), iptables_restore_tool(f)})
         if (!find_tool(t)) {
           reason = std::string(t) + " not found: apt-get install iptables";
           return;

@@ -17,13 +17,6 @@ namespace {
 
 constexpr size_t kMaxChainName = 28;  // XT_EXTENSION_MAXNAMELEN - 1
 
-const char* tool_name(IpFamily f) {
-  return f == IpFamily::kV4 ? "iptables" : "ip6tables";
-}
-const char* restore_name(IpFamily f) {
-  return f == IpFamily::kV4 ? "iptables-restore" : "ip6tables-restore";
-}
-
 bool valid_chain(std::string_view c) {
   if (c.empty() || c.size() > kMaxChainName) return false;
   return std::all_of(c.begin(), c.end(), [](char ch) {
@@ -39,17 +32,6 @@ bool valid_path(std::string_view p) {
   });
 }
 
-// The kernel has IPv6 (then ip6tables is not optional: without it IPv6 would be a way out).
-bool kernel_has_ipv6() {
-  struct stat st {};
-  return ::stat("/proc/net/if_inet6", &st) == 0;
-}
-
-std::vector<IpFamily> families() {
-  if (kernel_has_ipv6()) return {IpFamily::kV4, IpFamily::kV6};
-  return {IpFamily::kV4};
-}
-
 std::string tail(const std::string& s) {
   std::string t = s;
   while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
@@ -57,37 +39,38 @@ std::string tail(const std::string& s) {
 }
 
 Status restore(IpFamily f, const std::string& input, const std::string& what) {
-  auto tool = find_tool(restore_name(f));
+  auto tool = find_tool(iptables_restore_tool(f));
   if (!tool)
-    return make_error(std::string(restore_name(f)) +
+    return make_error(std::string(iptables_restore_tool(f)) +
                       " not found: install the iptables package (apt-get install iptables)");
   auto r = run_command({*tool, "-w", "--noflush"}, input);
   if (!r) return r.error();
   if (r->exit_code != 0)
-    return make_error(std::string(restore_name(f)) + " " + what + " failed (exit " +
+    return make_error(std::string(iptables_restore_tool(f)) + " " + what + " failed (exit " +
                       std::to_string(r->exit_code) + "): " + tail(r->err + r->out));
   return {};
 }
 
 Result<std::string> listing(IpFamily f) {
-  auto tool = find_tool(tool_name(f));
+  auto tool = find_tool(iptables_tool(f));
   if (!tool)
-    return make_error(std::string(tool_name(f)) +
+    return make_error(std::string(iptables_tool(f)) +
                       " not found: install the iptables package (apt-get install iptables)");
   auto r = run_command({*tool, "-w", "-t", "filter", "-S"});
   if (!r) return r.error();
   if (r->exit_code != 0)
-    return make_error(std::string(tool_name(f)) + " -S failed (exit " +
+    return make_error(std::string(iptables_tool(f)) + " -S failed (exit " +
                       std::to_string(r->exit_code) + "): " + tail(r->err));
   return r->out;
 }
 
-Status remove_family(IpFamily f, const std::string& chain) {
+Status remove_family(IpFamily f, const std::string& chain, const std::vector<std::string>& from) {
   auto text = listing(f);
   if (!text) return text.error();
   auto chains = chains_in_listing(*text, chain);
   if (std::find(chains.begin(), chains.end(), chain) == chains.end()) return {};
-  return restore(f, render_remove(chain, jumps_in_listing(*text, chain)), "removing " + chain);
+  return restore(f, render_remove(chain, jumps_in_listing(*text, chain, from)),
+                 "removing " + chain);
 }
 
 std::vector<std::string> split_ws(const std::string& line) {
@@ -179,26 +162,42 @@ std::vector<std::string> chains_in_listing(const std::string& text, std::string_
   return out;
 }
 
-std::vector<std::string> jumps_in_listing(const std::string& text, const std::string& chain) {
+std::vector<std::string> jumps_in_listing(const std::string& text, const std::string& chain,
+                                          const std::vector<std::string>& from) {
   std::vector<std::string> out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     auto w = split_ws(line);
-    if (w.size() >= 4 && w[0] == "-A" && w[1] == "OUTPUT" && w[w.size() - 2] == "-j" &&
-        w.back() == chain)
+    if (w.size() >= 4 && w[0] == "-A" && std::find(from.begin(), from.end(), w[1]) != from.end() &&
+        w[w.size() - 2] == "-j" && w.back() == chain)
       out.push_back(line);
   }
   return out;
 }
 
-Status install_iptables_wall(const ChainSpec& spec) {
+std::vector<IpFamily> netfilter_families() {
+  struct stat st {};
+  if (::stat("/proc/net/if_inet6", &st) == 0) return {IpFamily::kV4, IpFamily::kV6};
+  return {IpFamily::kV4};
+}
+
+const char* iptables_tool(IpFamily f) {
+  return f == IpFamily::kV4 ? "iptables" : "ip6tables";
+}
+
+const char* iptables_restore_tool(IpFamily f) {
+  return f == IpFamily::kV4 ? "iptables-restore" : "ip6tables-restore";
+}
+
+Status install_chain(const std::string& chain, const std::vector<std::string>& from,
+                     const std::function<Result<std::string>(IpFamily)>& render) {
   std::vector<IpFamily> done;
-  for (IpFamily f : families()) {
-    auto text = render_install(spec, f);
-    Status st = text ? restore(f, *text, "installing " + spec.chain) : Status(text.error());
+  for (IpFamily f : netfilter_families()) {
+    auto text = render(f);
+    Status st = text ? restore(f, *text, "installing " + chain) : Status(text.error());
     if (!st) {
-      for (IpFamily d : done) (void)remove_family(d, spec.chain);
+      for (IpFamily d : done) (void)remove_family(d, chain, from);
       return st;
     }
     done.push_back(f);
@@ -206,20 +205,28 @@ Status install_iptables_wall(const ChainSpec& spec) {
   return {};
 }
 
-Status remove_iptables_wall(const std::string& chain) {
-  if (!valid_chain(chain)) return make_error("invalid iptables chain name \"" + chain + "\"");
+Status remove_chain(const std::string& chain, const std::vector<std::string>& from) {
   Status first;
-  for (IpFamily f : families()) {
-    if (!find_tool(tool_name(f))) continue;  // never installed without it
-    if (auto st = remove_family(f, chain); !st && first) first = st;
+  for (IpFamily f : netfilter_families()) {
+    if (!find_tool(iptables_tool(f))) continue;  // never installed without it
+    if (auto st = remove_family(f, chain, from); !st && first) first = st;
   }
   return first;
 }
 
+Status install_iptables_wall(const ChainSpec& spec) {
+  return install_chain(spec.chain, {"OUTPUT"}, [&](IpFamily f) { return render_install(spec, f); });
+}
+
+Status remove_iptables_wall(const std::string& chain) {
+  if (!valid_chain(chain)) return make_error("invalid iptables chain name \"" + chain + "\"");
+  return remove_chain(chain, {"OUTPUT"});
+}
+
 Result<std::vector<std::string>> list_iptables_chains(std::string_view prefix) {
   std::set<std::string> all;
-  for (IpFamily f : families()) {
-    if (!find_tool(tool_name(f))) continue;
+  for (IpFamily f : netfilter_families()) {
+    if (!find_tool(iptables_tool(f))) continue;
     auto text = listing(f);
     if (!text) return text.error();
     for (auto& c : chains_in_listing(*text, prefix)) all.insert(c);
@@ -236,8 +243,8 @@ bool iptables_backend_supported(std::string* why) {
       reason = "privileges: not root (iptables chains need CAP_NET_ADMIN)";
       return;
     }
-    for (IpFamily f : families())
-      for (const char* t : {tool_name(f), restore_name(f)})
+    for (IpFamily f : netfilter_families())
+      for (const char* t : {iptables_tool(f), iptables_restore_tool(f)})
         if (!find_tool(t)) {
           reason = std::string(t) + " not found: apt-get install iptables";
           return;
@@ -254,11 +261,11 @@ bool iptables_backend_supported(std::string* why) {
       return;
     }
     const std::string chain = "ACPPROBE-" + std::to_string(::getpid());
-    for (IpFamily f : families()) {
+    for (IpFamily f : netfilter_families()) {
       std::string text = "*filter\n:" + chain + " - [0:0]\n-A " + chain + " -m cgroup --path " +
                          rel + " -p tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n";
       auto st = restore(f, text, "probing -m cgroup --path");
-      (void)remove_family(f, chain);
+      (void)remove_family(f, chain, {});
       if (!st) {
         reason = "xt_cgroup: " + st.error().message();
         ::rmdir(dir.c_str());

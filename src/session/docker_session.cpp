@@ -1,7 +1,6 @@
 #include "acp/session/docker_session.hpp"
 
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,8 +22,6 @@
 #include "acp/session/session_record.hpp"
 #include "acp/session/session_status.hpp"
 #include "acp/util/unique_fd.hpp"
-
-extern char** environ;
 
 namespace acp {
 namespace {
@@ -74,27 +71,6 @@ class DockerSessionGuard {
   std::string id_;
   bool done_ = false;
 };
-
-// `docker run` with acp's own stdin, stdout and stderr (the agent's terminal), an empty signal
-// mask and default dispositions.
-Result<pid_t> spawn_inheriting(const std::vector<std::string>& argv) {
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, argv[0].c_str(), nullptr, &attr, args.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return Error{rc, "start " + argv[0]};
-  return pid;
-}
 
 }  // namespace
 
@@ -235,7 +211,7 @@ int run_docker_session(const ContainOptions& o) {
   rec.task_limit = "container --pids-limit=256";
   rec.subnet = net->subnet;
 
-  auto pid = spawn_inheriting(backend::docker_run_argv(*docker, spec));
+  auto pid = backend::spawn_process(backend::docker_run_argv(*docker, spec));
   if (!pid) return fail(pid.error().message());
   rec.agent_pid = *pid;
   if (auto st = write_session_record(kSessionRecordDir, rec); !st)

@@ -267,4 +267,21 @@ std::vector<nlohmann::json> RunFixture::audit_entries() {
   return out;
 }
 
+bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
+
+size_t count_lines(const std::string& text, const std::string& needle) {
+  std::istringstream in(text);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos) ++n;
+  return n;
+}
+
 }  // namespace acp::vmtest

@@ -9,7 +9,9 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -44,6 +46,12 @@ uint16_t free_port();
 bool port_answers(uint16_t port, const std::string& addr = "127.0.0.1");
 // Whether ::1 can be bound here.
 bool ipv6_loopback_available();
+
+// Polls `pred` every 50 ms until it holds or `limit` has passed; returns whether it held. Bounds
+// waits; never a timed assertion of how fast something is.
+bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit);
+// How many lines of `text` contain `needle`.
+size_t count_lines(const std::string& text, const std::string& needle);
 
 class RunFixture : public ::testing::Test {
  protected:

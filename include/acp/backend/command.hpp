@@ -2,6 +2,9 @@
 // posix_spawn, with its stdin fed from a string and its stdout and stderr collected.
 #pragma once
 
+#include <spawn.h>
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,5 +28,11 @@ std::optional<std::string> find_tool(const std::string& name);
 // started; a failing tool is a nonzero exit_code.
 Result<CommandOutput> run_command(const std::vector<std::string>& argv,
                                   const std::string& input = "");
+
+// Starts argv (argv[0] absolute) with an empty signal mask and default dispositions (acp blocks
+// its session signals and ignores SIGPIPE; the tool gets neither) and returns its pid; the
+// caller reaps it. `fds`: its stdin/stdout/stderr redirections, nullptr to inherit acp's.
+Result<pid_t> spawn_process(const std::vector<std::string>& argv,
+                            const posix_spawn_file_actions_t* fds = nullptr);
 
 }  // namespace acp::backend

@@ -12,6 +12,7 @@
 // programs can: see docs/backends.md.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,10 +51,25 @@ Result<std::string> render_install(const ChainSpec& spec, IpFamily family);
 // prints them: "-A OUTPUT ... -j <chain>"), then flushes and deletes the chain.
 std::string render_remove(const std::string& chain, const std::vector<std::string>& jump_rules);
 
-// From `iptables -S` output: the chains whose names start with `prefix`, and the OUTPUT rules
-// that jump to `chain`.
+// From `iptables -S` output: the chains whose names start with `prefix`, and the rules of the
+// built-in chains `from` (OUTPUT for this backend) that jump to `chain`.
 std::vector<std::string> chains_in_listing(const std::string& listing, std::string_view prefix);
-std::vector<std::string> jumps_in_listing(const std::string& listing, const std::string& chain);
+std::vector<std::string> jumps_in_listing(const std::string& listing, const std::string& chain,
+                                          const std::vector<std::string>& from = {"OUTPUT"});
+
+// What this backend and the docker backend's firewall (ACPD-<id>, reached from INPUT and
+// FORWARD) share. The families ACP walls: IPv4, and IPv6 when the kernel has it (then
+// ip6tables is not optional: without it IPv6 would be a way out).
+std::vector<IpFamily> netfilter_families();
+const char* iptables_tool(IpFamily f);          // "iptables" or "ip6tables"
+const char* iptables_restore_tool(IpFamily f);  // "iptables-restore" or "ip6tables-restore"
+// Feeds `render(family)` to iptables-restore --noflush for each family, atomically per family;
+// when one fails, removes `chain` again from the families already done.
+Status install_chain(const std::string& chain, const std::vector<std::string>& from,
+                     const std::function<Result<std::string>(IpFamily)>& render);
+// Deletes the jumps to `chain` from `from`, then flushes and deletes it, in each family that
+// has it; a family without the chain or without the tool is skipped.
+Status remove_chain(const std::string& chain, const std::vector<std::string>& from);
 
 // Installs both families (IPv6 only when ip6tables exists and the kernel has IPv6). On failure
 // whatever was installed is removed again. The cgroup must exist.
