@@ -7,6 +7,8 @@
 #   scripts/build-agent-image.sh [--tag=acp-agent:latest] [--add=/path/to/program]...
 #                                [--add-tree=/usr/lib/python3.11]... [--python]
 #
+# An --add'ed program keeps its host path in the image, unless acp contain mounts over that path
+# (/tmp, /home, /workspace, /proc, /sys, /dev): then it is /usr/local/bin/<name> (the script says so).
 # --python adds python3 and its standard library (about 40 MB more). Uses DOCKER_HOST as the
 # docker CLI does. Needs busybox-static (apt-get install busybox-static).
 set -euo pipefail
@@ -26,7 +28,7 @@ for arg in "$@"; do
       trees+=("/usr/lib/python$ver")
       ;;
     -h | --help)
-      sed -n '2,12p' "$0"
+      sed -n '2,14p' "$0"
       exit 0
       ;;
     *)
@@ -54,11 +56,31 @@ for applet in $("$busybox" --list); do
   [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
 
+# Where an added program lands in the image: its host path, unless `acp contain` mounts
+# something over that path (a tmpfs on /tmp and /home: include/acp/backend/docker_wall.hpp; the
+# workspace on /workspace; the kernel's /proc, /sys and /dev), which would hide it: then /usr/local/bin/<name>, on the
+# image's PATH. A clone under /tmp (CI's, say) or a user's ~/bin/tool must work the same.
+image_path() {
+  case "$1" in
+    /tmp/* | /home/* | /workspace/* | /proc/* | /sys/* | /dev/*)
+      echo "/usr/local/bin/$(basename "$1")" ;;
+    *) echo "$1" ;;
+  esac
+}
+
 # A program and every library it loads, at the same paths as on the host.
 copy_with_libs() {
-  local f=$1
-  mkdir -p "$root$(dirname "$f")"
-  cp -L "$f" "$root$f"
+  local f=$1 dest
+  dest=$(image_path "$f")
+  if [ "$dest" != "$f" ]; then
+    if [ -e "$root$dest" ]; then
+      echo "build-agent-image: $f and another added program both land at $dest: rename one" >&2
+      exit 2
+    fi
+    echo "build-agent-image: $f is added as $dest ($(dirname "$f") is hidden by a mount in acp contain)" >&2
+  fi
+  mkdir -p "$root$(dirname "$dest")"
+  cp -L "$f" "$root$dest"
   ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^\t\/.*\(0x/{print $1}' | while read -r lib; do
     [ -e "$root$lib" ] && continue
     mkdir -p "$root$(dirname "$lib")"

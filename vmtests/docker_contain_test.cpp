@@ -246,8 +246,14 @@ DockerDaemon* DockerContain::daemon_ = nullptr;
 std::string* DockerContain::skip_reason_ = nullptr;
 std::string* DockerContain::old_host_ = nullptr;
 
+// Where scripts/build-agent-image.sh put the client in the image: its host path, unless acp
+// contain mounts over it (a checkout under /tmp or /home), then /usr/local/bin/<name>.
 std::string client(const std::string& args) {
-  return std::string(ACP_VM_CLIENT) + " " + args;
+  const std::string host = ACP_VM_CLIENT;
+  for (const char* hidden : {"/tmp/", "/home/", "/workspace/", "/proc/", "/sys/", "/dev/"})
+    if (host.rfind(hidden, 0) == 0)
+      return "/usr/local/bin/" + host.substr(host.rfind('/') + 1) + " " + args;
+  return host + " " + args;
 }
 
 // ---- The session itself ----
