@@ -95,6 +95,57 @@ TEST(ConsentCli, PendingListsAndApproveReleases) {
   EXPECT_NE(none.out.find("No pending requests."), std::string::npos) << none.out;
 }
 
+// Issue 13: `acp pending` cut arguments at 40 bytes, hiding "path":"/etc/shadow" behind an
+// innocent start. Now a long cell says how much it hides and --full (or the ID) shows it all;
+// escapes the agent put in are shown as text.
+TEST(ConsentCli, PendingNeverHidesTheEndOfLongArgumentsAndShowsEscapes) {
+  TempDir dir;
+  Session s(dir);
+  acp::Action a;
+  a.kind = "mcp";
+  a.host = "127.0.0.1";
+  a.port = 3000;
+  a.method = "POST";
+  a.path = "/mcp";
+  a.server = "files";
+  a.tool = "read_file\x1b[2K\rlist_dir";
+  a.args = "{\"0\":\"read-only: list README.md in the workspace, nothing else" +
+           std::string(120, ' ') + "\",\"path\":\"/etc/shadow\"}";
+  ASSERT_GE(a.args.size(), 200u);
+  auto outcome = s.GateSession::ask(a, "{kind: mcp}");
+  std::string id = s.wait_one_pending();
+  std::string run = dir / "run";
+
+  auto table = acp_cli(run, "pending");
+  ASSERT_EQ(table.status, 0) << table.out;
+  EXPECT_EQ(table.out.find('\x1b'), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("read_file\\x1b[2K\\rlist_dir"), std::string::npos) << table.out;
+  // Cut, and says so: how many bytes and the flag that shows them.
+  const bool whole = table.out.find("\"path\":\"/etc/shadow\"") != std::string::npos;
+  const bool says = table.out.find("bytes hidden: acp pending --full]") != std::string::npos;
+  EXPECT_TRUE(whole || says) << table.out;
+
+  for (const std::string& args : std::vector<std::string>{"pending --full", "pending " + id}) {
+    auto full = acp_cli(run, args);
+    ASSERT_EQ(full.status, 0) << full.out;
+    EXPECT_NE(
+        full.out.find("wants:  MCP tool read_file\\x1b[2K\\rlist_dir on files with " + a.args),
+        std::string::npos)
+        << full.out;
+    EXPECT_EQ(full.out.find("hidden"), std::string::npos) << full.out;
+    EXPECT_EQ(full.out.find('\x1b'), std::string::npos) << full.out;
+    // What each answer would let through.
+    EXPECT_NE(full.out.find("acp approve ID --session: every call of MCP tool"), std::string::npos)
+        << full.out;
+  }
+  auto unknown = acp_cli(run, "pending 00000000");
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.out.find("unknown request id 00000000"), std::string::npos) << unknown.out;
+
+  ASSERT_EQ(acp_cli(run, "deny " + id).status, 0);
+  EXPECT_FALSE(outcome.get().approved);
+}
+
 TEST(ConsentCli, DenyWithReasonAndClearErrors) {
   TempDir dir;
   Session s(dir);

@@ -6,7 +6,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <functional>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "consent_test_support.hpp"
 
@@ -120,6 +123,102 @@ TEST(ConsentGate, IdenticalAsksCoalesceIntoOnePendingAndOneAnswerReleasesAll) {
   EXPECT_FALSE(other->has_value());  // a once-approval covers nothing else
   EXPECT_EQ(f.gate->pending().size(), 1u);
   EXPECT_EQ(changes, 3);  // two appeared, one went
+}
+
+// Issue 13: the human saw `GET /status` (2 waiters), approved once, and `GET /admin/delete-all`
+// rode along. Two asks share a prompt only when everything shown and matched is equal.
+TEST(ConsentGate, DifferentPathsFromTwoClientsAreTwoEntriesAndOneAnswerReleasesOnlyItsOwn) {
+  Fixture f;
+  Action status = connect_to("api.example", 80, "GET");
+  status.path = "/status";
+  status.client = "127.0.0.1";
+  Action wipe = connect_to("api.example", 80, "GET");
+  wipe.path = "/admin/delete-all";
+  wipe.client = "127.0.0.2";
+  auto a = f.ask(status);
+  auto b = f.ask(wipe);
+  auto pending = f.gate->pending();
+  ASSERT_EQ(pending.size(), 2u);
+  std::string status_id;
+  for (const auto& p : pending) {
+    EXPECT_EQ(p.waiters, 1);
+    if (p.action.path == "/status") status_id = p.id;
+  }
+  ASSERT_FALSE(status_id.empty());
+  Answer ans;
+  ans.approve = true;
+  ASSERT_TRUE(f.gate->answer(status_id, ans).ok());
+  pump(f.io);
+  ASSERT_TRUE(a->has_value());
+  EXPECT_TRUE((*a)->approved);
+  EXPECT_FALSE(b->has_value()) << "approving /status released /admin/delete-all";
+  ASSERT_EQ(f.gate->pending().size(), 1u);
+  EXPECT_EQ(f.gate->pending()[0].action.path, "/admin/delete-all");
+  // Denying the other one denies it alone.
+  Answer no;
+  ASSERT_TRUE(f.gate->answer(f.gate->pending()[0].id, no).ok());
+  pump(f.io);
+  ASSERT_TRUE(b->has_value());
+  EXPECT_FALSE((*b)->approved);
+}
+
+// The class, not the example: an ask that differs from a pending one in any single field of the
+// Action, or in the rule that asked, is its own entry with its own answer.
+TEST(ConsentGate, AnAskThatDiffersInAnyFieldOrRuleIsItsOwnEntry) {
+  Action base;
+  base.kind = "http";
+  base.host = "api.example";
+  base.port = 80;
+  base.method = "GET";
+  base.path = "/status?x=1";
+  base.session = "s1";
+  base.client = "127.0.0.1";
+  const std::vector<std::pair<const char*, std::function<void(Action&)>>> changes = {
+      {"kind", [](Action& a) { a.kind = "mcp"; }},
+      {"host", [](Action& a) { a.host = "www.api.example"; }},
+      {"port", [](Action& a) { a.port = 8080; }},
+      {"method", [](Action& a) { a.method = "POST"; }},
+      {"path", [](Action& a) { a.path = "/admin/delete-all"; }},
+      {"query", [](Action& a) { a.path = "/status?x=2"; }},
+      {"session", [](Action& a) { a.session = "s2"; }},
+      {"client", [](Action& a) { a.client = "127.0.0.2"; }},
+      {"name", [](Action& a) { a.name = "http:GET"; }},
+      {"args", [](Action& a) { a.args = "{\"path\":\"/etc/shadow\"}"; }},
+      {"tool", [](Action& a) { a.tool = "delete_file"; }},
+      {"server", [](Action& a) { a.server = "files"; }},
+  };
+  for (const auto& [field, change] : changes) {
+    Fixture f;
+    Action other = base;
+    change(other);
+    auto a = f.ask(base);
+    auto b = f.ask(other);
+    ASSERT_EQ(f.gate->pending().size(), 2u) << field << " differs but the asks were coalesced";
+    for (const auto& p : f.gate->pending())
+      if (p.action == base) {
+        Answer ans;
+        ans.approve = true;
+        ASSERT_TRUE(f.gate->answer(p.id, ans).ok());
+      }
+    pump(f.io);
+    EXPECT_TRUE(a->has_value()) << field;
+    EXPECT_FALSE(b->has_value()) << field << ": one approval released the other ask";
+  }
+  // The same request decided by another rule (another timeout, another line) is another ask.
+  Fixture f;
+  auto a = f.ask(base);
+  PolicyDecision other_rule = ask_rule();
+  other_rule.rule_index = 3;
+  other_rule.rule_line = 12;
+  other_rule.rule_text = "{kind: http, host: \"api.example\"}";
+  auto b = f.ask(base, other_rule);
+  EXPECT_EQ(f.gate->pending().size(), 2u);
+  // And the identical ask still joins: one entry, two waiters.
+  auto c = f.ask(base);
+  int waiters = 0;
+  for (const auto& p : f.gate->pending()) waiters = std::max(waiters, p.waiters);
+  EXPECT_EQ(f.gate->pending().size(), 2u);
+  EXPECT_EQ(waiters, 2);
 }
 
 TEST(ConsentGate, OnceIsNotRemembered) {

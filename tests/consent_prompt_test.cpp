@@ -6,6 +6,10 @@
 #include <pty.h>
 #include <unistd.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <memory>
+#include <optional>
 #include <regex>
 
 #include "channel_test_support.hpp"
@@ -122,6 +126,61 @@ TEST(PromptChannel, AnsweredElsewhereIsShown) {
   a.approve = true;
   ASSERT_TRUE(f.gate->answer(f.gate->pending().at(0).id, a).ok());
   EXPECT_TRUE(f.wait_output("approved elsewhere"));
+}
+
+// Issue 13: an MCP tool name with ANSI escapes redrew the question as an innocent one and
+// retitled the terminal. Now the escapes are shown as text, and `y` approves the real call.
+TEST(PromptChannel, EscapesInAToolNameAreShownAndTheAnswerAppliesToTheRealCall) {
+  Fixture f;
+  ASSERT_TRUE(f.start().ok());
+  const std::string tool =
+      "delete_file\x1b[2K\r\x1b[1A\x1b[10D\x1b]0;innocent title\x07\x1b[32mlist_dir";
+  acp::Action a;
+  a.kind = "mcp";
+  a.host = "127.0.0.1";
+  a.port = 3000;
+  a.method = "POST";
+  a.path = "/mcp";
+  a.server = "files";
+  a.tool = tool;
+  a.args = "{\"path\":\"/etc/shadow\"}";
+  a.session = f.gate->session_id();
+  acp::PolicyDecision d;
+  d.verdict = acp::Verdict::Ask;
+  d.rule_text = "{kind: mcp, server: files}";
+  d.timeout = 60s;
+  auto out = std::make_shared<std::optional<acp::consent::ConsentOutcome>>();
+  asio::co_spawn(
+      f.io, [&, a, d]() -> asio::awaitable<void> { *out = co_await f.gate->ask(a, d); },
+      asio::detached);
+  ASSERT_TRUE(f.wait_output("Allow?"));
+  const std::string& seen = f.pty.seen;
+  EXPECT_NE(seen.find("wants MCP tool delete_file\\x1b[2K\\r\\x1b[1A\\x1b[10D\\x1b]0;innocent "
+                      "title\\x07\\x1b[32mlist_dir on files with {\"path\":\"/etc/shadow\"}"),
+            std::string::npos)
+      << seen;
+  // What each answer covers, on the terminal as on the page.
+  EXPECT_NE(seen.find("[s] covers every call of MCP tool delete_file\\x1b[2K"), std::string::npos)
+      << seen;
+  // The only escape sequence on the terminal is the prompt's own "clear line" (ESC [ K): no
+  // cursor move, no colour, no title, no carriage return from the agent.
+  for (size_t i = seen.find('\x1b'); i != std::string::npos; i = seen.find('\x1b', i + 1))
+    EXPECT_EQ(seen.compare(i, 3, "\x1b[K"), 0)
+        << "raw escape at " << i << ": " << seen.substr(i, 12);
+  EXPECT_EQ(seen.find('\x07'), std::string::npos);
+  for (size_t i = seen.find('\r'); i != std::string::npos; i = seen.find('\r', i + 1))
+    EXPECT_TRUE(seen.compare(i, 4, "\r\x1b[K") == 0 || seen.compare(i, 2, "\r\n") == 0)
+        << "raw carriage return at " << i;
+  // The answer is for the call the agent really made.
+  ASSERT_EQ(f.gate->pending().size(), 1u);
+  const std::string id = f.gate->pending()[0].id;
+  EXPECT_EQ(f.gate->pending()[0].action.tool, tool);
+  EXPECT_NE(seen.find(id + ": Allow?"), std::string::npos) << seen;
+  f.pty.type("y\n");
+  ASSERT_TRUE(run_until(f.io, [&] { return out->has_value(); }));
+  EXPECT_TRUE((*out)->approved);
+  EXPECT_EQ((*out)->request_id, id);
+  EXPECT_EQ((*out)->scope, "once");
 }
 
 TEST(PromptChannel, RefusesWhenTheAgentWouldOwnTheTerminal) {

@@ -188,6 +188,42 @@ TEST(TelegramChannel, ButtonsWrongChatIgnoredRightChatApprovesMessageEdited) {
   EXPECT_EQ(f.bot.answers()[1]["text"], "Approved");
 }
 
+// The message goes with parse_mode HTML: the agent's text made visible, HTML-escaped and in
+// <code> (no links, no formatting from it); a request too long for one message is cut with a
+// note that says how much and where to see it all.
+TEST(TelegramChannel, AgentTextIsVisibleEscapedAndNeverSilentlyCut) {
+  Fixture f;
+  ASSERT_TRUE(f.start(f.dir / "ca.pem").ok());
+  acp::Action a;
+  a.kind = "mcp";
+  a.host = "127.0.0.1";
+  a.port = 3000;
+  a.server = "files";
+  a.tool = "<b>list</b>\x1b[2K\r@admin";
+  a.args = "{\"x\":\"" + std::string(5000, 'a') + "\",\"path\":\"/etc/shadow\"}";
+  acp::PolicyDecision d;
+  d.verdict = acp::Verdict::Ask;
+  d.rule_text = "{kind: mcp}";
+  auto out = std::make_shared<std::optional<acp::consent::ConsentOutcome>>();
+  boost::asio::co_spawn(
+      f.io, [&, a, d]() -> boost::asio::awaitable<void> { *out = co_await f.gate->ask(a, d); },
+      boost::asio::detached);
+  ASSERT_TRUE(run_until(f.io, [&] { return f.bot.sent().size() == 1; }));
+  auto msg = f.bot.sent()[0];
+  const std::string id = f.gate->pending().at(0).id;
+  EXPECT_EQ(msg["parse_mode"], "HTML");
+  const std::string text = msg["text"];
+  EXPECT_NE(text.find("Wants: <code>MCP tool &lt;b&gt;list&lt;/b&gt;\\x1b[2K\\r@admin on files"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+  EXPECT_EQ(text.find("<b>"), std::string::npos);
+  EXPECT_NE(text.find("bytes hidden: acp pending " + id + ", or the web page]"), std::string::npos)
+      << text;
+  EXPECT_LT(text.size(), 4096u);
+  EXPECT_NE(text.find("Approve 10 min covers every call of MCP tool"), std::string::npos);
+  EXPECT_FALSE(out->has_value());
+}
 TEST(TelegramChannel, DenyButtonDenies) {
   Fixture f;
   ASSERT_TRUE(f.start(f.dir / "ca.pem").ok());

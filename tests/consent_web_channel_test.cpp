@@ -384,6 +384,63 @@ TEST_F(WebChannelTest, AuditTailAndChainState) {
   EXPECT_EQ(chain["lines"], 5);
 }
 
+// Issue 13: a U+202E in a path reversed what the page showed. Everything the page shows of
+// the agent's text comes from the server already visible (summary(), reach, the audit tail,
+// the events), so the page's textContent shows \u{202E}, never the character.
+TEST_F(WebChannelTest, AgentTextReachesThePageVisible) {
+  const std::string rlo = "\xe2\x80\xae";  // U+202E RIGHT-TO-LEFT OVERRIDE
+  {
+    auto log = acp::audit::AuditLog::open(ctx_.audit_path);
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE((*log)
+                    ->append({{"kind", "request"},
+                              {"verdict", "deny"},
+                              {"comm", "x\x1b]0;t\x07"},
+                              {"action",
+                               {{"kind", "http"},
+                                {"host", "files.example"},
+                                {"port", 80},
+                                {"method", "GET"},
+                                {"path", "/report" + rlo + "fdp.exe"}}}})
+                    .ok());
+  }
+  ctx_.agent_command = "agent\x1b[2J";
+  ASSERT_TRUE(start_channel().ok());
+  SseReader sse(port(), channel_->token());
+  (void)sse.next();  // the snapshot
+  acp::Action a;
+  a.kind = "http";
+  a.host = "files.example";
+  a.port = 80;
+  a.method = "GET";
+  a.path = "/report" + rlo + "fdp.exe";
+  auto outcome = session_->ask(a, "{kind: http}");
+  auto [e1, req] = sse.next();
+  ASSERT_EQ(e1, "request");
+  const std::string want = "GET files.example:80/report\\u{202E}fdp.exe";
+  EXPECT_EQ(req["summary"], want);
+  EXPECT_EQ(req["agent_command"], "agent\\x1b[2J");
+  EXPECT_NE(
+      req["reach"]["session"].get<std::string>().find("every http request to files.example:80"),
+      std::string::npos);
+  auto list = request(port(), http::verb::get, "/api/pending", bearer()).j();
+  EXPECT_EQ(list["pending"][0]["summary"], want);
+  auto audit = request(port(), http::verb::get, "/api/audit?n=5", bearer());
+  EXPECT_EQ(audit.body.find(rlo), std::string::npos) << audit.body;
+  EXPECT_EQ(audit.body.find("\\u001b"), std::string::npos) << audit.body;  // no raw ESC in JSON
+  auto entries = audit.j()["entries"];
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0]["summary"], want);
+  EXPECT_EQ(entries[0]["comm"], "x\\x1b]0;t\\x07");
+  auto r =
+      acp::consent::control_request(session_->server->path(), {{"op", "deny"}, {"id", req["id"]}});
+  ASSERT_TRUE(r.ok());
+  auto [e2, res] = sse.next();
+  ASSERT_EQ(e2, "resolved");
+  EXPECT_EQ(res["summary"], want);
+  EXPECT_FALSE(outcome.get().approved);
+}
+
 TEST_F(WebChannelTest, SessionStatusComesFromTheSession) {
   ASSERT_TRUE(start_channel().ok());
   auto r = request(port(), http::verb::get, "/api/session", bearer()).j();

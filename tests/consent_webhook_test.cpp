@@ -253,6 +253,38 @@ TEST(WebhookChannel, CallbackNeedsAFreshValidSignature) {
   EXPECT_TRUE((*out)->approved);
 }
 
+// The payload's human text: the request as every channel shows it, with the agent's escapes
+// and bidi controls visible; `action` keeps the raw data for programs; JSON escapes the rest.
+TEST(WebhookChannel, HumanTextInThePayloadIsVisibleAndActionStaysRaw) {
+  acp::consent::PendingInfo p;
+  p.id = "abcd0123";
+  p.session = "sess1";
+  p.rule_text = "{kind: mcp}";
+  p.created = std::chrono::system_clock::now();
+  p.expires = p.created + 60s;
+  p.action.kind = "mcp";
+  p.action.host = "127.0.0.1";
+  p.action.port = 3000;
+  p.action.server = "files";
+  p.action.tool = "list\x1b[2K\rdelete_file";
+  p.action.args =
+      "{\"path\":\"/tmp/\xe2\x80\xae"
+      "exe.txt\"}";
+  acp::consent::ChannelContext ctx;
+  ctx.agent_command = "agent";
+  auto j = acp::consent::webhook_request_body(p, ctx, "");
+  const std::string want =
+      "MCP tool list\\x1b[2K\\rdelete_file on files with {\"path\":\"/tmp/\\u{202E}exe.txt\"}";
+  EXPECT_EQ(j["summary"], want);
+  EXPECT_EQ(j["text"],
+            "ACP consent request abcd0123: agent `agent` wants " + want + " (rule {kind: mcp})");
+  EXPECT_NE(j["reach"]["session"].get<std::string>().find("every call of MCP tool"),
+            std::string::npos);
+  EXPECT_EQ(j["action"]["tool"], p.action.tool);  // the data, unchanged
+  const std::string body = j.dump();
+  EXPECT_EQ(body.find('\x1b'), std::string::npos);  // JSON escapes what stays raw
+}
+
 TEST(WebhookChannel, SignatureVerification) {
   using acp::consent::verify_webhook_signature;
   using acp::consent::webhook_signature;

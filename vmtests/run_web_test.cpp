@@ -176,4 +176,64 @@ TEST_F(RunWeb, BrowserApprovesDeniesAndGrantsTenMinutes) {
   EXPECT_NE(left.status, 0) << left.out;
 }
 
+// Issue 13: a U+202E in a path reversed what the page showed. The confined agent sends the
+// override raw in its request line (python3, a plain socket to its proxy); Chromium must show
+// it as the text \u{202E}, in byte order, and the human's Deny applies to that request.
+// Screenshot: <build>/test-artifacts/web/bidi.png.
+TEST_F(RunWeb, PageShowsBidiControlsVisibly) {
+  const std::string driver = std::string(ACP_SOURCE_DIR) + "/tests/browser/web_display.mjs";
+  if (!fs::exists("/usr/bin/chromium"))
+    GTEST_SKIP() << "no /usr/bin/chromium: run scripts/install-deps.sh";
+  if (!fs::exists(std::string(ACP_SOURCE_DIR) +
+                  "/tests/browser/node_modules/playwright-core/package.json"))
+    GTEST_SKIP() << "playwright-core is not installed: run scripts/install-browser-deps.sh";
+  auto policy = write_policy(
+      "ask.yml", "default: deny\nrules:\n  - match: { kind: http, host: \"127.0.0.1\", port: " +
+                     std::to_string(origin_port_) + " }\n    action: ask\n    timeout: 120\n");
+  auto cfg = web_config();
+  const std::string port = std::to_string(origin_port_);
+  const std::string script =
+      "python3 -c '\n"
+      "import os, socket, urllib.parse\n"
+      "p = urllib.parse.urlsplit(os.environ[\"http_proxy\"])\n"
+      "s = socket.create_connection((p.hostname, p.port), timeout=150)\n"
+      "s.sendall(b\"GET http://127.0.0.1:" +
+      port + "/report\\xe2\\x80\\xaefdp.exe HTTP/1.1\\r\\nHost: 127.0.0.1:" + port +
+      "\\r\\nConnection: close\\r\\n\\r\\n\")\n"
+      "print(\"BIDI=\" + s.recv(64).split()[1].decode(), flush=True)\n"
+      "'; " +
+      wait_for_done();
+  Proc acp = Proc::start(acp_run(policy, {"sh", "-c", script}, {"--config=" + cfg}));
+  const std::string token = wait_token();
+  ASSERT_FALSE(token.empty()) << "the web page did not start";
+  const std::string artifacts = ACP_ARTIFACT_DIR;
+  fs::create_directories(artifacts);
+  fs::remove(artifacts + "/bidi.png");
+  auto browser = run({"timeout", "-k", "10", "300", "node", driver, base_url(), token, artifacts,
+                      dir_ + "/chromium-profile"});
+  std::ofstream(done_file()) << "";
+  acp.finish();
+  EXPECT_EQ(browser.status, 0) << browser.out;
+  EXPECT_NE(browser.out.find("STEP bidi-visible"), std::string::npos) << browser.out;
+  EXPECT_NE(browser.out.find("STEP done"), std::string::npos) << browser.out;
+  EXPECT_EQ(acp.status, 0) << acp.out;
+  EXPECT_NE(acp.out.find("BIDI=403"), std::string::npos) << acp.out;
+  EXPECT_TRUE(fs::exists(artifacts + "/bidi.png"));
+  // The audit log keeps the request as it was (the raw bytes), decided by the human's deny.
+  bool found = false;
+  for (const auto& e : audit_entries()) {
+    if (e.value("kind", "") != "request" || !e.contains("action")) continue;
+    if (e["action"].value("path", "") ==
+        "/report\xe2\x80\xae"
+        "fdp.exe") {
+      found = true;
+      EXPECT_EQ(e.value("verdict", ""), "deny") << e.dump();
+      EXPECT_NE(e.value("reason", "").find("disguised"), std::string::npos) << e.dump();
+    }
+  }
+  EXPECT_TRUE(found) << slurp(audit());
+  auto left = run({"pgrep", "-f", "user-data-dir=" + dir_});
+  EXPECT_NE(left.status, 0) << left.out;
+}
+
 }  // namespace

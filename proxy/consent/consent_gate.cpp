@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "acp/proxy/audit_log.hpp"
+#include "acp/proxy/display.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp::consent {
@@ -72,9 +73,18 @@ nlohmann::json to_json(const PendingInfo& p) {
     return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
   };
   auto left = std::chrono::duration_cast<std::chrono::seconds>(p.expires - system_clock::now());
+  // `action` is the raw data, for programs; `summary` and `reach` are what a human reads (every
+  // agent-controlled character visible), the same text on every channel.
+  const auto reach = approval_reach(p.action, std::chrono::seconds(600));
   return {{"id", p.id},
           {"session", p.session},
           {"action", action_to_json(p.action)},
+          {"summary", summary(p.action)},
+          {"reach",
+           {{"once", reach.once},
+            {"duration", reach.duration},
+            {"session", reach.session},
+            {"always", reach.always}}},
           {"rule", p.rule_text},
           {"created", secs(p.created)},
           {"expires", secs(p.expires)},
@@ -83,11 +93,6 @@ nlohmann::json to_json(const PendingInfo& p) {
 }
 
 namespace {
-
-bool same_ask(const Action& a, const Action& b) {
-  return a.kind == b.kind && a.host == b.host && a.port == b.port && a.method == b.method &&
-         a.server == b.server && a.tool == b.tool && a.args == b.args && a.name == b.name;
-}
 
 std::string human_duration(std::chrono::seconds s) {
   auto n = s.count();
@@ -376,7 +381,10 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
 
   std::shared_ptr<Pending> p;
   for (auto& [id, q] : pending_) {
-    if (same_ask(q->action, action)) {
+    // One prompt for two asks only when the human would see the same thing and the same rule
+    // decided it: every field of both (Action's and PolicyDecision's operator==). Asks that
+    // differ in anything, the path or the query say, each get their own answer.
+    if (q->action == action && q->decision == decision) {
       p = q;
       break;
     }

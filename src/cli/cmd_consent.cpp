@@ -1,4 +1,4 @@
-// acp pending [--json] | acp approve ID [--for=DURATION|--session|--always] |
+// acp pending [--json|--full] [ID] | acp approve ID [--for=DURATION|--session|--always] |
 // acp deny ID [--reason=TEXT]: answer the agents' pending requests through the sessions'
 // control sockets (/run/acp/control.sock and control-<session>.sock; $ACP_RUN_DIR in tests).
 #include <unistd.h>
@@ -13,6 +13,7 @@
 
 #include "acp/cli/commands.hpp"
 #include "acp/proxy/control.hpp"
+#include "acp/proxy/display.hpp"
 
 namespace acp::cli {
 namespace {
@@ -81,12 +82,18 @@ std::string host_port(const nlohmann::json& a) {
   return h + ":" + std::to_string(a.value("port", 0));
 }
 
-// Agent-chosen text goes to a terminal: no control characters, bounded width.
-std::string cell(std::string s, size_t max = 40) {
-  for (auto& c : s)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  if (s.size() > max) s = s.substr(0, max - 3) + "...";
-  return s.empty() ? "-" : s;
+// Agent-chosen text goes to a terminal: every character visible (acp/proxy/display.hpp), and
+// a long cell says how much it hides and how to see it all, never cut silently.
+std::string cell(const std::string& s, size_t max = 40) {
+  if (s.empty()) return "-";
+  return consent::clip(consent::visible(s), max, "acp pending --full");
+}
+
+// Bytes are not columns: width counts UTF-8 characters (a lead byte each).
+size_t width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
@@ -94,13 +101,13 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   for (const auto& r : rows)
     for (size_t i = 0; i < r.size(); ++i) {
       if (w.size() <= i) w.push_back(0);
-      w[i] = std::max(w[i], r[i].size());
+      w[i] = std::max(w[i], width(r[i]));
     }
   for (const auto& r : rows) {
     std::string line;
     for (size_t i = 0; i < r.size(); ++i) {
       line += r[i];
-      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+      if (i + 1 < r.size()) line += std::string(w[i] - width(r[i]) + 2, ' ');
     }
     std::printf("%s\n", line.c_str());
   }
@@ -139,8 +146,13 @@ void register_consent(CLI::App& app, int& exit_code) {
   // acp pending
   auto* pending = app.add_subcommand("pending", "List the requests waiting for a human");
   auto json = std::make_shared<bool>(false);
+  auto full = std::make_shared<bool>(false);
+  auto only = std::make_shared<std::string>();
   pending->add_flag("--json", *json, "Machine-readable output");
-  pending->callback([json, &exit_code] {
+  pending->add_flag("--full", *full,
+                    "Each request in full (the table cuts long cells and says how much it cut)");
+  pending->add_option("ID", *only, "Only this request, in full");
+  pending->callback([json, full, only, &exit_code] {
     std::vector<SessionPending> all;
     if (!gather("pending", all)) {
       exit_code = 1;
@@ -149,6 +161,7 @@ void register_consent(CLI::App& app, int& exit_code) {
     nlohmann::json merged = nlohmann::json::array();
     for (const auto& s : all)
       for (auto p : s.reply["pending"]) {
+        if (!only->empty() && p.value("id", "") != *only) continue;
         p["socket"] = s.socket;
         merged.push_back(p);
       }
@@ -158,8 +171,38 @@ void register_consent(CLI::App& app, int& exit_code) {
       exit_code = 0;
       return;
     }
+    if (merged.empty() && !only->empty()) {
+      std::fprintf(stderr,
+                   "acp pending: unknown request id %s (it may have been answered or timed out; "
+                   "see `acp pending`)\n",
+                   consent::visible(*only).c_str());
+      exit_code = 1;
+      return;
+    }
     if (merged.empty()) {
       std::printf("No pending requests.\n");
+      exit_code = 0;
+      return;
+    }
+    if (*full || !only->empty()) {
+      // Nothing cut: the request as the prompt and the page show it, and what each answer covers.
+      for (const auto& p : merged) {
+        auto text = [&](const nlohmann::json& j, const char* k) {
+          return consent::visible(j.is_object() ? j.value(k, std::string()) : std::string());
+        };
+        std::printf("request %s  session %s  expires in %s  waiting %d\n", text(p, "id").c_str(),
+                    text(p, "session").c_str(), expires_in(p.value("expires_in_s", 0LL)).c_str(),
+                    p.value("waiters", 0));
+        std::printf("  wants:  %s\n", text(p, "summary").c_str());
+        std::printf("  rule:   %s\n", text(p, "rule").c_str());
+        if (p.contains("reach")) {
+          const auto& r = p["reach"];
+          std::printf("  acp approve ID:           %s\n", text(r, "once").c_str());
+          std::printf("  acp approve ID --for=10m: %s\n", text(r, "duration").c_str());
+          std::printf("  acp approve ID --session: %s\n", text(r, "session").c_str());
+          std::printf("  acp approve ID --always:  %s\n", text(r, "always").c_str());
+        }
+      }
       exit_code = 0;
       return;
     }
@@ -172,8 +215,8 @@ void register_consent(CLI::App& app, int& exit_code) {
       rows.push_back(
           {cell(p.value("id", "")), cell(p.value("session", "")), cell(a.value("kind", "")),
            cell(mcp ? a.value("server", "") : host_port(a), 60),
-           cell(a.value(mcp ? "tool" : "method", "")), cell(a.value(mcp ? "args" : "path", "")),
-           cell(p.value("rule", "")), expires_in(p.value("expires_in_s", 0LL))});
+           cell(a.value(mcp ? "tool" : "method", "")), cell(a.value(mcp ? "args" : "path", ""), 80),
+           cell(p.value("rule", ""), 60), expires_in(p.value("expires_in_s", 0LL))});
     }
     print_table(rows);
     exit_code = 0;

@@ -14,6 +14,7 @@
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/probe.hpp"
 #include "acp/proxy/control.hpp"
+#include "acp/proxy/display.hpp"
 #include "acp/session/session_gc.hpp"
 
 namespace acp {
@@ -212,7 +213,7 @@ std::string status_to_text(const MachineStatus& m) {
           << (s.orphaned ? ", gone: a restarted daemon re-adopts this session" : "") << "\n";
       std::string cmd;
       for (const auto& a : s.record->command) cmd += (cmd.empty() ? "" : " ") + a;
-      o << "  command:    " << cmd << "\n";
+      o << "  command:    " << consent::visible(cmd) << "\n";
       if (!s.record->container.empty())
         o << "  container:  " << s.record->container << " (image " << s.record->image
           << ", network " << s.record->container << " " << s.record->subnet << ")\n";
@@ -264,7 +265,7 @@ std::string status_to_text(const MachineStatus& m) {
       if (skip) o << " (latest " << kShown << " of " << s.recent_denied.size() << ")";
       o << ":\n";
       for (size_t i = skip; i < s.recent_denied.size(); ++i)
-        o << "    " << kernel::describe_event(s.recent_denied[i]) << "\n";
+        o << "    " << consent::visible(kernel::describe_event(s.recent_denied[i])) << "\n";
     }
     if (s.lost_events) o << "  events lost (ring buffer full): " << s.lost_events << "\n";
     print_pending_and_problems(o, s);
@@ -276,9 +277,11 @@ void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
   if (!s.pending.empty()) {
     o << "  pending requests (acp approve ID / acp deny ID):\n";
     for (const auto& p : s.pending) {
-      const auto& a = p.contains("action") ? p["action"] : p;
-      o << "    " << p.value("id", "?") << "  " << a.value("method", "") << " "
-        << a.value("host", "") << ":" << a.value("port", 0) << a.value("path", "") << "\n";
+      // The agent's text made visible, long requests cut with a note (acp/proxy/display.hpp).
+      const std::string id = consent::visible(p.value("id", "?"));
+      o << "    " << id << "  "
+        << consent::clip(consent::visible(p.value("summary", "?")), 200, "acp pending " + id)
+        << "\n";
     }
   }
   for (const auto& p : s.problems) o << "  problem: " << p << "\n";

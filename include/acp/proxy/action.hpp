@@ -25,6 +25,9 @@ struct Action {
   std::string args;
   std::string tool;
   std::string server;
+  // Every field: two asks are the same ask only when all of them are equal (the consent gate
+  // coalesces on this; a field added here joins the comparison by itself).
+  bool operator==(const Action&) const = default;
 };
 
 enum class Verdict { Allow, Deny, Ask };
@@ -39,6 +42,7 @@ struct PolicyDecision {
   std::chrono::seconds timeout{120};  // how long an `ask` waits for a human
   bool host_named = false;            // the deciding rule names this host literally (no glob):
                                       // required before the proxy connects to loopback etc.
+  bool operator==(const PolicyDecision&) const = default;
 };
 
 // The final word on a request, after the policy and, for `ask`, a human.

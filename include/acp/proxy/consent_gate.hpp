@@ -3,8 +3,9 @@
 //
 // ask() first looks for a live grant (duration grants, with the host's `www.` twin, as
 // upstream; session grants; "always" grants persisted in the grants file). Otherwise the ask
-// joins the pending request for the same kind, host, port and method, or opens one; every
-// waiter of a pending request gets the same answer. No answer before the deadline (the rule's
+// joins a pending request only when its Action and its PolicyDecision are equal in every field
+// (what the human is shown and the rule that asked), or opens one of its own; every waiter of a
+// pending request gets the same answer. No answer before the deadline (the rule's
 // timeout) is a denial that is never remembered. See docs/consent.md.
 #pragma once
 
@@ -72,7 +73,9 @@ struct PendingInfo {
   std::chrono::system_clock::time_point expires;
   int waiters = 0;
 };
-nlohmann::json to_json(const PendingInfo& p);    // {id, session, action{...}, rule, created, ...}
+// {id, session, action{...}, summary, reach{once,duration,session,always}, rule, created, ...}:
+// summary and reach (the 10-minute duration) as display.hpp makes them.
+nlohmann::json to_json(const PendingInfo& p);
 nlohmann::json action_to_json(const Action& a);  // {kind, host, port, method, path}
 
 // Told about every pending request's life; channels (acp/proxy/channel.hpp) are observers.

@@ -10,20 +10,17 @@
 #include <deque>
 #include <optional>
 
+#include "acp/proxy/display.hpp"
+
 namespace acp::consent {
 
 namespace asio = boost::asio;
 
 namespace {
 
-std::string what_text(const Action& a) {
-  if (a.kind == "mcp") return "MCP tool " + a.tool + " on " + a.server + " with " + a.args;
-  std::string host = a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host;
-  std::string s =
-      (a.method.empty() ? "CONNECT" : a.method) + " " + host + ":" + std::to_string(a.port);
-  if (!a.path.empty()) s += a.path;
-  return s;
-}
+constexpr std::chrono::seconds kTenMinutes{600};
+// Bytes of one piece of agent text the prompt prints (a pty takes about 4 KiB at once).
+constexpr std::size_t kMaxShown = 1000;
 
 std::string trim_lower(std::string s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\r' || s.back() == '\t')) s.pop_back();
@@ -44,6 +41,7 @@ struct PromptChannel::State : std::enable_shared_from_this<State> {
   asio::steady_timer tick;
   bool stopped = false;
   std::deque<PendingInfo> queue;  // front: the request being asked
+  std::string shown_id;           // the request whose full text was printed last
   std::string line;
   char buf[256];
 
@@ -53,18 +51,33 @@ struct PromptChannel::State : std::enable_shared_from_this<State> {
     (void)!::write(tty->native_handle(), text.data(), text.size());
   }
 
+  // The request in full (summary(), as on the page; never cut), once when it comes to the
+  // front of the queue, then a short countdown line redrawn every second. Nothing the agent
+  // chose reaches the terminal unescaped: visible() leaves no control character in it.
   void show() {
     if (queue.empty()) return;
     const PendingInfo& p = queue.front();
+    if (p.id != shown_id) {
+      shown_id = p.id;
+      // Writes never block (see print()): a request larger than a terminal takes at once is
+      // cut here, saying so, rather than lost silently in a full buffer.
+      const std::string how = "acp pending " + p.id + " --full, or the web page";
+      auto bounded = [&](const std::string& shown) { return clip(shown, kMaxShown, how); };
+      std::string agent = s.ctx.agent_command.empty()
+                              ? "the agent"
+                              : "agent `" + bounded(visible(s.ctx.agent_command)) + "`";
+      const auto reach = approval_reach(p.action, kTenMinutes);
+      print("\r\033[K[acp] " + agent + " wants " + bounded(summary(p.action)) + " (rule " +
+            bounded(visible(p.rule_text)) + ") [request " + p.id + "]\n" + "      [y] covers " +
+            reach.once + "\n      [t] covers " + bounded(reach.duration) + "\n      [s] covers " +
+            bounded(reach.session) + "\n");
+    }
     auto left = std::chrono::duration_cast<std::chrono::seconds>(p.expires -
                                                                  std::chrono::system_clock::now())
                     .count();
-    std::string agent =
-        s.ctx.agent_command.empty() ? "the agent" : "agent `" + s.ctx.agent_command + "`";
     std::string more =
         queue.size() > 1 ? " [+" + std::to_string(queue.size() - 1) + " waiting]" : "";
-    print("\r\033[K[acp] " + agent + " wants " + what_text(p.action) + " (rule " + p.rule_text +
-          "). Allow? [y]es once / [t]en minutes / [s]ession / [n]o (" +
+    print("\r\033[K[acp] " + p.id + ": Allow? [y]es once / [t]en minutes / [s]ession / [n]o (" +
           std::to_string(std::max<long long>(0, left)) + "s)" + more + " ");
   }
 
@@ -108,7 +121,7 @@ struct PromptChannel::State : std::enable_shared_from_this<State> {
     } else if (in == "t") {
       a.approve = true;
       a.scope = Scope::Duration;
-      a.duration = std::chrono::seconds(600);
+      a.duration = kTenMinutes;
       said = "approved for 10 minutes";
     } else if (in == "s") {
       a.approve = true;
@@ -125,7 +138,7 @@ struct PromptChannel::State : std::enable_shared_from_this<State> {
     }
     queue.pop_front();  // before answer(): on_resolved must not report it as "elsewhere"
     if (auto st = gate.answer(id, a); !st)
-      print("\r\033[K[acp] " + id + ": " + st.error().message() + "\n");
+      print("\r\033[K[acp] " + id + ": " + visible(st.error().message()) + "\n");
     else
       print("\r\033[K[acp] " + id + ": " + said + "\n");
     show();
@@ -212,7 +225,7 @@ void PromptChannel::on_resolved(const PendingInfo& p, const ConsentOutcome& o) {
       std::string how = o.approved                  ? "approved elsewhere"
                         : o.decided_by == "timeout" ? "timed out: denied"
                                                     : "denied elsewhere";
-      st.print("\r\033[K[acp] " + p.id + " (" + what_text(p.action) + "): " + how + "\n");
+      st.print("\r\033[K[acp] " + p.id + " (" + summary(p.action) + "): " + how + "\n");
       st.show();
     }
     break;

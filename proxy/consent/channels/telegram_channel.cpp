@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "acp/proxy/display.hpp"
 #include "http_client.hpp"
 
 // See http_client.cpp: a GCC 12 false positive on asio's coroutine frames.
@@ -31,13 +32,15 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string what_text(const Action& a) {
-  if (a.kind == "mcp") return "MCP tool " + a.tool + " on " + a.server + " with " + a.args;
-  std::string host = a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host;
-  std::string s =
-      (a.method.empty() ? "CONNECT" : a.method) + " " + host + ":" + std::to_string(a.port);
-  if (!a.path.empty()) s += " " + a.path;
-  return s;
+// Telegram's limit is 4096 characters a message: a longer request is cut with a note that
+// says how much and where to read it all, never silently.
+constexpr std::size_t kMaxShown = 3000;
+
+// Agent-controlled text for a message sent with parse_mode HTML: made visible, then escaped for
+// HTML, in <code> so that Telegram neither links nor formats any of it.
+std::string code(const std::string& s, std::size_t max = kMaxShown,
+                 const std::string& how = "acp pending --full, or the web page") {
+  return "<code>" + html_escape(clip(visible(s), max, how)) + "</code>";
 }
 
 // The chat id as Telegram sends it (an integer) in the config's text form.
@@ -209,6 +212,7 @@ struct TelegramChannel::State : std::enable_shared_from_this<State> {
     b["chat_id"] = s.chat_id;
     b["message_id"] = message_id;
     b["text"] = text;
+    b["parse_mode"] = "HTML";  // the text is the request's message, escaped as it was
     b["reply_markup"] = json{{"inline_keyboard", json::array()}};
     fire("editMessageText", std::move(b));
   }
@@ -219,11 +223,15 @@ struct TelegramChannel::State : std::enable_shared_from_this<State> {
     const long long left = std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(
                                                       p.expires - std::chrono::system_clock::now())
                                                       .count());
-    std::string text = "ACP consent request " + id + "\n";
-    if (!s.ctx.agent_command.empty()) text += "Agent: " + s.ctx.agent_command + "\n";
-    text += "Wants: " + what_text(p.action) + "\n";
-    if (!p.rule_text.empty()) text += "Rule: " + p.rule_text + "\n";
-    text += "Session: " + p.session + "\n";
+    const std::string how = "acp pending " + id + ", or the web page";
+    std::string text = "ACP consent request " + html_escape(id) + "\n";
+    if (!s.ctx.agent_command.empty())
+      text += "Agent: " + code(s.ctx.agent_command, 300, how) + "\n";
+    text += "Wants: <code>" + html_escape(clip(summary(p.action), kMaxShown, how)) + "</code>\n";
+    if (!p.rule_text.empty()) text += "Rule: " + code(p.rule_text, 300, how) + "\n";
+    text += "Session: " + code(p.session) + "\n";
+    const auto reach = approval_reach(p.action, kTenMinutes);
+    text += "Approve 10 min covers " + html_escape(clip(reach.duration, 500, how)) + ".\n";
     text += "Answer within " + std::to_string(left) + " s, or it is denied.";
     messages[id].text = text;
     auto button = [&](const std::string& label, const std::string& choice) {
@@ -232,6 +240,7 @@ struct TelegramChannel::State : std::enable_shared_from_this<State> {
     json body;
     body["chat_id"] = s.chat_id;
     body["text"] = text;
+    body["parse_mode"] = "HTML";
     body["reply_markup"] = {
         {"inline_keyboard", json::array({json::array({button("Approve once", "once"),
                                                       button("Approve 10 min", "10m")}),
@@ -366,14 +375,15 @@ void TelegramChannel::on_resolved(const PendingInfo& p, const ConsentOutcome& o)
   auto it = st.messages.find(p.id);
   if (it == st.messages.end() || st.stopped) return;
   std::string result;
-  const std::string where =
-      it->second.answered_by.empty() ? "on another channel" : "by " + it->second.answered_by;
+  const std::string where = it->second.answered_by.empty()
+                                ? "on another channel"
+                                : "by " + html_escape(visible(it->second.answered_by));
   if (o.approved) {
-    result = "APPROVED (" + o.scope + ") " + where;
+    result = "APPROVED (" + html_escape(o.scope) + ") " + where;
   } else if (o.decided_by == "timeout") {
     result = "TIMED OUT: denied (nobody answered in time)";
   } else if (o.decided_by == "error") {
-    result = "DENIED: " + o.reason;
+    result = "DENIED: " + html_escape(visible(o.reason));
   } else {
     result = "DENIED " + where;
   }

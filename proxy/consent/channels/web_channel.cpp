@@ -31,6 +31,7 @@
 
 #include "acp/proxy/audit_log.hpp"
 #include "acp/proxy/control.hpp"
+#include "acp/proxy/display.hpp"
 #include "web_page.hpp"
 
 namespace acp::consent {
@@ -133,6 +134,35 @@ Result<Listen> parse_listen(const std::string& s) {
   return l;
 }
 
+// Every string in `j` made visible (acp/proxy/display.hpp): what the page shows of the audit
+// log and the session was partly chosen by the agent (paths, tool names, a process's comm).
+void make_visible(nlohmann::json& j) {
+  if (j.is_string())
+    j = visible(j.get_ref<const std::string&>());
+  else if (j.is_structured())
+    for (auto& v : j) make_visible(v);
+}
+
+// The audit log's "action" object back as an Action, for summary().
+Action action_from_json(const nlohmann::json& j) {
+  Action a;
+  auto str = [&](const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  a.kind = str("kind");
+  a.host = str("host");
+  if (auto it = j.find("port"); it != j.end() && it->is_number_unsigned())
+    a.port = static_cast<uint16_t>(it->get<unsigned>());
+  a.method = str("method");
+  a.path = str("path");
+  a.name = str("name");
+  a.args = str("args");
+  a.tool = str("tool");
+  a.server = str("server");
+  return a;
+}
+
 // The newest `n` entries of the audit log, read from its last MiB (never the whole file).
 nlohmann::json audit_tail(const std::string& path, int n) {
   nlohmann::json out = nlohmann::json::array();
@@ -161,7 +191,11 @@ nlohmann::json audit_tail(const std::string& path, int n) {
   const size_t skip = lines.size() > static_cast<size_t>(n) ? lines.size() - n : 0;
   for (size_t i = skip; i < lines.size(); ++i) {
     auto j = nlohmann::json::parse(lines[i], nullptr, false);
-    if (!j.is_discarded()) out.push_back(std::move(j));
+    if (j.is_discarded()) continue;
+    make_visible(j);
+    if (auto a = j.find("action"); a != j.end() && a->is_object())
+      j["summary"] = summary(action_from_json(*a));  // strings already visible: unchanged
+    out.push_back(std::move(j));
   }
   return out;
 }
@@ -253,8 +287,9 @@ struct Shared : std::enable_shared_from_this<Shared> {
 
   // ---- what the page is told ----
   nlohmann::json pending_json(const PendingInfo& p) const {
-    auto j = to_json(p);
-    j["agent_command"] = ctx.agent_command;
+    auto j = to_json(p);  // with summary and reach, made visible there
+    j["agent_command"] = visible(ctx.agent_command);
+    j["rule"] = visible(p.rule_text);
     return j;
   }
   nlohmann::json pending_list() const {
@@ -521,6 +556,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
                        {"audit_path", ctx.audit_path},
                        {"status", nullptr}};
       if (ctx.session_status) j["status"] = ctx.session_status();
+      make_visible(j);
       return json(http::status::ok, j, req);
     }
     if (path == "/api/audit") {
@@ -615,11 +651,12 @@ class WebChannelImpl final : public WebChannel {
     s_->broadcast("resolved", {{"id", p.id},
                                {"session", p.session},
                                {"action", action_to_json(p.action)},
+                               {"summary", summary(p.action)},
                                {"approved", o.approved},
                                {"scope", o.scope},
                                {"decided_by", o.decided_by},
                                {"by", o.answered_by},
-                               {"reason", o.reason}});
+                               {"reason", visible(o.reason)}});
   }
 
   uint16_t port() const override { return s_->port; }

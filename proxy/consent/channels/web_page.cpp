@@ -1,5 +1,7 @@
 // The web channel's page. Everything the agent controls (host, path, method, command) reaches
-// the page as data and is put in with textContent, never parsed as HTML.
+// the page as data, already made visible by the server (acp/proxy/display.hpp: the request as
+// summary(), what each answer covers as approval_reach(), the same text as the terminal prompt),
+// and is put in with textContent, never parsed as HTML.
 #include "web_page.hpp"
 
 namespace acp::consent {
@@ -36,6 +38,8 @@ constexpr std::string_view kPage = R"html(<!doctype html>
   .req { border:1px solid var(--line); border-left:4px solid var(--ask); border-radius:6px;
          padding:10px 12px; margin-bottom:10px; background:#fffdf7; }
   .req .what { font:600 15px/1.3 ui-monospace, SFMono-Regular, Menlo, monospace; word-break:break-all; }
+  /* The agent's text in the order of its bytes: right-to-left letters cannot reorder a path. */
+  .req .what, .mono { direction:ltr; unicode-bidi:isolate-override; }
   .req .meta { color:var(--muted); font-size:12.5px; margin-top:4px; word-break:break-all; }
   .req .meta b { color:var(--ink); font-weight:500; }
   .bar { height:4px; background:var(--line); border-radius:2px; margin:8px 0; overflow:hidden; }
@@ -106,15 +110,6 @@ function el(tag, props, ...kids) {
     e.append(k instanceof Node ? k : document.createTextNode(String(k)));
   return e;
 }
-function target(a) {
-  if (!a) return "?";
-  const hp = (a.host || "?") + (a.port ? ":" + a.port : "");
-  if (a.kind === "http") return (a.method || "GET") + " " + hp + (a.path || "");
-  if (a.kind === "connect" || a.kind === "tunnel") return "CONNECT " + hp;
-  if (a.kind === "mcp") return "MCP tool " + (a.tool || "?") + " on " + (a.server || "?") + " " + (a.args || "{}");
-  if (a.name) return a.name + (a.args ? " " + a.args : "");
-  return (a.kind || "") + " " + hp;
-}
 function clock(ts) {
   const d = typeof ts === "number" ? new Date(ts * 1000) : new Date(ts);
   return isNaN(d) ? "" : d.toLocaleTimeString();
@@ -131,6 +126,7 @@ function renderPendingCount() {
 function addPending(p) {
   if (pending.has(p.id)) return;
   const a = p.action || {};
+  const r = p.reach || {};
   const err = el("div", {class: "error"});
   const reason = el("input", {class: "reason", placeholder: "reason (for deny)", "data-testid": "reason"});
   const countdown = el("span", {class: "countdown", "data-testid": "countdown"});
@@ -161,15 +157,16 @@ function addPending(p) {
     onclick: () => send({approve: false, reason: reason.value})}, "Deny");
   buttons.push(deny);
   const card = el("div", {class: "req", "data-testid": "pending", "data-id": p.id},
-    el("div", {class: "row"}, el("span", {class: "what", "data-testid": "target"}, target(a)), countdown),
-    el("div", {class: "meta"}, "kind ", el("b", {}, a.kind || "?"), " · host ", el("b", {}, a.host || "?"),
-       " · port ", el("b", {}, a.port || "?"), a.method ? " · method " : "", a.method ? el("b", {}, a.method) : null,
-       a.path ? " · path " : "", a.path ? el("b", {}, a.path) : null),
+    el("div", {class: "row"}, el("span", {class: "what", "data-testid": "target"}, p.summary || "?"), countdown),
+    el("div", {class: "meta"}, "kind ", el("b", {}, a.kind || "?")),
     el("div", {class: "meta"}, "asked by session ", el("b", {}, p.session || "?"),
        p.agent_command ? " · agent " : "", p.agent_command ? el("b", {"data-testid": "agent"}, p.agent_command) : null,
        p.waiters > 1 ? " · " + p.waiters + " waiting" : ""),
     el("div", {class: "meta"}, "rule ", el("b", {class: "mono", "data-testid": "rule"}, p.rule || "(policy default)"),
        " · request ", el("span", {class: "mono"}, p.id)),
+    el("div", {class: "meta", "data-testid": "reach"},
+       "Approve once covers ", el("b", {}, r.once || "?"), "; 10 min covers ", el("b", {}, r.duration || "?"),
+       "; for session covers ", el("b", {}, r.session || "?"), "; always covers ", el("b", {}, r.always || "?")),
     el("div", {class: "bar"}, fill),
     el("div", {class: "row"},
        approve("Approve once", "approve-once", {scope: "once"}),
@@ -203,7 +200,7 @@ function addResolved(r) {
   const who = r.by ? "by " + r.by : r.decided_by === "timeout" ? "timed out" : (r.decided_by || "");
   const li = el("li", {"data-testid": "resolved", "data-id": r.id},
     el("span", {class: "badge " + (r.approved ? "allow" : "deny")}, r.approved ? "approved" : "denied"), " ",
-    el("span", {class: "mono"}, target(r.action)), " — ",
+    el("span", {class: "mono"}, r.summary || "?"), " — ",
     [r.scope, who].filter(Boolean).join(" "), r.reason ? " · " + r.reason : "",
     " · ", clock(Date.now() / 1000));
   list.prepend(li);
@@ -261,7 +258,7 @@ async function loadAudit() {
          el("th", {}, "what"), el("th", {}, "decided by"), el("th", {}, "reason")),
       ...entries.map((e) => {
         const what = e.kind === "connect" ? (e.comm || "?") + " → " + (e.destination || e.hook || "")
-          : e.kind === "policy_reload" ? "policy reload: " + (e.source || "") : target(e.action);
+          : e.kind === "policy_reload" ? "policy reload: " + (e.source || "") : (e.summary || "");
         const v = e.verdict || (e.ok === false ? "error" : "");
         return el("tr", {"data-testid": "audit-row"}, el("td", {}, e.seq), el("td", {}, clock(e.timestamp)),
           el("td", {}, el("span", {class: "badge " + (v === "allow" ? "allow" : "deny")}, v)),

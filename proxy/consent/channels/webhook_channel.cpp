@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 
+#include "acp/proxy/display.hpp"
 #include "http_client.hpp"
 
 namespace acp::consent {
@@ -225,6 +226,19 @@ nlohmann::json webhook_request_body(const PendingInfo& p, const ChannelContext& 
                    {"rule", p.rule_text},
                    {"agent", ctx.agent_command},
                    {"action", action}};
+  // For a human reading the payload (a chat relay, a ticket): the request as every channel
+  // shows it, every agent-controlled character visible (acp/proxy/display.hpp); the JSON
+  // encoding escapes it for the payload. `action` stays the raw data, for programs.
+  const std::string agent =
+      ctx.agent_command.empty() ? "the agent" : "agent `" + visible(ctx.agent_command) + "`";
+  j["summary"] = summary(a);
+  j["text"] = "ACP consent request " + p.id + ": " + agent + " wants " + summary(a) + " (rule " +
+              visible(p.rule_text) + ")";
+  const auto reach = approval_reach(a, std::chrono::seconds(600));
+  j["reach"] = {{"once", reach.once},
+                {"duration", reach.duration},
+                {"session", reach.session},
+                {"always", reach.always}};
   if (!callback_url.empty()) j["callback_url"] = callback_url;
   return j;
 }

@@ -1,0 +1,90 @@
+// Drives Debian's Chromium (headless, through playwright-core) against a live ACP web consent
+// page while the confined agent asks for a path with a U+202E RIGHT-TO-LEFT OVERRIDE in it.
+// Launched by the vmtest RunWeb.PageShowsBidiControlsVisibly (vmtests/run_web_test.cpp).
+//
+// Usage: node web_display.mjs BASE_URL TOKEN ARTIFACT_DIR USER_DATA_DIR
+// The page must show the request with the override as the text \u{202E} (never the character,
+// which would reverse what follows), in the order of its bytes; the test denies it from the page.
+// Screenshot: ARTIFACT_DIR/bidi.png. Prints one line per step; exits non-zero on any failure.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import path from "node:path";
+
+const [base, token, artifacts, userDataDir] = process.argv.slice(2);
+if (!base || !token || !artifacts || !userDataDir) {
+  console.error("usage: node web_display.mjs BASE_URL TOKEN ARTIFACT_DIR USER_DATA_DIR");
+  process.exit(2);
+}
+fs.mkdirSync(artifacts, { recursive: true });
+const step = (s) => console.log("STEP " + s);
+const fail = (s) => {
+  throw new Error(s);
+};
+const WAIT = { timeout: 60000 };
+const RLO = "\u202e";
+
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+  viewport: { width: 1200, height: 900 },
+});
+let code = 0;
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  const ok = await page.goto(`${base}/?token=${token}`);
+  if (ok.status() !== 200) fail(`token: HTTP ${ok.status()}`);
+  await page.locator('[data-testid="live"].on').waitFor(WAIT);
+  step("page-live");
+
+  const card = page.locator('[data-testid="pending"]', {
+    has: page.locator('[data-testid="target"]', { hasText: "fdp.exe" }),
+  });
+  await card.waitFor(WAIT);
+  const target = await card.locator('[data-testid="target"]').textContent();
+  step(`target ${JSON.stringify(target)}`);
+  if (target.includes(RLO)) fail(`the page shows a raw U+202E: ${JSON.stringify(target)}`);
+  if (!/^GET 127\.0\.0\.1:\d+\/report\\u\{202E\}fdp\.exe$/.test(target))
+    fail(`target ${JSON.stringify(target)}: expected GET 127.0.0.1:P/report\\u{202E}fdp.exe`);
+  // Shown in byte order whatever the letters' direction.
+  const bidi = await card
+    .locator('[data-testid="target"]')
+    .evaluate((e) => getComputedStyle(e).unicodeBidi);
+  if (bidi !== "isolate-override") fail(`unicode-bidi ${bidi}`);
+  const reach = await card.locator('[data-testid="reach"]').textContent();
+  if (!reach.includes("for session covers every http request to 127.0.0.1:"))
+    fail(`reach ${JSON.stringify(reach)}`);
+  // No text node anywhere on the page holds the override.
+  const raw = await page.evaluate((c) => document.body.innerText.includes(c), RLO);
+  if (raw) fail("a raw U+202E is somewhere on the page");
+  await page.screenshot({ path: path.join(artifacts, "bidi.png"), fullPage: true });
+  step("bidi-visible");
+
+  const id = await card.getAttribute("data-id");
+  await card.locator('[data-testid="reason"]').fill("looks like a disguised .exe");
+  await card.locator('[data-testid="deny"]').click();
+  await page.locator(`[data-testid="resolved"][data-id="${id}"]`).waitFor(WAIT);
+  const line = await page.locator(`[data-testid="resolved"][data-id="${id}"]`).textContent();
+  if (line.includes(RLO) || !line.includes("\\u{202E}")) fail(`resolved line ${JSON.stringify(line)}`);
+  step(`denied: ${line}`);
+  step("done");
+} catch (e) {
+  console.error("FAIL " + (e && e.message ? e.message : e));
+  try {
+    const p = context.pages()[0];
+    if (p) await p.screenshot({ path: path.join(artifacts, "bidi-failure.png"), fullPage: true });
+  } catch {}
+  code = 1;
+} finally {
+  await context.close();
+}
+process.exit(code);
