@@ -363,8 +363,8 @@ void reap(pid_t pid) {
 }
 
 // What a root agent's mount namespace covers, worked out before the clone (the child only
-// mounts): the spec's hidden paths as they are now (missing ones skipped), every block device
-// node in /dev (read raw, a disk gives up any file, hidden or not), and the visible files that
+// mounts): the spec's hidden paths as they are now (missing ones skipped), every disk node in
+// /dev (read raw, a disk gives up any file, hidden or not), and the visible files that
 // sit inside a covered directory with the directories to remake for them.
 struct CoverPlan {
   std::vector<std::pair<std::string, bool>> hidden;  // path, is a directory
@@ -385,12 +385,22 @@ CoverPlan plan_cover(const AgentSpec& spec) {
     c.hidden.emplace_back(h, S_ISDIR(st.st_mode));
     if (S_ISDIR(st.st_mode)) hidden_dirs.push_back(fs::path(h).lexically_normal().string());
   }
+  // Raw disk access: block devices, and the character devices that pass SCSI or NVMe reads
+  // (/dev/sgN, /dev/ngNnM, /dev/bsg/*).
+  auto disk_passthrough = [](const std::string& name) {
+    return (name.rfind("sg", 0) == 0 || name.rfind("ng", 0) == 0) && name.size() > 2 &&
+           name[2] >= '0' && name[2] <= '9';
+  };
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/dev", ec)) {
     struct stat st {};
-    if (::lstat(e.path().c_str(), &st) == 0 && S_ISBLK(st.st_mode))
+    if (::lstat(e.path().c_str(), &st) != 0) continue;
+    if (S_ISBLK(st.st_mode) ||
+        (S_ISCHR(st.st_mode) && disk_passthrough(e.path().filename().string())))
       c.hidden.emplace_back(e.path().string(), false);
   }
+  if (struct stat st{}; ::lstat("/dev/bsg", &st) == 0 && S_ISDIR(st.st_mode))
+    c.hidden.emplace_back("/dev/bsg", true);
   for (const auto& v : spec.visible_paths) {
     const fs::path file = fs::path(v).lexically_normal();
     for (const auto& d : hidden_dirs) {
