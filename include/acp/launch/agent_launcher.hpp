@@ -57,12 +57,12 @@ struct AgentSpec {
   // (the cgroup2 mount, bpffs, the audit directory) are read-only and `hidden_paths` are
   // covered: a directory (/etc/acp, /var/lib/acp, /run/acp, the CA's private directory) by an
   // empty read-only tmpfs, a file (a token file elsewhere) by /dev/null, and so is every disk
-  // node in /dev (block devices, SCSI/NVMe passthrough). `visible_paths` inside a covered directory
-  // (the TLS trust bundle) are bound back read-only. Missing paths are skipped. The agent also
-  // loses CAP_SYS_ADMIN (no umount), CAP_DAC_READ_SEARCH (no open_by_handle_at), CAP_MKNOD,
-  // CAP_SYS_PTRACE, CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF and other wall-breaking capabilities from
-  // its bounding set, with empty inheritable and ambient sets, and always gets a cgroup namespace
-  // rooted at the session cgroup.
+  // node in /dev (block devices, SCSI/NVMe passthrough). `visible_paths` inside a covered
+  // directory (the TLS trust bundle) are bound back read-only. Missing paths are skipped. The
+  // agent also loses CAP_SYS_ADMIN (no umount), CAP_DAC_READ_SEARCH (no open_by_handle_at),
+  // CAP_MKNOD, CAP_SYS_PTRACE, CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF and other wall-breaking
+  // capabilities from its bounding set, with empty inheritable and ambient sets, and always gets
+  // a cgroup namespace rooted at the session cgroup.
   std::vector<std::string> readonly_paths;
   std::vector<std::string> hidden_paths;
   std::vector<std::string> visible_paths;
