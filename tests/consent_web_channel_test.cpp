@@ -132,9 +132,14 @@ TEST_F(WebChannelTest, CreatesAPrivateTokenFileOnceAndKeepsIt) {
   const std::string tok = channel_->token();
   EXPECT_EQ(tok.size(), 64u);
   EXPECT_EQ(tok.find_first_not_of("0123456789abcdef"), std::string::npos);
+  // The description goes where the agent may read it: the page and where its token is, never
+  // the token (url() has it, for acp's terminal only).
   EXPECT_NE(channel_->describe().find("web: http://127.0.0.1:" + std::to_string(port()) +
-                                      "/?token=" + tok),
-            std::string::npos);
+                                      "/?token=… (the token is in " + cfg_.token_file),
+            std::string::npos)
+      << channel_->describe();
+  EXPECT_EQ(channel_->describe().find(tok), std::string::npos) << channel_->describe();
+  EXPECT_EQ(channel_->url(), "http://127.0.0.1:" + std::to_string(port()) + "/?token=" + tok);
   EXPECT_NE(channel_->describe().find("new token"), std::string::npos);
   stop_channel();
   ASSERT_TRUE(start_channel().ok());

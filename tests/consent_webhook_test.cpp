@@ -300,3 +300,13 @@ TEST(WebhookChannel, SignatureVerification) {
 }
 
 }  // namespace
+
+// The description goes to acp's stderr (the agent's) and the world-readable session record: a
+// credential in the hook's URL query is not in it.
+TEST(WebhookChannel, DescriptionHidesTheUrlsCredentials) {
+  Fixture f;
+  f.start("http://127.0.0.1:9/hooks/acp?key=hook-key#frag");
+  const std::string d = f.channel->describe();
+  EXPECT_NE(d.find("webhook: POST http://127.0.0.1:9/hooks/acp?…"), std::string::npos) << d;
+  for (const char* secret : {"hook-key", "frag"}) EXPECT_EQ(d.find(secret), std::string::npos) << d;
+}

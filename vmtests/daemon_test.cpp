@@ -438,3 +438,43 @@ TEST_F(Daemon, NoDaemonFlagRunsStandaloneBesideARunningDaemon) {
 }
 
 }  // namespace
+
+// With a daemon, acp run prints the channels the daemon sends: as standalone, the page's token
+// is not on acp's stderr (a file here, which the agent reads back through /proc/self/fd/2), and
+// a root agent's namespace hides the secret files the daemon names (the token file).
+TEST_F(Daemon, TokenIsOnNoStreamAndHiddenFromARootAgent) {
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  const uint16_t web_port = free_port();
+  const std::string token_file = dir_ + "/secrets/web.token";
+  const std::string cfg = dir_ + "/web-config.yml";
+  std::ofstream(cfg) << "channels:\n  web:\n    enabled: true\n    listen: \"127.0.0.1:" << web_port
+                     << "\"\n    token_file: \"" << token_file << "\"\n";
+  chmod(cfg.c_str(), 0644);
+  const std::string log = dir_ + "/acp-stderr.log";
+  auto argv = run_via_daemon(
+      policy_for_origin("allow"),
+      {"sh", "-c", "echo AGENT-READS; cat /proc/self/fd/2; cat " + token_file + " 2>/dev/null"},
+      proxy_port_);
+  for (auto& a : argv) {
+    if (a.rfind("--config=", 0) == 0) a = "--config=" + cfg;
+    if (a == "--user=nobody") a = "--user=root";
+  }
+  argv.insert(argv.begin() + 2, "--allow-root");
+  argv.insert(argv.begin(), {"sh", "-c", "exec \"$0\" \"$@\" 2>" + log});
+  auto r = run(argv);
+  EXPECT_EQ(r.status, 0) << r.out << slurp(log);
+  std::string token = slurp(token_file);
+  while (!token.empty() && token.back() == '\n') token.pop_back();
+  ASSERT_EQ(token.size(), 64u) << r.out << slurp(log);
+  const std::string logged = slurp(log);
+  EXPECT_NE(logged.find("(bpf, acp daemon)"), std::string::npos) << logged;
+  EXPECT_NE(logged.find("consent channel web: http://127.0.0.1:" + std::to_string(web_port) +
+                        "/?token=… (the token is in " + token_file),
+            std::string::npos)
+      << logged;
+  EXPECT_EQ(logged.find(token), std::string::npos) << logged;
+  EXPECT_NE(r.out.find("AGENT-READS\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("consent channel web:"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(token), std::string::npos) << r.out;
+  stop_daemon();
+}

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,9 +101,12 @@ TEST_F(RunWeb, AgentCannotReachTheWebPageNorTheControlSocket) {
   std::ofstream(done_file()) << "";
   acp.finish();
   EXPECT_EQ(acp.status, 0) << acp.out;
-  EXPECT_NE(acp.out.find("consent channel web: " + base_url() + "/?token=" + token),
+  // acp's stderr is a pipe here (the agent's too): the page without its token.
+  EXPECT_NE(acp.out.find("consent channel web: " + base_url() + "/?token=… (the token is in " +
+                         token_file()),
             std::string::npos)
       << acp.out;
+  EXPECT_EQ(acp.out.find(token), std::string::npos) << acp.out;
   EXPECT_NE(acp.out.find("WEB-DIRECT-REFUSED"), std::string::npos) << acp.out;
   EXPECT_NE(acp.out.find("WEB-LOCALHOST-REFUSED"), std::string::npos) << acp.out;
   EXPECT_EQ(acp.out.find("-OK"), std::string::npos) << acp.out;
@@ -116,6 +120,155 @@ TEST_F(RunWeb, AgentCannotReachTheWebPageNorTheControlSocket) {
   for (const auto& e : audit_entries())
     if (e.value("kind", "") == "connect" && e.value("port", 0) == web_port_) ++kernel_denied;
   EXPECT_GE(kernel_denied, 1) << slurp(audit());
+}
+
+// acp's stderr is the agent's stderr: redirected to a file (a log in the workspace), the agent
+// reads it back through /proc/self/fd/2. Neither the file nor what the agent reads holds the
+// page's token; the file says where the token is, and the token file exists.
+TEST_F(RunWeb, TokenIsOnNoStreamTheAgentInherits) {
+  auto cfg = web_config();
+  const std::string log = dir_ + "/acp-stderr.log";
+  std::vector<std::string> argv = {"sh", "-c", "exec \"$0\" \"$@\" 2>" + log};
+  for (auto& a : acp_run(policy_for_origin("allow"),
+                         {"sh", "-c", "echo AGENT-READS; cat /proc/self/fd/2; echo AGENT-DONE"},
+                         {"--config=" + cfg}))
+    argv.push_back(a);
+  auto acp = run(argv);
+  EXPECT_EQ(acp.status, 0) << acp.out << slurp(log);
+  std::string token = slurp(token_file());
+  while (!token.empty() && token.back() == '\n') token.pop_back();
+  ASSERT_EQ(token.size(), 64u) << "the token file was not written: " << token_file();
+  const std::string logged = slurp(log);
+  EXPECT_NE(logged.find("consent channel web: " + base_url() + "/?token=… (the token is in " +
+                        token_file()),
+            std::string::npos)
+      << logged;
+  EXPECT_NE(logged.find("shown only when acp's stderr is a terminal"), std::string::npos) << logged;
+  EXPECT_EQ(logged.find(token), std::string::npos) << logged;
+  // The agent did read acp's lines back (the attack works on the stream), but no token.
+  EXPECT_NE(acp.out.find("AGENT-READS\n"), std::string::npos) << acp.out;
+  EXPECT_NE(acp.out.find("consent channel web: " + base_url()), std::string::npos) << acp.out;
+  EXPECT_EQ(acp.out.find(token), std::string::npos) << acp.out;
+}
+
+// On a terminal (a pty, as an operator's shell has) the page's address comes with its token:
+// the agent cannot read what is written to a terminal.
+TEST_F(RunWeb, TerminalGetsThePageAddressWithItsToken) {
+  auto cfg = web_config();
+  std::vector<std::string> argv = {
+      "sh", "-c",
+      "exec python3 -c 'import os, pty, sys; "
+      "sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))' \"$@\" </dev/null",
+      "pty"};
+  for (auto& a : acp_run(policy_for_origin("allow"), {"true"}, {"--config=" + cfg}))
+    argv.push_back(a);
+  auto acp = run(argv);
+  EXPECT_EQ(acp.status, 0) << acp.out;
+  std::string token = slurp(token_file());
+  while (!token.empty() && token.back() == '\n') token.pop_back();
+  ASSERT_EQ(token.size(), 64u) << acp.out;
+  EXPECT_NE(acp.out.find("shown on this terminal only): " + base_url() + "/?token=" + token),
+            std::string::npos)
+      << acp.out;
+}
+
+// A root agent (--allow-root) keeps root's file access, not ACP's secrets: the page's token file
+// (wherever the config puts it), /etc/acp, the CA's key are hidden in its mount namespace, also
+// through /proc/1/root and /proc/<acp>/root; it cannot unmount what hides them, open inodes by
+// handle, or read a disk raw. The TLS trust bundle it needs stays readable.
+TEST_F(RunWeb, RootAgentCannotReadAcpSecrets) {
+  auto cfg = web_config();
+  // /etc/acp, made for the test when the machine has none (removed at the end).
+  const bool made_etc = !fs::exists("/etc/acp");
+  if (made_etc) {
+    ASSERT_TRUE(fs::create_directory("/etc/acp"));
+  }
+  const std::string etc_secret = "/etc/acp/acp-test-" + std::to_string(getpid()) + ".secret";
+  std::ofstream(etc_secret) << "etc-acp-secret-" << getpid() << "\n";
+  // The CA inside /etc/acp too: hidden with it, but for its trust bundle, which the agent needs.
+  const std::string ca_dir = "/etc/acp/acp-test-" + std::to_string(getpid()) + "-ca";
+  struct Cleanup {
+    std::string file, ca;
+    bool dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove(file, ec);
+      fs::remove_all(ca, ec);
+      if (dir) fs::remove("/etc/acp", ec);
+    }
+  } cleanup{etc_secret, ca_dir, made_etc};
+  // The disks root can read raw here (outside the agent): a sandboxed machine may allow none.
+  std::vector<std::string> disks;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/dev", ec))
+    if (e.is_block_file(ec) &&
+        run({"sh", "-c", "head -c 4096 " + e.path().string() + " | wc -c"}).out == "4096\n")
+      disks.push_back(e.path().string());
+  if (disks.empty())
+    std::cerr << "note: no block device is readable here even outside the agent: the raw-disk "
+                 "part of this test has nothing to read\n";
+  std::string files = token_file() + " " + etc_secret + " " + ca_dir + "/private/ca.key";
+  std::string through_proc;
+  for (const auto& f : {token_file(), etc_secret})
+    through_proc += " /proc/1/root" + f + " /proc/$PPID/root" + f;
+  const std::string handle_probe =
+      "import ctypes, os\n"
+      "libc = ctypes.CDLL(None, use_errno=True)\n"
+      "class H(ctypes.Structure):\n"
+      "    _fields_ = [('n', ctypes.c_uint), ('t', ctypes.c_int), ('h', ctypes.c_ubyte * 128)]\n"
+      "h = H(); h.n = 128; m = ctypes.c_int()\n"
+      "libc.name_to_handle_at(-100, b'/etc/passwd', ctypes.byref(h), ctypes.byref(m), 0)\n"
+      "fd = libc.open_by_handle_at(os.open('/', os.O_RDONLY), ctypes.byref(h), os.O_RDONLY)\n"
+      "print('HANDLE-OPEN' if fd >= 0 else 'HANDLE-REFUSED')\n";
+  std::ofstream(dir_ + "/handle.py") << handle_probe;
+  std::string script =
+      "for f in " + files + through_proc + "; do cat \"$f\" 2>/dev/null; done; for d in ";
+  for (const auto& d : disks) script += d + " ";
+  script +=
+      "; do printf 'DISK %s ' $d; head -c 4096 $d 2>/dev/null | wc -c; done; "
+      "ls -A /etc/acp | sed 's/^/ETC-ENTRY /'; "
+      "umount /etc/acp 2>/dev/null && echo UMOUNTED || echo UMOUNT-REFUSED; "
+      "umount -l /etc/acp 2>/dev/null && echo UMOUNTED || echo UMOUNT-REFUSED; "
+      "python3 " +
+      dir_ +
+      "/handle.py; "
+      "grep -E '^Cap(Inh|Eff|Bnd|Amb)' /proc/self/status; "
+      "grep -c 'BEGIN CERTIFICATE' \"$SSL_CERT_FILE\" | sed 's/^/BUNDLE-CERTS /'";
+  auto argv = acp_run(
+      policy_for_origin("allow"), {"sh", "-c", script},
+      {"--config=" + cfg, "--allow-root", "--inspect-tls", "--inspect-tls-ca-dir=" + ca_dir});
+  argv[2] = "--user=root";
+  auto acp = run(argv);
+  EXPECT_EQ(acp.status, 0) << acp.out;
+  std::string token = slurp(token_file());
+  while (!token.empty() && token.back() == '\n') token.pop_back();
+  ASSERT_EQ(token.size(), 64u) << acp.out;
+  const std::string key = slurp(ca_dir + "/private/ca.key");
+  ASSERT_NE(key.find("PRIVATE KEY"), std::string::npos) << "no CA key was made: " << acp.out;
+  EXPECT_EQ(acp.out.find(token), std::string::npos) << acp.out;
+  EXPECT_EQ(acp.out.find("etc-acp-secret-"), std::string::npos) << acp.out;
+  EXPECT_EQ(acp.out.find("PRIVATE KEY"), std::string::npos) << acp.out;
+  EXPECT_EQ(acp.out.find("ETC-ENTRY " + fs::path(etc_secret).filename().string()),
+            std::string::npos)
+      << acp.out;
+  EXPECT_EQ(acp.out.find("UMOUNTED"), std::string::npos) << acp.out;
+  EXPECT_NE(acp.out.find("HANDLE-REFUSED"), std::string::npos) << acp.out;
+  for (const auto& d : disks)
+    EXPECT_NE(acp.out.find("DISK " + d + " 0\n"), std::string::npos) << acp.out;
+  // The trust bundle (system CAs and ACP's) is there for the agent's TLS clients.
+  auto certs = acp.out.find("BUNDLE-CERTS ");
+  ASSERT_NE(certs, std::string::npos) << acp.out;
+  EXPECT_GT(std::stoi(acp.out.substr(certs + 13)), 0) << acp.out;
+  for (const char* set : {"CapInh:\t", "CapAmb:\t", "CapEff:\t", "CapBnd:\t"}) {
+    auto at = acp.out.find(set);
+    ASSERT_NE(at, std::string::npos) << acp.out;
+    const uint64_t caps = std::stoull(acp.out.substr(at + 8), nullptr, 16);
+    for (int cap : {21 /*SYS_ADMIN*/, 2 /*DAC_READ_SEARCH*/, 27 /*MKNOD*/, 19 /*SYS_PTRACE*/})
+      EXPECT_EQ(caps & (uint64_t{1} << cap), 0u) << set << "capability " << cap << ": " << acp.out;
+  }
+  // Controls: outside, root reads the same secrets, opens by handle and reads a disk.
+  EXPECT_NE(slurp(etc_secret).find("etc-acp-secret-"), std::string::npos);
+  EXPECT_NE(run({"python3", dir_ + "/handle.py"}).out.find("HANDLE-OPEN"), std::string::npos);
 }
 
 TEST_F(RunWeb, BrowserApprovesDeniesAndGrantsTenMinutes) {

@@ -2,7 +2,9 @@
 // transport) behind consent. Each tools/call the client sends is judged by the policy, asked of
 // a human for `ask` (acp pending/approve, the configured channels) and written to the audit log,
 // as `acp run` does for network requests. See docs/mcp.md.
+#include <unistd.h>
 #include <csignal>
+
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -15,6 +17,7 @@
 #include "acp/cli/commands.hpp"
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/mcp_stdio.hpp"
+#include "acp/session/channel_notice.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 
@@ -73,8 +76,10 @@ int run_mcp(const McpOptions& o) {
                "answer asks with acp pending / acp approve)\n",
                pc.session_id.c_str(), (*relay)->server_name().c_str(),
                (*proxy)->audit_path().c_str());
-  for (const auto& d : (*proxy)->channel_descriptions())
-    std::fprintf(stderr, "acp mcp: %s\n", d.c_str());
+  // acp mcp's stderr is usually read by the MCP client, which is the agent.
+  print_consent_channels(stderr, is_private_terminal(STDERR_FILENO),
+                         "acp mcp: ", (*proxy)->channel_descriptions(),
+                         (*proxy)->consent_page_url());
   int status = 125;
   asio::signal_set sigs(io, SIGINT, SIGTERM, SIGHUP);
   sigs.add(SIGQUIT);

@@ -21,8 +21,10 @@
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
 #include "acp/launch/session_signals.hpp"
+#include "acp/launch/socket_stdio.hpp"
 #include "acp/launch/target_user.hpp"
 #include "acp/launch/task_limit.hpp"
+#include "acp/session/channel_notice.hpp"
 #include "acp/session/session_gc.hpp"
 
 namespace acp::daemon {
@@ -34,6 +36,7 @@ using namespace acp::launch;  // NOLINT(google-build-using-namespace)
 constexpr int kExitAcpFailed = 125;
 constexpr auto kRegisterTimeout = std::chrono::seconds(60);
 constexpr auto kEndTimeout = std::chrono::seconds(60);
+constexpr auto kStdioDrainLimit = std::chrono::seconds(10);
 
 int fail(const std::string& what) {
   std::fprintf(stderr, "acp run: %s\n", what.c_str());
@@ -105,8 +108,9 @@ int run_registered(const RunOptions& o, LineChannel ch, const std::string& path)
   const std::string id = reply->value("id", "");
   const std::string cg_path = reply->value("cgroup", "");
   const std::string proxy_url = reply->value("proxy_url", "");
-  for (const auto& line : reply->value("channels", std::vector<std::string>{}))
-    std::fprintf(stderr, "acp run: consent channel %s\n", line.c_str());
+  print_consent_channels(stderr, is_private_terminal(STDERR_FILENO), "acp run: consent channel ",
+                         reply->value("channels", std::vector<std::string>{}),
+                         reply->value("consent_page_url", std::string()));
 
   // Signals are blocked before the agent exists; the launcher resets the agent's mask.
   const sigset_t sigs = launch::session_signals();
@@ -136,16 +140,25 @@ int run_registered(const RunOptions& o, LineChannel ch, const std::string& path)
     return fail("limit the agent's tasks: " + tasks.error().message());
   }
   if (tasks->kind == TaskLimit::Kind::kRlimitNproc) spec.rlimit_nproc = tasks->value;
-  spec.readonly_paths = {*cg_root, kernel::kBpffsMountPoint, "/etc/acp", "/var/log/acp",
-                         "/var/lib/acp"};
-  spec.hidden_paths = {"/run/acp"};
+  spec.readonly_paths = {*cg_root, kernel::kBpffsMountPoint, "/var/log/acp"};
+  spec.hidden_paths = agent_hidden_paths(reply->value("secret_paths", std::vector<std::string>{}));
 
+  // A socket as stdin/stdout/stderr is relayed through a pipe (launch/socket_stdio.hpp).
+  auto stdio = SocketStdio::prepare();
+  if (!stdio) {
+    end_session(&ch, path, id);
+    return fail(stdio.error().message());
+  }
+  spec.stdin_fd = (*stdio)->agent_fd(0);
+  spec.stdout_fd = (*stdio)->agent_fd(1);
+  spec.stderr_fd = (*stdio)->agent_fd(2);
   auto agent = spawn_agent(spec);
   if (!agent) {
     std::fprintf(stderr, "acp run: %s\n", agent.error().message().c_str());
     end_session(&ch, path, id);
     return agent.error().exit_code;
   }
+  (*stdio)->start();
   (void)ch.send({{"op", "started"},
                  {"id", id},
                  {"agent_pid", agent->pid},
@@ -204,6 +217,8 @@ int run_registered(const RunOptions& o, LineChannel ch, const std::string& path)
   io.run();
 
   end_session(connected ? &ch : nullptr, path, id);
+  // The session's processes are gone: their last output reaches the sockets before acp ends.
+  (*stdio)->finish(kStdioDrainLimit);
   return exit_code;
 }
 

@@ -61,15 +61,6 @@ nlohmann::json fail(const std::string& error) {
   return {{"ok", false}, {"error", error}};
 }
 
-// The web page's token stays out of the world-readable record.
-std::string without_token(std::string line) {
-  if (auto t = line.find("token="); t != std::string::npos) {
-    auto end = line.find_first_of(" &#)", t);
-    line.replace(t + 6, end == std::string::npos ? std::string::npos : end - t - 6, "…");
-  }
-  return line;
-}
-
 // The port of "127.0.0.1:8443" / "[::1]:8443"; 0 when there is none.
 uint16_t port_of(const std::string& ep) {
   auto c = ep.rfind(':');
@@ -221,9 +212,7 @@ class Daemon {
     for (const auto& ep : s.proxy->endpoints()) s.rec.proxy.push_back(kernel::to_string(ep));
     s.rec.control = s.proxy->control_path();
     s.rec.audit_log = s.proxy->audit_path();
-    s.rec.channels.clear();
-    for (const auto& line : s.proxy->channel_descriptions())
-      s.rec.channels.push_back(without_token(line));
+    s.rec.channels = s.proxy->channel_descriptions();  // world-readable: they hold no secret
     s.rec.acp_pid = ::getpid();
     s.rec.acp_start_time = process_start_time(::getpid());
     return write_session_record(kSessionRecordDir, s.rec);
@@ -322,9 +311,16 @@ class Daemon {
       if (s->events) s->events->stop();
       return undo(st.error());
     }
-    nlohmann::json reply{{"ok", true},           {"id", rec.id},
-                         {"cgroup", rec.cgroup}, {"proxy_url", s->proxy->proxy_url()},
-                         {"mode", rec.mode},     {"channels", s->proxy->channel_descriptions()}};
+    // The socket is root's: acp run shows the page's token only on its terminal, and hides
+    // the secret paths from a root agent.
+    nlohmann::json reply{{"ok", true},
+                         {"id", rec.id},
+                         {"cgroup", rec.cgroup},
+                         {"proxy_url", s->proxy->proxy_url()},
+                         {"mode", rec.mode},
+                         {"channels", s->proxy->channel_descriptions()},
+                         {"consent_page_url", s->proxy->consent_page_url()},
+                         {"secret_paths", s->proxy->secret_paths()}};
     log("session " + rec.id + " registered by pid " + std::to_string(peer.pid) + " (proxy " +
         s->proxy->proxy_url() + ")");
     sessions_.emplace(rec.id, std::move(s));

@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
+#include <iterator>
 
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/socket_filter.hpp"
@@ -60,6 +62,19 @@ struct ChildReport {
   int err;
 };
 
+// A path to cover in a root agent's mount namespace, as it was when the spawn was prepared.
+struct HiddenPath {
+  const char* path;
+  bool dir;
+};
+// A file inside a covered directory that stays readable (the TLS trust bundle): the directories
+// to make in the empty tmpfs, outermost first, then the file to bind back onto.
+struct VisiblePath {
+  const char* path;
+  const char* const* dirs;
+  size_t n_dirs;
+};
+
 // Everything the child needs, prepared before cloning: the child allocates nothing.
 struct ChildPlan {
   const char* path;
@@ -74,23 +89,48 @@ struct ChildPlan {
   int stdio[3];
   int report_fd;
   int procs_fd;  // fork fallback: cgroup.procs of the session cgroup, else -1
-  // Root agents only: a private mount namespace where these are read-only / covered by an
-  // empty tmpfs.
+  // Root agents only: a private mount namespace where these are read-only / covered (a
+  // directory by an empty tmpfs, a file or device node by /dev/null) / kept readable inside a
+  // covered directory.
   const char* const* readonly_paths;
   size_t n_readonly;
-  const char* const* hidden_paths;
+  const HiddenPath* hidden;
   size_t n_hidden;
+  const VisiblePath* visible;
+  size_t n_visible;
   const sock_fprog* socket_filter;  // nullptr: none
   bool contain_root;
   uint64_t rlimit_nproc;  // 0: leave RLIMIT_NPROC as it is
 };
 
-// CAP_SETPCAP last: dropping it from the bounding set needs it.
+// CAP_SETPCAP last: dropping it from the bounding set needs it. CAP_SYS_ADMIN: umount or
+// remount what hides ACP's secrets, setns; CAP_DAC_READ_SEARCH: open_by_handle_at() reaches any
+// inode of a filesystem, hidden or not; CAP_MKNOD: a new node for the disk under the tmpfs.
 constexpr int kAgentDroppedCaps[] = {CAP_NET_RAW,      CAP_NET_ADMIN,       CAP_SYS_ADMIN,
                                      CAP_BPF,          CAP_PERFMON,         CAP_SYS_PTRACE,
                                      CAP_SYS_MODULE,   CAP_SYS_RAWIO,       CAP_SYS_BOOT,
                                      CAP_MAC_ADMIN,    CAP_MAC_OVERRIDE,    CAP_SYS_CHROOT,
-                                     CAP_SYS_RESOURCE, CAP_LINUX_IMMUTABLE, CAP_SETPCAP};
+                                     CAP_SYS_RESOURCE, CAP_LINUX_IMMUTABLE, CAP_DAC_READ_SEARCH,
+                                     CAP_MKNOD,        CAP_SETPCAP};
+
+// At most this many covered paths (ACP's directories and files, the block devices in /dev).
+constexpr size_t kMaxHidden = 512;
+
+// "/proc/self/fd/<fd>" into buf (at least 32 bytes), without allocating.
+const char* proc_fd_path(char* buf, int fd) {
+  static constexpr char kPrefix[] = "/proc/self/fd/";
+  char digits[12];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + fd % 10);
+    fd /= 10;
+  } while (fd > 0);
+  size_t i = 0;
+  for (; kPrefix[i]; ++i) buf[i] = kPrefix[i];
+  while (n > 0) buf[i++] = digits[--n];
+  buf[i] = '\0';
+  return buf;
+}
 
 [[noreturn]] void child_fail(const ChildPlan& p, int stage, int err) {
   ChildReport r{stage, err};
@@ -154,15 +194,61 @@ constexpr int kAgentDroppedCaps[] = {CAP_NET_RAW,      CAP_NET_ADMIN,       CAP_
                     nullptr) != 0)
           child_fail(p, kStageMounts, errno);
       }
+      // The files to keep readable are opened before what holds them is covered; mount() may
+      // then bind them back from this namespace's own view (/proc/self/fd).
+      int visible_fd[16];
+      const size_t n_visible = p.n_visible < 16 ? p.n_visible : 16;
+      for (size_t i = 0; i < n_visible; ++i)
+        visible_fd[i] = ::open(p.visible[i].path, O_PATH | O_CLOEXEC);
+      bool covered[kMaxHidden] = {};
       for (size_t i = 0; i < p.n_hidden; ++i) {
-        if (::mount("tmpfs", p.hidden_paths[i], "tmpfs",
-                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=000,size=4k") != 0 &&
-            errno != ENOENT)
+        const HiddenPath& h = p.hidden[i];
+        const int r = h.dir ? ::mount("tmpfs", h.path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                                      "mode=0755,size=64k")
+                            : ::mount("/dev/null", h.path, nullptr, MS_BIND, nullptr);
+        if (r != 0) {
+          if (errno == ENOENT) continue;  // inside a directory covered before it
+          child_fail(p, kStageMounts, errno);
+        }
+        covered[i] = true;
+        if (!h.dir &&
+            ::mount(nullptr, h.path, nullptr,
+                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr) != 0)
           child_fail(p, kStageMounts, errno);
       }
+      for (size_t i = 0; i < n_visible; ++i) {
+        if (visible_fd[i] < 0) continue;
+        const VisiblePath& v = p.visible[i];
+        for (size_t d = 0; d < v.n_dirs; ++d)
+          if (::mkdir(v.dirs[d], 0755) != 0 && errno != EEXIST) child_fail(p, kStageMounts, errno);
+        const int made = ::open(v.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+        if (made < 0) child_fail(p, kStageMounts, errno);
+        ::close(made);
+        char src[32];
+        if (::mount(proc_fd_path(src, visible_fd[i]), v.path, nullptr, MS_BIND, nullptr) != 0 ||
+            ::mount(nullptr, v.path, nullptr,
+                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+          child_fail(p, kStageMounts, errno);
+        ::close(visible_fd[i]);
+      }
+      // The covering tmpfs read-only: nothing can be put where ACP's files were.
+      for (size_t i = 0; i < p.n_hidden; ++i)
+        if (covered[i] && p.hidden[i].dir &&
+            ::mount(nullptr, p.hidden[i].path, nullptr,
+                    MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+          child_fail(p, kStageMounts, errno);
       for (int cap : kAgentDroppedCaps)
         if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
           child_fail(p, kStageCaps, errno);
+      // The bounding set only limits what execve grants from the file; root's inheritable and
+      // ambient sets pass through it. Both emptied, the dropped capabilities cannot come back.
+      if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        child_fail(p, kStageCaps, errno);
+      __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct data[2]{};
+      if (::syscall(SYS_capget, &hdr, data) != 0) child_fail(p, kStageCaps, errno);
+      data[0].inheritable = data[1].inheritable = 0;
+      if (::syscall(SYS_capset, &hdr, data) != 0) child_fail(p, kStageCaps, errno);
     }
   }
   for (int i = 0; i < 3; ++i) {
@@ -231,7 +317,7 @@ const char* stage_name(int stage) {
     case kStageTaskLimit:
       return "setrlimit(RLIMIT_NPROC)";
     case kStageMounts:
-      return "make ACP's state read-only in the agent's mount namespace";
+      return "make ACP's state read-only and its secrets hidden in the agent's mount namespace";
     default:
       return "start the agent";
   }
@@ -274,6 +360,64 @@ void reap(pid_t pid) {
   int st;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
+}
+
+// What a root agent's mount namespace covers, worked out before the clone (the child only
+// mounts): the spec's hidden paths as they are now (missing ones skipped), every disk node in
+// /dev (read raw, a disk gives up any file, hidden or not), and the visible files that
+// sit inside a covered directory with the directories to remake for them.
+struct CoverPlan {
+  std::vector<std::pair<std::string, bool>> hidden;  // path, is a directory
+  struct Visible {
+    std::string path;
+    std::vector<std::string> dirs;
+  };
+  std::vector<Visible> visible;
+};
+
+CoverPlan plan_cover(const AgentSpec& spec) {
+  namespace fs = std::filesystem;
+  CoverPlan c;
+  std::vector<std::string> hidden_dirs;
+  for (const auto& h : spec.hidden_paths) {
+    struct stat st {};
+    if (h.empty() || ::stat(h.c_str(), &st) != 0) continue;
+    c.hidden.emplace_back(h, S_ISDIR(st.st_mode));
+    if (S_ISDIR(st.st_mode)) hidden_dirs.push_back(fs::path(h).lexically_normal().string());
+  }
+  // Raw disk access: block devices, and the character devices that pass SCSI or NVMe reads
+  // (/dev/sgN, /dev/ngNnM, /dev/bsg/*).
+  auto disk_passthrough = [](const std::string& name) {
+    return (name.rfind("sg", 0) == 0 || name.rfind("ng", 0) == 0) && name.size() > 2 &&
+           name[2] >= '0' && name[2] <= '9';
+  };
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/dev", ec)) {
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) != 0) continue;
+    if (S_ISBLK(st.st_mode) ||
+        (S_ISCHR(st.st_mode) && disk_passthrough(e.path().filename().string())))
+      c.hidden.emplace_back(e.path().string(), false);
+  }
+  if (struct stat st{}; ::lstat("/dev/bsg", &st) == 0 && S_ISDIR(st.st_mode))
+    c.hidden.emplace_back("/dev/bsg", true);
+  for (const auto& v : spec.visible_paths) {
+    const fs::path file = fs::path(v).lexically_normal();
+    for (const auto& d : hidden_dirs) {
+      const fs::path dir(d);
+      auto rel = file.lexically_relative(dir);
+      if (rel.empty() || *rel.begin() == "..") continue;
+      CoverPlan::Visible vis{file.string(), {}};
+      fs::path at = dir;
+      for (auto it = rel.begin(); std::next(it) != rel.end(); ++it) {
+        at /= *it;
+        vis.dirs.push_back(at.string());
+      }
+      c.visible.push_back(std::move(vis));
+      break;
+    }
+  }
+  return c;
 }
 
 }  // namespace
@@ -358,13 +502,31 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
   plan.stdio[2] = spec.stderr_fd;
   plan.report_fd = report_w.get();
   plan.procs_fd = -1;
-  std::vector<const char*> readonly, hidden;
+  std::vector<const char*> readonly;
   for (const auto& r : spec.readonly_paths) readonly.push_back(r.c_str());
-  for (const auto& h : spec.hidden_paths) hidden.push_back(h.c_str());
   plan.readonly_paths = readonly.data();
   plan.n_readonly = readonly.size();
-  plan.hidden_paths = hidden.data();
+  const CoverPlan cover = spec.uid == 0 && spec.contain_root ? plan_cover(spec) : CoverPlan{};
+  if (cover.hidden.size() > kMaxHidden)
+    return launch_error("start the agent: " + std::to_string(cover.hidden.size()) +
+                            " paths to hide from a root agent, more than " +
+                            std::to_string(kMaxHidden) + " (block devices in /dev?)",
+                        E2BIG, kExitLaunchFailed);
+  std::vector<HiddenPath> hidden;
+  for (const auto& [path, dir] : cover.hidden) hidden.push_back({path.c_str(), dir});
+  std::vector<std::vector<const char*>> visible_dirs;
+  std::vector<VisiblePath> visible;
+  for (const auto& v : cover.visible) {
+    visible_dirs.emplace_back();
+    for (const auto& d : v.dirs) visible_dirs.back().push_back(d.c_str());
+  }
+  for (size_t i = 0; i < cover.visible.size() && i < 16; ++i)
+    visible.push_back(
+        {cover.visible[i].path.c_str(), visible_dirs[i].data(), visible_dirs[i].size()});
+  plan.hidden = hidden.data();
   plan.n_hidden = hidden.size();
+  plan.visible = visible.data();
+  plan.n_visible = visible.size();
   const std::vector<sock_filter> filter = agent_socket_filter();
   sock_fprog filter_prog{static_cast<unsigned short>(filter.size()),
                          const_cast<sock_filter*>(filter.data())};
@@ -426,6 +588,12 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
     what += " to uid " + std::to_string(spec.uid);
   if (report.stage == kStageGid) what += " to gid " + std::to_string(spec.gid);
   return launch_error("start the agent: " + what, report.err, kExitLaunchFailed);
+}
+
+std::vector<std::string> agent_hidden_paths(const std::vector<std::string>& secret_paths) {
+  std::vector<std::string> out = {"/etc/acp", "/var/lib/acp", "/run/acp"};
+  out.insert(out.end(), secret_paths.begin(), secret_paths.end());
+  return out;
 }
 
 Result<int> wait_agent(Agent& agent) {

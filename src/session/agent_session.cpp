@@ -31,9 +31,11 @@
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/agent_launcher.hpp"
 #include "acp/launch/session_signals.hpp"
+#include "acp/launch/socket_stdio.hpp"
 #include "acp/launch/target_user.hpp"
 #include "acp/launch/task_limit.hpp"
 #include "acp/proxy/tls_inspector.hpp"
+#include "acp/session/channel_notice.hpp"
 #include "acp/session/docker_session.hpp"
 #include "acp/session/event_pump.hpp"
 #include "acp/session/session_gc.hpp"
@@ -52,6 +54,9 @@ using namespace acp::launch;  // NOLINT(google-build-using-namespace)
 
 constexpr int kExitAcpFailed = 125;
 constexpr auto kKillTimeout = std::chrono::seconds(10);
+// At most this long for the agent's last output to reach a stdout/stderr socket whose reader
+// is slow (a reader that never reads does not keep acp).
+constexpr auto kStdioDrainLimit = std::chrono::seconds(10);
 
 int fail(const std::string& what) {
   std::fprintf(stderr, "acp run: %s\n", what.c_str());
@@ -266,8 +271,8 @@ int run_agent_session(const RunOptions& o) {
   }
   auto proxy = SessionProxy::start(io, pcfg);
   if (!proxy) return fail(proxy.error().message());
-  for (const auto& line : (*proxy)->channel_descriptions())
-    std::fprintf(stderr, "acp run: consent channel %s\n", line.c_str());
+  print_consent_channels(stderr, is_private_terminal(STDERR_FILENO), "acp run: consent channel ",
+                         (*proxy)->channel_descriptions(), (*proxy)->consent_page_url());
 
   std::vector<Endpoint> allow = (*proxy)->endpoints();
   allow.insert(allow.end(), extra_allow.begin(), extra_allow.end());
@@ -325,32 +330,33 @@ int run_agent_session(const RunOptions& o) {
   if (!tasks) return fail("limit the agent's tasks: " + tasks.error().message());
   if (tasks->kind == TaskLimit::Kind::kRlimitNproc) spec.rlimit_nproc = tasks->value;
   rec.task_limit = tasks->description;
-  // Only applied to a root agent (--allow-root): see AgentSpec.
-  spec.readonly_paths = {kBpffsMountPoint, "/etc/acp", "/var/log/acp", "/var/lib/acp"};
+  // Only applied to a root agent (--allow-root): see AgentSpec. Hidden: ACP's config and
+  // secrets (tokens, webhook secret), grants, the control sockets and the CA key (it could mint
+  // certificates the agent trusts), wherever the config puts them.
+  spec.readonly_paths = {kBpffsMountPoint, "/var/log/acp"};
   if (!cg_root_path.empty()) spec.readonly_paths.insert(spec.readonly_paths.begin(), cg_root_path);
-  // A root agent must not read the CA key (it could mint certificates the agent trusts).
-  spec.hidden_paths = {
-      "/run/acp",
-      (pcfg.ca_dir.empty() ? std::string(proxy::kDefaultCaDir) : pcfg.ca_dir) + "/private"};
+  spec.hidden_paths = agent_hidden_paths((*proxy)->secret_paths());
+  if (auto bundle = (*proxy)->trust_bundle(); !bundle.empty()) spec.visible_paths = {bundle};
 
   rec.proxy.clear();
   for (const auto& ep : (*proxy)->endpoints()) rec.proxy.push_back(to_string(ep));
   rec.control = (*proxy)->control_path();
   rec.audit_log = (*proxy)->audit_path();
-  for (auto line : (*proxy)->channel_descriptions()) {
-    // The record is world-readable: the web page's token stays in its root-only file.
-    if (auto t = line.find("token="); t != std::string::npos) {
-      auto end = line.find_first_of(" &#)", t);
-      line.replace(t + 6, end == std::string::npos ? std::string::npos : end - t - 6, "…");
-    }
-    rec.channels.push_back(line);
-  }
+  rec.channels = (*proxy)->channel_descriptions();  // world-readable: they hold no secret
+
+  // A socket as stdin/stdout/stderr is relayed through a pipe (launch/socket_stdio.hpp).
+  auto stdio = SocketStdio::prepare();
+  if (!stdio) return fail(stdio.error().message());
+  spec.stdin_fd = (*stdio)->agent_fd(0);
+  spec.stdout_fd = (*stdio)->agent_fd(1);
+  spec.stderr_fd = (*stdio)->agent_fd(2);
 
   auto agent = spawn_agent(spec);
   if (!agent) {
     std::fprintf(stderr, "acp run: %s\n", agent.error().message().c_str());
     return agent.error().exit_code;
   }
+  (*stdio)->start();
   rec.agent_pid = agent->pid;
   // Thousands of tunnels take two fds each: acp raises its own soft RLIMIT_NOFILE to the hard
   // one, after the agent started with the limits it was given.
@@ -398,6 +404,8 @@ int run_agent_session(const RunOptions& o) {
                  "--kill` to remove it\n",
                  st.error().message().c_str(), id.c_str());
   }
+  // Every process of the session is gone: what they wrote reaches the sockets before acp ends.
+  (*stdio)->finish(kStdioDrainLimit);
   return exit_code;
 }
 

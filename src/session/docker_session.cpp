@@ -16,6 +16,7 @@
 #include "acp/backend/command.hpp"
 #include "acp/backend/docker_wall.hpp"
 #include "acp/launch/session_signals.hpp"
+#include "acp/session/channel_notice.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
@@ -187,8 +188,9 @@ int run_docker_session(const ContainOptions& o) {
     pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
   auto proxy = SessionProxy::start(io, pcfg);
   if (!proxy) return fail(proxy.error().message());
-  for (const auto& line : (*proxy)->channel_descriptions())
-    std::fprintf(stderr, "acp contain: consent channel %s\n", line.c_str());
+  print_consent_channels(stderr, is_private_terminal(STDERR_FILENO),
+                         "acp contain: consent channel ", (*proxy)->channel_descriptions(),
+                         (*proxy)->consent_page_url());
   const auto endpoints = (*proxy)->endpoints();
   const uint16_t port = endpoints.front().port;
 
@@ -201,13 +203,7 @@ int run_docker_session(const ContainOptions& o) {
   rec.control = (*proxy)->control_path();
   rec.audit_log = (*proxy)->audit_path();
   rec.cgroup.clear();
-  for (auto line : (*proxy)->channel_descriptions()) {
-    if (auto t = line.find("token="); t != std::string::npos) {
-      auto end = line.find_first_of(" &#)", t);
-      line.replace(t + 6, end == std::string::npos ? std::string::npos : end - t - 6, "…");
-    }
-    rec.channels.push_back(line);
-  }
+  rec.channels = (*proxy)->channel_descriptions();  // world-readable: they hold no secret
   rec.task_limit = "container --pids-limit=256";
   rec.subnet = net->subnet;
 

@@ -20,6 +20,7 @@
 #include "acp/proxy/policy.hpp"
 #include "acp/proxy/proxy_server.hpp"
 #include "acp/proxy/tls_inspector.hpp"
+#include "acp/proxy/web_channel.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp {
@@ -50,6 +51,10 @@ class SessionProxyImpl final : public SessionProxy {
   }
 
   Status start(const config::Config& config) {
+    // Named whether or not the channel is on: a file holding a secret is hidden all the same.
+    secret_paths_ = {config.web.token_file, config.webhook.secret_file, config.telegram.token_file,
+                     or_default(cfg_.grants_path, kDefaultGrantsPath),
+                     or_default(cfg_.ca_dir, proxy::kDefaultCaDir) + "/private"};
     auto audit = audit::AuditLog::open(or_default(cfg_.audit_path, kDefaultAuditPath));
     if (!audit) return audit.error();
     audit_ = std::move(*audit);
@@ -176,6 +181,14 @@ class SessionProxyImpl final : public SessionProxy {
     return out;
   }
 
+  std::string consent_page_url() const override {
+    for (const auto& ch : channels_)
+      if (const auto* web = dynamic_cast<const consent::WebChannel*>(ch.get())) return web->url();
+    return "";
+  }
+
+  std::vector<std::string> secret_paths() const override { return secret_paths_; }
+
   void reload_policy() override {
     auto st = policy_.reload();
     if (st) {
@@ -245,6 +258,7 @@ class SessionProxyImpl final : public SessionProxy {
   std::shared_ptr<proxy::TlsInspector> inspector_;
   std::unique_ptr<proxy::ProxyServer> server_;
   std::vector<std::unique_ptr<consent::Channel>> channels_;
+  std::vector<std::string> secret_paths_;
 };
 
 }  // namespace

@@ -52,14 +52,20 @@ struct AgentSpec {
   bool without_cgroup = false;
   std::string cgroup_path;  // the same cgroup, for messages
   bool no_new_privs = true;
-  // A root agent (--allow-root) could otherwise rewrite what confines it. For uid 0 only, the
-  // agent gets its own mount namespace in which `readonly_paths` (the cgroup2 mount, bpffs,
-  // ACP's config and audit directories) are read-only and `hidden_paths` (the control socket
-  // directory) are covered by an empty tmpfs; missing paths are skipped. It also loses
-  // CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF and other wall-breaking capabilities
-  // from its bounding set, and always gets a cgroup namespace rooted at the session cgroup.
+  // A root agent (--allow-root) could otherwise rewrite what confines it or read ACP's
+  // secrets. For uid 0 only, the agent gets its own mount namespace in which `readonly_paths`
+  // (the cgroup2 mount, bpffs, the audit directory) are read-only and `hidden_paths` are
+  // covered: a directory (/etc/acp, /var/lib/acp, /run/acp, the CA's private directory) by an
+  // empty read-only tmpfs, a file (a token file elsewhere) by /dev/null, and so is every disk
+  // node in /dev (block devices, SCSI/NVMe passthrough). `visible_paths` inside a covered
+  // directory (the TLS trust bundle) are bound back read-only. Missing paths are skipped. The
+  // agent also loses CAP_SYS_ADMIN (no umount), CAP_DAC_READ_SEARCH (no open_by_handle_at),
+  // CAP_MKNOD, CAP_SYS_PTRACE, CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF and other wall-breaking
+  // capabilities from its bounding set, with empty inheritable and ambient sets, and always gets
+  // a cgroup namespace rooted at the session cgroup.
   std::vector<std::string> readonly_paths;
   std::vector<std::string> hidden_paths;
+  std::vector<std::string> visible_paths;
   // Both true for every agent acp runs; the vmtests turn them off to exercise the BPF
   // programs alone. socket_filter: the seccomp filter of socket_filter.hpp. contain_root: the
   // mount namespace and bounding-set drop above, for uid 0.
@@ -116,6 +122,11 @@ using SpawnResult = LaunchResult<Agent>;
 // Returns once the agent has exec'd (or failed to: then the child is reaped and the error
 // says why, e.g. "frobnicate: command not found" with exit_code 127).
 SpawnResult spawn_agent(const AgentSpec& spec);
+
+// What a root agent's mount namespace covers (AgentSpec::hidden_paths): ACP's config and
+// secrets (/etc/acp), state (/var/lib/acp: grants, the CA), control sockets (/run/acp), and
+// `secret_paths` wherever the config put them (SessionProxy::secret_paths()).
+std::vector<std::string> agent_hidden_paths(const std::vector<std::string>& secret_paths);
 
 // Waits for the agent to end (EINTR-safe), reaps it and returns exit_status_code().
 Result<int> wait_agent(Agent& agent);

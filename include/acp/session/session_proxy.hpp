@@ -58,8 +58,14 @@ class SessionProxy {
   virtual std::string control_path() const = 0;
   // The audit log this session writes to.
   virtual std::string audit_path() const = 0;
-  // One line per running consent channel (e.g. the web page's address), for `acp run`.
+  // One line per running consent channel (e.g. the web page's address), for `acp run`. No
+  // line holds a secret: they go where the agent may read them (see channel_notice.hpp).
   virtual std::vector<std::string> channel_descriptions() const = 0;
+  // The web page's address with its token ("" without a page): for acp's terminal only.
+  virtual std::string consent_page_url() const = 0;
+  // What a root agent must not read: the channels' secret files (web token, webhook secret,
+  // Telegram token), the grants file and the CA's private directory.
+  virtual std::vector<std::string> secret_paths() const = 0;
   // With --inspect-tls: the CA bundle the agent must trust (system CAs + ACP's); else empty.
   virtual std::string trust_bundle() const = 0;
   // SIGHUP: reload the policy; a broken new policy keeps the old one and says why.

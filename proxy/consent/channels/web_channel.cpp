@@ -636,10 +636,14 @@ class WebChannelImpl final : public WebChannel {
     for (auto* c : s_->conns) c->socket().close(ig);
   }
 
+  // Never the token: this line reaches streams the agent may read (acp's stderr, which it
+  // inherits, or a log in its workspace) and the world-readable session record. Where it is
+  // stored is said instead; acp shows url() only on a terminal (session/channel_notice.hpp).
   std::string describe() const override {
-    std::string d = "web: " + url();
-    if (s_->token_created) d += " (new token written to " + s_->cfg.token_file + ")";
-    return d;
+    std::string d = "web: http://" + s_->host_literal() + ":" + std::to_string(s_->port) +
+                    "/?token=… (the token is in " + s_->cfg.token_file + ", root only";
+    if (s_->token_created) d += "; a new token was written there";
+    return d + ")";
   }
 
   void on_request(const PendingInfo& p) override {

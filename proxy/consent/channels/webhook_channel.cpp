@@ -476,8 +476,18 @@ void WebhookChannel::stop() {
   for (auto& [_, c] : st.callbacks) c->socket().close(ec);
 }
 
+// A webhook URL may carry a credential in its query (?key=...; user info is refused at load):
+// not shown, for the same reasons as the web page's token (web_channel.cpp).
+namespace {
+std::string webhook_url_for_display(std::string url) {
+  if (auto q = url.find_first_of("?#"); q != std::string::npos)
+    url.replace(q + 1, std::string::npos, "…");
+  return url;
+}
+}  // namespace
+
 std::string WebhookChannel::describe() const {
-  std::string d = "webhook: POST " + s_->s.url;
+  std::string d = "webhook: POST " + webhook_url_for_display(s_->s.url);
   if (s_->acceptor) d += ", answers also at " + s_->callback_url();
   return d;
 }
