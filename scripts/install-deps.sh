@@ -11,6 +11,7 @@ pkgs=(
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   ccache  # scripts/test.sh compiles through it when present: a rerun recompiles only what changed
   libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-dev
+  libidn2-dev  # the proxy's canonical host names: IDNA2008/UTS #46 for non-ASCII names
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   libclang-rt-14-dev  # fuzz/: libFuzzer and clang's ASan/UBSan runtimes (scripts/fuzz.sh)
   # runtime and tests

@@ -104,6 +104,46 @@ TEST_F(PolicyCli, ExplainRule) {
   EXPECT_NE(r.out.find("verdict: allow\nreason:  rule 1 (line 3)"), std::string::npos) << r.out;
 }
 
+TEST_F(PolicyCli, CheckWarnsAboutPathRulesThatCannotHold) {
+  std::string f = write("paths.yml", R"(default: deny
+rules:
+  - match: { host: "internal.example", path: "/%61dmin/*" }
+    action: deny
+  - match: { host: "internal.example" }
+    action: allow
+)");
+  CliRun r = acp("policy check " + f);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: " + f +
+                       ":3: rule 1 (deny) path \"/%61dmin/*\" is not in canonical form"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("warning: " + f +
+                       ":3: rule 1 (deny) matches paths, but a CONNECT to internal.example:443 "
+                       "is allow (rule 2)"),
+            std::string::npos)
+      << r.out;
+}
+
+TEST_F(PolicyCli, ExplainJudgesTheCanonicalForm) {
+  std::string f = write("p.yml", R"(default: allow
+rules:
+  - match: { host: "127.0.0.1", path: "/admin/*" }
+    action: deny
+)");
+  CliRun r = acp("policy explain " + f + " --host=0x7f.1 --port=80 --path=/pub/%2e%2e/%61dmin/x");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("host=127.0.0.1 port=80 method=GET path=/admin/x"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("verdict: deny"), std::string::npos) << r.out;
+  r = acp("policy explain " + f + " --host=127.0.0.1 --port=80 --path=/admin%2Fx");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("--path: the path holds an encoded '/'"), std::string::npos) << r.out;
+  r = acp("policy explain " + f + " --host=1.2.3.999");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("--host: host '1.2.3.999' ends in a number"), std::string::npos) << r.out;
+}
+
 TEST_F(PolicyCli, ExplainDefault) {
   std::string f = write("p.yml", kPolicy);
   CliRun r = acp("policy explain " + f + " --host=pay.example.net --port=8443");

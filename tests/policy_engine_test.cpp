@@ -138,6 +138,114 @@ rules:
   EXPECT_EQ(p.decide(http("github.com")).verdict, Verdict::Deny);
 }
 
+// A literal host or path means one host or path however the rule or the request spells it:
+// the loader writes the rule in the proxy's canonical form (request_target.hpp).
+TEST(PolicyEngine, LiteralHostsAndPathsAreCanonical) {
+  auto p = load(R"(default: allow
+rules:
+  - match: { host: "127.1" }
+    action: deny
+  - match: { host: "[::ffff:10.0.0.1]" }
+    action: deny
+  - match: { host: "0x0a000002" }
+    action: deny
+  - match: { host: "B)"
+                "\xc3\xbc"
+                R"(cher.DE." }
+    action: deny
+  - match: { host: "[2001:DB8:0::1]" }
+    action: deny
+  - match: { host: "api.example", path: "/./%61dmin//x/../y" }
+    action: deny
+  - match: { host: "*.B)"
+                "\xc3\xbc"
+                R"(cher.de" }
+    action: ask
+)");
+  for (const char* h : {"127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1",
+                        "[::ffff:127.0.0.1]", "::ffff:7f00:1", "127.0.0.1."}) {
+    auto d = p.decide(http(h));
+    EXPECT_EQ(d.verdict, Verdict::Deny) << h;
+    EXPECT_EQ(d.rule_index, 0) << h;
+    EXPECT_TRUE(d.host_named) << h;
+  }
+  EXPECT_EQ(p.decide(http("10.0.0.1")).rule_index, 1);
+  EXPECT_EQ(p.decide(http("10.0.0.2")).rule_index, 2);
+  EXPECT_EQ(p.decide(http("10.2")).rule_index, 2);
+  EXPECT_EQ(p.decide(http("xn--bcher-kva.de")).rule_index, 3);
+  EXPECT_EQ(p.decide(http("2001:db8::1")).rule_index, 4);
+  EXPECT_EQ(p.decide(http("api.example", 80, "GET", "/admin/y")).rule_index, 5);
+  EXPECT_EQ(p.decide(http("www.xn--bcher-kva.de")).rule_index, 6);
+  EXPECT_EQ(p.decide(http("127.0.0.2")).verdict, Verdict::Allow);
+  EXPECT_NE(p.rule_text(0).find("host: \"127.0.0.1\""), std::string::npos) << p.rule_text(0);
+  EXPECT_NE(p.rule_text(5).find("path: \"/admin/y\""), std::string::npos) << p.rule_text(5);
+}
+
+TEST(PolicyEngine, HostsAndPathsThatNoRequestHasAreLoadErrors) {
+  auto bad = [](const std::string& match) {
+    auto p = Policy::parse("rules:\n  - match: " + match + "\n    action: deny\n", "t.yml");
+    EXPECT_FALSE(p.ok()) << match;
+    return p.ok() ? std::string() : p.error().message();
+  };
+  EXPECT_NE(bad(R"({ host: "1.2.3.256" })").find("t.yml:2: host '1.2.3.256' ends in a number"),
+            std::string::npos);
+  EXPECT_NE(bad(R"({ host: "example.123" })").find("ends in a number"), std::string::npos);
+  EXPECT_NE(bad(R"({ host: "[fe80::1%25lo]" })").find("zone"), std::string::npos);
+  EXPECT_NE(bad(R"({ host: "a b" })").find("holds ' '"), std::string::npos);
+  EXPECT_NE(bad(R"({ path: "/a%2Fb" })")
+                .find("t.yml:2: path '/a%2Fb' never matches a request: the path holds an "
+                      "encoded '/'"),
+            std::string::npos);
+  EXPECT_NE(bad(R"({ path: "admin" })").find("does not start with '/'"), std::string::npos);
+  EXPECT_NE(bad(R"({ path: "/a;b" })").find("';'"), std::string::npos);
+}
+
+// `acp policy check`'s path warnings: a glob that no canonical path has, and a path rule that
+// a CONNECT to its host passes by.
+TEST(PolicyEngine, PathWarnings) {
+  auto p = load(R"(default: deny
+rules:
+  - match: { host: "ok.example", path: "/admin/*" }
+    action: deny
+  - match: { host: "ok.example" }
+    action: deny
+  - match: { host: "odd.example", path: "/%61dmin/*" }
+    action: deny
+  - match: { host: "dots.example", path: "/a/../b*" }
+    action: deny
+  - match: { host: "tunnel.example", path: "/admin/*" }
+    action: deny
+  - match: { host: "*.tunnel.example", port: [8443], path: "/x*" }
+    action: ask
+  - match: { host: "*tunnel.example" }
+    action: allow
+  - match: { host: "allowed.example", path: "/pub/*" }
+    action: allow
+  - match: { path: "*/admin*" }
+    action: deny
+)");
+  auto w = p.path_warnings();
+  std::string all;
+  for (const auto& s : w) all += s + "\n";
+  EXPECT_EQ(w.size(), 4u) << all;
+  EXPECT_EQ(all.find("rule 1 "), std::string::npos) << all;
+  EXPECT_NE(all.find("test.yml:7: rule 3 (deny) path \"/%61dmin/*\" is not in canonical form"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("(\"/admin/*\")"), std::string::npos) << all;
+  EXPECT_NE(all.find("test.yml:9: rule 4 (deny) path \"/a/../b*\" is not in canonical form"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("test.yml:11: rule 5 (deny) matches paths, but a CONNECT to "
+                     "tunnel.example:443 is allow (rule 7)"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("rule 6 (ask) matches paths, but a CONNECT to a.tunnel.example:443 is allow"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("--inspect-tls"), std::string::npos) << all;
+}
+
 TEST(PolicyEngine, DefaultAndTimeout) {
   auto p = load(R"(default: deny
 rules:

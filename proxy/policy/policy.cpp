@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "acp/proxy/request_target.hpp"
 #include "policy_data.hpp"
 
 namespace acp::policy {
@@ -74,6 +75,9 @@ void normalize_host_in_place(std::string& host) {
 }
 
 std::string normalize_host(std::string_view host) {
+  // The proxy's canonical spelling (request_target.hpp), so `explain --host=127.1` and a rule
+  // written "127.1" mean 127.0.0.1; what it refuses (never a request's host) is only tidied.
+  if (auto h = proxy::canonical_host(host)) return std::move(*h);
   std::string out(host);
   normalize_host_in_place(out);
   return out;
@@ -240,6 +244,58 @@ std::vector<std::string> Policy::shadowed_rules() const {
         if (a >= b) break;
         if (check(a)) break;
       }
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Policy::path_warnings() const {
+  const PolicyData& d = *d_;
+  std::vector<std::string> out;
+  for (size_t i = 0; i < d.rules.size(); ++i) {
+    const Rule& r = d.rules[i];
+    if (!r.has_field(kPath)) continue;
+    const std::string_view path = d.pat(r, kPath);
+    const std::string head = d.source + ":" + std::to_string(r.line) + ": rule " +
+                             std::to_string(i + 1) + " (" + to_string(r.action) + ") ";
+    if (!r.is_literal(kPath) && path.find_first_not_of('*') != std::string_view::npos) {
+      // '*' and '?' stand in for text; '?' is also the query's start, so the two parts are
+      // checked as the proxy would canonicalize them.
+      const std::string whole = path.front() == '/' ? std::string(path) : "/" + std::string(path);
+      auto canon = proxy::canonical_path(whole);
+      if (!canon || *canon != whole)
+        out.push_back(head + "path \"" + std::string(path) +
+                      "\" is not in canonical form, and requests are matched in canonical form (" +
+                      (canon ? "\"" + *canon + "\"" : canon.error().message()) +
+                      "): it may never match; see docs/policy.md, \"Canonical form\"");
+    }
+    if (r.action == Verdict::Allow) continue;
+    // The tunnel that would carry this path over HTTPS: its verdict, with no path.
+    Action a;
+    a.kind = "http";
+    a.method = "CONNECT";
+    if (r.has_field(kHost)) {
+      a.host = std::string(d.pat(r, kHost));
+      for (char& c : a.host)
+        if (c == '*' || c == '?') c = 'a';
+      if (!a.host.empty() && a.host.front() == '.') a.host.insert(0, "a");
+    } else {
+      a.host = "example.com";
+    }
+    std::vector<uint16_t> ports{443};
+    for (const uint16_t* p = d.ports_begin(r); p != d.ports_end(r); ++p)
+      if (*p != 443) ports.push_back(*p);
+    for (uint16_t port : ports) {
+      a.port = port;
+      const PolicyDecision dec = decide(a);
+      if (dec.verdict == Verdict::Deny) continue;
+      out.push_back(head + "matches paths, but a CONNECT to " + a.host + ":" +
+                    std::to_string(port) + " is " + to_string(dec.verdict) + " (" +
+                    (dec.rule_index < 0 ? std::string("the default")
+                                        : "rule " + std::to_string(dec.rule_index + 1)) +
+                    "): inside that HTTPS tunnel the path is seen only with --inspect-tls; deny "
+                    "the CONNECT or run with --inspect-tls");
+      break;
     }
   }
   return out;

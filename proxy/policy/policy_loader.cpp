@@ -5,6 +5,7 @@
 
 #include "acp/proxy/policy.hpp"
 #include "acp/proxy/policy_yaml.hpp"
+#include "acp/proxy/request_target.hpp"
 #include "policy_data.hpp"
 
 namespace acp::policy {
@@ -258,6 +259,8 @@ class Loader {
           return err(value.line, "unknown kind '" + pat + "' (expected http, shell or mcp)");
       } else if (field == kHost) {
         if (Status s = host_pattern(value, pat); !s) return s;
+      } else if (field == kPath) {
+        if (Status s = path_pattern(value, pat); !s) return s;
       } else if (field == kMethod) {
         for (char& c : pat)
           if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
@@ -313,9 +316,51 @@ class Loader {
     if (port_like)
       return err(value.line,
                  "host '" + pat + "' includes a port; write the port apart, e.g. port: 443");
-    normalize_host_in_place(pat);
     if (pat.empty())
       return err(value.line, "'host' is empty; leave the field out to match anything");
+    if (!has_glob(pat)) {
+      // A literal host means one host however it is spelled: "127.1", "[::ffff:127.0.0.1]" and
+      // "0x7f000001" are 127.0.0.1, as the proxy writes every request's host.
+      auto h = proxy::canonical_host(pat);
+      if (!h) return err(value.line, h.error().message());
+      pat = std::move(*h);
+      return {};
+    }
+    normalize_host_in_place(pat);
+    // Non-ASCII labels of a glob in their IDNA spelling, so "*.bücher.de" matches what comes.
+    if (std::any_of(pat.begin(), pat.end(), [](char c) { return c & 0x80; })) {
+      std::string out;
+      for (size_t i = 0; i <= pat.size();) {
+        size_t dot = std::min(pat.find('.', i), pat.size());
+        std::string_view label = std::string_view(pat).substr(i, dot - i);
+        if (std::any_of(label.begin(), label.end(), [](char c) { return c & 0x80; })) {
+          if (has_glob(label))
+            return err(value.line, "host '" + pat +
+                                       "': a label with '*' or '?' must be ASCII; write the "
+                                       "name's xn-- form");
+          auto h = proxy::canonical_host(label);
+          if (!h) return err(value.line, h.error().message());
+          out += *h;
+        } else {
+          out += label;
+        }
+        if (dot < pat.size()) out += '.';
+        i = dot + 1;
+      }
+      pat = std::move(out);
+    }
+    return {};
+  }
+
+  // A literal path is compared with the request's canonical path, so it is written in that
+  // form here ("/%61dmin/./x" is "/admin/x"); one that has none is an error. Globs are kept as
+  // written; `acp policy check` warns when one is not canonical (Policy::path_warnings).
+  Status path_pattern(const Node& value, std::string& pat) {
+    if (pat.empty() || has_glob(pat)) return {};
+    auto p = proxy::canonical_path(pat);
+    if (!p)
+      return err(value.line, "path '" + pat + "' never matches a request: " + p.error().message());
+    pat = std::move(*p);
     return {};
   }
 

@@ -688,10 +688,10 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   bool client_keep = req.keep_alive();
   const unsigned client_version = req.version();
   auto keep_after_refusal = [&] { return client_keep && p.is_done(); };
-  auto target = inspected_ ? Result<RequestTarget>(RequestTarget{inspected_->host, inspected_->port,
-                                                                 std::string(req.target()),
-                                                                 inspected_->ipv6_literal})
-                           : parse_absolute_url(req.target());
+  // Canonical (request_target.hpp): what the policy, the gate and the audit see is what the
+  // origin gets, target and Host alike.
+  auto target =
+      inspected_ ? parse_origin_form(req.target(), *inspected_) : parse_absolute_url(req.target());
   if (!target) {
     event["status"] = 400;
     bool keep = keep_after_refusal();
@@ -723,8 +723,7 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   strip_hop_by_hop(req);
   req.target(target->path);
   req.version(11);
-  if (!inspected_ || !req.count(http::field::host))
-    req.set(http::field::host, target->host_header());  // inspected: already checked
+  req.set(http::field::host, target->host_header(inspected_ ? 443 : 80));
   const bool had_body = !p.is_done();
 
   if (!relay_buffer_) relay_buffer_.reset(new char[kRelayBufferBytes]);

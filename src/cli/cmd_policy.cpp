@@ -6,6 +6,7 @@
 
 #include "acp/cli/commands.hpp"
 #include "acp/proxy/policy.hpp"
+#include "acp/proxy/request_target.hpp"
 
 namespace acp::cli {
 namespace {
@@ -28,6 +29,7 @@ int run_check(const std::string& file) {
   std::printf("%s: OK, %zu rules, default %s\n", file.c_str(), p->rule_count(),
               to_string(p->default_verdict()));
   for (const auto& w : p->shadowed_rules()) std::printf("warning: %s\n", w.c_str());
+  for (const auto& w : p->path_warnings()) std::printf("warning: %s\n", w.c_str());
   return 0;
 }
 
@@ -40,10 +42,30 @@ int run_explain(const ExplainArgs& args) {
   Action a;
   a.kind = args.kind;
   a.host = args.host;
+  // The canonical form the proxy would judge (docs/policy.md, "Canonical form").
+  if (a.kind == "http") {
+    auto host = proxy::canonical_host(args.host);
+    if (!host) {
+      std::fprintf(stderr, "--host: %s; the proxy refuses such a request\n",
+                   host.error().message().c_str());
+      return 1;
+    }
+    a.host = *host;
+  }
+  std::string path = args.path;
+  if (!path.empty()) {
+    auto canon = proxy::canonical_path(path);
+    if (!canon) {
+      std::fprintf(stderr, "--path: %s; the proxy refuses such a request with a 400\n",
+                   canon.error().message().c_str());
+      return 1;
+    }
+    path = *canon;
+  }
   // Without --path the request is an HTTPS tunnel (CONNECT to 443); with one, a plain GET.
-  a.method = !args.method.empty() ? args.method : args.path.empty() ? "CONNECT" : "GET";
+  a.method = !args.method.empty() ? args.method : path.empty() ? "CONNECT" : "GET";
   a.port = static_cast<uint16_t>(args.port ? args.port : (a.method == "CONNECT" ? 443 : 80));
-  a.path = args.path;
+  a.path = path;
   const PolicyDecision d = p->decide(a);
   std::printf("policy:  %s (%zu rules, default %s)\n", p->source().c_str(), p->rule_count(),
               to_string(p->default_verdict()));

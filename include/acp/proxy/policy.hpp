@@ -47,6 +47,10 @@ class Policy {
   // Rules that can never decide because an earlier rule matches everything they match
   // ("policy.yml:73: rule 29 (deny) never applies: rule 25 (line 63) matches first").
   std::vector<std::string> shadowed_rules() const;
+  // Path rules that do not do what they seem to: a glob path not in canonical form (requests
+  // are matched in canonical form, so it may never match), and a deny or ask path rule whose
+  // host an HTTPS CONNECT reaches without that rule (only --inspect-tls shows the path).
+  std::vector<std::string> path_warnings() const;
   // "match: { kind: http, host: "*.x" }, action: allow" for rule `index` (0-based).
   std::string rule_text(size_t index) const;
 
