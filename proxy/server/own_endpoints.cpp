@@ -102,11 +102,6 @@ std::optional<std::string> machine_entry(const std::string& dir, uint64_t inode)
   return found;
 }
 
-std::string endpoint_text(const tcp::endpoint& ep) {
-  auto a = ep.address();
-  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
-}
-
 }  // namespace
 
 OwnEndpoint::OwnEndpoint(OwnEndpoint&& o) noexcept

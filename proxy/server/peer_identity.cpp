@@ -44,12 +44,12 @@ void put_address(const net::ip::address& a, __be32 (&out)[4]) {
   }
 }
 
+}  // namespace
+
 std::string endpoint_text(const tcp::endpoint& ep) {
   auto a = ep.address();
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
 }
-
-}  // namespace
 
 std::vector<uint8_t> sock_diag_request(const tcp::endpoint& local, const tcp::endpoint& remote,
                                        uint32_t seq) {

@@ -20,11 +20,6 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-std::string endpoint_text(const tcp::endpoint& ep) {
-  auto a = ep.address();
-  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
-}
-
 // Whether the kernel puts the client's socket of `socket` in the session's cgroup (or below):
 // empty when it does, else why the connection is refused. Fail closed: a lookup that fails
 // refuses.

@@ -36,6 +36,9 @@ Result<SockDiagInfo> parse_sock_diag_reply(std::span<const uint8_t> reply, uint3
 Result<SockDiagInfo> sock_diag_lookup(const boost::asio::ip::tcp::endpoint& local,
                                       const boost::asio::ip::tcp::endpoint& remote);
 
+// "127.0.0.1:8443", "[::1]:8443": how refusals and audit entries name an endpoint.
+std::string endpoint_text(const boost::asio::ip::tcp::endpoint& ep);
+
 // The cgroup v2 id of the client's socket of an accepted connection (`peer` is its remote
 // endpoint, `self` its local one). Errors when the socket is gone or carries no cgroup id.
 Result<uint64_t> client_socket_cgroup(const boost::asio::ip::tcp::endpoint& peer,
