@@ -164,6 +164,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   bool stopped = false;
   uint64_t next_serial = 0;
   std::set<std::shared_ptr<Conn>> conns;
+  std::function<nlohmann::json()> stats;  // {"op":"stats"}
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -246,6 +247,15 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       if (ec) co_return;  // closed, idle timeout, reset
       std::string line = buf.substr(0, n - 1);
       buf.erase(0, n);
+      if (stats) {
+        auto req = nlohmann::json::parse(line, nullptr, false);
+        if (req.is_object() && req.value("op", nlohmann::json()) == "stats") {
+          nlohmann::json answer = {
+              {"ok", true}, {"session", gate.session_id()}, {"proxy", stats()}};
+          co_await reply(c, answer);
+          continue;
+        }
+      }
       auto resp = handle_control_line(gate, line, peer);
       if (!resp) continue;
       co_await reply(c, *resp);
@@ -336,6 +346,10 @@ ControlServer::~ControlServer() {
 
 std::string ControlServer::path() const {
   return impl_->path;
+}
+
+void ControlServer::set_stats(std::function<nlohmann::json()> stats) {
+  impl_->stats = std::move(stats);
 }
 
 }  // namespace acp::consent

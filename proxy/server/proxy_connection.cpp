@@ -184,24 +184,20 @@ net::awaitable<void> serve_connection(std::shared_ptr<ProxyServer::State> state,
   }
 }
 
-net::awaitable<void> refuse_busy(std::shared_ptr<ProxyServer::State> state, tcp::socket socket) {
+net::awaitable<void> refuse_at_accept(std::shared_ptr<ProxyServer::State> state, tcp::socket socket,
+                                      unsigned status, std::string error, std::string reason) {
   beast::tcp_stream s(std::move(socket));
-  state->n_errors.fetch_add(1, std::memory_order_relaxed);
-  http::response<http::string_body> res{http::status::service_unavailable, 11};
+  http::response<http::string_body> res{static_cast<http::status>(status), 11};
   res.set(http::field::server, "acp");
   res.set(http::field::content_type, "application/json");
-  res.set(http::field::retry_after, "1");
-  res.body() = nlohmann::json{{"error", "Too many connections"},
-                              {"reason", "the proxy holds " +
-                                             std::to_string(state->cfg.limits.max_connections) +
-                                             " connections (max_connections)"}}
-                   .dump();
+  if (status == 503) res.set(http::field::retry_after, "1");
+  res.body() = nlohmann::json{{"error", error}, {"reason", reason}}.dump();
   res.keep_alive(false);
   res.prepare_payload();
   error_code ec;
   s.expires_after(kRefusalWriteTimeout);
   co_await http::async_write(s, res, redirect(ec));
-  state->emit({{"event", "refused"}, {"status", 503}, {"reason", "max_connections"}});
+  state->emit({{"event", "refused"}, {"status", status}, {"reason", reason}});
   if (ec) co_return;
   // Drain what the client sent so that closing does not reset the connection before the
   // client has read the answer.
@@ -467,6 +463,11 @@ net::awaitable<std::optional<beast::tcp_stream>> Connection::connect_upstream(
     if (own) {
       why =
           addr.to_string() + " port " + std::to_string(ep.port()) + " is this proxy's own address";
+      continue;
+    }
+    // ACP's own listeners (any session's proxy, the web page, ...): never, whatever the policy.
+    if (auto mine = own_endpoint_refusal(ep)) {
+      why = *mine;
       continue;
     }
     if (auto reason = restricted_address_reason(addr); reason && !j.host_named) {

@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "acp/proxy/peer_identity.hpp"
 #include "proxy_connection.hpp"
 #include "proxy_state.hpp"
 
@@ -18,6 +19,28 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 namespace {
+
+// Whether the kernel puts the client's socket of `socket` in the session's cgroup (or below):
+// empty when it does, else why the connection is refused. Fail closed: a lookup that fails
+// refuses.
+std::string foreign_client(const ProxyServer::State& state, const tcp::socket& socket,
+                           nlohmann::json& audit) {
+  boost::system::error_code ec1, ec2;
+  const auto peer = socket.remote_endpoint(ec1);
+  const auto self = socket.local_endpoint(ec2);
+  if (ec1 || ec2) return "the connection closed before its client could be identified";
+  audit["client"] = endpoint_text(peer);
+  audit["listener"] = endpoint_text(self);
+  auto id = client_socket_cgroup(peer, self);
+  if (!id) return "the kernel cannot say which cgroup the client is in: " + id.error().message();
+  audit["client_cgroup_id"] = *id;
+  if (*id == state.client_cgroup_id) return {};
+  auto within = cgroup_within(*id, state.cfg.client_cgroup);
+  if (!within) return "cannot list the session's cgroups: " + within.error().message();
+  if (*within) return {};
+  return "the client's socket is in cgroup " + std::to_string(*id) + ", not in this session's " +
+         state.cfg.client_cgroup;
+}
 
 net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, size_t index) {
   auto& acceptor = state->acceptors[index];
@@ -33,8 +56,28 @@ net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, size
       continue;
     }
     state->n_connections.fetch_add(1, std::memory_order_relaxed);
+    if (!state->cfg.client_cgroup.empty()) {
+      // Before a byte is read: a connection from outside the session is never parsed.
+      nlohmann::json entry = {{"kind", "client"}, {"allowed", false}};
+      if (auto why = foreign_client(*state, socket, entry); !why.empty()) {
+        state->n_foreign.fetch_add(1, std::memory_order_relaxed);
+        entry["reason"] = "refused: client not in this session (" + why + ")";
+        state->audit(entry);
+        net::co_spawn(state->io,
+                      refuse_at_accept(state, std::move(socket), 403, "Blocked by ACP",
+                                       entry["reason"].get<std::string>()),
+                      net::detached);
+        continue;
+      }
+    }
     if (state->connections.size() >= state->cfg.limits.max_connections) {
-      net::co_spawn(state->io, refuse_busy(state, std::move(socket)), net::detached);
+      state->n_errors.fetch_add(1, std::memory_order_relaxed);
+      net::co_spawn(
+          state->io,
+          refuse_at_accept(state, std::move(socket), 503, "Too many connections",
+                           "the proxy holds " + std::to_string(state->cfg.limits.max_connections) +
+                               " connections (max_connections)"),
+          net::detached);
     } else {
       net::co_spawn(state->io, serve_connection(state, std::move(socket)), net::detached);
     }
@@ -52,13 +95,21 @@ ProxyServer::~ProxyServer() {
     boost::system::error_code ec;
     a.close(ec);
   }
+  state_->own.clear();
 }
 
 Status ProxyServer::start() {
   auto& s = *state_;
   if (!s.acceptors.empty()) return make_error("proxy already started");
   if (s.cfg.listen.empty()) return make_error("proxy has no listen endpoint");
+  if (!s.cfg.client_cgroup.empty()) {
+    auto id = cgroup_id_of(s.cfg.client_cgroup);
+    if (!id) return make_error("the session's cgroup: " + id.error().message(), id.error().err);
+    s.client_cgroup_id = *id;
+  }
+  const std::string own_name = s.cfg.own_name.empty() ? "consent proxy" : s.cfg.own_name;
   std::vector<tcp::acceptor> acceptors;
+  std::vector<OwnEndpoint> own;
   std::vector<tcp::endpoint> bound;
   for (const auto& ep : s.cfg.listen) {
     boost::system::error_code ec;
@@ -69,6 +120,10 @@ Status ProxyServer::start() {
     a.set_option(tcp::acceptor::reuse_address(true), ec);
     if (ep.address().is_v6()) a.set_option(net::ip::v6_only(true), ec);
     if (a.bind(ep, ec); ec) return make_error(where, ec.value());
+    // Registered before listen(): no connection ever reaches it unregistered.
+    auto reg = register_own_endpoint(a.native_handle(), own_name + " (" + endpoint_text(ep) + ")");
+    if (!reg) return reg.error();
+    own.push_back(std::move(*reg));
     if (a.listen(net::socket_base::max_listen_connections, ec); ec)
       return make_error(where, ec.value());
     bound.push_back(a.local_endpoint(ec));
@@ -77,6 +132,7 @@ Status ProxyServer::start() {
   }
   s.acceptors = std::move(acceptors);
   s.bound = std::move(bound);
+  s.own = std::move(own);
   s.stopped = false;
   for (size_t i = 0; i < s.acceptors.size(); ++i)
     net::co_spawn(s.io, accept_loop(state_, i), net::detached);
@@ -94,6 +150,7 @@ void ProxyServer::stop() {
     boost::system::error_code ec;
     a.close(ec);
   }
+  s.own.clear();
   // close() removes nothing from the set itself; copy since a closed connection may finish
   // synchronously in some paths.
   auto live = std::vector<Connection*>(s.connections.begin(), s.connections.end());
@@ -104,7 +161,8 @@ ProxyCounters ProxyServer::counters() const {
   const auto& s = *state_;
   auto r = std::memory_order_relaxed;
   return ProxyCounters{s.n_connections.load(r), s.n_requests.load(r), s.n_tunnels.load(r),
-                       s.n_allowed.load(r),     s.n_denied.load(r),   s.n_errors.load(r)};
+                       s.n_allowed.load(r),     s.n_denied.load(r),   s.n_errors.load(r),
+                       s.n_foreign.load(r)};
 }
 
 void ProxyServer::set_event_callback(std::function<void(const nlohmann::json&)> cb) {

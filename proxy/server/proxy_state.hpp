@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <string>
 #include <unordered_set>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <nlohmann/json.hpp>
 
+#include "acp/proxy/own_endpoints.hpp"
 #include "acp/proxy/proxy_server.hpp"
 
 namespace acp::proxy {
@@ -29,6 +31,8 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   RequestJudge& judge;
   std::vector<boost::asio::ip::tcp::acceptor> acceptors;
   std::vector<boost::asio::ip::tcp::endpoint> bound;
+  std::vector<OwnEndpoint> own;                 // the listeners, registered as ACP's own endpoints
+  uint64_t client_cgroup_id = 0;                // cfg.client_cgroup's id, read at start()
   std::unordered_set<Connection*> connections;  // live ones, for stop()
   // The most connections open at once since the allocator was last asked to give memory back
   // (Connection's destructor does, when a burst of at least kTrimAfterBurst has drained).
@@ -40,7 +44,7 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   uint64_t next_request = 0;
 
   std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
-      n_errors{0};
+      n_errors{0}, n_foreign{0};
 
   void emit(const nlohmann::json& event) const {
     if (on_event) on_event(event);
@@ -53,8 +57,10 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
 // Serves one client connection until it closes; `self` keeps the connection alive.
 boost::asio::awaitable<void> serve_connection(std::shared_ptr<ProxyServer::State> state,
                                               boost::asio::ip::tcp::socket socket);
-// Answers a connection beyond max_connections with 503 and closes it.
-boost::asio::awaitable<void> refuse_busy(std::shared_ptr<ProxyServer::State> state,
-                                         boost::asio::ip::tcp::socket socket);
+// Answers a connection that is not served (beyond max_connections: 503; a client outside the
+// session: 403) with `status` and a JSON {error, reason}, then closes it.
+boost::asio::awaitable<void> refuse_at_accept(std::shared_ptr<ProxyServer::State> state,
+                                              boost::asio::ip::tcp::socket socket, unsigned status,
+                                              std::string error, std::string reason);
 
 }  // namespace acp::proxy

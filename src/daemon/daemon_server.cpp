@@ -192,6 +192,7 @@ class Daemon {
     pcfg.audit_path = s.rec.audit_log;
     pcfg.config_path = s.rec.config;
     pcfg.control_path = s.rec.control;
+    pcfg.client_cgroup = s.rec.cgroup;  // only the session's own agent is served
     const std::string id = s.rec.id;
     pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
     for (const auto& arg : s.rec.command)

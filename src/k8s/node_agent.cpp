@@ -28,6 +28,7 @@
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/pinned_session.hpp"
+#include "acp/proxy/own_endpoints.hpp"
 
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
@@ -395,6 +396,7 @@ int run_node_agent(const NodeAgentConfig& in) {
   Agent agent(io, cfg, **proxy, confiner, client);
 
   std::optional<tcp::acceptor> http_acceptor;
+  proxy::OwnEndpoint http_own;  // no proxy connects to it (own_endpoints.hpp)
   if (!cfg.metrics_listen.empty()) {
     auto ep = kernel::parse_endpoint(cfg.metrics_listen);
     if (!ep) return fail("--metrics-listen: " + ep.error().message());
@@ -407,6 +409,13 @@ int run_node_agent(const NodeAgentConfig& in) {
     http_acceptor->open(endpoint.protocol(), ec);
     if (!ec) http_acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) http_acceptor->bind(endpoint, ec);
+    if (!ec) {
+      auto reg =
+          proxy::register_own_endpoint(http_acceptor->native_handle(),
+                                       "node-agent metrics listener (" + cfg.metrics_listen + ")");
+      if (!reg) return fail("--metrics-listen: " + reg.error().message());
+      http_own = std::move(*reg);
+    }
     if (!ec) http_acceptor->listen(64, ec);
     if (ec) return fail("--metrics-listen " + cfg.metrics_listen + ": " + ec.message());
     asio::co_spawn(io, accept_http(*http_acceptor, agent), asio::detached);

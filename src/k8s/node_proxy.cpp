@@ -78,6 +78,7 @@ class NodeProxyImpl final : public NodeProxy {
     }
     proxy::ProxyConfig pc;
     pc.session_id = kNodeSession;
+    pc.own_name = "node-agent proxy";  // pods are told apart by address (pod_for_client)
     for (const auto& ep : cfg_.listen) {
       boost::system::error_code ec;
       auto addr = asio::ip::make_address(kernel::address_string(ep.addr), ec);

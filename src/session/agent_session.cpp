@@ -258,6 +258,8 @@ int run_agent_session(const RunOptions& o) {
   pcfg.inspect_tls_exclude = o.inspect_tls_exclude;
   pcfg.upstream_ca = o.upstream_ca;
   pcfg.ca_dir = o.ca_dir;
+  // The walled backends serve only the session's own cgroup (docs/architecture.md).
+  if (kind == backend::Kind::kBpf || kind == backend::Kind::kIptables) pcfg.client_cgroup = cg_path;
   // For the web page: the pins' counters and denied connects, without the control socket (this
   // loop serves it).
   pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };

@@ -79,6 +79,13 @@ class SessionProxyImpl final : public SessionProxy {
     }
     if (cfg_.serve_proxy) {
       if (auto st = start_server(); !st) return st;
+      control_->set_stats([this] {
+        const auto c = server_->counters();
+        return nlohmann::json{{"connections", c.connections}, {"requests", c.requests},
+                              {"tunnels", c.tunnels},         {"allowed", c.allowed},
+                              {"denied", c.denied},           {"errors", c.errors},
+                              {"foreign_clients", c.foreign}};
+      });
     }
     return start_channels(config);
   }
@@ -109,6 +116,8 @@ class SessionProxyImpl final : public SessionProxy {
       proxy::ProxyConfig pc;
       pc.session_id = cfg_.session_id;
       pc.inspect_tls = inspector_;
+      pc.client_cgroup = cfg_.client_cgroup;
+      pc.own_name = "consent proxy of session " + cfg_.session_id;
       if (cfg_.listen_addresses.empty()) {
         pc.listen = {
             tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};

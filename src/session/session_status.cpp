@@ -114,6 +114,10 @@ void read_pending(SessionStatus& st, bool ask_control) {
       for (const auto& p : (*r)["pending"]) st.pending.push_back(p);
     else if (!r)
       st.problems.push_back("control socket: " + r.error().message());
+    if (!r) return;
+    auto stats = consent::control_request(st.record->control, {{"op", "stats"}});
+    if (stats && stats->value("ok", false) && (*stats)["proxy"].is_object())
+      st.proxy = (*stats)["proxy"];
   }
 }
 
@@ -189,6 +193,7 @@ nlohmann::json session_status_to_json(const SessionStatus& s) {
   for (const auto& e : s.recent_denied) j["recent_denied"].push_back(kernel::event_to_json(e));
   j["lost_events"] = s.lost_events;
   j["pending"] = s.pending;
+  if (!s.proxy.is_null()) j["proxy_counters"] = s.proxy;
   if (!s.problems.empty()) j["problems"] = s.problems;
   return j;
 }
@@ -274,6 +279,12 @@ std::string status_to_text(const MachineStatus& m) {
 }
 
 void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
+  if (s.proxy.is_object())
+    o << "  proxy:      " << s.proxy.value("requests", uint64_t{0}) << " requests, "
+      << s.proxy.value("allowed", uint64_t{0}) << " allowed, "
+      << s.proxy.value("denied", uint64_t{0}) << " denied; "
+      << s.proxy.value("foreign_clients", uint64_t{0})
+      << " connections refused (client not in this session)\n";
   if (!s.pending.empty()) {
     o << "  pending requests (acp approve ID / acp deny ID):\n";
     for (const auto& p : s.pending) {

@@ -9,6 +9,8 @@
 //                                                     -> {"ok":true,"id":ID,"scope":...}
 //   {"op":"deny","id":ID,"reason":TEXT}               -> {"ok":true,"id":ID}
 //   {"op":"ping"}                                     -> {"ok":true,"session":S}
+//   {"op":"stats"}                                    -> {"ok":true,"session":S,"proxy":{...}}
+//                                                        (the proxy's counters, for acp status)
 // Any failure: {"ok":false,"error":"...","code":"unknown_id|bad_request|forbidden|failed"}.
 #pragma once
 
@@ -16,6 +18,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -46,6 +49,8 @@ class ControlServer {
   ControlServer& operator=(const ControlServer&) = delete;
 
   std::string path() const;
+  // What {"op":"stats"} answers under "proxy"; unset: {"op":"stats"} is an unknown op.
+  void set_stats(std::function<nlohmann::json()> stats);
 
   struct Impl;
 

@@ -42,6 +42,14 @@ struct ProxyConfig {
   // Set: an allowed CONNECT to a host it does not exclude is inspected (docs/tls-inspection.md)
   // and every request inside is judged by method and path. Null: CONNECT is a blind tunnel.
   std::shared_ptr<TlsInspector> inspect_tls;
+  // Set (a cgroup v2 directory): only a client whose socket the kernel puts in this cgroup or
+  // below it is served; any other connection is answered 403 at accept, before a byte is read,
+  // and audited. Empty: whoever reaches the listener (docs/architecture.md, "Who is talking to
+  // the proxy").
+  std::string client_cgroup;
+  // How the listeners are known among ACP's own endpoints (own_endpoints.hpp), which no proxy
+  // connects to; empty: "consent proxy".
+  std::string own_name;
 };
 
 struct ProxyCounters {
@@ -51,6 +59,7 @@ struct ProxyCounters {
   uint64_t allowed = 0;      // requests the judge allowed
   uint64_t denied = 0;       // requests refused by the judge or the destination check
   uint64_t errors = 0;       // malformed requests, limits, upstream failures
+  uint64_t foreign = 0;      // connections refused because the client is not in client_cgroup
 };
 
 class ProxyServer {

@@ -40,6 +40,9 @@ struct SessionProxyConfig {
   std::vector<std::string> inspect_tls_exclude;
   std::string upstream_ca;  // empty: the system store
   std::string ca_dir;       // empty: /var/lib/acp/ca
+  // The session's cgroup v2 directory: the proxy serves only clients whose socket the kernel
+  // puts there (or below). Empty (docker, preload, none, acp mcp): whoever reaches the listener.
+  std::string client_cgroup;
   // false: everything but the proxy listener (`acp mcp` judges stdio tool calls through judge()).
   bool serve_proxy = true;
 };

@@ -36,6 +36,9 @@ struct SessionStatus {
   // Requests waiting for a human, from the session's control socket (live sessions only):
   // objects as `acp pending --json` prints them.
   std::vector<nlohmann::json> pending;
+  // The proxy's counters from the same socket ({"op":"stats"}): requests, allowed, denied,
+  // foreign_clients (connections refused: client not in this session)...; null when unknown.
+  nlohmann::json proxy;
 };
 
 struct MachineStatus {

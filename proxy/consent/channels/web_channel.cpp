@@ -32,6 +32,7 @@
 #include "acp/proxy/audit_log.hpp"
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/display.hpp"
+#include "acp/proxy/own_endpoints.hpp"
 #include "web_page.hpp"
 
 namespace acp::consent {
@@ -269,6 +270,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
   config::WebChannel cfg;
   ChannelContext ctx;
   tcp::acceptor acceptor;
+  proxy::OwnEndpoint own;  // no proxy connects to the page (own_endpoints.hpp)
   asio::steady_timer keepalive;
   std::string token;
   bool token_created = false;
@@ -354,6 +356,13 @@ struct Shared : std::enable_shared_from_this<Shared> {
       a.open(ep.protocol(), ec);
       if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
       if (!ec) a.bind(ep, ec);
+      if (!ec) {
+        // Before listen(): no connection ever reaches the page unregistered.
+        auto reg = proxy::register_own_endpoint(a.native_handle(),
+                                                "web page (port " + std::to_string(p) + ")");
+        if (!reg) return reg.error();
+        own = std::move(*reg);
+      }
       if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
       if (!ec) {
         port = a.local_endpoint().port();
@@ -631,6 +640,7 @@ class WebChannelImpl final : public WebChannel {
     s_->stopped = true;
     boost::system::error_code ig;
     s_->acceptor.close(ig);
+    s_->own = {};
     s_->keepalive.cancel();
     for (const auto& c : s_->sse) c->wake.cancel();
     for (auto* c : s_->conns) c->socket().close(ig);

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "acp/proxy/display.hpp"
+#include "acp/proxy/own_endpoints.hpp"
 #include "http_client.hpp"
 
 namespace acp::consent {
@@ -258,6 +259,7 @@ struct WebhookChannel::State : std::enable_shared_from_this<State> {
   };
   std::map<std::string, Tracked> sent;  // pending requests this channel told the hook about
   std::optional<tcp::acceptor> acceptor;
+  proxy::OwnEndpoint own;  // no proxy connects to the callback (own_endpoints.hpp)
   std::map<uint64_t, std::shared_ptr<beast::tcp_stream>> callbacks;  // open connections
   uint64_t next_conn = 0;
 
@@ -353,6 +355,16 @@ struct WebhookChannel::State : std::enable_shared_from_this<State> {
     acceptor->open(ep->protocol(), ec);
     if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) acceptor->bind(*ep, ec);
+    if (!ec) {
+      // Before listen(): no connection ever reaches the callback unregistered.
+      auto reg = proxy::register_own_endpoint(
+          acceptor->native_handle(), "webhook callback listener (" + s.callback_listen + ")");
+      if (!reg) {
+        acceptor.reset();
+        return reg.error();
+      }
+      own = std::move(*reg);
+    }
     if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       acceptor.reset();
@@ -473,6 +485,7 @@ void WebhookChannel::stop() {
   st.sent.clear();
   boost::system::error_code ec;
   if (st.acceptor) st.acceptor->close(ec);
+  st.own = {};
   for (auto& [_, c] : st.callbacks) c->socket().close(ec);
 }
 
