@@ -74,3 +74,58 @@ TEST(PolicyMcp, FieldsAToolCallNeverHasAreLoadErrors) {
 
 }  // namespace
 }  // namespace acp::policy
+
+namespace acp::policy {
+namespace {
+
+TEST(PolicyInsideRules, PathMethodAndMcpRulesAreFoundByHostAndPort) {
+  auto p = Policy::parse(R"(default: ask
+rules:
+  - match: { host: "api.example.com" }
+    action: allow
+  - match: { host: "*.internal", port: [8080], path: "/admin/*" }
+    action: deny
+  - match: { host: "git.example.com", method: DELETE }
+    action: deny
+  - match: { host: "any.example.com", path: "*", method: "*" }
+    action: allow
+  - match: { kind: mcp, server: "mcp.example.com", tool: delete_* }
+    action: deny
+)",
+                         "policy.yml");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  using Pair = std::pair<bool, bool>;
+  EXPECT_EQ(p->inside_rules("api.example.com", 443), Pair(false, false));
+  EXPECT_EQ(p->inside_rules("a.internal", 8080), Pair(true, false));
+  EXPECT_EQ(p->inside_rules("A.Internal.", 8080), Pair(true, false));
+  EXPECT_EQ(p->inside_rules("a.internal", 8081), Pair(false, false));
+  EXPECT_EQ(p->inside_rules("git.example.com", 80), Pair(true, false));
+  EXPECT_EQ(p->inside_rules("any.example.com", 80), Pair(false, false));  // stars read nothing
+  EXPECT_EQ(p->inside_rules("mcp.example.com", 3000), Pair(false, true));
+  // The proxy gets the answer with every http decision.
+  Action connect;
+  connect.host = "a.internal";
+  connect.port = 8080;
+  connect.method = "CONNECT";
+  auto d = p->decide(connect);
+  EXPECT_TRUE(d.inside_path);
+  EXPECT_FALSE(d.inside_mcp);
+  connect.host = "mcp.example.com";
+  d = p->decide(connect);
+  EXPECT_FALSE(d.inside_path);
+  EXPECT_TRUE(d.inside_mcp);
+
+  // Without a host or server, a rule applies everywhere.
+  auto all = Policy::parse(R"(rules:
+  - match: { path: "/admin/*" }
+    action: deny
+  - match: { tool: delete_file }
+    action: deny
+)",
+                           "policy.yml");
+  ASSERT_TRUE(all.ok()) << all.error().message();
+  EXPECT_EQ(all->inside_rules("anything.example", 1), Pair(true, true));
+}
+
+}  // namespace
+}  // namespace acp::policy

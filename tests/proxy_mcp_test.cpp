@@ -164,4 +164,62 @@ TEST_F(ProxyMcpTest, WhatCannotBeJudgedIsRefusedWhenItLooksLikeMcp) {
   EXPECT_TRUE(mcp_actions().empty());
 }
 
+TEST_F(ProxyMcpTest, AnAcceptHeaderSplitInTwoStillShowsTheTransport) {
+  // The SDK servers read both lines (Node joins them): so does ACP.
+  std::string big =
+      R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{"t":")" +
+      std::string(mcp::kMaxHttpBodyBytes, 'a') + "\"}}}";
+  auto r = post(big, "-H 'Accept: application/json' -H 'Accept: text/event-stream'");
+  EXPECT_EQ(r.out.substr(r.out.size() - 3), "413") << r.out.substr(0, 300);
+  EXPECT_EQ(origin_.requests(), 0);
+}
+
+TEST_F(ProxyMcpTest, WhereAnMcpRuleAppliesWhatCannotBeInspectedIsRefused) {
+  judge_.decide = [](const Action& a) {
+    bool deny = a.kind == "mcp" && a.tool == "delete_file";
+    Judgement j{!deny, deny ? "denied" : "ok", "req-1", true};
+    j.inside_mcp = a.kind == "http";  // a kind: mcp rule names this server
+    return j;
+  };
+  const std::string call =
+      R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file"}})";
+  auto status = [](const CommandResult& r) { return r.out.substr(r.out.size() - 3); };
+  // No transport headers, and still refused: too large, compressed, another charset.
+  std::string big =
+      R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{"t":")" +
+      std::string(mcp::kMaxHttpBodyBytes, 'a') + "\"}}}";
+  EXPECT_EQ(status(post(big)), "413");
+  EXPECT_EQ(status(post(call, "-H 'Content-Encoding: gzip'")), "415");
+  EXPECT_EQ(status(post(call, "-H 'Content-Encoding: identity' -H 'Content-Encoding: br'")), "415");
+  EXPECT_EQ(status(post(call, "-H 'Content-Type: application/json; charset=utf-7'")), "415");
+  // Whatever the method and Content-Type, the body is judged.
+  auto plain = post(call, "-H 'Content-Type: text/plain'");
+  EXPECT_NE(plain.out.find(std::to_string(mcp::kCodeDenied)), std::string::npos) << plain.out;
+  auto put = post(call, "-X PUT");
+  EXPECT_NE(put.out.find(std::to_string(mcp::kCodeDenied)), std::string::npos) << put.out;
+  // What is not JSON cannot be read: refused.
+  auto form = post("name=delete_file", "-H 'Content-Type: application/x-www-form-urlencoded'");
+  EXPECT_NE(form.out.find(std::to_string(mcp::kCodeUninspectable)), std::string::npos) << form.out;
+  EXPECT_EQ(origin_.requests(), 0);
+  // Control: the allowed tool, sent the same way, arrives unchanged.
+  const std::string echo =
+      R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}})";
+  EXPECT_EQ(post(echo, "-H 'Content-Type: text/plain'").out, sunk(echo));
+  EXPECT_EQ(origin_.requests(), 1);
+}
+
+TEST(McpHeaders, CodingAndCharsetAreReadAsLists) {
+  EXPECT_TRUE(mcp::identity_coding(""));
+  EXPECT_TRUE(mcp::identity_coding("identity"));
+  EXPECT_TRUE(mcp::identity_coding("Identity, identity"));
+  EXPECT_FALSE(mcp::identity_coding("identity, gzip"));
+  EXPECT_FALSE(mcp::identity_coding("br"));
+  EXPECT_TRUE(mcp::utf8_charset("application/json"));
+  EXPECT_TRUE(mcp::utf8_charset("application/json; charset=UTF-8"));
+  EXPECT_TRUE(mcp::utf8_charset("application/json;charset=\"utf-8\""));
+  EXPECT_FALSE(mcp::utf8_charset("application/json; charset=utf-7"));
+  EXPECT_FALSE(mcp::utf8_charset("application/json, application/json; charset=utf-16le"));
+  EXPECT_FALSE(mcp::utf8_charset("application/json; charset = latin1"));
+}
+
 }  // namespace

@@ -79,3 +79,49 @@ TEST(ProxyRequestHead, ADeclaredBodyOverTheLimitIs413) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ProxyRequestHead, RepeatedHeadersAreReadJoined) {
+  RequestParser p;
+  size_t used = 0;
+  const std::string head =
+      "POST /mcp HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nX-A: 1\r\n"
+      "accept: text/event-stream\r\nExpect: foo\r\nExpect: 100-Continue\r\n"
+      "Content-Length: 0\r\n\r\n";
+  ASSERT_FALSE(parse_request_head(head, 0, p, used));
+  const auto& req = p.get();
+  namespace http = boost::beast::http;
+  EXPECT_EQ(field_value(req, http::field::accept), "application/json, text/event-stream");
+  EXPECT_EQ(field_value(req, "ACCEPT"), "application/json, text/event-stream");
+  EXPECT_EQ(field_value(req, http::field::content_type), "");
+  EXPECT_TRUE(has_token(field_value(req, http::field::expect), "100-continue"));
+  EXPECT_FALSE(has_token(field_value(req, http::field::accept), "text/html"));
+}
+
+TEST(ProxyRequestHead, TunnelBytesAreToldApart) {
+  auto kind = [](std::string_view s) { return classify_tunnel_bytes(s, 64); };
+  EXPECT_EQ(kind("GET /admin/x HTTP/1.1\r\nHost: a\r\n\r\n"), TunnelBytes::Http);
+  EXPECT_EQ(kind("\r\nPOST /mcp HTTP/1.0\n"), TunnelBytes::Http);
+  EXPECT_EQ(kind("M-SEARCH * HTTP/1.1\r\n"), TunnelBytes::Http);
+  // Prefixes of a request line wait for more.
+  for (std::string_view p : {"", "G", "GET", "GET ", "GET /a", "GET /a ", "GET /a HTTP/1",
+                             "GET /a HTTP/1.1", "GET /a HTTP/1.1\r", "\r\n"})
+    EXPECT_EQ(kind(p), TunnelBytes::NeedMore) << p;
+  // TLS records stay tunnels.
+  EXPECT_EQ(kind(std::string_view("\x16\x03\x01\x02\x00", 5)), TunnelBytes::Tls);
+  EXPECT_EQ(kind("\x16"), TunnelBytes::NeedMore);
+  // Everything else, including what a lenient server would still serve as HTTP.
+  for (std::string_view o :
+       {"SSH-2.0-OpenSSH_9.2\r\n", "GET /admin/x\r\n", "GET\t/admin/x\tHTTP/1.1\r\n",
+        "GET /admin/x http/1.1\r\n", "GET  /admin/x HTTP/1.1\r\n", "GET /x HTTP/1.1 \r\n",
+        "*1\r\n$4\r\nPING\r\n", "GET /x HTTP/11\r\n", "\x16\x01",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"})
+    EXPECT_EQ(kind(o), TunnelBytes::Other) << o;
+  // A request line longer than the limit is not waited for.
+  EXPECT_EQ(kind("GET /" + std::string(100, 'a')), TunnelBytes::Other);
+  EXPECT_EQ(kind(std::string(100, 'G')), TunnelBytes::Other);
+  EXPECT_EQ(kind(std::string(100, '\n')), TunnelBytes::Other);
+}
+
+}  // namespace

@@ -314,12 +314,17 @@ TEST_F(ProxyServerTest, ConnectTunnelWithCurl) {
   auto r = curl("-p " + origin_url("/hello"), file("out"));
   EXPECT_EQ(r.out, "200");
   EXPECT_EQ(slurp(file("out")), "hello from origin");
+  // The CONNECT, then the plain HTTP request inside it, each judged.
   auto actions = judge_.actions();
-  ASSERT_EQ(actions.size(), 1u);
+  ASSERT_EQ(actions.size(), 2u);
   EXPECT_EQ(actions[0].method, "CONNECT");
   EXPECT_EQ(actions[0].host, "127.0.0.1");
   EXPECT_EQ(actions[0].port, origin_.port());
   EXPECT_TRUE(actions[0].path.empty());
+  EXPECT_EQ(actions[1].method, "GET");
+  EXPECT_EQ(actions[1].host, "127.0.0.1");
+  EXPECT_EQ(actions[1].port, origin_.port());
+  EXPECT_EQ(actions[1].path, "/hello");
   // HTTP/1.0 CONNECT, and a bulk transfer through the tunnel.
   auto big = curl("-p --proxy1.0 127.0.0.1:" + std::to_string(port_) + " " +
                       origin_url("/big/" + std::to_string(8 << 20)),
@@ -339,11 +344,13 @@ TEST_F(ProxyServerTest, ConnectToIpv6LiteralAuthority) {
   auto plain = curl("-g " + url, file("out2"));
   EXPECT_EQ(plain.out, "200");
   auto actions = judge_.actions();
-  ASSERT_EQ(actions.size(), 2u);
+  ASSERT_EQ(actions.size(), 3u);  // CONNECT, the GET inside it, the plain GET
   EXPECT_EQ(actions[0].host, "::1");
   EXPECT_EQ(actions[0].method, "CONNECT");
   EXPECT_EQ(actions[1].host, "::1");
   EXPECT_EQ(actions[1].method, "GET");
+  EXPECT_EQ(actions[2].host, "::1");
+  EXPECT_EQ(actions[2].method, "GET");
 }
 
 TEST_F(ProxyServerTest, RawConnectCarriesBytesSentBehindTheHeader) {
@@ -352,10 +359,66 @@ TEST_F(ProxyServerTest, RawConnectCarriesBytesSentBehindTheHeader) {
   std::string port = std::to_string(origin_.port());
   // The CONNECT and the first tunnelled request in one write.
   c.send("CONNECT 127.0.0.1:" + port + " HTTP/1.1\r\nHost: 127.0.0.1:" + port +
-         "\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+         "\r\n\r\nGET /hello HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+         "\r\nConnection: close\r\n\r\n");
   auto all = c.read_all();
   EXPECT_EQ(all.rfind("HTTP/1.1 200 Connection Established\r\n\r\nHTTP/1.1 200 OK", 0), 0u) << all;
   EXPECT_NE(all.find("hello from origin"), std::string::npos);
+}
+
+TEST_F(ProxyServerTest, PlainHttpInsideAConnectIsJudgedRequestByRequest) {
+  judge_.decide = [](const Action& a) {
+    bool deny = a.path.rfind("/admin/", 0) == 0;
+    return Judgement{!deny, deny ? "rule 2 denies /admin/*" : "ok", "r", true};
+  };
+  start();
+  RawClient c(port_);
+  const std::string port = std::to_string(origin_.port());
+  c.send("CONNECT 127.0.0.1:" + port + " HTTP/1.1\r\nHost: 127.0.0.1:" + port + "\r\n\r\n");
+  auto est = c.read_response(true);
+  ASSERT_TRUE(est);
+  EXPECT_EQ(est->result_int(), 200);
+  // Kept alive: every request on the tunnel is judged, the denied one never leaves.
+  c.send("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:" + port + "\r\n\r\n");
+  auto ok = c.read_response();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body(), "hello from origin");
+  c.send("GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1:" + port + "\r\n\r\n");
+  auto denied = c.read_response();
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->result_int(), 403);
+  c.send("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:" + port + "\r\n\r\n");
+  auto again = c.read_response();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body(), "hello from origin");
+  // A Host that names another server, and an absolute-form target, are refused.
+  c.send("GET /hello HTTP/1.1\r\nHost: other.example\r\n\r\n");
+  auto other = c.read_response();
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->result_int(), 403);
+  EXPECT_EQ(origin_.requests(), 2);
+  auto actions = judge_.actions();
+  ASSERT_EQ(actions.size(), 4u);
+  EXPECT_EQ(actions[0].method, "CONNECT");
+  EXPECT_EQ(actions[2].path, "/admin/x");
+  EXPECT_EQ(actions[2].port, origin_.port());
+}
+
+TEST_F(ProxyServerTest, UnreadableTunnelBytesAreRefusedWhereARuleReadsInside) {
+  judge_.decide = [](const Action&) {
+    Judgement j{true, "ok", "r", true};
+    j.inside_path = true;  // a path rule applies to the host:port
+    return j;
+  };
+  start();
+  for (std::string bytes : {"GET /admin/x\r\n\r\n", "GET\t/admin/x\tHTTP/1.1\r\n\r\n"}) {
+    RawClient c(port_);
+    const std::string port = std::to_string(origin_.port());
+    c.send("CONNECT 127.0.0.1:" + port + " HTTP/1.1\r\n\r\n" + bytes);
+    EXPECT_EQ(c.read_all(), "HTTP/1.1 200 Connection Established\r\n\r\n") << bytes;
+  }
+  EXPECT_EQ(origin_.requests(), 0);
+  EXPECT_EQ(server_->counters().denied, 2u);
 }
 
 TEST_F(ProxyServerTest, LoopbackIsRefusedUnlessARuleNamesTheHost) {

@@ -67,6 +67,8 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
     error_reason = "policy error";
   }
   j.host_named = d.host_named;
+  j.inside_path = d.inside_path;
+  j.inside_mcp = d.inside_mcp;
 
   if (!policy_ok) {
     j.allowed = false;

@@ -250,4 +250,37 @@ bool has_mcp_signs(std::string_view accept, bool has_session_id, bool has_protoc
          lower(accept).find("text/event-stream") != std::string::npos;
 }
 
+bool identity_coding(std::string_view content_encoding) {
+  for (size_t pos = 0; pos <= content_encoding.size();) {
+    size_t comma = content_encoding.find(',', pos);
+    if (comma == std::string_view::npos) comma = content_encoding.size();
+    auto token = content_encoding.substr(pos, comma - pos);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty() && lower(token) != "identity") return false;
+    pos = comma + 1;
+  }
+  return true;
+}
+
+bool utf8_charset(std::string_view content_type) {
+  const std::string ct = lower(content_type);
+  for (size_t pos = ct.find("charset"); pos != std::string::npos;
+       pos = ct.find("charset", pos + 1)) {
+    size_t i = pos + 7;
+    while (i < ct.size() && (ct[i] == ' ' || ct[i] == '\t')) ++i;
+    if (i >= ct.size() || ct[i] != '=') continue;  // "charset" inside another word or value
+    ++i;
+    while (i < ct.size() && (ct[i] == ' ' || ct[i] == '\t' || ct[i] == '"')) ++i;
+    size_t end = i;
+    while (end < ct.size() && ct[end] != ';' && ct[end] != ',' && ct[end] != '"' &&
+           ct[end] != ' ' && ct[end] != '\t')
+      ++end;
+    const std::string_view value = std::string_view(ct).substr(i, end - i);
+    if (value != "utf-8" && value != "utf8") return false;
+  }
+  return true;
+}
+
 }  // namespace acp::mcp

@@ -2,6 +2,7 @@
 #include "acp/proxy/policy.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 #include "acp/proxy/request_target.hpp"
 #include "policy_data.hpp"
@@ -116,6 +117,7 @@ PolicyDecision Policy::decide(const Action& a) const {
   }
 
   PolicyDecision out;
+  if (a.kind == "http") std::tie(out.inside_path, out.inside_mcp) = inside_rules(host, a.port);
   if (best == kNoRule) {
     out.verdict = d.default_verdict;
     out.timeout = kDefaultTimeout;

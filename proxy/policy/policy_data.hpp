@@ -99,7 +99,12 @@ struct PolicyData {
   HostIndex suffix_host;
   std::vector<uint32_t> next_in_bucket;
   std::vector<uint32_t> scan;  // every other rule, in file order
+  // Rules that read inside a request (path, method, kind: mcp): what inside_rules() looks at.
+  std::vector<uint32_t> inside;
 };
+
+// Fills PolicyData::inside (proxy/policy/inside_rules.cpp).
+void index_inside_rules(PolicyData& d);
 
 // normalize_host() without a copy: lowercase, no trailing dot, IPv6 without brackets.
 void normalize_host_in_place(std::string& host);

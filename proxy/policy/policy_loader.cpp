@@ -436,6 +436,7 @@ Result<Policy> Policy::parse(std::string_view text, const std::string& source_na
   data->source = source_name;
   if (Status s = Loader(*doc, source_name, *data).run(); !s) return s.error();
   build_indexes(*data);
+  index_inside_rules(*data);
   return Policy(std::move(data));
 }
 

@@ -338,17 +338,21 @@ net::awaitable<void> Connection::close_tls() {
 net::awaitable<bool> Connection::handle_request(RequestParser& p, nlohmann::json& event) {
   auto& req = p.get();
   if (inspected_) {
-    event["tls"] = "inspected";
+    if (plain_tunnel_)
+      event["tunnel"] = "http";
+    else
+      event["tls"] = "inspected";
     if (req.method() == http::verb::connect || req.target().empty() ||
         req.target().front() != '/') {
       event["status"] = 400;
-      co_await send_refusal(400, "Bad request target",
-                            "inside an inspected CONNECT only origin-form requests (GET /path) "
-                            "are served",
-                            true);
+      const std::string why = std::string("inside ") +
+                              (plain_tunnel_ ? "a CONNECT tunnel" : "an inspected CONNECT") +
+                              " only origin-form requests (GET /path) are served";
+      co_await send_refusal(400, "Bad request target", why, true);
       co_return false;
     }
-    if (auto why = host_disagreement(req[http::field::host], *inspected_); !why.empty()) {
+    const std::string why = host_disagreement(field_value(req, http::field::host), *inspected_);
+    if (!why.empty()) {
       event["host"] = inspected_->host;
       event["port"] = inspected_->port;
       co_await refuse_mismatch(why, {}, event);
@@ -537,8 +541,95 @@ net::awaitable<bool> Connection::handle_connect(RequestParser& p, nlohmann::json
   event["status"] = 200;
   if (ec) co_return false;
   state_->n_tunnels.fetch_add(1, std::memory_order_relaxed);
+  // What comes first decides. An origin that speaks first (ssh, SMTP) is not HTTP: a raw
+  // tunnel. A client that sends a request line is served request by request, each judged as
+  // an absolute-form request would be: a CONNECT to a plain-HTTP host:port must not pass what
+  // a path or MCP rule there denies. A TLS ClientHello stays a raw tunnel (--inspect-tls reads
+  // inside). Anything else is refused where a rule reads inside requests.
+  const auto speaker = co_await first_speaker(up->socket());
+  if (closed_ || speaker == Speaker::Neither) co_return false;
+  if (speaker == Speaker::Client) {
+    const auto bytes = co_await sniff_client();
+    if (closed_) co_return false;
+    if (bytes == TunnelBytes::Http) {
+      event["tunnel"] = "http";
+      up_.stream.emplace(std::move(*up));
+      up_.buffer.clear();
+      up_.key = target->host + ":" + std::to_string(target->port);
+      up_.restricted = restricted;
+      inspected_ = *target;
+      plain_tunnel_ = true;
+      co_return true;  // run() reads and judges the requests inside
+    }
+    if (bytes != TunnelBytes::Tls && (j.inside_path || j.inside_mcp)) {
+      const std::string reason = "the tunnel's first bytes are neither HTTP nor TLS, and a " +
+                                 std::string(j.inside_path ? "path or method" : "kind: mcp") +
+                                 " rule applies to " + target->host + ":" +
+                                 std::to_string(target->port) +
+                                 ": ACP cannot judge what it cannot read there";
+      event["reason"] = reason;
+      event["tunnel"] = "refused";
+      state_->n_denied.fetch_add(1, std::memory_order_relaxed);
+      state_->audit({{"kind", "http"},
+                     {"event", "tunnel_refused"},
+                     {"request_id", j.request_id},
+                     {"host", target->host},
+                     {"port", target->port},
+                     {"allowed", false},
+                     {"reason", reason}});
+      co_return false;  // run() closes both sides; nothing was forwarded
+    }
+  }
   co_await tunnel(std::move(*up), event);
   co_return false;
+}
+
+net::awaitable<Connection::Speaker> Connection::first_speaker(tcp::socket& upstream) {
+  if (buffer_.size() > 0) co_return Speaker::Client;  // sent right behind the CONNECT header
+  buffer_.shrink_to_fit();  // an idle tunnel holds no header buffer while it waits
+  // Two waits race; the first readable side wins. The handlers hold only `race`: they may run
+  // after this frame (cancelled), never touching the sockets.
+  struct Race {
+    explicit Race(const net::any_io_executor& ex) : timer(ex) {}
+    net::steady_timer timer;
+    std::optional<Speaker> who;
+  };
+  auto race = std::make_shared<Race>(co_await net::this_coro::executor);
+  auto on = [race](Speaker s) {
+    return [race, s](error_code ec) {
+      if (!ec && !race->who) race->who = s;
+      race->timer.cancel();
+    };
+  };
+  race->timer.expires_after(state_->cfg.limits.idle_timeout);
+  client_.socket().async_wait(tcp::socket::wait_read, on(Speaker::Client));
+  upstream.async_wait(tcp::socket::wait_read, on(Speaker::Server));
+  tunnel_timer_ = &race->timer;  // close() wakes it
+  error_code ec;
+  co_await race->timer.async_wait(redirect(ec));
+  tunnel_timer_ = nullptr;
+  error_code ignored;
+  client_.socket().cancel(ignored);
+  upstream.cancel(ignored);
+  if (closed_ || !race->who) co_return Speaker::Neither;  // closed, or idle_timeout
+  co_return *race->who;
+}
+
+net::awaitable<TunnelBytes> Connection::sniff_client() {
+  const auto& lim = state_->cfg.limits;
+  client_.expires_after(lim.header_timeout);
+  for (;;) {
+    auto d = buffer_.data();
+    auto kind =
+        classify_tunnel_bytes({static_cast<const char*>(d.data()), d.size()}, lim.max_header_bytes);
+    if (kind != TunnelBytes::NeedMore) co_return kind;
+    error_code ec;
+    size_t n = co_await client_.async_read_some(buffer_.prepare(16 * 1024), redirect(ec));
+    buffer_.commit(n);
+    // A client that stops (or half-closes) inside what could still be a request line: it is
+    // not one that can be judged.
+    if (ec || closed_) co_return TunnelBytes::Other;
+  }
 }
 
 net::awaitable<bool> Connection::start_inspection(const RequestTarget& target,
@@ -602,7 +693,7 @@ net::awaitable<void> Connection::refuse_mismatch(const std::string& reason,
                                                  nlohmann::json& event) {
   event["status"] = 403;
   event["reason"] = reason;
-  state_->audit({{"kind", "tls"},
+  state_->audit({{"kind", plain_tunnel_ ? "http" : "tls"},
                  {"event", "name_mismatch"},
                  {"request_id", request_id},
                  {"host", inspected_ ? inspected_->host : std::string()},
@@ -713,18 +804,18 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   }
   // MCP tool-call consent (proxy_connection_mcp.cpp): each tools/call in a JSON-RPC body is
   // judged before anything is forwarded; a refused message is answered here.
-  if (auto gate = co_await mcp_gate(p, *target, event); gate != McpGate::Forward)
+  if (auto gate = co_await mcp_gate(p, *target, j, event); gate != McpGate::Forward)
     co_return gate == McpGate::AnsweredKeep;
 
   // The request as the origin gets it: origin-form target, our Host, no hop-by-hop headers.
   const bool head = req.method() == http::verb::head;
   const bool expect_continue =
-      beast::iequals(req[http::field::expect], "100-continue") && !p.is_done();
+      has_token(field_value(req, http::field::expect), "100-continue") && !p.is_done();
   req.erase(http::field::expect);
   strip_hop_by_hop(req);
   req.target(target->path);
   req.version(11);
-  req.set(http::field::host, target->host_header(inspected_ ? 443 : 80));
+  req.set(http::field::host, target->host_header(inspected_ && !plain_tunnel_ ? 443 : 80));
   const bool had_body = !p.is_done();
 
   if (!relay_buffer_) relay_buffer_.reset(new char[kRelayBufferBytes]);
@@ -753,7 +844,7 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
       up_.stream.emplace(std::move(*s));
       up_.key = key;
       up_.restricted = restricted;
-      if (inspected_ && !co_await upstream_tls(*target, rf)) {
+      if (inspected_ && !plain_tunnel_ && !co_await upstream_tls(*target, rf)) {
         up_.stream.reset();
         event["status"] = rf.status;
         event["reason"] = rf.reason;

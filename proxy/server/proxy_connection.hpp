@@ -71,6 +71,12 @@ class Connection {
                                                const std::string& request_id,
                                                nlohmann::json& event);
   boost::asio::awaitable<void> tunnel(boost::beast::tcp_stream upstream, nlohmann::json& event);
+  // After a CONNECT's 200: who sends first, the client or the origin? A client that sends
+  // plain HTTP is served request by request (plain_tunnel_); see handle_connect.
+  enum class Speaker { Client, Server, Neither };
+  boost::asio::awaitable<Speaker> first_speaker(boost::asio::ip::tcp::socket& upstream);
+  // Reads the client's first tunnel bytes into buffer_ until they can be told apart.
+  boost::asio::awaitable<TunnelBytes> sniff_client();
   boost::asio::awaitable<void> send_refusal(unsigned status, const std::string& error,
                                             const std::string& reason, bool close,
                                             const std::string& request_id = {});
@@ -80,8 +86,10 @@ class Connection {
   // docs/mcp.md): reads a JSON-RPC body into buffer_ (raw, still unparsed, so the usual relay
   // forwards it unchanged) and judges each tools/call; refused ones are answered here.
   enum class McpGate { Forward, AnsweredKeep, AnsweredClose };
+  // `j` is the request's judgement: j.inside_mcp (a kind: mcp rule could apply to the host)
+  // makes every body on it inspected and what cannot be inspected refused.
   boost::asio::awaitable<McpGate> mcp_gate(RequestParser& parser, const RequestTarget& target,
-                                           nlohmann::json& event);
+                                           const Judgement& j, nlohmann::json& event);
 
   std::shared_ptr<ProxyServer::State> state_;
   ProxyStream client_;  // TLS once an inspected CONNECT is established
@@ -91,9 +99,11 @@ class Connection {
   boost::asio::steady_timer* tunnel_timer_ = nullptr;  // set while a tunnel runs
   bool closed_ = false;
   std::string peer_;
-  // Set inside an inspected CONNECT: where every request on this connection goes.
+  // Set inside an inspected CONNECT, or a CONNECT tunnel whose client sent plain HTTP: where
+  // every request on this connection goes.
   std::optional<RequestTarget> inspected_;
-  std::string peer_addr_;  // peer_ without the port: Action::client
+  bool plain_tunnel_ = false;  // inspected_ without TLS: the client spoke HTTP in a tunnel
+  std::string peer_addr_;      // peer_ without the port: Action::client
 };
 
 }  // namespace acp::proxy

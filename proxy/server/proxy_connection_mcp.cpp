@@ -53,34 +53,49 @@ bool drain_body(RequestParser& p, beast::flat_buffer& buffer) {
 
 net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
                                                          const RequestTarget& target,
+                                                         const Judgement& j,
                                                          nlohmann::json& event) {
   auto& req = p.get();
+  if (p.is_done()) co_return McpGate::Forward;  // no body: no JSON-RPC message
+  // Every header judged by is read as the origin reads it: all its lines joined.
+  const std::string content_type = field_value(req, http::field::content_type);
+  const std::string encoding = field_value(req, http::field::content_encoding);
   const bool signs =
-      mcp::has_mcp_signs(req[http::field::accept], req.find("Mcp-Session-Id") != req.end(),
-                         req.find("MCP-Protocol-Version") != req.end());
-  const bool post = req.method() == http::verb::post;
-  if (!post || p.is_done()) co_return McpGate::Forward;
-  if (!mcp::is_json_post(req.method_string(), req[http::field::content_type]) && !signs)
+      mcp::has_mcp_signs(field_value(req, http::field::accept), req.count("Mcp-Session-Id") > 0,
+                         req.count("MCP-Protocol-Version") > 0);
+  // Where a kind: mcp rule could apply, or the transport's headers are there, every body is
+  // read, whatever the method and the Content-Type say: a server that takes a tools/call ACP
+  // did not read would run it unjudged.
+  const bool strict = signs || j.inside_mcp;
+  if (!strict &&
+      (req.method() != http::verb::post || !mcp::is_json_post(req.method_string(), content_type)))
     co_return McpGate::Forward;
   const bool client_keep = req.keep_alive();
 
-  // What ACP cannot read it cannot judge: refused when it looks like MCP, else left alone.
+  // What ACP cannot read it cannot judge: refused when it looks like MCP or goes to a host
+  // with kind: mcp rules, else left alone.
   std::string cannot;
   unsigned cannot_status = 0;
   const std::string too_large =
       "the body is over " + std::to_string(mcp::kMaxHttpBodyBytes) + " bytes";
   const bool chunked = p.chunked();
   const auto length = p.content_length();
-  if (auto enc = req[http::field::content_encoding];
-      !enc.empty() && !beast::iequals(enc, "identity")) {
-    cannot = "Content-Encoding " + std::string(enc);
+  const std::string te = field_value(req, http::field::transfer_encoding);
+  if (!mcp::identity_coding(encoding)) {
+    cannot = "Content-Encoding " + encoding;
+    cannot_status = 415;
+  } else if (chunked && !beast::iequals(te, "chunked")) {
+    cannot = "Transfer-Encoding " + te;
+    cannot_status = 415;
+  } else if (!mcp::utf8_charset(content_type)) {
+    cannot = "Content-Type " + content_type + " (the server would decode another charset)";
     cannot_status = 415;
   } else if (!chunked && (!length || *length > mcp::kMaxHttpBodyBytes)) {
     cannot = too_large;
     cannot_status = 413;
   }
 
-  if (cannot.empty() && beast::iequals(req[http::field::expect], "100-continue")) {
+  if (cannot.empty() && has_token(field_value(req, http::field::expect), "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     error_code ec;
     client_.expires_after(state_->cfg.limits.idle_timeout);
@@ -126,10 +141,12 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
   }
   if (!cannot.empty()) {
     event["mcp"] = "not inspected: " + cannot;
-    if (!signs) co_return McpGate::Forward;
+    if (!strict) co_return McpGate::Forward;
     event["status"] = cannot_status;
-    co_await send_refusal(cannot_status, "Blocked by ACP",
-                          "ACP cannot inspect this MCP request: " + cannot, true);
+    // Built apart from the co_await: GCC 12 destroys a ?: temporary inside one twice.
+    std::string why = "ACP cannot inspect this MCP request: " + cannot;
+    if (!signs) why += " (a kind: mcp rule applies to " + target.host + ")";
+    co_await send_refusal(cannot_status, "Blocked by ACP", why, true, j.request_id);
     co_return McpGate::AnsweredClose;
   }
 

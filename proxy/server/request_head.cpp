@@ -4,7 +4,9 @@
 #include <limits>
 
 #include <boost/asio/buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 
 namespace acp::proxy {
 
@@ -66,6 +68,77 @@ std::optional<HeadRefusal> parse_request_head(std::string_view head, uint64_t ma
     smuggling = "more than one Host header";
   if (!smuggling.empty()) return HeadRefusal{400, "Bad request", "ambiguous request: " + smuggling};
   return std::nullopt;
+}
+
+namespace {
+
+template <class Key>
+std::string joined(const http::fields& f, Key name) {
+  std::string out;
+  auto range = f.equal_range(name);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (!out.empty()) out += ", ";
+    out.append(it->value().data(), it->value().size());
+  }
+  return out;
+}
+
+bool is_tchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+}  // namespace
+
+std::string field_value(const http::fields& f, http::field name) {
+  return joined(f, name);
+}
+
+std::string field_value(const http::fields& f, std::string_view name) {
+  return joined(f, name);
+}
+
+bool has_token(std::string_view value, std::string_view token) {
+  for (auto t : http::token_list{value})
+    if (boost::beast::iequals(t, token)) return true;
+  return false;
+}
+
+TunnelBytes classify_tunnel_bytes(std::string_view s, size_t max_line) {
+  if (s.empty()) return TunnelBytes::NeedMore;
+  // A TLS record: content type 22 (handshake), version major 3.
+  if (static_cast<unsigned char>(s[0]) == 0x16)
+    return s.size() < 2 ? TunnelBytes::NeedMore
+                        : (s[1] == 0x03 ? TunnelBytes::Tls : TunnelBytes::Other);
+  size_t i = leading_empty_lines(s);
+  if (i > max_line) return TunnelBytes::Other;
+  const size_t start = i;
+  auto more = [&] {
+    return s.size() - start > max_line ? TunnelBytes::Other : TunnelBytes::NeedMore;
+  };
+  // method SP
+  while (i < s.size() && is_tchar(static_cast<unsigned char>(s[i]))) ++i;
+  if (i == s.size()) return more();
+  if (i == start || s[i] != ' ') return TunnelBytes::Other;
+  // request-target SP: visible characters (and obs-text), at least one
+  const size_t target = ++i;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) > 0x20 && s[i] != 0x7f) ++i;
+  if (i == s.size()) return more();
+  if (i == target || s[i] != ' ') return TunnelBytes::Other;
+  // HTTP/1.x CRLF (or a bare LF, which the parser then judges). HTTP/2 prior knowledge
+  // ("PRI * HTTP/2.0") cannot be judged request by request: Other.
+  static constexpr std::string_view kVersion = "HTTP/1.d";
+  ++i;
+  for (char want : kVersion) {
+    if (i == s.size()) return more();
+    const char c = s[i++];
+    if (want == 'd' ? (c < '0' || c > '9') : c != want) return TunnelBytes::Other;
+  }
+  if (i == s.size()) return more();
+  if (s[i] == '\n') return TunnelBytes::Http;
+  if (s[i] != '\r') return TunnelBytes::Other;
+  if (++i == s.size()) return more();
+  return s[i] == '\n' ? TunnelBytes::Http : TunnelBytes::Other;
 }
 
 }  // namespace acp::proxy

@@ -42,15 +42,21 @@ struct PolicyDecision {
   std::chrono::seconds timeout{120};  // how long an `ask` waits for a human
   bool host_named = false;            // the deciding rule names this host literally (no glob):
                                       // required before the proxy connects to loopback etc.
+  // Rules that judge more than host and port could apply to this http Action's host:port
+  // (Policy::inside_rules): the proxy refuses what it cannot read there.
+  bool inside_path = false;  // an http rule naming a path or a method
+  bool inside_mcp = false;   // a kind: mcp rule whose server matches the host
   bool operator==(const PolicyDecision&) const = default;
 };
 
 // The final word on a request, after the policy and, for `ask`, a human.
 struct Judgement {
   bool allowed = false;
-  std::string reason;       // for the 403 body and the audit log
-  std::string request_id;   // audit/consent id, echoed to the client in X-ACP-Request-Id
-  bool host_named = false;  // copied from PolicyDecision
+  std::string reason;        // for the 403 body and the audit log
+  std::string request_id;    // audit/consent id, echoed to the client in X-ACP-Request-Id
+  bool host_named = false;   // copied from PolicyDecision
+  bool inside_path = false;  // copied from PolicyDecision
+  bool inside_mcp = false;   // copied from PolicyDecision
 };
 
 }  // namespace acp

@@ -113,6 +113,14 @@ Dechunk dechunk(std::string_view raw, std::string& body, size_t& consumed, size_
 // names json, or that shows the Streamable HTTP transport's headers).
 bool is_json_post(std::string_view method, std::string_view content_type);
 // The transport's own signs: Mcp-Session-Id, MCP-Protocol-Version, Accept: text/event-stream.
+// `accept` is every Accept line joined (field_value): a server reads them all.
 bool has_mcp_signs(std::string_view accept, bool has_session_id, bool has_protocol_version);
+// A Content-Encoding value (all lines joined) under which the body is the bytes sent: empty, or
+// only `identity` codings.
+bool identity_coding(std::string_view content_encoding);
+// A Content-Type value (all lines joined) whose charset, if any, is UTF-8: the one JSON charset
+// ACP parses. Another (utf-7, utf-16, latin1...) would let the server decode a tools/call out of
+// bytes ACP read as something else.
+bool utf8_charset(std::string_view content_type);
 
 }  // namespace acp::mcp

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "acp/proxy/action.hpp"
@@ -39,6 +40,11 @@ class Policy {
 
   // First matching rule, or the default. Normalizes the action's host and method itself.
   PolicyDecision decide(const Action& a) const;
+  // Could a rule that reads inside a request apply to host:port (proxy/policy/inside_rules.cpp)?
+  // {path, mcp}: an http rule naming a path or a method; a kind: mcp rule whose server matches
+  // `host`. Where one could, what the proxy cannot read (a tunnel of unknown bytes, an MCP body
+  // too large or ambiguous) is refused.
+  std::pair<bool, bool> inside_rules(std::string_view host, uint16_t port) const;
 
   std::string source() const;  // the file path, or "<built-in>"
   size_t rule_count() const;

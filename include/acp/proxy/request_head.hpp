@@ -41,4 +41,20 @@ struct HeadRefusal {
 std::optional<HeadRefusal> parse_request_head(std::string_view head, uint64_t max_body_bytes,
                                               RequestParser& p, size_t& used);
 
+// A header's value as HTTP defines it (RFC 9110 5.3): every field line of that name, in order,
+// joined with ", ", as the origin server reads it. Every header the proxy judges by is read
+// through this, never with fields[name] (the first line only).
+std::string field_value(const boost::beast::http::fields& f, boost::beast::http::field name);
+std::string field_value(const boost::beast::http::fields& f, std::string_view name);
+// Does the comma-separated list `value` (a field_value) hold `token` (case-insensitive)?
+bool has_token(std::string_view value, std::string_view token);
+
+// What the first bytes a client sends inside a CONNECT tunnel are. Http: a complete HTTP/1.x
+// request line (after optional empty lines), judged request by request. Tls: a TLS handshake
+// record. Other: anything else, including HTTP/0.9, HTTP/2 prior knowledge and request lines a
+// lenient server might still take (tabs, lowercase version). NeedMore: a prefix of a request
+// line, or too little to tell. A request line longer than `max_line` bytes is Other.
+enum class TunnelBytes { NeedMore, Http, Tls, Other };
+TunnelBytes classify_tunnel_bytes(std::string_view first, size_t max_line);
+
 }  // namespace acp::proxy
