@@ -77,6 +77,9 @@ TEST(McpInspect, BatchListsEveryCallAndEveryRequest) {
 TEST(McpInspect, WhatCannotBeReadSafelyIsInvalid) {
   EXPECT_EQ(inspect("{not json").kind, Kind::Invalid);
   EXPECT_EQ(inspect("{\"a\":\"\xff\"}").kind, Kind::Invalid);  // not UTF-8
+  // nlohmann's lexer ends its input at a NUL: the tools/call behind it would go unread.
+  EXPECT_EQ(inspect(std::string("1\0{\"id\":1,\"method\":\"tools/call\"}", 32)).kind,
+            Kind::Invalid);
   // Two parsers could keep different copies of a duplicated key.
   auto dup = inspect(
       R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_file"}})");

@@ -420,6 +420,38 @@ TEST_F(McpStdioTest, AllowedDeniedAndBytesUntouched) {
   EXPECT_EQ(audit[1]["verdict"], "deny");
 }
 
+// A server that reads its stdin as the Python SDK does (TextIOWrapper, universal newlines:
+// a CR ends a line too) must never get a line ACP read differently: a CR inside a line, or a
+// NUL that ends nlohmann's input early, would hide a tools/call. Such lines are refused.
+TEST_F(McpStdioTest, LinesAServerCouldSplitOrReadOnAreRefused) {
+  const std::string call =
+      R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/etc/passwd"}}})";
+  const std::string echo =
+      R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}})";
+  std::string input = "1\r" + call + "\n";       // a CR: Python reads two lines
+  input += std::string("1\0", 2) + call + "\n";  // a NUL: nlohmann stops at it
+  input += echo + "\n";                          // control: passes
+  std::ofstream(dir_ / "input.bin", std::ios::binary) << input;
+  const std::string server =
+      "import sys\n"
+      "with open(sys.argv[1], 'a') as log:\n"
+      "    for line in sys.stdin:\n"
+      "        log.write(repr(line) + '\\n')\n";
+  std::ofstream(dir_ / "server.py") << server;
+  auto r =
+      shell(acp_cli("mcp --policy " + quote(dir_ / "policy.yml") + " --audit-log " +
+                    quote(dir_ / "audit.jsonl") + " --config " + quote(dir_ / "config.yml") +
+                    " -- python3 " + quote(dir_ / "server.py") + " " + quote(dir_ / "server.log") +
+                    " <" + quote(dir_ / "input.bin") + " 2>" + quote(dir_ / "stderr.log")));
+  EXPECT_EQ(r.status, 0) << r.out << slurp(dir_ / "stderr.log");
+  const std::string got = slurp(dir_ / "server.log");
+  EXPECT_EQ(got.find("delete_file"), std::string::npos) << got;
+  EXPECT_NE(got.find("\"echo\""), std::string::npos) << got << slurp(dir_ / "stderr.log");
+  const std::string err = slurp(dir_ / "stderr.log");
+  EXPECT_NE(err.find("carriage return"), std::string::npos) << err;
+  EXPECT_NE(err.find("NUL"), std::string::npos) << err;
+}
+
 TEST_F(McpStdioTest, AskedCallsWaitForAcpApproveOrDeny) {
   REQUIRE_SDK();
   auto fut = std::async(std::launch::async, [this] {

@@ -421,6 +421,73 @@ TEST_F(ProxyServerTest, UnreadableTunnelBytesAreRefusedWhereARuleReadsInside) {
   EXPECT_EQ(server_->counters().denied, 2u);
 }
 
+// Request smuggling through a body the origin ignores: with a path rule on the host, a GET
+// whose body is a second request is refused before anything reaches the origin.
+TEST_F(ProxyServerTest, ABodyOnGetCannotCarryAnUnjudgedRequestWhereAPathRuleApplies) {
+  judge_.decide = [](const Action&) {
+    Judgement j{true, "ok", "r", true};
+    j.inside_path = true;
+    return j;
+  };
+  start();
+  const std::string port = std::to_string(origin_.port());
+  const std::string smuggled = "GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  for (std::string method : {"GET", "HEAD", "OPTIONS"}) {
+    RawClient c(port_);
+    c.send(method + " http://127.0.0.1:" + port + "/hello HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+           "\r\nContent-Length: " + std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled);
+    auto r = c.read_response(method == "HEAD");
+    ASSERT_TRUE(r) << method;
+    EXPECT_EQ(r->result_int(), 400) << method;
+  }
+  // Chunked counts as a body too.
+  RawClient c(port_);
+  c.send("GET http://127.0.0.1:" + port + "/hello HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+         "\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 400);
+  EXPECT_EQ(origin_.requests(), 0);
+}
+
+// Where a path rule applies, a body goes out on an upstream connection that closes after it
+// (bytes the origin leaves unread are never read as a request), in one framing, without the
+// headers that make origins run another method or path.
+TEST_F(ProxyServerTest, ABodyWhereAPathRuleAppliesGoesOutAloneAndWithoutOverrideHeaders) {
+  judge_.decide = [](const Action&) {
+    Judgement j{true, "ok", "r", true};
+    j.inside_path = true;
+    return j;
+  };
+  start();
+  const std::string port = std::to_string(origin_.port());
+  RawClient c(port_);
+  for (int i = 0; i < 2; ++i) {
+    c.send("POST http://127.0.0.1:" + port + "/headers HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+           "\r\nContent-Length: 5, 5\r\nX-HTTP-Method-Override: DELETE\r\n"
+           "X-Original-URL: /admin/x\r\nX-Rewrite-URL: /admin/x\r\n\r\nhello");
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << i;
+    ASSERT_EQ(r->result_int(), 200) << r->body();
+    auto got = nlohmann::json::parse(r->body());
+    EXPECT_EQ(got["target"], "/headers");
+    const auto& h = got["headers"];
+    EXPECT_FALSE(h.contains("X-HTTP-Method-Override")) << h.dump();
+    EXPECT_FALSE(h.contains("X-Original-URL")) << h.dump();
+    EXPECT_FALSE(h.contains("X-Rewrite-URL")) << h.dump();
+    EXPECT_EQ(h.value("Content-Length", ""), "5") << h.dump();
+    EXPECT_EQ(h.value("Connection", ""), "close") << h.dump();
+  }
+  EXPECT_EQ(origin_.connections(), 2);  // one upstream connection per request with a body
+  // Without a path rule on the host the same request keeps its headers (nothing to re-route).
+  judge_.decide = [](const Action&) { return Judgement{true, "ok", "r", true}; };
+  c.send("POST http://127.0.0.1:" + port + "/headers HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+         "\r\nContent-Length: 5\r\nX-HTTP-Method-Override: DELETE\r\n\r\nhello");
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(nlohmann::json::parse(r->body())["headers"].contains("X-HTTP-Method-Override"));
+}
+
 TEST_F(ProxyServerTest, LoopbackIsRefusedUnlessARuleNamesTheHost) {
   judge_.decide = [](const Action&) { return Judgement{true, "glob rule", "r", false}; };
   start();

@@ -64,6 +64,13 @@ std::string canonical_json(const json& j) {
 Inspection inspect(std::string_view text) {
   Inspection out;
   if (all_space(text)) return out;
+  // nlohmann's lexer takes a NUL for the end of input: "1\0{...tools/call...}" would read as
+  // the number 1 while a server reads on. JSON text never holds a raw NUL.
+  if (text.find('\0') != std::string_view::npos) {
+    out.kind = Inspection::Kind::Invalid;
+    out.reason = "holds a NUL byte (not JSON text)";
+    return out;
+  }
   // Duplicate keys and depth are checked while parsing: two parsers that keep different
   // copies of a duplicated "name" would judge one tool and run another.
   std::vector<std::set<std::string>> keys;

@@ -180,7 +180,14 @@ class Impl final : public StdioRelay {
   asio::awaitable<bool> pass_line(std::string_view line) {
     std::string_view msg = line;
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.remove_suffix(1);
-    const Inspection in = inspect(msg);
+    Inspection in = inspect(msg);
+    // A CR inside a line: servers that read with universal newlines (Python's TextIOWrapper,
+    // the SDK's stdio) split the line there and would run a message ACP never judged.
+    if (msg.find('\r') != std::string_view::npos) {
+      in = Inspection{};
+      in.kind = Inspection::Kind::Invalid;
+      in.reason = "a carriage return inside the line (servers split lines there)";
+    }
     if (in.kind == Inspection::Kind::ToolCalls || in.kind == Inspection::Kind::Invalid) {
       auto out = co_await judge_message(in, opts_.server_name, opts_.session,
                                         [this](Action a) { return judge_.judge(std::move(a)); });

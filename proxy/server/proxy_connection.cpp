@@ -807,6 +807,32 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   if (auto gate = co_await mcp_gate(p, *target, j, event); gate != McpGate::Forward)
     co_return gate == McpGate::AnsweredKeep;
 
+  // Where a path or method rule could apply, the origin must run exactly the request that was
+  // judged. Content on a method whose handlers commonly ignore it (GET, HEAD, OPTIONS, TRACE)
+  // would be read by such an origin as a second, unjudged request (python's http.server does):
+  // refused. A body on any other method is forwarded on an upstream connection that closes
+  // after it, so bytes the origin left unread are never parsed as a request. Headers that make
+  // origins run another method or path are removed.
+  const bool has_content = p.chunked() || p.content_length().value_or(0) > 0;
+  bool close_upstream_after = false;
+  if (j.inside_path) {
+    const auto v = req.method();
+    if (has_content && (v == http::verb::get || v == http::verb::head || v == http::verb::options ||
+                        v == http::verb::trace)) {
+      event["status"] = 400;
+      const std::string why = std::string(req.method_string()) +
+                              " with a body, where a path or method rule applies: an origin "
+                              "that ignores the body would run it as another request";
+      event["reason"] = why;
+      co_await send_refusal(400, "Bad request", why, true, j.request_id);
+      co_return false;
+    }
+    for (std::string_view h : {"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+                               "X-Original-URL", "X-Rewrite-URL", "X-Original-Method"})
+      req.erase(h);
+    close_upstream_after = has_content;
+  }
+
   // The request as the origin gets it: origin-form target, our Host, no hop-by-hop headers.
   const bool head = req.method() == http::verb::head;
   const bool expect_continue =
@@ -816,6 +842,9 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   req.target(target->path);
   req.version(11);
   req.set(http::field::host, target->host_header(inspected_ && !plain_tunnel_ ? 443 : 80));
+  // One framing, the parser's: "Content-Length: 5, 5" is forwarded as 5.
+  if (!p.chunked() && p.content_length()) req.content_length(*p.content_length());
+  if (close_upstream_after) req.set(http::field::connection, "close");
   const bool had_body = !p.is_done();
 
   if (!relay_buffer_) relay_buffer_.reset(new char[kRelayBufferBytes]);
@@ -825,7 +854,9 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   std::optional<http::response_parser<http::buffer_body>> rp;
   bool sent_continue = false;
   for (int attempt = 0;; ++attempt) {
+    // Never a connection with unread response bytes: they would answer this request.
     bool reused = up_.stream && up_.key == key && up_.stream->socket().is_open() &&
+                  up_.buffer.size() == 0 && !close_upstream_after &&
                   (!up_.restricted || j.host_named);
     if (!reused) {
       up_.stream.reset();
@@ -942,7 +973,7 @@ net::awaitable<bool> Connection::handle_http(RequestParser& p, nlohmann::json& e
   }
   const bool until_eof =
       !head && code != 204 && code != 304 && !rp->chunked() && !rp->content_length().has_value();
-  bool up_keep = res.keep_alive() && !until_eof;
+  bool up_keep = res.keep_alive() && !until_eof && !close_upstream_after;
   strip_hop_by_hop(res);
   if (client_version < 11) {
     res.version(10);
