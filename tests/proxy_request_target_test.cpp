@@ -206,6 +206,12 @@ TEST(ProxyRequestTarget, PathsInCanonicalForm) {
       {"/%25", "/%25"},
       {"/%2561dmin", "/%2561dmin"},  // one level of escapes only: %25 stays
       {"/caf\xc3\xa9", "/caf%C3%A9"},
+      // A bidi override never stays raw (nor is an escaped one decoded): the page and the audit
+      // log show it as %E2%80%AE.
+      {"/report\xe2\x80\xae"
+       "fdp.exe",
+       "/report%E2%80%AEfdp.exe"},
+      {"/report%e2%80%aefdp.exe", "/report%E2%80%AEfdp.exe"},
       {"/a\"b<c>{d}|e^`", "/a%22b%3Cc%3E%7Bd%7D%7Ce%5E%60"},
       {"/a?", "/a"},
       {"/a?x=%2f%2F&y=..%2E/%7e", "/a?x=%2F%2F&y=.../~"},

@@ -329,10 +329,13 @@ TEST_F(RunWeb, BrowserApprovesDeniesAndGrantsTenMinutes) {
   EXPECT_NE(left.status, 0) << left.out;
 }
 
-// Issue 13: a U+202E in a path reversed what the page showed. The confined agent sends the
-// override raw in its request line (python3, a plain socket to its proxy); Chromium must show
-// it as the text \u{202E}, in byte order, and the human's Deny applies to that request.
-// Screenshot: <build>/test-artifacts/web/bidi.png.
+// Issue 13: a U+202E in agent text reversed what the page showed. Agent text reaches the page
+// raw through an MCP tools/call: the confined agent (python3 urllib, through its proxy) calls a
+// tool whose name and argument carry the override; Chromium must show it as the text \u{202E},
+// in byte order, and the human's Deny reaches that call. A raw U+202E in a request path (a plain
+// socket: clients would encode it) reaches the audit log and the page in canonical form,
+// percent-encoded, never raw. Driver: tests/browser/web_display.mjs. Screenshot:
+// <build>/test-artifacts/web/bidi.png.
 TEST_F(RunWeb, PageShowsBidiControlsVisibly) {
   const std::string driver = std::string(ACP_SOURCE_DIR) + "/tests/browser/web_display.mjs";
   if (!fs::exists("/usr/bin/chromium"))
@@ -340,22 +343,45 @@ TEST_F(RunWeb, PageShowsBidiControlsVisibly) {
   if (!fs::exists(std::string(ACP_SOURCE_DIR) +
                   "/tests/browser/node_modules/playwright-core/package.json"))
     GTEST_SKIP() << "playwright-core is not installed: run scripts/install-browser-deps.sh";
-  auto policy = write_policy(
-      "ask.yml", "default: deny\nrules:\n  - match: { kind: http, host: \"127.0.0.1\", port: " +
-                     std::to_string(origin_port_) + " }\n    action: ask\n    timeout: 120\n");
-  auto cfg = web_config();
   const std::string port = std::to_string(origin_port_);
-  const std::string script =
-      "python3 -c '\n"
-      "import os, socket, urllib.parse\n"
-      "p = urllib.parse.urlsplit(os.environ[\"http_proxy\"])\n"
-      "s = socket.create_connection((p.hostname, p.port), timeout=150)\n"
-      "s.sendall(b\"GET http://127.0.0.1:" +
-      port + "/report\\xe2\\x80\\xaefdp.exe HTTP/1.1\\r\\nHost: 127.0.0.1:" + port +
-      "\\r\\nConnection: close\\r\\n\\r\\n\")\n"
-      "print(\"BIDI=\" + s.recv(64).split()[1].decode(), flush=True)\n"
-      "'; " +
-      wait_for_done();
+  // The MCP POST's HTTP layer is allowed (the host), the tool call asked; the GET is asked.
+  auto policy =
+      write_policy("ask.yml",
+                   "default: deny\nrules:\n"
+                   "  - match: { kind: http, host: \"127.0.0.1\", port: " +
+                       port +
+                       ", method: POST }\n    action: allow\n"
+                       "  - match: { kind: http, host: \"127.0.0.1\", port: " +
+                       port +
+                       " }\n    action: ask\n    timeout: 120\n"
+                       "  - match: { kind: mcp, server: \"127.0.0.1\", tool: \"report*\" }\n"
+                       "    action: ask\n    timeout: 120\n");
+  auto cfg = web_config();
+  // The agent: first the raw override in a path, then the MCP call; one line of output each.
+  std::ofstream(dir_ + "/agent.py")
+      << "import json, os, socket, urllib.parse, urllib.request\n"
+         "proxy = os.environ['http_proxy']\n"
+         "p = urllib.parse.urlsplit(proxy)\n"
+         "s = socket.create_connection((p.hostname, p.port), timeout=150)\n"
+         "s.sendall(b'GET http://127.0.0.1:"
+      << port << "/report\\xe2\\x80\\xaefdp.exe HTTP/1.1\\r\\nHost: 127.0.0.1:" << port
+      << "\\r\\nConnection: close\\r\\n\\r\\n')\n"
+         "print('PATH=' + s.recv(64).split()[1].decode(), flush=True)\n"
+         "s.close()\n"
+         "call = {'jsonrpc': '2.0', 'id': 7, 'method': 'tools/call', 'params': {\n"
+         "    'name': 'report\\u202efdp.exe', 'arguments': {'file': 'a\\u202efdp.exe'}}}\n"
+         "req = urllib.request.Request('http://127.0.0.1:"
+      << port
+      << "/mcp', data=json.dumps(call, ensure_ascii=False).encode(), headers={\n"
+         "    'Content-Type': 'application/json',\n"
+         "    'Accept': 'application/json, text/event-stream',\n"
+         "    'MCP-Protocol-Version': '2025-06-18'})\n"
+         "opener = urllib.request.build_opener(urllib.request.ProxyHandler({'http': proxy}))\n"
+         "with opener.open(req, timeout=150) as r:\n"
+         "    reply = json.loads(r.read())\n"
+         "    print('MCP=%d id=%s error=%s' % (r.status, reply.get('id'),\n"
+         "          reply.get('error', {}).get('code')), flush=True)\n";
+  const std::string script = "python3 " + dir_ + "/agent.py; " + wait_for_done();
   Proc acp = Proc::start(acp_run(policy, {"sh", "-c", script}, {"--config=" + cfg}));
   const std::string token = wait_token();
   ASSERT_FALSE(token.empty()) << "the web page did not start";
@@ -367,24 +393,36 @@ TEST_F(RunWeb, PageShowsBidiControlsVisibly) {
   std::ofstream(done_file()) << "";
   acp.finish();
   EXPECT_EQ(browser.status, 0) << browser.out;
+  EXPECT_NE(browser.out.find("STEP path-encoded"), std::string::npos) << browser.out;
   EXPECT_NE(browser.out.find("STEP bidi-visible"), std::string::npos) << browser.out;
   EXPECT_NE(browser.out.find("STEP done"), std::string::npos) << browser.out;
   EXPECT_EQ(acp.status, 0) << acp.out;
-  EXPECT_NE(acp.out.find("BIDI=403"), std::string::npos) << acp.out;
+  EXPECT_NE(acp.out.find("PATH=403"), std::string::npos) << acp.out;
+  // The human's Deny reached the tool call: ACP's JSON-RPC error for the call's own id.
+  EXPECT_NE(acp.out.find("MCP=200 id=7 error=-32001"), std::string::npos) << acp.out;
   EXPECT_TRUE(fs::exists(artifacts + "/bidi.png"));
-  // The audit log keeps the request as it was (the raw bytes), decided by the human's deny.
-  bool found = false;
+  // The audit log keeps the tool name as it was (the raw bytes), decided by the human's deny;
+  // the path in canonical form, percent-encoded, and nowhere raw.
+  const std::string rlo = "\xe2\x80\xae";
+  bool tool_found = false, path_found = false;
   for (const auto& e : audit_entries()) {
     if (e.value("kind", "") != "request" || !e.contains("action")) continue;
-    if (e["action"].value("path", "") ==
-        "/report\xe2\x80\xae"
-        "fdp.exe") {
-      found = true;
+    const auto& a = e["action"];
+    if (a.value("tool", "") == "report" + rlo + "fdp.exe") {
+      tool_found = true;
+      EXPECT_EQ(a.value("kind", ""), "mcp") << e.dump();
+      EXPECT_EQ(a.value("args", ""), "{\"file\":\"a" + rlo + "fdp.exe\"}") << e.dump();
       EXPECT_EQ(e.value("verdict", ""), "deny") << e.dump();
       EXPECT_NE(e.value("reason", "").find("disguised"), std::string::npos) << e.dump();
     }
+    EXPECT_EQ(a.value("path", "").find(rlo), std::string::npos) << e.dump();
+    if (a.value("path", "") == "/report%E2%80%AEfdp.exe") {
+      path_found = true;
+      EXPECT_EQ(e.value("verdict", ""), "deny") << e.dump();
+    }
   }
-  EXPECT_TRUE(found) << slurp(audit());
+  EXPECT_TRUE(tool_found) << slurp(audit());
+  EXPECT_TRUE(path_found) << slurp(audit());
   auto left = run({"pgrep", "-f", "user-data-dir=" + dir_});
   EXPECT_NE(left.status, 0) << left.out;
 }
