@@ -197,6 +197,13 @@ TEST(Display, ApprovalReachSaysWhatALastingAnswerCovers) {
             "every call of MCP tool delete\\u{200B} on files (127.0.0.1:3000), whatever its "
             "arguments, until this session ends");
   EXPECT_NE(r.duration.find("for 1 min"), std::string::npos);
+  // As the proxy builds them (mcp::tool_action), MCP actions name the server, not an address.
+  mcp.host.clear();
+  mcp.port = 0;
+  r = approval_reach(mcp, std::chrono::seconds(60));
+  EXPECT_EQ(r.session,
+            "every call of MCP tool delete\\u{200B} on files, whatever its arguments, until this "
+            "session ends");
 }
 
 }  // namespace

@@ -187,8 +187,12 @@ ApprovalReach approval_reach(const Action& a, std::chrono::seconds duration) {
   std::string what;
   bool has_twin = false;
   if (a.kind == "mcp") {
-    what = "every call of MCP tool " + visible(a.tool) + " on " + visible(a.server) + " (" +
-           visible(bracketed(a.host)) + ":" + std::to_string(a.port) + "), whatever its arguments";
+    // MCP actions carry the server's name, not an address (mcp::tool_action).
+    what =
+        "every call of MCP tool " + visible(a.tool) + " on " + visible(a.server) +
+        (a.host.empty() ? std::string()
+                        : " (" + visible(bracketed(a.host)) + ":" + std::to_string(a.port) + ")") +
+        ", whatever its arguments";
   } else if (a.host.empty()) {
     what = "every " + visible(a.kind) + " action, whatever its name and arguments";
   } else {
