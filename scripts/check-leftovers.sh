@@ -74,6 +74,14 @@ scan() {
   if [ -d /run/acp/sessions ] && [ -n "$(ls -A /run/acp/sessions 2>/dev/null)" ]; then
     echo "leftover session records: $(ls /run/acp/sessions)"
   fi
+  # ACP's own-endpoint registry (proxy/server/own_endpoints.cpp): <pid>-<inode> per listener.
+  # Entries of dead pids (a SIGKILLed acp) are ignored by acp; a live one is a listener left on.
+  for e in /run/acp/endpoints/*; do
+    [ -e "$e" ] || continue
+    pid=${e##*/}
+    pid=${pid%%-*}
+    [ -d "/proc/$pid" ] && echo "leftover own-endpoint entry of a live process: $e"
+  done
   # Scratch directories of the tests and the demo, and the origin servers they start.
   for d in /tmp/acp-preload-test.* /tmp/acp-run-test.* /tmp/acp-demo.* /tmp/acp-vmt-* /tmp/acp-consent-* /tmp/acp-proxy-test-*; do
     [ -e "$d" ] && echo "leftover scratch dir: $d"
