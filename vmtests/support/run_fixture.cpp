@@ -128,6 +128,23 @@ bool ipv6_loopback_available() {
   return ok;
 }
 
+// python3's http.server (threaded, HTTP/1.0) with a listen backlog of 1024 instead of its 5:
+// an agent that loops requests (RunProxy.ReloadsUnderLoadDropNothing) overflowed the accept
+// queue when the machine was loaded, and the kernel then drops the handshake's last ACK
+// (tcp_abort_on_overflow=0): the proxy's upstream connection hangs, and the test failed on the
+// origin, not on ACP.
+static std::vector<std::string> origin_command(const std::string& addr, uint16_t port,
+                                               const std::string& dir) {
+  static const char* kOrigin =
+      "import functools, http.server as h, socket, sys\n"
+      "class S(h.ThreadingHTTPServer):\n"
+      "    request_queue_size = 1024\n"
+      "    address_family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
+      "S((sys.argv[1], int(sys.argv[2])),\n"
+      "  functools.partial(h.SimpleHTTPRequestHandler, directory=sys.argv[3])).serve_forever()\n";
+  return {"python3", "-c", kOrigin, addr, std::to_string(port), dir};
+}
+
 void RunFixture::SetUp() {
   if (geteuid() != 0) GTEST_SKIP() << "needs root: acp run loads BPF programs";
   std::string why;
@@ -144,8 +161,7 @@ void RunFixture::SetUp() {
   std::ofstream(config()) << "channels:\n  web:\n    enabled: false\n";
   chmod(config().c_str(), 0644);
   origin_port_ = free_port();
-  origin_ = Proc::start({"python3", "-m", "http.server", "--bind", "127.0.0.1",
-                         std::to_string(origin_port_), "--directory", dir_ + "/www"});
+  origin_ = Proc::start(origin_command("127.0.0.1", origin_port_, dir_ + "/www"));
   for (int i = 0; i < 100 && !port_answers(origin_port_); ++i) std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(port_answers(origin_port_)) << "the test origin did not start";
   proxy_port_ = free_port();
@@ -169,8 +185,7 @@ void RunFixture::TearDown() {
 }
 
 bool RunFixture::start_origin(uint16_t port, const std::string& addr) {
-  extra_origins_.push_back(Proc::start({"python3", "-m", "http.server", "--bind", addr,
-                                        std::to_string(port), "--directory", dir_ + "/www"}));
+  extra_origins_.push_back(Proc::start(origin_command(addr, port, dir_ + "/www")));
   for (int i = 0; i < 100 && !port_answers(port, addr); ++i) std::this_thread::sleep_for(50ms);
   return port_answers(port, addr);
 }
