@@ -60,7 +60,7 @@ bool contains(const std::string& s, const std::string& part) {
 // (curl needs one) and counts them; UDP only receives.
 class Listener {
  public:
-  Listener(int family, int type) : family_(family), type_(type) {
+  Listener(int family, int type) : family_(family) {
     fd_ = UniqueFd(::socket(family, type | SOCK_CLOEXEC, 0));
     if (!fd_) return;
     sockaddr_storage ss{};
@@ -136,7 +136,7 @@ class Listener {
     }
   }
 
-  int family_, type_;
+  int family_;
   UniqueFd fd_;
   uint16_t port_ = 0;
   int stop_[2] = {-1, -1};

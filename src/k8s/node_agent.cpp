@@ -107,7 +107,6 @@ class Agent final : public PodWatchHandler {
   Agent(asio::io_context& io, const NodeAgentConfig& cfg, NodeProxy& proxy, PodConfiner& confiner,
         KubeClient& client)
       : io_(io),
-        cfg_(cfg),
         proxy_(proxy),
         confiner_(confiner),
         watcher_(io, client,
@@ -295,7 +294,6 @@ class Agent final : public PodWatchHandler {
   }
 
   asio::io_context& io_;
-  const NodeAgentConfig& cfg_;
   NodeProxy& proxy_;
   PodConfiner& confiner_;
   PodWatcher watcher_;

@@ -53,7 +53,6 @@ using namespace acp::kernel;  // NOLINT(google-build-using-namespace): the wall'
 using namespace acp::launch;  // NOLINT(google-build-using-namespace)
 
 constexpr int kExitAcpFailed = 125;
-constexpr auto kKillTimeout = std::chrono::seconds(10);
 // At most this long for the agent's last output to reach a stdout/stderr socket whose reader
 // is slow (a reader that never reads does not keep acp).
 constexpr auto kStdioDrainLimit = std::chrono::seconds(10);
