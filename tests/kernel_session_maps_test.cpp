@@ -39,7 +39,7 @@ TEST(KernelSessionMaps, BadFdsAreErrorsNotCrashes) {
   EXPECT_FALSE(acp::kernel::read_counters(-1).ok());
   EXPECT_FALSE(acp::kernel::read_allow_entries(-1).ok());
   EXPECT_FALSE(acp::kernel::read_config(-1).ok());
-  auto st = acp::kernel::write_mode(-1, static_cast<acp_mode>(9));
+  auto st = acp::kernel::write_mode(-1, 9);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message().find("not enforce (0) or audit (1)"), std::string::npos);
 }

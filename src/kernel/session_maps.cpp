@@ -227,11 +227,10 @@ Status write_config(int fd, const acp_config& cfg) {
   return {};
 }
 
-Status write_mode(int fd, acp_mode mode) {
+Status write_mode(int fd, uint32_t mode) {
   if (mode != ACP_MODE_ENFORCE && mode != ACP_MODE_AUDIT)
-    return make_error(
-        "set mode " + std::to_string(static_cast<int>(mode)) + ": not enforce (0) or audit (1)",
-        EINVAL);
+    return make_error("set mode " + std::to_string(mode) + ": not enforce (0) or audit (1)",
+                      EINVAL);
   auto cfg = read_config(fd);
   if (!cfg) return cfg.error();
   cfg->mode = mode;

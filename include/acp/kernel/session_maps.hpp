@@ -54,6 +54,7 @@ Result<uint64_t> read_lost_events(int lost_events_fd);
 Result<acp_config> read_config(int config_map_fd);
 Status write_config(int config_map_fd, const acp_config& cfg);
 // Read-modify-write of the mode only; takes effect on the next connect() of every socket.
-Status write_mode(int config_map_fd, acp_mode mode);
+// The mode is the map's raw __u32 (enum acp_mode): a value that is neither is refused.
+Status write_mode(int config_map_fd, uint32_t mode);
 
 }  // namespace acp::kernel
