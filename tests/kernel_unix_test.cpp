@@ -66,6 +66,21 @@ TEST(KernelUnix, AnAbstractNameIsExactlyAddrlenBytesNulsIncluded) {
   EXPECT_TRUE(same(longer, *parse_unix_name("@dbus-abc\\0")));
 }
 
+TEST(KernelUnix, InteriorNulsAndHighBytesAreKeptWhereTheKernelKeepsThem) {
+  // The key is computed without branches on the bytes (the verifier's cost): every byte value
+  // counts as itself, and only a filesystem name ends at a NUL.
+  const std::string abstract = std::string("\0a\0\xff\x80", 5);
+  auto k = key_of(abstract, kFam + abstract.size());
+  EXPECT_EQ(k.len, 5u);
+  EXPECT_EQ(std::memcmp(k.path, abstract.data(), 5), 0);
+  for (size_t i = 5; i < ACP_UNIX_PATH_MAX; ++i) ASSERT_EQ(k.path[i], 0) << i;
+  const std::string fs = std::string("/t\xff\x80\x01\0/after", 12);
+  auto f = key_of(fs, kFam + fs.size());
+  EXPECT_EQ(f.len, 5u);
+  EXPECT_EQ(std::memcmp(f.path, "/t\xff\x80\x01", 5), 0);
+  for (size_t i = 5; i < ACP_UNIX_PATH_MAX; ++i) ASSERT_EQ(f.path[i], 0) << i;
+}
+
 TEST(KernelUnix, NoNameGivesAnEmptyKeyThatNothingMatches) {
   acp_unix_path k;
   uint8_t raw[ACP_UNIX_PATH_MAX] = {};
