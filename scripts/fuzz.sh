@@ -1,51 +1,62 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/, clang++ with -fsanitize=fuzzer,address,undefined) in
-# build-fuzz/ and runs each for a bounded time, starting from its committed corpus
-# fuzz/corpus/<target>/. Fails on any finding: a crash, a leak, UB, an input over the time or
-# memory limit. The input that failed is kept in build-fuzz/artifacts/.
+# Builds the libFuzzer targets (fuzz/) in the sanitizer tree (clang, -fsanitize=fuzzer-no-link,
+# address,undefined; scripts/lib/build-trees.sh) and runs each for a bounded time, starting
+# from its committed corpus fuzz/corpus/<target>/, as many at a time as there are CPUs. Fails
+# on any finding: a crash, a leak, UB, an input over the time or memory limit. The input that
+# failed is kept in <tree>/artifacts/.
 # Usage: ./scripts/fuzz.sh [target...]      (targets: request_target request_head policy control
 #   mcp webhook telegram)
 #   FUZZ_SECONDS=60        time per target (-max_total_time)
-#   FUZZ_BUILD_DIR=build-fuzz
-#   FUZZ_OPT=-O0          optimisation of the fuzz build (-O1 for long runs)
-# Inputs the fuzzer finds go to build-fuzz/corpus/<target>/, never into the committed corpus;
-# to keep a good one, copy it to fuzz/corpus/<target>/ (small, with a name that says what it is).
+#   FUZZ_BUILD_DIR=build-san   the tree (scripts/test.sh's sanitizer tree: built once for both)
+#   FUZZ_OPT=-O0          optimisation of the tree; for a long run FUZZ_OPT=-O1 with another
+#                         FUZZ_BUILD_DIR (the tests' tree stays -O0)
+#   FUZZ_JOBS=N           targets run at once (default: the number of CPUs)
+# Inputs the fuzzer finds go to <tree>/corpus/<target>/, never into the committed corpus; to
+# keep a good one, copy it to fuzz/corpus/<target>/ (small, with a name that says what it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
+BUILD=${FUZZ_BUILD_DIR:-build-san}
 PER_TARGET=${FUZZ_SECONDS:-60}
+JOBS=${FUZZ_JOBS:-$(nproc)}
 all=(request_target request_head policy control mcp webhook telegram)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 
-if ! command -v clang++ >/dev/null; then
-  echo "fuzz.sh: clang++ not found (sudo ./scripts/install-deps.sh)" >&2
-  exit 1
-fi
-# FUZZ_OPT=-O0 by default: clang with coverage, ASan and UBSan compiled http_client.cpp in 35 s
-# at -O0 -g1 and in 104 s at -O2 -g; CI builds this tree from scratch. The fuzzers run slower
-# (fewer executions per second); for a long local run, FUZZ_OPT=-O1.
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-opt="${FUZZ_OPT:--O0} -g1 -DNDEBUG"
-CC=clang CXX=clang++ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_FUZZ=ON \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$opt" -DCMAKE_C_FLAGS_RELWITHDEBINFO="$opt" \
-  -DBUILD_TESTING=OFF -DACP_BUILD_BENCH=OFF -DACP_WERROR=ON "${launcher[@]}" >/dev/null
+# shellcheck source=scripts/lib/build-trees.sh
+. scripts/lib/build-trees.sh
+acp_configure_sanitizer "$BUILD" "${FUZZ_OPT:--O0}"
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-status=0
-for t in "${targets[@]}"; do
-  work="$BUILD/corpus/$t"
-  mkdir -p "$work" "$BUILD/artifacts"
-  args=(-max_total_time="$PER_TARGET" -timeout=10 -rss_limit_mb=2048 -max_len=16384
+mkdir -p "$BUILD/artifacts"
+
+# One target: its log in $BUILD/fuzz-<t>.log, its exit status in $BUILD/fuzz-<t>.rc.
+run_target() {
+  local t=$1 work="$BUILD/corpus/$1"
+  mkdir -p "$work"
+  local args=(-max_total_time="$PER_TARGET" -timeout=10 -rss_limit_mb=2048 -max_len=16384
     -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$t-")
   [ -f "fuzz/$t.dict" ] && args+=(-dict="fuzz/$t.dict")
-  echo "== fuzz $t (${PER_TARGET}s)"
-  log="$BUILD/fuzz-$t.log"
   # The scratch corpus first: libFuzzer writes new inputs into the first directory only.
-  if "$BUILD/fuzz/fuzz_$t" "${args[@]}" "$work" "fuzz/corpus/$t" >"$log" 2>&1; then
+  local rc=0
+  "$BUILD/fuzz/fuzz_$t" "${args[@]}" "$work" "fuzz/corpus/$t" >"$BUILD/fuzz-$t.log" 2>&1 || rc=$?
+  echo "$rc" >"$BUILD/fuzz-$t.rc"
+}
+
+echo "== fuzz ${targets[*]} (${PER_TARGET} s each, $JOBS at a time)"
+for t in "${targets[@]}"; do
+  rm -f "$BUILD/fuzz-$t.rc"
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  run_target "$t" &
+done
+wait
+
+status=0
+for t in "${targets[@]}"; do
+  log="$BUILD/fuzz-$t.log"
+  if [ "$(cat "$BUILD/fuzz-$t.rc" 2>/dev/null || echo missing)" = 0 ]; then
+    echo -n "fuzz $t: "
     grep -E "^(stat::number_of_executed_units|stat::new_units_added)|Done [0-9]+ runs" "$log" |
       tr '\n' ' '
     echo

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ACP needs, builds it, and runs every test: the unprivileged unit tests and,
 # as root on a kernel with cgroup BPF, the vmtests that load the real programs. Then the same
-# unit tests and vmtests again in a sanitizer build (ASan + UBSan, build-asan/), and each
-# libFuzzer target for a bounded time (scripts/fuzz.sh, build-fuzz/). See docs/testing.md.
+# unit tests and vmtests again in the sanitizer tree (clang, ASan + UBSan, build-san/), and each
+# libFuzzer target, built in that same tree, for a bounded time (scripts/fuzz.sh). See
+# docs/testing.md.
 # Usage: sudo ./scripts/test.sh            (BUILD_DIR=build by default)
 #   ACP_SKIP_SANITIZE=1   leave out the sanitizer stage (developers; CI runs it)
 #   ACP_SKIP_FUZZ=1       leave out the fuzz stage (developers; CI runs it)
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
+SAN_BUILD_DIR=${SAN_BUILD_DIR:-build-san}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "test.sh: run as root (sudo $0): installing packages and the kernel tests need it" >&2
@@ -21,20 +22,10 @@ times=()
 stage_done() { times+=("$1: $(($(date +%s) - $2)) s"); }
 
 ./scripts/install-deps.sh
-# Three builds (plain, sanitizer, fuzz) of Boost.Beast code on a 2-core machine are most of the
-# run's time. ccache (installed above) makes a rerun compile only what changed; paths are
-# hashed relative to this checkout, so another clone of the same commit hits the same cache.
-launcher=()
-if command -v ccache >/dev/null; then
-  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-fi
+# shellcheck source=scripts/lib/build-trees.sh
+. scripts/lib/build-trees.sh
 s=$(date +%s)
-# -g1 (line tables: backtraces and perf keep file:line) instead of -g: a quarter less compile
-# time on these sources (http_client.cpp: 42 s against 51 s).
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_WERROR=ON \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-  "${launcher[@]}" >/dev/null
+acp_configure_plain "$BUILD_DIR"
 cmake --build "$BUILD_DIR" -j"$(nproc)"
 stage_done build "$s"
 
@@ -64,14 +55,10 @@ echo "== leftovers"
 ./scripts/check-leftovers.sh || status=1
 
 if [ "${ACP_SKIP_SANITIZE:-0}" != 1 ]; then
-  echo "== sanitizer build (ASan + UBSan) in $ASAN_BUILD_DIR"
+  echo "== sanitizer tree (clang, ASan + UBSan, and the fuzz targets) in $SAN_BUILD_DIR"
   s=$(date +%s)
-  # -O0: GCC 12 with ASan at -O1 took 136 s on http_client.cpp, at -O0 56 s (the build would
-  # not fit CI's time otherwise); the tests run a little slower, and find the same errors.
-  cmake -S . -B "$ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=ASan -DCMAKE_CXX_FLAGS_ASAN="-O0 -g1" \
-    -DCMAKE_C_FLAGS_ASAN="-O0 -g1" -DACP_SANITIZE=ON -DACP_BUILD_BENCH=OFF -DACP_WERROR=ON \
-    "${launcher[@]}" >/dev/null
-  cmake --build "$ASAN_BUILD_DIR" -j"$(nproc)"
+  acp_configure_sanitizer "$SAN_BUILD_DIR"
+  cmake --build "$SAN_BUILD_DIR" -j"$(nproc)"
   stage_done "sanitizer build" "$s"
   # Every report fails the test that caused it. Suppressions (third-party false positives
   # only, each with its reason) are in scripts/sanitizers/.
@@ -80,11 +67,11 @@ if [ "${ACP_SKIP_SANITIZE:-0}" != 1 ]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   echo "== unit tests under ASan + UBSan"
   s=$(date +%s)
-  (cd "$ASAN_BUILD_DIR" && ctest -L unit -j"$(nproc)" --output-on-failure --timeout 600) || status=1
+  (cd "$SAN_BUILD_DIR" && ctest -L unit -j"$(nproc)" --output-on-failure --timeout 600) || status=1
   stage_done "unit tests (ASan+UBSan)" "$s"
   echo "== vmtests under ASan + UBSan"
   s=$(date +%s)
-  (cd "$ASAN_BUILD_DIR" && ctest -L vm --output-on-failure --timeout 900) || status=1
+  (cd "$SAN_BUILD_DIR" && ctest -L vm --output-on-failure --timeout 900) || status=1
   stage_done "vmtests (ASan+UBSan)" "$s"
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
   echo "== leftovers (sanitizer run)"
@@ -92,10 +79,10 @@ if [ "${ACP_SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 
 if [ "${ACP_SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== fuzz targets (libFuzzer + ASan + UBSan), ${FUZZ_SECONDS:-30} s each"
+  echo "== fuzz targets (libFuzzer + ASan + UBSan), ${FUZZ_SECONDS:-30} s each, $(nproc) at a time"
   s=$(date +%s)
-  FUZZ_SECONDS=${FUZZ_SECONDS:-30} ./scripts/fuzz.sh || status=1
-  stage_done "fuzz (build + run)" "$s"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} FUZZ_BUILD_DIR="$SAN_BUILD_DIR" ./scripts/fuzz.sh || status=1
+  stage_done "fuzz" "$s"
 fi
 
 echo "== times"
