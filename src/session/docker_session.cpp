@@ -103,6 +103,30 @@ void add_contain_options(CLI::App* sub, ContainOptions& o) {
   sub->positionals_at_end();
 }
 
+Result<ContainOptions> contain_options_for_run(const RunOptions& o) {
+  if (auto st = validate_run_options(o); !st) return st.error();
+  const RunOptions defaults;
+  auto refuse = [](const std::string& flag, const std::string& why) {
+    return make_error(flag + " does not apply to --backend=docker: " + why +
+                      "; leave it out, or run with another backend");
+  };
+  if (!o.allow_unix.empty())
+    return refuse("--allow-unix", "the container reaches no unix socket of the host");
+  if (o.max_tasks != defaults.max_tasks)
+    return refuse("--max-tasks", "the container's tasks are bounded by --pids-limit=256");
+  if (o.json_events)
+    return refuse("--json-events",
+                  "a container's connects are refused by its network, "
+                  "which reports no kernel events");
+  ContainOptions c;
+  c.proxy_port = o.proxy_port;
+  c.policy = o.policy;
+  c.audit_log = o.audit_log;
+  c.config = o.config;
+  c.command = o.command;
+  return c;
+}
+
 int run_docker_session(const ContainOptions& o) {
   if (::geteuid() != 0)
     return fail(
