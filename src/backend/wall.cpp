@@ -1,6 +1,7 @@
-// The walls behind acp/backend/wall.hpp: bpf, iptables, preload, none.
+// The walls behind acp/backend/wall.hpp: bpf, iptables, preload, none, docker.
 #include "acp/backend/wall.hpp"
 
+#include "acp/backend/docker_wall.hpp"
 #include "acp/backend/iptables_wall.hpp"
 #include "acp/backend/preload.hpp"
 #include "acp/kernel/pinned_session.hpp"
@@ -149,7 +150,58 @@ class NoWall final : public Wall {
   std::string unix_gap() const override { return {}; }
 };
 
+// The agent's container on a per-session --internal network; the door on its gateway.
+class DockerWall final : public Wall {
+ public:
+  explicit DockerWall(DockerCli docker) : docker_(std::move(docker)) {}
+  Kind kind() const override { return Kind::kDocker; }
+
+  Status build(const WallSpec& spec) override {
+    id_ = spec.session_id;
+    auto net = create_docker_network(docker_, id_);
+    if (!net) return net.error();
+    net_ = *net;
+    return {};
+  }
+
+  std::vector<std::string> door_addresses() const override { return {net_->gateway}; }
+
+  // Only the door: the bridge reaches gateway:port and nothing else.
+  Status allow(const std::vector<kernel::Endpoint>& endpoints) override {
+    if (endpoints.empty()) return make_error("the docker wall needs the door's endpoint", EINVAL);
+    DockerFirewallSpec fw{docker_chain_name(id_), net_->bridge, net_->gateway,
+                          endpoints.front().port};
+    return install_docker_firewall(fw);
+  }
+
+  // The container first (nothing of the agent outlives the wall), then network and firewall.
+  Status remove() override {
+    if (id_.empty()) return {};
+    if (auto st = remove_docker_objects(docker_, id_); !st) return st;
+    return remove_docker_firewall(docker_chain_name(id_));
+  }
+
+  // A container reaches no unix socket of the host unless one is mounted (none is).
+  std::string unix_gap() const override { return {}; }
+
+  const DockerNetwork* network() const { return net_ ? &*net_ : nullptr; }
+
+ private:
+  DockerCli docker_;
+  std::string id_;
+  std::optional<DockerNetwork> net_;
+};
+
 }  // namespace
+
+std::unique_ptr<Wall> make_docker_wall(const DockerCli& docker) {
+  return std::make_unique<DockerWall>(docker);
+}
+
+const DockerNetwork* docker_network_of(const Wall& wall) {
+  const auto* docker = dynamic_cast<const DockerWall*>(&wall);
+  return docker ? docker->network() : nullptr;
+}
 
 Result<std::unique_ptr<Wall>> make_wall(Kind kind) {
   switch (kind) {
@@ -164,10 +216,7 @@ Result<std::unique_ptr<Wall>> make_wall(Kind kind) {
     case Kind::kDocker:
       break;
   }
-  return make_error(
-      "the docker backend's wall is a container on its own network: it is built by "
-      "run_docker_session (acp contain), not by make_wall",
-      EINVAL);
+  return make_error("the docker backend's wall needs the docker CLI: use make_docker_wall", EINVAL);
 }
 
 }  // namespace acp::backend

@@ -46,6 +46,9 @@ class SessionBuild {
     return e;
   }
 
+  // The container bounds a docker agent; every other session as root has a cgroup.
+  bool wants_cgroup() const { return plan_.root && plan_.kind != backend::Kind::kDocker; }
+
   // Before the agent step nothing runs in the cgroup; if something does, the wall stays over it.
   Status cgroup_is_empty() const {
     if (!out_.cgroup) return {};
@@ -58,14 +61,14 @@ class SessionBuild {
 
   // The id and where its parts go; nothing is made yet.
   Status name_session() {
-    if (plan_.root) {
+    if (wants_cgroup()) {
       auto root = cgroup2_mount_point();
       if (!root) return root.error();
       out_.cgroup2_root = *root;
     }
     if (plan_.kind == backend::Kind::kBpf)
       if (auto st = kernel::ensure_bpffs(); !st) return st;
-    id_ = new_session_id();
+    id_ = plan_.id.empty() ? new_session_id() : plan_.id;
     SessionRecord& rec = out_.record;
     rec = plan_.record;
     rec.id = id_;
@@ -73,7 +76,7 @@ class SessionBuild {
     rec.acp_start_time = process_start_time(::getpid());
     rec.backend = std::string(backend::kind_name(plan_.kind));
     rec.mode = plan_.audit_only ? "audit" : "enforce";
-    rec.cgroup = plan_.root ? session_cgroup_path(out_.cgroup2_root, id_) : std::string();
+    rec.cgroup = wants_cgroup() ? session_cgroup_path(out_.cgroup2_root, id_) : std::string();
     if (plan_.kind == backend::Kind::kBpf) {
       auto dir = kernel::session_pin_dir(id_);
       if (!dir) return dir.error();
@@ -95,7 +98,7 @@ class SessionBuild {
 
   // Its undo kills what is in it before removing it (nothing, before the agent step).
   Status cgroup_step() {
-    if (!plan_.root) return {};
+    if (!wants_cgroup()) return {};
     const std::string path = out_.record.cgroup;
     auto made = Cgroup::create(path);
     if (!made) return made.error();
@@ -115,9 +118,13 @@ class SessionBuild {
   }
 
   Status wall_step() {
-    auto wall = backend::make_wall(plan_.kind);
-    if (!wall) return wall.error();
-    out_.wall = std::move(*wall);
+    if (plan_.wall) {
+      out_.wall = std::move(plan_.wall);
+    } else {
+      auto wall = backend::make_wall(plan_.kind);
+      if (!wall) return wall.error();
+      out_.wall = std::move(*wall);
+    }
     backend::WallSpec spec;
     spec.session_id = id_;
     spec.session_number = session_id_number(id_);
@@ -165,6 +172,7 @@ class SessionBuild {
     pcfg.agent_command.clear();
     for (const auto& arg : out_.record.command)
       pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
+    pcfg.listen_addresses = out_.wall->door_addresses();
     auto proxy = SessionProxy::start(io_, pcfg);
     if (!proxy) return proxy.error();
     out_.proxy = std::move(*proxy);

@@ -11,9 +11,8 @@
 //
 // One implementation per backend (make_wall): bpf (cgroup BPF programs, pinned), iptables
 // (per-session chains matching the cgroup), preload (LD_PRELOAD library: the agent's
-// environment), none (nothing). The docker backend's wall is a container on its own network
-// (docker_wall.hpp): its door must listen on that network, so it is built by
-// run_docker_session, which says why.
+// environment), none (nothing), and docker (docker_wall.hpp: a per-session --internal network
+// whose firewall lets through only the door, which listens on that network's gateway).
 #pragma once
 
 #include <cstdint>
@@ -66,9 +65,21 @@ class Wall {
   virtual std::string unix_gap() const = 0;
   // The kernel's ring buffer of denied attempts (EventPump); -1 when this wall has none.
   virtual int events_fd() const { return -1; }
+  // Where the door must listen for the agent to reach it; empty: loopback (127.0.0.1, ::1).
+  virtual std::vector<std::string> door_addresses() const { return {}; }
 };
 
-// The wall of `kind`; docker is refused (see above).
+// The wall of `kind`; docker is refused: its wall needs the docker CLI (make_docker_wall).
 Result<std::unique_ptr<Wall>> make_wall(Kind kind);
+
+struct DockerCli;
+struct DockerNetwork;
+// The docker backend's wall (docker_wall.hpp): build() creates the session's network, the door
+// listens on its gateway (door_addresses), allow() installs the firewall that lets the bridge
+// reach only the door's port, remove() takes the container and the network down, then the
+// firewall (which stays when the container cannot be removed: fail-closed).
+std::unique_ptr<Wall> make_docker_wall(const DockerCli& docker);
+// The network a docker wall built; nullptr for another wall or before build().
+const DockerNetwork* docker_network_of(const Wall& wall);
 
 }  // namespace acp::backend

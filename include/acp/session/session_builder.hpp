@@ -3,7 +3,8 @@
 //
 //   record   /run/acp/sessions/<id>.json names the builder as owner first, so a concurrent
 //            `acp run` or `acp gc` never takes the half-built session for an orphan (root only)
-//   cgroup   <cgroup2>/acp/<id>, empty (root only: preload and none without root have none)
+//   cgroup   <cgroup2>/acp/<id>, empty (root only: preload and none without root have none;
+//            docker has none: the container bounds the agent)
 //   wall     the backend's Wall raised around it (acp/backend/wall.hpp): nothing passes
 //   pins     the wall made to outlive acp (bpf pins): a killed acp leaves the agent walled
 //   proxy    the door: SessionProxy (policy, consent gate, control socket, audit log)
@@ -42,6 +43,9 @@ namespace acp {
 // What to build. The builder fills in the id, the cgroup, the pins and the door.
 struct SessionPlan {
   backend::Kind kind = backend::Kind::kBpf;
+  std::string id;  // empty: a new one (new_session_id)
+  // The wall, when the caller makes it (docker: make_docker_wall); else make_wall(kind).
+  std::unique_ptr<backend::Wall> wall;
   bool root = true;  // the record and the cgroup are root's; without root there are neither
   bool audit_only = false;
   std::vector<kernel::Endpoint> extra_allow;  // --allow
