@@ -73,6 +73,30 @@ class DockerSessionGuard {
   bool done_ = false;
 };
 
+// The session builder (session_builder.hpp) up to the allow entries: record -> network (the
+// wall) -> proxy on its gateway -> firewall. The agent step is `docker run` (run_docker_session).
+SessionPlan plan_docker_session(const ContainOptions& o, const backend::DockerCli& docker,
+                                const std::string& id, const std::string& image) {
+  SessionPlan plan;
+  plan.kind = backend::Kind::kDocker;
+  plan.id = id;
+  plan.wall = backend::make_docker_wall(docker);
+  SessionRecord& rec = plan.record;
+  rec.uid = 0;
+  rec.user = "container (" + image + ")";
+  rec.command = o.command;
+  rec.policy = o.policy.value_or("<built-in>");
+  rec.container = backend::docker_object_name(id);
+  rec.image = image;
+  rec.docker_host = docker.host;
+  plan.proxy.port = o.proxy_port.value_or(kDefaultProxyPort);
+  plan.proxy.port_is_explicit = o.proxy_port.has_value();
+  plan.proxy.policy_path = o.policy;
+  plan.proxy.audit_path = o.audit_log;
+  plan.proxy.config_path = o.config;
+  return plan;
+}
+
 // Until `docker run` ends: its exit (pidfd) and signals, which go to it (it passes them to the
 // container). Returns its exit status; -1 when it cannot be watched (errno).
 int wait_for_container(asio::io_context& io, const backend::DockerCli& docker,
@@ -207,26 +231,7 @@ int run_docker_session(const ContainOptions& o) {
                 "--tag=" +
                 spec.image + ") or load it (docker load)");
 
-  // The session builder (session_builder.hpp) up to the allow entries: record -> network (the
-  // wall) -> proxy on its gateway -> firewall. The agent step is `docker run`, below.
-  SessionPlan plan;
-  plan.kind = backend::Kind::kDocker;
-  plan.id = id;
-  plan.wall = backend::make_docker_wall(*docker);
-  SessionRecord& rec = plan.record;
-  rec.uid = 0;
-  rec.user = "container (" + spec.image + ")";
-  rec.command = o.command;
-  rec.policy = o.policy.value_or("<built-in>");
-  rec.container = backend::docker_object_name(id);
-  rec.image = spec.image;
-  rec.docker_host = docker->host;
-  plan.proxy.port = o.proxy_port.value_or(kDefaultProxyPort);
-  plan.proxy.port_is_explicit = o.proxy_port.has_value();
-  plan.proxy.policy_path = o.policy;
-  plan.proxy.audit_path = o.audit_log;
-  plan.proxy.config_path = o.config;
-
+  SessionPlan plan = plan_docker_session(o, *docker, id, spec.image);
   sigset_t sigs = launch::session_signals();
   sigprocmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
