@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -435,6 +436,54 @@ TEST_F(Daemon, NoDaemonFlagRunsStandaloneBesideARunningDaemon) {
   EXPECT_EQ(r.out.find("acp daemon"), std::string::npos) << r.out;
   std::string out = stop_daemon();
   EXPECT_EQ(out.find("registered"), std::string::npos) << out;
+}
+
+// --allow-unix reaches the daemon's wall (it was once dropped on the way): the agent connects
+// to the abstract socket it names and not to another one; on a kernel whose wall cannot judge
+// local IPC, acp run prints the daemon's notice saying so.
+TEST_F(Daemon, AllowUnixReachesTheDaemonsWall) {
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  const std::string tag = std::to_string(getpid());
+  auto listen_abstract = [](const std::string& name) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), len), 0) << std::strerror(errno);
+    EXPECT_EQ(listen(fd, 8), 0) << std::strerror(errno);
+    return fd;
+  };
+  const std::string allowed = "acp-vmtest-allowed-" + tag;
+  const std::string other = "acp-vmtest-other-" + tag;
+  const int fd_allowed = listen_abstract(allowed);
+  const int fd_other = listen_abstract(other);
+  const std::string agent = write_script("unix_agent.py", R"PY(
+import socket, sys
+for label, name in (('allowed', sys.argv[1]), ('other', sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect('\0' + name)
+        print(label + '=OK', flush=True)
+    except PermissionError:
+        print(label + '=EPERM', flush=True)
+    except OSError as e:
+        print(label + '=ERR ' + str(e), flush=True)
+    s.close()
+)PY");
+  auto r =
+      run(acp_run(policy_for_origin("allow"), {"/usr/bin/python3", agent, allowed, other},
+                  {"--daemon=required", "--daemon-socket=" + socket_, "--allow-unix=@" + allowed}));
+  close(fd_allowed);
+  close(fd_other);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("allowed=OK"), std::string::npos) << r.out;
+  if (r.out.find("local IPC is NOT walled") == std::string::npos)
+    EXPECT_NE(r.out.find("other=EPERM"), std::string::npos) << r.out;
+  else
+    EXPECT_NE(r.out.find("other=OK"), std::string::npos) << r.out;
+  std::string out = stop_daemon();
+  EXPECT_NE(out.find("registered"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -1,13 +1,18 @@
 // `acp run` end to end, as a user runs it: the real binary, a real agent (sh, curl, python3) as
 // an unprivileged user, the real BPF wall, the real proxy, policy, consent gate, control socket
 // and audit log. Origins are python3 http.server processes on loopback.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -217,6 +222,36 @@ TEST_F(RunSession, SighupReloadsThePolicyAndABrokenOneKeepsTheOld) {
   EXPECT_NE(acp.out.find("FIRST=403"), std::string::npos) << acp.out;
   EXPECT_NE(acp.out.find("SECOND=200"), std::string::npos) << acp.out;
   EXPECT_NE(acp.out.find("keeping the previous policy"), std::string::npos) << acp.out;
+}
+
+}  // namespace
+
+namespace {
+
+// The session builder's undo stack, for real: the proxy step fails (its explicit port is taken)
+// after the record, cgroup, wall and pins were made; acp run fails with what to do and leaves
+// none of them behind (an undo that stopped half-way would leave the record, naming this
+// command, with its pins and cgroup).
+TEST_F(RunSession, AFailedStepUndoesTheStepsBeforeIt) {
+  const int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(taken, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(proxy_port_);
+  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(taken, 4), 0);
+  const std::string marker = "acp-undo-test-" + std::to_string(::getpid());
+  auto r = run(acp_run(policy_for_origin("allow"), {"sh", "-c", "echo AGENT-RAN", marker}));
+  ::close(taken);
+  EXPECT_EQ(r.status, 125) << r.out;
+  EXPECT_NE(r.out.find(std::to_string(proxy_port_)), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("AGENT-RAN"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("undoing the session failed"), std::string::npos) << r.out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/run/acp/sessions", ec))
+    EXPECT_EQ(slurp(e.path().string()).find(marker), std::string::npos)
+        << "left behind: " << e.path() << ": " << slurp(e.path().string());
 }
 
 }  // namespace

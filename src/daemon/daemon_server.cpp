@@ -26,7 +26,6 @@
 #include <memory>
 
 #include "acp/cgroup/cgroup.hpp"
-#include "acp/cgroup/mounts.hpp"
 #include "acp/daemon/daemon.hpp"
 #include "acp/daemon/sd_notify.hpp"
 #include "acp/kernel/bpffs.hpp"
@@ -34,11 +33,10 @@
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/probe.hpp"
-#include "acp/kernel/sock_programs.hpp"
+#include "acp/kernel/session_maps.hpp"
 #include "acp/proxy/control.hpp"
 #include "acp/session/event_pump.hpp"
 #include "acp/session/session_gc.hpp"
-#include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
 #include "acp/session/session_status.hpp"
@@ -181,13 +179,14 @@ class Daemon {
 
   // --- sessions -----------------------------------------------------------------------------
 
-  // The door (proxy, gate, control socket, channels, audit log) and the kernel events of a
-  // session whose pins exist. Shared by new and re-adopted sessions.
-  Status open_door(Session& s, uint16_t port, bool port_explicit) {
+  // Re-adoption only: the door (proxy, gate, control socket, channels, audit log) of a session
+  // whose wall a previous daemon built and pinned. Nothing else is built, so this is not the
+  // session builder: only its proxy and allow steps, on the pins that are there.
+  Status reopen_door(Session& s, uint16_t port) {
     SessionProxyConfig pcfg;
     pcfg.session_id = s.rec.id;
     pcfg.port = port;
-    pcfg.port_is_explicit = port_explicit;
+    pcfg.port_is_explicit = true;
     if (!s.rec.policy.empty() && s.rec.policy != "<built-in>") pcfg.policy_path = s.rec.policy;
     pcfg.audit_path = s.rec.audit_log;
     pcfg.config_path = s.rec.config;
@@ -202,6 +201,17 @@ class Daemon {
     s.proxy = std::move(*proxy);
     for (const auto& ep : s.proxy->endpoints())
       if (auto st = kernel::add_allow_entry(s.pins->map_fd("allow_map"), ep); !st) return st;
+    s.rec.proxy.clear();
+    for (const auto& ep : s.proxy->endpoints()) s.rec.proxy.push_back(kernel::to_string(ep));
+    s.rec.control = s.proxy->control_path();
+    s.rec.audit_log = s.proxy->audit_path();
+    s.rec.channels = s.proxy->channel_descriptions();  // world-readable: they hold no secret
+    return follow(s);
+  }
+
+  // The kernel events of a session with pins and a door, and its record naming this daemon.
+  // Shared by new and re-adopted sessions.
+  Status follow(Session& s) {
     Session* sp = &s;
     s.events = std::make_unique<EventPump>(io_, s.pins->map_fd("events"), [sp](const acp_event& e) {
       sp->proxy->record_kernel_event(e);
@@ -209,11 +219,6 @@ class Daemon {
         r->send({{"event", kernel::event_to_json(e)}, {"text", kernel::describe_event(e)}});
     });
     if (auto st = s.events->start(); !st) return st;
-    s.rec.proxy.clear();
-    for (const auto& ep : s.proxy->endpoints()) s.rec.proxy.push_back(kernel::to_string(ep));
-    s.rec.control = s.proxy->control_path();
-    s.rec.audit_log = s.proxy->audit_path();
-    s.rec.channels = s.proxy->channel_descriptions();  // world-readable: they hold no secret
     s.rec.acp_pid = ::getpid();
     s.rec.acp_start_time = process_start_time(::getpid());
     return write_session_record(kSessionRecordDir, s.rec);
@@ -239,92 +244,44 @@ class Daemon {
     });
   }
 
+  // The session builder (session_builder.hpp), as a standalone acp run; the agent step is the
+  // runner's (it keeps the user's terminal and environment).
   Result<nlohmann::json> register_session(const nlohmann::json& req, const ucred& peer) {
-    auto rec_cmd = req.value("command", std::vector<std::string>{});
-    if (rec_cmd.empty()) return make_error("register: no command");
-    std::vector<kernel::Endpoint> extra;
-    for (const auto& a : req.value("allow", std::vector<std::string>{})) {
-      auto ep = kernel::parse_endpoint(a);
-      if (!ep) return make_error("--allow=" + a + ": " + ep.error().message());
-      extra.push_back(*ep);
-    }
-    auto cg_root = cgroup2_mount_point();
-    if (!cg_root) return cg_root.error();
+    auto plan = plan_registered_session(req, peer.pid);
+    if (!plan) return plan.error();
+    auto built = build_session(io_, std::move(*plan));
+    if (!built) return built.error();
     auto s = std::make_unique<Session>();
-    SessionRecord& rec = s->rec;
-    rec.id = new_session_id();
-    rec.acp_pid = ::getpid();
-    rec.acp_start_time = process_start_time(::getpid());
-    rec.uid = req.value("uid", uid_t{0});
-    rec.user = req.value("user", std::string());
-    rec.command = rec_cmd;
-    rec.backend = "bpf";
-    const bool audit_only = req.value("audit_only", false);
-    rec.mode = audit_only ? "audit" : "enforce";
-    rec.cgroup = session_cgroup_path(*cg_root, rec.id);
-    auto pin_dir = kernel::session_pin_dir(rec.id);
-    if (!pin_dir) return pin_dir.error();
-    rec.pin_dir = *pin_dir;
-    rec.policy = req.contains("policy") && req["policy"].is_string()
-                     ? req["policy"].get<std::string>()
-                     : "<built-in>";
-    rec.audit_log = req.value("audit_log", std::string());
-    rec.config = req.value("config", std::string());
-    rec.started_at = static_cast<int64_t>(std::time(nullptr));
-    rec.owner = "daemon";
-    rec.runner_pid = peer.pid;
-    // As in acp run: the record first, so nobody takes the half-built session for an orphan.
-    if (auto st = write_session_record(kSessionRecordDir, rec); !st) return st.error();
-    auto undo = [&](Error e) -> Result<nlohmann::json> {
-      if (s->proxy) s->proxy->stop();
-      if (auto st = teardown_session(rec.id, rec.cgroup); !st)
-        log("session " + rec.id + ": " + st.error().message());
+    s->rec = built->record;
+    s->proxy = std::move(built->proxy);
+    // The pins hold the wall from here; the loader's objects go (as after a re-adoption).
+    built->wall.reset();
+    const std::string id = s->rec.id;
+    auto undo = [&](const Error& e) -> Result<nlohmann::json> {
+      if (s->events) s->events->stop();
+      s->proxy->stop();
+      if (auto st = teardown_session(id, s->rec.cgroup); !st)
+        log("session " + id + ": " + st.error().message());
       return e;
     };
-    {
-      auto cg = Cgroup::create(rec.cgroup);
-      if (!cg) {
-        (void)remove_session_record(kSessionRecordDir, rec.id);
-        return cg.error();
-      }
-      cg->release();
-      auto progs = kernel::SockPrograms::load(
-          kernel::SockConfig{audit_only ? uint32_t{ACP_MODE_AUDIT} : uint32_t{ACP_MODE_ENFORCE},
-                             session_id_number(rec.id)});
-      if (!progs) return undo(progs.error());
-      // Attached and pinned before the agent exists; from here the pins own the wall.
-      if (auto st = progs->attach(cg->fd()); !st) return undo(st.error());
-      if (auto st = progs->pin(rec.pin_dir); !st) return undo(st.error());
-    }
-    auto pins = kernel::PinnedSession::open(rec.pin_dir);
+    auto pins = kernel::PinnedSession::open(s->rec.pin_dir);
     if (!pins) return undo(pins.error());
     s->pins.emplace(std::move(*pins));
-    for (const auto& ep : extra)
-      if (auto st = kernel::add_allow_entry(s->pins->map_fd("allow_map"), ep); !st)
-        return undo(st.error());
-    uint16_t port = kDefaultProxyPort;
-    bool port_explicit = false;
-    if (auto p = req.find("proxy_port"); p != req.end() && p->is_number_unsigned()) {
-      port = p->get<uint16_t>();
-      port_explicit = true;
-    }
-    if (auto st = open_door(*s, port, port_explicit); !st) {
-      if (s->events) s->events->stop();
-      return undo(st.error());
-    }
+    if (auto st = follow(*s); !st) return undo(st.error());
     // The socket is root's: acp run shows the page's token only on its terminal, and hides
     // the secret paths from a root agent.
     nlohmann::json reply{{"ok", true},
-                         {"id", rec.id},
-                         {"cgroup", rec.cgroup},
+                         {"id", id},
+                         {"cgroup", s->rec.cgroup},
                          {"proxy_url", s->proxy->proxy_url()},
-                         {"mode", rec.mode},
+                         {"mode", s->rec.mode},
                          {"channels", s->proxy->channel_descriptions()},
                          {"consent_page_url", s->proxy->consent_page_url()},
-                         {"secret_paths", s->proxy->secret_paths()}};
-    log("session " + rec.id + " registered by pid " + std::to_string(peer.pid) + " (proxy " +
+                         {"secret_paths", s->proxy->secret_paths()},
+                         {"notices", built->notices}};
+    log("session " + id + " registered by pid " + std::to_string(peer.pid) + " (proxy " +
         s->proxy->proxy_url() + ")");
-    sessions_.emplace(rec.id, std::move(s));
+    sessions_.emplace(id, std::move(s));
     return reply;
   }
 
@@ -374,7 +331,7 @@ class Daemon {
         continue;
       }
       // The same port: the agent's proxy variables and the allow map name it.
-      if (auto st = open_door(*s, port, true); !st) {
+      if (auto st = reopen_door(*s, port); !st) {
         log("session " + id +
             ": cannot re-adopt (the wall holds, the door stays shut): " + st.error().message());
         if (s->events) s->events->stop();
@@ -518,6 +475,45 @@ class Daemon {
 };
 
 }  // namespace
+
+Result<SessionPlan> plan_registered_session(const nlohmann::json& req, pid_t runner_pid) {
+  SessionPlan plan;
+  plan.kind = backend::Kind::kBpf;
+  plan.root = true;
+  SessionRecord& rec = plan.record;
+  rec.command = req.value("command", std::vector<std::string>{});
+  if (rec.command.empty()) return make_error("register: no command");
+  for (const auto& a : req.value("allow", std::vector<std::string>{})) {
+    auto ep = kernel::parse_endpoint(a);
+    if (!ep) return make_error("--allow=" + a + ": " + ep.error().message());
+    plan.extra_allow.push_back(*ep);
+  }
+  for (const auto& u : req.value("allow_unix", std::vector<std::string>{})) {
+    if (auto key = kernel::parse_unix_name(u); !key)
+      return make_error("--allow-unix=" + u + ": " + key.error().message());
+    plan.allow_unix.push_back(u);
+  }
+  plan.audit_only = req.value("audit_only", false);
+  rec.uid = req.value("uid", uid_t{0});
+  rec.user = req.value("user", std::string());
+  rec.policy = req.contains("policy") && req["policy"].is_string()
+                   ? req["policy"].get<std::string>()
+                   : "<built-in>";
+  rec.audit_log = req.value("audit_log", std::string());
+  rec.config = req.value("config", std::string());
+  rec.owner = "daemon";
+  rec.runner_pid = runner_pid;
+  SessionProxyConfig& pcfg = plan.proxy;
+  pcfg.port = kDefaultProxyPort;
+  if (auto p = req.find("proxy_port"); p != req.end() && p->is_number_unsigned()) {
+    pcfg.port = p->get<uint16_t>();
+    pcfg.port_is_explicit = true;
+  }
+  if (rec.policy != "<built-in>") pcfg.policy_path = rec.policy;
+  pcfg.audit_path = rec.audit_log;
+  pcfg.config_path = rec.config;
+  return plan;
+}
 
 int run_daemon(const DaemonOptions& o) {
   if (::geteuid() != 0) {

@@ -99,6 +99,11 @@ Status PodConfiner::fix_allow_map(const std::string& dir) const {
   return {};
 }
 
+// Not the session builder (session_builder.hpp), and not its BpfWall: a pod's processes run
+// already, so its allow entries (the node proxy, known up front) go in before the programs are
+// attached, where a session attaches first and allows its door once the proxy is bound; and a
+// pod has no record, cgroup, door or agent of ACP's making. The programs, their one attach
+// call and their pins are the same (SockPrograms).
 Status PodConfiner::attach_new(const std::string& uid, const std::string& cgroup_path,
                                const std::string& dir) const {
   auto cg = Cgroup::open(cgroup_path);

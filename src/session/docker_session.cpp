@@ -17,11 +17,11 @@
 #include "acp/backend/docker_wall.hpp"
 #include "acp/launch/session_signals.hpp"
 #include "acp/session/channel_notice.hpp"
+#include "acp/session/session_builder.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
-#include "acp/session/session_status.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp {
@@ -73,6 +73,64 @@ class DockerSessionGuard {
   bool done_ = false;
 };
 
+// The session builder (session_builder.hpp) up to the allow entries: record -> network (the
+// wall) -> proxy on its gateway -> firewall. The agent step is `docker run` (run_docker_session).
+SessionPlan plan_docker_session(const ContainOptions& o, const backend::DockerCli& docker,
+                                const std::string& id, const std::string& image) {
+  SessionPlan plan;
+  plan.kind = backend::Kind::kDocker;
+  plan.id = id;
+  plan.wall = backend::make_docker_wall(docker);
+  SessionRecord& rec = plan.record;
+  rec.uid = 0;
+  rec.user = "container (" + image + ")";
+  rec.command = o.command;
+  rec.policy = o.policy.value_or("<built-in>");
+  rec.container = backend::docker_object_name(id);
+  rec.image = image;
+  rec.docker_host = docker.host;
+  plan.proxy.port = o.proxy_port.value_or(kDefaultProxyPort);
+  plan.proxy.port_is_explicit = o.proxy_port.has_value();
+  plan.proxy.policy_path = o.policy;
+  plan.proxy.audit_path = o.audit_log;
+  plan.proxy.config_path = o.config;
+  return plan;
+}
+
+// Until `docker run` ends: its exit (pidfd) and signals, which go to it (it passes them to the
+// container). Returns its exit status; -1 when it cannot be watched (errno).
+int wait_for_container(asio::io_context& io, const backend::DockerCli& docker,
+                       const std::string& id, pid_t pid, SessionProxy& door, const sigset_t& sigs) {
+  int exit_code = kExitAcpFailed;
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return -1;
+  asio::posix::stream_descriptor pid_stream(io, ::dup(pidfd.get()));
+  pid_stream.async_wait(
+      asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code&) {
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        io.stop();
+      });
+
+  int stops = 0;
+  auto signals = launch::SignalWatch::start(io, sigs, [&](int sig, bool from_kernel) {
+    if (sig == SIGHUP) door.reload_policy();
+    if ((sig == SIGINT || sig == SIGTERM) && ++stops >= 2) {
+      // Asked twice: the container goes now (docker run then ends).
+      (void)backend::run_command(docker.command({"rm", "-f", backend::docker_object_name(id)}));
+      return;
+    }
+    // docker run passes it to the container (--sig-proxy).
+    if (!from_kernel) (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0);
+  });
+  if (!signals) std::fprintf(stderr, "acp: %s\n", signals.error().message().c_str());
+  io.run();
+
+  return exit_code;
+}
+
 }  // namespace
 
 void add_contain_options(CLI::App* sub, ContainOptions& o) {
@@ -101,6 +159,30 @@ void add_contain_options(CLI::App* sub, ContainOptions& o) {
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();
   sub->positionals_at_end();
+}
+
+Result<ContainOptions> contain_options_for_run(const RunOptions& o) {
+  if (auto st = validate_run_options(o); !st) return st.error();
+  const RunOptions defaults;
+  auto refuse = [](const std::string& flag, const std::string& why) {
+    return make_error(flag + " does not apply to --backend=docker: " + why +
+                      "; leave it out, or run with another backend");
+  };
+  if (!o.allow_unix.empty())
+    return refuse("--allow-unix", "the container reaches no unix socket of the host");
+  if (o.max_tasks != defaults.max_tasks)
+    return refuse("--max-tasks", "the container's tasks are bounded by --pids-limit=256");
+  if (o.json_events)
+    return refuse("--json-events",
+                  "a container's connects are refused by its network, "
+                  "which reports no kernel events");
+  ContainOptions c;
+  c.proxy_port = o.proxy_port;
+  c.policy = o.policy;
+  c.audit_log = o.audit_log;
+  c.config = o.config;
+  c.command = o.command;
+  return c;
 }
 
 int run_docker_session(const ContainOptions& o) {
@@ -149,104 +231,40 @@ int run_docker_session(const ContainOptions& o) {
                 "--tag=" +
                 spec.image + ") or load it (docker load)");
 
-  SessionRecord rec;
-  rec.id = id;
-  rec.acp_pid = ::getpid();
-  rec.acp_start_time = process_start_time(::getpid());
-  rec.uid = 0;
-  rec.user = "container (" + spec.image + ")";
-  rec.command = o.command;
-  rec.backend = "docker";
-  rec.mode = "enforce";
-  rec.policy = o.policy.value_or("<built-in>");
-  rec.started_at = static_cast<int64_t>(std::time(nullptr));
-  rec.container = backend::docker_object_name(id);
-  rec.image = spec.image;
-  rec.docker_host = docker->host;
-  if (auto st = write_session_record(kSessionRecordDir, rec); !st)
-    return fail(st.error().message());
-  DockerSessionGuard guard(*docker, id);
-
+  SessionPlan plan = plan_docker_session(o, *docker, id, spec.image);
   sigset_t sigs = launch::session_signals();
   sigprocmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  auto net = backend::create_docker_network(*docker, id);
-  if (!net) return fail(net.error().message());
-
   asio::io_context io(1);
-  SessionProxyConfig pcfg;
-  pcfg.session_id = id;
-  pcfg.port = o.proxy_port.value_or(8443);
-  pcfg.port_is_explicit = o.proxy_port.has_value();
-  pcfg.listen_addresses = {net->gateway};
-  pcfg.policy_path = o.policy;
-  pcfg.audit_path = o.audit_log;
-  pcfg.config_path = o.config;
-  pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
-  for (const auto& arg : o.command)
-    pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
-  auto proxy = SessionProxy::start(io, pcfg);
-  if (!proxy) return fail(proxy.error().message());
+  auto built = build_session(io, std::move(plan));
+  if (!built) return fail(built.error().message());
+  // From here the container, the firewall and the network go on every way out.
+  DockerSessionGuard guard(*docker, id);
+  SessionProxy& door = *built->proxy;
   print_consent_channels(stderr, is_private_terminal(STDERR_FILENO),
-                         "acp contain: consent channel ", (*proxy)->channel_descriptions(),
-                         (*proxy)->consent_page_url());
-  const auto endpoints = (*proxy)->endpoints();
-  const uint16_t port = endpoints.front().port;
-
-  backend::DockerFirewallSpec fw{backend::docker_chain_name(id), net->bridge, net->gateway, port};
-  if (auto st = backend::install_docker_firewall(fw); !st) return fail(st.error().message());
-
-  spec.proxy_url = (*proxy)->proxy_url();
-  rec.proxy.clear();
-  for (const auto& ep : endpoints) rec.proxy.push_back(to_string(ep));
-  rec.control = (*proxy)->control_path();
-  rec.audit_log = (*proxy)->audit_path();
-  rec.cgroup.clear();
-  rec.channels = (*proxy)->channel_descriptions();  // world-readable: they hold no secret
-  rec.task_limit = "container --pids-limit=256";
-  rec.subnet = net->subnet;
+                         "acp contain: consent channel ", door.channel_descriptions(),
+                         door.consent_page_url());
+  const backend::DockerNetwork& net = *backend::docker_network_of(*built->wall);
+  spec.proxy_url = door.proxy_url();
+  SessionRecord& live = built->record;
+  live.task_limit = "container --pids-limit=256";
+  live.subnet = net.subnet;
 
   auto pid = backend::spawn_process(backend::docker_run_argv(*docker, spec));
   if (!pid) return fail(pid.error().message());
-  rec.agent_pid = *pid;
-  if (auto st = write_session_record(kSessionRecordDir, rec); !st)
+  live.agent_pid = *pid;
+  if (auto st = write_session_record(kSessionRecordDir, live); !st)
     std::fprintf(stderr, "acp contain: warning: %s\n", st.error().message().c_str());
   std::fprintf(stderr,
                "acp: session %s: container %s (%s) on network %s %s, proxy %s, enforce mode "
                "(docker)\n",
                id.c_str(), backend::docker_object_name(id).c_str(), spec.image.c_str(),
-               net->name.c_str(), net->subnet.c_str(), spec.proxy_url.c_str());
-
-  int exit_code = kExitAcpFailed;
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0)));
-  if (!pidfd) return fail(errno_error("pidfd_open of docker run").message());
-  asio::posix::stream_descriptor pid_stream(io, ::dup(pidfd.get()));
-  pid_stream.async_wait(
-      asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code&) {
-        int status = 0;
-        while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        io.stop();
-      });
-
-  int stops = 0;
-  auto signals = launch::SignalWatch::start(io, sigs, [&](int sig, bool from_kernel) {
-    if (sig == SIGHUP) (*proxy)->reload_policy();
-    if ((sig == SIGINT || sig == SIGTERM) && ++stops >= 2) {
-      // Asked twice: the container goes now (docker run then ends).
-      (void)backend::run_command(docker->command({"rm", "-f", backend::docker_object_name(id)}));
-      return;
-    }
-    // docker run passes it to the container (--sig-proxy).
-    if (!from_kernel) (void)::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0);
-  });
-  if (!signals) std::fprintf(stderr, "acp: %s\n", signals.error().message().c_str());
-  io.run();
-
+               net.name.c_str(), net.subnet.c_str(), spec.proxy_url.c_str());
+  const int exit_code = wait_for_container(io, *docker, id, *pid, door, sigs);
+  if (exit_code < 0) return fail(errno_error("pidfd_open of docker run").message());
   guard.teardown();  // the container (already gone with --rm, unless docker failed) first
-  (*proxy)->stop();
+  door.stop();
   return exit_code;
 }
 

@@ -106,6 +106,11 @@ Status validate_run_options(const RunOptions& o) {
     return make_error(
         "--inspect-tls is not available with --backend=docker yet: the container would not "
         "trust ACP's CA; run without it (HTTPS is then judged by host)");
+  if (!o.inspect_tls &&
+      (!o.inspect_tls_exclude.empty() || !o.upstream_ca.empty() || !o.ca_dir.empty()))
+    return make_error(
+        "--inspect-tls-exclude, --inspect-tls-upstream-ca and --inspect-tls-ca-dir apply only "
+        "with --inspect-tls: add it, or leave them out");
   if (o.command.empty() || o.command.front().empty())
     return make_error("no agent command: usage: acp run [OPTIONS] -- CMD [ARGS...]");
   return {};

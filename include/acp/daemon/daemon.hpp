@@ -9,9 +9,11 @@
 // Protocol on the daemon socket: one JSON object per line each way (lines up to 64 KiB).
 //   {"op":"ping"}                     -> {"ok":true,"pid":P,"sessions":[ids]}
 //   {"op":"register","uid":U,"user":N,"command":[..],"proxy_port":P?,"allow":[..],
-//    "audit_only":B,"policy":F?,"config":F,"audit_log":F}
+//    "allow_unix":[..],"audit_only":B,"policy":F?,"config":F,"audit_log":F}
 //                                     -> {"ok":true,"id":S,"cgroup":C,"proxy_url":U,
-//                                         "channels":[..],"mode":M}
+//                                         "channels":[..],"mode":M,"notices":[..]}
+//   (notices: what the wall leaves open, e.g. local IPC on an older kernel, for acp run to
+//   print; the agent's own options, --user, --max-tasks, --json-events, stay with acp run)
 //   {"op":"started","id":S,"agent_pid":P,"task_limit":T}   (no reply)
 //   {"op":"reload","id":S}            (no reply) the policy, as SIGHUP in standalone acp run
 //   {"op":"end","id":S}               -> {"ok":true,"id":S}: kill what is left, take it down
@@ -28,7 +30,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "acp/launch/target_user.hpp"
 #include "acp/session/run_options.hpp"
+#include "acp/session/session_builder.hpp"
 #include "acp/util/result.hpp"
 #include "acp/util/unique_fd.hpp"
 
@@ -47,6 +51,24 @@ int run_daemon(const DaemonOptions& o);
 // `acp run` through a daemon. nullopt: no daemon to use and --daemon=auto (run standalone);
 // otherwise acp run's exit status.
 std::optional<int> run_via_daemon(const RunOptions& o);
+
+// Where acp run looks for a daemon, or why it does not (then it runs standalone, or fails).
+struct DaemonRoute {
+  bool ask = false;       // try the daemon on `socket`
+  bool required = false;  // and fail when none answers
+  std::string socket;
+  std::string why_not;  // set when the daemon cannot hold this session
+  // Set when acp run must fail instead of running standalone: the daemon was asked for
+  // (--daemon=required, --daemon-socket) and cannot hold this session.
+  std::string refusal;
+};
+DaemonRoute daemon_route(const RunOptions& o, bool root);
+
+// The register request acp run sends for `o`, the agent running as `user`.
+nlohmann::json register_request(const RunOptions& o, const launch::TargetUser& user);
+// What the daemon builds for a register request (the same builder as a standalone acp run);
+// `runner_pid`: the acp run that asked.
+Result<SessionPlan> plan_registered_session(const nlohmann::json& req, pid_t runner_pid);
 
 // One JSON object per line over a unix stream socket, blocking with a deadline (poll), for the
 // client side and the tests. Works on non-blocking fds too.

@@ -18,6 +18,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "acp/session/run_options.hpp"
 #include "acp/util/result.hpp"
 
 namespace acp {
@@ -37,6 +38,11 @@ struct ContainOptions {
 
 // The options of `acp contain`, stored into `o`.
 void add_contain_options(CLI::App* sub, ContainOptions& o);
+
+// `acp run --backend=docker`: the same session as `acp contain` with its defaults
+// ($ACP_AGENT_IMAGE or acp-agent:latest, the current directory as a read-only workspace).
+// The options a container cannot honour are refused here, by name, never dropped.
+Result<ContainOptions> contain_options_for_run(const RunOptions& o);
 
 // Runs the session; returns the container's exit status, or 125 when acp (or docker) failed.
 int run_docker_session(const ContainOptions& o);
