@@ -194,8 +194,14 @@ TEST(PeerIdentityKernel, AcceptedClientIsInThisProcessCgroup) {
     auto within = cgroup_within(*id, mine);
     ASSERT_TRUE(within);
     EXPECT_TRUE(*within);
-    // A directory that is not the client's cgroup (nor above it) does not contain it.
-    auto elsewhere = cgroup_within(*id, fs::temp_directory_path().string());
+    // A directory that is not the client's cgroup (nor above it) does not contain it. A
+    // private one: the walk below /tmp itself raced with other tests' temp dirs coming and
+    // going (an error, which the proxy treats as a refusal).
+    char scratch[] = "/tmp/acp-peer-identity.XXXXXX";
+    ASSERT_NE(::mkdtemp(scratch), nullptr);
+    fs::create_directories(std::string(scratch) + "/a/b");
+    auto elsewhere = cgroup_within(*id, scratch);
+    fs::remove_all(scratch);
     ASSERT_TRUE(elsewhere);
     EXPECT_FALSE(*elsewhere);
     // A 4-tuple no socket has: the kernel says so, and the caller refuses.
