@@ -252,7 +252,9 @@ class Daemon {
     if (!cg_root) return cg_root.error();
     auto s = std::make_unique<Session>();
     SessionRecord& rec = s->rec;
-    rec.id = new_session_id();
+    auto id = new_session_id();
+    if (!id) return id.error();
+    rec.id = *id;
     rec.acp_pid = ::getpid();
     rec.acp_start_time = process_start_time(::getpid());
     rec.uid = req.value("uid", uid_t{0});

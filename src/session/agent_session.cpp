@@ -179,7 +179,9 @@ int run_agent_session(const RunOptions& o) {
   if (kind == backend::Kind::kBpf)
     if (auto st = ensure_bpffs(); !st) return fail(st.error().message());
 
-  const std::string id = new_session_id();
+  auto new_id = new_session_id();
+  if (!new_id) return fail(new_id.error().message());
+  const std::string id = *new_id;
   const std::string cg_path = use_cgroup ? session_cgroup_path(cg_root_path, id) : std::string();
   std::string pin_dir;
   if (kind == backend::Kind::kBpf) {
