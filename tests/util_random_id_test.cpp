@@ -3,14 +3,11 @@
 #include "acp/util/random_id.hpp"
 
 #include <gtest/gtest.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cstddef>
 #include <set>
+
+#include "getrandom_failure_support.hpp"
 
 namespace {
 
@@ -37,22 +34,9 @@ TEST(UtilRandomId, NoRepeatsAndEveryDigitAppears) {
   EXPECT_EQ(digits.size(), 16u);  // a stuck nibble or a constant byte shows here
 }
 
-// Makes getrandom(2) fail with ENOSYS in this process (and only in it: a forked child).
-bool block_getrandom() {
-  sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getrandom, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-         ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
-}
-
 // In a child: with getrandom blocked, random_hex gives an error naming it; exits 0 when so.
 [[noreturn]] void make_an_id_without_getrandom() {
-  if (!block_getrandom()) ::_exit(10);
+  if (!acp::testing::block_getrandom()) ::_exit(10);
   auto id = random_hex(6);
   if (id.ok()) ::_exit(11);  // an id made without randomness
   if (id.error().err != ENOSYS) ::_exit(12);
