@@ -127,11 +127,7 @@ Result<std::string> pem_text(const std::function<bool(BIO*)>& write, const std::
 
 // `dir` (0755: the certificate and bundle are public) and `dir`/private (0700: the key).
 Status make_dirs(const std::string& dir) {
-  for (size_t i = 1; i <= dir.size(); ++i) {
-    if (i != dir.size() && dir[i] != '/') continue;
-    std::string part = dir.substr(0, i);
-    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("mkdir " + part);
-  }
+  if (auto st = util::create_directories(dir, 0755); !st) return st;
   std::string priv = dir + "/private";
   if (::mkdir(priv.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + priv);
   if (::chmod(priv.c_str(), 0700) != 0) return errno_error("chmod " + priv);
