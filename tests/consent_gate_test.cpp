@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "consent_test_support.hpp"
+#include "getrandom_failure_support.hpp"
 
 namespace {
 
@@ -88,6 +89,27 @@ struct Fixture {
     pump(io);
   }
 };
+
+// In a child: with getrandom failing, an ask gets no request id, so it is denied as an error
+// and never pending (a human could not tell it apart). Exits 0 when so.
+[[noreturn]] void ask_without_getrandom() {
+  if (!acp::testing::block_getrandom()) ::_exit(10);
+  const int code = [] {
+    Fixture f;
+    auto out = f.ask(connect_to("example.com"));
+    if (!out->has_value()) return 11;
+    const ConsentOutcome& o = **out;
+    if (o.approved || o.decided_by != "error") return 12;
+    if (o.reason.find("getrandom") == std::string::npos) return 13;
+    if (!f.gate->pending().empty()) return 14;
+    return 0;
+  }();
+  ::_exit(code);
+}
+
+TEST(ConsentGate, WithoutRandomnessAnAskIsDeniedNotPending) {
+  EXPECT_EXIT(ask_without_getrandom(), ::testing::ExitedWithCode(0), "");
+}
 
 TEST(ConsentGate, IdenticalAsksCoalesceIntoOnePendingAndOneAnswerReleasesAll) {
   Fixture f;

@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "consent_test_support.hpp"
+#include "getrandom_failure_support.hpp"
 
 namespace {
 
@@ -114,6 +115,27 @@ TEST(ConsentJudge, PolicyAllowIsAuditedBeforeTheVerdict) {
   EXPECT_EQ(e["rule"]["line"], 3);
   EXPECT_TRUE(e.contains("latency_ms"));
   EXPECT_TRUE(e.contains("timestamp"));
+}
+
+// In a child: with getrandom failing, a request the policy allows gets no audit id, so it is
+// refused and audited as such rather than logged under an id that is not unique.
+[[noreturn]] void judge_without_getrandom() {
+  if (!acp::testing::block_getrandom()) ::_exit(10);
+  const int code = [] {
+    Fixture f([](const Action&) { return rule(Verdict::Allow); });
+    auto seen = f.run(connect_to("example.com"));
+    if (!seen->has_value()) return 11;
+    const auto& [j, lines] = **seen;
+    if (j.allowed) return 12;
+    if (j.reason.find("getrandom") == std::string::npos) return 13;
+    if (lines.empty() || json::parse(lines.back())["verdict"] != "deny") return 14;
+    return 0;
+  }();
+  ::_exit(code);
+}
+
+TEST(ConsentJudge, WithoutRandomnessAnAllowedRequestIsRefused) {
+  EXPECT_EXIT(judge_without_getrandom(), ::testing::ExitedWithCode(0), "");
 }
 
 TEST(ConsentJudge, PolicyDenyHasAReasonForHumans) {

@@ -454,23 +454,4 @@ TEST_F(WebChannelTest, SessionStatusComesFromTheSession) {
   EXPECT_EQ(r["status"]["mode"], "enforce");
 }
 
-TEST(WebSecrets, WriteFileAtomicRefusesToReplaceUnlessAsked) {
-  TempDir dir;
-  const std::string p = dir / "sub/dir/secret";
-  ASSERT_TRUE(acp::consent::write_file_atomic(p, "one\n", 0600, false).ok());
-  auto again = acp::consent::write_file_atomic(p, "two\n", 0600, false);
-  ASSERT_FALSE(again.ok());
-  EXPECT_NE(again.error().message().find("already exists"), std::string::npos);
-  EXPECT_EQ(acp::testing::read_lines(p).at(0), "one");
-  ASSERT_TRUE(acp::consent::write_file_atomic(p, "two\n", 0640, true).ok());
-  EXPECT_EQ(acp::testing::read_lines(p).at(0), "two");
-  struct stat st {};
-  ::stat(p.c_str(), &st);
-  EXPECT_EQ(st.st_mode & 0777, 0640u);
-  // No temporary files are left beside it.
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir / "sub/dir"),
-                          std::filesystem::directory_iterator()),
-            1);
-}
-
 }  // namespace

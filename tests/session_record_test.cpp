@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "acp/session/session_id.hpp"
 
@@ -12,8 +14,9 @@ namespace {
 
 TEST(SessionId, IsTwelveHexDigitsAndRandom) {
   auto a = acp::new_session_id(), b = acp::new_session_id();
-  EXPECT_TRUE(acp::valid_session_id(a));
-  EXPECT_NE(a, b);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(acp::valid_session_id(*a));
+  EXPECT_NE(*a, *b);
 }
 
 TEST(SessionId, RejectsAnythingThatCouldWalkAPath) {
@@ -28,7 +31,7 @@ TEST(SessionRecord, RoundTripsThroughDisk) {
   auto dir = std::filesystem::temp_directory_path() /
              ("acp-rec-" + std::to_string(getpid()) + "/sessions");
   acp::SessionRecord r;
-  r.id = acp::new_session_id();
+  r.id = *acp::new_session_id();
   r.acp_pid = getpid();
   r.acp_start_time = acp::process_start_time(getpid());
   r.agent_pid = 42;
@@ -43,6 +46,30 @@ TEST(SessionRecord, RoundTripsThroughDisk) {
   EXPECT_TRUE(acp::session_owner_alive(*back));
   ASSERT_TRUE(acp::remove_session_record(dir, r.id).ok());
   EXPECT_FALSE(acp::read_session_record(dir, r.id).ok());
+  std::filesystem::remove_all(dir.parent_path());
+}
+
+// A write that died between create and rename leaves <id>.json.tmp.XXXXXX: listed for gc,
+// and removed with the record of that id (another session's is left alone).
+TEST(SessionRecord, RemoveTakesTheTemporaryFilesOfDeadWritesToo) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("acp-rec-tmp-" + std::to_string(getpid()) + "/sessions");
+  acp::SessionRecord r;
+  r.id = "0123456789ab";
+  ASSERT_TRUE(acp::write_session_record(dir, r).ok());
+  const std::string mine = dir / "0123456789ab.json.tmp.Ab12Cd";
+  const std::string other = dir / "ba9876543210.json.tmp.Ef34Gh";
+  std::ofstream(mine) << "{\"half\":";
+  std::ofstream(other) << "{\"half\":";
+  std::ofstream(dir / "notanid.json.tmp.Xy56Zw") << "";
+  auto temps = acp::list_record_temp_files(dir);
+  std::set<std::string> listed;
+  for (const auto& t : temps) listed.insert(t.id + " " + t.path);
+  EXPECT_EQ(listed, (std::set<std::string>{"0123456789ab " + mine, "ba9876543210 " + other}));
+  ASSERT_TRUE(acp::remove_session_record(dir, r.id).ok());
+  EXPECT_FALSE(std::filesystem::exists(mine));
+  EXPECT_FALSE(std::filesystem::exists(dir / "0123456789ab.json"));
+  EXPECT_TRUE(std::filesystem::exists(other));
   std::filesystem::remove_all(dir.parent_path());
 }
 

@@ -274,13 +274,13 @@ TEST_F(Fault, KilledAfterTheCgroupIsMadeGcCleansUp) {
   EXPECT_FALSE(fs::exists(cg)) << cg;
 }
 
-// A write of the session record that died between create and rename leaves <id>.json.tmp
-// and nothing else: gc removes it once it is stale, and leaves a fresh one (a live acp may be
-// between the two steps) alone.
+// A write of the session record that died between create and rename leaves
+// <id>.json.tmp.XXXXXX (util::write_file_atomic) and nothing else: gc removes it once it is stale,
+// and leaves a fresh one (a live acp may be between the two steps) alone.
 TEST_F(Fault, GcSweepsAStaleTemporaryRecordAndKeepsAFreshOne) {
   fs::create_directories("/run/acp/sessions");
-  const std::string stale = "/run/acp/sessions/0000feedfa11.json.tmp";
-  const std::string fresh = "/run/acp/sessions/0000feedfa12.json.tmp";
+  const std::string stale = "/run/acp/sessions/0000feedfa11.json.tmp.Ab12Cd";
+  const std::string fresh = "/run/acp/sessions/0000feedfa12.json.tmp.Ef34Gh";
   std::ofstream(stale) << "{\"half\":";
   std::ofstream(fresh) << "{\"half\":";
   struct timeval old[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};

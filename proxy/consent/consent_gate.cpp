@@ -1,7 +1,6 @@
 #include "acp/proxy/consent_gate.hpp"
 
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +14,9 @@
 
 #include "acp/proxy/audit_log.hpp"
 #include "acp/proxy/display.hpp"
+#include "acp/util/atomic_file.hpp"
+#include "acp/util/random_id.hpp"
+#include "acp/util/scope_exit.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp::consent {
@@ -171,16 +173,10 @@ void ConsentGate::notify() {
   for (auto& cb : listeners_) cb();
 }
 
-std::string ConsentGate::new_request_id() const {
+Result<std::string> ConsentGate::new_request_id() const {
   for (;;) {
-    unsigned char b[4];
-    if (RAND_bytes(b, sizeof b) != 1) {
-      // OpenSSL's generator failing is near impossible; fall back to the kernel's.
-      std::ifstream("/dev/urandom", std::ios::binary).read(reinterpret_cast<char*>(b), sizeof b);
-    }
-    char id[9];
-    std::snprintf(id, sizeof id, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
-    if (!pending_.count(id)) return id;
+    auto id = util::random_hex(4);
+    if (!id || !pending_.count(*id)) return id;
   }
 }
 
@@ -239,16 +235,10 @@ bool ConsentGate::covered(const Action& a, Scope& by) {
 }
 
 Status ConsentGate::persist_always_grant(const Action& a) {
-  namespace fs = std::filesystem;
   const std::string& path = cfg_.grants_path;
   if (path.empty()) return make_error("no grants file configured: cannot remember \"always\"");
-  fs::path dir = fs::path(path).parent_path();
-  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return make_error("create " + dir.string(), ec.value());
-    ::chmod(dir.c_str(), 0700);
-  }
+  if (auto st = util::create_directories(std::filesystem::path(path).parent_path(), 0700); !st)
+    return st;
   auto cur = read_grants_file(path);
   if (!cur) return cur.error();
   nlohmann::json j = std::move(*cur);
@@ -264,26 +254,7 @@ Status ConsentGate::persist_always_grant(const Action& a) {
   }
   j["grants"].push_back(std::move(grant));
   std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return errno_error("create " + tmp);
-  UniqueFd ufd(fd);
-  if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-      ::fsync(fd) != 0) {
-    Error e = errno_error("write " + tmp);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Error e = errno_error("rename " + tmp + " to " + path);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  if (!dir.empty()) {
-    UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dfd) ::fsync(dfd.get());
-  }
+  if (auto st = util::write_file_atomic(path, text, 0600); !st) return st;
   load_always_grants();
   return {};
 }
@@ -390,8 +361,12 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
     }
   }
   if (!p) {
+    auto id = new_request_id();
+    if (!id)  // fail closed: no request the human could not tell apart from another
+      co_return ConsentOutcome{false, "", "error", "consent request: " + id.error().message(),
+                               "",    {}, ""};
     p = std::make_shared<Pending>(io_);
-    p->id = new_request_id();
+    p->id = std::move(*id);
     p->action = action;
     p->decision = decision;
     auto timeout = std::max(decision.timeout, std::chrono::seconds(0));
@@ -410,10 +385,7 @@ asio::awaitable<ConsentOutcome> ConsentGate::ask(const Action& action_ref,
   } else {
     ++p->waiters;
   }
-  struct WaiterGuard {
-    std::shared_ptr<Pending> p;
-    ~WaiterGuard() { --p->waiters; }
-  } guard{p};
+  auto waiter = util::on_scope_exit([p] { --p->waiters; });
 
   // Wait for the answer (the timer is cancelled) or the deadline (the timer fires).
   while (!p->outcome) {

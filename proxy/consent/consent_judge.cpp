@@ -1,25 +1,17 @@
 #include "acp/proxy/consent_judge.hpp"
 
-#include <openssl/rand.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <exception>
+
+#include "acp/util/random_id.hpp"
 
 namespace acp::consent {
 
 namespace asio = boost::asio;
 
 namespace {
-
-std::string random_id() {
-  unsigned char b[4] = {};
-  RAND_bytes(b, sizeof b);
-  char id[9];
-  std::snprintf(id, sizeof id, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
-  return id;
-}
 
 std::string rule_name(const PolicyDecision& d) {
   if (d.rule_index < 0) return "the policy default";
@@ -93,7 +85,18 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
     decided_by = o.decided_by;
     scope = o.scope;
   }
-  if (j.request_id.empty()) j.request_id = random_id();
+  if (j.request_id.empty()) {
+    // The id ties the audit entry to the agent's refusal page and the logs; without one the
+    // request is refused rather than recorded under an id that is not unique.
+    auto id = util::random_hex(4);
+    if (id) {
+      j.request_id = std::move(*id);
+    } else {
+      j.allowed = false;
+      j.reason = "no request id: " + id.error().message();
+      decided_by = "error";
+    }
+  }
 
   auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - start);

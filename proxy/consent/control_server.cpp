@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <set>
 
+#include "acp/util/scope_exit.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp::consent {
@@ -190,16 +191,12 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
 
   asio::awaitable<void> serve(std::shared_ptr<Conn> c) {
     auto self = shared_from_this();
-    struct Closer {
-      std::shared_ptr<Impl> s;
-      std::shared_ptr<Conn> c;
-      ~Closer() {
-        boost::system::error_code ig;
-        c->timer.cancel();
-        c->sock.close(ig);
-        s->conns.erase(c);
-      }
-    } closer{self, c};
+    auto closer = util::on_scope_exit([self, c] {
+      boost::system::error_code ig;
+      c->timer.cancel();
+      c->sock.close(ig);
+      self->conns.erase(c);
+    });
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(c->sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {

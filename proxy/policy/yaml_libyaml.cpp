@@ -1,9 +1,9 @@
-// The general path of the policy YAML reader: libyaml's event parser builds the same small
-// document as the fast path, with line numbers, and words syntax errors. Also the front door
-// parse(), which tries the fast path first.
+// The policy YAML reader: libyaml's event parser builds the small document the loader
+// validates, with line numbers, and words syntax errors.
 #include <yaml.h>
 
 #include <memory>
+#include <optional>
 
 #include "acp/proxy/policy_yaml.hpp"
 
@@ -40,8 +40,6 @@ struct ParserDeleter {
     delete p;
   }
 };
-
-}  // namespace
 
 Result<Document> parse_libyaml(std::string_view text, const std::string& source) {
   std::unique_ptr<yaml_parser_t, ParserDeleter> parser(new yaml_parser_t);
@@ -126,8 +124,9 @@ Result<Document> parse_libyaml(std::string_view text, const std::string& source)
   }
 }
 
+}  // namespace
+
 Result<Document> parse(std::string_view text, const std::string& source) {
-  if (auto fast = parse_fast(text)) return std::move(*fast);
   if (auto tab = find_tab_indent(text, source)) return *tab;
   return parse_libyaml(text, source);
 }

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "acp/proxy/peer_identity.hpp"
+#include "acp/util/atomic_file.hpp"
 
 namespace acp::proxy {
 
@@ -151,19 +152,8 @@ Result<OwnEndpoint> register_own_endpoint(int fd, const std::string& what, const
                       s.error().err);
   remove_stale_entries(dir);
   const std::string file = dir + "/" + std::to_string(::getpid()) + "-" + std::to_string(inode);
-  const std::string tmp = file + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << what << "\n";
-    out.close();
-    if (!out) return make_error("write " + tmp + " (register " + what + ")", EIO);
-  }
-  ::chmod(tmp.c_str(), 0644);
-  if (::rename(tmp.c_str(), file.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return make_error("rename " + tmp + " to " + file, err);
-  }
+  if (auto st = util::write_file_atomic(file, what + "\n", 0644); !st)
+    return make_error("register " + what + ": " + st.error().message(), st.error().err);
   reg.file_ = file;
   return reg;
 }

@@ -7,15 +7,17 @@
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -23,6 +25,8 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "acp/proxy/policy.hpp"
+#include "acp/util/atomic_file.hpp"
+#include "acp/util/random_id.hpp"
 
 namespace acp::proxy {
 namespace {
@@ -58,7 +62,8 @@ Result<Pkey> new_key() {
 
 Status random_serial(X509* x) {
   unsigned char bytes[16];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) return make_error(openssl_error("random serial"));
+  if (auto st = util::random_bytes(bytes); !st)
+    return make_error("certificate serial: " + st.error().message(), st.error().err);
   bytes[0] &= 0x7f;  // positive
   BIGNUM* bn = BN_bin2bn(bytes, sizeof bytes, nullptr);
   if (!bn) return make_error(openssl_error("random serial"));
@@ -109,40 +114,20 @@ Result<Cert> make_ca_cert(EVP_PKEY* key) {
   return x;
 }
 
-// Written next to the target and renamed over it: a reader never sees half a file.
-Status write_file(const std::string& path, mode_t mode, const std::function<bool(FILE*)>& write) {
-  std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return errno_error("create " + tmp);
-  ::fchmod(fd, mode);  // umask aside
-  FILE* f = ::fdopen(fd, "w");
-  if (!f) {
-    ::close(fd);
-    return errno_error("open " + tmp);
-  }
-  bool ok = write(f);
-  ok = std::fflush(f) == 0 && ok;
-  ok = ::fsync(fd) == 0 && ok;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return make_error("write " + tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return errno_error("rename " + tmp);
-  }
-  return {};
+// What `write` puts in a memory BIO: the PEM text of a key or certificate.
+Result<std::string> pem_text(const std::function<bool(BIO*)>& write, const std::string& what) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  if (!bio || !write(bio.get())) return make_error(openssl_error("write " + what + " as PEM"));
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  std::string out(data, static_cast<size_t>(n));
+  OPENSSL_cleanse(data, static_cast<size_t>(n));
+  return out;
 }
 
 // `dir` (0755: the certificate and bundle are public) and `dir`/private (0700: the key).
 Status make_dirs(const std::string& dir) {
-  for (size_t i = 1; i <= dir.size(); ++i) {
-    if (i != dir.size() && dir[i] != '/') continue;
-    std::string part = dir.substr(0, i);
-    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("mkdir " + part);
-  }
+  if (auto st = util::create_directories(dir, 0755); !st) return st;
   std::string priv = dir + "/private";
   if (::mkdir(priv.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + priv);
   if (::chmod(priv.c_str(), 0700) != 0) return errno_error("chmod " + priv);
@@ -209,9 +194,7 @@ Status write_bundle(const CaFiles& files, const std::string& system_bundle) {
   std::ostringstream ss;
   ss << ca.rdbuf();
   text += "# ACP TLS inspection CA (" + files.cert + ")\n" + ss.str();
-  return write_file(files.bundle, 0644, [&](FILE* f) {
-    return std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  });
+  return util::write_file_atomic(files.bundle, text, 0644);
 }
 
 Status create_ca(const CaFiles& files) {
@@ -219,14 +202,19 @@ Status create_ca(const CaFiles& files) {
   if (!key) return key.error();
   auto cert = make_ca_cert(key->get());
   if (!cert) return cert.error();
-  if (auto st = write_file(files.key, 0600,
-                           [&](FILE* f) {
-                             return PEM_write_PrivateKey(f, key->get(), nullptr, nullptr, 0,
-                                                         nullptr, nullptr) == 1;
-                           });
-      !st)
-    return st;
-  return write_file(files.cert, 0644, [&](FILE* f) { return PEM_write_X509(f, cert->get()) == 1; });
+  auto key_pem = pem_text(
+      [&](BIO* b) {
+        return PEM_write_bio_PrivateKey(b, key->get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
+      },
+      "the CA key");
+  if (!key_pem) return key_pem.error();
+  auto written = util::write_file_atomic(files.key, *key_pem, 0600);
+  OPENSSL_cleanse(key_pem->data(), key_pem->size());
+  if (!written) return written;
+  auto cert_pem = pem_text([&](BIO* b) { return PEM_write_bio_X509(b, cert->get()) == 1; },
+                           "the CA certificate");
+  if (!cert_pem) return cert_pem.error();
+  return util::write_file_atomic(files.cert, *cert_pem, 0644);
 }
 
 Result<CaFiles> finish(CaFiles files) {

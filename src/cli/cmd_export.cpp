@@ -8,6 +8,7 @@
 
 #include "acp/cli/commands.hpp"
 #include "acp/export/export.hpp"
+#include "acp/util/atomic_file.hpp"
 
 namespace acp::cli {
 namespace {
@@ -17,24 +18,6 @@ struct ExportArgs {
   int proxy_port = 8443;
   std::string uid, cgroup, acp_image, agent_image, policy, output;
 };
-
-int write_file(const std::string& path, const std::string& text) {
-  // Written next to the target, then renamed: a reader never sees half a rule set.
-  std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) {
-    std::fprintf(stderr, "acp export: %s\n", errno_error("create " + tmp).message().c_str());
-    return 1;
-  }
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::fprintf(stderr, "acp export: %s\n", errno_error("write " + path).message().c_str());
-    std::remove(tmp.c_str());
-    return 1;
-  }
-  return 0;
-}
 
 int run_export(ExportArgs& a) {
   if (a.proxy_port < 1 || a.proxy_port > 65535) {
@@ -58,7 +41,12 @@ int run_export(ExportArgs& a) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return std::fflush(stdout) == 0 ? 0 : 1;
   }
-  return write_file(a.output, text);
+  // Atomic: a reader (a firewall reload) never sees half a rule set.
+  if (auto st = util::write_file_atomic(a.output, text, 0644); !st) {
+    std::fprintf(stderr, "acp export: %s\n", st.error().message().c_str());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
 #include "acp/cli/commands.hpp"
 #include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/policy.hpp"
-#include "acp/proxy/web_channel.hpp"
+#include "acp/util/atomic_file.hpp"
+#include "acp/util/random_id.hpp"
 
 namespace acp::cli {
 namespace {
@@ -84,7 +85,7 @@ int run_init(const InitOptions& o) {
   files.push_back({config_path, config::render_config(c), 0644, "config"});
   files.push_back({c.policy, starter_policy(), 0644, "starter policy"});
   if (c.web.enabled) {
-    auto tok = consent::random_hex_secret(32);
+    auto tok = util::random_hex(32);
     if (!tok) {
       std::fprintf(stderr, "acp init: %s\n", tok.error().message().c_str());
       return 1;
@@ -92,7 +93,7 @@ int run_init(const InitOptions& o) {
     files.push_back({c.web.token_file, *tok + "\n", 0600, "web page token"});
   }
   if (c.webhook.enabled) {
-    auto sec = consent::random_hex_secret(32);
+    auto sec = util::random_hex(32);
     if (!sec) {
       std::fprintf(stderr, "acp init: %s\n", sec.error().message().c_str());
       return 1;
@@ -127,7 +128,9 @@ int run_init(const InitOptions& o) {
                  "root refuses secrets it does not own (use sudo for %s)\n",
                  ::geteuid(), dir.c_str());
   for (const auto& f : files) {
-    if (auto st = consent::write_file_atomic(f.path, f.content, f.mode, /*overwrite=*/true); !st) {
+    auto st = util::create_directories(std::filesystem::path(f.path).parent_path(), 0755);
+    if (st) st = util::write_file_atomic(f.path, f.content, f.mode);
+    if (!st) {
       std::fprintf(stderr, "acp init: %s: %s\n", f.what.c_str(), st.error().message().c_str());
       return 1;
     }

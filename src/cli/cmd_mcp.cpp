@@ -48,7 +48,12 @@ int run_mcp(const McpOptions& o) {
   std::signal(SIGPIPE, SIG_IGN);
   asio::io_context io;
   SessionProxyConfig pc;
-  pc.session_id = new_session_id();
+  auto id = new_session_id();
+  if (!id) {
+    std::fprintf(stderr, "acp mcp: %s\n", id.error().message().c_str());
+    return 1;
+  }
+  pc.session_id = *id;
   pc.policy_path = o.policy;
   pc.audit_path = o.audit_log;
   pc.config_path = o.config;

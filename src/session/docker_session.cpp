@@ -199,7 +199,9 @@ int run_docker_session(const ContainOptions& o) {
   // the same).
   (void)collect_orphaned_sessions(/*kill_orphans=*/false);
 
-  const std::string id = new_session_id();
+  auto new_id = new_session_id();
+  if (!new_id) return fail(new_id.error().message());
+  const std::string id = *new_id;
   backend::ContainerSpec spec;
   spec.session_id = id;
   if (o.image)

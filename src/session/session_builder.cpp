@@ -68,7 +68,13 @@ class SessionBuild {
     }
     if (plan_.kind == backend::Kind::kBpf)
       if (auto st = kernel::ensure_bpffs(); !st) return st;
-    id_ = plan_.id.empty() ? new_session_id() : plan_.id;
+    if (plan_.id.empty()) {
+      auto fresh = new_session_id();  // fails closed without randomness
+      if (!fresh) return fresh.error();
+      id_ = *fresh;
+    } else {
+      id_ = plan_.id;
+    }
     SessionRecord& rec = out_.record;
     rec = plan_.record;
     rec.id = id_;

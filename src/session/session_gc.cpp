@@ -111,9 +111,8 @@ GcReport collect_orphaned_sessions(bool kill_orphans) {
   {
     auto known = known_session_ids();
     std::set<std::string> known_set(known.begin(), known.end());
-    for (const auto& id : list_ids(kSessionRecordDir, ".json.tmp")) {
+    for (const auto& [id, tmp] : list_record_temp_files(kSessionRecordDir)) {
       if (known_set.count(id)) continue;  // teardown_session below removes it with the record
-      std::string tmp = std::string(kSessionRecordDir) + "/" + id + ".json.tmp";
       struct stat st {};
       if (::stat(tmp.c_str(), &st) != 0 || ::time(nullptr) - st.st_mtime < 3600) continue;
       if (::unlink(tmp.c_str()) == 0) report.removed.push_back(id + " (stale " + tmp + ")");

@@ -1,25 +1,12 @@
 #include "acp/session/session_id.hpp"
 
-#include <sys/random.h>
-
-#include <array>
-#include <cstdio>
+#include "acp/util/random_id.hpp"
 
 namespace acp {
 
-std::string new_session_id() {
-  std::array<unsigned char, 6> bytes{};
-  size_t got = 0;
-  while (got < bytes.size()) {
-    ssize_t n = getrandom(bytes.data() + got, bytes.size() - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  std::string id;
-  char hex[3];
-  for (unsigned char b : bytes) {
-    std::snprintf(hex, sizeof hex, "%02x", b);
-    id += hex;
-  }
+Result<std::string> new_session_id() {
+  auto id = util::random_hex(6);
+  if (!id) return make_error("cannot make a session id: " + id.error().message(), id.error().err);
   return id;
 }
 

@@ -1,5 +1,6 @@
 #include "acp/session/session_record.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "acp/session/session_id.hpp"
+#include "acp/util/atomic_file.hpp"
 
 namespace acp {
 
@@ -83,28 +85,8 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
 Status write_session_record(const std::string& dir, const SessionRecord& r) {
   if (!valid_session_id(r.id)) return make_error("invalid session id \"" + r.id + "\"");
   // /run/acp and /run/acp/sessions: root-owned, readable so `acp status` works for operators.
-  std::string parent = dir.substr(0, dir.rfind('/'));
-  if (!parent.empty() && ::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
-    return errno_error("mkdir " + parent);
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("mkdir " + dir);
-  std::string path = dir + "/" + r.id + ".json";
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) return errno_error("create " + tmp);
-  std::string text = to_json(r).dump(2) + "\n";
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int werr = errno;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(text.size())) {
-    ::unlink(tmp.c_str());
-    return Error{n < 0 ? werr : ENOSPC, "write " + tmp};
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Error e = errno_error("rename " + tmp + " to " + path);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  return {};
+  if (auto st = util::create_directories(dir, 0755); !st) return st;
+  return util::write_file_atomic(dir + "/" + r.id + ".json", to_json(r).dump(2) + "\n", 0644);
 }
 
 Result<SessionRecord> read_session_record(const std::string& dir, const std::string& id) {
@@ -121,10 +103,28 @@ Status remove_session_record(const std::string& dir, const std::string& id) {
   if (!valid_session_id(id)) return make_error("invalid session id \"" + id + "\"");
   std::string path = dir + "/" + id + ".json";
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + path);
-  // A write that died between create and rename leaves its temporary file behind.
-  std::string tmp = path + ".tmp";
-  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + tmp);
+  for (const auto& t : list_record_temp_files(dir)) {
+    if (t.id != id) continue;
+    if (::unlink(t.path.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + t.path);
+  }
   return {};
+}
+
+std::vector<RecordTempFile> list_record_temp_files(const std::string& dir) {
+  std::vector<RecordTempFile> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    const auto json = name.find('.');
+    if (json == std::string::npos) continue;
+    const std::string id = name.substr(0, json);
+    if (!valid_session_id(id) || name.rfind(util::atomic_write_temp_prefix(id + ".json"), 0) != 0)
+      continue;
+    out.push_back({id, dir + "/" + name});
+  }
+  ::closedir(d);
+  return out;
 }
 
 uint64_t process_start_time(pid_t pid) {

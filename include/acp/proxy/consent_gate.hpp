@@ -138,7 +138,8 @@ class ConsentGate {
   void resolve(const std::shared_ptr<Pending>& p, ConsentOutcome o);
   void notify();
   PendingInfo info(const Pending& p) const;
-  std::string new_request_id() const;
+  // 8 hex digits not used by a pending request; fails closed when the generator fails.
+  Result<std::string> new_request_id() const;
 
   boost::asio::io_context& io_;
   GateConfig cfg_;

@@ -1,12 +1,10 @@
-// The small YAML document model the policy loader validates. Two parsers build it: a fast one
-// for the subset policy files use (block mappings and sequences, one-line flow collections,
-// plain and quoted scalars, comments), and libyaml for everything else. The fast parser never
-// reports errors: whatever it is unsure of goes to libyaml, whose verdict is authoritative.
+// The small YAML document model the policy loader validates, built from libyaml's events
+// (proxy/policy/yaml_libyaml.cpp). One parser: a hand-written fast path for 100k-host files
+// was removed once the target became 1 s, which libyaml alone meets (docs/policy.md, Speed).
 #pragma once
 
 #include <cstdint>
 #include <deque>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,12 +31,9 @@ struct Node {
 struct Document {
   std::vector<Node> nodes;  // nodes[0] is the root; empty for an empty document
   std::deque<std::string> owned;
-  bool used_fast_path = false;
 };
 
 // Errors read "SOURCE:LINE: message".
 Result<Document> parse(std::string_view text, const std::string& source);
-std::optional<Document> parse_fast(std::string_view text);
-Result<Document> parse_libyaml(std::string_view text, const std::string& source);
 
 }  // namespace acp::policy::yaml

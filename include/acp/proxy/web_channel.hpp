@@ -28,15 +28,9 @@
 namespace acp::consent {
 
 // Reads the token from `path`, or, when the file does not exist, makes a new one (32 bytes from
-// RAND_bytes, hex) and writes it atomically 0600 (root-owned when run as root), creating the
-// parent directory 0755 when missing. `created` tells which happened.
+// getrandom, hex: util::random_hex) and writes it atomically 0600 (root-owned when run as
+// root), creating the parent directory 0755 when missing. `created` tells which happened.
 Result<std::string> load_or_create_web_token(const std::string& path, bool* created = nullptr);
-// 32 random bytes as 64 hex digits (OpenSSL RAND_bytes); also used for other secrets.
-Result<std::string> random_hex_secret(size_t bytes = 32);
-// Writes `content` to `path` atomically (temp file + rename) with `mode`, parent dir made 0755
-// when missing. Fails when `path` exists and `overwrite` is false.
-Status write_file_atomic(const std::string& path, const std::string& content, unsigned mode,
-                         bool overwrite);
 
 class WebChannel : public Channel {
  public:

@@ -56,10 +56,18 @@ struct SessionRecord {
 nlohmann::json to_json(const SessionRecord& r);
 Result<SessionRecord> session_record_from_json(const nlohmann::json& j);
 
-// Atomically (write to a temp file, rename) stores <dir>/<id>.json, mode 0644, dir 0755.
+// Atomically (util::write_file_atomic) stores <dir>/<id>.json, mode 0644, dir 0755.
 Status write_session_record(const std::string& dir, const SessionRecord& r);
 Result<SessionRecord> read_session_record(const std::string& dir, const std::string& id);
+// Removes the record and the temporary files of writes of it that died before their rename.
 Status remove_session_record(const std::string& dir, const std::string& id);
+
+// A temporary file that a record write left behind (<dir>/<id>.json.tmp.XXXXXX).
+struct RecordTempFile {
+  std::string id;
+  std::string path;
+};
+std::vector<RecordTempFile> list_record_temp_files(const std::string& dir);
 
 // The start time (clock ticks since boot) of a live process, 0 when it does not exist or is a
 // zombie (killed, not yet reaped).

@@ -18,6 +18,9 @@
 #include <memory>
 #include <optional>
 
+#include "acp/util/redact.hpp"
+#include "acp/util/scope_exit.hpp"
+
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in this file's coroutine: a known false positive.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -30,6 +33,8 @@ namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 
 Result<Url> parse_url(const std::string& url) {
+  // Errors reach acp's stderr, which the agent may read: a credential in the URL is hidden.
+  const std::string shown = util::redact_url(url);
   Url u;
   std::string rest;
   if (url.rfind("http://", 0) == 0) {
@@ -38,21 +43,21 @@ Result<Url> parse_url(const std::string& url) {
     u.tls = true;
     rest = url.substr(8);
   } else {
-    return make_error("url '" + url + "' is not http:// or https://");
+    return make_error("url '" + shown + "' is not http:// or https://");
   }
   auto slash = rest.find('/');
   std::string authority = rest.substr(0, slash);
   u.target = slash == std::string::npos ? "/" : rest.substr(slash);
   if (auto hash = u.target.find('#'); hash != std::string::npos) u.target.resize(hash);
   if (authority.find('@') != std::string::npos)
-    return make_error("url '" + url + "' has user info: put secrets in the secret file instead");
+    return make_error("url '" + shown + "' has user info: put secrets in the secret file instead");
   if (!authority.empty() && authority.front() == '[') {
     auto close = authority.find(']');
-    if (close == std::string::npos) return make_error("url '" + url + "' has a bad IPv6 host");
+    if (close == std::string::npos) return make_error("url '" + shown + "' has a bad IPv6 host");
     u.host = authority.substr(1, close - 1);
     std::string after = authority.substr(close + 1);
     if (!after.empty() && after.front() != ':')
-      return make_error("url '" + url + "' has a bad host");
+      return make_error("url '" + shown + "' has a bad host");
     u.port = after.empty() ? "" : after.substr(1);
   } else {
     auto colon = authority.find(':');
@@ -60,9 +65,9 @@ Result<Url> parse_url(const std::string& url) {
     u.port = colon == std::string::npos ? "" : authority.substr(colon + 1);
   }
   if (u.port.empty()) u.port = u.tls ? "443" : "80";
-  if (u.host.empty()) return make_error("url '" + url + "' has no host");
+  if (u.host.empty()) return make_error("url '" + shown + "' has no host");
   for (char c : u.port)
-    if (c < '0' || c > '9') return make_error("url '" + url + "' has a bad port");
+    if (c < '0' || c > '9') return make_error("url '" + shown + "' has a bad port");
   return u;
 }
 
@@ -137,15 +142,10 @@ asio::awaitable<Outcome> Client::request(const Url& url, const std::string& meth
                       s->abort();
                     }
                   }};
-  struct Unregister {
-    Client* c;
-    uint64_t id;
-    std::shared_ptr<Exchange> x;
-    ~Unregister() {
-      c->cancels_.erase(id);
-      x->timer.cancel();
-    }
-  } unregister{this, id, x};
+  auto unregister = util::on_scope_exit([this, id, x] {
+    cancels_.erase(id);
+    x->timer.cancel();
+  });
   x->timer.expires_after(timeout);
   x->timer.async_wait([w = std::weak_ptr<Exchange>(x)](boost::system::error_code ec) {
     auto s = w.lock();

@@ -5,7 +5,6 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +32,10 @@
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/display.hpp"
 #include "acp/proxy/own_endpoints.hpp"
+#include "acp/util/atomic_file.hpp"
+#include "acp/util/random_id.hpp"
+#include "acp/util/redact.hpp"
+#include "acp/util/scope_exit.hpp"
 #include "web_page.hpp"
 
 namespace acp::consent {
@@ -52,17 +55,6 @@ constexpr auto kKeepalive = std::chrono::seconds(15);
 constexpr size_t kMaxSseBacklog = 256 * 1024;  // bytes queued for one SSE client before drop
 constexpr int kMaxAuditEntries = 500;
 constexpr off_t kAuditTailBytes = 1 << 20;  // the recent entries come from the last 1 MiB
-
-std::string hex(const unsigned char* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  s.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    s += d[p[i] >> 4];
-    s += d[p[i] & 15];
-  }
-  return s;
-}
 
 bool equal_const_time(std::string_view a, std::string_view b) {
   // The length of the token is no secret (always 64); its content is compared in constant time.
@@ -398,11 +390,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
     auto self = shared_from_this();
     beast::tcp_stream stream(std::move(s));
     conns.insert(&stream);
-    struct Untrack {
-      Shared* s;
-      beast::tcp_stream* st;
-      ~Untrack() { s->conns.erase(st); }
-    } untrack{this, &stream};
+    auto untrack = util::on_scope_exit([&] { conns.erase(&stream); });
     beast::flat_buffer buf;
     while (!stopped) {
       http::request_parser<http::string_body> parser;
@@ -434,14 +422,10 @@ struct Shared : std::enable_shared_from_this<Shared> {
     auto c = std::make_shared<SseClient>(io);
     c->stream = &stream;
     sse.insert(c);
-    struct Forget {
-      Shared* s;
-      std::shared_ptr<SseClient> c;
-      ~Forget() {
-        c->stream = nullptr;
-        s->sse.erase(c);
-      }
-    } forget{this, c};
+    auto forget = util::on_scope_exit([this, c] {
+      c->stream = nullptr;
+      sse.erase(c);
+    });
     // Close-delimited: no length, no chunking; the browser's EventSource reconnects by itself.
     push(c,
          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
@@ -650,8 +634,8 @@ class WebChannelImpl final : public WebChannel {
   // inherits, or a log in its workspace) and the world-readable session record. Where it is
   // stored is said instead; acp shows url() only on a terminal (session/channel_notice.hpp).
   std::string describe() const override {
-    std::string d = "web: http://" + s_->host_literal() + ":" + std::to_string(s_->port) +
-                    "/?token=… (the token is in " + s_->cfg.token_file + ", root only";
+    std::string d = "web: " + util::redact_url(url()) + " (the token is in " + s_->cfg.token_file +
+                    ", root only";
     if (s_->token_created) d += "; a new token was written there";
     return d + ")";
   }
@@ -685,62 +669,16 @@ class WebChannelImpl final : public WebChannel {
 
 }  // namespace
 
-Result<std::string> random_hex_secret(size_t bytes) {
-  std::vector<unsigned char> b(bytes);
-  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1)
-    return make_error("cannot make a random secret (OpenSSL RAND_bytes failed)");
-  return hex(b.data(), b.size());
-}
-
-Status write_file_atomic(const std::string& path, const std::string& content, unsigned mode,
-                         bool overwrite) {
-  namespace fs = std::filesystem;
-  fs::path dir = fs::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return make_error("cannot create directory " + dir.string(), ec.value());
-    ::chmod(dir.c_str(), 0755);
-  }
-  std::string tmp = path + ".tmp-XXXXXX";
-  int fd = ::mkstemp(tmp.data());
-  if (fd < 0) return errno_error("cannot create a file in " + dir.string());
-  auto fail = [&](const std::string& what) {
-    int e = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return make_error(what, e);
-  };
-  if (::fchmod(fd, mode) != 0) return fail("chmod " + tmp);
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write " + tmp);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) return fail("fsync " + tmp);
-  ::close(fd);
-  // link() refuses to replace an existing file: a concurrent writer's file is kept.
-  int rc = overwrite ? ::rename(tmp.c_str(), path.c_str()) : ::link(tmp.c_str(), path.c_str());
-  int e = errno;
-  if (!overwrite || rc != 0) ::unlink(tmp.c_str());
-  if (rc != 0)
-    return make_error(e == EEXIST ? path + " already exists" : "cannot write " + path, e);
-  return {};
-}
-
 Result<std::string> load_or_create_web_token(const std::string& path, bool* created) {
   if (created) *created = false;
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    auto tok = random_hex_secret(32);
-    if (!tok) return tok.error();
-    auto w = write_file_atomic(path, *tok + "\n", 0600, /*overwrite=*/false);
+    auto tok = util::random_hex(32);
+    if (!tok) return make_error("web page token " + path + ": " + tok.error().message());
+    if (auto d = util::create_directories(std::filesystem::path(path).parent_path(), 0755); !d)
+      return make_error("web page token " + path + ": " + d.error().message(), d.error().err);
+    // kKeep: a token another acp wrote meanwhile is kept, and read below.
+    auto w = util::write_file_atomic(path, *tok + "\n", 0600, util::IfExists::kKeep);
     if (w) {
       if (created) *created = true;
     } else if (w.error().err != EEXIST) {

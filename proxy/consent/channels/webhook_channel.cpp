@@ -17,6 +17,8 @@
 
 #include "acp/proxy/display.hpp"
 #include "acp/proxy/own_endpoints.hpp"
+#include "acp/util/redact.hpp"
+#include "acp/util/scope_exit.hpp"
 #include "http_client.hpp"
 
 namespace acp::consent {
@@ -415,11 +417,7 @@ struct WebhookChannel::State : std::enable_shared_from_this<State> {
 
   asio::awaitable<void> serve_callback(uint64_t id, std::shared_ptr<beast::tcp_stream> stream) {
     auto self = shared_from_this();
-    struct Forget {
-      State* st;
-      uint64_t id;
-      ~Forget() { st->callbacks.erase(id); }
-    } forget{this, id};
+    auto forget = util::on_scope_exit([this, id] { callbacks.erase(id); });
     stream->expires_after(kCallbackReadTimeout);
     beast::flat_buffer buf;
     bhttp::request_parser<bhttp::string_body> parser;
@@ -491,16 +489,8 @@ void WebhookChannel::stop() {
 
 // A webhook URL may carry a credential in its query (?key=...; user info is refused at load):
 // not shown, for the same reasons as the web page's token (web_channel.cpp).
-namespace {
-std::string webhook_url_for_display(std::string url) {
-  if (auto q = url.find_first_of("?#"); q != std::string::npos)
-    url.replace(q + 1, std::string::npos, "…");
-  return url;
-}
-}  // namespace
-
 std::string WebhookChannel::describe() const {
-  std::string d = "webhook: POST " + webhook_url_for_display(s_->s.url);
+  std::string d = "webhook: POST " + util::redact_url(s_->s.url);
   if (s_->acceptor) d += ", answers also at " + s_->callback_url();
   return d;
 }
