@@ -8,20 +8,14 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "coro.hpp"
 #include "proxy_connection.hpp"
-
-// GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
-// awaitable_frame_base) as a mismatched pair in this file's coroutines: a known false positive
-// (as in proxy/consent/channels/http_client.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace acp::proxy {
 
@@ -34,10 +28,6 @@ namespace {
 
 constexpr size_t kRelayBufferBytes = 64 * 1024;
 constexpr size_t kResponseHeaderLimit = 256 * 1024;
-
-auto redirect(error_code& ec) {
-  return net::redirect_error(net::use_awaitable, ec);
-}
 
 // Hop-by-hop headers (RFC 9110 7.6.1) and the ones the Connection header names. Framing
 // headers are never removed on a Connection header's word: Beast re-frames the body itself.

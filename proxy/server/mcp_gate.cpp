@@ -7,20 +7,14 @@
 
 #include <string_view>
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include "acp/proxy/mcp.hpp"
+#include "coro.hpp"
 #include "proxy_connection.hpp"
-
-// GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
-// awaitable_frame_base) as a mismatched pair in this file's coroutines: a known false positive
-// (as in proxy/consent/channels/http_client.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace acp::proxy {
 
@@ -30,10 +24,6 @@ namespace http = beast::http;
 using boost::system::error_code;
 
 namespace {
-
-auto redirect(error_code& ec) {
-  return net::redirect_error(net::use_awaitable, ec);
-}
 
 constexpr size_t kReadChunk = 64 * 1024;
 

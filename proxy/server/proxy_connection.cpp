@@ -9,19 +9,13 @@
 #include <malloc.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include "acp/proxy/peer_identity.hpp"
 #include "acp/proxy/tls_inspector.hpp"
-
-// GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
-// awaitable_frame_base) as a mismatched pair in this file's coroutines: a known false positive
-// (as in proxy/consent/channels/http_client.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#include "coro.hpp"
 
 namespace acp::proxy {
 
@@ -37,10 +31,6 @@ namespace {
 constexpr std::chrono::seconds kLingerTimeout{2};
 constexpr size_t kLingerBytes = 1024 * 1024;
 constexpr std::string_view kEstablished = "HTTP/1.1 200 Connection Established\r\n\r\n";
-
-auto redirect(error_code& ec) {
-  return net::redirect_error(net::use_awaitable, ec);
-}
 
 // A request inside an inspected CONNECT: its Host header must name the CONNECT's host (and
 // port, when it gives one). Empty: they agree.

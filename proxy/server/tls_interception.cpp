@@ -4,31 +4,17 @@
 #include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
 
 #include <openssl/ssl.h>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include "acp/proxy/tls_inspector.hpp"
+#include "coro.hpp"
 #include "proxy_connection.hpp"
-
-// GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
-// awaitable_frame_base) as a mismatched pair in this file's coroutines: a known false positive
-// (as in proxy/consent/channels/http_client.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace acp::proxy {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
 using boost::system::error_code;
-
-namespace {
-
-auto redirect(error_code& ec) {
-  return net::redirect_error(net::use_awaitable, ec);
-}
-
-}  // namespace
 
 net::awaitable<bool> Connection::start_inspection(const RequestTarget& target,
                                                   const std::string& request_id,

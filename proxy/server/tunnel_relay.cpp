@@ -1,19 +1,13 @@
 #include "tunnel_relay.hpp"
+#include "coro.hpp"
 
 #include <exception>
 #include <memory>
 #include <optional>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
-// GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
-// awaitable_frame_base) as a mismatched pair in this file's coroutines: a known false positive
-// (as in proxy/consent/channels/http_client.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace acp::proxy {
 
@@ -25,10 +19,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr size_t kRelayBufferBytes = 64 * 1024;
-
-auto redirect(error_code& ec) {
-  return net::redirect_error(net::use_awaitable, ec);
-}
 
 struct TunnelState {
   explicit TunnelState(const net::any_io_executor& ex) : timer(ex) {}

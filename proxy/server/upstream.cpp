@@ -3,16 +3,10 @@
 #include <algorithm>
 #include <vector>
 
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "acp/proxy/own_endpoints.hpp"
-
-// GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
-// awaitable_frame_base) as a mismatched pair in this file's coroutines: a known false positive
-// (as in proxy/consent/channels/http_client.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#include "coro.hpp"
 
 namespace acp::proxy {
 
@@ -22,10 +16,6 @@ using tcp = net::ip::tcp;
 using boost::system::error_code;
 
 namespace {
-
-auto redirect(error_code& ec) {
-  return net::redirect_error(net::use_awaitable, ec);
-}
 
 net::ip::address unmapped(const net::ip::address& a) {
   if (a.is_v6() && a.to_v6().is_v4_mapped())
