@@ -18,7 +18,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr size_t kRelayBufferBytes = 64 * 1024;
+constexpr size_t kTunnelBufferBytes = 64 * 1024;
 
 struct TunnelState {
   explicit TunnelState(const net::any_io_executor& ex) : timer(ex) {}
@@ -35,9 +35,9 @@ net::awaitable<void> pump(tcp::socket& from, tcp::socket& to, TunnelState& st, u
     if (!buf) {
       co_await from.async_wait(tcp::socket::wait_read, redirect(ec));
       if (ec) break;
-      buf.reset(new char[kRelayBufferBytes]);
+      buf.reset(new char[kTunnelBufferBytes]);
     }
-    size_t n = from.read_some(net::buffer(buf.get(), kRelayBufferBytes), ec);
+    size_t n = from.read_some(net::buffer(buf.get(), kTunnelBufferBytes), ec);
     if (ec == net::error::would_block || ec == net::error::try_again) {
       buf.reset();
       continue;
