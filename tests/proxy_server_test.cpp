@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -615,6 +616,63 @@ TEST_F(ProxyServerTest, OversizedHeaderIs431) {
   EXPECT_EQ(res->result_int(), 431);
   EXPECT_EQ(nlohmann::json::parse(res->body())["error"], "Request header too large");
   EXPECT_TRUE(judge_.actions().empty());
+}
+
+// Connection::refuse() answers and records in one step: for every kind of refusal (before a
+// head parses, before the judge, the judge's, the destination check, the upstream), the event
+// carries exactly the status and reason the client got, and the refusal has its event.
+TEST_F(ProxyServerTest, EveryRefusalIsRecordedWithTheStatusAndReasonItSent) {
+  ProxyLimits lim;
+  lim.max_header_bytes = 8 * 1024;
+  // A loopback port with nothing listening: bound, then closed.
+  uint16_t closed_port = 0;
+  {
+    net::io_context io;
+    tcp::acceptor a(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    closed_port = a.local_endpoint().port();
+  }
+  judge_.decide = [](const Action& a) {
+    if (a.host == "denied.example") return Judgement{false, "denied by test", "r-deny", false};
+    // Allowed, but by a rule that does not name the host: loopback stays out of reach.
+    if (a.path == "/unnamed") return Judgement{true, "allowed by test", "r-unnamed", false};
+    return Judgement{true, "allowed by test", "r-named", true};
+  };
+  start(lim);
+  const std::string closed_url = "http://127.0.0.1:" + std::to_string(closed_port) + "/";
+  const std::vector<std::pair<std::string, unsigned>> requests = {
+      {"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET " + origin_url("/") + " HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(16 * 1024, 'a') +
+           "\r\n\r\n",
+       431},
+      {"POST " + origin_url("/") +
+           " HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+       400},
+      {"GET http://denied.example/ HTTP/1.1\r\nHost: denied.example\r\n\r\n", 403},
+      {"GET " + origin_url("/unnamed") + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 403},
+      {"GET " + closed_url + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 502},
+      {"CONNECT denied.example:443 HTTP/1.1\r\nHost: denied.example:443\r\n\r\n", 403},
+  };
+  std::vector<std::pair<unsigned, std::string>> sent;  // status, reason
+  for (const auto& [request, status] : requests) {
+    RawClient c(port_);
+    c.send(request);
+    auto res = c.read_response();
+    ASSERT_TRUE(res) << request.substr(0, 60);
+    EXPECT_EQ(res->result_int(), status) << request.substr(0, 60);
+    sent.emplace_back(res->result_int(), nlohmann::json::parse(res->body())["reason"]);
+  }
+  auto ev = events(sent.size());
+  ASSERT_EQ(ev.size(), sent.size());
+  for (const auto& [status, reason] : sent) {
+    auto it = std::find_if(ev.begin(), ev.end(), [&](const nlohmann::json& e) {
+      return e.value("reason", std::string()) == reason;
+    });
+    ASSERT_NE(it, ev.end()) << "no event for the refusal " << status << " " << reason;
+    EXPECT_EQ((*it)["status"], status) << reason;
+  }
+  auto c = server_->counters();
+  EXPECT_EQ(c.denied, 3u);
+  EXPECT_EQ(c.errors, 4u);
 }
 
 TEST_F(ProxyServerTest, OversizedBodyIs413) {

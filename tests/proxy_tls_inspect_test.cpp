@@ -292,6 +292,8 @@ TEST_F(TlsInspectTest, UpstreamWithABadCertificateIsRefused) {
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].value("event", ""), "upstream_refused");
   EXPECT_EQ(a[0].value("host", ""), "localhost");
+  // One refuse(): the audit entry gives the reason the client was sent.
+  EXPECT_EQ(a[0].value("reason", ""), nlohmann::json::parse(body).value("reason", "?"));
 }
 
 TEST_F(TlsInspectTest, UpstreamNameIsChecked) {
@@ -380,6 +382,11 @@ TEST_F(TlsInspectTest, SniOrHostDisagreeingWithTheConnectIsDenied) {
   auto a = audit();
   ASSERT_EQ(a.size(), 3u);
   for (const auto& e : a) EXPECT_EQ(e.value("event", ""), "name_mismatch") << e.dump();
+  // One refuse(): each audit entry gives the reason its client was sent, in order.
+  EXPECT_EQ(a[0].value("reason", ""), nlohmann::json::parse(sni.body).value("reason", "?"));
+  EXPECT_EQ(a[1].value("reason", ""), nlohmann::json::parse(host.body).value("reason", "?"));
+  EXPECT_EQ(a[2].value("reason", ""),
+            nlohmann::json::parse(port_differs.body).value("reason", "?"));
 }
 
 }  // namespace

@@ -1,27 +1,42 @@
-// Internal to proxy/server: one client connection of the forward proxy.
+// Internal to proxy/server: one client connection of the forward proxy. Its member functions are
+// split by concern, one file each:
+//   proxy_connection.cpp  request routing: read and parse a head, route it (absolute-form HTTP,
+//                         CONNECT, a request inside a tunnel), judge, refuse(), CONNECT tunnels
+//   http_forward.cpp      one HTTP request to the origin and its response back (100-continue,
+//                         HTTP/1.0 reframing, kept-alive upstream reuse, streamed bodies)
+//   tls_interception.cpp  an inspected CONNECT: TLS with the agent on a minted leaf, verified
+//                         TLS to the origin, SNI/Host agreement
+//   mcp_gate.cpp          MCP tools/call consent inside an allowed request body
+// and free-standing parts: upstream.hpp (resolve, destination check, connect, the kept-alive
+// upstream) and tunnel_relay.hpp (byte pumping of a tunnel).
 #pragma once
 
 #include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <nlohmann/json.hpp>
 
 #include "acp/proxy/request_head.hpp"
 #include "acp/proxy/request_target.hpp"
 #include "proxy_state.hpp"
 #include "proxy_stream.hpp"
+#include "request_event.hpp"
+#include "tunnel_relay.hpp"
+#include "upstream.hpp"
 
 namespace acp::proxy {
+
+// How long writing an answer of ACP's own (a refusal, a 200 for a tunnel) to the client may take.
+inline constexpr std::chrono::seconds kAnswerWriteTimeout{10};
 
 class Connection {
  public:
@@ -35,66 +50,83 @@ class Connection {
   void close();
 
  private:
+  // --- request routing (proxy_connection.cpp)
   enum class HeadRead { Ok, Closed, TooLarge, TimedOut };
-  struct Upstream {
-    std::optional<ProxyStream> stream;  // plain, or TLS inside an inspected CONNECT
-    boost::beast::flat_buffer buffer;
-    std::string key;          // host:port it was opened for
-    bool restricted = false;  // its address needed a rule naming the host
-  };
-  struct Refusal {
-    unsigned status = 0;
-    std::string error, reason;
-  };
-
   boost::asio::awaitable<HeadRead> read_head(bool first, size_t& head_len);
-  boost::asio::awaitable<bool> handle_request(RequestParser& parser, nlohmann::json& event);
-  boost::asio::awaitable<bool> handle_connect(RequestParser& parser, nlohmann::json& event);
-  boost::asio::awaitable<bool> handle_http(RequestParser& parser, nlohmann::json& event);
-  // One request's Action (kind http) from its target, judged; request id and verdict noted
-  // in `event`.
+  // Reads, parses and serves one request; its event is emitted when it is over. False: close.
+  boost::asio::awaitable<bool> serve_request(bool first);
+  boost::asio::awaitable<bool> route(RequestParser& parser, RequestEvent& event);
+  // A request inside an inspected CONNECT or a plain-HTTP tunnel: origin-form, for its host.
+  boost::asio::awaitable<bool> route_inside_tunnel(RequestParser& parser, RequestEvent& event);
+  // One request's Action (kind http) from its target, judged; noted in `event`.
   boost::asio::awaitable<Judgement> judge(const RequestTarget& target, std::string method,
-                                          nlohmann::json& event);
+                                          RequestEvent& event);
   boost::asio::awaitable<Judgement> judge(Action action);
-  // Resolves, checks and connects; on failure fills `refusal`.
-  boost::asio::awaitable<std::optional<boost::beast::tcp_stream>> connect_upstream(
-      const RequestTarget& target, const Judgement& j, Refusal& refusal, bool& restricted);
-  // An allowed CONNECT to an inspected host: 200, then TLS with the agent on a minted leaf;
-  // the requests inside then go through run() and handle_http like plain ones.
-  boost::asio::awaitable<bool> start_inspection(const RequestTarget& target,
-                                                const std::string& request_id,
-                                                nlohmann::json& event);
-  // TLS to the origin on up_.stream, verified; on failure fills `refusal`.
-  boost::asio::awaitable<bool> upstream_tls(const RequestTarget& target, Refusal& refusal);
-  // Denies a request inside an inspected CONNECT whose names disagree: 403 and close.
-  boost::asio::awaitable<void> refuse_mismatch(const std::string& reason,
-                                               const std::string& request_id,
-                                               nlohmann::json& event);
-  boost::asio::awaitable<void> tunnel(boost::beast::tcp_stream upstream, nlohmann::json& event);
-  // After a CONNECT's 200: who sends first, the client or the origin? A client that sends
-  // plain HTTP is served request by request (plain_tunnel_); see handle_connect.
-  enum class Speaker { Client, Server, Neither };
-  boost::asio::awaitable<Speaker> first_speaker(boost::asio::ip::tcp::socket& upstream);
-  // Reads the client's first tunnel bytes into buffer_ until they can be told apart.
-  boost::asio::awaitable<TunnelBytes> sniff_client();
-  boost::asio::awaitable<void> send_refusal(unsigned status, const std::string& error,
-                                            const std::string& reason, bool close,
-                                            const std::string& request_id = {});
+  // The one way a refusal reaches the client: the answer, the event's status and reason, the
+  // counters and (with r.audit) the audit entry, together. Closes unless r.close is false.
+  boost::asio::awaitable<void> refuse(RequestEvent& event, Refusal r);
   boost::asio::awaitable<void> lingering_close();
   boost::asio::awaitable<void> close_tls();
-  // MCP tool-call consent on a plain HTTP request the policy allowed (proxy_connection_mcp.cpp,
-  // docs/mcp.md): reads a JSON-RPC body into buffer_ (raw, still unparsed, so the usual relay
+
+  // --- CONNECT tunnels (proxy_connection.cpp; the byte pumping is tunnel_relay.hpp)
+  boost::asio::awaitable<bool> handle_connect(RequestParser& parser, RequestEvent& event);
+  // Judges `target` like a CONNECT and serves what follows: TLS inspection, a plain-HTTP tunnel
+  // served request by request, or a raw tunnel. `established` is sent to the client once the
+  // upstream is connected (the CONNECT's 200); a door that takes connections without a CONNECT
+  // (issue 16's transparent door, its target peeked from SNI or Host) passes it empty.
+  boost::asio::awaitable<bool> serve_tunnel(const RequestTarget& target, RequestEvent& event,
+                                            std::string_view established);
+  // After the 200: who speaks first decides what the tunnel is (docs/proxy.md).
+  boost::asio::awaitable<bool> classify_tunnel(const RequestTarget& target, const Judgement& j,
+                                               UpstreamConnect up, RequestEvent& event);
+  // Reads the client's first tunnel bytes into buffer_ until they can be told apart.
+  boost::asio::awaitable<TunnelBytes> sniff_client();
+  boost::asio::awaitable<void> relay(boost::beast::tcp_stream upstream, RequestEvent& event);
+
+  // --- TLS interception (tls_interception.cpp)
+  // An allowed CONNECT to an inspected host: `established`, then TLS with the agent on a minted
+  // leaf; the requests inside then go through run() and handle_http like plain ones.
+  boost::asio::awaitable<bool> start_inspection(const RequestTarget& target,
+                                                const std::string& request_id, RequestEvent& event,
+                                                std::string_view established);
+  // TLS to the origin on up_'s stream, verified; the refusal when it fails.
+  boost::asio::awaitable<std::optional<Refusal>> upstream_tls(const RequestTarget& target,
+                                                              const std::string& request_id);
+  // A request inside an inspected CONNECT (or plain-HTTP tunnel) whose names disagree: 403,
+  // audited as a name mismatch.
+  Refusal name_mismatch(std::string reason, const std::string& request_id) const;
+
+  // --- HTTP forwarding (http_forward.cpp)
+  boost::asio::awaitable<bool> handle_http(RequestParser& parser, RequestEvent& event);
+  struct Forward;  // one allowed request on its way: http_forward.cpp
+  // Refuses what a path or method rule could not judge, then rewrites the request as the
+  // origin gets it. False: refused.
+  boost::asio::awaitable<bool> prepare_request(Forward& f, RequestEvent& event);
+  // The request to the origin (a kept-alive upstream or a new one, 100-continue, header, body)
+  // and its response header read, retried once on a fresh upstream when a reused one turns out
+  // closed. Empty: the response is there; else answered here, whether to keep the connection.
+  boost::asio::awaitable<std::optional<bool>> send_request(Forward& f, RequestEvent& event);
+  boost::asio::awaitable<std::optional<bool>> open_upstream(Forward& f, RequestEvent& event);
+  // The response to the client, reframed for its HTTP version. Whether to keep the connection.
+  boost::asio::awaitable<bool> relay_response(Forward& f, RequestEvent& event);
+
+  // --- MCP (mcp_gate.cpp, docs/mcp.md): tool-call consent on a plain HTTP request the policy
+  // allowed. Reads a JSON-RPC body into buffer_ (raw, still unparsed, so the usual relay
   // forwards it unchanged) and judges each tools/call; refused ones are answered here.
   enum class McpGate { Forward, AnsweredKeep, AnsweredClose };
   // `j` is the request's judgement: j.inside_mcp (a kind: mcp rule could apply to the host)
   // makes every body on it inspected and what cannot be inspected refused.
   boost::asio::awaitable<McpGate> mcp_gate(RequestParser& parser, const RequestTarget& target,
-                                           const Judgement& j, nlohmann::json& event);
+                                           const Judgement& j, RequestEvent& event);
+  // ACP's JSON-RPC answer to a refused message, in place of the server's (`reason`: the judge's).
+  boost::asio::awaitable<McpGate> answer_mcp(RequestParser& parser, const std::string& reply,
+                                             const std::string& request_id,
+                                             const std::string& reason, RequestEvent& event);
 
   std::shared_ptr<ProxyServer::State> state_;
   ProxyStream client_;  // TLS once an inspected CONNECT is established
   boost::beast::flat_buffer buffer_;
-  Upstream up_;
+  KeptUpstream up_;
   std::unique_ptr<char[]> relay_buffer_;  // bodies of plain HTTP requests and responses
   boost::asio::steady_timer* tunnel_timer_ = nullptr;  // set while a tunnel runs
   bool closed_ = false;

@@ -1,7 +1,7 @@
 // MCP tool-call consent: what ACP reads in a JSON-RPC message (one HTTP body of the Streamable
 // HTTP transport, or one line of the stdio transport), and how it judges and refuses the
 // `tools/call` requests in it. Pure parsing and reply building here, so that the proxy hook
-// (proxy/server/proxy_connection_mcp.cpp), the stdio wrapper (`acp mcp`, proxy/mcp/stdio_relay.cpp)
+// (proxy/server/mcp_gate.cpp), the stdio wrapper (`acp mcp`, proxy/mcp/stdio_relay.cpp)
 // and the fuzzer (fuzz/fuzz_mcp.cpp) run exactly the same code. See docs/mcp.md.
 #pragma once
 

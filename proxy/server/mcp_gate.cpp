@@ -7,14 +7,13 @@
 
 #include <string_view>
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include "acp/proxy/mcp.hpp"
+#include "coro.hpp"
 #include "proxy_connection.hpp"
 
 namespace acp::proxy {
@@ -25,10 +24,6 @@ namespace http = beast::http;
 using boost::system::error_code;
 
 namespace {
-
-auto redirect(error_code& ec) {
-  return net::redirect_error(net::use_awaitable, ec);
-}
 
 constexpr size_t kReadChunk = 64 * 1024;
 
@@ -49,12 +44,31 @@ bool drain_body(RequestParser& p, beast::flat_buffer& buffer) {
   return true;
 }
 
+// "the body is over 1048576 bytes": why a body too large to inspect is not.
+std::string too_large_body() {
+  return "the body is over " + std::to_string(mcp::kMaxHttpBodyBytes) + " bytes";
+}
+
+// Why the body of `p` cannot be read as the server would read it, and the status that refuses
+// it (415, 413); empty when it can.
+std::pair<std::string, unsigned> unreadable_body(const RequestParser& p,
+                                                 const std::string& content_type,
+                                                 const std::string& encoding) {
+  const auto length = p.content_length();
+  const std::string te = field_value(p.get(), http::field::transfer_encoding);
+  if (!mcp::identity_coding(encoding)) return {"Content-Encoding " + encoding, 415};
+  if (p.chunked() && !beast::iequals(te, "chunked")) return {"Transfer-Encoding " + te, 415};
+  if (!mcp::utf8_charset(content_type))
+    return {"Content-Type " + content_type + " (the server would decode another charset)", 415};
+  if (!p.chunked() && (!length || *length > mcp::kMaxHttpBodyBytes)) return {too_large_body(), 413};
+  return {};
+}
+
 }  // namespace
 
 net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
                                                          const RequestTarget& target,
-                                                         const Judgement& j,
-                                                         nlohmann::json& event) {
+                                                         const Judgement& j, RequestEvent& event) {
   auto& req = p.get();
   if (p.is_done()) co_return McpGate::Forward;  // no body: no JSON-RPC message
   // Every header judged by is read as the origin reads it: all its lines joined.
@@ -70,30 +84,14 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
   if (!strict &&
       (req.method() != http::verb::post || !mcp::is_json_post(req.method_string(), content_type)))
     co_return McpGate::Forward;
-  const bool client_keep = req.keep_alive();
 
   // What ACP cannot read it cannot judge: refused when it looks like MCP or goes to a host
   // with kind: mcp rules, else left alone.
-  std::string cannot;
-  unsigned cannot_status = 0;
-  const std::string too_large =
-      "the body is over " + std::to_string(mcp::kMaxHttpBodyBytes) + " bytes";
+  auto unreadable = unreadable_body(p, content_type, encoding);
+  std::string cannot = std::move(unreadable.first);
+  unsigned cannot_status = unreadable.second;
   const bool chunked = p.chunked();
   const auto length = p.content_length();
-  const std::string te = field_value(req, http::field::transfer_encoding);
-  if (!mcp::identity_coding(encoding)) {
-    cannot = "Content-Encoding " + encoding;
-    cannot_status = 415;
-  } else if (chunked && !beast::iequals(te, "chunked")) {
-    cannot = "Transfer-Encoding " + te;
-    cannot_status = 415;
-  } else if (!mcp::utf8_charset(content_type)) {
-    cannot = "Content-Type " + content_type + " (the server would decode another charset)";
-    cannot_status = 415;
-  } else if (!chunked && (!length || *length > mcp::kMaxHttpBodyBytes)) {
-    cannot = too_large;
-    cannot_status = 413;
-  }
 
   if (cannot.empty() && has_token(field_value(req, http::field::expect), "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -118,13 +116,12 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
       auto r = mcp::dechunk(raw, body, consumed, mcp::kMaxHttpBodyBytes);
       if (r == mcp::Dechunk::Complete) break;
       if (r == mcp::Dechunk::TooLarge) {
-        cannot = too_large;
+        cannot = too_large_body();
         cannot_status = 413;
         break;
       }
       if (r == mcp::Dechunk::Bad) {
-        event["status"] = 400;
-        co_await send_refusal(400, "Bad request", "malformed chunked request body", true);
+        co_await refuse(event, {400, "Bad request", "malformed chunked request body"});
         co_return McpGate::AnsweredClose;
       }
     }
@@ -133,20 +130,18 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
     size_t n = co_await client_.async_read_some(buffer_.prepare(kReadChunk), redirect(ec));
     buffer_.commit(n);
     if (ec || closed_) {
-      event["status"] = 0;
-      event["reason"] = "client closed during the request body";
+      event.broke(0, "client closed during the request body");
       state_->n_errors.fetch_add(1, std::memory_order_relaxed);
       co_return McpGate::AnsweredClose;
     }
   }
   if (!cannot.empty()) {
-    event["mcp"] = "not inspected: " + cannot;
+    event.note("mcp", "not inspected: " + cannot);
     if (!strict) co_return McpGate::Forward;
-    event["status"] = cannot_status;
     // Built apart from the co_await: GCC 12 destroys a ?: temporary inside one twice.
     std::string why = "ACP cannot inspect this MCP request: " + cannot;
     if (!signs) why += " (a kind: mcp rule applies to " + target.host + ")";
-    co_await send_refusal(cannot_status, "Blocked by ACP", why, true, j.request_id);
+    co_await refuse(event, {cannot_status, "Blocked by ACP", why, j.request_id});
     co_return McpGate::AnsweredClose;
   }
 
@@ -156,25 +151,31 @@ net::awaitable<Connection::McpGate> Connection::mcp_gate(RequestParser& p,
   auto out = co_await mcp::judge_message(in, target.host, state_->cfg.session_id,
                                          [this](Action a) { return judge(std::move(a)); });
   if (closed_) co_return McpGate::AnsweredClose;
-  event["mcp"] = {{"tool_calls", in.calls.size()},
-                  {"judged", out.judged},
-                  {"forwarded", out.forward},
-                  {"request_ids", out.request_ids}};
+  event.note("mcp", nlohmann::json{{"tool_calls", in.calls.size()},
+                                   {"judged", out.judged},
+                                   {"forwarded", out.forward},
+                                   {"request_ids", out.request_ids}});
   if (out.forward) co_return McpGate::Forward;
-
   // Refused: the client gets ACP's JSON-RPC answer in place of the server's.
   state_->n_denied.fetch_add(1, std::memory_order_relaxed);
-  event["reason"] = out.reason;
-  const bool keep = client_keep && drain_body(p, buffer_);
-  http::response<http::string_body> res{
-      out.reply.empty() ? http::status::accepted : http::status::ok, 11};
+  co_return co_await answer_mcp(p, out.reply, out.request_id, out.reason, event);
+}
+
+net::awaitable<Connection::McpGate> Connection::answer_mcp(RequestParser& p,
+                                                           const std::string& reply,
+                                                           const std::string& request_id,
+                                                           const std::string& reason,
+                                                           RequestEvent& event) {
+  const bool keep = p.get().keep_alive() && drain_body(p, buffer_);
+  http::response<http::string_body> res{reply.empty() ? http::status::accepted : http::status::ok,
+                                        11};
   res.set(http::field::server, "acp");
-  if (!out.reply.empty()) res.set(http::field::content_type, "application/json");
-  if (!out.request_id.empty()) res.set("X-ACP-Request-Id", out.request_id);
-  res.body() = out.reply;
+  if (!reply.empty()) res.set(http::field::content_type, "application/json");
+  if (!request_id.empty()) res.set("X-ACP-Request-Id", request_id);
+  res.body() = reply;
   res.keep_alive(keep);
   res.prepare_payload();
-  event["status"] = res.result_int();
+  event.answered(res.result_int(), reason);
   error_code ec;
   client_.expires_after(state_->cfg.limits.idle_timeout);
   co_await http::async_write(client_, res, redirect(ec));
