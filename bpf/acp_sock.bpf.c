@@ -77,20 +77,20 @@ static __always_inline int door_redirect(struct bpf_sock_addr *ctx,
 }
 
 /* Judge one destination. Returns 1 (let the call proceed, possibly led to the door) or 0 (the
- * kernel fails the call with EPERM). */
+ * kernel fails the call with EPERM). door: a constant, 1 only in the acp_door_connect4/6
+ * programs, so that the wall without the door is the very bytecode it was (no socket-storage
+ * helper, no extra verifier work). */
 static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_endpoint *key,
-                                 __u32 fam_idx, __u8 hook) {
+                                 __u32 fam_idx, __u8 hook, int door_on) {
   struct acp_config *cfg = get_config();
   __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE; /* no config: enforce (fail closed) */
   int hit = bpf_map_lookup_elem(&allow_map, key) != NULL;
-  /* Only connect() is led to the door, never sendmsg4/6 (UDP). */
-  int is_connect = hook == ACP_HOOK_CONNECT4 || hook == ACP_HOOK_CONNECT6;
-  __u16 door = is_connect && cfg
-                   ? acp_door_port(key, hit, mode, cfg->door_port4, cfg->door_port6)
-                   : 0;
-  if (door != 0 && door_redirect(ctx, key, door, hook)) {
-    count(fam_idx, acp_proto_idx(key->proto), 0); /* led in: the proxy judges and audits it */
-    return 1;
+  if (door_on && cfg) { /* only the connect4/6 door programs: never sendmsg4/6 (UDP) */
+    __u16 door = acp_door_port(key, hit, mode, cfg->door_port4, cfg->door_port6);
+    if (door != 0 && door_redirect(ctx, key, door, hook)) {
+      count(fam_idx, acp_proto_idx(key->proto), 0); /* led in: the proxy judges and audits it */
+      return 1;
+    }
   }
   __u8 verdict = acp_verdict_for(hit, mode);
   count(fam_idx, acp_proto_idx(key->proto), verdict != ACP_VERDICT_ALLOW);
@@ -109,14 +109,14 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_end
   return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
 }
 
-static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook) {
+static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook, int door_on) {
   struct acp_endpoint key;
   __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
   acp_key_from_ip4(&key, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), proto);
-  return judge(ctx, &key, ACP_FAM_INET, hook);
+  return judge(ctx, &key, ACP_FAM_INET, hook, door_on);
 }
 
-static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook) {
+static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook, int door_on) {
   struct acp_endpoint key;
   __u32 ip6[4];
   /* Narrow loads one word at a time: the verifier allows 4-byte reads of user_ip6[]. */
@@ -127,22 +127,31 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook) {
   __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
   acp_key_from_ip6(&key, ip6, bpf_ntohs((__u16)ctx->user_port), proto);
   /* A mapped IPv4 destination is the IPv4 destination: same key, counted as IPv4. */
-  return judge(ctx, &key, acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6, hook);
+  return judge(ctx, &key, acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6, hook,
+               door_on);
 }
 
 SEC("cgroup/connect4")
-int acp_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4); }
+int acp_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4, 0); }
 
 SEC("cgroup/connect6")
-int acp_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6); }
+int acp_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6, 0); }
+
+/* The same with the transparent door: loaded instead of the two above when it is on
+ * (SockPrograms), and pinned under the same names (link_connect4, link_connect6). */
+SEC("cgroup/connect4")
+int acp_door_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4, 1); }
+
+SEC("cgroup/connect6")
+int acp_door_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6, 1); }
 
 /* Unconnected UDP: sendto()/sendmsg() with a destination. Connected UDP was judged at
  * connect(). */
 SEC("cgroup/sendmsg4")
-int acp_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_SENDMSG4); }
+int acp_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_SENDMSG4, 0); }
 
 SEC("cgroup/sendmsg6")
-int acp_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_SENDMSG6); }
+int acp_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_SENDMSG6, 0); }
 
 SEC("cgroup/sock_create")
 int acp_sock_create(struct bpf_sock *ctx) {

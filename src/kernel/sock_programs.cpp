@@ -19,14 +19,23 @@
 namespace acp::kernel {
 namespace {
 
-// The skeleton's programs and link slots, in kLinkNames order.
-std::array<bpf_program*, kLinkNames.size()> programs(acp_sock* s) {
-  return {s->progs.acp_connect4, s->progs.acp_connect6,    s->progs.acp_sendmsg4,
-          s->progs.acp_sendmsg6, s->progs.acp_sock_create, s->progs.acp_egress};
+// The skeleton's programs and link slots, in kLinkNames order. With the door on, connect4/6
+// are the acp_door_connect4/6 variants (the others are not loaded), pinned under the same names.
+std::array<bpf_program*, kLinkNames.size()> programs(acp_sock* s, bool door_on) {
+  return {door_on ? s->progs.acp_door_connect4 : s->progs.acp_connect4,
+          door_on ? s->progs.acp_door_connect6 : s->progs.acp_connect6,
+          s->progs.acp_sendmsg4,
+          s->progs.acp_sendmsg6,
+          s->progs.acp_sock_create,
+          s->progs.acp_egress};
 }
-std::array<bpf_link**, kLinkNames.size()> link_slots(acp_sock* s) {
-  return {&s->links.acp_connect4, &s->links.acp_connect6,    &s->links.acp_sendmsg4,
-          &s->links.acp_sendmsg6, &s->links.acp_sock_create, &s->links.acp_egress};
+std::array<bpf_link**, kLinkNames.size()> link_slots(acp_sock* s, bool door_on) {
+  return {door_on ? &s->links.acp_door_connect4 : &s->links.acp_connect4,
+          door_on ? &s->links.acp_door_connect6 : &s->links.acp_connect6,
+          &s->links.acp_sendmsg4,
+          &s->links.acp_sendmsg6,
+          &s->links.acp_sock_create,
+          &s->links.acp_egress};
 }
 
 std::array<bpf_program*, kDoorLinkNames.size()> door_programs(acp_sock* s) {
@@ -114,8 +123,13 @@ Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
   if (!skel) return errno_error("open BPF object acp_sock (set ACP_DEBUG=1 for libbpf's log)");
   SockPrograms progs(skel);  // destroys the skeleton on every early return below
   progs.door_on_ = cfg.door_port4 != 0 || cfg.door_port6 != 0;
-  if (!progs.door_on_)  // door off: the wall is exactly what it was without it
-    for (bpf_program* p : door_programs(skel)) bpf_program__set_autoload(p, false);
+  // Door off: the wall is exactly what it was without it (none of the door's programs, the
+  // connect4/6 without the redirect). Door on: the connect4/6 with it, and the door's others.
+  for (bpf_program* p : door_programs(skel)) bpf_program__set_autoload(p, progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_door_connect4, progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_door_connect6, progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_connect4, !progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_connect6, !progs.door_on_);
   if (int rc = acp_sock::load(skel); rc != 0)
     return make_error(
         "load BPF programs acp_sock into the kernel (needs root or CAP_BPF+CAP_NET_ADMIN; "
@@ -207,8 +221,9 @@ void SockPrograms::reset() {
 Status SockPrograms::attach(int cgroup_fd) {
   if (!skel_) return make_error("attach BPF programs: not loaded", EINVAL);
   if (attached()) return make_error("attach BPF programs: already attached", EALREADY);
-  auto slots = link_slots(skel_);
-  if (auto st = attach_all(programs(skel_), slots, kLinkNames, cgroup_fd); !st) return st.error();
+  auto slots = link_slots(skel_, door_on_);
+  if (auto st = attach_all(programs(skel_, door_on_), slots, kLinkNames, cgroup_fd); !st)
+    return st.error();
   if (door_on_) {
     if (auto st =
             attach_all(door_programs(skel_), door_link_slots(skel_), kDoorLinkNames, cgroup_fd);
@@ -241,7 +256,7 @@ Status SockPrograms::attach(int cgroup_fd) {
 }
 
 bool SockPrograms::attached() const {
-  return skel_ && skel_->links.acp_connect4 != nullptr;
+  return skel_ && *link_slots(skel_, door_on_)[0] != nullptr;
 }
 
 Status SockPrograms::pin(const std::string& dir) {
@@ -254,7 +269,7 @@ Status SockPrograms::pin(const std::string& dir) {
   };
   // bpf_obj_pin on the fds rather than bpf_link__pin/bpf_map__pin: libbpf would remember the
   // paths, and a stale pin must never be reused by a later load.
-  auto slots = link_slots(skel_);
+  auto slots = link_slots(skel_, door_on_);
   for (size_t i = 0; i < slots.size(); i++) {
     std::string path = dir + "/link_" + kLinkNames[i];
     if (bpf_obj_pin(bpf_link__fd(*slots[i]), path.c_str()) != 0) {
