@@ -28,6 +28,10 @@
 #define ACP_EGRESS_REPORTED_SLOTS 1024
 #define ACP_MAX_UNIX_ALLOW 64   /* unix_allow entries per session (--allow-unix) */
 #define ACP_UNIX_PATH_MAX 108   /* sizeof(sockaddr_un.sun_path) */
+/* Transparent-door connections whose original destination is held for the proxy at once
+ * (door_origin entries: one per led-in TCP connection until it closes). When full, a new
+ * led-in connection has no entry and the proxy refuses it (fail closed). */
+#define ACP_DOOR_SLOTS 8192
 
 /* Protocols as judged: a subset of IPPROTO_*. */
 #define ACP_PROTO_TCP 6
@@ -113,8 +117,24 @@ struct acp_unix_path {
  * once for all sockets of the session. */
 struct acp_config {
   __u32 mode;       /* enum acp_mode */
-  __u32 reserved;
+  /* The transparent door (host byte order; 0 = off: a refused TCP connect() fails with EPERM
+   * as ever). When on, in enforce mode, a TCP connect4/connect6 to a destination that is not
+   * an allow_map entry is rewritten to the session proxy's transparent listener,
+   * 127.0.0.1:door_port4 (for ::ffff:a.b.c.d on an IPv6 socket: ::ffff:127.0.0.1) or
+   * [::1]:door_port6, and its original destination recorded (door_origin). */
+  __u16 door_port4;
+  __u16 door_port6;
   __u64 session_id; /* random; stamps every event so readers can tell sessions apart */
+};
+
+/* door_origin value: where a connection the door led in was going. Keyed by the client
+ * socket's local (address, port) as an acp_endpoint (IPv6 form, proto ACP_PROTO_TCP): exactly
+ * the peer the proxy's accept() returns. Written by the sock_ops program before the SYN is
+ * sent, removed when that socket closes. */
+struct acp_door_origin {
+  struct acp_endpoint dst; /* the destination connect() named; proto ACP_PROTO_TCP */
+  __u32 pad;               /* 0 */
+  __u64 cookie;            /* socket cookie of the client socket: whose entry this is */
 };
 
 /* One attempt the programs refused (or, in audit mode, would have refused). Sent through

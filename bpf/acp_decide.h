@@ -215,6 +215,59 @@ static __always_inline int acp_egress_should_report(__u64 cookie, int seen, __u8
   return 1;
 }
 
+/* ---- the transparent door (acp_config.door_port4/6) ----
+ * With the door on, a TCP connect() the allow map does not hold is not refused: connect4/6
+ * rewrite it to the session proxy's transparent listener and keep the original destination
+ * in the socket's storage; the sock_ops program publishes it by the client's local
+ * (address, port) before the SYN leaves (door_origin), where the proxy looks it up for each
+ * accepted peer; getpeername4/6 hand the original back to the agent. */
+
+/* The door port a connect() is led to, or 0 when it is judged as ever (allowed, or refused
+ * with EPERM). Only a TCP connect in enforce mode to a destination the allow map does not
+ * hold: UDP, audit mode (which lets everything through to where it asked, and reports it) and
+ * the door off (port 0) stay as they were. A mapped IPv4 destination (and every connect4 key)
+ * goes to the IPv4 listener, a native IPv6 one to the IPv6 listener. */
+static __always_inline __u16 acp_door_port(const struct acp_endpoint *dst, int allowed,
+                                           __u32 mode, __u16 door_port4, __u16 door_port6) {
+  if (allowed || mode != ACP_MODE_ENFORCE || dst->proto != ACP_PROTO_TCP) return 0;
+  return acp_key_is_mapped4(dst) ? door_port4 : door_port6;
+}
+
+/* The door listener a destination is led to, as a key: 127.0.0.1 (as ::ffff:127.0.0.1) for a
+ * mapped IPv4 destination, ::1 otherwise; port as acp_door_port() chose it. */
+static __always_inline void acp_door_target(struct acp_endpoint *t,
+                                            const struct acp_endpoint *dst, __u16 port) {
+  int v4 = acp_key_is_mapped4(dst);
+ACP_UNROLL
+  for (int i = 0; i < 16; i++) t->addr[i] = 0;
+  if (v4) {
+    t->addr[10] = 0xff;
+    t->addr[11] = 0xff;
+    t->addr[12] = 127;
+  }
+  t->addr[15] = 1;
+  t->port = port;
+  t->proto = ACP_PROTO_TCP;
+  t->pad = 0;
+}
+
+/* Whether a connected socket's peer (IPv6 form, proto set) is the door listener of the
+ * destination recorded for it: only then is the record about the socket's current
+ * connection (a socket that later connected elsewhere keeps a stale record, never used). */
+static __always_inline int acp_door_is_target(const struct acp_endpoint *peer,
+                                              const struct acp_endpoint *recorded,
+                                              __u16 door_port4, __u16 door_port6) {
+  __u16 port = acp_key_is_mapped4(recorded) ? door_port4 : door_port6;
+  if (port == 0) return 0;
+  struct acp_endpoint t;
+  acp_door_target(&t, recorded, port);
+  if (peer->port != t.port || peer->proto != ACP_PROTO_TCP) return 0;
+  int same = 1;
+ACP_UNROLL
+  for (int i = 0; i < 16; i++) same &= peer->addr[i] == t.addr[i];
+  return same;
+}
+
 /* ---- cgroup/connect_unix, cgroup/sendmsg_unix: local IPC ----
  * An agent that cannot reach the network may ask an unconfined local process to do it: the
  * Docker API socket, a D-Bus bus (systemd-run --user), a tmux or screen server, an ssh-agent,

@@ -30,13 +30,68 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Judge one destination. Returns 1 (let the call proceed) or 0 (the kernel fails the call
- * with EPERM). */
+/* ---- the transparent door (acp_decide.h: acp_door_port) ---- */
+
+/* The original destination of a socket the door led in, as connect4/6 saw it. Only these
+ * programs write it (the agent reaches no map); it goes with the socket. */
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct acp_endpoint);
+} door_dst SEC(".maps");
+
+/* The same, published by the client's local (address, port) for the proxy (acp_abi.h). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, ACP_DOOR_SLOTS);
+  __type(key, struct acp_endpoint);
+  __type(value, struct acp_door_origin);
+} door_origin SEC(".maps");
+
+/* Leads the connect() to the door: records where it was going, then rewrites the address the
+ * kernel connects to. Returns 0 when the record cannot be made: the caller refuses. */
+static __always_inline int door_redirect(struct bpf_sock_addr *ctx,
+                                         const struct acp_endpoint *key, __u16 door, __u8 hook) {
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk) return 0;
+  struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  if (!rec) return 0;
+  __builtin_memcpy(rec, key, sizeof(*rec));
+  ctx->user_port = bpf_htons(door);
+  if (hook == ACP_HOOK_CONNECT4) {
+    ctx->user_ip4 = bpf_htonl(0x7f000001);
+  } else if (acp_key_is_mapped4(key)) {
+    ctx->user_ip6[0] = 0;
+    ctx->user_ip6[1] = 0;
+    ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+    ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+  } else {
+    ctx->user_ip6[0] = 0;
+    ctx->user_ip6[1] = 0;
+    ctx->user_ip6[2] = 0;
+    ctx->user_ip6[3] = bpf_htonl(1);
+  }
+  return 1;
+}
+
+/* Judge one destination. Returns 1 (let the call proceed, possibly led to the door) or 0 (the
+ * kernel fails the call with EPERM). door: a constant, 1 only in the acp_door_connect4/6
+ * programs, so that the wall without the door is the very bytecode it was (no socket-storage
+ * helper, no extra verifier work). */
 static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_endpoint *key,
-                                 __u32 fam_idx, __u8 hook) {
+                                 __u32 fam_idx, __u8 hook, int door_on) {
   struct acp_config *cfg = get_config();
   __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE; /* no config: enforce (fail closed) */
   int hit = bpf_map_lookup_elem(&allow_map, key) != NULL;
+  if (door_on && cfg) { /* only the connect4/6 door programs: never sendmsg4/6 (UDP) */
+    __u16 door = acp_door_port(key, hit, mode, cfg->door_port4, cfg->door_port6);
+    if (door != 0 && door_redirect(ctx, key, door, hook)) {
+      count(fam_idx, acp_proto_idx(key->proto), 0); /* led in: the proxy judges and audits it */
+      return 1;
+    }
+  }
   __u8 verdict = acp_verdict_for(hit, mode);
   count(fam_idx, acp_proto_idx(key->proto), verdict != ACP_VERDICT_ALLOW);
   if (verdict == ACP_VERDICT_ALLOW) return 1;
@@ -54,14 +109,14 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_end
   return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
 }
 
-static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook) {
+static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook, int door_on) {
   struct acp_endpoint key;
   __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
   acp_key_from_ip4(&key, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), proto);
-  return judge(ctx, &key, ACP_FAM_INET, hook);
+  return judge(ctx, &key, ACP_FAM_INET, hook, door_on);
 }
 
-static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook) {
+static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook, int door_on) {
   struct acp_endpoint key;
   __u32 ip6[4];
   /* Narrow loads one word at a time: the verifier allows 4-byte reads of user_ip6[]. */
@@ -72,22 +127,31 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook) {
   __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
   acp_key_from_ip6(&key, ip6, bpf_ntohs((__u16)ctx->user_port), proto);
   /* A mapped IPv4 destination is the IPv4 destination: same key, counted as IPv4. */
-  return judge(ctx, &key, acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6, hook);
+  return judge(ctx, &key, acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6, hook,
+               door_on);
 }
 
 SEC("cgroup/connect4")
-int acp_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4); }
+int acp_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4, 0); }
 
 SEC("cgroup/connect6")
-int acp_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6); }
+int acp_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6, 0); }
+
+/* The same with the transparent door: loaded instead of the two above when it is on
+ * (SockPrograms), and pinned under the same names (link_connect4, link_connect6). */
+SEC("cgroup/connect4")
+int acp_door_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4, 1); }
+
+SEC("cgroup/connect6")
+int acp_door_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6, 1); }
 
 /* Unconnected UDP: sendto()/sendmsg() with a destination. Connected UDP was judged at
  * connect(). */
 SEC("cgroup/sendmsg4")
-int acp_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_SENDMSG4); }
+int acp_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_SENDMSG4, 0); }
 
 SEC("cgroup/sendmsg6")
-int acp_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_SENDMSG6); }
+int acp_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_SENDMSG6, 0); }
 
 SEC("cgroup/sock_create")
 int acp_sock_create(struct bpf_sock *ctx) {
@@ -185,4 +249,132 @@ int acp_egress(struct __sk_buff *skb) {
     report(&e);
   }
   return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
+}
+
+/* ---- the transparent door: sock_ops and getpeername (loaded only when the door is on) ---- */
+
+/* The socket's local and remote endpoints as keys, from sock_ops. Every context field is
+ * loaded before the family is looked at: clang would otherwise pick the IPv4 or the IPv6
+ * field through a computed context pointer, which the verifier refuses. local_port is host
+ * order; remote_port holds the network-order port in its top half. */
+static __always_inline void sockops_key(struct acp_endpoint *k, __u32 family, __u32 ip4,
+                                        const __u32 ip6[4], __u16 port) {
+  if (family == ACP_AF_INET)
+    acp_key_from_ip4(k, ip4, port, ACP_PROTO_TCP);
+  else
+    acp_key_from_ip6(k, ip6, port, ACP_PROTO_TCP);
+}
+
+static __always_inline void sockops_local_key(struct bpf_sock_ops *ctx, struct acp_endpoint *k) {
+  __u32 ip6[4];
+  ip6[0] = ctx->local_ip6[0];
+  ip6[1] = ctx->local_ip6[1];
+  ip6[2] = ctx->local_ip6[2];
+  ip6[3] = ctx->local_ip6[3];
+  __u32 ip4 = ctx->local_ip4;
+  ACP_OPAQUE(ip4);
+  sockops_key(k, ctx->family, ip4, ip6, (__u16)ctx->local_port);
+}
+
+static __always_inline void sockops_remote_key(struct bpf_sock_ops *ctx,
+                                               struct acp_endpoint *k) {
+  __u32 ip6[4];
+  ip6[0] = ctx->remote_ip6[0];
+  ip6[1] = ctx->remote_ip6[1];
+  ip6[2] = ctx->remote_ip6[2];
+  ip6[3] = ctx->remote_ip6[3];
+  __u32 ip4 = ctx->remote_ip4;
+  ACP_OPAQUE(ip4);
+  sockops_key(k, ctx->family, ip4, ip6, (__u16)bpf_ntohl(ctx->remote_port));
+}
+
+/* Publishes a led-in socket's original destination by its local (address, port). At
+ * TCP_CONNECT_CB the kernel has bound the local port and not yet sent the SYN, so the entry
+ * exists before the proxy can accept the connection: no race. Then asks for the socket's
+ * state changes, so that its entry goes when it closes. */
+static __always_inline void door_publish(struct bpf_sock_ops *ctx, const struct acp_config *cfg) {
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk) return;
+  struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, 0);
+  if (!rec) return; /* not led in (the common case) */
+  struct acp_endpoint peer;
+  sockops_remote_key(ctx, &peer);
+  if (!acp_door_is_target(&peer, rec, cfg->door_port4, cfg->door_port6)) return;
+  struct acp_endpoint local;
+  sockops_local_key(ctx, &local);
+  struct acp_door_origin o = {};
+  __builtin_memcpy(&o.dst, rec, sizeof(o.dst));
+  o.cookie = bpf_get_socket_cookie(ctx);
+  /* A full map leaves no entry: the proxy refuses the connection it cannot place. */
+  bpf_map_update_elem(&door_origin, &local, &o, BPF_ANY);
+  bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* Removes the entry of a closing socket, if it is still this socket's. */
+static __always_inline void door_forget(struct bpf_sock_ops *ctx) {
+  struct acp_endpoint local;
+  sockops_local_key(ctx, &local);
+  struct acp_door_origin *o = bpf_map_lookup_elem(&door_origin, &local);
+  if (o && o->cookie == bpf_get_socket_cookie(ctx)) bpf_map_delete_elem(&door_origin, &local);
+}
+
+/* sock_ops rather than cgroup/sock_release or a later callback: TCP_CONNECT_CB is the one
+ * point where the local port is known and nothing has reached the proxy yet, and STATE_CB
+ * (TCP_CLOSE) removes the entry while the 4-tuple is still held (TIME_WAIT follows), so a new
+ * connection from the same port always publishes after the old entry went. */
+SEC("sockops")
+int acp_door_sockops(struct bpf_sock_ops *ctx) {
+  if (ctx->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+    struct acp_config *cfg = get_config();
+    if (cfg) door_publish(ctx, cfg);
+  } else if (ctx->op == BPF_SOCK_OPS_STATE_CB && ctx->args[1] == BPF_TCP_CLOSE) {
+    door_forget(ctx);
+  }
+  return 1;
+}
+
+/* getpeername() of a led-in socket returns the destination the agent named, not the door;
+ * only while the socket is connected to the door listener its record names. */
+static __always_inline struct acp_endpoint *door_record_for_peer(struct bpf_sock_addr *ctx,
+                                                                const struct acp_endpoint *peer) {
+  struct acp_config *cfg = get_config();
+  struct bpf_sock *sk = ctx->sk;
+  if (!cfg || !sk) return NULL;
+  struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, 0);
+  if (!rec || !acp_door_is_target(peer, rec, cfg->door_port4, cfg->door_port6)) return NULL;
+  return rec;
+}
+
+SEC("cgroup/getpeername4")
+int acp_getpeername4(struct bpf_sock_addr *ctx) {
+  struct acp_endpoint peer;
+  acp_key_from_ip4(&peer, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), ACP_PROTO_TCP);
+  struct acp_endpoint *rec = door_record_for_peer(ctx, &peer);
+  if (!rec) return 1;
+  __u32 ip;
+  __builtin_memcpy(&ip, &rec->addr[12], sizeof(ip));
+  ctx->user_ip4 = ip;
+  ctx->user_port = bpf_htons(rec->port);
+  return 1;
+}
+
+SEC("cgroup/getpeername6")
+int acp_getpeername6(struct bpf_sock_addr *ctx) {
+  struct acp_endpoint peer;
+  __u32 ip6[4];
+  ip6[0] = ctx->user_ip6[0];
+  ip6[1] = ctx->user_ip6[1];
+  ip6[2] = ctx->user_ip6[2];
+  ip6[3] = ctx->user_ip6[3];
+  acp_key_from_ip6(&peer, ip6, bpf_ntohs((__u16)ctx->user_port), ACP_PROTO_TCP);
+  struct acp_endpoint *rec = door_record_for_peer(ctx, &peer);
+  if (!rec) return 1;
+  __u32 w[4];
+  __builtin_memcpy(w, rec->addr, sizeof(w));
+  ctx->user_ip6[0] = w[0];
+  ctx->user_ip6[1] = w[1];
+  ctx->user_ip6[2] = w[2];
+  ctx->user_ip6[3] = w[3];
+  ctx->user_port = bpf_htons(rec->port);
+  return 1;
 }

@@ -313,6 +313,65 @@ TEST(KernelDecide, EgressReportsOncePerSocket) {
   EXPECT_TRUE(acp_egress_should_report(0, 0, IPPROTO_UDP, 0));
 }
 
+// The transparent door: which connect() is led in, and to which listener.
+TEST(KernelDecide, DoorLeadsOnlyRefusedTcpConnectsInEnforceMode) {
+  acp_endpoint v4 = key4("10.0.0.7", 443, ACP_PROTO_TCP);
+  acp_endpoint mapped = key6("::ffff:10.0.0.7", 443, ACP_PROTO_TCP);
+  acp_endpoint v6 = key6("2001:db8::7", 443, ACP_PROTO_TCP);
+  EXPECT_EQ(acp_door_port(&v4, 0, ACP_MODE_ENFORCE, 8444, 8446), 8444);
+  EXPECT_EQ(acp_door_port(&mapped, 0, ACP_MODE_ENFORCE, 8444, 8446), 8444) << "mapped: IPv4";
+  EXPECT_EQ(acp_door_port(&v6, 0, ACP_MODE_ENFORCE, 8444, 8446), 8446);
+  // Allowed: connects where it asked. Door off (port 0): refused as ever.
+  EXPECT_EQ(acp_door_port(&v4, 1, ACP_MODE_ENFORCE, 8444, 8446), 0);
+  EXPECT_EQ(acp_door_port(&v4, 0, ACP_MODE_ENFORCE, 0, 0), 0);
+  EXPECT_EQ(acp_door_port(&v6, 0, ACP_MODE_ENFORCE, 8444, 0), 0) << "IPv6 door off only";
+  EXPECT_EQ(acp_door_port(&v4, 0, ACP_MODE_ENFORCE, 0, 8446), 0) << "IPv4 door off only";
+  // Audit mode lets everything through to where it asked, reported: the door stays out.
+  EXPECT_EQ(acp_door_port(&v4, 0, ACP_MODE_AUDIT, 8444, 8446), 0);
+  // UDP (and anything that is not TCP) is refused as ever.
+  acp_endpoint udp = key4("10.0.0.7", 53, ACP_PROTO_UDP);
+  acp_endpoint other = key4("10.0.0.7", 53, 0);
+  EXPECT_EQ(acp_door_port(&udp, 0, ACP_MODE_ENFORCE, 8444, 8446), 0);
+  EXPECT_EQ(acp_door_port(&other, 0, ACP_MODE_ENFORCE, 8444, 8446), 0);
+}
+
+TEST(KernelDecide, DoorTargetIsTheLoopbackListenerOfTheSameFamily) {
+  acp_endpoint t;
+  std::memset(&t, 0xaa, sizeof(t));
+  acp_endpoint v4 = key4("10.0.0.7", 443, ACP_PROTO_TCP);
+  acp_door_target(&t, &v4, 8444);
+  EXPECT_TRUE(same(t, key4("127.0.0.1", 8444, ACP_PROTO_TCP)));
+  acp_endpoint mapped = key6("::ffff:10.0.0.7", 443, ACP_PROTO_TCP);
+  std::memset(&t, 0x55, sizeof(t));
+  acp_door_target(&t, &mapped, 8444);
+  EXPECT_TRUE(same(t, key6("::ffff:127.0.0.1", 8444, ACP_PROTO_TCP)));
+  acp_endpoint v6 = key6("2001:db8::7", 443, ACP_PROTO_TCP);
+  std::memset(&t, 0xaa, sizeof(t));
+  acp_door_target(&t, &v6, 8446);
+  EXPECT_TRUE(same(t, key6("::1", 8446, ACP_PROTO_TCP)));
+}
+
+TEST(KernelDecide, DoorRecordCountsOnlyWhileConnectedToItsListener) {
+  acp_endpoint v4 = key4("10.0.0.7", 443, ACP_PROTO_TCP);
+  acp_endpoint v6 = key6("2001:db8::7", 443, ACP_PROTO_TCP);
+  acp_endpoint v4_door = key4("127.0.0.1", 8444, ACP_PROTO_TCP);
+  EXPECT_TRUE(acp_door_is_target(&v4_door, &v4, 8444, 8446));
+  acp_endpoint mapped_door = key6("::ffff:127.0.0.1", 8444, ACP_PROTO_TCP);
+  EXPECT_TRUE(acp_door_is_target(&mapped_door, &v4, 8444, 8446)) << "v4-mapped socket";
+  acp_endpoint v6_door = key6("::1", 8446, ACP_PROTO_TCP);
+  EXPECT_TRUE(acp_door_is_target(&v6_door, &v6, 8444, 8446));
+  // The socket connected again elsewhere (another port, another loopback address, the other
+  // family's listener, the explicit proxy port): its record is stale.
+  for (const acp_endpoint& peer :
+       {key4("127.0.0.1", 8443, ACP_PROTO_TCP), key4("127.0.0.2", 8444, ACP_PROTO_TCP),
+        key6("::1", 8444, ACP_PROTO_TCP), key4("10.0.0.7", 443, ACP_PROTO_TCP),
+        key4("127.0.0.1", 8444, ACP_PROTO_UDP)})
+    EXPECT_FALSE(acp_door_is_target(&peer, &v4, 8444, 8446));
+  EXPECT_FALSE(acp_door_is_target(&mapped_door, &v6, 8444, 8446));
+  // The door turned off: no record counts.
+  EXPECT_FALSE(acp_door_is_target(&v6_door, &v6, 8444, 0));
+}
+
 TEST(KernelDecide, SpelledOutConstantsMatchLibc) {
   EXPECT_EQ(ACP_AF_UNIX, AF_UNIX);
   EXPECT_EQ(ACP_AF_INET, AF_INET);

@@ -39,6 +39,17 @@ TEST(KernelSessionMaps, BadFdsAreErrorsNotCrashes) {
   EXPECT_FALSE(acp::kernel::read_counters(-1).ok());
   EXPECT_FALSE(acp::kernel::read_allow_entries(-1).ok());
   EXPECT_FALSE(acp::kernel::read_config(-1).ok());
+  auto peer = acp::kernel::parse_endpoint("127.0.0.1:40000");
+  ASSERT_TRUE(peer.ok());
+  auto orig = acp::kernel::original_destination(-1, *peer);
+  ASSERT_FALSE(orig.ok());
+  EXPECT_NE(orig.error().message().find("127.0.0.1:40000/tcp"), std::string::npos)
+      << orig.error().message();
+  auto udp = acp::kernel::parse_endpoint("127.0.0.1:40000/udp");
+  ASSERT_TRUE(udp.ok());
+  auto not_tcp = acp::kernel::original_destination(-1, *udp);
+  ASSERT_FALSE(not_tcp.ok());
+  EXPECT_NE(not_tcp.error().message().find("only TCP"), std::string::npos);
   auto st = acp::kernel::write_mode(-1, 9);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message().find("not enforce (0) or audit (1)"), std::string::npos);

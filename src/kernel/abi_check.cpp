@@ -19,8 +19,14 @@ ACP_ASSERT_OFFSET(acp_allow_value, flags, 0);
 
 static_assert(sizeof(acp_config) == 16, "acp_config size");
 ACP_ASSERT_OFFSET(acp_config, mode, 0);
-ACP_ASSERT_OFFSET(acp_config, reserved, 4);
+ACP_ASSERT_OFFSET(acp_config, door_port4, 4);
+ACP_ASSERT_OFFSET(acp_config, door_port6, 6);
 ACP_ASSERT_OFFSET(acp_config, session_id, 8);
+
+static_assert(sizeof(acp_door_origin) == 32, "acp_door_origin size");
+ACP_ASSERT_OFFSET(acp_door_origin, dst, 0);
+ACP_ASSERT_OFFSET(acp_door_origin, pad, 20);
+ACP_ASSERT_OFFSET(acp_door_origin, cookie, 24);
 
 static_assert(sizeof(acp_event) == 80, "acp_event size");
 ACP_ASSERT_OFFSET(acp_event, ts_ns, 0);

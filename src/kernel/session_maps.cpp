@@ -221,6 +221,19 @@ Result<acp_config> read_config(int fd) {
   return cfg;
 }
 
+Result<Endpoint> original_destination(int door_origin_fd, const Endpoint& peer) {
+  if (peer.proto != ACP_PROTO_TCP)
+    return make_error("original destination of peer " + to_string(peer) +
+                          ": only TCP connections are led through the door",
+                      EINVAL);
+  acp_endpoint key = to_abi(peer);
+  acp_door_origin o{};
+  if (bpf_map_lookup_elem(door_origin_fd, &key, &o) != 0)
+    return errno_error("original destination of peer " + to_string(peer) +
+                       " (door_origin holds none: not led in by this session's wall, or closed)");
+  return from_abi(o.dst);
+}
+
 Status write_config(int fd, const acp_config& cfg) {
   uint32_t zero = 0;
   if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) != 0) return errno_error("write config_map");

@@ -19,14 +19,51 @@
 namespace acp::kernel {
 namespace {
 
-// The skeleton's programs and link slots, in kLinkNames order.
-std::array<bpf_program*, kLinkNames.size()> programs(acp_sock* s) {
-  return {s->progs.acp_connect4, s->progs.acp_connect6,    s->progs.acp_sendmsg4,
-          s->progs.acp_sendmsg6, s->progs.acp_sock_create, s->progs.acp_egress};
+// The skeleton's programs and link slots, in kLinkNames order. With the door on, connect4/6
+// are the acp_door_connect4/6 variants (the others are not loaded), pinned under the same names.
+std::array<bpf_program*, kLinkNames.size()> programs(acp_sock* s, bool door_on) {
+  return {door_on ? s->progs.acp_door_connect4 : s->progs.acp_connect4,
+          door_on ? s->progs.acp_door_connect6 : s->progs.acp_connect6,
+          s->progs.acp_sendmsg4,
+          s->progs.acp_sendmsg6,
+          s->progs.acp_sock_create,
+          s->progs.acp_egress};
 }
-std::array<bpf_link**, kLinkNames.size()> link_slots(acp_sock* s) {
-  return {&s->links.acp_connect4, &s->links.acp_connect6,    &s->links.acp_sendmsg4,
-          &s->links.acp_sendmsg6, &s->links.acp_sock_create, &s->links.acp_egress};
+std::array<bpf_link**, kLinkNames.size()> link_slots(acp_sock* s, bool door_on) {
+  return {door_on ? &s->links.acp_door_connect4 : &s->links.acp_connect4,
+          door_on ? &s->links.acp_door_connect6 : &s->links.acp_connect6,
+          &s->links.acp_sendmsg4,
+          &s->links.acp_sendmsg6,
+          &s->links.acp_sock_create,
+          &s->links.acp_egress};
+}
+
+std::array<bpf_program*, kDoorLinkNames.size()> door_programs(acp_sock* s) {
+  return {s->progs.acp_door_sockops, s->progs.acp_getpeername4, s->progs.acp_getpeername6};
+}
+std::array<bpf_link**, kDoorLinkNames.size()> door_link_slots(acp_sock* s) {
+  return {&s->links.acp_door_sockops, &s->links.acp_getpeername4, &s->links.acp_getpeername6};
+}
+
+// Attaches progs to the cgroup into slots, all or nothing; names for the error.
+template <size_t N>
+Status attach_all(const std::array<bpf_program*, N>& progs, const std::array<bpf_link**, N>& slots,
+                  const std::array<const char*, N>& names, int cgroup_fd) {
+  for (size_t i = 0; i < N; i++) {
+    bpf_link* link = bpf_program__attach_cgroup(progs[i], cgroup_fd);
+    if (!link) {
+      int err = errno;
+      for (size_t j = 0; j < i; j++) {
+        bpf_link__destroy(*slots[j]);
+        *slots[j] = nullptr;
+      }
+      return make_error(std::string("attach BPF program ") + names[i] + " to cgroup fd " +
+                            std::to_string(cgroup_fd),
+                        err);
+    }
+    *slots[i] = link;
+  }
+  return {};
 }
 
 bpf_map* map_by_name(acp_sock* s, std::string_view name) {
@@ -38,6 +75,7 @@ bpf_map* map_by_name(acp_sock* s, std::string_view name) {
   if (name == "recent_head") return s->maps.recent_head;
   if (name == "lost_events") return s->maps.lost_events;
   if (name == "unix_allow") return s->maps.unix_allow;
+  if (name == "door_origin") return s->maps.door_origin;
   return nullptr;
 }
 
@@ -84,6 +122,14 @@ Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
   acp_sock* skel = acp_sock::open();
   if (!skel) return errno_error("open BPF object acp_sock (set ACP_DEBUG=1 for libbpf's log)");
   SockPrograms progs(skel);  // destroys the skeleton on every early return below
+  progs.door_on_ = cfg.door_port4 != 0 || cfg.door_port6 != 0;
+  // Door off: the wall is exactly what it was without it (none of the door's programs, the
+  // connect4/6 without the redirect). Door on: the connect4/6 with it, and the door's others.
+  for (bpf_program* p : door_programs(skel)) bpf_program__set_autoload(p, progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_door_connect4, progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_door_connect6, progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_connect4, !progs.door_on_);
+  bpf_program__set_autoload(skel->progs.acp_connect6, !progs.door_on_);
   if (int rc = acp_sock::load(skel); rc != 0)
     return make_error(
         "load BPF programs acp_sock into the kernel (needs root or CAP_BPF+CAP_NET_ADMIN; "
@@ -92,6 +138,8 @@ Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
   acp_config c{};
   c.mode = cfg.mode;
   c.session_id = cfg.session_id;
+  c.door_port4 = cfg.door_port4;
+  c.door_port6 = cfg.door_port6;
   if (auto st = write_config(bpf_map__fd(skel->maps.config_map), c); !st) return st.error();
   // Refused without events in every session: glibc's nscd socket, which every program that
   // looks up a user or host probes and does without. Refused (not allowed) because nscd
@@ -144,7 +192,8 @@ void SockPrograms::load_unix() {
 SockPrograms::SockPrograms(SockPrograms&& o) noexcept
     : skel_(std::exchange(o.skel_, nullptr)),
       unix_(std::exchange(o.unix_, nullptr)),
-      unix_why_(std::move(o.unix_why_)) {}
+      unix_why_(std::move(o.unix_why_)),
+      door_on_(o.door_on_) {}
 
 SockPrograms& SockPrograms::operator=(SockPrograms&& o) noexcept {
   if (this != &o) {
@@ -152,6 +201,7 @@ SockPrograms& SockPrograms::operator=(SockPrograms&& o) noexcept {
     skel_ = std::exchange(o.skel_, nullptr);
     unix_ = std::exchange(o.unix_, nullptr);
     unix_why_ = std::move(o.unix_why_);
+    door_on_ = o.door_on_;
   }
   return *this;
 }
@@ -171,21 +221,19 @@ void SockPrograms::reset() {
 Status SockPrograms::attach(int cgroup_fd) {
   if (!skel_) return make_error("attach BPF programs: not loaded", EINVAL);
   if (attached()) return make_error("attach BPF programs: already attached", EALREADY);
-  auto progs = programs(skel_);
-  auto slots = link_slots(skel_);
-  for (size_t i = 0; i < progs.size(); i++) {
-    bpf_link* link = bpf_program__attach_cgroup(progs[i], cgroup_fd);
-    if (!link) {
-      int err = errno;
-      for (size_t j = 0; j < i; j++) {  // all or nothing
-        bpf_link__destroy(*slots[j]);
-        *slots[j] = nullptr;
+  auto slots = link_slots(skel_, door_on_);
+  if (auto st = attach_all(programs(skel_, door_on_), slots, kLinkNames, cgroup_fd); !st)
+    return st.error();
+  if (door_on_) {
+    if (auto st =
+            attach_all(door_programs(skel_), door_link_slots(skel_), kDoorLinkNames, cgroup_fd);
+        !st) {
+      for (bpf_link** slot : slots) {  // all or nothing: the wall without its door is not asked for
+        bpf_link__destroy(*slot);
+        *slot = nullptr;
       }
-      return make_error(std::string("attach BPF program ") + kLinkNames[i] + " to cgroup fd " +
-                            std::to_string(cgroup_fd),
-                        err);
+      return st.error();
     }
-    *slots[i] = link;
   }
   if (unix_) {
     auto uprogs = unix_programs(unix_);
@@ -208,7 +256,7 @@ Status SockPrograms::attach(int cgroup_fd) {
 }
 
 bool SockPrograms::attached() const {
-  return skel_ && skel_->links.acp_connect4 != nullptr;
+  return skel_ && *link_slots(skel_, door_on_)[0] != nullptr;
 }
 
 Status SockPrograms::pin(const std::string& dir) {
@@ -221,7 +269,7 @@ Status SockPrograms::pin(const std::string& dir) {
   };
   // bpf_obj_pin on the fds rather than bpf_link__pin/bpf_map__pin: libbpf would remember the
   // paths, and a stale pin must never be reused by a later load.
-  auto slots = link_slots(skel_);
+  auto slots = link_slots(skel_, door_on_);
   for (size_t i = 0; i < slots.size(); i++) {
     std::string path = dir + "/link_" + kLinkNames[i];
     if (bpf_obj_pin(bpf_link__fd(*slots[i]), path.c_str()) != 0) {
@@ -236,6 +284,18 @@ Status SockPrograms::pin(const std::string& dir) {
     for (size_t i = 0; i < uslots.size(); i++) {
       std::string path = dir + "/link_" + kUnixLinkNames[i];
       if (bpf_obj_pin(bpf_link__fd(*uslots[i]), path.c_str()) != 0) {
+        int err = errno;
+        undo();
+        return make_error("pin BPF link " + path, err);
+      }
+      made.push_back(path);
+    }
+  }
+  if (door_on_) {
+    auto dslots = door_link_slots(skel_);
+    for (size_t i = 0; i < dslots.size(); i++) {
+      std::string path = dir + "/link_" + kDoorLinkNames[i];
+      if (bpf_obj_pin(bpf_link__fd(*dslots[i]), path.c_str()) != 0) {
         int err = errno;
         undo();
         return make_error("pin BPF link " + path, err);

@@ -52,6 +52,14 @@ Result<Counters> read_counters(int counters_fd);
 Result<std::vector<acp_event>> read_recent_events(int recent_fd);
 Result<uint64_t> read_lost_events(int lost_events_fd);
 Result<acp_config> read_config(int config_map_fd);
+
+// The transparent door: where a connection the door led to the proxy was going. peer is the
+// accepted connection's peer (getpeername() of the proxy's socket: the client's local address
+// and port, IPv4 as ::ffff:a.b.c.d; proto TCP); door_origin_fd is the session's door_origin
+// map (SockPrograms::map_fd("door_origin")). The entry exists from before the client's SYN
+// until its socket closes. ENOENT when there is none (not led in by this session's wall, or
+// already closed): the caller refuses the connection.
+Result<Endpoint> original_destination(int door_origin_fd, const Endpoint& peer);
 Status write_config(int config_map_fd, const acp_config& cfg);
 // Read-modify-write of the mode only; takes effect on the next connect() of every socket.
 // The mode is the map's raw __u32 (enum acp_mode): a value that is neither is refused.

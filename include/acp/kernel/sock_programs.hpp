@@ -33,6 +33,11 @@ namespace acp::kernel {
 struct SockConfig {
   uint32_t mode = ACP_MODE_ENFORCE;  // enum acp_mode
   uint64_t session_id = 0;           // stamps every event
+  // The transparent door (acp_config, docs/architecture.md): the proxy's transparent listener
+  // on 127.0.0.1 and on [::1]. Both 0 (the default): off, a refused TCP connect() fails with
+  // EPERM and the door programs are neither loaded nor attached.
+  uint16_t door_port4 = 0;
+  uint16_t door_port6 = 0;
 };
 
 // The programs in attach order, with the names their link pins take (link_<name>). "egress" is
@@ -41,6 +46,10 @@ inline constexpr std::array<const char*, 6> kLinkNames = {"connect4", "connect6"
                                                           "sendmsg6", "sock_create", "egress"};
 // The local-IPC programs (acp_unix), pinned as link_<name> too when the kernel has them.
 inline constexpr std::array<const char*, 2> kUnixLinkNames = {"connect_unix", "sendmsg_unix"};
+// The transparent door's programs (sock_ops publishes the original destination, getpeername4/6
+// return it to the agent), pinned as link_<name> too when the door is on.
+inline constexpr std::array<const char*, 3> kDoorLinkNames = {"door_sockops", "getpeername4",
+                                                              "getpeername6"};
 
 class SockPrograms {
  public:
@@ -67,6 +76,10 @@ class SockPrograms {
   // attached once attach() ran), and if not, why.
   bool unix_walled() const { return unix_ != nullptr; }
   const std::string& unix_why() const { return unix_why_; }
+  // Whether the transparent door is on (SockConfig.door_port4/6 not both 0): its programs are
+  // loaded, and attached with the others. map_fd("door_origin") is what the proxy reads
+  // (original_destination(), session_maps.hpp).
+  bool door_on() const { return door_on_; }
 
   // Pins each link as dir/link_<name> and each map as dir/map_<name>; creates dir (0700)
   // when absent. All or nothing: on failure the pins made so far are removed again.
@@ -81,7 +94,8 @@ class SockPrograms {
 
   // The ring buffer of denied attempts (for EventReader). Owned by this object.
   int events_fd() const;
-  // A map's fd by its name in kMapNames, -1 when unknown. Owned by this object.
+  // A map's fd by its name in kMapNames (or "door_origin"), -1 when unknown. Owned by this
+  // object.
   int map_fd(std::string_view name) const;
 
  private:
@@ -92,6 +106,7 @@ class SockPrograms {
   acp_sock* skel_ = nullptr;
   acp_unix* unix_ = nullptr;
   std::string unix_why_;
+  bool door_on_ = false;
 };
 
 }  // namespace acp::kernel
