@@ -663,7 +663,10 @@ TEST_F(ProxyServerTest, EveryRefusalIsRecordedWithTheStatusAndReasonItSent) {
   }
   auto ev = events(sent.size());
   ASSERT_EQ(ev.size(), sent.size());
-  for (const auto& [status, reason] : sent) {
+  for (const auto& refusal : sent) {
+    // Named copies: clang 14 cannot capture a structured binding in a lambda.
+    const unsigned status = refusal.first;
+    const std::string& reason = refusal.second;
     auto it = std::find_if(ev.begin(), ev.end(), [&](const nlohmann::json& e) {
       return e.value("reason", std::string()) == reason;
     });
