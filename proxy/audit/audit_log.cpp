@@ -236,7 +236,13 @@ void AuditLog::run_writer() {
                    std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
     }
-    Status st = commit(group);
+    Status st = make_error("audit log " + path_ + ": commit threw");
+    try {
+      st = commit(group);
+    } catch (const std::exception& e) {
+      // Out of memory: the group fails closed like a failed write, and the writer goes on.
+      st = make_error("audit log " + path_ + ": " + e.what());
+    }
     for (auto& p : group) {
       try {
         p.done(st);
