@@ -17,11 +17,14 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <iterator>
 
 namespace acp::audit {
 namespace {
 
 constexpr size_t kMaxLine = 1 << 20;  // a line longer than this is not one of ours
+constexpr size_t kMaxGroup = 256;     // entries per group commit (one write, one fdatasync)
 
 std::string dump_canonical(const nlohmann::json& j) {
   // nlohmann objects are std::map: keys come out sorted. Invalid UTF-8 (host names and paths
@@ -193,13 +196,76 @@ Status AuditLog::resume() {
   return {};
 }
 
+AuditLog::AuditLog(std::string path, UniqueFd fd)
+    : path_(std::move(path)), fd_(std::move(fd)), sync_([](int f) { return ::fdatasync(f); }) {
+  writer_ = std::thread([this] { run_writer(); });
+}
+
 AuditLog::~AuditLog() {
-  writer_.join();
+  {
+    std::lock_guard<std::mutex> guard(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_one();
+  writer_.join();  // the writer commits whatever is still queued first
+}
+
+void AuditLog::enqueue(nlohmann::json entry, Done done) {
+  if (!entry.is_object()) {
+    done(make_error("audit entry is not a JSON object"));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> guard(queue_mu_);
+    queue_.push_back({std::move(entry), std::move(done)});
+  }
+  queue_cv_.notify_one();
+}
+
+void AuditLog::run_writer() {
+  for (;;) {
+    std::deque<Pending> group;
+    {
+      std::unique_lock<std::mutex> lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to write
+      // Everything that arrived while the previous group was syncing shares this sync, up to
+      // a bound that keeps one write() and its latency small.
+      size_t n = std::min(queue_.size(), kMaxGroup);
+      group.insert(group.end(), std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    Status st = make_error("audit log " + path_ + ": commit threw");
+    try {
+      st = commit(group);
+    } catch (const std::exception& e) {
+      // Out of memory: the group fails closed like a failed write, and the writer goes on.
+      st = make_error("audit log " + path_ + ": " + e.what());
+    }
+    for (auto& p : group) {
+      try {
+        p.done(st);
+      } catch (...) {
+        // A waiter's callback must not stop the writer: the other waiters still need theirs.
+      }
+    }
+  }
+}
+
+Status AuditLog::append(nlohmann::json entry) {
+  // The callback owns the promise: the writer may still be inside set_value() when get()
+  // returns here.
+  auto on_disk = std::make_shared<std::promise<Status>>();
+  auto result = on_disk->get_future();
+  enqueue(std::move(entry), [on_disk](Status st) { on_disk->set_value(std::move(st)); });
+  return result.get();
 }
 
 boost::asio::awaitable<Status> AuditLog::append_async(nlohmann::json entry) {
-  // The writer thread appends, then wakes the caller on the caller's own (single-threaded)
-  // executor by cancelling a timer there: the coroutine never runs on the writer thread.
+  // The writer thread completes the entry, then wakes the caller on the caller's own executor
+  // by moving a timer's expiry to the past there (whether or not the wait has started yet):
+  // the coroutine never runs on the writer thread.
   struct Op {
     explicit Op(const boost::asio::any_io_executor& ex) : done(ex) {
       done.expires_at(boost::asio::steady_timer::time_point::max());
@@ -209,9 +275,10 @@ boost::asio::awaitable<Status> AuditLog::append_async(nlohmann::json entry) {
   };
   auto ex = co_await boost::asio::this_coro::executor;
   auto op = std::make_shared<Op>(ex);
-  boost::asio::post(writer_, [this, op, ex, e = std::move(entry)]() mutable {
-    op->result = append(std::move(e));
-    boost::asio::post(ex, [op] { op->done.cancel(); });
+  enqueue(std::move(entry), [op, ex](Status st) {
+    op->result = std::move(st);
+    boost::asio::post(ex,
+                      [op] { op->done.expires_at(boost::asio::steady_timer::time_point::min()); });
   });
   boost::system::error_code ec;
   co_await op->done.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
@@ -219,14 +286,12 @@ boost::asio::awaitable<Status> AuditLog::append_async(nlohmann::json entry) {
 }
 
 void AuditLog::append_detached(nlohmann::json entry, std::function<void(const Error&)> on_error) {
-  boost::asio::post(writer_, [this, e = std::move(entry), cb = std::move(on_error)]() mutable {
-    Status st = append(std::move(e));
+  enqueue(std::move(entry), [cb = std::move(on_error)](Status st) {
     if (!st && cb) cb(st.error());
   });
 }
 
-Status AuditLog::append(nlohmann::json entry) {
-  if (!entry.is_object()) return make_error("audit entry is not a JSON object");
+Status AuditLog::commit(std::deque<Pending>& group) {
   std::lock_guard<std::mutex> guard(mu_);
   FileLock lock(fd_.get());
   if (!lock.ok()) return errno_error("lock audit log " + path_);
@@ -236,15 +301,27 @@ Status AuditLog::append(nlohmann::json entry) {
     // Another process (another session) appended since: continue from its last line.
     if (auto s = resume(); !s) return s;
   }
-  entry.erase("hash");
-  entry["timestamp"] = iso8601_now();
-  entry["seq"] = seq_ + 1;
-  entry["prev"] = prev_;
-  entry["hash"] = entry_hash(entry, prev_);
-  std::string line = dump_canonical(entry);
-  std::string out = line + '\n';
+  // Chain the group in queue order; seq_ and prev_ move only once it is all on disk.
+  uint64_t seq = seq_;
+  std::string prev = prev_;
+  std::string out;
+  for (auto& p : group) {
+    nlohmann::json& entry = p.entry;
+    entry.erase("hash");
+    entry["timestamp"] = iso8601_now();
+    entry["seq"] = ++seq;
+    entry["prev"] = prev;
+    entry["hash"] = entry_hash(entry, prev);
+    std::string line = dump_canonical(entry);
+    prev = sha256_hex(line);
+    out += line;
+    out += '\n';
+  }
 
+  const std::string of_group =
+      group.size() > 1 ? " (group of " + std::to_string(group.size()) + " entries)" : "";
   auto roll_back = [&](Error e) -> Status {
+    e.context += of_group;
     if (::ftruncate(fd_.get(), size_) != 0)
       e.context += " (and truncating back to " + std::to_string(size_) +
                    " bytes failed: " + std::strerror(errno) + ")";
@@ -253,14 +330,16 @@ Status AuditLog::append(nlohmann::json entry) {
   ssize_t n = ::write(fd_.get(), out.data(), out.size());
   if (n < 0) return roll_back(errno_error("write audit log " + path_));
   if (static_cast<size_t>(n) != out.size())
-    // A short write: the file size limit or the disk ran out within the line.
+    // A short write: the file size limit or the disk ran out within the group.
     return roll_back(make_error("write audit log " + path_ + ": short write (" + std::to_string(n) +
                                     " of " + std::to_string(out.size()) + " bytes)",
                                 ENOSPC));
-  if (::fdatasync(fd_.get()) != 0) return roll_back(errno_error("fdatasync audit log " + path_));
-  seq_ += 1;
-  prev_ = sha256_hex(line);
+  syncs_.fetch_add(1);
+  if (sync_(fd_.get()) != 0) return roll_back(errno_error("fdatasync audit log " + path_));
+  seq_ = seq;
+  prev_ = std::move(prev);
   size_ += static_cast<off_t>(out.size());
+  records_.fetch_add(group.size());
   return {};
 }
 
