@@ -118,3 +118,26 @@ TEST(RunOptions, ConflictingOrImpossibleBackendChoicesAreRefused) {
 }
 
 }  // namespace
+
+TEST(RunOptions, DoorIsProxyByDefaultAndTransparentOnlyOnBpf) {
+  auto p = parse({"--", "true"});
+  ASSERT_TRUE(p.parse_ok) << p.error;
+  EXPECT_EQ(p.opts.door, "proxy");
+  for (const char* door : {"transparent", "both", "proxy"}) {
+    auto d = parse({std::string("--door=") + door, "--backend=bpf", "--", "true"});
+    ASSERT_TRUE(d.parse_ok) << d.error;
+    EXPECT_TRUE(acp::validate_run_options(d.opts).ok()) << door;
+  }
+  EXPECT_FALSE(parse({"--door=sideways", "--", "true"}).parse_ok);
+  for (const char* backend : {"iptables", "docker", "preload", "none"}) {
+    auto d = parse({"--door=both", std::string("--backend=") + backend, "--", "true"});
+    ASSERT_TRUE(d.parse_ok) << d.error;
+    auto st = acp::validate_run_options(d.opts);
+    ASSERT_FALSE(st.ok()) << backend;
+    EXPECT_NE(st.error().message().find("needs the bpf backend"), std::string::npos)
+        << st.error().message();
+  }
+  auto tls = parse({"--door=both", "--inspect-tls", "--", "true"});
+  ASSERT_TRUE(tls.parse_ok) << tls.error;
+  EXPECT_FALSE(acp::validate_run_options(tls.opts).ok());
+}

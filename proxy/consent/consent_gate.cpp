@@ -67,6 +67,7 @@ nlohmann::json action_to_json(const Action& a) {
   if (!a.args.empty()) j["args"] = a.args;
   if (!a.tool.empty()) j["tool"] = a.tool;
   if (!a.server.empty()) j["server"] = a.server;
+  if (!a.via.empty()) j["via"] = a.via;
   return j;
 }
 

@@ -169,6 +169,10 @@ net::awaitable<Connection::HeadRead> Connection::read_head(bool first, size_t& h
 net::awaitable<void> Connection::run() {
   for (bool first = true; !closed_; first = false)
     if (!co_await serve_request(first)) break;
+  co_await finish();
+}
+
+net::awaitable<void> Connection::finish() {
   error_code ec;
   up_.close_socket();
   if (client_.tls() && !closed_) co_await close_tls();
@@ -260,6 +264,7 @@ net::awaitable<Judgement> Connection::judge(const RequestTarget& target, std::st
   action.path = target.path;
   action.session = state_->cfg.session_id;
   action.client = peer_addr_;
+  if (door_) action.via = "transparent";
   Judgement j = co_await judge(std::move(action));
   event.judged(j);
   co_return j;
@@ -314,6 +319,7 @@ net::awaitable<void> Connection::refuse(RequestEvent& event, Refusal r) {
     state_->audit(std::move(r.audit));
   }
   (r.status == 403 ? state_->n_denied : state_->n_errors).fetch_add(1, std::memory_order_relaxed);
+  if (door_ && !door_http_) r.answer = false;  // a TLS or other client: no HTTP answer
   if (!r.answer || closed_) co_return;
   auto res = refusal_response(r.status, r.error, r.reason);
   if (!r.request_id.empty()) res.set("X-ACP-Request-Id", r.request_id);

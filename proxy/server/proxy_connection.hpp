@@ -7,6 +7,8 @@
 //   tls_interception.cpp  an inspected CONNECT: TLS with the agent on a minted leaf, verified
 //                         TLS to the origin, SNI/Host agreement
 //   mcp_gate.cpp          MCP tools/call consent inside an allowed request body
+//   transparent_door.cpp  a connection the wall led in (issue 16): original destination, first
+//                         bytes (SNI, Host), then served as a CONNECT to that name would be
 // and free-standing parts: upstream.hpp (resolve, destination check, connect, the kept-alive
 // upstream) and tunnel_relay.hpp (byte pumping of a tunnel).
 #pragma once
@@ -46,6 +48,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   boost::asio::awaitable<void> run();
+  // A connection the transparent door accepted (transparent_door.cpp, docs/transparent.md).
+  boost::asio::awaitable<void> run_door();
   // From ProxyServer::stop(): aborts whatever the connection is waiting on.
   void close();
 
@@ -67,6 +71,21 @@ class Connection {
   boost::asio::awaitable<void> refuse(RequestEvent& event, Refusal r);
   boost::asio::awaitable<void> lingering_close();
   boost::asio::awaitable<void> close_tls();
+
+  // After the last request: the upstream, the client's TLS and the socket closed.
+  boost::asio::awaitable<void> finish();
+
+  // --- the transparent door (transparent_door.cpp)
+  // Judges a led-in connection by its original destination and first bytes and opens its
+  // tunnel; true when requests follow (the client spoke HTTP: served as in a plain tunnel).
+  boost::asio::awaitable<bool> open_door(RequestEvent& event);
+  // The target a led-in connection is judged as: the SNI of its ClientHello, the Host of its
+  // HTTP request, else the original address (read from buffer_, filled here within a bound).
+  boost::asio::awaitable<std::optional<RequestTarget>> door_target(
+      const boost::asio::ip::tcp::endpoint& original, RequestEvent& event);
+  // A led-in connection refused before any judgement: closed (answered only when it spoke
+  // HTTP) and audited.
+  boost::asio::awaitable<void> refuse_door(RequestEvent& event, std::string reason);
 
   // --- CONNECT tunnels (proxy_connection.cpp; the byte pumping is tunnel_relay.hpp)
   boost::asio::awaitable<bool> handle_connect(RequestParser& parser, RequestEvent& event);
@@ -136,6 +155,10 @@ class Connection {
   std::optional<RequestTarget> inspected_;
   bool plain_tunnel_ = false;  // inspected_ without TLS: the client spoke HTTP in a tunnel
   std::string peer_addr_;      // peer_ without the port: Action::client
+  // Led in by the transparent door: the Action says so; a refusal is answered (403) only when
+  // the client spoke HTTP (door_http_), else the connection is just closed.
+  bool door_ = false;
+  bool door_http_ = false;
 };
 
 }  // namespace acp::proxy

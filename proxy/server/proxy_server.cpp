@@ -42,8 +42,36 @@ std::string foreign_client(const ProxyServer::State& state, const tcp::socket& s
          state.cfg.client_cgroup;
 }
 
-net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, size_t index) {
-  auto& acceptor = state->acceptors[index];
+// A listener bound, registered as one of ACP's own endpoints before it listens (so that no
+// connection ever reaches it unregistered), and listening.
+struct BoundListener {
+  tcp::acceptor acceptor;
+  OwnEndpoint own;
+  tcp::endpoint bound;
+};
+
+Result<BoundListener> bind_listener(net::io_context& io, const tcp::endpoint& ep,
+                                    const std::string& own_name) {
+  boost::system::error_code ec;
+  tcp::acceptor a(io);
+  const std::string where =
+      "listen on " + ep.address().to_string() + " port " + std::to_string(ep.port());
+  if (a.open(ep.protocol(), ec); ec) return make_error(where, ec.value());
+  a.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (ep.address().is_v6()) a.set_option(net::ip::v6_only(true), ec);
+  if (a.bind(ep, ec); ec) return make_error(where, ec.value());
+  auto reg = register_own_endpoint(a.native_handle(), own_name + " (" + endpoint_text(ep) + ")");
+  if (!reg) return reg.error();
+  if (a.listen(net::socket_base::max_listen_connections, ec); ec)
+    return make_error(where, ec.value());
+  auto bound = a.local_endpoint(ec);
+  if (ec) return make_error(where, ec.value());
+  return BoundListener{std::move(a), std::move(*reg), bound};
+}
+
+// Accepts on `acceptor` until the server stops; `door`: the transparent door's listener.
+net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, tcp::acceptor& acceptor,
+                                 bool door) {
   for (;;) {
     boost::system::error_code ec;
     tcp::socket socket =
@@ -79,23 +107,53 @@ net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, size
                                " connections (max_connections)"),
           net::detached);
     } else {
-      net::co_spawn(state->io, serve_connection(state, std::move(socket)), net::detached);
+      net::co_spawn(state->io,
+                    door ? serve_door_connection(state, std::move(socket))
+                         : serve_connection(state, std::move(socket)),
+                    net::detached);
     }
   }
 }
 
+// The door's listeners belong to the server only once it started (a server that failed to
+// bind its port leaves them to the next try).
+void stop_listening(ProxyServer::State& s) {
+  s.stopped = true;
+  boost::system::error_code ec;
+  const bool started = !s.acceptors.empty();
+  for (auto& a : s.acceptors) a.close(ec);
+  if (s.cfg.door && started) {
+    for (auto& a : s.cfg.door->acceptors) a.close(ec);
+    s.cfg.door->own.clear();
+  }
+  s.own.clear();
+}
+
 }  // namespace
+
+Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io) {
+  auto door = std::make_shared<DoorListeners>();
+  for (const char* addr : {"127.0.0.1", "::1"}) {
+    auto l = bind_listener(io, tcp::endpoint(net::ip::make_address(addr), 0), "transparent door");
+    if (!l) {
+      // A host without IPv6 loopback: IPv6 connects stay refused (port6 0).
+      if (std::string_view(addr) == "::1" &&
+          (l.error().err == EADDRNOTAVAIL || l.error().err == EAFNOSUPPORT))
+        continue;
+      return make_error("the transparent door: " + l.error().message(), l.error().err);
+    }
+    (std::string_view(addr) == "::1" ? door->port6 : door->port4) = l->bound.port();
+    door->acceptors.push_back(std::move(l->acceptor));
+    door->own.push_back(std::move(l->own));
+  }
+  return door;
+}
 
 ProxyServer::ProxyServer(net::io_context& io, ProxyConfig cfg, RequestJudge& judge)
     : state_(std::make_shared<State>(io, std::move(cfg), judge)) {}
 
 ProxyServer::~ProxyServer() {
-  state_->stopped = true;
-  for (auto& a : state_->acceptors) {
-    boost::system::error_code ec;
-    a.close(ec);
-  }
-  state_->own.clear();
+  stop_listening(*state_);
 }
 
 Status ProxyServer::start() {
@@ -112,30 +170,22 @@ Status ProxyServer::start() {
   std::vector<OwnEndpoint> own;
   std::vector<tcp::endpoint> bound;
   for (const auto& ep : s.cfg.listen) {
-    boost::system::error_code ec;
-    tcp::acceptor a(s.io);
-    const std::string where =
-        "listen on " + ep.address().to_string() + " port " + std::to_string(ep.port());
-    if (a.open(ep.protocol(), ec); ec) return make_error(where, ec.value());
-    a.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (ep.address().is_v6()) a.set_option(net::ip::v6_only(true), ec);
-    if (a.bind(ep, ec); ec) return make_error(where, ec.value());
-    // Registered before listen(): no connection ever reaches it unregistered.
-    auto reg = register_own_endpoint(a.native_handle(), own_name + " (" + endpoint_text(ep) + ")");
-    if (!reg) return reg.error();
-    own.push_back(std::move(*reg));
-    if (a.listen(net::socket_base::max_listen_connections, ec); ec)
-      return make_error(where, ec.value());
-    bound.push_back(a.local_endpoint(ec));
-    if (ec) return make_error(where, ec.value());
-    acceptors.push_back(std::move(a));
+    auto l = bind_listener(s.io, ep, own_name);
+    if (!l) return l.error();
+    acceptors.push_back(std::move(l->acceptor));
+    own.push_back(std::move(l->own));
+    bound.push_back(l->bound);
   }
+  if (s.cfg.door && !s.cfg.door_origin)
+    return make_error("the transparent door needs the wall's original destinations", EINVAL);
   s.acceptors = std::move(acceptors);
   s.bound = std::move(bound);
   s.own = std::move(own);
   s.stopped = false;
-  for (size_t i = 0; i < s.acceptors.size(); ++i)
-    net::co_spawn(s.io, accept_loop(state_, i), net::detached);
+  for (auto& a : s.acceptors) net::co_spawn(s.io, accept_loop(state_, a, false), net::detached);
+  if (s.cfg.door)
+    for (auto& a : s.cfg.door->acceptors)
+      net::co_spawn(s.io, accept_loop(state_, a, true), net::detached);
   return {};
 }
 
@@ -145,12 +195,7 @@ std::vector<tcp::endpoint> ProxyServer::local_endpoints() const {
 
 void ProxyServer::stop() {
   auto& s = *state_;
-  s.stopped = true;
-  for (auto& a : s.acceptors) {
-    boost::system::error_code ec;
-    a.close(ec);
-  }
-  s.own.clear();
+  stop_listening(s);
   // close() removes nothing from the set itself; copy since a closed connection may finish
   // synchronously in some paths.
   auto live = std::vector<Connection*>(s.connections.begin(), s.connections.end());

@@ -57,6 +57,9 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
 // Serves one client connection until it closes; `self` keeps the connection alive.
 boost::asio::awaitable<void> serve_connection(std::shared_ptr<ProxyServer::State> state,
                                               boost::asio::ip::tcp::socket socket);
+// Serves one connection the transparent door led in (transparent_door.cpp, docs/transparent.md).
+boost::asio::awaitable<void> serve_door_connection(std::shared_ptr<ProxyServer::State> state,
+                                                   boost::asio::ip::tcp::socket socket);
 // Answers a connection that is not served (beyond max_connections: 503; a client outside the
 // session: 403) with `status` and a JSON {error, reason}, then closes it.
 boost::asio::awaitable<void> refuse_at_accept(std::shared_ptr<ProxyServer::State> state,

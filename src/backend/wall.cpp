@@ -22,7 +22,10 @@ class BpfWall final : public Wall {
     if (spec.cgroup_fd < 0) return make_error("the bpf wall needs the session cgroup", EINVAL);
     pin_dir_ = spec.pin_dir;
     const uint32_t mode = spec.audit_only ? ACP_MODE_AUDIT : ACP_MODE_ENFORCE;
-    auto loaded = kernel::SockPrograms::load(kernel::SockConfig{mode, spec.session_number});
+    kernel::SockConfig cfg{mode, spec.session_number};
+    cfg.door_port4 = spec.door_port4;
+    cfg.door_port6 = spec.door_port6;
+    auto loaded = kernel::SockPrograms::load(cfg);
     if (!loaded) return loaded.error();
     progs_.emplace(std::move(*loaded));
     for (const auto& name : spec.allow_unix)
@@ -63,6 +66,10 @@ class BpfWall final : public Wall {
   }
 
   int events_fd() const override { return progs_ ? progs_->events_fd() : -1; }
+
+  int door_origin_fd() const override {
+    return progs_ && progs_->door_on() ? progs_->map_fd("door_origin") : -1;
+  }
 
  private:
   std::optional<kernel::SockPrograms> progs_;

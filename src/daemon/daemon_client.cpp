@@ -231,6 +231,9 @@ DaemonRoute daemon_route(const RunOptions& o, bool root) {
     r.why_not = "--backend=" + backend + " sessions run standalone (the daemon builds bpf walls)";
   else if (o.inspect_tls)
     r.why_not = "--inspect-tls sessions run standalone (the daemon does not inspect TLS yet)";
+  else if (o.door != "proxy")
+    r.why_not =
+        "--door=" + o.door + " sessions run standalone (the daemon has no transparent door yet)";
   r.ask = r.why_not.empty();
   // A daemon asked for by name that cannot hold the session is refused, never ignored.
   if (!r.ask && r.required)

@@ -119,7 +119,8 @@ int run_built_session(asio::io_context& io, BuiltSession& s, SessionGuard& guard
   ap.argv = o.command;
   ap.user = &user;
   ap.session_id = id;
-  ap.proxy_url = door.proxy_url();
+  // --door=transparent: no proxy settings (set empty, so none inherited points elsewhere).
+  if (o.door != "transparent") ap.proxy_url = door.proxy_url();
   ap.cgroup2_root = s.cgroup2_root;
   ap.cgroup_path = rec.cgroup;
   ap.cgroup_fd = s.cgroup ? s.cgroup->fd() : -1;
@@ -202,6 +203,9 @@ Result<SessionPlan> plan_run_session(const RunOptions& o, backend::Kind kind,
   plan.root = root;
   plan.audit_only = o.audit_only;
   plan.test_pauses = true;
+  auto door = parse_door(o.door);  // the builder's door step refuses it on other backends
+  if (!door) return door.error();
+  plan.door = *door;
   // Everything the agent may reach besides the proxy, parsed before anything is built.
   for (const auto& a : o.allow) {
     auto ep = parse_endpoint(a);
@@ -247,6 +251,9 @@ int run_agent_session(const RunOptions& o) {
   if (!sel->warning.empty()) std::fprintf(stderr, "%s\n", sel->warning.c_str());
   if (o.audit_only && kind != backend::Kind::kBpf)
     return fail("--audit-only needs the bpf backend, and this session would use " + backend_name);
+  if (o.door != "proxy" && kind != backend::Kind::kBpf)
+    return fail("--door=" + o.door + " needs the bpf backend, and this session would use " +
+                backend_name + ": use --door=proxy");
   if (kind == backend::Kind::kDocker) {
     // The same session as `acp contain` with its defaults (contain_options_for_run).
     auto c = contain_options_for_run(o);

@@ -68,6 +68,13 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
       "--no-daemon", [&o] { o.daemon = "never"; }, "Run standalone even when a daemon runs");
   sub->add_option("--daemon-socket", o.daemon_socket,
                   "The daemon's socket (default /run/acp/daemon.sock)");
+  sub->add_option("--door", o.door,
+                  "How the agent reaches the proxy: proxy (clients that honour HTTP(S)_PROXY; "
+                  "any other connect() fails with EPERM), transparent (every TCP connect() is "
+                  "led to the proxy, judged by TLS SNI, HTTP Host or the address; bpf backend "
+                  "only) or both. See docs/transparent.md")
+      ->check(CLI::IsMember({"proxy", "transparent", "both"}))
+      ->default_str("proxy");
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();
@@ -111,6 +118,17 @@ Status validate_run_options(const RunOptions& o) {
     return make_error(
         "--inspect-tls-exclude, --inspect-tls-upstream-ca and --inspect-tls-ca-dir apply only "
         "with --inspect-tls: add it, or leave them out");
+  if (o.door != "proxy" && o.door != "transparent" && o.door != "both")
+    return make_error("--door=" + o.door + ": unknown door; choose proxy, transparent or both");
+  if (o.door != "proxy" && requested_backend(o) != "auto" && requested_backend(o) != "bpf")
+    return make_error("--door=" + o.door +
+                      " needs the bpf backend (its connect hooks lead connections to the proxy); "
+                      "--backend=" +
+                      requested_backend(o) + " cannot: use --door=proxy or --backend=bpf");
+  if (o.door != "proxy" && o.inspect_tls)
+    return make_error("--door=" + o.door +
+                      " with --inspect-tls is not built yet: led-in TLS is judged by its SNI "
+                      "only; use one of them");
   if (o.command.empty() || o.command.front().empty())
     return make_error("no agent command: usage: acp run [OPTIONS] -- CMD [ARGS...]");
   return {};

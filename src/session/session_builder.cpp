@@ -12,6 +12,7 @@
 #include "acp/kernel/bpffs.hpp"
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/task_limit.hpp"
+#include "acp/proxy/proxy_server.hpp"
 #include "acp/session/session_id.hpp"
 #include "acp/session/session_status.hpp"
 #include "acp/session/test_pause.hpp"
@@ -29,8 +30,8 @@ class SessionBuild {
   Result<BuiltSession> run() {
     for (auto step :
          {&SessionBuild::name_session, &SessionBuild::record_step, &SessionBuild::cgroup_step,
-          &SessionBuild::wall_step, &SessionBuild::pins_step, &SessionBuild::proxy_step,
-          &SessionBuild::allow_step}) {
+          &SessionBuild::door_step, &SessionBuild::wall_step, &SessionBuild::pins_step,
+          &SessionBuild::proxy_step, &SessionBuild::allow_step}) {
       if (auto st = (this->*step)(); !st) return undo_after(st.error());
     }
     undo_.dismiss();  // complete: what must outlive acp stays (pins, chains, cgroup, record)
@@ -123,6 +124,22 @@ class SessionBuild {
     return {};
   }
 
+  // Before the wall: its connect hooks need the listeners' ports. Nothing undoes them but
+  // their closing with the builder (or with the proxy, which takes them over).
+  Status door_step() {
+    if (plan_.door == Door::kProxy) return {};
+    if (plan_.kind != backend::Kind::kBpf || plan_.audit_only)
+      return make_error(std::string("--door=transparent or both needs the bpf backend in enforce "
+                                    "mode; this session is ") +
+                            std::string(backend::kind_name(plan_.kind)) +
+                            (plan_.audit_only ? " in audit mode" : "") + ": use --door=proxy",
+                        EINVAL);
+    auto door = proxy::open_door_listeners(io_);
+    if (!door) return door.error();
+    door_ = std::move(*door);
+    return {};
+  }
+
   Status wall_step() {
     if (plan_.wall) {
       out_.wall = std::move(plan_.wall);
@@ -140,6 +157,10 @@ class SessionBuild {
     spec.cgroup2_root = out_.cgroup2_root;
     spec.pin_dir = out_.record.pin_dir;
     spec.allow_unix = plan_.allow_unix;
+    if (door_) {
+      spec.door_port4 = door_->port4;
+      spec.door_port6 = door_->port6;
+    }
     const auto env = launch::current_environment();
     spec.preload_library_override = launch::env_lookup(env, backend::kPreloadLibEnv);
     spec.inherited_ld_preload = launch::env_lookup(env, "LD_PRELOAD");
@@ -179,6 +200,12 @@ class SessionBuild {
     for (const auto& arg : out_.record.command)
       pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
     pcfg.listen_addresses = out_.wall->door_addresses();
+    if (door_) {
+      pcfg.door = door_;
+      pcfg.door_origin_fd = out_.wall->door_origin_fd();
+      if (pcfg.door_origin_fd < 0)
+        return make_error("the " + out_.record.backend + " wall leads no connection to the door");
+    }
     auto proxy = SessionProxy::start(io_, pcfg);
     if (!proxy) return proxy.error();
     out_.proxy = std::move(*proxy);
@@ -197,8 +224,10 @@ class SessionBuild {
   }
 
   // The door and --allow: the wall's undo takes these down with it.
+  // --door=transparent: the explicit listener stays walled (a connect to it is led to the
+  // transparent door, which refuses ACP's own listeners as destinations).
   Status allow_step() {
-    out_.allow = out_.proxy->endpoints();
+    if (plan_.door != Door::kTransparent) out_.allow = out_.proxy->endpoints();
     out_.allow.insert(out_.allow.end(), plan_.extra_allow.begin(), plan_.extra_allow.end());
     return out_.wall->allow(out_.allow);
   }
@@ -208,9 +237,17 @@ class SessionBuild {
   BuiltSession out_;
   UndoStack undo_;
   std::string id_;
+  std::shared_ptr<proxy::DoorListeners> door_;
 };
 
 }  // namespace
+
+Result<Door> parse_door(const std::string& name) {
+  if (name == "proxy") return Door::kProxy;
+  if (name == "transparent") return Door::kTransparent;
+  if (name == "both") return Door::kBoth;
+  return make_error("--door=" + name + ": unknown door; choose proxy, transparent or both", EINVAL);
+}
 
 Result<BuiltSession> build_session(boost::asio::io_context& io, SessionPlan plan) {
   return SessionBuild(io, std::move(plan)).run();

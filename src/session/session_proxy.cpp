@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "acp/kernel/event_reader.hpp"
+#include "acp/kernel/session_maps.hpp"
 #include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/audit_log.hpp"
 #include "acp/proxy/channels.hpp"
@@ -28,6 +29,23 @@ namespace {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
+
+// The transparent door's original destinations: the wall's door_origin map, keyed by the
+// client's address and port as the kernel saw them (IPv4 in the mapped form).
+std::function<Result<tcp::endpoint>(const tcp::endpoint&)> door_origin_lookup(int map_fd) {
+  return [map_fd](const tcp::endpoint& peer) -> Result<tcp::endpoint> {
+    const auto a = peer.address();
+    const auto v6 =
+        a.is_v4() ? asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()) : a.to_v6();
+    auto orig =
+        kernel::original_destination(map_fd, kernel::endpoint_from_ip6(v6.to_bytes(), peer.port()));
+    if (!orig) return orig.error();
+    asio::ip::address_v6 dst(orig->addr);
+    if (dst.is_v4_mapped())
+      return tcp::endpoint(asio::ip::make_address_v4(asio::ip::v4_mapped, dst), orig->port);
+    return tcp::endpoint(dst, orig->port);
+  };
+}
 
 constexpr const char* kDefaultAuditPath = "/var/log/acp/audit.jsonl";
 constexpr const char* kDefaultControlPath = "/run/acp/control.sock";
@@ -118,6 +136,8 @@ class SessionProxyImpl final : public SessionProxy {
       pc.inspect_tls = inspector_;
       pc.client_cgroup = cfg_.client_cgroup;
       pc.own_name = "consent proxy of session " + cfg_.session_id;
+      pc.door = cfg_.door;
+      if (cfg_.door) pc.door_origin = door_origin_lookup(cfg_.door_origin_fd);
       if (cfg_.listen_addresses.empty()) {
         pc.listen = {
             tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};

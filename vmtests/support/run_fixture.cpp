@@ -185,7 +185,9 @@ void RunFixture::TearDown() {
 }
 
 bool RunFixture::start_origin(uint16_t port, const std::string& addr) {
-  extra_origins_.push_back(Proc::start(origin_command(addr, port, dir_ + "/www")));
+  auto argv = origin_wrapper_;
+  for (auto& a : origin_command(addr, port, dir_ + "/www")) argv.push_back(std::move(a));
+  extra_origins_.push_back(Proc::start(argv));
   for (int i = 0; i < 100 && !port_answers(port, addr); ++i) std::this_thread::sleep_for(50ms);
   return port_answers(port, addr);
 }
@@ -212,8 +214,11 @@ bool RunFixture::start_tls_origin(uint16_t port, const std::string& addr) {
       "ctx.load_cert_chain(cert, key)\n"
       "s.socket = ctx.wrap_socket(s.socket, server_side=True)\n"
       "s.serve_forever()\n";
-  extra_origins_.push_back(Proc::start({"python3", "-c", kServer, addr, std::to_string(port),
-                                        dir_ + "/www", cert_path(), dir_ + "/key.pem"}));
+  auto argv = origin_wrapper_;
+  for (const auto& a : {std::string("python3"), std::string("-c"), std::string(kServer), addr,
+                        std::to_string(port), dir_ + "/www", cert_path(), dir_ + "/key.pem"})
+    argv.push_back(a);
+  extra_origins_.push_back(Proc::start(argv));
   for (int i = 0; i < 100 && !port_answers(port, addr); ++i) std::this_thread::sleep_for(50ms);
   return port_answers(port, addr);
 }

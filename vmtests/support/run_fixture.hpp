@@ -90,6 +90,9 @@ class RunFixture : public ::testing::Test {
   uint16_t proxy_port_ = 0;
   Proc origin_;
   std::vector<Proc> extra_origins_;
+  // Prepended to the command of the origins start_origin() and start_tls_origin() start, e.g.
+  // {"ip", "netns", "exec", NAME} to serve inside a test host's namespace.
+  std::vector<std::string> origin_wrapper_;
 };
 
 }  // namespace acp::vmtest

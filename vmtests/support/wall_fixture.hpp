@@ -156,6 +156,8 @@ class NetnsHost {
   ~NetnsHost();
   const std::string& addr4() const { return addr4_; }
   const std::string& addr6() const { return addr6_; }
+  // The namespace's name, for `ip netns exec` (processes that serve inside it).
+  const std::string& name() const { return name_; }
   // The host's end of the veth (10.200.N.1): where the test host reaches the host.
   const std::string& host_addr4() const { return host_addr4_; }
   // The host's end over IPv6 (fd00:acb:N::1).

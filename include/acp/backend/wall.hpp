@@ -42,6 +42,10 @@ struct WallSpec {
   // preload: $ACP_PRELOAD_LIB, and the LD_PRELOAD the agent would inherit.
   std::optional<std::string> preload_library_override;
   std::optional<std::string> inherited_ld_preload;
+  // bpf: the transparent door's listener ports (127.0.0.1, [::1]); 0 and 0: no door, a refused
+  // TCP connect fails with EPERM (docs/transparent.md).
+  uint16_t door_port4 = 0;
+  uint16_t door_port6 = 0;
 };
 
 class Wall {
@@ -67,6 +71,9 @@ class Wall {
   virtual int events_fd() const { return -1; }
   // Where the door must listen for the agent to reach it; empty: loopback (127.0.0.1, ::1).
   virtual std::vector<std::string> door_addresses() const { return {}; }
+  // The transparent door's original destinations (bpf: the door_origin map, read with
+  // kernel::original_destination()); -1 when this wall leads nothing in.
+  virtual int door_origin_fd() const { return -1; }
 };
 
 // The wall of `kind`; docker is refused: its wall needs the docker CLI (make_docker_wall).

@@ -20,6 +20,9 @@ struct Action {
   // The client's IP address as the proxy saw it (no port; IPv4-mapped shown as IPv4): how the
   // node agent's proxy tells which pod is asking.
   std::string client;
+  // How the request reached the proxy: empty for the explicit door, "transparent" for a
+  // connection the wall led in (docs/transparent.md); in the audit entry and the prompt.
+  std::string via;
   // Non-network actions (upstream's exec wrapper, MCP): matched by name/args/tool/server.
   std::string name;
   std::string args;

@@ -17,6 +17,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+#include "acp/proxy/own_endpoints.hpp"
 #include "acp/proxy/request_judge.hpp"
 #include "acp/util/result.hpp"
 
@@ -35,6 +36,8 @@ struct ProxyLimits {
   size_t max_connections = 4096;             // concurrent client connections; beyond: 503
 };
 
+struct DoorListeners;  // below
+
 struct ProxyConfig {
   std::vector<boost::asio::ip::tcp::endpoint> listen;  // port 0: any free port
   ProxyLimits limits;
@@ -50,7 +53,26 @@ struct ProxyConfig {
   // How the listeners are known among ACP's own endpoints (own_endpoints.hpp), which no proxy
   // connects to; empty: "consent proxy".
   std::string own_name;
+  // Set: the transparent door. A connection accepted there is judged by where it was going
+  // (door_origin) and what it sends first (TLS SNI, HTTP Host), as a CONNECT to that name would
+  // be (docs/transparent.md).
+  std::shared_ptr<DoorListeners> door;
+  // Where the door's client at `peer` was connecting to, from kernel state the agent cannot
+  // forge (the wall's door_origin map); an error refuses the connection. Required with door.
+  std::function<Result<boost::asio::ip::tcp::endpoint>(const boost::asio::ip::tcp::endpoint&)>
+      door_origin;
 };
+
+// The transparent door's listeners (issue 16, docs/transparent.md): 127.0.0.1:0 and [::1]:0,
+// registered as ACP's own endpoints and listening. Opened before the wall, whose connect hooks
+// lead refused TCP connects to these ports; then handed to the ProxyServer (ProxyConfig::door).
+struct DoorListeners {
+  std::vector<boost::asio::ip::tcp::acceptor> acceptors;
+  std::vector<OwnEndpoint> own;
+  uint16_t port4 = 0;  // 127.0.0.1
+  uint16_t port6 = 0;  // [::1]; 0 when the host has no IPv6 loopback
+};
+Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_context& io);
 
 struct ProxyCounters {
   uint64_t connections = 0;  // accepted client connections (including refused with 503)

@@ -37,6 +37,9 @@ struct RunOptions {
   // else run standalone; never (--no-daemon): standalone; required: the daemon or fail.
   std::string daemon = "auto";
   std::string daemon_socket;  // empty: /run/acp/daemon.sock ($ACP_RUN_DIR/daemon.sock)
+  // proxy: only the explicit door (HTTP(S)_PROXY); transparent: every other TCP connect is led
+  // to the proxy's transparent listener instead (bpf only; docs/transparent.md); both.
+  std::string door = "proxy";
   std::vector<std::string> command;
 };
 

@@ -5,6 +5,8 @@
 //            `acp run` or `acp gc` never takes the half-built session for an orphan (root only)
 //   cgroup   <cgroup2>/acp/<id>, empty (root only: preload and none without root have none;
 //            docker has none: the container bounds the agent)
+//   door     --door=transparent|both: the transparent door's listeners (their ports go into
+//            the wall; bpf only)
 //   wall     the backend's Wall raised around it (acp/backend/wall.hpp): nothing passes
 //   pins     the wall made to outlive acp (bpf pins): a killed acp leaves the agent walled
 //   proxy    the door: SessionProxy (policy, consent gate, control socket, audit log)
@@ -40,6 +42,12 @@
 
 namespace acp {
 
+// How the agent reaches the proxy (acp run --door, docs/transparent.md): proxy (HTTP(S)_PROXY
+// only; any other connect() is refused), transparent (every TCP connect() the wall refuses is
+// led to the proxy instead; the explicit listener is not reachable), both.
+enum class Door { kProxy, kTransparent, kBoth };
+Result<Door> parse_door(const std::string& name);
+
 // What to build. The builder fills in the id, the cgroup, the pins and the door.
 struct SessionPlan {
   backend::Kind kind = backend::Kind::kBpf;
@@ -48,6 +56,7 @@ struct SessionPlan {
   std::unique_ptr<backend::Wall> wall;
   bool root = true;  // the record and the cgroup are root's; without root there are neither
   bool audit_only = false;
+  Door door = Door::kProxy;                   // transparent and both: bpf only
   std::vector<kernel::Endpoint> extra_allow;  // --allow
   std::vector<std::string> allow_unix;        // --allow-unix (bpf walls local IPC)
   // Who and what: uid, user, command, policy, config, audit_log, owner, runner_pid.

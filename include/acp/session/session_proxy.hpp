@@ -17,6 +17,10 @@
 #include "acp/util/result.hpp"
 #include "acp_abi.h"
 
+namespace acp::proxy {
+struct DoorListeners;
+}
+
 namespace acp {
 
 struct SessionProxyConfig {
@@ -45,6 +49,10 @@ struct SessionProxyConfig {
   std::string client_cgroup;
   // false: everything but the proxy listener (`acp mcp` judges stdio tool calls through judge()).
   bool serve_proxy = true;
+  // The transparent door (--door=transparent|both, docs/transparent.md): its listeners, opened
+  // before the wall, and the wall's door_origin map. Null: no transparent door.
+  std::shared_ptr<proxy::DoorListeners> door;
+  int door_origin_fd = -1;
 };
 
 class SessionProxy {

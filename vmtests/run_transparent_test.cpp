@@ -1,0 +1,145 @@
+// The transparent door end to end (issue 16, docs/transparent.md) under the real `acp run
+// --door=both`: real clients that ignore proxy settings (curl --noproxy '*', Node 20's fetch,
+// openssl s_client) inside the confined agent, against origins in a test host's network
+// namespace (the door refuses loopback destinations), with the real policy and audit log.
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/run_fixture.hpp"
+#include "support/wall_fixture.hpp"
+
+namespace {
+
+using acp::vmtest::free_port;
+using acp::vmtest::NetnsHost;
+using acp::vmtest::Proc;
+
+class RunTransparent : public acp::vmtest::RunFixture {
+ protected:
+  void SetUp() override {
+    RunFixture::SetUp();
+    if (IsSkipped()) return;
+    auto h = NetnsHost::create();
+    ASSERT_TRUE(h.ok()) << h.error().message();
+    host_ = std::move(*h);
+    origin_wrapper_ = {"ip", "netns", "exec", host_->name()};
+  }
+
+  // "http://10.200.N.2:port/"
+  std::string url4(const char* scheme, uint16_t port) const {
+    return std::string(scheme) + "://" + host_->addr4() + ":" + std::to_string(port) + "/";
+  }
+  // default deny; allow the test host's IPv4 address on each port.
+  std::string allow_ports(const std::vector<uint16_t>& ports) {
+    std::string y = "default: deny\nrules:\n";
+    for (auto p : ports)
+      y += "  - match: { kind: http, host: \"" + host_->addr4() + "\", port: " + std::to_string(p) +
+           " }\n    action: allow\n";
+    return write_policy("policy.yml", y);
+  }
+  // Audit entries of judged requests led in by the door, for host:port.
+  std::vector<nlohmann::json> transparent_requests(const std::string& host, uint16_t port) {
+    std::vector<nlohmann::json> out;
+    for (auto& e : audit_entries())
+      if (e.value("kind", "") == "request" && e["action"].value("via", "") == "transparent" &&
+          e["action"].value("host", "") == host && e["action"].value("port", 0) == port)
+        out.push_back(e);
+    return out;
+  }
+
+  std::unique_ptr<NetnsHost> host_;
+};
+
+TEST_F(RunTransparent, ClientsWithoutProxySettingsReachAllowedOriginsAndNotDeniedOnes) {
+  const uint16_t plain = free_port(), tls = free_port(), denied = free_port();
+  ASSERT_TRUE(start_origin(plain, host_->addr4()));
+  ASSERT_TRUE(start_tls_origin(tls, host_->addr4()));
+  ASSERT_TRUE(start_origin(denied, host_->addr4()));
+  const auto policy = allow_ports({plain, tls});
+  const std::string node_fetch =
+      "fetch(process.argv[1]).then(r => r.text()).then(t => console.log('NODE:' + t.trim()))"
+      ".catch(e => { console.log('NODE-FAILED:' + e.message); })";
+  const std::string script = "curl --noproxy '*' -sS -m 20 " + url4("http", plain) +
+                             " | sed 's/^/PLAIN:/'; " + "curl --noproxy '*' -ksS -m 20 " +
+                             url4("https", tls) + " | sed 's/^/TLS:/'; " + "node -e \"$0\" " +
+                             url4("http", plain) + "; " + "curl --noproxy '*' -fsS -m 20 " +
+                             url4("http", denied) + " || echo DENIED-REFUSED";
+  auto r = acp::vmtest::run(acp_run(policy, {"sh", "-c", script, node_fetch}, {"--door=both"}));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("PLAIN:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("TLS:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("NODE:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("DENIED-REFUSED"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("EPERM"), std::string::npos) << r.out;
+  // Each judged as a CONNECT to the original address (no SNI for an IP, no name in the Host),
+  // audited as led in; the denied one refused by the policy.
+  for (auto port : {plain, tls}) {
+    auto entries = transparent_requests(host_->addr4(), port);
+    ASSERT_FALSE(entries.empty()) << "no transparent audit entry for port " << port;
+    EXPECT_EQ(entries.front()["action"]["method"], "CONNECT");
+    EXPECT_EQ(entries.front()["verdict"], "allow");
+  }
+  auto refused = transparent_requests(host_->addr4(), denied);
+  ASSERT_FALSE(refused.empty());
+  EXPECT_EQ(refused.front()["verdict"], "deny");
+}
+
+TEST_F(RunTransparent, AnAllowedSniSentToADeniedAddressReachesTheAllowedAddressOnly) {
+  // The TLS origin listens on the test host's IPv4 address only; the agent dials its IPv6
+  // address (denied: no rule names it), naming the allowed IPv4 address in its SNI. Only a
+  // proxy that dials the judged name, not the original, reaches an origin at all.
+  const uint16_t tls = free_port();
+  ASSERT_TRUE(start_tls_origin(tls, host_->addr4()));
+  const auto policy = allow_ports({tls});
+  const std::string script =
+      "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client -quiet "
+      "-connect '[" +
+      host_->addr6() + "]:" + std::to_string(tls) + "' -servername " + host_->addr4() + " 2>&1";
+  auto r = acp::vmtest::run(acp_run(policy, {"sh", "-c", script}, {"--door=both"}));
+  EXPECT_NE(r.out.find("origin says hello"), std::string::npos) << r.out;
+  auto entries = transparent_requests(host_->addr4(), tls);
+  ASSERT_FALSE(entries.empty()) << r.out;
+  EXPECT_EQ(entries.front()["verdict"], "allow");
+  EXPECT_TRUE(transparent_requests(host_->addr6(), tls).empty());
+}
+
+TEST_F(RunTransparent, LoopbackDestinationsAreRefusedAndAudited) {
+  const auto policy = policy_for_origin("allow");  // even a policy that allows it
+  auto r = acp::vmtest::run(acp_run(
+      policy, {"sh", "-c", "curl --noproxy '*' -sS -m 20 " + origin_url() + " || echo REFUSED"},
+      {"--door=both"}));
+  EXPECT_NE(r.out.find("REFUSED"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("origin says hello"), std::string::npos) << r.out;
+  bool audited = false;
+  for (auto& e : audit_entries())
+    audited = audited || (e.value("event", "") == "door_refused" &&
+                          e.value("original", "") == "127.0.0.1:" + std::to_string(origin_port_));
+  EXPECT_TRUE(audited);
+}
+
+TEST_F(RunTransparent, DoorProxyKeepsRefusingWithEperm) {
+  const uint16_t plain = free_port();
+  ASSERT_TRUE(start_origin(plain, host_->addr4()));
+  const auto policy = allow_ports({plain});
+  const std::string py =
+      "import socket, sys\n"
+      "s = socket.socket()\n"
+      "try:\n"
+      "    s.connect((sys.argv[1], int(sys.argv[2])))\n"
+      "    print('CONNECTED')\n"
+      "except OSError as e:\n"
+      "    print('ERRNO', e.errno)\n";
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{}, std::vector<std::string>{"--door=proxy"}}) {
+    auto r = acp::vmtest::run(acp_run(
+        policy, {"/usr/bin/python3", "-c", py, host_->addr4(), std::to_string(plain)}, extra));
+    EXPECT_NE(r.out.find("ERRNO 1"), std::string::npos) << r.out;  // EPERM
+    EXPECT_EQ(r.out.find("CONNECTED"), std::string::npos) << r.out;
+  }
+}
+
+}  // namespace
