@@ -50,6 +50,7 @@ const std::map<std::string, Example>& examples() {
       {"--no-daemon", {{"--no-daemon"}, {}}},
       {"--daemon-socket", {{"--daemon-socket=/tmp/example-daemon.sock"}, {}}},
       {"--json-events", {{"--json-events"}, {}}},
+      {"--door", {{"--door=both"}, {}}},
   };
   return k;
 }
@@ -90,6 +91,7 @@ nlohmann::json plan_json(const acp::SessionPlan& p) {
           {"audit_only", p.audit_only},
           {"allow", allow},
           {"allow_unix", p.allow_unix},
+          {"door", static_cast<int>(p.door)},
           {"record",
            {{"uid", r.uid},
             {"user", r.user},
