@@ -213,7 +213,8 @@ class DockerContain : public ::testing::Test {
 
   void start_origin(uint16_t port) {
     origin_ = Proc::start({"python3", "-m", "http.server", "--bind", "127.0.0.1",
-                           std::to_string(port), "--directory", dir_ + "/www"});
+                           std::to_string(port), "--directory", dir_ + "/www"},
+                          dir_ + "/origin.out");
     for (int i = 0; i < 100 && !acp::vmtest::port_answers(port); ++i)
       std::this_thread::sleep_for(50ms);
     ASSERT_TRUE(acp::vmtest::port_answers(port));

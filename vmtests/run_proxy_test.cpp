@@ -257,9 +257,10 @@ TEST_F(RunProxy, AuditVerifyCatchesOneChangedByte) {
 // While the agent loops allowed requests, acp is sent SIGHUP several times with valid
 // policies: no request fails, the reloaded rules are the ones deciding, and a CONNECT tunnel
 // opened before the reloads still works after them.
-// It stalled in full-suite runs only (a request timed out, then the held tunnel): the test
-// origin, python's http.server, had a listen backlog of 5, which the agent's request loop
-// overflowed when the machine was loaded. The fixture's origin now has 1024 (run_fixture.cpp).
+// It stalled (a request timed out, then the held tunnel) whenever the agent's loop made more
+// than ~1090 requests: the test origin logs one 60-byte line per request to its stdout, which
+// was a pipe nobody read until the test ended, and at 64 KiB the origin blocked in write().
+// Origins now log to a file (Proc::start's log_file). The listen backlog of 1024 stays.
 TEST_F(RunProxy, ReloadsUnderLoadDropNothing) {
   std::string rw = writable_dir();
   std::string started = rw + "/started";

@@ -41,10 +41,17 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-Proc Proc::start(const std::vector<std::string>& argv) {
+Proc Proc::start(const std::vector<std::string>& argv, const std::string& log_file) {
   Proc p;
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return p;
+  if (log_file.empty()) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return p;
+  } else {
+    fds[0] = -1;
+    fds[1] = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fds[1] < 0) return p;
+    p.log_file = log_file;
+  }
   p.pid = fork();
   if (p.pid == 0) {
     dup2(fds[1], 1);
@@ -64,16 +71,20 @@ Proc Proc::start(const std::vector<std::string>& argv) {
 int Proc::reap() {
   int st = 0;
   waitpid(pid, &st, 0);
-  close(out_fd);
+  if (out_fd >= 0) close(out_fd);
+  if (!log_file.empty()) out = slurp(log_file);
   status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return status;
 }
 
 int Proc::finish() {
-  out += read_all(out_fd);
-  close(out_fd);
+  if (out_fd >= 0) {
+    out += read_all(out_fd);
+    close(out_fd);
+  }
   int st = 0;
   waitpid(pid, &st, 0);
+  if (!log_file.empty()) out = slurp(log_file);
   status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return status;
 }
@@ -161,7 +172,8 @@ void RunFixture::SetUp() {
   std::ofstream(config()) << "channels:\n  web:\n    enabled: false\n";
   chmod(config().c_str(), 0644);
   origin_port_ = free_port();
-  origin_ = Proc::start(origin_command("127.0.0.1", origin_port_, dir_ + "/www"));
+  origin_ = Proc::start(origin_command("127.0.0.1", origin_port_, dir_ + "/www"),
+                        dir_ + "/origin.out");
   for (int i = 0; i < 100 && !port_answers(origin_port_); ++i) std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(port_answers(origin_port_)) << "the test origin did not start";
   proxy_port_ = free_port();
@@ -181,13 +193,13 @@ void RunFixture::TearDown() {
   // A test that failed half-way may leave an orphaned session of its own: end it.
   if (!dir_.empty() && run({ACP_BINARY, "status", "--json"}).out.find(dir_) != std::string::npos)
     run({ACP_BINARY, "gc", "--kill"});
-  if (!dir_.empty()) fs::remove_all(dir_);
+  if (!dir_.empty() && !getenv("ACP_KEEP")) fs::remove_all(dir_);
 }
 
 bool RunFixture::start_origin(uint16_t port, const std::string& addr) {
   auto argv = origin_wrapper_;
   for (auto& a : origin_command(addr, port, dir_ + "/www")) argv.push_back(std::move(a));
-  extra_origins_.push_back(Proc::start(argv));
+  extra_origins_.push_back(Proc::start(argv, dir_ + "/origin-" + std::to_string(port) + ".out"));
   for (int i = 0; i < 100 && !port_answers(port, addr); ++i) std::this_thread::sleep_for(50ms);
   return port_answers(port, addr);
 }
@@ -218,7 +230,7 @@ bool RunFixture::start_tls_origin(uint16_t port, const std::string& addr) {
   for (const auto& a : {std::string("python3"), std::string("-c"), std::string(kServer), addr,
                         std::to_string(port), dir_ + "/www", cert_path(), dir_ + "/key.pem"})
     argv.push_back(a);
-  extra_origins_.push_back(Proc::start(argv));
+  extra_origins_.push_back(Proc::start(argv, dir_ + "/origin-" + std::to_string(port) + ".out"));
   for (int i = 0; i < 100 && !port_answers(port, addr); ++i) std::this_thread::sleep_for(50ms);
   return port_answers(port, addr);
 }

@@ -26,11 +26,17 @@ std::string slurp(const std::string& path);
 // A child process (in its own process group) with stdout and stderr captured, merged.
 struct Proc {
   pid_t pid = -1;
-  int out_fd = -1;
+  int out_fd = -1;       // the pipe, read by finish(); -1 when the output goes to log_file
+  std::string log_file;  // where the output goes instead of a pipe (start's log_file)
   std::string out;
   int status = -1;
 
-  static Proc start(const std::vector<std::string>& argv);
+  // Without log_file the output goes to a pipe that nothing reads until finish(): a child that
+  // writes more than the pipe holds (64 KiB) blocks in write(). A long-lived server that logs
+  // every request (the test origins) must be given a log_file: an origin blocked on its log
+  // stalls every request behind it (RunProxy.ReloadsUnderLoadDropNothing timed out after
+  // ~1090 requests that way).
+  static Proc start(const std::vector<std::string>& argv, const std::string& log_file = "");
   // Reaps without reading to EOF: the agent of a killed acp still holds the pipe open.
   int reap();
   // Reads until EOF, then reaps. Returns the exit status (128+sig when killed).
