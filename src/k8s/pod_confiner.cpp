@@ -95,7 +95,7 @@ Status PodConfiner::fix_allow_map(const std::string& dir) const {
   for (const auto& ep : *entries)
     if (std::find(cfg_.allow.begin(), cfg_.allow.end(), ep) == cfg_.allow.end())
       if (auto st = kernel::remove_allow_entry(fd, ep); !st) return st;
-  if (auto st = pinned->set_mode(static_cast<acp_mode>(cfg_.mode)); !st) return st;
+  if (auto st = pinned->set_mode(cfg_.mode); !st) return st;
   return {};
 }
 

@@ -116,7 +116,7 @@ Result<uint64_t> PinnedSession::lost_events() const {
 Result<acp_config> PinnedSession::config() const {
   return read_config(map_fd("config_map"));
 }
-Status PinnedSession::set_mode(acp_mode mode) {
+Status PinnedSession::set_mode(uint32_t mode) {
   return write_mode(map_fd("config_map"), mode);
 }
 

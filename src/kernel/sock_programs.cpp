@@ -330,7 +330,7 @@ Status SockPrograms::allow_unix(const std::string& name) {
   return add_unix_allow_entry(map_fd("unix_allow"), name);
 }
 
-Status SockPrograms::set_mode(acp_mode mode) {
+Status SockPrograms::set_mode(uint32_t mode) {
   if (!skel_) return make_error("set mode: BPF programs not loaded", EINVAL);
   return write_mode(map_fd("config_map"), mode);
 }

@@ -46,7 +46,8 @@ class PinnedSession {
   Result<std::vector<acp_event>> recent_events() const;  // oldest first
   Result<uint64_t> lost_events() const;
   Result<acp_config> config() const;
-  Status set_mode(acp_mode mode);
+  // mode: an enum acp_mode value as the map stores it (u32); anything else is refused.
+  Status set_mode(uint32_t mode);
   // The link_* pins in dir, sorted by pin name.
   Result<std::vector<LinkInfo>> links() const;
 

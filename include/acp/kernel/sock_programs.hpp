@@ -90,7 +90,8 @@ class SockPrograms {
   // Lets the agent connect (or send) to this AF_UNIX name: a path, or "@name" for an abstract
   // one (see parse_unix_name). Works whether or not unix_walled().
   Status allow_unix(const std::string& name);
-  Status set_mode(acp_mode mode);
+  // mode: an enum acp_mode value as the map stores it (u32); anything else is refused.
+  Status set_mode(uint32_t mode);
 
   // The ring buffer of denied attempts (for EventReader). Owned by this object.
   int events_fd() const;
