@@ -10,6 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
+
+#include <boost/asio/read_until.hpp>
 
 #include "acp/cgroup/mounts.hpp"
 #include "acp/proxy/own_endpoints.hpp"
@@ -333,6 +336,73 @@ TEST_F(ProxyServerTest, ConnectTunnelWithCurl) {
   EXPECT_EQ(big.out, "200");
   EXPECT_EQ(fs::file_size(file("big")), 8u << 20);
   EXPECT_EQ(server_->counters().tunnels, 2u);
+}
+
+// A raw tunnel (bytes that are neither HTTP nor TLS, no rule reading inside) carries megabytes
+// both ways unchanged, passes the client's half-close on to the origin (which answers only after
+// it), and counts what it delivered each way.
+TEST_F(ProxyServerTest, RawTunnelMovesBulkBothWaysAndPassesAHalfClose) {
+  constexpr size_t kUp = 12u << 20, kDown = 9u << 20;
+  auto pattern = [](size_t n, unsigned seed) {
+    std::string b(n, '\0');
+    uint32_t x = seed;
+    for (auto& c : b) {
+      x = x * 1664525u + 1013904223u;
+      c = static_cast<char>(x >> 24);
+    }
+    b[0] = '\0';  // not a request line, not a TLS record
+    return b;
+  };
+  const std::string up = pattern(kUp, 1), down = pattern(kDown, 2);
+  net::io_context sync_io;
+  tcp::acceptor origin(sync_io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  const uint16_t origin_port = origin.local_endpoint().port();
+  std::string origin_got;
+  std::thread origin_thread([&] {
+    tcp::socket s(sync_io);
+    origin.accept(s);
+    boost::system::error_code ec;
+    std::vector<char> buf(1 << 16);
+    for (;;) {  // everything the client sends, until its half-close arrives
+      size_t n = s.read_some(net::buffer(buf), ec);
+      if (ec) break;
+      origin_got.append(buf.data(), n);
+    }
+    net::write(s, net::buffer(down), ec);  // answered only after the half-close
+    s.shutdown(tcp::socket::shutdown_send, ec);
+  });
+  start();
+  tcp::socket c(sync_io);
+  c.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+  const std::string connect = "CONNECT 127.0.0.1:" + std::to_string(origin_port) +
+                              " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(origin_port) +
+                              "\r\n\r\n";
+  net::write(c, net::buffer(connect));
+  std::string head;
+  size_t head_len = net::read_until(c, net::dynamic_buffer(head), "\r\n\r\n");
+  ASSERT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  ASSERT_EQ(head.size(), head_len) << "nothing comes from the origin before the client sends";
+  net::write(c, net::buffer(up));
+  c.shutdown(tcp::socket::shutdown_send);
+  std::string got;
+  boost::system::error_code ec;
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    size_t n = c.read_some(net::buffer(buf), ec);
+    if (ec) break;
+    got.append(buf.data(), n);
+  }
+  EXPECT_EQ(ec, net::error::eof);
+  origin_thread.join();
+  EXPECT_EQ(origin_got.size(), kUp);
+  EXPECT_TRUE(origin_got == up) << "the origin got other bytes than the client sent";
+  EXPECT_EQ(got.size(), kDown);
+  EXPECT_TRUE(got == down) << "the client got other bytes than the origin sent";
+  // The tunnel's event counts what was delivered each way.
+  auto evs = events(1);
+  ASSERT_FALSE(evs.empty());
+  EXPECT_EQ(evs.back().value("bytes_up", uint64_t{0}), kUp) << evs.back().dump();
+  EXPECT_EQ(evs.back().value("bytes_down", uint64_t{0}), kDown) << evs.back().dump();
 }
 
 TEST_F(ProxyServerTest, ConnectToIpv6LiteralAuthority) {

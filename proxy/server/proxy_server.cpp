@@ -1,5 +1,6 @@
 #include "acp/proxy/proxy_server.hpp"
 
+#include <csignal>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
@@ -157,6 +158,10 @@ ProxyServer::~ProxyServer() {
 }
 
 Status ProxyServer::start() {
+  // A proxy writes into sockets whose peers may be gone: that must be EPIPE, not a SIGPIPE that
+  // ends the process (and with it the agent's only door). Asio's sends pass MSG_NOSIGNAL, but
+  // tunnels splice(2) into sockets, which cannot.
+  ::signal(SIGPIPE, SIG_IGN);
   auto& s = *state_;
   if (!s.acceptors.empty()) return make_error("proxy already started");
   if (s.cfg.listen.empty()) return make_error("proxy has no listen endpoint");

@@ -1,6 +1,10 @@
 #include "tunnel_relay.hpp"
 #include "coro.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -19,6 +23,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr size_t kTunnelBufferBytes = 64 * 1024;
+constexpr size_t kSpliceBytes = 1024 * 1024;  // asked pipe size
 
 struct TunnelState {
   explicit TunnelState(const net::any_io_executor& ex) : timer(ex) {}
@@ -27,21 +32,113 @@ struct TunnelState {
   Clock::time_point last = Clock::now();
 };
 
-// One direction of a tunnel.
+// A pipe for splice(2), made when a direction first has bytes to move: a tunnel that never
+// carries anything holds none.
+class SplicePipe {
+ public:
+  SplicePipe() = default;
+  SplicePipe(const SplicePipe&) = delete;
+  SplicePipe& operator=(const SplicePipe&) = delete;
+  ~SplicePipe() {
+    if (r_ >= 0) ::close(r_);
+    if (w_ >= 0) ::close(w_);
+  }
+  bool open() {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    r_ = fds[0];
+    w_ = fds[1];
+    // Room for more than one 64 KiB batch per splice pair when the pipe may grow (capped by
+    // /proc/sys/fs/pipe-max-size; pages are taken only while bytes are in it).
+    const int got = ::fcntl(w_, F_SETPIPE_SZ, static_cast<int>(kSpliceBytes));
+    capacity_ = got > 0 ? static_cast<size_t>(got) : kTunnelBufferBytes;
+    return true;
+  }
+  bool is_open() const { return r_ >= 0; }
+  int r() const { return r_; }
+  int w() const { return w_; }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  int r_ = -1, w_ = -1;
+  size_t capacity_ = 0;
+};
+
+enum class Moved { Some, Again, Eof, Failed, Unsupported };
+
+// Moves what `from` has (up to one pipe's worth) into the pipe. Again: nothing to read yet.
+Moved splice_in(int from, const SplicePipe& pipe, size_t& in_pipe) {
+  const ssize_t n = ::splice(from, nullptr, pipe.w(), nullptr, pipe.capacity(),
+                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n > 0) {
+    in_pipe = static_cast<size_t>(n);
+    return Moved::Some;
+  }
+  if (n == 0) return Moved::Eof;
+  if (errno == EAGAIN || errno == EINTR) return Moved::Again;
+  if (errno == EINVAL || errno == ENOSYS) return Moved::Unsupported;
+  return Moved::Failed;
+}
+
+// One direction of a tunnel. While nothing needs judging, the bytes never enter user space:
+// splice(2) moves them from one socket into a pipe and from the pipe into the other socket.
+// Where splice cannot be used (no pipe: EMFILE; a kernel that refuses it) the direction falls
+// back to read/write through a buffer that exists only while bytes are moving.
+// Both ways: a half-close is passed on, a reset or local close ends both directions, and
+// `bytes` counts what was delivered to `to`.
 net::awaitable<void> pump(tcp::socket& from, tcp::socket& to, TunnelState& st, uint64_t& bytes) {
+  SplicePipe pipe;
+  bool use_splice = true;
+  bool flowing = false;  // the last read moved bytes: read again before waiting
   std::unique_ptr<char[]> buf;
   error_code ec, ignored;
   for (;;) {
-    if (!buf) {
+    if (!flowing) {
+      buf.reset();  // quiet: hold no buffer while waiting
       co_await from.async_wait(tcp::socket::wait_read, redirect(ec));
       if (ec) break;
-      buf.reset(new char[kTunnelBufferBytes]);
     }
-    size_t n = from.read_some(net::buffer(buf.get(), kTunnelBufferBytes), ec);
-    if (ec == net::error::would_block || ec == net::error::try_again) {
-      buf.reset();
+    flowing = false;
+    if (use_splice && !pipe.is_open() && !pipe.open()) use_splice = false;
+    if (use_splice) {
+      size_t in_pipe = 0;
+      const Moved m = splice_in(from.native_handle(), pipe, in_pipe);
+      if (m == Moved::Again) continue;
+      if (m == Moved::Eof) {
+        to.shutdown(tcp::socket::shutdown_send, ignored);  // half-close: pass it on
+        co_return;
+      }
+      if (m == Moved::Unsupported && bytes == 0) {
+        use_splice = false;  // nothing taken from `from` yet: read it the other way
+        flowing = true;
+        continue;
+      }
+      if (m != Moved::Some) break;
+      // Out of the pipe into `to`, waiting whenever its send buffer is full.
+      bool failed = false;
+      while (in_pipe > 0) {
+        const ssize_t n = ::splice(pipe.r(), nullptr, to.native_handle(), nullptr, in_pipe,
+                                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+          in_pipe -= static_cast<size_t>(n);
+          bytes += static_cast<uint64_t>(n);
+          st.last = Clock::now();
+          continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+          co_await to.async_wait(tcp::socket::wait_write, redirect(ec));
+          if (!ec) continue;
+        }
+        failed = true;
+        break;
+      }
+      if (failed) break;
+      flowing = true;
       continue;
     }
+    if (!buf) buf.reset(new char[kTunnelBufferBytes]);
+    size_t n = from.read_some(net::buffer(buf.get(), kTunnelBufferBytes), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) continue;
     if (ec == net::error::eof) {
       to.shutdown(tcp::socket::shutdown_send, ignored);  // half-close: pass it on
       co_return;
@@ -51,6 +148,7 @@ net::awaitable<void> pump(tcp::socket& from, tcp::socket& to, TunnelState& st, u
     if (ec) break;
     bytes += n;
     st.last = Clock::now();
+    flowing = true;
   }
   // A reset or a local close: end the other direction too.
   from.close(ignored);

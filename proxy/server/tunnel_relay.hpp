@@ -34,8 +34,12 @@ struct TunnelTotals {
 };
 
 // Relays both ways until both directions end (a half-close is passed on, a reset or a close
-// ends both), nothing moves for `idle`, or `stop`. Reads only when a socket is readable and
-// drops its buffer whenever the peer goes quiet, so an idle tunnel holds no relay buffer.
+// ends both), nothing moves for `idle`, or `stop`. The bytes go socket -> pipe -> socket with
+// splice(2) and never enter user space; each direction's pipe is made when it first carries
+// bytes. Where splice is refused (no fd for a pipe, a kernel without it) a direction reads and
+// writes through a buffer that it drops whenever the peer goes quiet, so an idle tunnel holds
+// no relay buffer either way. splice(2) has no MSG_NOSIGNAL: the process must ignore SIGPIPE
+// (ProxyServer::start() makes sure).
 boost::asio::awaitable<TunnelTotals> relay_tunnel(boost::asio::ip::tcp::socket& client,
                                                   boost::asio::ip::tcp::socket& upstream,
                                                   std::chrono::seconds idle, TunnelStop stop);

@@ -94,6 +94,8 @@ class ProxyServer {
 
   // Binds and listens on every endpoint, then accepts on the io_context. A port in use is
   // Error{err=EADDRINUSE} so the caller can try the next port; nothing stays bound on error.
+  // Sets SIGPIPE to ignored for the process (tunnels splice(2) into sockets; see
+  // tunnel_relay.hpp).
   Status start();
   // The bound endpoints (the real port when 0 was asked for).
   std::vector<boost::asio::ip::tcp::endpoint> local_endpoints() const;
