@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -421,6 +422,34 @@ double best_of(int rounds, const std::function<double()>& f) {
   return best;
 }
 
+// CPU time (user + system, all threads) the process has used so far, in seconds.
+double cpu_seconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close_paren + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15: utime, stime
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// Runs `rounds` bulk reads through a relay process and returns the best MB/s, with the relay's
+// CPU seconds per GiB moved (all rounds) in `cpu_per_gib`.
+template <class F>
+double bulk_with_cpu(int rounds, pid_t relay, uint64_t bytes, double& cpu_per_gib, F&& f) {
+  const double before = cpu_seconds(relay);
+  const double best = best_of(rounds, f);
+  const double gib = static_cast<double>(bytes) * rounds / (1024.0 * 1024 * 1024);
+  cpu_per_gib = (cpu_seconds(relay) - before) / gib;
+  return best;
+}
+
+
 // The ACP proxy under test, in its own process pinned to the proxy CPU: three ProxyServers on
 // one io_context thread, with AllowAll, PolicyOnly and the real ConsentJudge (policy + audit
 // record written and fdatasync'ed, as `acp run` does). Writes their three ports to `out`.
@@ -612,13 +641,23 @@ int main(int argc, char** argv) {
     const std::string abs = "http://127.0.0.1:" + std::to_string(http) + "/";
 
     // Bulk.
+    // Beside MB/s, the relay's own CPU per GiB: the bench's client and source share one CPU,
+    // which can cap every relay at the same rate while one relay spends less to get there.
     double direct = best_of(rounds, [&] { return bulk_mbps(bulk, std::nullopt, bytes); });
-    double acp = best_of(rounds, [&] { return bulk_mbps(pport, bulk, bytes); });
+    double acp_cpu = 0;
+    double acp = bulk_with_cpu(rounds, acp_pid, bytes, acp_cpu,
+                               [&] { return bulk_mbps(pport, bulk, bytes); });
     std::printf("bulk direct        %10.1f MB/s\n", direct);
-    std::printf("bulk acp CONNECT   %10.1f MB/s  (%.2fx direct)\n", acp, acp / direct);
+    std::printf("bulk acp CONNECT   %10.1f MB/s  (%.2fx direct; relay CPU %.3f s/GiB)\n", acp,
+                acp / direct, acp_cpu);
     if (up(haproxy)) {
-      double h = best_of(rounds, [&] { return bulk_mbps(h_bulk, std::nullopt, bytes); });
-      std::printf("bulk haproxy tcp   %10.1f MB/s  (acp/haproxy %.2fx)\n", h, acp / h);
+      double h_cpu = 0;
+      double h = bulk_with_cpu(rounds, haproxy->pid(), bytes, h_cpu,
+                               [&] { return bulk_mbps(h_bulk, std::nullopt, bytes); });
+      std::printf(
+          "bulk haproxy tcp   %10.1f MB/s  (acp/haproxy %.2fx; relay CPU %.3f s/GiB, acp/haproxy "
+          "%.2fx)\n",
+          h, acp / h, h_cpu, acp_cpu / h_cpu);
     }
     if (up(tinyproxy)) {
       double t = best_of(rounds, [&] { return bulk_mbps(tinyproxy->port(), bulk, bytes); });
