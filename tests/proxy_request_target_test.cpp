@@ -99,6 +99,14 @@ TEST(ProxyRequestTarget, ClassifiesRestrictedAddresses) {
             "a private address (RFC 1918) (NAT64 64:ff9b::/96)");
 }
 
+TEST(ProxyAddress, MappedIpv4IsTheIpv4AddressAndNothingElseChanges) {
+  using boost::asio::ip::make_address;
+  EXPECT_EQ(unmapped(make_address("::ffff:127.0.0.1")), make_address("127.0.0.1"));
+  EXPECT_TRUE(unmapped(make_address("::ffff:10.1.2.3")).is_v4());
+  for (const char* a : {"127.0.0.1", "::1", "::127.0.0.1", "64:ff9b::7f00:1", "2001:db8::1"})
+    EXPECT_EQ(unmapped(make_address(a)), make_address(a)) << a;
+}
+
 // Every spelling of 127.0.0.1 that a resolver or a browser accepts is one host.
 TEST(ProxyRequestTarget, EveryIpv4SpellingIsTheDottedQuad) {
   for (const char* h :

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "acp/proxy/request_target.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp::proxy {
@@ -25,12 +26,6 @@ namespace {
 
 constexpr size_t kReplyBytes = 8192;
 constexpr time_t kNetlinkTimeoutSeconds = 2;
-
-net::ip::address unmapped(const net::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6());
-  return a;
-}
 
 // Writes `a` into inet_diag's __be32[4] address field (network byte order).
 void put_address(const net::ip::address& a, __be32 (&out)[4]) {

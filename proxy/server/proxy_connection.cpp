@@ -101,10 +101,7 @@ Connection::Connection(std::shared_ptr<ProxyServer::State> state, tcp::socket so
   auto ep = client_.socket().remote_endpoint(ec);
   if (!ec) {
     peer_ = endpoint_text(ep);
-    auto addr = ep.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-      addr = net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6());
-    peer_addr_ = addr.to_string();
+    peer_addr_ = unmapped(ep.address()).to_string();
   }
   client_.socket().set_option(tcp::no_delay(true), ec);
   state_->connections.insert(this);

@@ -17,12 +17,6 @@ using boost::system::error_code;
 
 namespace {
 
-net::ip::address unmapped(const net::ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6());
-  return a;
-}
-
 // Why `ep` may not be reached for `target`, or empty when it may.
 std::string unreachable_reason(const ProxyServer::State& state, const RequestTarget& target,
                                const tcp::endpoint& ep, bool host_named) {

@@ -24,6 +24,7 @@
 
 #include "acp/cgroup/mounts.hpp"
 #include "acp/k8s/pod_confiner.hpp"
+#include "acp/proxy/request_target.hpp"
 #include "acp/k8s/pod_watcher.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/event_reader.hpp"
@@ -399,9 +400,7 @@ int run_node_agent(const NodeAgentConfig& in) {
     auto ep = kernel::parse_endpoint(cfg.metrics_listen);
     if (!ep) return fail("--metrics-listen: " + ep.error().message());
     error_code ec;
-    auto addr = asio::ip::make_address(kernel::address_string(ep->addr), ec);
-    if (!ec && addr.is_v6() && addr.to_v6().is_v4_mapped())
-      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    auto addr = proxy::unmapped(asio::ip::make_address(kernel::address_string(ep->addr), ec));
     http_acceptor.emplace(io);
     tcp::endpoint endpoint(addr, ep->port);
     http_acceptor->open(endpoint.protocol(), ec);

@@ -9,6 +9,7 @@
 
 #include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/audit_log.hpp"
+#include "acp/proxy/request_target.hpp"
 #include "acp/proxy/channels.hpp"
 #include "acp/proxy/consent_gate.hpp"
 #include "acp/proxy/consent_judge.hpp"
@@ -84,9 +85,7 @@ class NodeProxyImpl final : public NodeProxy {
       auto addr = asio::ip::make_address(kernel::address_string(ep.addr), ec);
       if (ec)
         return make_error("proxy listen address " + kernel::to_string(ep) + ": " + ec.message());
-      if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-      pc.listen.emplace_back(addr, ep.port);
+      pc.listen.emplace_back(proxy::unmapped(addr), ep.port);
     }
     if (pc.listen.empty()) return make_error("the node proxy needs at least one --proxy-listen");
     server_ = std::make_unique<proxy::ProxyServer>(io_, pc, node_judge_);

@@ -55,6 +55,10 @@ Result<RequestTarget> parse_absolute_url(std::string_view url);
 // Origin-form ("/path?query") inside a tunnel whose authority is `authority`.
 Result<RequestTarget> parse_origin_form(std::string_view target, const RequestTarget& authority);
 
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it is; any other as it is.
+// A dual-stack socket reports IPv4 peers that way: compare and print them as IPv4.
+boost::asio::ip::address unmapped(const boost::asio::ip::address& a);
+
 // Why the proxy must not connect to this address without a rule naming the host literally
 // (loopback, private, CGNAT, link-local, ULA, documentation, benchmarking, multicast, reserved,
 // ...), or nullopt. Forms that embed an IPv4 address (mapped, compatible, NAT64, 6to4) are
