@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "acp/session/session_id.hpp"
+#include "acp/util/session_id.hpp"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "acp/backend/command.hpp"
-#include "acp/session/session_id.hpp"
+#include "acp/util/session_id.hpp"
 
 namespace acp::backend {
 namespace {

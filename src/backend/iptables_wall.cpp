@@ -10,7 +10,7 @@
 
 #include "acp/backend/command.hpp"
 #include "acp/cgroup/mounts.hpp"
-#include "acp/session/session_id.hpp"
+#include "acp/util/session_id.hpp"
 
 namespace acp::backend {
 namespace {

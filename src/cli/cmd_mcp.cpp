@@ -18,8 +18,8 @@
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/mcp_stdio.hpp"
 #include "acp/session/channel_notice.hpp"
-#include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
+#include "acp/util/session_id.hpp"
 
 namespace acp::cli {
 namespace {

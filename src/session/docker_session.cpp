@@ -19,9 +19,9 @@
 #include "acp/session/channel_notice.hpp"
 #include "acp/session/session_builder.hpp"
 #include "acp/session/session_gc.hpp"
-#include "acp/session/session_id.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
+#include "acp/util/session_id.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp {

@@ -13,10 +13,10 @@
 #include "acp/launch/agent_env.hpp"
 #include "acp/launch/task_limit.hpp"
 #include "acp/proxy/proxy_server.hpp"
-#include "acp/session/session_id.hpp"
 #include "acp/session/session_status.hpp"
 #include "acp/session/test_pause.hpp"
 #include "acp/session/undo_stack.hpp"
+#include "acp/util/session_id.hpp"
 
 namespace acp {
 namespace {

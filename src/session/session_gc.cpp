@@ -14,8 +14,8 @@
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/cgroup/mounts.hpp"
 #include "acp/kernel/pinned_session.hpp"
-#include "acp/session/session_id.hpp"
 #include "acp/session/session_record.hpp"
+#include "acp/util/session_id.hpp"
 
 namespace acp {
 namespace {

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "acp/session/session_id.hpp"
 #include "acp/util/atomic_file.hpp"
+#include "acp/util/session_id.hpp"
 
 namespace acp {
 

@@ -1,4 +1,4 @@
-#include "acp/session/session_id.hpp"
+#include "acp/util/session_id.hpp"
 
 #include "acp/util/random_id.hpp"
 
