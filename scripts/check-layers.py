@@ -29,6 +29,10 @@ LAYERS = {
 
 INCLUDE = re.compile(r'\s*#\s*include\s+"acp/([A-Za-z0-9_]+)/')
 
+# Third-party headers that belong to one layer only: the command line is the CLI's.
+EXTERNAL = {"CLI/": {"cli"}}
+EXTERNAL_INCLUDE = re.compile(r'\s*#\s*include\s+<([^>]+)>')
+
 
 def below(layer, seen=None):
     """Every layer under `layer`, directly or through another."""
@@ -70,6 +74,12 @@ def main():
                 allowed = below(layer) | {layer}
                 with open(path, encoding="utf-8", errors="replace") as f:
                     for lineno, line in enumerate(f, 1):
+                        ext = EXTERNAL_INCLUDE.match(line)
+                        for prefix, owners in EXTERNAL.items():
+                            if ext and ext.group(1).startswith(prefix) and layer not in owners:
+                                errors.append(
+                                    f"{rel}:{lineno}: includes <{ext.group(1)}>, which only layer "
+                                    f"{', '.join(sorted(owners))} may include")
                         m = INCLUDE.match(line)
                         if m and m.group(1) not in allowed:
                             errors.append(

@@ -56,6 +56,18 @@ TEST_F(CheckLayers, AnIncludeFromAboveFailsWithWhereAndWhatIsAllowed) {
       << r.out;
 }
 
+TEST_F(CheckLayers, OnlyTheCliIncludesCli11) {
+  write("src/cli/cmd_run.cpp", "#include <CLI/CLI.hpp>\n");
+  EXPECT_EQ(run_command(kCheck + dir_ + " 2>&1").status, 0);
+  write("include/acp/session/run_options.hpp", "#pragma once\n#include <CLI/CLI.hpp>\n");
+  auto r = run_command(kCheck + dir_ + " 2>&1");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("include/acp/session/run_options.hpp:2: includes <CLI/CLI.hpp>, which "
+                       "only layer cli may include"),
+            std::string::npos)
+      << r.out;
+}
+
 TEST_F(CheckLayers, ALayerTheTableDoesNotKnowFails) {
   write("src/newlayer/a.cpp", "int a;\n");
   auto r = run_command(kCheck + dir_ + " 2>&1");

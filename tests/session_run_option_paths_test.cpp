@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "acp/cli/command_options.hpp"
 #include "acp/daemon/daemon.hpp"
 #include "acp/session/agent_session.hpp"
 #include "acp/session/docker_session.hpp"

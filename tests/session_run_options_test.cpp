@@ -1,5 +1,7 @@
 #include "acp/session/run_options.hpp"
 
+#include "acp/cli/command_options.hpp"
+
 #include <gtest/gtest.h>
 
 namespace {

@@ -3,6 +3,7 @@
 // See src/session/docker_session.cpp and docs/backends.md (Docker).
 #include <memory>
 
+#include "acp/cli/command_options.hpp"
 #include "acp/cli/commands.hpp"
 #include "acp/session/docker_session.hpp"
 

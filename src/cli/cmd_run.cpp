@@ -2,6 +2,7 @@
 // src/session/agent_session.cpp for what happens, in order.
 #include <memory>
 
+#include "acp/cli/command_options.hpp"
 #include "acp/cli/commands.hpp"
 #include "acp/daemon/daemon.hpp"
 #include "acp/session/agent_session.hpp"

@@ -133,33 +133,6 @@ int wait_for_container(asio::io_context& io, const backend::DockerCli& docker,
 
 }  // namespace
 
-void add_contain_options(CLI::App* sub, ContainOptions& o) {
-  sub->add_option("--image", o.image,
-                  "The agent's image (default: $ACP_AGENT_IMAGE, else acp-agent:latest, which "
-                  "scripts/build-agent-image.sh builds)");
-  sub->add_option("--workspace", o.workspace,
-                  "Host directory mounted at /workspace, read-only unless --writable (default: "
-                  "the current directory)");
-  sub->add_flag("--no-workspace", o.no_workspace, "Mount no workspace");
-  sub->add_flag("--writable", o.writable, "Mount the workspace read-write");
-  sub->add_option("--env", o.env,
-                  "Pass the variable KEY from acp's environment into the container "
-                  "(repeatable; the value stays out of the command line)")
-      ->allow_extra_args(false);
-  sub->add_option("--proxy-port", o.proxy_port,
-                  "Port of the session's consent proxy on the network's gateway (default 8443; "
-                  "the next free port when 8443 is taken)")
-      ->check(CLI::Range(1, 65535));
-  sub->add_option("--policy", o.policy,
-                  "Policy file (YAML); default: the config's `policy`, else the built-in policy");
-  sub->add_option("--config", o.config,
-                  "ACP config (consent channels); default: /etc/acp/config.yml, see `acp init`");
-  sub->add_option("--audit-log", o.audit_log,
-                  "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
-  sub->add_option("command", o.command, "The agent command and its arguments (after --)")
-      ->required();
-  sub->positionals_at_end();
-}
 
 Result<ContainOptions> contain_options_for_run(const RunOptions& o) {
   if (auto st = validate_run_options(o); !st) return st.error();

@@ -16,8 +16,6 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
 #include "acp/session/run_options.hpp"
 #include "acp/util/result.hpp"
 
@@ -35,9 +33,6 @@ struct ContainOptions {
   std::string config;
   std::vector<std::string> command;
 };
-
-// The options of `acp contain`, stored into `o`.
-void add_contain_options(CLI::App* sub, ContainOptions& o);
 
 // `acp run --backend=docker`: the same session as `acp contain` with its defaults
 // ($ACP_AGENT_IMAGE or acp-agent:latest, the current directory as a read-only workspace).

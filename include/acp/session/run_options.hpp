@@ -1,13 +1,12 @@
-// `acp run` options: parsed by CLI11 in one place (add_run_options) so the command and the
-// tests use the same definitions, then validated into a RunPlan-ready form.
+// `acp run` options: declared to CLI11 in one place (add_run_options, acp/cli/command_options.hpp)
+// so the command and the tests use the same definitions, then validated into a RunPlan-ready
+// form here.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "acp/util/result.hpp"
 
@@ -42,9 +41,6 @@ struct RunOptions {
   std::string door = "proxy";
   std::vector<std::string> command;
 };
-
-// Adds the options of `acp run` to `sub`, storing into `o`.
-void add_run_options(CLI::App* sub, RunOptions& o);
 
 // Checks what CLI11 cannot: backend names, the command. Errors say what to do.
 Status validate_run_options(const RunOptions& o);
