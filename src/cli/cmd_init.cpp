@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "acp/cli/commands.hpp"
@@ -45,18 +46,18 @@ std::string starter_policy() {
          std::string(policy::Policy::builtin_default_text());
 }
 
-int run_init(const InitOptions& o) {
+// Where the files go: --dir, else the config's directory, else /etc/acp.
+std::string init_dir(const InitOptions& o) {
   namespace fs = std::filesystem;
-  std::set<std::string> chans;
-  for (const auto& c : o.channels) chans.insert(c);
-  if (chans.empty()) chans.insert("web");
-  const std::string dir = !o.dir.empty()
-                              ? o.dir
-                              : (!o.config.empty() && fs::path(o.config).has_parent_path()
-                                     ? fs::path(o.config).parent_path().string()
-                                     : std::string("/etc/acp"));
-  const std::string config_path = o.config.empty() ? dir + "/config.yml" : o.config;
+  if (!o.dir.empty()) return o.dir;
+  if (!o.config.empty() && fs::path(o.config).has_parent_path())
+    return fs::path(o.config).parent_path().string();
+  return "/etc/acp";
+}
 
+// The config for the chosen channels; an error (exit 2) names what is missing.
+Result<config::Config> channel_config(const std::set<std::string>& chans, const InitOptions& o,
+                                      const std::string& dir) {
   config::Config c;
   c.policy = dir + "/policy.yml";
   c.web.enabled = chans.count("web") > 0;
@@ -65,12 +66,10 @@ int run_init(const InitOptions& o) {
   c.webhook.secret_file = dir + "/webhook.secret";
   c.telegram.token_file = dir + "/telegram.token";
   if (chans.count("webhook")) {
-    if (o.webhook_url.empty()) {
-      std::fprintf(stderr,
-                   "acp init: --channel=webhook needs --webhook-url=URL (where the consent "
-                   "requests are POSTed, http:// or https://)\n");
-      return 2;
-    }
+    if (o.webhook_url.empty())
+      return make_error(
+          "--channel=webhook needs --webhook-url=URL (where the consent requests are POSTed, "
+          "http:// or https://)");
     c.webhook.enabled = true;
     c.webhook.url = o.webhook_url;
   }
@@ -80,71 +79,63 @@ int run_init(const InitOptions& o) {
     c.telegram.enabled = true;
     c.telegram.chat_id = o.telegram_chat_id;
   }
+  return c;
+}
 
+// The config, the starter policy and a fresh secret for each enabled channel that needs one.
+Result<std::vector<File>> files_to_write(const config::Config& c, const std::string& config_path) {
   std::vector<File> files;
   files.push_back({config_path, config::render_config(c), 0644, "config"});
   files.push_back({c.policy, starter_policy(), 0644, "starter policy"});
   if (c.web.enabled) {
     auto tok = util::random_hex(32);
-    if (!tok) {
-      std::fprintf(stderr, "acp init: %s\n", tok.error().message().c_str());
-      return 1;
-    }
+    if (!tok) return tok.error();
     files.push_back({c.web.token_file, *tok + "\n", 0600, "web page token"});
   }
   if (c.webhook.enabled) {
     auto sec = util::random_hex(32);
-    if (!sec) {
-      std::fprintf(stderr, "acp init: %s\n", sec.error().message().c_str());
-      return 1;
-    }
+    if (!sec) return sec.error();
     files.push_back({c.webhook.secret_file, *sec + "\n", 0600, "webhook HMAC secret"});
   }
+  return files;
+}
 
-  // The rendered config must load as acp run will load it.
-  if (auto parsed = config::parse_config(files[0].content, config_path); !parsed) {
-    std::fprintf(stderr, "acp init: %s\n", parsed.error().message().c_str());
-    return 2;
+// Without --force, nothing is written when any of the files exists; says which.
+bool refuse_existing(const std::vector<File>& files) {
+  std::vector<std::string> existing;
+  for (const auto& f : files) {
+    struct stat st {};
+    if (::lstat(f.path.c_str(), &st) == 0) existing.push_back(f.path);
   }
+  if (existing.empty()) return false;
+  std::fprintf(stderr, "acp init: these files exist and are kept:\n");
+  for (const auto& p : existing) std::fprintf(stderr, "  %s\n", p.c_str());
+  std::fprintf(stderr,
+               "acp init: nothing was written; run again with --force to replace them (a "
+               "replaced token or secret must be given anew to whoever uses it)\n");
+  return true;
+}
 
-  if (!o.force) {
-    std::vector<std::string> existing;
-    for (const auto& f : files) {
-      struct stat st {};
-      if (::lstat(f.path.c_str(), &st) == 0) existing.push_back(f.path);
-    }
-    if (!existing.empty()) {
-      std::fprintf(stderr, "acp init: these files exist and are kept:\n");
-      for (const auto& p : existing) std::fprintf(stderr, "  %s\n", p.c_str());
-      std::fprintf(stderr,
-                   "acp init: nothing was written; run again with --force to replace them (a "
-                   "replaced token or secret must be given anew to whoever uses it)\n");
-      return 1;
-    }
-  }
-  if (::geteuid() != 0)
-    std::fprintf(stderr,
-                 "acp init: warning: not root: the files will be owned by uid %u; acp run as "
-                 "root refuses secrets it does not own (use sudo for %s)\n",
-                 ::geteuid(), dir.c_str());
+bool write_files(const std::vector<File>& files) {
   for (const auto& f : files) {
     auto st = util::create_directories(std::filesystem::path(f.path).parent_path(), 0755);
     if (st) st = util::write_file_atomic(f.path, f.content, f.mode);
     if (!st) {
       std::fprintf(stderr, "acp init: %s: %s\n", f.what.c_str(), st.error().message().c_str());
-      return 1;
+      return false;
     }
     std::printf("wrote %s (%s, mode %04o)\n", f.path.c_str(), f.what.c_str(), f.mode);
   }
+  return true;
+}
 
+void print_next_steps(const config::Config& c, const std::set<std::string>& chans,
+                      const std::string& config_path) {
   std::string on;
-  for (const auto& ch : {"web", "prompt", "webhook", "telegram"}) {
-    bool e = std::string(ch) == "web"       ? c.web.enabled
-             : std::string(ch) == "prompt"  ? c.prompt.enabled
-             : std::string(ch) == "webhook" ? c.webhook.enabled
-                                            : c.telegram.enabled;
-    if (e) on += (on.empty() ? "" : ", ") + std::string(ch);
-  }
+  for (const auto& [name, enabled] :
+       {std::pair<const char*, bool>{"web", c.web.enabled}, {"prompt", c.prompt.enabled},
+        {"webhook", c.webhook.enabled}, {"telegram", c.telegram.enabled}})
+    if (enabled) on += (on.empty() ? "" : ", ") + std::string(name);
   const std::string cfg_arg =
       config_path == config::kDefaultConfigPath ? std::string() : " --config=" + config_path;
   std::printf("\nConsent channels enabled: %s\n\nNext steps:\n", on.empty() ? "none" : on.c_str());
@@ -179,6 +170,36 @@ int run_init(const InitOptions& o) {
     std::printf("  - Prompt: questions appear on the terminal that runs `acp run`.\n");
   std::printf(
       "  Anyone can also answer with `sudo acp pending`, `acp approve ID`, `acp deny ID`.\n");
+}
+
+int run_init(const InitOptions& o) {
+  std::set<std::string> chans(o.channels.begin(), o.channels.end());
+  if (chans.empty()) chans.insert("web");
+  const std::string dir = init_dir(o);
+  const std::string config_path = o.config.empty() ? dir + "/config.yml" : o.config;
+  auto c = channel_config(chans, o, dir);
+  if (!c) {
+    std::fprintf(stderr, "acp init: %s\n", c.error().message().c_str());
+    return 2;
+  }
+  auto files = files_to_write(*c, config_path);
+  if (!files) {
+    std::fprintf(stderr, "acp init: %s\n", files.error().message().c_str());
+    return 1;
+  }
+  // The rendered config must load as acp run will load it.
+  if (auto parsed = config::parse_config(files->front().content, config_path); !parsed) {
+    std::fprintf(stderr, "acp init: %s\n", parsed.error().message().c_str());
+    return 2;
+  }
+  if (!o.force && refuse_existing(*files)) return 1;
+  if (::geteuid() != 0)
+    std::fprintf(stderr,
+                 "acp init: warning: not root: the files will be owned by uid %u; acp run as "
+                 "root refuses secrets it does not own (use sudo for %s)\n",
+                 ::geteuid(), dir.c_str());
+  if (!write_files(*files)) return 1;
+  print_next_steps(*c, chans, config_path);
   return 0;
 }
 
