@@ -140,10 +140,73 @@ int send_answer(const char* cmd, const std::string& sock, const nlohmann::json& 
   return 0;
 }
 
-}  // namespace
+// acp pending: the requests of every session, as a table, in full, or as JSON.
+int list_pending(bool json, bool full, const std::string& only) {
+  std::vector<SessionPending> all;
+  if (!gather("pending", all)) {
+    return 1;
+  }
+  nlohmann::json merged = nlohmann::json::array();
+  for (const auto& s : all)
+    for (auto p : s.reply["pending"]) {
+      if (!only.empty() && p.value("id", "") != only) continue;
+      p["socket"] = s.socket;
+      merged.push_back(p);
+    }
+  if (json) {
+    std::printf("%s\n",
+                merged.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return 0;
+  }
+  if (merged.empty() && !only.empty()) {
+    std::fprintf(stderr,
+                 "acp pending: unknown request id %s (it may have been answered or timed out; "
+                 "see `acp pending`)\n",
+                 consent::visible(only).c_str());
+    return 1;
+  }
+  if (merged.empty()) {
+    std::printf("No pending requests.\n");
+    return 0;
+  }
+  if (full || !only.empty()) {
+    // Nothing cut: the request as the prompt and the page show it, and what each answer covers.
+    for (const auto& p : merged) {
+      auto text = [&](const nlohmann::json& j, const char* k) {
+        return consent::visible(j.is_object() ? j.value(k, std::string()) : std::string());
+      };
+      std::printf("request %s  session %s  expires in %s  waiting %d\n", text(p, "id").c_str(),
+                  text(p, "session").c_str(), expires_in(p.value("expires_in_s", 0LL)).c_str(),
+                  p.value("waiters", 0));
+      std::printf("  wants:  %s\n", text(p, "summary").c_str());
+      std::printf("  rule:   %s\n", text(p, "rule").c_str());
+      if (p.contains("reach")) {
+        const auto& r = p["reach"];
+        std::printf("  acp approve ID:           %s\n", text(r, "once").c_str());
+        std::printf("  acp approve ID --for=10m: %s\n", text(r, "duration").c_str());
+        std::printf("  acp approve ID --session: %s\n", text(r, "session").c_str());
+        std::printf("  acp approve ID --always:  %s\n", text(r, "always").c_str());
+      }
+    }
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "SESSION", "KIND", "HOST:PORT", "METHOD", "PATH", "RULE", "EXPIRES IN"}};
+  for (const auto& p : merged) {
+    const auto& a = p["action"];
+    // An MCP tool call: its server, tool and arguments in the host, method and path columns.
+    const bool mcp = a.value("kind", "") == "mcp";
+    rows.push_back({cell(p.value("id", "")), cell(p.value("session", "")),
+                    cell(a.value("kind", "")), cell(mcp ? a.value("server", "") : host_port(a), 60),
+                    cell(a.value(mcp ? "tool" : "method", "")),
+                    cell(a.value(mcp ? "args" : "path", ""), 80), cell(p.value("rule", ""), 60),
+                    expires_in(p.value("expires_in_s", 0LL))});
+  }
+  print_table(rows);
+  return 0;
+}
 
-void register_consent(CLI::App& app, int& exit_code) {
-  // acp pending
+void register_pending(CLI::App& app, int& exit_code) {
   auto* pending = app.add_subcommand("pending", "List the requests waiting for a human");
   auto json = std::make_shared<bool>(false);
   auto full = std::make_shared<bool>(false);
@@ -152,77 +215,11 @@ void register_consent(CLI::App& app, int& exit_code) {
   pending->add_flag("--full", *full,
                     "Each request in full (the table cuts long cells and says how much it cut)");
   pending->add_option("ID", *only, "Only this request, in full");
-  pending->callback([json, full, only, &exit_code] {
-    std::vector<SessionPending> all;
-    if (!gather("pending", all)) {
-      exit_code = 1;
-      return;
-    }
-    nlohmann::json merged = nlohmann::json::array();
-    for (const auto& s : all)
-      for (auto p : s.reply["pending"]) {
-        if (!only->empty() && p.value("id", "") != *only) continue;
-        p["socket"] = s.socket;
-        merged.push_back(p);
-      }
-    if (*json) {
-      std::printf("%s\n",
-                  merged.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-      exit_code = 0;
-      return;
-    }
-    if (merged.empty() && !only->empty()) {
-      std::fprintf(stderr,
-                   "acp pending: unknown request id %s (it may have been answered or timed out; "
-                   "see `acp pending`)\n",
-                   consent::visible(*only).c_str());
-      exit_code = 1;
-      return;
-    }
-    if (merged.empty()) {
-      std::printf("No pending requests.\n");
-      exit_code = 0;
-      return;
-    }
-    if (*full || !only->empty()) {
-      // Nothing cut: the request as the prompt and the page show it, and what each answer covers.
-      for (const auto& p : merged) {
-        auto text = [&](const nlohmann::json& j, const char* k) {
-          return consent::visible(j.is_object() ? j.value(k, std::string()) : std::string());
-        };
-        std::printf("request %s  session %s  expires in %s  waiting %d\n", text(p, "id").c_str(),
-                    text(p, "session").c_str(), expires_in(p.value("expires_in_s", 0LL)).c_str(),
-                    p.value("waiters", 0));
-        std::printf("  wants:  %s\n", text(p, "summary").c_str());
-        std::printf("  rule:   %s\n", text(p, "rule").c_str());
-        if (p.contains("reach")) {
-          const auto& r = p["reach"];
-          std::printf("  acp approve ID:           %s\n", text(r, "once").c_str());
-          std::printf("  acp approve ID --for=10m: %s\n", text(r, "duration").c_str());
-          std::printf("  acp approve ID --session: %s\n", text(r, "session").c_str());
-          std::printf("  acp approve ID --always:  %s\n", text(r, "always").c_str());
-        }
-      }
-      exit_code = 0;
-      return;
-    }
-    std::vector<std::vector<std::string>> rows{
-        {"ID", "SESSION", "KIND", "HOST:PORT", "METHOD", "PATH", "RULE", "EXPIRES IN"}};
-    for (const auto& p : merged) {
-      const auto& a = p["action"];
-      // An MCP tool call: its server, tool and arguments in the host, method and path columns.
-      const bool mcp = a.value("kind", "") == "mcp";
-      rows.push_back(
-          {cell(p.value("id", "")), cell(p.value("session", "")), cell(a.value("kind", "")),
-           cell(mcp ? a.value("server", "") : host_port(a), 60),
-           cell(a.value(mcp ? "tool" : "method", "")), cell(a.value(mcp ? "args" : "path", ""), 80),
-           cell(p.value("rule", ""), 60), expires_in(p.value("expires_in_s", 0LL))});
-    }
-    print_table(rows);
-    exit_code = 0;
-  });
+  pending->callback(
+      [json, full, only, &exit_code] { exit_code = list_pending(*json, *full, *only); });
+}
 
-  // acp approve
+void register_approve(CLI::App& app, int& exit_code) {
   auto* approve = app.add_subcommand("approve", "Approve a pending request (default: once)");
   auto id = std::make_shared<std::string>();
   auto for_d = std::make_shared<std::string>();
@@ -266,8 +263,9 @@ void register_consent(CLI::App& app, int& exit_code) {
     if (exit_code == 0)
       std::printf("approved %s (%s)\n", id->c_str(), req["scope"].get<std::string>().c_str());
   });
+}
 
-  // acp deny
+void register_deny(CLI::App& app, int& exit_code) {
   auto* deny = app.add_subcommand("deny", "Deny a pending request");
   auto did = std::make_shared<std::string>();
   auto reason = std::make_shared<std::string>();
@@ -282,6 +280,14 @@ void register_consent(CLI::App& app, int& exit_code) {
     exit_code = send_answer("deny", sock, {{"op", "deny"}, {"id", *did}, {"reason", *reason}});
     if (exit_code == 0) std::printf("denied %s\n", did->c_str());
   });
+}
+
+}  // namespace
+
+void register_consent(CLI::App& app, int& exit_code) {
+  register_pending(app, exit_code);
+  register_approve(app, exit_code);
+  register_deny(app, exit_code);
 }
 
 }  // namespace acp::cli
