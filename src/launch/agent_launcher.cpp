@@ -462,6 +462,73 @@ LaunchResult<std::string> resolve_command(const std::string& name, const std::st
                       kExitNotFound);
 }
 
+namespace {
+
+// Starts the child in the cgroup with every signal blocked: clone3(CLONE_INTO_CGROUP), or, on
+// kernels without it, fork() with the child joining through cgroup.procs (opened here, into
+// `procs_fd`, so that the child only has to write). The child runs child_main(plan) and never
+// returns here.
+SpawnResult start_child(const AgentSpec& spec, ChildPlan& plan, const std::string& where,
+                        UniqueFd& procs_fd) {
+  Agent agent;
+  BlockAllSignals blocked;
+  pid_t pid = -1;
+  if (!spec.force_fork_fallback && spec.cgroup_fd >= 0) {
+    int pidfd = -1;
+    pid = clone3_into_cgroup(spec.cgroup_fd, &pidfd);
+    if (pid == 0) child_main(plan);
+    if (pid > 0) {
+      agent.pidfd.reset(pidfd);
+      agent.placed_by_clone3 = true;
+    } else if (errno != ENOSYS && errno != E2BIG && errno != EINVAL) {
+      return launch_error("start the agent in cgroup " + where + " (clone3)", errno,
+                          kExitLaunchFailed);
+    }
+  }
+  if (pid < 0) {
+    if (spec.cgroup_fd >= 0) {
+      procs_fd.reset(::openat(spec.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+      if (!procs_fd)
+        return launch_error("open " + where + "/cgroup.procs", errno, kExitLaunchFailed);
+      plan.procs_fd = procs_fd.get();
+    }
+    pid = ::fork();
+    if (pid == 0) child_main(plan);
+    if (pid < 0) return launch_error("start the agent (fork)", errno, kExitLaunchFailed);
+    agent.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // best effort
+  }
+  agent.pid = pid;
+  return agent;
+}
+
+// Waits for the child's verdict on the report pipe: EOF when execve succeeded (the pipe is
+// close-on-exec), else the stage that failed and its errno, which become the error (the child
+// is reaped).
+SpawnResult wait_for_exec(const AgentSpec& spec, Agent agent, const UniqueFd& report_r,
+                          const std::string& path, const std::string& where) {
+  ChildReport report{};
+  ssize_t n;
+  do {
+    n = ::read(report_r.get(), &report, sizeof report);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return agent;
+  reap(agent.pid);
+  if (n != static_cast<ssize_t>(sizeof report))
+    return launch_error("start the agent: short report from the child", EIO, kExitLaunchFailed);
+  if (report.stage == kStageExec) {
+    return launch_error("execute " + path, report.err,
+                        report.err == ENOENT ? kExitNotFound : kExitCannotExecute);
+  }
+  std::string what = stage_name(report.stage);
+  if (report.stage == kStageCgroup) what += " of " + where;
+  if (report.stage == kStageUid || report.stage == kStageVerifyIds)
+    what += " to uid " + std::to_string(spec.uid);
+  if (report.stage == kStageGid) what += " to gid " + std::to_string(spec.gid);
+  return launch_error("start the agent: " + what, report.err, kExitLaunchFailed);
+}
+
+}  // namespace
+
 SpawnResult spawn_agent(const AgentSpec& spec) {
   if (spec.argv.empty())
     return launch_error("start the agent: no command given", EINVAL, kExitLaunchFailed);
@@ -534,60 +601,11 @@ SpawnResult spawn_agent(const AgentSpec& spec) {
   plan.contain_root = spec.contain_root;
   plan.rlimit_nproc = spec.rlimit_nproc;
 
-  Agent agent;
-  UniqueFd procs_fd;
-  {
-    BlockAllSignals blocked;
-    pid_t pid = -1;
-    if (!spec.force_fork_fallback && spec.cgroup_fd >= 0) {
-      int pidfd = -1;
-      pid = clone3_into_cgroup(spec.cgroup_fd, &pidfd);
-      if (pid == 0) child_main(plan);
-      if (pid > 0) {
-        agent.pidfd.reset(pidfd);
-        agent.placed_by_clone3 = true;
-      } else if (errno != ENOSYS && errno != E2BIG && errno != EINVAL) {
-        return launch_error("start the agent in cgroup " + where + " (clone3)", errno,
-                            kExitLaunchFailed);
-      }
-    }
-    if (pid < 0) {
-      // No CLONE_INTO_CGROUP: the child joins through cgroup.procs, opened here so that the
-      // child only has to write.
-      if (spec.cgroup_fd >= 0) {
-        procs_fd.reset(::openat(spec.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
-        if (!procs_fd)
-          return launch_error("open " + where + "/cgroup.procs", errno, kExitLaunchFailed);
-        plan.procs_fd = procs_fd.get();
-      }
-      pid = ::fork();
-      if (pid == 0) child_main(plan);
-      if (pid < 0) return launch_error("start the agent (fork)", errno, kExitLaunchFailed);
-      agent.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // best effort
-    }
-    agent.pid = pid;
-  }
-  report_w.reset();  // else the read below never sees EOF
-
-  ChildReport report{};
-  ssize_t n;
-  do {
-    n = ::read(report_r.get(), &report, sizeof report);
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return agent;  // EOF: execve succeeded and closed the pipe
-  reap(agent.pid);
-  if (n != static_cast<ssize_t>(sizeof report))
-    return launch_error("start the agent: short report from the child", EIO, kExitLaunchFailed);
-  if (report.stage == kStageExec) {
-    return launch_error("execute " + *path, report.err,
-                        report.err == ENOENT ? kExitNotFound : kExitCannotExecute);
-  }
-  std::string what = stage_name(report.stage);
-  if (report.stage == kStageCgroup) what += " of " + where;
-  if (report.stage == kStageUid || report.stage == kStageVerifyIds)
-    what += " to uid " + std::to_string(spec.uid);
-  if (report.stage == kStageGid) what += " to gid " + std::to_string(spec.gid);
-  return launch_error("start the agent: " + what, report.err, kExitLaunchFailed);
+  UniqueFd procs_fd;  // the fork path's cgroup.procs, open until the child has joined
+  auto agent = start_child(spec, plan, where, procs_fd);
+  if (!agent) return agent.error();
+  report_w.reset();  // else the read in wait_for_exec never sees EOF
+  return wait_for_exec(spec, std::move(*agent), report_r, *path, where);
 }
 
 std::vector<std::string> agent_hidden_paths(const std::vector<std::string>& secret_paths) {
