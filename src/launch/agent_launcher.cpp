@@ -146,111 +146,121 @@ const char* proc_fd_path(char* buf, int fd) {
 // Runs in the new process between clone and execve: raw syscalls only. After a raw clone3,
 // glibc still believes the parent's other threads exist, so its set*id wrappers (which signal
 // every thread) must not be used; SYS_set* act on this one thread, the only one there is.
-[[noreturn]] void child_main(const ChildPlan& p) {
-  if (p.procs_fd >= 0) {
-    // Old kernels: join the cgroup first, before anything else runs in this process.
-    char buf[16];
-    char* end = buf + sizeof buf;
-    char* s = end;
-    long pid = ::syscall(SYS_getpid);
-    do {
-      *--s = static_cast<char>('0' + pid % 10);
-      pid /= 10;
-    } while (pid > 0);
-    if (::write(p.procs_fd, s, static_cast<size_t>(end - s)) < 0)
-      child_fail(p, kStageCgroup, errno);
-  }
-  // Default dispositions; the parent blocked every signal around the clone so that none of its
-  // handlers can run here. Handlers would be reset by execve anyway, ignored signals would not.
+// The steps of child_main, in order. Each runs in the child between clone/fork and execve: only
+// async-signal-safe calls, no allocation; a failure reports its stage and exits (child_fail).
+
+// Old kernels (no CLONE_INTO_CGROUP): join the cgroup first, before anything else runs here.
+void child_join_cgroup(const ChildPlan& p) {
+  if (p.procs_fd < 0) return;
+  char buf[16];
+  char* end = buf + sizeof buf;
+  char* s = end;
+  long pid = ::syscall(SYS_getpid);
+  do {
+    *--s = static_cast<char>('0' + pid % 10);
+    pid /= 10;
+  } while (pid > 0);
+  if (::write(p.procs_fd, s, static_cast<size_t>(end - s)) < 0)
+    child_fail(p, kStageCgroup, errno);
+}
+
+// Default dispositions; the parent blocked every signal around the clone so that none of its
+// handlers can run here. Handlers would be reset by execve anyway, ignored signals would not.
+void child_default_signals() {
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     struct sigaction sa {};
     sa.sa_handler = SIG_DFL;
     ::sigaction(sig, &sa, nullptr);  // fails harmlessly for glibc's reserved signals
   }
-  if (::syscall(SYS_geteuid) == 0) {
-    // A cgroup namespace rooted at the session cgroup: the kernel checks migrations against the
-    // namespace root of the writer, so not even a root agent can move itself (or a child) out
-    // of the session cgroup by writing to an ancestor's cgroup.procs.
-    if (::syscall(SYS_unshare, CLONE_NEWCGROUP) != 0) child_fail(p, kStageCgroupNs, errno);
-    // A root agent (--allow-root) keeps root's file access but not the capabilities that open
-    // doors around the wall: packet and raw sockets (cgroup/sock_create only sees inet
-    // sockets), network configuration, BPF and cgroup administration, ptrace of acp, modules.
-    // Dropped from the bounding set, they cannot come back through execve.
-    if (p.uid == 0 && p.contain_root) {
-      // Its own mount namespace, where what holds the wall up (the cgroup tree, the pins) and
-      // ACP's files are read-only and the control sockets are out of sight: root owns them all.
-      if (::syscall(SYS_unshare, CLONE_NEWNS) != 0) child_fail(p, kStageMounts, errno);
-      if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
-        child_fail(p, kStageMounts, errno);
-      for (size_t i = 0; i < p.n_readonly; ++i) {
-        const char* path = p.readonly_paths[i];
-        if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-          if (errno == ENOENT) continue;
-          child_fail(p, kStageMounts, errno);
-        }
-        if (::mount(nullptr, path, nullptr,
-                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                    nullptr) != 0)
-          child_fail(p, kStageMounts, errno);
-      }
-      // The files to keep readable are opened before what holds them is covered; mount() may
-      // then bind them back from this namespace's own view (/proc/self/fd).
-      int visible_fd[16];
-      const size_t n_visible = p.n_visible < 16 ? p.n_visible : 16;
-      for (size_t i = 0; i < n_visible; ++i)
-        visible_fd[i] = ::open(p.visible[i].path, O_PATH | O_CLOEXEC);
-      bool covered[kMaxHidden] = {};
-      for (size_t i = 0; i < p.n_hidden; ++i) {
-        const HiddenPath& h = p.hidden[i];
-        const int r = h.dir ? ::mount("tmpfs", h.path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                                      "mode=0755,size=64k")
-                            : ::mount("/dev/null", h.path, nullptr, MS_BIND, nullptr);
-        if (r != 0) {
-          if (errno == ENOENT) continue;  // inside a directory covered before it
-          child_fail(p, kStageMounts, errno);
-        }
-        covered[i] = true;
-        if (!h.dir &&
-            ::mount(nullptr, h.path, nullptr,
-                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr) != 0)
-          child_fail(p, kStageMounts, errno);
-      }
-      for (size_t i = 0; i < n_visible; ++i) {
-        if (visible_fd[i] < 0) continue;
-        const VisiblePath& v = p.visible[i];
-        for (size_t d = 0; d < v.n_dirs; ++d)
-          if (::mkdir(v.dirs[d], 0755) != 0 && errno != EEXIST) child_fail(p, kStageMounts, errno);
-        const int made = ::open(v.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
-        if (made < 0) child_fail(p, kStageMounts, errno);
-        ::close(made);
-        char src[32];
-        if (::mount(proc_fd_path(src, visible_fd[i]), v.path, nullptr, MS_BIND, nullptr) != 0 ||
-            ::mount(nullptr, v.path, nullptr,
-                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
-          child_fail(p, kStageMounts, errno);
-        ::close(visible_fd[i]);
-      }
-      // The covering tmpfs read-only: nothing can be put where ACP's files were.
-      for (size_t i = 0; i < p.n_hidden; ++i)
-        if (covered[i] && p.hidden[i].dir &&
-            ::mount(nullptr, p.hidden[i].path, nullptr,
-                    MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-          child_fail(p, kStageMounts, errno);
-      for (int cap : kAgentDroppedCaps)
-        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-          child_fail(p, kStageCaps, errno);
-      // The bounding set only limits what execve grants from the file; root's inheritable and
-      // ambient sets pass through it. Both emptied, the dropped capabilities cannot come back.
-      if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-        child_fail(p, kStageCaps, errno);
-      __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-      __user_cap_data_struct data[2]{};
-      if (::syscall(SYS_capget, &hdr, data) != 0) child_fail(p, kStageCaps, errno);
-      data[0].inheritable = data[1].inheritable = 0;
-      if (::syscall(SYS_capset, &hdr, data) != 0) child_fail(p, kStageCaps, errno);
+}
+
+// Its own mount namespace, where what holds the wall up (the cgroup tree, the pins) and ACP's
+// files are read-only and the control sockets are out of sight: root owns them all.
+void child_readonly_mounts(const ChildPlan& p) {
+  if (::syscall(SYS_unshare, CLONE_NEWNS) != 0) child_fail(p, kStageMounts, errno);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    child_fail(p, kStageMounts, errno);
+  for (size_t i = 0; i < p.n_readonly; ++i) {
+    const char* path = p.readonly_paths[i];
+    if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      if (errno == ENOENT) continue;
+      child_fail(p, kStageMounts, errno);
     }
+    if (::mount(nullptr, path, nullptr,
+                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                nullptr) != 0)
+      child_fail(p, kStageMounts, errno);
   }
+}
+
+// ACP's secrets covered (a read-only tmpfs over a directory, /dev/null over a file), and the
+// files that must stay readable inside them (the TLS trust bundle) bound back.
+void child_cover_secrets(const ChildPlan& p) {
+  // The files to keep readable are opened before what holds them is covered; mount() may
+  // then bind them back from this namespace's own view (/proc/self/fd).
+  int visible_fd[16];
+  const size_t n_visible = p.n_visible < 16 ? p.n_visible : 16;
+  for (size_t i = 0; i < n_visible; ++i)
+    visible_fd[i] = ::open(p.visible[i].path, O_PATH | O_CLOEXEC);
+  bool covered[kMaxHidden] = {};
+  for (size_t i = 0; i < p.n_hidden; ++i) {
+    const HiddenPath& h = p.hidden[i];
+    const int r = h.dir ? ::mount("tmpfs", h.path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                                  "mode=0755,size=64k")
+                        : ::mount("/dev/null", h.path, nullptr, MS_BIND, nullptr);
+    if (r != 0) {
+      if (errno == ENOENT) continue;  // inside a directory covered before it
+      child_fail(p, kStageMounts, errno);
+    }
+    covered[i] = true;
+    if (!h.dir &&
+        ::mount(nullptr, h.path, nullptr,
+                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr) != 0)
+      child_fail(p, kStageMounts, errno);
+  }
+  for (size_t i = 0; i < n_visible; ++i) {
+    if (visible_fd[i] < 0) continue;
+    const VisiblePath& v = p.visible[i];
+    for (size_t d = 0; d < v.n_dirs; ++d)
+      if (::mkdir(v.dirs[d], 0755) != 0 && errno != EEXIST) child_fail(p, kStageMounts, errno);
+    const int made = ::open(v.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+    if (made < 0) child_fail(p, kStageMounts, errno);
+    ::close(made);
+    char src[32];
+    if (::mount(proc_fd_path(src, visible_fd[i]), v.path, nullptr, MS_BIND, nullptr) != 0 ||
+        ::mount(nullptr, v.path, nullptr,
+                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+      child_fail(p, kStageMounts, errno);
+    ::close(visible_fd[i]);
+  }
+  // The covering tmpfs read-only: nothing can be put where ACP's files were.
+  for (size_t i = 0; i < p.n_hidden; ++i)
+    if (covered[i] && p.hidden[i].dir &&
+        ::mount(nullptr, p.hidden[i].path, nullptr,
+                MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      child_fail(p, kStageMounts, errno);
+}
+
+// Dropped from the bounding set, the capabilities that open doors around the wall cannot come
+// back through execve.
+void child_drop_caps(const ChildPlan& p) {
+  for (int cap : kAgentDroppedCaps)
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+      child_fail(p, kStageCaps, errno);
+  // The bounding set only limits what execve grants from the file; root's inheritable and
+  // ambient sets pass through it. Both emptied, the dropped capabilities cannot come back.
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+    child_fail(p, kStageCaps, errno);
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capget, &hdr, data) != 0) child_fail(p, kStageCaps, errno);
+  data[0].inheritable = data[1].inheritable = 0;
+  if (::syscall(SYS_capset, &hdr, data) != 0) child_fail(p, kStageCaps, errno);
+}
+
+// stdio, the task limit, then groups, gid and uid, each verified in all three of its ids.
+void child_set_identity(const ChildPlan& p) {
   for (int i = 0; i < 3; ++i) {
     if (p.stdio[i] >= 0 && p.stdio[i] != i && ::dup2(p.stdio[i], i) < 0)
       child_fail(p, kStageStdio, errno);
@@ -273,6 +283,10 @@ const char* proc_fd_path(char* buf, int fd) {
     child_fail(p, kStageVerifyIds, errno);
   if (ru != p.uid || eu != p.uid || su != p.uid || rg != p.gid || eg != p.gid || sg != p.gid)
     child_fail(p, kStageVerifyIds, EPERM);
+}
+
+// No new privileges, the socket-family filter, and no ACP fd past execve.
+void child_lock_down(const ChildPlan& p) {
   if (p.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     child_fail(p, kStageNoNewPrivs, errno);
   // Socket families the BPF hooks never see (see socket_filter.hpp). Needs no-new-privileges
@@ -285,6 +299,27 @@ const char* proc_fd_path(char* buf, int fd) {
   if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     for (int fd = 3; fd < 65536; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
+}
+
+[[noreturn]] void child_main(const ChildPlan& p) {
+  child_join_cgroup(p);
+  child_default_signals();
+  if (::syscall(SYS_geteuid) == 0) {
+    // A cgroup namespace rooted at the session cgroup: the kernel checks migrations against the
+    // namespace root of the writer, so not even a root agent can move itself (or a child) out
+    // of the session cgroup by writing to an ancestor's cgroup.procs.
+    if (::syscall(SYS_unshare, CLONE_NEWCGROUP) != 0) child_fail(p, kStageCgroupNs, errno);
+    // A root agent (--allow-root) keeps root's file access but not the capabilities that open
+    // doors around the wall: packet and raw sockets (cgroup/sock_create only sees inet
+    // sockets), network configuration, BPF and cgroup administration, ptrace of acp, modules.
+    if (p.uid == 0 && p.contain_root) {
+      child_readonly_mounts(p);
+      child_cover_secrets(p);
+      child_drop_caps(p);
+    }
+  }
+  child_set_identity(p);
+  child_lock_down(p);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
