@@ -1,5 +1,7 @@
 #include "acp/session/run_options.hpp"
 
+#include <algorithm>
+
 namespace acp {
 
 void add_run_options(CLI::App* sub, RunOptions& o) {
@@ -8,9 +10,11 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                   "iptables, then docker), bpf, iptables, docker (the agent in a container, "
                   "as acp contain), preload (no root; weak) or none (proxy-only; the agent "
                   "can bypass the proxy). See docs/backends.md")
+      ->check(CLI::IsMember(kBackendNames))
       ->default_str("auto");
   sub->add_option("--isolation", o.isolation,
-                  "Same as --backend (e.g. --isolation=preload, as the origin docs spell it)");
+                  "Same as --backend (e.g. --isolation=preload, as the origin docs spell it)")
+      ->check(CLI::IsMember(kBackendNames));
   sub->add_option("--proxy-port", o.proxy_port,
                   "Port of the session's consent proxy on 127.0.0.1 and [::1] (default 8443; "
                   "the next free port when 8443 is taken)")
@@ -87,11 +91,10 @@ std::string requested_backend(const RunOptions& o) {
 }
 
 Status validate_run_options(const RunOptions& o) {
-  static const char* const kKnown[] = {"auto", "bpf", "iptables", "docker", "preload", "none"};
   for (const auto* value : {&o.backend, o.isolation ? &*o.isolation : nullptr}) {
     if (!value) continue;
-    bool known = false;
-    for (const char* k : kKnown) known = known || *value == k;
+    bool known = std::find(kBackendNames.begin(), kBackendNames.end(), *value) !=
+                 kBackendNames.end();
     const char* flag = value == &o.backend ? "--backend=" : "--isolation=";
     if (!known)
       return make_error(std::string(flag) + *value +
