@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -68,8 +70,9 @@ std::string quoted_words(const std::vector<std::string>& words) {
 // COMPREPLY of the bash completion for `words` (the last one is completed), one per line.
 std::string bash_complete(const std::string& script, const std::vector<std::string>& words,
                           const std::string& env = "") {
-  auto r = run_command(env + " bash -c 'source \"$0\"; COMP_WORDS=(\"$@\"); "
-                             "COMP_CWORD=$(($# - 1)); _acp; printf \"%s\\n\" \"${COMPREPLY[@]}\"' '" +
+  auto r = run_command(env +
+                       " bash -c 'source \"$0\"; COMP_WORDS=(\"$@\"); "
+                       "COMP_CWORD=$(($# - 1)); _acp; printf \"%s\\n\" \"${COMPREPLY[@]}\"' '" +
                        script + "'" + quoted_words(words) + " 2>&1");
   EXPECT_EQ(r.status, 0) << r.out;
   return r.out;
@@ -145,7 +148,8 @@ TEST(CliDocs, PolicyManPageNamesEveryMatchField) {
   ASSERT_NE(start, std::string::npos) << msg;
   std::string list = msg.substr(start + 10, msg.find(')', start) - start - 10);
   for (const char* sep : {", ", " or "})
-    for (size_t i = 0; (i = list.find(sep, i)) != std::string::npos;) list.replace(i, std::string(sep).size(), " ");
+    for (size_t i = 0; (i = list.find(sep, i)) != std::string::npos;)
+      list.replace(i, std::string(sep).size(), " ");
   const std::string page = read_file(std::string(ACP_SOURCE_DIR) + "/docs/man/acp-policy.5");
   std::istringstream fields(list);
   int n = 0;
@@ -227,11 +231,11 @@ TEST(CliDocs, ZshCompletionOffersEveryCommandAndOption) {
   });
   if (!have("zsh")) GTEST_SKIP() << "zsh not installed: the script was checked as text only";
   EXPECT_EQ(run_command("zsh -n '" + d.zsh() + "' 2>&1").out, "");
-  EXPECT_TRUE(has_line(zsh_complete(d.zsh(), {"acp", "ru"}), "run:" + acp::cli::summary(
-      *d.app->get_subcommand("run"))));
-  EXPECT_TRUE(has_line(zsh_complete(d.zsh(), {"acp", "run", "--do"}),
-                       "--door:" + acp::cli::summary(*d.app->get_subcommand("run")->get_option(
-                                       "--door"))));
+  EXPECT_TRUE(has_line(zsh_complete(d.zsh(), {"acp", "ru"}),
+                       "run:" + acp::cli::summary(*d.app->get_subcommand("run"))));
+  EXPECT_TRUE(
+      has_line(zsh_complete(d.zsh(), {"acp", "run", "--do"}),
+               "--door:" + acp::cli::summary(*d.app->get_subcommand("run")->get_option("--door"))));
   EXPECT_EQ(zsh_complete(d.zsh(), {"acp", "run", "--door", ""}), "-- proxy transparent both\n");
   EXPECT_EQ(zsh_complete(d.zsh(), {"acp", "run", "--backend=n"}),
             "-- auto bpf iptables docker preload none\n");

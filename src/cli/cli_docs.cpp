@@ -37,7 +37,9 @@ std::string option_names(const CLI::Option& o) {
   return out;
 }
 
-bool takes_value(const CLI::Option& o) { return o.get_items_expected_max() > 0; }
+bool takes_value(const CLI::Option& o) {
+  return o.get_items_expected_max() > 0;
+}
 
 std::vector<std::string> enum_values(const CLI::Option& o) {
   // CLI11 appends each validator's description to the type name: ":{a,b,c}" for a set.
@@ -65,13 +67,25 @@ std::string value_type(const CLI::Option& o) {
 }
 
 namespace {
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+// CLI11 descriptions are wrapped with '\n' for --help: the lines are joined first.
+std::string first_sentence(std::string s) {
+  for (auto& c : s)
+    if (c == '\n') c = ' ';
+  auto end = s.find(". ");
+  return end == std::string::npos ? s : s.substr(0, end + 1);
+}
 }  // namespace
 
-std::string summary(const CLI::App& app) { return first_line(app.get_description()); }
-std::string summary(const CLI::Option& o) { return first_line(o.get_description()); }
+std::string summary(const CLI::App& app) {
+  return first_sentence(app.get_description());
+}
+std::string summary(const CLI::Option& o) {
+  return first_sentence(o.get_description());
+}
 
-std::string man_page_file(const CLI::App& cmd) { return "acp-" + cmd.get_name() + ".8"; }
+std::string man_page_file(const CLI::App& cmd) {
+  return "acp-" + cmd.get_name() + ".8";
+}
 
 Status write_cli_docs(const CLI::App& app, const std::string& dir, std::string_view version) {
   const std::string man8 = dir + "/man8", completions = dir + "/completions";

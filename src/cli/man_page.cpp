@@ -1,5 +1,6 @@
 // acp(8) and acp-COMMAND(8) in roff (man(7) macros), from the CLI11 app. Text from the
 // definitions is escaped (roff_text); macros take only fixed text or command names.
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
@@ -40,14 +41,12 @@ std::string roff_text(std::string_view s) {
   return out;
 }
 
-// Multi-line text: one output line per input line, each its own line break.
-std::string roff_lines(const std::string& s, const char* between) {
+// Multi-line text, one output line per input line: --help's line breaks are for a terminal,
+// roff fills the lines into one paragraph.
+std::string roff_lines(const std::string& s) {
   std::string out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find('\n', start);
-    if (end == std::string::npos) end = s.size();
-    if (start > 0) out += between;
+  for (size_t start = 0; start < s.size();) {
+    size_t end = std::min(s.find('\n', start), s.size());
     out += roff_text(std::string_view(s).substr(start, end - start)) + "\n";
     start = end + 1;
   }
@@ -114,11 +113,9 @@ std::string option_facts(const CLI::Option& o) {
 std::string options_section(const CLI::App& cmd) {
   std::string out;
   for (const auto* p : doc_positionals(cmd))
-    out += ".TP\n\\fI" + roff_text(p->get_name(true)) + "\\fR\n" +
-           roff_lines(p->get_description(), ".br\n");
+    out += ".TP\n\\fI" + roff_text(p->get_name(true)) + "\\fR\n" + roff_lines(p->get_description());
   for (const auto* o : doc_options(cmd))
-    out += ".TP\n" + option_head(*o) + roff_lines(o->get_description(), ".br\n") +
-           option_facts(*o);
+    out += ".TP\n" + option_head(*o) + roff_lines(o->get_description()) + option_facts(*o);
   return out;
 }
 
@@ -128,7 +125,7 @@ std::string nested_commands(const CLI::App& cmd, const std::string& path) {
   for (const auto* sub : doc_subcommands(cmd)) {
     const std::string sub_path = path + " " + sub->get_name();
     out += ".SS " + roff_text(sub_path) + "\n" + synopsis(*sub, sub_path) + ".PP\n" +
-           roff_lines(sub->get_description(), ".br\n") + options_section(*sub) +
+           roff_lines(sub->get_description()) + options_section(*sub) +
            nested_commands(*sub, sub_path);
   }
   return out;
@@ -151,11 +148,11 @@ std::string main_man_page(const CLI::App& app, std::string_view version) {
   rest = rest.find('\n') == std::string::npos ? "" : rest.substr(rest.find('\n') + 1);
   std::string out = header("ACP", version) + ".SH NAME\nacp \\- " + roff_text(name) +
                     "\n.SH SYNOPSIS\n\\fBacp\\fR \\fICOMMAND\\fR [\\fIOPTIONS\\fR]\n" +
-                    ".SH DESCRIPTION\n" + roff_lines(rest, ".PP\n") + ".SH OPTIONS\n" +
+                    ".SH DESCRIPTION\n" + roff_lines(rest) + ".SH OPTIONS\n" +
                     options_section(app) + ".SH COMMANDS\n";
   for (const auto* cmd : doc_subcommands(app))
-    out += ".TP\n.BR acp\\-" + roff_text(cmd->get_name()) + " (8)\n" +
-           roff_text(summary(*cmd)) + "\n";
+    out +=
+        ".TP\n.BR acp\\-" + roff_text(cmd->get_name()) + " (8)\n" + roff_text(summary(*cmd)) + "\n";
   return out + see_also(app, nullptr);
 }
 
@@ -164,7 +161,7 @@ std::string command_man_page(const CLI::App& cmd, std::string_view version) {
   std::string out = header(upper("ACP-" + cmd.get_name()), version) + ".SH NAME\nacp\\-" +
                     roff_text(cmd.get_name()) + " \\- " + roff_text(summary(cmd)) +
                     "\n.SH SYNOPSIS\n" + synopsis(cmd, path) + ".SH DESCRIPTION\n" +
-                    roff_lines(cmd.get_description(), ".PP\n");
+                    roff_lines(cmd.get_description());
   if (!doc_options(cmd).empty() || !doc_positionals(cmd).empty())
     out += ".SH OPTIONS\n" + options_section(cmd);
   if (!doc_subcommands(cmd).empty()) out += ".SH COMMANDS\n" + nested_commands(cmd, path);

@@ -93,8 +93,8 @@ std::string requested_backend(const RunOptions& o) {
 Status validate_run_options(const RunOptions& o) {
   for (const auto* value : {&o.backend, o.isolation ? &*o.isolation : nullptr}) {
     if (!value) continue;
-    bool known = std::find(kBackendNames.begin(), kBackendNames.end(), *value) !=
-                 kBackendNames.end();
+    bool known =
+        std::find(kBackendNames.begin(), kBackendNames.end(), *value) != kBackendNames.end();
     const char* flag = value == &o.backend ? "--backend=" : "--isolation=";
     if (!known)
       return make_error(std::string(flag) + *value +

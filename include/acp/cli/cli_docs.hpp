@@ -34,7 +34,7 @@ bool takes_value(const CLI::Option& o);
 std::vector<std::string> enum_values(const CLI::Option& o);
 // The type name without the validators' descriptions: "TEXT", "UINT", "REQUEST_ID".
 std::string value_type(const CLI::Option& o);
-// The first line of a description.
+// The first sentence of a description, on one line.
 std::string summary(const CLI::App& app);
 std::string summary(const CLI::Option& o);
 

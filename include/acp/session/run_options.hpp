@@ -17,8 +17,8 @@ inline constexpr uint16_t kDefaultProxyPort = 8443;
 
 // What --backend (and --isolation) accept: checked by CLI11 (so --help, the man page and the
 // shell completions list them) and again by validate_run_options.
-inline const std::vector<std::string> kBackendNames = {"auto",    "bpf",     "iptables",
-                                                       "docker",  "preload", "none"};
+inline const std::vector<std::string> kBackendNames = {"auto",   "bpf",     "iptables",
+                                                       "docker", "preload", "none"};
 
 struct RunOptions {
   std::string backend = "auto";          // auto | bpf | iptables | docker | preload | none
