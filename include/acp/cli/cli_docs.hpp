@@ -30,7 +30,8 @@ std::vector<std::string> option_spellings(const CLI::Option& o);
 // Whether the option takes a value (a flag does not).
 bool takes_value(const CLI::Option& o);
 // The values a set check (CLI::IsMember) allows, e.g. {"proxy", "transparent", "both"}; empty
-// when the option has none. Read from CLI11's type name, "TEXT:{proxy,transparent,both}".
+// when the option has none. Read from CLI11's type name, "TEXT:{proxy,transparent,both}" (an
+// option may also set a type name of that form itself, as acp run --backend does).
 std::vector<std::string> enum_values(const CLI::Option& o);
 // The type name without the validators' descriptions: "TEXT", "UINT", "REQUEST_ID".
 std::string value_type(const CLI::Option& o);

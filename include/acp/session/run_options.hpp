@@ -15,8 +15,8 @@ namespace acp {
 
 inline constexpr uint16_t kDefaultProxyPort = 8443;
 
-// What --backend (and --isolation) accept: checked by CLI11 (so --help, the man page and the
-// shell completions list them) and again by validate_run_options.
+// What --backend (and --isolation) accept: listed by --help, the man page and the shell
+// completions (the options' type name) and checked by validate_run_options.
 inline const std::vector<std::string> kBackendNames = {"auto",   "bpf",     "iptables",
                                                        "docker", "preload", "none"};
 
