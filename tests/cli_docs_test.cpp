@@ -138,6 +138,27 @@ TEST(CliDocs, ManPagesRenderWithoutWarnings) {
   }
 }
 
+// Text from the definitions cannot act as roff: a leading dot or quote is no request, a
+// backslash no escape, and UTF-8 becomes groff's \[uXXXX] (groff reads bytes).
+TEST(CliDocs, ManPageTextIsEscaped) {
+  CLI::App app;
+  auto* cmd = app.add_subcommand("x", ".TH leading dot\n'quote back\\slash \xc3\xa9 \xe2\x9c\x93");
+  bool dry_run = false;
+  cmd->add_flag("--dry-run", dry_run, "does -n");
+  const std::string page = acp::cli::command_man_page(*cmd, "t");
+  EXPECT_NE(page.find("\n\\&.TH leading dot\n\\&'quote back\\eslash \\[u00E9] \\[u2713]\n"),
+            std::string::npos)
+      << page;
+  EXPECT_NE(page.find("\\fB\\-\\-dry\\-run\\fR\ndoes \\-n\n"), std::string::npos) << page;
+  if (!have("groff")) return;
+  TempDir dir;
+  std::ofstream(dir / "x.8") << page;
+  auto r = run_command("groff -man -Tutf8 -ww '" + (dir / "x.8") + "' 2>&1");
+  EXPECT_NE(r.out.find(".TH leading dot 'quote back\\slash \xc3\xa9 \xe2\x9c\x93"),
+            std::string::npos)
+      << r.out;
+}
+
 // acp-policy(5) is written by hand: it must name every match field the loader accepts, which
 // the loader lists when it meets an unknown one.
 TEST(CliDocs, PolicyManPageNamesEveryMatchField) {
