@@ -32,15 +32,20 @@ std::string join(const std::vector<std::string>& words) {
   return out;
 }
 
+// The key of an option's entries: "acp run|--door".
+std::string option_key(const std::string& path, const std::string& name) {
+  return path + "|" + name;
+}
+
 void collect_options(const CLI::App& cmd, const std::string& path, Tables& t) {
   for (const auto* o : doc_options(cmd))
     for (const auto& name : option_spellings(*o)) {
       add_word(t.opts, path, name);
-      t.descs[path + "|" + name] = summary(*o);
+      t.descs[option_key(path, name)] = summary(*o);
       if (!takes_value(*o)) continue;
       add_word(t.valued, path, name);
       if (auto values = enum_values(*o); !values.empty())
-        t.values[path + "|" + name] = join(values);
+        t.values[option_key(path, name)] = join(values);
     }
   for (const auto* p : doc_positionals(cmd))
     if (value_type(*p) == kRequestIdType) t.ids[path] = "1";
