@@ -214,7 +214,7 @@ void register_pending(CLI::App& app, int& exit_code) {
   pending->add_flag("--json", *json, "Machine-readable output");
   pending->add_flag("--full", *full,
                     "Each request in full (the table cuts long cells and says how much it cut)");
-  pending->add_option("ID", *only, "Only this request, in full");
+  pending->add_option("ID", *only, "Only this request, in full")->type_name(kRequestIdType);
   pending->callback(
       [json, full, only, &exit_code] { exit_code = list_pending(*json, *full, *only); });
 }
@@ -225,7 +225,9 @@ void register_approve(CLI::App& app, int& exit_code) {
   auto for_d = std::make_shared<std::string>();
   auto session = std::make_shared<bool>(false);
   auto always = std::make_shared<bool>(false);
-  approve->add_option("ID", *id, "Request id, from `acp pending`")->required();
+  approve->add_option("ID", *id, "Request id, from `acp pending`")
+      ->type_name(kRequestIdType)
+      ->required();
   auto* o_for = approve->add_option(
       "--for", *for_d,
       "Approve this host (and its www. twin) for DURATION: 90s, 10m, 1h, 1h30m (`--for=` alone: "
@@ -269,7 +271,9 @@ void register_deny(CLI::App& app, int& exit_code) {
   auto* deny = app.add_subcommand("deny", "Deny a pending request");
   auto did = std::make_shared<std::string>();
   auto reason = std::make_shared<std::string>();
-  deny->add_option("ID", *did, "Request id, from `acp pending`")->required();
+  deny->add_option("ID", *did, "Request id, from `acp pending`")
+      ->type_name(kRequestIdType)
+      ->required();
   deny->add_option("--reason", *reason, "Why: shown to the agent and kept in the audit log");
   deny->callback([=, &exit_code] {
     auto sock = find_request("deny", *did);

@@ -2,15 +2,30 @@
 
 namespace acp {
 
+namespace {
+
+// "TEXT:{auto,bpf,...}", the type name CLI11 gives a set check (CLI::IsMember), so that --help,
+// the man page and the completions list the backends. Not a check: validate_run_options
+// refuses other names with a message that says what to do.
+std::string backend_type_name() {
+  std::string out = "TEXT:{";
+  for (const auto& n : kBackendNames) out += (out.back() == '{' ? "" : ",") + n;
+  return out + "}";
+}
+
+}  // namespace
+
 void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--backend", o.backend,
                   "How the wall is built: auto (the strongest that works here: bpf, then "
                   "iptables, then docker), bpf, iptables, docker (the agent in a container, "
                   "as acp contain), preload (no root; weak) or none (proxy-only; the agent "
                   "can bypass the proxy). See docs/backends.md")
+      ->type_name(backend_type_name())
       ->default_str("auto");
   sub->add_option("--isolation", o.isolation,
-                  "Same as --backend (e.g. --isolation=preload, as the origin docs spell it)");
+                  "Same as --backend (e.g. --isolation=preload, as the origin docs spell it)")
+      ->type_name(backend_type_name());
   sub->add_option("--proxy-port", o.proxy_port,
                   "Port of the session's consent proxy on 127.0.0.1 and [::1] (default 8443; "
                   "the next free port when 8443 is taken)")

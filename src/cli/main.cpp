@@ -4,32 +4,15 @@
 #include <cstdio>
 #include <string>
 
-#include "acp/cli/commands.hpp"
+#include "acp/cli/app.hpp"
 
 int main(int argc, char** argv) {
   // A write past RLIMIT_FSIZE must fail with EFBIG (the audit log then denies and truncates
   // back), not kill acp with SIGXFSZ and leave the agent's wall without its proxy.
   std::signal(SIGXFSZ, SIG_IGN);
-  CLI::App app{
-      "acp - run AI agents behind a kernel-enforced wall whose only door is a consent proxy.\n"
-      "See `acp COMMAND --help` for each command."};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("acp ") + ACP_VERSION);
   int exit_code = 0;
-  acp::cli::register_run(app, exit_code);
-  acp::cli::register_status(app, exit_code);
-  acp::cli::register_gc(app, exit_code);
-  acp::cli::register_doctor(app, exit_code);
-  acp::cli::register_consent(app, exit_code);
-  acp::cli::register_audit(app, exit_code);
-  acp::cli::register_policy(app, exit_code);
-  acp::cli::register_export(app, exit_code);
-  acp::cli::register_init(app, exit_code);
-  acp::cli::register_daemon(app, exit_code);
-  acp::cli::register_contain(app, exit_code);
-  acp::cli::register_ca(app, exit_code);
-  acp::cli::register_node_agent(app, exit_code);
-  acp::cli::register_mcp(app, exit_code);
+  auto app_ptr = acp::cli::make_app(exit_code, ACP_VERSION);
+  CLI::App& app = *app_ptr;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

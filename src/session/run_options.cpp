@@ -1,5 +1,7 @@
 #include "acp/session/run_options.hpp"
 
+#include <algorithm>
+
 namespace acp {
 
 std::string requested_backend(const RunOptions& o) {
@@ -8,11 +10,10 @@ std::string requested_backend(const RunOptions& o) {
 }
 
 Status validate_run_options(const RunOptions& o) {
-  static const char* const kKnown[] = {"auto", "bpf", "iptables", "docker", "preload", "none"};
   for (const auto* value : {&o.backend, o.isolation ? &*o.isolation : nullptr}) {
     if (!value) continue;
-    bool known = false;
-    for (const char* k : kKnown) known = known || *value == k;
+    bool known =
+        std::find(kBackendNames.begin(), kBackendNames.end(), *value) != kBackendNames.end();
     const char* flag = value == &o.backend ? "--backend=" : "--isolation=";
     if (!known)
       return make_error(std::string(flag) + *value +

@@ -7,6 +7,10 @@
 
 namespace acp::cli {
 
+// The type name of the positionals that take a pending request's id (acp pending, approve,
+// deny): --help shows it, and the shell completions offer the ids `acp pending --json` lists.
+inline constexpr const char* kRequestIdType = "REQUEST_ID";
+
 void register_run(CLI::App& app, int& exit_code);         // cmd_run.cpp
 void register_status(CLI::App& app, int& exit_code);      // cmd_status.cpp
 void register_gc(CLI::App& app, int& exit_code);          // cmd_gc.cpp

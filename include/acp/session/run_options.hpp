@@ -14,6 +14,11 @@ namespace acp {
 
 inline constexpr uint16_t kDefaultProxyPort = 8443;
 
+// What --backend (and --isolation) accept: listed by --help, the man page and the shell
+// completions (the options' type name) and checked by validate_run_options.
+inline const std::vector<std::string> kBackendNames = {"auto",   "bpf",     "iptables",
+                                                       "docker", "preload", "none"};
+
 struct RunOptions {
   std::string backend = "auto";          // auto | bpf | iptables | docker | preload | none
   std::optional<std::string> isolation;  // --isolation=preload: the origin docs' spelling
