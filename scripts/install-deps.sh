@@ -22,6 +22,7 @@ pkgs=(
   libcap2-bin  # capsh: the node agent vmtest runs the agent with only the DaemonSet's capabilities
   chromium  # the web page's browser test (headless, driven by playwright-core from npm)
   groff-base  # the unit tests render the man pages (groff -man -ww) to catch roff warnings
+  zsh  # the unit tests load the zsh completion (zsh -n and its completion function)
 )
 # kubectl for the manifest tests (deploy/kubernetes): Debian's kubernetes-client, unless a
 # kubectl is installed already (another package providing /usr/bin/kubectl would conflict).
