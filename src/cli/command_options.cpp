@@ -13,6 +13,17 @@ std::string backend_type_name() {
   return out + "}";
 }
 
+// --policy, --config and --audit-log: the same three for every command that runs a session.
+void add_policy_options(CLI::App* sub, std::optional<std::string>& policy, std::string& config,
+                        std::string& audit_log) {
+  sub->add_option("--policy", policy,
+                  "Policy file (YAML); default: the config's `policy`, else the built-in policy");
+  sub->add_option("--config", config,
+                  "ACP config (consent channels); default: /etc/acp/config.yml, see `acp init`");
+  sub->add_option("--audit-log", audit_log,
+                  "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
+}
+
 }  // namespace
 
 void add_run_options(CLI::App* sub, RunOptions& o) {
@@ -48,12 +59,7 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                 "drops its network, BPF and admin capabilities and hides its own state)");
   sub->add_flag("--audit-only", o.audit_only,
                 "Report what would be blocked without blocking it (for rolling out a policy)");
-  sub->add_option("--policy", o.policy,
-                  "Policy file (YAML); default: the config's `policy`, else the built-in policy");
-  sub->add_option("--config", o.config,
-                  "ACP config (consent channels); default: /etc/acp/config.yml, see `acp init`");
-  sub->add_option("--audit-log", o.audit_log,
-                  "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
+  add_policy_options(sub, o.policy, o.config, o.audit_log);
   sub->add_option("--max-tasks", o.max_tasks,
                   "At most N tasks (processes and threads) for the agent: pids.max of its "
                   "cgroup where cgroup v2 has the pids controller, else RLIMIT_NPROC (default "
@@ -113,12 +119,7 @@ void add_contain_options(CLI::App* sub, ContainOptions& o) {
                   "Port of the session's consent proxy on the network's gateway (default 8443; "
                   "the next free port when 8443 is taken)")
       ->check(CLI::Range(1, 65535));
-  sub->add_option("--policy", o.policy,
-                  "Policy file (YAML); default: the config's `policy`, else the built-in policy");
-  sub->add_option("--config", o.config,
-                  "ACP config (consent channels); default: /etc/acp/config.yml, see `acp init`");
-  sub->add_option("--audit-log", o.audit_log,
-                  "Audit log file (JSON lines, hash-chained; default /var/log/acp/audit.jsonl)");
+  add_policy_options(sub, o.policy, o.config, o.audit_log);
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();
   sub->positionals_at_end();
