@@ -22,8 +22,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -448,7 +448,6 @@ double bulk_with_cpu(int rounds, pid_t relay, uint64_t bytes, double& cpu_per_gi
   cpu_per_gib = (cpu_seconds(relay) - before) / gib;
   return best;
 }
-
 
 // The ACP proxy under test, in its own process pinned to the proxy CPU: three ProxyServers on
 // one io_context thread, with AllowAll, PolicyOnly and the real ConsentJudge (policy + audit

@@ -37,8 +37,10 @@ TEST(CheckLayersTree, TheProjectKeepsItsLayers) {
 }
 
 TEST_F(CheckLayers, AnIncludeFromAboveFailsWithWhereAndWhatIsAllowed) {
-  write("src/backend/wall.cpp", "#include \"acp/kernel/endpoint.hpp\"\n#include \"acp/util/x.hpp\"\n");
-  write("src/session/builder.cpp", "#include \"acp/backend/wall.hpp\"\n#include \"acp/proxy/p.hpp\"\n");
+  write("src/backend/wall.cpp",
+        "#include \"acp/kernel/endpoint.hpp\"\n#include \"acp/util/x.hpp\"\n");
+  write("src/session/builder.cpp",
+        "#include \"acp/backend/wall.hpp\"\n#include \"acp/proxy/p.hpp\"\n");
   EXPECT_EQ(run_command(kCheck + dir_ + " 2>&1").status, 0) << "includes from below are fine";
 
   write("src/backend/iptables.cpp", "// a comment\n#include \"acp/session/session_id.hpp\"\n");

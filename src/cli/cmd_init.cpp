@@ -132,9 +132,10 @@ bool write_files(const std::vector<File>& files) {
 void print_next_steps(const config::Config& c, const std::set<std::string>& chans,
                       const std::string& config_path) {
   std::string on;
-  for (const auto& [name, enabled] :
-       {std::pair<const char*, bool>{"web", c.web.enabled}, {"prompt", c.prompt.enabled},
-        {"webhook", c.webhook.enabled}, {"telegram", c.telegram.enabled}})
+  for (const auto& [name, enabled] : {std::pair<const char*, bool>{"web", c.web.enabled},
+                                      {"prompt", c.prompt.enabled},
+                                      {"webhook", c.webhook.enabled},
+                                      {"telegram", c.telegram.enabled}})
     if (enabled) on += (on.empty() ? "" : ", ") + std::string(name);
   const std::string cfg_arg =
       config_path == config::kDefaultConfigPath ? std::string() : " --config=" + config_path;

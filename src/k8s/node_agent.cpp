@@ -24,12 +24,12 @@
 
 #include "acp/cgroup/mounts.hpp"
 #include "acp/k8s/pod_confiner.hpp"
-#include "acp/proxy/request_target.hpp"
 #include "acp/k8s/pod_watcher.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/proxy/own_endpoints.hpp"
+#include "acp/proxy/request_target.hpp"
 
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.

@@ -9,13 +9,13 @@
 
 #include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/audit_log.hpp"
-#include "acp/proxy/request_target.hpp"
 #include "acp/proxy/channels.hpp"
 #include "acp/proxy/consent_gate.hpp"
 #include "acp/proxy/consent_judge.hpp"
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/policy.hpp"
 #include "acp/proxy/proxy_server.hpp"
+#include "acp/proxy/request_target.hpp"
 
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.

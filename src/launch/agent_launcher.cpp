@@ -160,8 +160,7 @@ void child_join_cgroup(const ChildPlan& p) {
     *--s = static_cast<char>('0' + pid % 10);
     pid /= 10;
   } while (pid > 0);
-  if (::write(p.procs_fd, s, static_cast<size_t>(end - s)) < 0)
-    child_fail(p, kStageCgroup, errno);
+  if (::write(p.procs_fd, s, static_cast<size_t>(end - s)) < 0) child_fail(p, kStageCgroup, errno);
 }
 
 // Default dispositions; the parent blocked every signal around the clone so that none of its
@@ -188,8 +187,7 @@ void child_readonly_mounts(const ChildPlan& p) {
       child_fail(p, kStageMounts, errno);
     }
     if (::mount(nullptr, path, nullptr,
-                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                nullptr) != 0)
+                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
       child_fail(p, kStageMounts, errno);
   }
 }
@@ -214,9 +212,8 @@ void child_cover_secrets(const ChildPlan& p) {
       child_fail(p, kStageMounts, errno);
     }
     covered[i] = true;
-    if (!h.dir &&
-        ::mount(nullptr, h.path, nullptr,
-                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr) != 0)
+    if (!h.dir && ::mount(nullptr, h.path, nullptr,
+                          MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr) != 0)
       child_fail(p, kStageMounts, errno);
   }
   for (size_t i = 0; i < n_visible; ++i) {
@@ -229,8 +226,8 @@ void child_cover_secrets(const ChildPlan& p) {
     ::close(made);
     char src[32];
     if (::mount(proc_fd_path(src, visible_fd[i]), v.path, nullptr, MS_BIND, nullptr) != 0 ||
-        ::mount(nullptr, v.path, nullptr,
-                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+        ::mount(nullptr, v.path, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                nullptr) != 0)
       child_fail(p, kStageMounts, errno);
     ::close(visible_fd[i]);
   }

@@ -133,7 +133,6 @@ int wait_for_container(asio::io_context& io, const backend::DockerCli& docker,
 
 }  // namespace
 
-
 Result<ContainOptions> contain_options_for_run(const RunOptions& o) {
   if (auto st = validate_run_options(o); !st) return st.error();
   const RunOptions defaults;

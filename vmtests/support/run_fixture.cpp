@@ -172,8 +172,8 @@ void RunFixture::SetUp() {
   std::ofstream(config()) << "channels:\n  web:\n    enabled: false\n";
   chmod(config().c_str(), 0644);
   origin_port_ = free_port();
-  origin_ = Proc::start(origin_command("127.0.0.1", origin_port_, dir_ + "/www"),
-                        dir_ + "/origin.out");
+  origin_ =
+      Proc::start(origin_command("127.0.0.1", origin_port_, dir_ + "/www"), dir_ + "/origin.out");
   for (int i = 0; i < 100 && !port_answers(origin_port_); ++i) std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(port_answers(origin_port_)) << "the test origin did not start";
   proxy_port_ = free_port();
