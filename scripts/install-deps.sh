@@ -18,6 +18,7 @@ pkgs=(
   iproute2 iptables curl python3 nodejs procps util-linux kmod openssl
   liburing-dev  # vmtests: connect() through io_uring must meet the wall too
   nftables python3-yaml docker-compose  # acp export tests: nft -c, the compose file parsed and checked
+  python3-prometheus-client  # the daemon's and node agent's /metrics read by a real parser (scripts/check-metrics.py)
   docker.io busybox-static  # the docker backend: dockerd for its vmtests (they start their own), the agent image's shell
   libcap2-bin  # capsh: the node agent vmtest runs the agent with only the DaemonSet's capabilities
   chromium  # the web page's browser test (headless, driven by playwright-core from npm)
