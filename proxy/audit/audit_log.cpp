@@ -243,6 +243,7 @@ void AuditLog::run_writer() {
       // Out of memory: the group fails closed like a failed write, and the writer goes on.
       st = make_error("audit log " + path_ + ": " + e.what());
     }
+    if (!st) failed_.fetch_add(group.size());
     for (auto& p : group) {
       try {
         p.done(st);
@@ -251,6 +252,14 @@ void AuditLog::run_writer() {
       }
     }
   }
+}
+
+AuditLog::Stats& AuditLog::Stats::operator+=(const Stats& o) {
+  records += o.records;
+  syncs += o.syncs;
+  failed += o.failed;
+  sync_seconds += o.sync_seconds;
+  return *this;
 }
 
 Status AuditLog::append(nlohmann::json entry) {
@@ -327,6 +336,7 @@ Status AuditLog::commit(std::deque<Pending>& group) {
                    " bytes failed: " + std::strerror(errno) + ")";
     return e;
   };
+  const auto write_start = std::chrono::steady_clock::now();
   ssize_t n = ::write(fd_.get(), out.data(), out.size());
   if (n < 0) return roll_back(errno_error("write audit log " + path_));
   if (static_cast<size_t>(n) != out.size())
@@ -335,7 +345,9 @@ Status AuditLog::commit(std::deque<Pending>& group) {
                                     " of " + std::to_string(out.size()) + " bytes)",
                                 ENOSPC));
   syncs_.fetch_add(1);
-  if (sync_(fd_.get()) != 0) return roll_back(errno_error("fdatasync audit log " + path_));
+  const int synced = sync_(fd_.get());
+  sync_seconds_.observe(std::chrono::steady_clock::now() - write_start);
+  if (synced != 0) return roll_back(errno_error("fdatasync audit log " + path_));
   seq_ = seq;
   prev_ = std::move(prev);
   size_ += static_cast<off_t>(out.size());

@@ -35,6 +35,44 @@ std::string target(const Action& a) {
 
 }  // namespace
 
+const char* to_string(Decider d) {
+  switch (d) {
+    case Decider::Policy:
+      return "policy";
+    case Decider::Human:
+      return "human";
+    case Decider::Grant:
+      return "grant";
+    case Decider::Timeout:
+      return "timeout";
+    case Decider::Error:
+      return "error";
+  }
+  return "error";
+}
+
+DecisionMetrics& DecisionMetrics::operator+=(const DecisionMetrics& o) {
+  for (size_t v = 0; v < 2; ++v)
+    for (size_t d = 0; d < kDeciders; ++d) count[v][d] += o.count[v][d];
+  for (size_t d = 0; d < kDeciders; ++d) latency[d] += o.latency[d];
+  return *this;
+}
+
+DecisionMetrics ConsentJudge::metrics() const {
+  DecisionMetrics m;
+  for (size_t v = 0; v < 2; ++v)
+    for (size_t d = 0; d < kDeciders; ++d)
+      m.count[v][d] = decisions_[v][d].load(std::memory_order_relaxed);
+  for (size_t d = 0; d < kDeciders; ++d) m.latency[d] = latency_[d].snapshot();
+  return m;
+}
+
+void ConsentJudge::count(bool allowed, Decider d, std::chrono::steady_clock::duration took) {
+  const auto i = static_cast<size_t>(d);
+  decisions_[allowed ? 1 : 0][i].fetch_add(1, std::memory_order_relaxed);
+  latency_[i].observe(took);
+}
+
 std::string describe_policy_denial(const PolicyDecision& d, const Action& a) {
   return rule_name(d) + " denies " + target(a);
 }
@@ -128,6 +166,12 @@ asio::awaitable<Judgement> ConsentJudge::judge(Action action) {
     // The operator must learn why everything is being denied, not only the agent.
     std::fprintf(stderr, "acp: %s (request denied)\n", j.reason.c_str());
   }
+  const Decider decider = decided_by == "policy"          ? Decider::Policy
+                          : decided_by == "timeout"       ? Decider::Timeout
+                          : decided_by != "human"         ? Decider::Error
+                          : scope.rfind("grant:", 0) == 0 ? Decider::Grant
+                                                          : Decider::Human;
+  count(j.allowed, decider, std::chrono::steady_clock::now() - start);
   co_return j;
 }
 

@@ -24,7 +24,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using boost::system::error_code;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -105,11 +104,13 @@ Connection::Connection(std::shared_ptr<ProxyServer::State> state, tcp::socket so
   }
   client_.socket().set_option(tcp::no_delay(true), ec);
   state_->connections.insert(this);
+  state_->n_open.fetch_add(1, std::memory_order_relaxed);
   state_->peak_since_trim = std::max(state_->peak_since_trim, state_->connections.size());
 }
 
 Connection::~Connection() {
   state_->connections.erase(this);
+  state_->n_open.fetch_sub(1, std::memory_order_relaxed);
   // glibc keeps freed heap pages for reuse: after 10k tunnels the proxy stayed at its peak RSS
   // (bench/proxy_soak_bench). When a burst has drained, hand them back to the kernel, once per
   // burst, so an idle proxy is small again; a steady trickle of connections never pays for it.
@@ -182,7 +183,6 @@ net::awaitable<bool> Connection::serve_request(bool first) {
   const auto got = co_await read_head(first, head_len);
   if (got == HeadRead::Closed || closed_) co_return false;
   RequestEvent event(++state_->next_request, peer_);
-  const auto start = Clock::now();
   bool keep = false;
   if (got == HeadRead::TimedOut) {
     co_await refuse(
@@ -205,8 +205,7 @@ net::awaitable<bool> Connection::serve_request(bool first) {
       keep = co_await route(p, event);
     }
   }
-  event.note("ms", std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-  state_->emit(event.json());
+  state_->finish(event);
   co_return keep;
 }
 
@@ -360,6 +359,7 @@ net::awaitable<void> Connection::close_tls() {
 }
 
 net::awaitable<bool> Connection::handle_connect(RequestParser& p, RequestEvent& event) {
+  event.opens_tunnel();
   auto target = parse_authority(p.get().target());
   if (!target) {
     co_await refuse(event, {400, "Bad CONNECT target", target.error().message()});

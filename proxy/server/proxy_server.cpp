@@ -212,7 +212,26 @@ ProxyCounters ProxyServer::counters() const {
   auto r = std::memory_order_relaxed;
   return ProxyCounters{s.n_connections.load(r), s.n_requests.load(r), s.n_tunnels.load(r),
                        s.n_allowed.load(r),     s.n_denied.load(r),   s.n_errors.load(r),
-                       s.n_foreign.load(r)};
+                       s.n_foreign.load(r),     s.n_open.load(r),     s.n_bytes_up.load(r),
+                       s.n_bytes_down.load(r)};
+}
+
+ProxyLatency ProxyServer::latency() const {
+  return {state_->http_latency.snapshot(), state_->connect_latency.snapshot()};
+}
+
+void ProxyServer::State::finish(RequestEvent& event) {
+  auto& j = event.json();
+  const auto r = std::memory_order_relaxed;
+  if (auto up = j.find("bytes_up"); up != j.end() && up->is_number_unsigned())
+    n_bytes_up.fetch_add(up->get<uint64_t>(), r);
+  if (auto down = j.find("bytes_down"); down != j.end() && down->is_number_unsigned())
+    n_bytes_down.fetch_add(down->get<uint64_t>(), r);
+  if (auto t = event.time_to_answer())
+    (event.tunnel() ? connect_latency : http_latency).observe(*t);
+  j["ms"] =
+      std::chrono::duration<double, std::milli>(RequestEvent::Clock::now() - event.start()).count();
+  emit(j);
 }
 
 void ProxyServer::set_event_callback(std::function<void(const nlohmann::json&)> cb) {

@@ -17,10 +17,12 @@
 
 #include "acp/proxy/own_endpoints.hpp"
 #include "acp/proxy/proxy_server.hpp"
+#include "acp/util/histogram.hpp"
 
 namespace acp::proxy {
 
 class Connection;
+class RequestEvent;
 
 struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   State(boost::asio::io_context& io, ProxyConfig cfg, RequestJudge& judge)
@@ -44,7 +46,12 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   uint64_t next_request = 0;
 
   std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
-      n_errors{0}, n_foreign{0};
+      n_errors{0}, n_foreign{0}, n_open{0}, n_bytes_up{0}, n_bytes_down{0};
+  util::Histogram http_latency, connect_latency;  // RequestEvent::time_to_answer()
+
+  // A request is over: its bytes and time to answer counted, its "ms" noted, its event
+  // emitted. The one place every request event ends (proxy_connection.cpp).
+  void finish(RequestEvent& event);
 
   void emit(const nlohmann::json& event) const {
     if (on_event) on_event(event);

@@ -4,6 +4,8 @@
 // the event and the audit entry cannot disagree.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,8 +41,12 @@ class Connection;
 
 class RequestEvent {
  public:
+  using Clock = std::chrono::steady_clock;
+
+  // Made once the request's head has arrived: the request's clock starts here.
   RequestEvent(uint64_t id, std::string_view client)
-      : json_{{"event", "request"}, {"id", id}, {"client", std::string(client)}} {}
+      : json_{{"event", "request"}, {"id", id}, {"client", std::string(client)}},
+        start_(Clock::now()) {}
 
   // What the request is: method, host, port, path, tunnel, tls, mcp, bytes_up, bytes_down...
   template <class Value>
@@ -59,6 +65,7 @@ class RequestEvent {
   // answer to a refused tools/call (with the judge's reason).
   void answered(unsigned status, std::string reason = {}) {
     json_["status"] = status;
+    mark_answered();
     if (!reason.empty()) json_["reason"] = std::move(reason);
   }
   // The exchange broke before an answer (the client went away, TLS failed): `status` is what
@@ -67,16 +74,32 @@ class RequestEvent {
     json_["status"] = status;
     json_["reason"] = std::move(reason);
   }
+  // A CONNECT, or a connection the transparent door led in: its answer opens a tunnel
+  // (acp_proxy_request_duration_seconds{kind="connect"}).
+  void opens_tunnel() { tunnel_ = true; }
+  bool tunnel() const { return tunnel_; }
+  Clock::time_point start() const { return start_; }
+  // From the head to the answer's status line (the origin's, a tunnel's 200, a refusal);
+  // nullopt when the exchange broke before any answer.
+  std::optional<Clock::duration> time_to_answer() const { return time_to_answer_; }
   const nlohmann::json& json() const { return json_; }
+  nlohmann::json& json() { return json_; }
 
  private:
   friend class Connection;  // refuse(): the only writer of a refusal's status and reason
   void refused(const Refusal& r) {
     if (r.answer) json_["status"] = r.status;
     json_["reason"] = r.reason;
+    mark_answered();
+  }
+  void mark_answered() {
+    if (!time_to_answer_) time_to_answer_ = Clock::now() - start_;
   }
 
   nlohmann::json json_;
+  Clock::time_point start_;
+  std::optional<Clock::duration> time_to_answer_;
+  bool tunnel_ = false;
 };
 
 }  // namespace acp::proxy

@@ -64,7 +64,7 @@ net::awaitable<bool> Connection::start_inspection(const RequestTarget& target,
       co_await refuse(inner, name_mismatch("the TLS SNI (" + std::string(sni) +
                                                ") does not name the CONNECT host " + target.host,
                                            request_id));
-      state_->emit(inner.json());
+      state_->finish(inner);
       co_return false;
     }
   }

@@ -20,7 +20,6 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 using boost::system::error_code;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -100,10 +99,9 @@ net::awaitable<void> Connection::run_door() {
   door_ = true;
   RequestEvent event(++state_->next_request, peer_);
   event.note("via", "transparent");
-  const auto start = Clock::now();
+  event.opens_tunnel();
   bool more = co_await open_door(event);
-  event.note("ms", std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-  state_->emit(event.json());
+  state_->finish(event);
   while (more && !closed_) more = co_await serve_request(false);
   co_await finish();
 }

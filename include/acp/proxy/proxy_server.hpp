@@ -19,6 +19,7 @@
 
 #include "acp/proxy/own_endpoints.hpp"
 #include "acp/proxy/request_judge.hpp"
+#include "acp/util/histogram.hpp"
 #include "acp/util/result.hpp"
 
 namespace acp::proxy {
@@ -82,6 +83,17 @@ struct ProxyCounters {
   uint64_t denied = 0;       // requests refused by the judge or the destination check
   uint64_t errors = 0;       // malformed requests, limits, upstream failures
   uint64_t foreign = 0;      // connections refused because the client is not in client_cgroup
+  uint64_t open = 0;         // client connections open now (a gauge, not a count)
+  uint64_t bytes_up = 0;     // bytes relayed from clients to origins, counted as each request
+  uint64_t bytes_down = 0;   // or tunnel ends; and from origins to clients
+};
+
+// How long clients waited for their answer's status line (the origin's response header, a
+// tunnel's 200, a refusal), from the request's head: plain HTTP requests (also those inside a
+// tunnel) and CONNECTs (also the transparent door's connections).
+struct ProxyLatency {
+  util::HistogramSnapshot http;
+  util::HistogramSnapshot connect;
 };
 
 class ProxyServer {
@@ -104,6 +116,7 @@ class ProxyServer {
   void stop();
   // Safe from any thread.
   ProxyCounters counters() const;
+  ProxyLatency latency() const;
   // One JSON object per finished request (and per refused connection): see docs/proxy.md.
   void set_event_callback(std::function<void(const nlohmann::json&)> cb);
   // Refusals no judgement records (inspected TLS: SNI/Host mismatch, a bad upstream
