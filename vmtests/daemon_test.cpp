@@ -4,11 +4,16 @@
 //  - the daemon SIGKILLed while a session runs: the agent stays confined (direct connect EPERM),
 //    a restarted daemon re-adopts the session and a new proxied request is asked and approved;
 //  - acp run killed: the daemon keeps the door open and collects the session when its agent ends;
-//  - READY=1 reaches $NOTIFY_SOCKET; without a daemon acp run runs standalone.
+//  - READY=1 reaches $NOTIFY_SOCKET; without a daemon acp run runs standalone;
+//  - --metrics: /metrics, read by prometheus_client's parser, counts what one session did
+//    (decisions by decider, proxy connections and bytes, kernel denials, a pending ask) and
+//    keeps counting after the session ended; an address that cannot be served stops the daemon.
 // Each daemon listens on a socket in the test's own directory, so no other `acp run` on this
 // machine registers with it.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -28,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/metrics_scrape.hpp"
 #include "support/run_fixture.hpp"
 
 namespace {
@@ -128,9 +134,11 @@ class Daemon : public acp::vmtest::RunFixture {
   }
 
   // Starts `acp daemon` on socket_ and waits for READY=1 on the test's NOTIFY_SOCKET.
-  bool start_daemon() {
-    daemon_ = Proc::start(
-        {"env", "NOTIFY_SOCKET=" + notify_path_, ACP_BINARY, "daemon", "--socket=" + socket_});
+  bool start_daemon(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {"env", "NOTIFY_SOCKET=" + notify_path_, ACP_BINARY, "daemon",
+                                     "--socket=" + socket_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    daemon_ = Proc::start(argv);
     pollfd p{notify_fd_, POLLIN, 0};
     while (poll(&p, 1, 30000) == 1) {
       char buf[512];
@@ -261,6 +269,186 @@ TEST_F(Daemon, TwoSessionsShareOneDaemonEachConfinedToItsOwnProxy) {
   }
   EXPECT_EQ(waitpid(daemon_.pid, nullptr, WNOHANG), 0) << "the daemon exited: " << daemon_.out;
   stop_daemon();
+}
+
+// One session through a daemon with --metrics: a direct connect (refused by the wall), an
+// allowed request, a request the policy denies, a request to the metrics endpoint itself (the
+// policy allows it, the proxy never connects to ACP's own listeners), and an ask a human
+// denies. /metrics before, during the ask and after the session ended, each parsed by
+// prometheus_client: every counter moved by exactly what the agent did.
+constexpr const char* kMetricsAgent = R"PY(
+import socket, sys, urllib.error, urllib.request
+origin, denied, ask, metrics = (int(a) for a in sys.argv[1:5])
+def get(port, path='/'):
+    try:
+        r = urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=90)
+        return '%d %s' % (r.status, r.read().decode().strip())
+    except urllib.error.HTTPError as e:
+        return '%d' % e.code
+    except Exception as e:
+        return 'FAILED ' + str(e)
+try:
+    socket.create_connection(('127.0.0.1', origin), timeout=5).close()
+    print('direct=OK', flush=True)
+except PermissionError:
+    print('direct=EPERM', flush=True)
+print('allowed=' + get(origin), flush=True)
+print('denied=' + get(denied), flush=True)
+print('metrics=' + get(metrics, '/metrics'), flush=True)
+print('asked=' + get(ask), flush=True)
+)PY";
+
+TEST_F(Daemon, MetricsCountWhatASessionDidAndKeepItAfterwards) {
+  if (!acp::vmtest::prometheus_parser_available())
+    GTEST_SKIP() << "python3-prometheus-client is not installed (scripts/install-deps.sh)";
+  using acp::vmtest::Scrape;
+  using acp::vmtest::scrape_metrics;
+  const uint16_t metrics_port = free_port();
+  ASSERT_TRUE(start_daemon({"--metrics=127.0.0.1:" + std::to_string(metrics_port)})) << daemon_.out;
+  uint16_t denied_port = free_port(), ask_port = free_port();
+  while (denied_port == origin_port_ || denied_port == metrics_port) denied_port = free_port();
+  while (ask_port == origin_port_ || ask_port == metrics_port || ask_port == denied_port)
+    ask_port = free_port();
+  ASSERT_TRUE(start_origin(denied_port));
+  ASSERT_TRUE(start_origin(ask_port));
+  const auto rule = [](uint16_t port, const std::string& action) {
+    return "  - match: { kind: http, host: \"127.0.0.1\", port: " + std::to_string(port) +
+           " }\n    action: " + action + "\n    timeout: 60\n";
+  };
+  const std::string policy =
+      write_policy("metrics-policy.yml", "default: deny\nrules:\n" + rule(origin_port_, "allow") +
+                                             rule(metrics_port, "allow") + rule(ask_port, "ask"));
+  const std::string agent = write_script("metrics_agent.py", kMetricsAgent);
+
+  const Scrape before = scrape_metrics(metrics_port);
+  ASSERT_TRUE(before.ok()) << before.output;
+  // Every family is there from the start, typed, with its help; the counters at zero.
+  for (const auto& [name, type] : std::vector<std::pair<std::string, std::string>>{
+           {"acp_daemon_sessions", "gauge"},
+           {"acp_daemon_sessions_registered", "counter"},
+           {"acp_decisions", "counter"},
+           {"acp_decision_duration_seconds", "histogram"},
+           {"acp_consent_asks_pending", "gauge"},
+           {"acp_consent_oldest_ask_age_seconds", "gauge"},
+           {"acp_proxy_connections", "counter"},
+           {"acp_proxy_bytes", "counter"},
+           {"acp_proxy_request_duration_seconds", "histogram"},
+           {"acp_audit_records", "counter"},
+           {"acp_audit_sync_duration_seconds", "histogram"},
+           {"acp_kernel_connects", "counter"},
+           {"acp_kernel_denials", "counter"}}) {
+    ASSERT_TRUE(before.families.contains(name)) << name << "\n" << before.output;
+    EXPECT_EQ(before.families[name]["type"], type) << name;
+    EXPECT_FALSE(before.families[name]["help"].get<std::string>().empty()) << name;
+  }
+  EXPECT_EQ(before.value("acp_daemon_sessions"), 0);
+
+  runner_a_ = Proc::start(run_via_daemon(
+      policy,
+      {"/usr/bin/python3", agent, std::to_string(origin_port_), std::to_string(denied_port),
+       std::to_string(ask_port), std::to_string(metrics_port)},
+      proxy_port_));
+  std::vector<nlohmann::json> sessions;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sessions = sessions_of(daemon_.pid);
+        return sessions.size() == 1;
+      },
+      30s))
+      << (runner_a_.finish(), runner_a_.out);
+  const std::string ask = wait_pending_of(sessions[0]["id"]);
+  ASSERT_FALSE(ask.empty()) << "no pending ask";
+  // While the ask waits: one pending, and it has been waiting.
+  Scrape during;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        during = scrape_metrics(metrics_port);
+        return during.value("acp_consent_asks_pending") == 1 &&
+               during.value("acp_consent_oldest_ask_age_seconds") > 0;
+      },
+      30s))
+      << during.output;
+  EXPECT_TRUE(during.ok()) << during.output;
+  EXPECT_EQ(during.value("acp_daemon_sessions"), 1);
+  auto denial = run({ACP_BINARY, "deny", ask});
+  EXPECT_EQ(denial.status, 0) << denial.out;
+  EXPECT_EQ(runner_a_.finish(), 0) << runner_a_.out;
+  const std::string& out = runner_a_.out;
+  EXPECT_NE(out.find("direct=EPERM"), std::string::npos) << out;
+  EXPECT_NE(out.find("allowed=200 origin says hello"), std::string::npos) << out;
+  EXPECT_NE(out.find("denied=403"), std::string::npos) << out;
+  EXPECT_NE(out.find("metrics=403"), std::string::npos) << out;
+  EXPECT_NE(out.find("asked=403"), std::string::npos) << out;
+
+  // The session ended (its agent did); what it did stays counted.
+  Scrape after;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        after = scrape_metrics(metrics_port);
+        return after.value("acp_daemon_sessions_ended_total") == 1 &&
+               after.value("acp_daemon_sessions") == 0;
+      },
+      30s))
+      << after.output;
+  ASSERT_TRUE(after.ok()) << after.output;
+  auto delta = [&](const std::string& key) { return after.value(key) - before.value(key); };
+  EXPECT_EQ(delta("acp_daemon_sessions_registered_total"), 1);
+  EXPECT_EQ(delta("acp_decisions_total{decider=\"policy\",verdict=\"allow\"}"), 2);
+  EXPECT_EQ(delta("acp_decisions_total{decider=\"policy\",verdict=\"deny\"}"), 1);
+  EXPECT_EQ(delta("acp_decisions_total{decider=\"human\",verdict=\"deny\"}"), 1);
+  EXPECT_EQ(delta("acp_decisions_total{decider=\"human\",verdict=\"allow\"}"), 0);
+  EXPECT_EQ(delta("acp_decision_duration_seconds_count{decider=\"policy\"}"), 3);
+  EXPECT_EQ(delta("acp_decision_duration_seconds_count{decider=\"human\"}"), 1);
+  // The human took longer than the bucket of a cached decision.
+  EXPECT_EQ(delta("acp_decision_duration_seconds_bucket{decider=\"human\",le=\"2.5e-05\"}"), 0);
+  EXPECT_EQ(delta("acp_proxy_connections_total"), 4);
+  EXPECT_EQ(after.value("acp_proxy_connections_open"), 0);
+  EXPECT_EQ(delta("acp_proxy_requests_total"), 4);
+  EXPECT_EQ(delta("acp_proxy_forwarded_total"), 1);
+  EXPECT_EQ(delta("acp_proxy_denied_total"), 3);
+  EXPECT_EQ(delta("acp_proxy_errors_total"), 0);
+  EXPECT_EQ(delta("acp_proxy_bytes_total{direction=\"down\"}"),
+            static_cast<double>(std::string("origin says hello\n").size()));
+  EXPECT_EQ(delta("acp_proxy_bytes_total{direction=\"up\"}"), 0);  // GETs: no body
+  EXPECT_EQ(delta("acp_proxy_request_duration_seconds_count{kind=\"http\"}"), 4);
+  EXPECT_EQ(delta("acp_proxy_request_duration_seconds_count{kind=\"connect\"}"), 0);
+  EXPECT_EQ(after.value("acp_consent_asks_pending"), 0);
+  // The wall: the direct connect refused (connect4), the four connections to the proxy let
+  // through; both kernel sources agree that something was refused.
+  EXPECT_GE(delta("acp_kernel_denials_total{hook=\"connect4\",mode=\"enforce\"}"), 1);
+  EXPECT_GE(delta("acp_kernel_connects_total{family=\"inet\",protocol=\"tcp\",verdict=\"deny\"}"),
+            1);
+  EXPECT_GE(delta("acp_kernel_connects_total{family=\"inet\",protocol=\"tcp\",verdict=\"allow\"}"),
+            4);
+  // The audit log: four decisions and the kernel's refusal, each synced.
+  EXPECT_GE(delta("acp_audit_records_total"), 5);
+  EXPECT_GE(delta("acp_audit_syncs_total"), 1);
+  EXPECT_EQ(delta("acp_audit_sync_duration_seconds_count"), delta("acp_audit_syncs_total"));
+  EXPECT_EQ(delta("acp_audit_failed_records_total"), 0);
+  stop_daemon();
+}
+
+// --metrics that cannot be served: acp daemon says so and exits before it holds anything.
+TEST_F(Daemon, MetricsAddressThatCannotBeServedStopsTheDaemon) {
+  auto bad = run(
+      {"timeout", "30", ACP_BINARY, "daemon", "--socket=" + socket_, "--metrics=localhost:9464"});
+  EXPECT_EQ(bad.status, 1) << bad.out;
+  EXPECT_NE(bad.out.find("--metrics=localhost:9464"), std::string::npos) << bad.out;
+  int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(busy, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(busy, 1), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(getsockname(busy, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string flag = "--metrics=127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  auto taken = run({"timeout", "30", ACP_BINARY, "daemon", "--socket=" + socket_, flag});
+  close(busy);
+  EXPECT_EQ(taken.status, 1) << taken.out;
+  EXPECT_NE(taken.out.find(flag + ": listen on 127.0.0.1 port"), std::string::npos) << taken.out;
+  EXPECT_NE(taken.out.find("in use"), std::string::npos) << taken.out;
+  EXPECT_FALSE(fs::exists(socket_)) << "the daemon bound its socket before failing";
 }
 
 TEST_F(Daemon, KilledDaemonLeavesTheAgentConfinedAndARestartReadoptsIt) {

@@ -24,9 +24,12 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/daemon/daemon.hpp"
+#include "acp/daemon/daemon_metrics.hpp"
 #include "acp/daemon/sd_notify.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/endpoint.hpp"
@@ -35,11 +38,14 @@
 #include "acp/kernel/probe.hpp"
 #include "acp/kernel/session_maps.hpp"
 #include "acp/proxy/control.hpp"
+#include "acp/proxy/metrics_server.hpp"
+#include "acp/proxy/request_target.hpp"
 #include "acp/session/event_pump.hpp"
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
 #include "acp/session/session_status.hpp"
+#include "acp/util/prometheus_text.hpp"
 
 namespace acp::daemon {
 namespace {
@@ -149,6 +155,20 @@ class Daemon {
 
   size_t session_count() const { return sessions_.size(); }
 
+  // /metrics: what ended sessions left behind, plus what the live ones (and the stopped doors
+  // still unwinding) count now. On the event loop, like everything the sessions do.
+  std::string metrics_text() const {
+    DaemonMetrics m = totals_;
+    m.sessions = sessions_.size();
+    for (const auto& [id, s] : sessions_) {
+      if (s->proxy) m.door += s->proxy->metrics();
+      if (s->pins) add_wall_counters(*s->pins, m);
+    }
+    for (const auto& [key, g] : graveyard_)
+      if (g.proxy) m.door += g.proxy->metrics();
+    return render_daemon_metrics(m);
+  }
+
  private:
   Status bind_socket() {
     namespace fs = std::filesystem;
@@ -213,11 +233,13 @@ class Daemon {
   // Shared by new and re-adopted sessions.
   Status follow(Session& s) {
     Session* sp = &s;
-    s.events = std::make_unique<EventPump>(io_, s.pins->map_fd("events"), [sp](const acp_event& e) {
-      sp->proxy->record_kernel_event(e);
-      if (auto r = sp->runner.lock())
-        r->send({{"event", kernel::event_to_json(e)}, {"text", kernel::describe_event(e)}});
-    });
+    s.events =
+        std::make_unique<EventPump>(io_, s.pins->map_fd("events"), [this, sp](const acp_event& e) {
+          totals_.count_event(e);
+          sp->proxy->record_kernel_event(e);
+          if (auto r = sp->runner.lock())
+            r->send({{"event", kernel::event_to_json(e)}, {"text", kernel::describe_event(e)}});
+        });
     if (auto st = s.events->start(); !st) return st;
     s.rec.acp_pid = ::getpid();
     s.rec.acp_start_time = process_start_time(::getpid());
@@ -240,7 +262,11 @@ class Daemon {
     g.events = std::move(s.events);
     g.timer = std::make_unique<asio::steady_timer>(io_, kProxyGrace);
     g.timer->async_wait([this, key](const boost::system::error_code& ec) {
-      if (!ec) graveyard_.erase(key);
+      if (ec) return;
+      // Its counts stay in the totals (/metrics counters never go down).
+      if (auto it = graveyard_.find(key); it != graveyard_.end() && it->second.proxy)
+        totals_.door += it->second.proxy->metrics().counters_only();
+      graveyard_.erase(key);
     });
   }
 
@@ -291,6 +317,9 @@ class Daemon {
     if (it == sessions_.end()) return {};
     Session& s = *it->second;
     retire(s);
+    // The wall's counters go with its pins: kept in the totals.
+    if (s.pins) add_wall_counters(*s.pins, totals_);
+    ++totals_.ended;
     Status st = teardown_session(id, s.rec.cgroup);
     sessions_.erase(it);
     if (st)
@@ -339,6 +368,7 @@ class Daemon {
         continue;
       }
       log("session " + id + " re-adopted (proxy " + s->proxy->proxy_url() + ")");
+      ++totals_.readopted;
       sessions_.emplace(id, std::move(s));
     }
   }
@@ -427,9 +457,11 @@ class Daemon {
       } else if (op == "register") {
         auto r = register_session(req, c->peer);
         if (!r) {
+          ++totals_.register_failures;
           c->send(fail(r.error().message()));
           return;
         }
+        ++totals_.registered;
         const std::string sid = (*r)["id"].get<std::string>();
         sessions_[sid]->runner = c;
         owned.push_back(sid);
@@ -472,7 +504,25 @@ class Daemon {
   };
   std::map<uint64_t, Grave> graveyard_;
   uint64_t next_grave_ = 0;
+  DaemonMetrics totals_;  // what ended sessions left, the events seen, the session counts
+
+  static void add_wall_counters(const kernel::PinnedSession& pins, DaemonMetrics& m) {
+    if (auto c = pins.counters()) m.kernel += *c;
+    if (auto lost = pins.lost_events()) m.kernel_events_lost += *lost;
+  }
 };
+
+// --metrics=ADDR:PORT as the endpoint to listen on (numeric address, TCP).
+Result<asio::ip::tcp::endpoint> metrics_endpoint(const std::string& text) {
+  auto ep = kernel::parse_endpoint(text);
+  if (!ep) return ep.error();
+  if (ep->proto != ACP_PROTO_TCP)
+    return make_error("\"" + text + "\": the metrics endpoint is HTTP: ADDR:PORT over TCP");
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(kernel::address_string(ep->addr), ec);
+  if (ec) return make_error("\"" + text + "\": " + ec.message());
+  return asio::ip::tcp::endpoint(proxy::unmapped(addr), ep->port);
+}
 
 }  // namespace
 
@@ -516,6 +566,16 @@ Result<SessionPlan> plan_registered_session(const nlohmann::json& req, pid_t run
 }
 
 int run_daemon(const DaemonOptions& o) {
+  std::optional<asio::ip::tcp::endpoint> metrics_at;
+  if (!o.metrics.empty()) {
+    auto ep = metrics_endpoint(o.metrics);
+    if (!ep) {
+      std::fprintf(stderr, "acp daemon: --metrics=%s: %s\n", o.metrics.c_str(),
+                   ep.error().message().c_str());
+      return 1;
+    }
+    metrics_at = *ep;
+  }
   if (::geteuid() != 0) {
     std::fprintf(stderr, "acp daemon: needs root (it loads BPF programs and makes cgroups)\n");
     return 1;
@@ -533,13 +593,34 @@ int run_daemon(const DaemonOptions& o) {
   asio::io_context io(1);
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   Daemon d(io, o.socket.empty() ? default_socket_path() : o.socket);
+  // Before the sessions are taken over: a metrics address that cannot be served stops the
+  // daemon before it holds anything.
+  std::unique_ptr<proxy::MetricsServer> metrics;
+  if (metrics_at) {
+    auto m = proxy::MetricsServer::start(
+        io, *metrics_at, "daemon metrics (" + o.metrics + ")", [&d](std::string_view target) {
+          const auto path = target.substr(0, target.find('?'));
+          if (path == "/metrics")
+            return proxy::HttpReply{200, util::kPrometheusContentType, d.metrics_text()};
+          if (path == "/healthz") return proxy::HttpReply{200, "text/plain; charset=utf-8", "ok\n"};
+          return proxy::HttpReply{404, "text/plain; charset=utf-8",
+                                  "not found: /metrics, /healthz\n"};
+        });
+    if (!m) {
+      std::fprintf(stderr, "acp daemon: --metrics=%s: %s\n", o.metrics.c_str(),
+                   m.error().message().c_str());
+      return 1;
+    }
+    metrics = std::move(*m);
+  }
   if (auto st = d.start(); !st) {
     std::fprintf(stderr, "acp daemon: %s\n", st.error().message().c_str());
     return 1;
   }
   log("ready on " + (o.socket.empty() ? default_socket_path() : o.socket) + " (pid " +
       std::to_string(::getpid()) + ", " + std::to_string(d.session_count()) +
-      " session(s) re-adopted)");
+      " session(s) re-adopted)" +
+      (metrics ? ", metrics on http://" + o.metrics + "/metrics" : std::string()));
   if (auto st = sd_notify("READY=1\nSTATUS=serving " + std::to_string(d.session_count()) +
                           " session(s)\nMAINPID=" + std::to_string(::getpid()));
       !st)
@@ -556,6 +637,7 @@ int run_daemon(const DaemonOptions& o) {
       }
       (void)sd_notify("STOPPING=1");
       log("stopping; the sessions stay confined until a daemon re-adopts them");
+      if (metrics) metrics->stop();
       d.stop();
       signals.cancel();
       // Leave the stopped proxies' grace timers behind: nothing else runs after this.

@@ -27,14 +27,33 @@ uint64_t Counters::total_denied() const {
   return t;
 }
 
-nlohmann::json counters_to_json(const Counters& c) {
-  static constexpr const char* kFam[ACP_FAM_MAX] = {"inet", "inet6", "other", "unix"};
-  static constexpr const char* kPro[ACP_PRO_MAX] = {"tcp", "udp", "other"};
-  nlohmann::json j;
+Counters& Counters::operator+=(const Counters& o) {
   for (int fam = 0; fam < ACP_FAM_MAX; fam++) {
     for (int pro = 0; pro < ACP_PRO_MAX; pro++) {
-      j["allowed"][kFam[fam]][kPro[pro]] = c.allowed[fam][pro];
-      j["denied"][kFam[fam]][kPro[pro]] = c.denied[fam][pro];
+      allowed[fam][pro] += o.allowed[fam][pro];
+      denied[fam][pro] += o.denied[fam][pro];
+    }
+  }
+  return *this;
+}
+
+const char* counter_family_name(int fam) {
+  static constexpr const char* kFam[ACP_FAM_MAX] = {"inet", "inet6", "other", "unix"};
+  return fam >= 0 && fam < ACP_FAM_MAX ? kFam[fam] : "other";
+}
+
+const char* counter_proto_name(int proto) {
+  static constexpr const char* kPro[ACP_PRO_MAX] = {"tcp", "udp", "other"};
+  return proto >= 0 && proto < ACP_PRO_MAX ? kPro[proto] : "other";
+}
+
+nlohmann::json counters_to_json(const Counters& c) {
+  nlohmann::json j;
+  for (int fam = 0; fam < ACP_FAM_MAX; fam++) {
+    const char* f = counter_family_name(fam);
+    for (int pro = 0; pro < ACP_PRO_MAX; pro++) {
+      j["allowed"][f][counter_proto_name(pro)] = c.allowed[fam][pro];
+      j["denied"][f][counter_proto_name(pro)] = c.denied[fam][pro];
     }
   }
   j["total_allowed"] = c.total_allowed();

@@ -6,7 +6,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -246,6 +248,23 @@ class SessionProxyImpl final : public SessionProxy {
   }
 
   RequestJudge& judge() override { return *judge_; }
+
+  proxy::DoorMetrics metrics() const override {
+    proxy::DoorMetrics m;
+    if (server_) {
+      m.proxy = server_->counters();
+      m.latency = server_->latency();
+    }
+    if (judge_) m.decisions = judge_->metrics();
+    if (audit_) m.audit = audit_->stats();
+    const auto now = std::chrono::system_clock::now();
+    for (const auto& p : gate_.pending()) {
+      ++m.asks_pending;
+      m.oldest_ask_seconds =
+          std::max(m.oldest_ask_seconds, std::chrono::duration<double>(now - p.created).count());
+    }
+    return m;
+  }
 
   void stop() override {
     for (auto& ch : channels_) {

@@ -42,7 +42,8 @@ namespace acp::daemon {
 std::string default_socket_path();
 
 struct DaemonOptions {
-  std::string socket;  // empty: default_socket_path()
+  std::string socket;   // empty: default_socket_path()
+  std::string metrics;  // "ADDR:PORT" for /metrics (daemon_metrics.hpp); empty: none
 };
 
 // Runs until SIGTERM/SIGINT; returns the exit status. Sessions stay confined when it stops.

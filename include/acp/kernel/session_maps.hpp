@@ -22,7 +22,13 @@ struct Counters {
 
   uint64_t total_allowed() const;
   uint64_t total_denied() const;
+  Counters& operator+=(const Counters& o);
 };
+
+// The counters' indices by name, as counters_to_json and the daemon's metrics spell them:
+// "inet", "inet6", "other", "unix"; "tcp", "udp", "other".
+const char* counter_family_name(int fam);
+const char* counter_proto_name(int proto);
 
 // {"allowed": {"inet": {"tcp": N, "udp": N, "other": N}, "inet6": {...}, "other": {...}},
 //  "denied": {...}, "total_allowed": N, "total_denied": N}

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "acp/kernel/endpoint.hpp"
+#include "acp/proxy/door_metrics.hpp"
 #include "acp/proxy/request_judge.hpp"
 #include "acp/util/result.hpp"
 #include "acp_abi.h"
@@ -86,6 +87,9 @@ class SessionProxy {
   virtual void stop() = 0;
   // The policy + consent gate + audit log judge the proxy uses, for other doors (`acp mcp`).
   virtual RequestJudge& judge() = 0;
+  // What the door counted (docs/daemon.md, "Metrics"). On the event loop (the gate's pending
+  // asks are read there).
+  virtual proxy::DoorMetrics metrics() const = 0;
 };
 
 }  // namespace acp
