@@ -31,6 +31,7 @@
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/probe.hpp"
 #include "support/fake_apiserver.hpp"
+#include "support/metrics_scrape.hpp"
 #include "support/run_fixture.hpp"
 #include "support/wall_fixture.hpp"
 
@@ -346,6 +347,14 @@ TEST_P(NodeAgentDriverTest, ConfinesLabelledPodsOfEveryQosClassAndReleasesThem) 
   EXPECT_GE(metric("acp_node_decisions_total{verdict=\"allow\"}"), 2);
   EXPECT_GE(metric("acp_node_decisions_total{verdict=\"deny\"}"), 2);
   EXPECT_GE(metric("acp_node_denied_connects_total"), 3);
+  // The same /metrics as a real Prometheus parser reads it (scripts/check-metrics.py).
+  if (prometheus_parser_available()) {
+    const Scrape m = scrape_metrics(metrics_port_);
+    EXPECT_TRUE(m.ok()) << m.output;
+    EXPECT_EQ(m.value("acp_node_pods_confined"), 3) << m.output;
+    EXPECT_GE(m.value("acp_node_pod_denied_connects{namespace=\"default\",pod=\"burstable\"}"), 1)
+        << m.output;
+  }
 
   // A labelled pod whose cgroup is not there yet is confined once the kubelet makes it.
   PodSpec late =

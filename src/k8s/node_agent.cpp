@@ -9,7 +9,7 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
+#include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -30,6 +30,7 @@
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/proxy/own_endpoints.hpp"
 #include "acp/proxy/request_target.hpp"
+#include "acp/util/prometheus_text.hpp"
 
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
 // awaitable_frame_base) as a mismatched pair in coroutines: a known false positive.
@@ -162,10 +163,14 @@ class Agent final : public PodWatchHandler {
   }
 
   std::string metrics() const {
-    std::ostringstream m;
+    using util::MetricType;
     size_t confined = 0, pending = 0;
     uint64_t denied = released_denied_, allowed = released_allowed_;
-    std::ostringstream per_pod;
+    struct PodDenied {
+      const Pod* pod;
+      uint64_t denied;
+    };
+    std::vector<PodDenied> per_pod;
     for (const auto& [uid, t] : tracked_) {
       if (!t.confined) {
         ++pending;
@@ -175,50 +180,40 @@ class Agent final : public PodWatchHandler {
       if (auto c = confiner_.counters(uid)) {
         denied += c->total_denied();
         allowed += c->total_allowed();
-        per_pod << "acp_node_pod_denied_connects{namespace=\"" << t.pod.ns << "\",pod=\""
-                << t.pod.name << "\"} " << c->total_denied() << "\n";
+        per_pod.push_back({&t.pod, c->total_denied()});
       }
     }
     const auto d = proxy_.decisions();
     const auto& w = watcher_.counters();
-    m << "# HELP acp_node_pods_confined Pods whose BPF wall stands (attached and pinned).\n"
-         "# TYPE acp_node_pods_confined gauge\n"
-      << "acp_node_pods_confined " << confined << "\n"
-      << "# HELP acp_node_pods_pending Labelled pods whose cgroup does not exist yet.\n"
-         "# TYPE acp_node_pods_pending gauge\n"
-      << "acp_node_pods_pending " << pending << "\n"
-      << "# HELP acp_node_decisions_total Proxy decisions by verdict.\n"
-         "# TYPE acp_node_decisions_total counter\n"
-      << "acp_node_decisions_total{verdict=\"allow\"} " << d.allow << "\n"
-      << "acp_node_decisions_total{verdict=\"deny\"} " << d.deny << "\n"
-      << "# HELP acp_node_unknown_client_requests_total Requests refused because no confined "
-         "pod has the client's address.\n"
-         "# TYPE acp_node_unknown_client_requests_total counter\n"
-      << "acp_node_unknown_client_requests_total " << d.unknown_client << "\n"
-      << "# HELP acp_node_denied_connects_total connect()/sendmsg()/socket() attempts the "
-         "kernel refused in confined pods (BPF counters).\n"
-         "# TYPE acp_node_denied_connects_total counter\n"
-      << "acp_node_denied_connects_total " << denied << "\n"
-      << "# HELP acp_node_allowed_connects_total Attempts the kernel let through (to the proxy).\n"
-         "# TYPE acp_node_allowed_connects_total counter\n"
-      << "acp_node_allowed_connects_total " << allowed << "\n"
-      << "# HELP acp_node_pod_denied_connects Refused attempts per confined pod.\n"
-         "# TYPE acp_node_pod_denied_connects gauge\n"
-      << per_pod.str()
-      << "# HELP acp_node_watch_restarts_total Pod watches started again (server timeout, "
-         "connection lost, error).\n"
-         "# TYPE acp_node_watch_restarts_total counter\n"
-      << "acp_node_watch_restarts_total " << w.watch_restarts << "\n"
-      << "# HELP acp_node_relists_total Lists forced by 410 Gone.\n"
-         "# TYPE acp_node_relists_total counter\n"
-      << "acp_node_relists_total " << w.relists_gone << "\n"
-      << "# HELP acp_node_watch_errors_total Failed lists and watches.\n"
-         "# TYPE acp_node_watch_errors_total counter\n"
-      << "acp_node_watch_errors_total " << w.errors << "\n"
-      << "# HELP acp_node_watch_synced 1 once the pods of the node were listed.\n"
-         "# TYPE acp_node_watch_synced gauge\n"
-      << "acp_node_watch_synced " << (watcher_.synced() ? 1 : 0) << "\n";
-    return m.str();
+    util::PrometheusText m;
+    m.gauge("acp_node_pods_confined", "Pods whose BPF wall stands (attached and pinned).",
+            static_cast<double>(confined));
+    m.gauge("acp_node_pods_pending", "Labelled pods whose cgroup does not exist yet.",
+            static_cast<double>(pending));
+    m.family("acp_node_decisions_total", MetricType::Counter, "Proxy decisions by verdict.");
+    m.sample(d.allow, {{"verdict", "allow"}});
+    m.sample(d.deny, {{"verdict", "deny"}});
+    m.counter("acp_node_unknown_client_requests_total",
+              "Requests refused because no confined pod has the client's address.",
+              d.unknown_client);
+    m.counter("acp_node_denied_connects_total",
+              "connect()/sendmsg()/socket() attempts the kernel refused in confined pods (BPF "
+              "counters).",
+              denied);
+    m.counter("acp_node_allowed_connects_total", "Attempts the kernel let through (to the proxy).",
+              allowed);
+    m.family("acp_node_pod_denied_connects", MetricType::Gauge,
+             "Refused attempts per confined pod.");
+    for (const auto& p : per_pod)
+      m.sample(p.denied, {{"namespace", p.pod->ns}, {"pod", p.pod->name}});
+    m.counter("acp_node_watch_restarts_total",
+              "Pod watches started again (server timeout, connection lost, error).",
+              w.watch_restarts);
+    m.counter("acp_node_relists_total", "Lists forced by 410 Gone.", w.relists_gone);
+    m.counter("acp_node_watch_errors_total", "Failed lists and watches.", w.errors);
+    m.gauge("acp_node_watch_synced", "1 once the pods of the node were listed.",
+            watcher_.synced() ? 1 : 0);
+    return m.text();
   }
 
   bool ready() const { return watcher_.synced(); }
