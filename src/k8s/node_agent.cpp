@@ -19,8 +19,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
 #include "acp/cgroup/mounts.hpp"
 #include "acp/k8s/pod_confiner.hpp"
@@ -28,7 +26,7 @@
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/pinned_session.hpp"
-#include "acp/proxy/own_endpoints.hpp"
+#include "acp/proxy/metrics_server.hpp"
 #include "acp/proxy/request_target.hpp"
 #include "acp/util/prometheus_text.hpp"
 
@@ -40,8 +38,6 @@ namespace acp::k8s {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using asio::ip::tcp;
 using error_code = boost::system::error_code;
 
@@ -310,49 +306,15 @@ asio::awaitable<void> retry_loop(asio::io_context& io, Agent& agent,
   }
 }
 
-asio::awaitable<void> serve_http(tcp::socket sock, Agent& agent) {
-  beast::tcp_stream stream(std::move(sock));
-  beast::flat_buffer buf;
-  http::request<http::string_body> req;
-  error_code ec;
-  stream.expires_after(std::chrono::seconds(10));
-  co_await http::async_read(stream, buf, req, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return;
-  http::response<http::string_body> res{http::status::ok, req.version()};
-  res.set(http::field::content_type, "text/plain; charset=utf-8");
-  const auto target = std::string(req.target());
-  if (target == "/healthz") {
-    res.body() = "ok\n";
-  } else if (target == "/readyz") {
-    if (agent.ready()) {
-      res.body() = "ok\n";
-    } else {
-      res.result(http::status::service_unavailable);
-      res.body() = "pods not listed yet: " + agent.last_error() + "\n";
-    }
-  } else if (target == "/metrics") {
-    res.set(http::field::content_type, "text/plain; version=0.0.4");
-    res.body() = agent.metrics();
-  } else {
-    res.result(http::status::not_found);
-    res.body() = "not found: /healthz, /readyz, /metrics\n";
+// /healthz (liveness), /readyz (the node's pods were listed), /metrics.
+proxy::HttpReply http_route(const Agent& agent, std::string_view target) {
+  if (target == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+  if (target == "/readyz") {
+    if (agent.ready()) return {200, "text/plain; charset=utf-8", "ok\n"};
+    return {503, "text/plain; charset=utf-8", "pods not listed yet: " + agent.last_error() + "\n"};
   }
-  res.keep_alive(false);
-  res.prepare_payload();
-  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-}
-
-asio::awaitable<void> accept_http(tcp::acceptor& acceptor, Agent& agent) {
-  for (;;) {
-    error_code ec;
-    tcp::socket s = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
-      continue;
-    }
-    asio::co_spawn(acceptor.get_executor(), serve_http(std::move(s), agent), asio::detached);
-  }
+  if (target == "/metrics") return {200, util::kPrometheusContentType, agent.metrics()};
+  return {404, "text/plain; charset=utf-8", "not found: /healthz, /readyz, /metrics\n"};
 }
 
 }  // namespace
@@ -389,28 +351,19 @@ int run_node_agent(const NodeAgentConfig& in) {
   KubeClient client(io, cfg.api);
   Agent agent(io, cfg, **proxy, confiner, client);
 
-  std::optional<tcp::acceptor> http_acceptor;
-  proxy::OwnEndpoint http_own;  // no proxy connects to it (own_endpoints.hpp)
+  std::unique_ptr<proxy::MetricsServer> http;  // one of ACP's own endpoints (own_endpoints.hpp)
   if (!cfg.metrics_listen.empty()) {
     auto ep = kernel::parse_endpoint(cfg.metrics_listen);
     if (!ep) return fail("--metrics-listen: " + ep.error().message());
     error_code ec;
     auto addr = proxy::unmapped(asio::ip::make_address(kernel::address_string(ep->addr), ec));
-    http_acceptor.emplace(io);
-    tcp::endpoint endpoint(addr, ep->port);
-    http_acceptor->open(endpoint.protocol(), ec);
-    if (!ec) http_acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) http_acceptor->bind(endpoint, ec);
-    if (!ec) {
-      auto reg =
-          proxy::register_own_endpoint(http_acceptor->native_handle(),
-                                       "node-agent metrics listener (" + cfg.metrics_listen + ")");
-      if (!reg) return fail("--metrics-listen: " + reg.error().message());
-      http_own = std::move(*reg);
-    }
-    if (!ec) http_acceptor->listen(64, ec);
-    if (ec) return fail("--metrics-listen " + cfg.metrics_listen + ": " + ec.message());
-    asio::co_spawn(io, accept_http(*http_acceptor, agent), asio::detached);
+    auto server = proxy::MetricsServer::start(
+        io, tcp::endpoint(addr, ep->port),
+        "node-agent metrics listener (" + cfg.metrics_listen + ")",
+        [&agent](std::string_view target) { return http_route(agent, target); });
+    if (!server)
+      return fail("--metrics-listen " + cfg.metrics_listen + ": " + server.error().message());
+    http = std::move(*server);
   }
 
   std::string proxies;
@@ -432,7 +385,7 @@ int run_node_agent(const NodeAgentConfig& in) {
       // The walls stay: a stopped agent leaves its pods confined and without a door.
       log("stopping; confined pods keep their walls (pinned)");
       (*proxy)->stop();
-      if (http_acceptor) http_acceptor->close();
+      if (http) http->stop();
       io.stop();
     });
   };
