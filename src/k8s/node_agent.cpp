@@ -345,7 +345,12 @@ class Agent final : public PodWatchHandler {
       log("pod " + p.key() + " (" + p.uid + "): " + r.error().message() + "; will retry");
       return;
     }
-    if (*r == ConfineOutcome::NoCgroup) return;
+    if (*r == ConfineOutcome::NoCgroup) {
+      // Known before its cgroup: load and verify now, so the wall is ready when it appears.
+      if (auto st = confiner_.prepare(p.uid); !st)
+        log("pod " + p.key() + ": programs not prepared: " + st.error().message());
+      return;
+    }
     t.confined = true;
     log("pod " + p.key() + " (" + p.uid + "): " + to_string(*r) + ", cgroup " + t.cgroup);
     proxy_.record({{"kind", "pod_confined"},
@@ -378,6 +383,7 @@ class Agent final : public PodWatchHandler {
     if (it == tracked_.end() && !pinned) return;
     const std::string key = it != tracked_.end() ? it->second.pod.key() : "(unknown pod)";
     proxy_.remove_pod(uid);
+    confiner_.drop_prepared(uid);
     if (it != tracked_.end() && it->second.events) it->second.events->stop();
     if (pinned) {
       if (auto c = confiner_.counters(uid)) {

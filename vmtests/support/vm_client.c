@@ -44,6 +44,7 @@
  *              mkdir of --mkcg when given), then print attempts=, ok=, eperm=, other= and
  *              first_ok_us= (microseconds to the first success; -1: none) before result= (the
  *              last attempt's).
+ * --stop-on-ok with --repeat-ms: stop at the first attempt that succeeds.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -238,6 +239,7 @@ static void print_cgroup(void) {
 
 static struct timespec t0; /* --mkcg's mkdir, else the start of the attempts */
 static long repeat_ms;
+static int stop_on_ok;
 
 static long us_since_t0(void) {
   struct timespec now;
@@ -279,7 +281,7 @@ static int attempt_repeatedly(const char* op, const char* addr, int port) {
     } else {
       other++;
     }
-  } while (us_since_t0() < repeat_ms * 1000L);
+  } while (!(stop_on_ok && ok > 0) && us_since_t0() < repeat_ms * 1000L);
   fprintf(out, "attempts=%ld\nok=%ld\neperm=%ld\nother=%ld\nfirst_ok_us=%ld\n", attempts, ok,
           eperm, other, first_ok);
   return err;
@@ -318,6 +320,8 @@ int main(int argc, char** argv) {
       mkcg = argv[i] + 7;
     else if (strncmp(argv[i], "--repeat-ms=", 12) == 0)
       repeat_ms = atol(argv[i] + 12);
+    else if (strcmp(argv[i], "--stop-on-ok") == 0)
+      stop_on_ok = 1;
     else if (strncmp(argv[i], "--via=", 6) == 0) {
       char* comma = strrchr(argv[i], ',');
       if (!comma) return 2;
@@ -330,7 +334,7 @@ int main(int argc, char** argv) {
   if (argc - i != 3) {
     fprintf(stderr,
             "usage: %s [--fork=N] [--daemon=FILE] [--escape=PROCS] [--via=A,P] [--mkcg=DIR] "
-            "[--repeat-ms=N] OP ADDR PORT\n",
+            "[--repeat-ms=N [--stop-on-ok]] OP ADDR PORT\n",
             argv[0]);
     return 2;
   }
