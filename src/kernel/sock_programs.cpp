@@ -258,6 +258,8 @@ Status SockPrograms::pin(const std::string& dir) {
       objects.push_back({bpf_link__fd(*dslots[i]), std::string("link_") + kDoorLinkNames[i]});
   }
   for (const char* name : kMapNames) objects.push_back({map_fd(name), std::string("map_") + name});
+  // A daemon that re-adopts the session reopens the door on it (docs/daemon.md).
+  if (door_on_) objects.push_back({map_fd("door_origin"), "map_door_origin"});
   return detail::pin_objects(dir, objects);
 }
 
