@@ -33,6 +33,14 @@
  * led-in connection has no entry and the proxy refuses it (fail closed). */
 #define ACP_DOOR_SLOTS 8192
 
+/* The node gate (acp node-agent, bpf/acp_gate.bpf.c): cgroups the agent has classified at
+ * once. A node runs at most a few hundred pods; each has one entry, each QoS cgroup one. When
+ * full, a new pod stays unclassified and refused (fail closed) and the agent says so. */
+#define ACP_GATE_MAX_CGROUPS 16384
+/* Levels below the kubepods cgroup where a pod's cgroup can sit: Guaranteed pods directly
+ * under it, the others under their QoS class's cgroup. */
+#define ACP_GATE_DEPTH 2
+
 /* Protocols as judged: a subset of IPPROTO_*. */
 #define ACP_PROTO_TCP 6
 #define ACP_PROTO_UDP 17
@@ -135,6 +143,30 @@ struct acp_door_origin {
   struct acp_endpoint dst; /* the destination connect() named; proto ACP_PROTO_TCP */
   __u32 pad;               /* 0 */
   __u64 cookie;            /* socket cookie of the client socket: whose entry this is */
+};
+
+/* gate_class value: what the node agent knows about a cgroup below kubepods. A cgroup with no
+ * entry is unknown: every socket of a process in it (or below) is refused, unless the gate's
+ * config says unknown_allow. */
+enum acp_gate_class {
+  ACP_GATE_UNKNOWN = 0, /* never stored: the absence of an entry */
+  ACP_GATE_QOS = 1,     /* a QoS class's cgroup (kubepods-burstable.slice, burstable): look deeper */
+  ACP_GATE_OPEN = 2,    /* a pod without acp.dev/confine: the gate lets it through */
+  ACP_GATE_WALLED = 3,  /* a labelled pod whose own wall stands: the gate lets it through to it */
+};
+
+/* gate_config (array, one slot). */
+struct acp_gate_config {
+  __u64 kubepods_id;    /* cgroup id (inode) of the kubepods cgroup the gate is attached to */
+  __u32 kubepods_level; /* its depth in the cgroup v2 hierarchy (the root is 0) */
+  __u32 unknown_allow;  /* 1: --unknown-pods=allow, unclassified pods pass (and are counted) */
+};
+
+/* gate_counters (per-CPU array) slots. */
+enum acp_gate_counter {
+  ACP_GATE_CNT_REFUSED = 0,         /* attempts refused: the pod was not classified */
+  ACP_GATE_CNT_UNKNOWN_ALLOWED = 1, /* attempts let through unclassified (unknown_allow) */
+  ACP_GATE_CNT_MAX = 2,
 };
 
 /* One attempt the programs refused (or, in audit mode, would have refused). Sent through

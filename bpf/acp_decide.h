@@ -311,6 +311,24 @@ ACP_NO_UNROLL
   return n > 0;
 }
 
+/* ---- the node gate (acp_gate.bpf.c, docs/node-agent.md) ----
+ * Attached once at the kubelet's kubepods cgroup, it lets a socket call through only when the
+ * pod cgroup of the calling process is classified (gate_class). The program walks the
+ * ancestors below kubepods, at most ACP_GATE_DEPTH of them, one step at a time: */
+#define ACP_GATE_STEP_REFUSE 0 /* not classified (or not a pod): unknown */
+#define ACP_GATE_STEP_PASS 1   /* a classified pod (open, or walled by its own programs) */
+#define ACP_GATE_STEP_DEEPER 2 /* a QoS class's cgroup: the pod is one level further down */
+
+/* id: the ancestor's cgroup id at this level, 0 when the process's cgroup is not that deep (it
+ * sits in kubepods or a QoS cgroup itself, which cgroup v2 forbids once they have children:
+ * refused); cls: its gate_class entry, ACP_GATE_UNKNOWN when there is none. */
+static __always_inline int acp_gate_step(__u64 id, __u32 cls) {
+  if (id == 0) return ACP_GATE_STEP_REFUSE;
+  if (cls == ACP_GATE_QOS) return ACP_GATE_STEP_DEEPER;
+  if (cls == ACP_GATE_OPEN || cls == ACP_GATE_WALLED) return ACP_GATE_STEP_PASS;
+  return ACP_GATE_STEP_REFUSE;
+}
+
 static __always_inline __u32 acp_proto_idx(__u8 proto) {
   if (proto == ACP_PROTO_TCP) return ACP_PRO_TCP;
   if (proto == ACP_PROTO_UDP) return ACP_PRO_UDP;

@@ -73,5 +73,34 @@ TEST_F(K8sPodCgroupDirTest, FindsThePodInAnyQosClassEvenWhenTheStatusSaysOtherwi
   EXPECT_FALSE(find_pod_cgroup(root_, CgroupDriver::Cgroupfs, kUid, std::nullopt));
 }
 
+// The names the node gate's inotify watch sees below kubepods and the QoS cgroups: each
+// pod_cgroup_relpath() leaf parses back to its uid; QoS cgroups and anything else are told apart.
+TEST(K8sPodCgroupTest, DirectoryNamesParseBackToWhatTheyAre) {
+  using Kind = CgroupDirName::Kind;
+  for (CgroupDriver d : {CgroupDriver::Systemd, CgroupDriver::Cgroupfs}) {
+    for (QosClass q : {QosClass::Guaranteed, QosClass::Burstable, QosClass::BestEffort}) {
+      const std::string rel = pod_cgroup_relpath(d, q, kUid);
+      const CgroupDirName n = parse_cgroup_dir_name(d, rel.substr(rel.rfind('/') + 1));
+      EXPECT_EQ(n.kind, Kind::Pod) << rel;
+      EXPECT_EQ(n.uid, kUid) << rel;
+      if (q != QosClass::Guaranteed) {
+        const std::string qos = rel.substr(0, rel.rfind('/'));
+        EXPECT_EQ(parse_cgroup_dir_name(d, qos.substr(qos.rfind('/') + 1)).kind, Kind::Qos) << rel;
+      }
+    }
+  }
+  EXPECT_EQ(parse_cgroup_dir_name(CgroupDriver::Systemd, "kubepods-burstable.slice").kind,
+            Kind::Qos);
+  EXPECT_EQ(parse_cgroup_dir_name(CgroupDriver::Cgroupfs, "besteffort").kind, Kind::Qos);
+  // Not a pod: other names, a QoS name of the other driver, a uid that could leave the tree.
+  for (const char* n : {"cri-containerd-0123.scope", "burstable", "kubepods-pod.slice",
+                        "kubepods-pod0f6a1c3e_../x.slice", "system.slice"})
+    EXPECT_EQ(parse_cgroup_dir_name(CgroupDriver::Systemd, n).kind, Kind::Other) << n;
+  for (const char* n : {"kubepods-burstable.slice", "pod", "pod../x", "0123abcd"})
+    EXPECT_EQ(parse_cgroup_dir_name(CgroupDriver::Cgroupfs, n).kind, Kind::Other) << n;
+  EXPECT_EQ(kubepods_dir_name(CgroupDriver::Systemd), std::string("kubepods.slice"));
+  EXPECT_EQ(kubepods_dir_name(CgroupDriver::Cgroupfs), std::string("kubepods"));
+}
+
 }  // namespace
 }  // namespace acp::k8s

@@ -59,6 +59,18 @@ TEST(K8sPodTest, RefusesAUidThatCouldEscapeAPath) {
   EXPECT_FALSE(parse_pod(j));
 }
 
+// A static pod's mirror: the API's uid is not the one its cgroup is named by; the kubelet's
+// (the manifest hash in kubernetes.io/config.mirror) is. A bad one is refused like a bad uid.
+TEST(K8sPodTest, StaticPodIsKnownByTheKubeletsUidForIt) {
+  auto j = nlohmann::json::parse(kPod);
+  j["metadata"]["annotations"]["kubernetes.io/config.mirror"] = "6b4b1d0e8f3b2a1c9d8e7f6a5b4c3d2e";
+  auto p = parse_pod(j);
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->uid, "6b4b1d0e8f3b2a1c9d8e7f6a5b4c3d2e");
+  j["metadata"]["annotations"]["kubernetes.io/config.mirror"] = "../x";
+  EXPECT_FALSE(parse_pod(j));
+}
+
 TEST(K8sPodTest, ParsesAListWithItsResourceVersion) {
   std::string body =
       std::string(R"({"kind":"PodList","metadata":{"resourceVersion":"900"},"items":[)") + kPod +

@@ -372,6 +372,17 @@ TEST(KernelDecide, DoorRecordCountsOnlyWhileConnectedToItsListener) {
   EXPECT_FALSE(acp_door_is_target(&v6_door, &v6, 8444, 0));
 }
 
+// The node gate's walk below kubepods: a QoS cgroup sends it one level deeper; an open or
+// walled pod passes; no entry, or a process that sits above pod level, is refused.
+TEST(KernelDecide, GateStepPassesOnlyClassifiedPods) {
+  EXPECT_EQ(acp_gate_step(42, ACP_GATE_QOS), ACP_GATE_STEP_DEEPER);
+  EXPECT_EQ(acp_gate_step(42, ACP_GATE_OPEN), ACP_GATE_STEP_PASS);
+  EXPECT_EQ(acp_gate_step(42, ACP_GATE_WALLED), ACP_GATE_STEP_PASS);
+  EXPECT_EQ(acp_gate_step(42, ACP_GATE_UNKNOWN), ACP_GATE_STEP_REFUSE);
+  EXPECT_EQ(acp_gate_step(42, 7), ACP_GATE_STEP_REFUSE);  // a value the agent never writes
+  EXPECT_EQ(acp_gate_step(0, ACP_GATE_OPEN), ACP_GATE_STEP_REFUSE);  // not that deep
+}
+
 TEST(KernelDecide, SpelledOutConstantsMatchLibc) {
   EXPECT_EQ(ACP_AF_UNIX, AF_UNIX);
   EXPECT_EQ(ACP_AF_INET, AF_INET);

@@ -35,6 +35,7 @@
 
 #include "support/metrics_scrape.hpp"
 #include "support/run_fixture.hpp"
+#include "support/wall_fixture.hpp"
 
 namespace {
 
@@ -101,6 +102,32 @@ for i in range(3000):
 log('END')
 )PY";
 
+// Transparent-door agent: for each flag file go-N, one request to URL with proxies disabled
+// (ProxyHandler({})): it gets out only if the kernel leads it to the daemon's door and the
+// policy allows it (DOOR-N <code> | DOOR-N FAILED ...). Ends when `stop` appears.
+constexpr const char* kDoorAgent = R"PY(
+import os, sys, time, urllib.request
+report, flags, url = sys.argv[1], sys.argv[2], sys.argv[3]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def log(s):
+    with open(report, 'a') as f:
+        f.write(s + '\n')
+done = set()
+for i in range(3000):
+    if os.path.exists(flags + '/stop'):
+        break
+    for n in range(1, 10):
+        if n not in done and os.path.exists(flags + '/go-%d' % n):
+            done.add(n)
+            try:
+                r = opener.open(url, timeout=30)
+                log('DOOR-%d %d' % (n, r.status))
+            except Exception as e:
+                log('DOOR-%d FAILED %s' % (n, e))
+    time.sleep(0.1)
+log('END')
+)PY";
+
 class Daemon : public acp::vmtest::RunFixture {
  protected:
   void SetUp() override {
@@ -163,9 +190,9 @@ class Daemon : public acp::vmtest::RunFixture {
   }
 
   std::vector<std::string> run_via_daemon(const std::string& policy, std::vector<std::string> cmd,
-                                          uint16_t port) {
-    auto argv =
-        acp_run(policy, std::move(cmd), {"--daemon=required", "--daemon-socket=" + socket_});
+                                          uint16_t port, std::vector<std::string> extra = {}) {
+    extra.insert(extra.begin(), {"--daemon=required", "--daemon-socket=" + socket_});
+    auto argv = acp_run(policy, std::move(cmd), extra);
     for (auto& a : argv)
       if (a.rfind("--proxy-port=", 0) == 0) a = "--proxy-port=" + std::to_string(port);
     return argv;
@@ -672,6 +699,53 @@ for label, name in (('allowed', sys.argv[1]), ('other', sys.argv[2])):
     EXPECT_NE(r.out.find("other=OK"), std::string::npos) << r.out;
   std::string out = stop_daemon();
   EXPECT_NE(out.find("registered"), std::string::npos) << out;
+}
+
+// --door=both through the daemon: the session builder's door step runs in the daemon, the agent
+// (no proxy settings) is led to the daemon's transparent listener and judged; a SIGKILLed
+// daemon's successor reopens the door on the ports the pinned wall leads to, with the pinned
+// door_origin map, and the next led-in request is judged again.
+TEST_F(Daemon, TransparentDoorIsHeldByTheDaemonAndReopenedAfterARestart) {
+  auto host = acp::vmtest::NetnsHost::create();
+  ASSERT_TRUE(host.ok()) << host.error().message();
+  origin_wrapper_ = {"ip", "netns", "exec", (*host)->name()};
+  const uint16_t port = free_port();
+  ASSERT_TRUE(start_origin(port, (*host)->addr4()));
+  const std::string url = "http://" + (*host)->addr4() + ":" + std::to_string(port) + "/";
+  const std::string policy = write_policy(
+      "door.yml", "default: deny\nrules:\n  - match: { kind: http, host: \"" + (*host)->addr4() +
+                      "\", port: " + std::to_string(port) + " }\n    action: allow\n");
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  const std::string agent = write_script("door.py", kDoorAgent);
+  runner_a_ = Proc::start(run_via_daemon(policy, {"/usr/bin/python3", agent, report_, flags_, url},
+                                         proxy_port_, {"--door=both"}));
+  ASSERT_TRUE(wait_until([&] { return sessions_of(daemon_.pid).size() == 1; }, 30s))
+      << runner_a_.out << daemon_.out;
+  const std::string sid = sessions_of(daemon_.pid)[0]["id"];
+  touch("go-1");
+  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("DOOR-1") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("DOOR-1 200"), std::string::npos) << slurp(report_);
+  EXPECT_TRUE(fs::exists("/sys/fs/bpf/acp/" + sid + "/map_door_origin"));
+
+  kill(daemon_.pid, SIGKILL);
+  daemon_.finish();
+  daemon_ = Proc{};
+  ASSERT_TRUE(start_daemon()) << daemon_.out;
+  ASSERT_TRUE(wait_until([&] { return sessions_of(daemon_.pid).size() == 1; }, 30s)) << daemon_.out;
+  touch("go-2");
+  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("DOOR-2") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("DOOR-2 200"), std::string::npos) << slurp(report_) << daemon_.out;
+
+  size_t led_in = 0;
+  for (const auto& e : audit_entries())
+    if (e.value("kind", "") == "request" && e["action"].value("via", "") == "transparent" &&
+        e["action"].value("port", 0) == port && e.value("verdict", "") == "allow")
+      ++led_in;
+  EXPECT_GE(led_in, 2u);
+  touch("stop");
+  EXPECT_EQ(runner_a_.finish(), 0) << runner_a_.out;
+  EXPECT_FALSE(fs::exists("/sys/fs/bpf/acp/" + sid)) << "pins left behind";
+  stop_daemon();
 }
 
 }  // namespace

@@ -132,10 +132,13 @@ void stop_listening(ProxyServer::State& s) {
 
 }  // namespace
 
-Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io) {
+Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io, uint16_t port4,
+                                                           uint16_t port6) {
   auto door = std::make_shared<DoorListeners>();
   for (const char* addr : {"127.0.0.1", "::1"}) {
-    auto l = bind_listener(io, tcp::endpoint(net::ip::make_address(addr), 0), "transparent door");
+    const uint16_t want = std::string_view(addr) == "::1" ? port6 : port4;
+    auto l =
+        bind_listener(io, tcp::endpoint(net::ip::make_address(addr), want), "transparent door");
     if (!l) {
       // A host without IPv6 loopback: IPv6 connects stay refused (port6 0).
       if (std::string_view(addr) == "::1" &&

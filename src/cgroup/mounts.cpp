@@ -75,4 +75,15 @@ Result<std::string> cgroup2_mount_point() {
   return *dir;
 }
 
+Result<std::string> cgroup_dir_of(const std::string& pid) {
+  auto root = cgroup2_mount_point();
+  if (!root) return root.error();
+  const std::string file = "/proc/" + pid + "/cgroup";
+  std::ifstream in(file);
+  if (!in) return errno_error("read " + file);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("0::", 0) == 0) return *root + (line.size() > 4 ? line.substr(3) : "");
+  return make_error(file + " has no cgroup v2 (0::) line");
+}
+
 }  // namespace acp

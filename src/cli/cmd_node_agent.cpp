@@ -26,6 +26,7 @@ struct NodeAgentFlags {
   std::string config = "/etc/acp/config.yml";
   std::string metrics_listen = "0.0.0.0:9753";
   bool audit_mode = false;
+  std::string unknown_pods = "deny";
   int retry_ms = 500;
   int watch_timeout = 300;
 };
@@ -79,7 +80,13 @@ void register_node_agent(CLI::App& app, int& exit_code) {
                   "ADDR:PORT for /healthz, /readyz and /metrics; empty: off")
       ->capture_default_str();
   cmd->add_flag("--audit-mode", f->audit_mode, "Log what the wall would refuse; refuse nothing");
-  cmd->add_option("--retry-ms", f->retry_ms, "Retry interval for pods whose cgroup is not there")
+  cmd->add_option("--unknown-pods", f->unknown_pods,
+                  "Pods the agent has not classified yet (just made, or made while it was "
+                  "away): deny (refused every socket until classified) or allow (keep their "
+                  "network; shown in the log and in acp_node_unknown_pods_allowed)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"deny", "allow"}));
+  cmd->add_option("--retry-ms", f->retry_ms, "Retry interval for pods whose cgroup or wall is not there yet")
       ->capture_default_str()
       ->check(CLI::Range(10, 60000));
   cmd->add_option("--watch-timeout", f->watch_timeout, "Seconds per watch request")
@@ -111,6 +118,7 @@ void register_node_agent(CLI::App& app, int& exit_code) {
     if (f->cgroup_driver != "auto") cfg.driver = k8s::parse_cgroup_driver(f->cgroup_driver);
     cfg.bpffs_root = f->bpffs;
     cfg.audit_mode = f->audit_mode;
+    cfg.unknown_allow = f->unknown_pods == "allow";
     std::vector<std::string> listen = f->proxy_listen;
     if (listen.empty()) listen.push_back(env_or("HOST_IP", "127.0.0.1") + ":8443");
     for (const auto& l : listen) {

@@ -231,9 +231,6 @@ DaemonRoute daemon_route(const RunOptions& o, bool root) {
     r.why_not = "--backend=" + backend + " sessions run standalone (the daemon builds bpf walls)";
   else if (o.inspect_tls)
     r.why_not = "--inspect-tls sessions run standalone (the daemon does not inspect TLS yet)";
-  else if (o.door != "proxy")
-    r.why_not =
-        "--door=" + o.door + " sessions run standalone (the daemon has no transparent door yet)";
   r.ask = r.why_not.empty();
   // A daemon asked for by name that cannot hold the session is refused, never ignored.
   if (!r.ask && r.required)
@@ -251,6 +248,7 @@ nlohmann::json register_request(const RunOptions& o, const launch::TargetUser& u
                      {"allow", o.allow},
                      {"allow_unix", o.allow_unix},
                      {"audit_only", o.audit_only},
+                     {"door", o.door},
                      {"config", absolute(o.config)},
                      {"audit_log", absolute(o.audit_log)}};
   if (o.proxy_port) req["proxy_port"] = *o.proxy_port;

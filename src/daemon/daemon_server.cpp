@@ -27,6 +27,7 @@
 #include <optional>
 #include <string_view>
 
+#include "acp/backend/wall.hpp"
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/daemon/daemon.hpp"
 #include "acp/daemon/daemon_metrics.hpp"
@@ -39,9 +40,11 @@
 #include "acp/kernel/session_maps.hpp"
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/metrics_server.hpp"
+#include "acp/proxy/proxy_server.hpp"
 #include "acp/proxy/request_target.hpp"
 #include "acp/session/event_pump.hpp"
 #include "acp/session/session_gc.hpp"
+#include "acp/session/session_builder.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
 #include "acp/session/session_status.hpp"
@@ -85,6 +88,7 @@ struct Session {
   std::unique_ptr<SessionProxy> proxy;
   std::unique_ptr<EventPump> events;
   std::weak_ptr<Conn> runner;  // the acp run that registered it, while connected
+  std::unique_ptr<backend::Wall> wall;  // --door=transparent|both: the loader (door_origin)
 };
 
 struct Conn : std::enable_shared_from_this<Conn> {
@@ -216,11 +220,25 @@ class Daemon {
     pcfg.session_status = [id] { return session_status_to_json(read_session_status(id, false)); };
     for (const auto& arg : s.rec.command)
       pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
+    if (s.rec.door != "proxy") {
+      // The transparent door, on the very ports the pinned wall leads connections to.
+      auto cfg = s.pins->config();
+      if (!cfg) return cfg.error();
+      pcfg.door_origin_fd = s.pins->map_fd("door_origin");
+      if (pcfg.door_origin_fd < 0 || (cfg->door_port4 == 0 && cfg->door_port6 == 0))
+        return make_error("the session's wall has no transparent door pinned (made by an older "
+                          "acp?): its led-in connections stay refused");
+      auto door = proxy::open_door_listeners(io_, cfg->door_port4, cfg->door_port6);
+      if (!door) return door.error();
+      pcfg.door = std::move(*door);
+    }
     auto proxy = SessionProxy::start(io_, pcfg);
     if (!proxy) return proxy.error();
     s.proxy = std::move(*proxy);
-    for (const auto& ep : s.proxy->endpoints())
-      if (auto st = kernel::add_allow_entry(s.pins->map_fd("allow_map"), ep); !st) return st;
+    // --door=transparent: the explicit listener stays walled, as the session builder left it.
+    if (s.rec.door != "transparent")
+      for (const auto& ep : s.proxy->endpoints())
+        if (auto st = kernel::add_allow_entry(s.pins->map_fd("allow_map"), ep); !st) return st;
     s.rec.proxy.clear();
     for (const auto& ep : s.proxy->endpoints()) s.rec.proxy.push_back(kernel::to_string(ep));
     s.rec.control = s.proxy->control_path();
@@ -260,6 +278,10 @@ class Daemon {
     Grave& g = graveyard_[key];
     g.proxy = std::move(s.proxy);
     g.events = std::move(s.events);
+    // The transparent door's proxy holds the door_origin map by the loader's or the pins' fd.
+    g.wall = std::move(s.wall);
+    g.pins = std::move(s.pins);
+    s.pins.reset();
     g.timer = std::make_unique<asio::steady_timer>(io_, kProxyGrace);
     g.timer->async_wait([this, key](const boost::system::error_code& ec) {
       if (ec) return;
@@ -280,8 +302,13 @@ class Daemon {
     auto s = std::make_unique<Session>();
     s->rec = built->record;
     s->proxy = std::move(built->proxy);
-    // The pins hold the wall from here; the loader's objects go (as after a re-adoption).
-    built->wall.reset();
+    // The pins hold the wall from here; the loader's objects go (as after a re-adoption). The
+    // transparent door's proxy reads the wall's door_origin map through the loader's fd: with
+    // the door on, the loader stays until the session ends.
+    if (s->rec.door == "proxy")
+      built->wall.reset();
+    else
+      s->wall = std::move(built->wall);
     const std::string id = s->rec.id;
     auto undo = [&](const Error& e) -> Result<nlohmann::json> {
       if (s->events) s->events->stop();
@@ -316,10 +343,11 @@ class Daemon {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return {};
     Session& s = *it->second;
-    retire(s);
-    // The wall's counters go with its pins: kept in the totals.
+    // The wall's counters go with its pins (retire() hands them to the grave): kept in the
+    // totals, so /metrics counters never go down.
     if (s.pins) add_wall_counters(*s.pins, totals_);
     ++totals_.ended;
+    retire(s);
     Status st = teardown_session(id, s.rec.cgroup);
     sessions_.erase(it);
     if (st)
@@ -500,6 +528,8 @@ class Daemon {
   struct Grave {
     std::unique_ptr<SessionProxy> proxy;
     std::unique_ptr<EventPump> events;
+    std::unique_ptr<backend::Wall> wall;
+    std::optional<kernel::PinnedSession> pins;
     std::unique_ptr<asio::steady_timer> timer;
   };
   std::map<uint64_t, Grave> graveyard_;
@@ -544,6 +574,9 @@ Result<SessionPlan> plan_registered_session(const nlohmann::json& req, pid_t run
     plan.allow_unix.push_back(u);
   }
   plan.audit_only = req.value("audit_only", false);
+  auto door = parse_door(req.value("door", std::string("proxy")));
+  if (!door) return door.error();
+  plan.door = *door;
   rec.uid = req.value("uid", uid_t{0});
   rec.user = req.value("user", std::string());
   rec.policy = req.contains("policy") && req["policy"].is_string()

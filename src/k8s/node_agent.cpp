@@ -1,5 +1,6 @@
-// The node agent: watcher -> confiner + proxy registry; retry of pods whose cgroup is not
-// there yet; /healthz, /readyz and /metrics. One thread, one io_context.
+// The node agent: watcher -> confiner + proxy registry, and the node gate (PodGate) that
+// refuses every pod it has not classified; /healthz, /readyz and /metrics. One thread, one
+// io_context.
 #include "acp/k8s/node_agent.hpp"
 
 #include <unistd.h>
@@ -22,6 +23,7 @@
 
 #include "acp/cgroup/mounts.hpp"
 #include "acp/k8s/pod_confiner.hpp"
+#include "acp/k8s/pod_gate.hpp"
 #include "acp/k8s/pod_watcher.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/event_reader.hpp"
@@ -103,20 +105,26 @@ struct Tracked {
 class Agent final : public PodWatchHandler {
  public:
   Agent(asio::io_context& io, const NodeAgentConfig& cfg, NodeProxy& proxy, PodConfiner& confiner,
-        KubeClient& client)
+        PodGate& gate, KubeClient& client)
       : io_(io),
         proxy_(proxy),
         confiner_(confiner),
+        gate_(gate),
         watcher_(io, client,
                  PodWatcherConfig{.node_name = cfg.node_name, .watch_timeout = cfg.watch_timeout},
-                 *this) {}
+                 *this) {
+    unknown_allow_ = cfg.unknown_allow;
+  }
 
   PodWatcher& watcher() { return watcher_; }
 
   void on_list(const std::vector<Pod>& pods) override {
     std::set<std::string> want;
-    for (const auto& p : pods)
+    known_.clear();
+    for (const auto& p : pods) {
+      known_[p.uid] = p.wants_confinement();
       if (p.wants_confinement()) want.insert(p.uid);
+    }
     // Walls of pods that are gone or no longer labelled: from this agent or an earlier one.
     std::set<std::string> stale;
     for (const auto& [uid, t] : tracked_)
@@ -130,14 +138,32 @@ class Agent final : public PodWatchHandler {
     for (const auto& uid : stale) release(uid, "gone or no longer labelled at list");
     for (const auto& p : pods)
       if (p.wants_confinement()) apply(p);
+    // Every pod cgroup on the node: classified by what the API says, or refused when the API
+    // does not know its pod (gone while the agent was away, or not listed yet).
+    for (const auto& uid : gate_.pod_uids()) {
+      if (known_.count(uid))
+        classify(uid);
+      else
+        unclassify(uid);
+    }
+    if (gate_.started() && !gate_.armed()) {
+      if (auto st = gate_.arm(); !st)
+        log("node gate: " + st.error().message() + "; will retry");
+      else
+        log("node gate armed on the kubepods cgroup: pods the agent has not classified are "
+            "refused" + std::string(unknown_allow_ ? " (no: --unknown-pods=allow)" : ""));
+    }
   }
 
   void on_event(const WatchEvent& ev) override {
     const Pod& p = ev.pod;
     if (ev.type == WatchEventType::Deleted) {
+      known_.erase(p.uid);
       release(p.uid, "pod deleted");
+      unclassify(p.uid);  // what is left of it reaches nothing
       return;
     }
+    known_[p.uid] = p.wants_confinement();
     if (p.wants_confinement()) {
       apply(p);
       return;
@@ -145,6 +171,25 @@ class Agent final : public PodWatchHandler {
     if (tracked_.count(p.uid) || is_pinned(p.uid))
       release(p.uid,
               p.phase == "Succeeded" || p.phase == "Failed" ? "pod finished" : "label removed");
+    classify(p.uid);
+  }
+
+  // The kubelet made a pod's cgroup (inotify): classify it now, not at the next retry.
+  void on_pod_cgroup(const std::string& uid) {
+    auto t = tracked_.find(uid);
+    if (t != tracked_.end() && !t->second.confined) {
+      try_confine(t->second);
+      return;
+    }
+    classify(uid);
+  }
+  // A pod's cgroup went: its wall went with it; a cgroup made again gets a new one.
+  void on_pod_cgroup_gone(const std::string& uid) {
+    auto t = tracked_.find(uid);
+    if (t == tracked_.end()) return;
+    t->second.confined = false;
+    if (t->second.events) t->second.events->stop();
+    t->second.events.reset();
   }
 
   void on_error(const std::string& what) override {
@@ -152,10 +197,19 @@ class Agent final : public PodWatchHandler {
     log(what);
   }
 
-  // Pods whose cgroup was not there: try again.
+  // Pods whose cgroup was not there, or whose wall failed: try again. A gate that could not
+  // start (no kubepods cgroup yet) is tried again too.
   void retry_pending() {
     for (auto& [uid, t] : tracked_)
       if (!t.confined) try_confine(t);
+    if (!gate_.started()) {
+      if (auto st = gate_.start(); st) {
+        log("node gate started on " + gate_.pin_dir());
+        for (const auto& uid : gate_.pod_uids()) on_pod_cgroup(uid);
+      }
+    } else if (!gate_.armed() && watcher_.synced()) {
+      if (auto st = gate_.arm(); !st) log("node gate: " + st.error().message() + "; will retry");
+    }
   }
 
   std::string metrics() const {
@@ -202,6 +256,7 @@ class Agent final : public PodWatchHandler {
              "Refused attempts per confined pod.");
     for (const auto& p : per_pod)
       m.sample(p.denied, {{"namespace", p.pod->ns}, {"pod", p.pod->name}});
+    gate_metrics(m);
     m.counter("acp_node_watch_restarts_total",
               "Pod watches started again (server timeout, connection lost, error).",
               w.watch_restarts);
@@ -212,10 +267,46 @@ class Agent final : public PodWatchHandler {
     return m.text();
   }
 
+  void gate_metrics(util::PrometheusText& m) const {
+    using util::MetricType;
+    const PodGateStats g = gate_.stats();
+    m.gauge("acp_node_gate_armed", "1 while the node gate stands on the kubepods cgroup.",
+            g.armed ? 1 : 0);
+    m.gauge("acp_node_unknown_pods_allowed",
+            "1 when --unknown-pods=allow: pods the agent has not classified keep their network.",
+            unknown_allow_ ? 1 : 0);
+    m.family("acp_node_pods_classified", MetricType::Gauge,
+             "Pod cgroups the node gate lets through, by class (open: unlabelled; walled: their "
+             "own wall stands).");
+    m.sample(static_cast<uint64_t>(g.open), {{"class", "open"}});
+    m.sample(static_cast<uint64_t>(g.walled), {{"class", "walled"}});
+    m.gauge("acp_node_pods_unclassified",
+            "Pod cgroups the node gate refuses: not (yet) classified.",
+            static_cast<double>(g.unclassified));
+    m.counter("acp_node_gate_refused_total",
+              "Socket calls the node gate refused because the pod was not classified.",
+              g.counters.refused);
+    m.counter("acp_node_gate_unknown_allowed_total",
+              "Socket calls of unclassified pods let through (--unknown-pods=allow).",
+              g.counters.unknown_allowed);
+  }
+
   bool ready() const { return watcher_.synced(); }
   const std::string& last_error() const { return last_error_; }
 
  private:
+  // What the gate lets through for this pod: an unlabelled pod its network; a labelled one only
+  // once its own wall stands (try_confine classifies it then). Unknown pods stay refused.
+  void classify(const std::string& uid) {
+    auto k = known_.find(uid);
+    if (k == known_.end() || k->second) return;
+    if (auto st = gate_.classify(uid, kernel::GateClass::Open); !st)
+      log("pod " + uid + ": " + st.error().message() + " (the node gate keeps refusing it)");
+  }
+  void unclassify(const std::string& uid) {
+    if (auto st = gate_.unclassify(uid); !st) log("pod " + uid + ": " + st.error().message());
+  }
+
   bool is_pinned(const std::string& uid) const {
     return ::access(confiner_.pin_dir(uid).c_str(), F_OK) == 0;
   }
@@ -239,7 +330,12 @@ class Agent final : public PodWatchHandler {
       log("pod " + p.key() + " (" + p.uid + "): " + r.error().message() + "; will retry");
       return;
     }
-    if (*r == ConfineOutcome::NoCgroup) return;
+    if (*r == ConfineOutcome::NoCgroup) {
+      // Known before its cgroup: load and verify now, so the wall is ready when it appears.
+      if (auto st = confiner_.prepare(p.uid); !st)
+        log("pod " + p.key() + ": programs not prepared: " + st.error().message());
+      return;
+    }
     t.confined = true;
     log("pod " + p.key() + " (" + p.uid + "): " + to_string(*r) + ", cgroup " + t.cgroup);
     proxy_.record({{"kind", "pod_confined"},
@@ -248,6 +344,9 @@ class Agent final : public PodWatchHandler {
                    {"cgroup", t.cgroup},
                    {"outcome", to_string(*r)}});
     register_pod(t);
+    // Its own wall stands on t.cgroup: the gate lets the pod through to it.
+    if (auto st = gate_.classify_dir(t.cgroup, kernel::GateClass::Walled); !st)
+      log("pod " + p.key() + ": " + st.error().message() + " (the node gate keeps refusing it)");
     t.events = std::make_shared<PodEvents>(io_, p.key(), proxy_);
     if (auto st = t.events->start(confiner_.pin_dir(p.uid)); !st) {
       log("pod " + p.key() + ": kernel events not read: " + st.error().message());
@@ -269,6 +368,7 @@ class Agent final : public PodWatchHandler {
     if (it == tracked_.end() && !pinned) return;
     const std::string key = it != tracked_.end() ? it->second.pod.key() : "(unknown pod)";
     proxy_.remove_pod(uid);
+    confiner_.drop_prepared(uid);
     if (it != tracked_.end() && it->second.events) it->second.events->stop();
     if (pinned) {
       if (auto c = confiner_.counters(uid)) {
@@ -288,8 +388,11 @@ class Agent final : public PodWatchHandler {
   asio::io_context& io_;
   NodeProxy& proxy_;
   PodConfiner& confiner_;
+  PodGate& gate_;
   PodWatcher watcher_;
   std::map<std::string, Tracked> tracked_;
+  std::map<std::string, bool> known_;  // every pod of the node the API told of: labelled?
+  bool unknown_allow_ = false;
   uint64_t released_denied_ = 0;
   uint64_t released_allowed_ = 0;
   std::string last_error_;
@@ -341,6 +444,27 @@ int run_node_agent(const NodeAgentConfig& in) {
     if (auto st = kernel::ensure_bpffs(); !st) return fail(st.error().message());
 
   asio::io_context io;
+  // The gate first: when an earlier agent's gate stands, this agent's own pod (made while no
+  // agent was there) is refused every socket until the gate is told it is the agent's.
+  Agent* agent_ptr = nullptr;
+  PodGate gate(io,
+               PodGateConfig{.cgroup_root = cfg.cgroup_root,
+                             .driver = *cfg.driver,
+                             .bpffs_root = cfg.bpffs_root,
+                             // Audit mode refuses nothing, the gate included.
+                             .unknown_allow = cfg.unknown_allow || cfg.audit_mode},
+               PodGate::Handler{.pod_cgroup_appeared =
+                                    [&agent_ptr](const std::string& uid) {
+                                      if (agent_ptr) agent_ptr->on_pod_cgroup(uid);
+                                    },
+                                .pod_cgroup_gone =
+                                    [&agent_ptr](const std::string& uid) {
+                                      if (agent_ptr) agent_ptr->on_pod_cgroup_gone(uid);
+                                    }});
+  if (auto st = gate.start(); !st)
+    log("node gate: " + st.error().message() + "; will retry");
+  else if (gate.self_uid())
+    log("node gate: the agent's own pod " + *gate.self_uid() + " is let through");
   auto proxy = NodeProxy::start(io, cfg.proxy);
   if (!proxy) return fail("node proxy: " + proxy.error().message());
   PodConfiner confiner(PodConfinerConfig{.cgroup_root = cfg.cgroup_root,
@@ -349,7 +473,8 @@ int run_node_agent(const NodeAgentConfig& in) {
                                          .allow = (*proxy)->endpoints(),
                                          .mode = cfg.audit_mode ? 1u : 0u});
   KubeClient client(io, cfg.api);
-  Agent agent(io, cfg, **proxy, confiner, client);
+  Agent agent(io, cfg, **proxy, confiner, gate, client);
+  agent_ptr = &agent;
 
   std::unique_ptr<proxy::MetricsServer> http;  // one of ACP's own endpoints (own_endpoints.hpp)
   if (!cfg.metrics_listen.empty()) {
@@ -370,7 +495,10 @@ int run_node_agent(const NodeAgentConfig& in) {
   for (const auto& ep : (*proxy)->endpoints()) proxies += " " + kernel::to_string(ep);
   log(std::string("node ") + cfg.node_name + ", cgroup driver " + to_string(*cfg.driver) +
       " under " + cfg.cgroup_root + ", pins under " + cfg.bpffs_root + "/acp, proxy on" + proxies +
-      (cfg.audit_mode ? " (audit mode: nothing is refused)" : ""));
+      (cfg.audit_mode ? " (audit mode: nothing is refused)" : "") +
+      (cfg.unknown_allow ? "; UNKNOWN PODS ALLOWED: pods not yet classified keep their network "
+                           "(--unknown-pods=allow)"
+                         : ""));
 
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void()> wait_signal;

@@ -69,6 +69,14 @@ Result<Pod> parse_pod(const json& obj) {
       p.ips.push_back(str_at(*status, "podIP"));
   }
   if (!valid_pod_uid(p.uid)) return make_error("pod " + p.key() + ": bad uid \"" + p.uid + "\"");
+  // A static pod (a manifest the kubelet read from disk) is known to the API as a mirror pod
+  // with a uid of the API server's; its cgroup is named by the kubelet's own uid for it, the
+  // manifest's hash, which the mirror pod carries in this annotation.
+  if (auto m = p.annotations.find(kMirrorAnnotation); m != p.annotations.end()) {
+    if (!valid_pod_uid(m->second))
+      return make_error("pod " + p.key() + ": bad " + kMirrorAnnotation + " \"" + m->second + "\"");
+    p.uid = m->second;
+  }
   return p;
 }
 

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+
+#include "acp/k8s/pod.hpp"
 
 namespace acp::k8s {
 namespace {
@@ -69,6 +72,53 @@ std::optional<std::string> find_pod_cgroup(const std::string& cgroup_root, Cgrou
     if (is_dir(path)) return path;
   }
   return std::nullopt;
+}
+
+const char* kubepods_dir_name(CgroupDriver driver) {
+  return driver == CgroupDriver::Systemd ? "kubepods.slice" : "kubepods";
+}
+
+CgroupDirName parse_cgroup_dir_name(CgroupDriver driver, std::string_view name) {
+  auto pod = [](std::string uid) {
+    return valid_pod_uid(uid) ? CgroupDirName{CgroupDirName::Kind::Pod, std::move(uid)}
+                              : CgroupDirName{};
+  };
+  if (driver == CgroupDriver::Cgroupfs) {
+    if (name == "burstable" || name == "besteffort") return {CgroupDirName::Kind::Qos, {}};
+    if (name.substr(0, 3) == "pod") return pod(std::string(name.substr(3)));
+    return {};
+  }
+  if (name == "kubepods-burstable.slice" || name == "kubepods-besteffort.slice")
+    return {CgroupDirName::Kind::Qos, {}};
+  constexpr std::string_view kSuffix = ".slice";
+  if (name.size() <= kSuffix.size() || name.substr(name.size() - kSuffix.size()) != kSuffix)
+    return {};
+  name.remove_suffix(kSuffix.size());
+  for (std::string_view prefix :
+       {"kubepods-pod", "kubepods-burstable-pod", "kubepods-besteffort-pod"}) {
+    if (name.substr(0, prefix.size()) != prefix) continue;
+    std::string uid(name.substr(prefix.size()));
+    std::replace(uid.begin(), uid.end(), '_', '-');
+    return pod(std::move(uid));
+  }
+  return {};
+}
+
+Result<uint32_t> cgroup_level(const std::string& dir) {
+  struct stat st {};
+  std::string p = dir;
+  uint32_t level = 0;
+  if (::stat((p + "/cgroup.procs").c_str(), &st) != 0)
+    return make_error(dir + " is not a cgroup v2 directory", errno);
+  while (::stat((p + "/cgroup.events").c_str(), &st) == 0) {
+    ++level;
+    p += "/..";
+    if (::stat((p + "/cgroup.procs").c_str(), &st) != 0 || level > 64)
+      return make_error("cannot find the cgroup v2 root above " + dir +
+                        ": give --cgroup-root the host's cgroup2 mount itself, not a mount of a "
+                        "subtree");
+  }
+  return level;
 }
 
 }  // namespace acp::k8s

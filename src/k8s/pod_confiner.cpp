@@ -12,7 +12,6 @@
 #include "acp/k8s/pod.hpp"
 #include "acp/kernel/bpffs.hpp"
 #include "acp/kernel/pinned_session.hpp"
-#include "acp/kernel/sock_programs.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp::k8s {
@@ -104,14 +103,36 @@ Status PodConfiner::fix_allow_map(const std::string& dir) const {
 // attached, where a session attaches first and allows its door once the proxy is bound; and a
 // pod has no record, cgroup, door or agent of ACP's making. The programs, their one attach
 // call and their pins are the same (SockPrograms).
-Status PodConfiner::attach_new(const std::string& uid, const std::string& cgroup_path,
-                               const std::string& dir) const {
-  auto cg = Cgroup::open(cgroup_path);
-  if (!cg) return cg.error();
+Result<kernel::SockPrograms> PodConfiner::load(const std::string& uid) const {
   auto progs = kernel::SockPrograms::load({.mode = cfg_.mode, .session_id = uid_number(uid)});
   if (!progs) return progs.error();
   for (const auto& ep : cfg_.allow)
-    if (auto st = progs->allow(ep); !st) return st;
+    if (auto st = progs->allow(ep); !st) return st.error();
+  return progs;
+}
+
+Status PodConfiner::prepare(const std::string& uid) {
+  if (!valid_pod_uid(uid)) return make_error("bad pod uid \"" + uid + "\"");
+  if (prepared_.count(uid)) return {};
+  auto progs = load(uid);
+  if (!progs) return progs.error();
+  prepared_.emplace(uid, std::move(*progs));
+  return {};
+}
+
+Status PodConfiner::attach_new(const std::string& uid, const std::string& cgroup_path,
+                               const std::string& dir) {
+  auto cg = Cgroup::open(cgroup_path);
+  if (!cg) return cg.error();
+  std::optional<kernel::SockPrograms> progs;
+  if (auto it = prepared_.find(uid); it != prepared_.end()) {
+    progs.emplace(std::move(it->second));
+    prepared_.erase(it);
+  } else {
+    auto loaded = load(uid);
+    if (!loaded) return loaded.error();
+    progs.emplace(std::move(*loaded));
+  }
   if (auto st = progs->attach(cg->fd()); !st) return st;
   // The new wall stands (held by this process) before an old, incomplete one is taken down.
   if (auto st = kernel::detach_and_unpin(dir); !st) return st;
@@ -140,6 +161,7 @@ Result<ConfineOutcome> PodConfiner::confine(const std::string& uid, std::optiona
 
 Status PodConfiner::release(const std::string& uid) {
   if (!valid_pod_uid(uid)) return make_error("bad pod uid \"" + uid + "\"");
+  drop_prepared(uid);
   return kernel::detach_and_unpin(pin_dir(uid));
 }
 

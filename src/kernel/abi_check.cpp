@@ -58,3 +58,8 @@ static_assert(sizeof(acp_unix_path) == 112, "acp_unix_path size");
 ACP_ASSERT_OFFSET(acp_unix_path, len, 0);
 ACP_ASSERT_OFFSET(acp_unix_path, path, 4);
 static_assert(ACP_COMM_LEN == 16, "TASK_COMM_LEN");
+
+static_assert(sizeof(acp_gate_config) == 16, "acp_gate_config size");
+ACP_ASSERT_OFFSET(acp_gate_config, kubepods_id, 0);
+ACP_ASSERT_OFFSET(acp_gate_config, kubepods_level, 8);
+ACP_ASSERT_OFFSET(acp_gate_config, unknown_allow, 12);

@@ -88,6 +88,9 @@ Result<PinnedSession> PinnedSession::open(const std::string& dir) {
     if (!fd) return errno_error("open pinned BPF map " + path);
     s.maps_.emplace(name, std::move(fd));
   }
+  // Only a wall with the transparent door has it.
+  if (UniqueFd fd(bpf_obj_get((dir + "/map_door_origin").c_str())); fd)
+    s.maps_.emplace("door_origin", std::move(fd));
   return s;
 }
 

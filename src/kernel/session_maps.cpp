@@ -192,21 +192,26 @@ Status add_unix_allow_entry(int fd, const std::string& name) {
   return {};
 }
 
-Result<Counters> read_counters(int fd) {
+Result<uint64_t> read_percpu_sum(int fd, uint32_t idx) {
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return make_error("count possible CPUs", -ncpu);
   // Per-CPU values come back as one 8-byte-aligned slot per possible CPU.
   std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  if (bpf_map_lookup_elem(fd, &idx, per_cpu.data()) != 0)
+    return errno_error("read per-CPU counter slot " + std::to_string(idx));
+  uint64_t sum = 0;
+  for (uint64_t v : per_cpu) sum += v;
+  return sum;
+}
+
+Result<Counters> read_counters(int fd) {
   Counters c;
   for (uint32_t fam = 0; fam < ACP_FAM_MAX; fam++) {
     for (uint32_t pro = 0; pro < ACP_PRO_MAX; pro++) {
       for (uint32_t denied = 0; denied < 2; denied++) {
-        uint32_t idx = acp_counter_index(fam, pro, denied);
-        if (bpf_map_lookup_elem(fd, &idx, per_cpu.data()) != 0)
-          return errno_error("read counters slot " + std::to_string(idx));
-        uint64_t sum = 0;
-        for (uint64_t v : per_cpu) sum += v;
-        (denied ? c.denied : c.allowed)[fam][pro] = sum;
+        auto sum = read_percpu_sum(fd, acp_counter_index(fam, pro, denied));
+        if (!sum) return sum.error();
+        (denied ? c.denied : c.allowed)[fam][pro] = *sum;
       }
     }
   }

@@ -14,10 +14,13 @@
 #include "acp_decide.h"
 #include "acp_sock.skel.h"
 #include "acp_unix.skel.h"
+#include "bpf_links.hpp"
 #include "libbpf_log.hpp"
 
 namespace acp::kernel {
 namespace {
+
+using detail::attach_all;
 
 // The skeleton's programs and link slots, in kLinkNames order. With the door on, connect4/6
 // are the acp_door_connect4/6 variants (the others are not loaded), pinned under the same names.
@@ -43,27 +46,6 @@ std::array<bpf_program*, kDoorLinkNames.size()> door_programs(acp_sock* s) {
 }
 std::array<bpf_link**, kDoorLinkNames.size()> door_link_slots(acp_sock* s) {
   return {&s->links.acp_door_sockops, &s->links.acp_getpeername4, &s->links.acp_getpeername6};
-}
-
-// Attaches progs to the cgroup into slots, all or nothing; names for the error.
-template <size_t N>
-Status attach_all(const std::array<bpf_program*, N>& progs, const std::array<bpf_link**, N>& slots,
-                  const std::array<const char*, N>& names, int cgroup_fd) {
-  for (size_t i = 0; i < N; i++) {
-    bpf_link* link = bpf_program__attach_cgroup(progs[i], cgroup_fd);
-    if (!link) {
-      int err = errno;
-      for (size_t j = 0; j < i; j++) {
-        bpf_link__destroy(*slots[j]);
-        *slots[j] = nullptr;
-      }
-      return make_error(std::string("attach BPF program ") + names[i] + " to cgroup fd " +
-                            std::to_string(cgroup_fd),
-                        err);
-    }
-    *slots[i] = link;
-  }
-  return {};
 }
 
 bpf_map* map_by_name(acp_sock* s, std::string_view name) {
@@ -261,58 +243,24 @@ bool SockPrograms::attached() const {
 
 Status SockPrograms::pin(const std::string& dir) {
   if (!attached()) return make_error("pin BPF wall in " + dir + ": programs not attached", EINVAL);
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("mkdir " + dir);
-
-  std::vector<std::string> made;
-  auto undo = [&made] {
-    for (const auto& p : made) ::unlink(p.c_str());
-  };
-  // bpf_obj_pin on the fds rather than bpf_link__pin/bpf_map__pin: libbpf would remember the
-  // paths, and a stale pin must never be reused by a later load.
+  std::vector<detail::PinObject> objects;
   auto slots = link_slots(skel_, door_on_);
-  for (size_t i = 0; i < slots.size(); i++) {
-    std::string path = dir + "/link_" + kLinkNames[i];
-    if (bpf_obj_pin(bpf_link__fd(*slots[i]), path.c_str()) != 0) {
-      int err = errno;
-      undo();
-      return make_error("pin BPF link " + path, err);
-    }
-    made.push_back(path);
-  }
+  for (size_t i = 0; i < slots.size(); i++)
+    objects.push_back({bpf_link__fd(*slots[i]), std::string("link_") + kLinkNames[i]});
   if (unix_) {
     auto uslots = unix_link_slots(unix_);
-    for (size_t i = 0; i < uslots.size(); i++) {
-      std::string path = dir + "/link_" + kUnixLinkNames[i];
-      if (bpf_obj_pin(bpf_link__fd(*uslots[i]), path.c_str()) != 0) {
-        int err = errno;
-        undo();
-        return make_error("pin BPF link " + path, err);
-      }
-      made.push_back(path);
-    }
+    for (size_t i = 0; i < uslots.size(); i++)
+      objects.push_back({bpf_link__fd(*uslots[i]), std::string("link_") + kUnixLinkNames[i]});
   }
   if (door_on_) {
     auto dslots = door_link_slots(skel_);
-    for (size_t i = 0; i < dslots.size(); i++) {
-      std::string path = dir + "/link_" + kDoorLinkNames[i];
-      if (bpf_obj_pin(bpf_link__fd(*dslots[i]), path.c_str()) != 0) {
-        int err = errno;
-        undo();
-        return make_error("pin BPF link " + path, err);
-      }
-      made.push_back(path);
-    }
+    for (size_t i = 0; i < dslots.size(); i++)
+      objects.push_back({bpf_link__fd(*dslots[i]), std::string("link_") + kDoorLinkNames[i]});
   }
-  for (const char* name : kMapNames) {
-    std::string path = dir + "/map_" + name;
-    if (bpf_obj_pin(map_fd(name), path.c_str()) != 0) {
-      int err = errno;
-      undo();
-      return make_error("pin BPF map " + path, err);
-    }
-    made.push_back(path);
-  }
-  return {};
+  for (const char* name : kMapNames) objects.push_back({map_fd(name), std::string("map_") + name});
+  // A daemon that re-adopts the session reopens the door on it (docs/daemon.md).
+  if (door_on_) objects.push_back({map_fd("door_origin"), "map_door_origin"});
+  return detail::pin_objects(dir, objects);
 }
 
 Status SockPrograms::allow(const Endpoint& ep) {

@@ -137,6 +137,7 @@ class SessionBuild {
     auto door = proxy::open_door_listeners(io_);
     if (!door) return door.error();
     door_ = std::move(*door);
+    out_.record.door = door_name(plan_.door);
     return {};
   }
 
@@ -247,6 +248,18 @@ Result<Door> parse_door(const std::string& name) {
   if (name == "transparent") return Door::kTransparent;
   if (name == "both") return Door::kBoth;
   return make_error("--door=" + name + ": unknown door; choose proxy, transparent or both", EINVAL);
+}
+
+const char* door_name(Door d) {
+  switch (d) {
+    case Door::kProxy:
+      return "proxy";
+    case Door::kTransparent:
+      return "transparent";
+    case Door::kBoth:
+      return "both";
+  }
+  return "?";
 }
 
 Result<BuiltSession> build_session(boost::asio::io_context& io, SessionPlan plan) {

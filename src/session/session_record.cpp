@@ -36,7 +36,8 @@ nlohmann::json to_json(const SessionRecord& r) {
                    {"task_limit", r.task_limit},
                    {"owner", r.owner},
                    {"runner_pid", r.runner_pid},
-                   {"config", r.config}};
+                   {"config", r.config},
+                   {"door", r.door}};
   if (!r.container.empty()) {
     j["container"] = r.container;
     j["image"] = r.image;
@@ -67,6 +68,7 @@ Result<SessionRecord> session_record_from_json(const nlohmann::json& j) {
     r.channels = j.value("channels", std::vector<std::string>{});
     r.started_at = j.value("started_at", int64_t{0});
     r.task_limit = j.value("task_limit", std::string());
+    r.door = j.value("door", std::string("proxy"));
     r.owner = j.value("owner", std::string("run"));
     r.runner_pid = j.value("runner_pid", pid_t{0});
     r.config = j.value("config", std::string());

@@ -36,6 +36,15 @@
  * --escape=P   first write "0" (the own pid) to the cgroup.procs file P, then the attempt.
  * --via=A,P    udp-sendto: connect() the socket to A:P first (prints via=OK|ERRNO), then
  *              sendto() ADDR:PORT: a connected socket must not send elsewhere either.
+ * --mkcg=DIR   first make the cgroup DIR (and its missing parents, as the kubelet and the
+ *              runtime make a pod's and a container's), move into it, and start attempting at
+ *              once: no other process had a chance to act on DIR before the first attempt.
+ *              Prints mkcg=OK|ERRNO.
+ * --repeat-ms=N  make the attempt again and again, each with a new socket, for N ms (from the
+ *              mkdir of --mkcg when given), then print attempts=, ok=, eperm=, other= and
+ *              first_ok_us= (microseconds to the first success; -1: none) before result= (the
+ *              last attempt's).
+ * --stop-on-ok with --repeat-ms: stop at the first attempt that succeeds.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -50,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,10 +237,60 @@ static void print_cgroup(void) {
   fclose(f);
 }
 
+static struct timespec t0; /* --mkcg's mkdir, else the start of the attempts */
+static long repeat_ms;
+static int stop_on_ok;
+
+static long us_since_t0(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (now.tv_sec - t0.tv_sec) * 1000000L + (now.tv_nsec - t0.tv_nsec) / 1000L;
+}
+
+/* --mkcg: mkdir -p DIR, then write the own pid into DIR/cgroup.procs. */
+static int make_and_enter_cgroup(const char* dir) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s", dir);
+  for (char* p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return errno;
+    *p = '/';
+  }
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) return errno;
+  char procs[4200];
+  snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+  int fd = open(procs, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int err = write(fd, "0", 1) == 1 ? 0 : errno;
+  close(fd);
+  return err;
+}
+
+static int attempt_repeatedly(const char* op, const char* addr, int port) {
+  long attempts = 0, ok = 0, eperm = 0, other = 0, first_ok = -1;
+  int err = 0;
+  do {
+    err = attempt(op, addr, port);
+    attempts++;
+    if (err == 0) {
+      ok++;
+      if (first_ok < 0) first_ok = us_since_t0();
+    } else if (err == EPERM) {
+      eperm++;
+    } else {
+      other++;
+    }
+  } while (!(stop_on_ok && ok > 0) && us_since_t0() < repeat_ms * 1000L);
+  fprintf(out, "attempts=%ld\nok=%ld\neperm=%ld\nother=%ld\nfirst_ok_us=%ld\n", attempts, ok,
+          eperm, other, first_ok);
+  return err;
+}
+
 static int report(const char* op, const char* addr, int port) {
   fprintf(out, "pid=%d\n", (int)getpid());
   print_cgroup();
-  int err = attempt(op, addr, port);
+  int err = repeat_ms > 0 ? attempt_repeatedly(op, addr, port) : attempt(op, addr, port);
   fprintf(out, "result=%s\n", errname(err));
   fflush(out);
   return err == 0 ? 0 : err == UNSUPPORTED ? 3 : 1;
@@ -245,7 +305,8 @@ static int wait_child(pid_t pid) {
 
 int main(int argc, char** argv) {
   int depth = 0;
-  const char *daemon_file = NULL, *escape = NULL;
+  const char *daemon_file = NULL, *escape = NULL, *mkcg = NULL;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   int i = 1;
   out = stdout;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -255,6 +316,12 @@ int main(int argc, char** argv) {
       daemon_file = argv[i] + 9;
     else if (strncmp(argv[i], "--escape=", 9) == 0)
       escape = argv[i] + 9;
+    else if (strncmp(argv[i], "--mkcg=", 7) == 0)
+      mkcg = argv[i] + 7;
+    else if (strncmp(argv[i], "--repeat-ms=", 12) == 0)
+      repeat_ms = atol(argv[i] + 12);
+    else if (strcmp(argv[i], "--stop-on-ok") == 0)
+      stop_on_ok = 1;
     else if (strncmp(argv[i], "--via=", 6) == 0) {
       char* comma = strrchr(argv[i], ',');
       if (!comma) return 2;
@@ -266,13 +333,21 @@ int main(int argc, char** argv) {
   }
   if (argc - i != 3) {
     fprintf(stderr,
-            "usage: %s [--fork=N] [--daemon=FILE] [--escape=PROCS] [--via=A,P] OP ADDR PORT\n",
+            "usage: %s [--fork=N] [--daemon=FILE] [--escape=PROCS] [--via=A,P] [--mkcg=DIR] "
+            "[--repeat-ms=N [--stop-on-ok]] OP ADDR PORT\n",
             argv[0]);
     return 2;
   }
   const char *op = argv[i], *addr = argv[i + 1];
   int port = atoi(argv[i + 2]);
   alarm(20); /* never hang a test run */
+
+  if (mkcg) {
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int err = make_and_enter_cgroup(mkcg);
+    fprintf(out, "mkcg=%s\n", errname(err));
+    if (err) return 1;
+  }
 
   if (escape) {
     int fd = open(escape, O_WRONLY | O_CLOEXEC);

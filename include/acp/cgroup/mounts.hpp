@@ -23,4 +23,8 @@ Result<std::string> read_mounts_table();
 // The cgroup v2 mount point of this machine, or an error that says what to do.
 Result<std::string> cgroup2_mount_point();
 
+// The cgroup v2 directory of process pid ("self" or a number): the mount point joined with the
+// "0::" line of /proc/<pid>/cgroup (relative to this process's cgroup namespace, as the mount).
+Result<std::string> cgroup_dir_of(const std::string& pid = "self");
+
 }  // namespace acp

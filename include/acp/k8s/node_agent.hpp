@@ -21,6 +21,9 @@ struct NodeAgentConfig {
   std::optional<CgroupDriver> driver;  // nullopt: detect from the layout under cgroup_root
   std::string bpffs_root = "/sys/fs/bpf";
   bool audit_mode = false;  // log what the wall would refuse, refuse nothing
+  // --unknown-pods=allow: pods the agent has not classified (new, or made while it was away)
+  // keep their network instead of being refused by the node gate.
+  bool unknown_allow = false;
   NodeProxyConfig proxy;
   std::string metrics_listen;  // "ADDR:PORT" for /healthz and /metrics; empty: off
   std::chrono::milliseconds retry_interval{500};  // pods whose cgroup is not there yet

@@ -16,9 +16,13 @@ namespace acp::k8s {
 
 inline constexpr const char* kConfineLabel = "acp.dev/confine";     // "true": confine the pod
 inline constexpr const char* kPolicyAnnotation = "acp.dev/policy";  // a file in the policy dir
+// On a static pod's mirror: the kubelet's uid for the pod (its cgroup's name).
+inline constexpr const char* kMirrorAnnotation = "kubernetes.io/config.mirror";
 
 struct Pod {
-  std::string uid;  // metadata.uid: names the pod's cgroup and its pin directory
+  // Names the pod's cgroup and its pin directory: metadata.uid, or for a static pod's mirror
+  // the kubelet's uid (annotation kubernetes.io/config.mirror).
+  std::string uid;
   std::string ns;
   std::string name;
   std::string node;              // spec.nodeName

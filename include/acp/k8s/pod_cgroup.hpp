@@ -44,4 +44,21 @@ Result<CgroupDriver> detect_cgroup_driver(const std::string& cgroup_root);
 std::optional<std::string> find_pod_cgroup(const std::string& cgroup_root, CgroupDriver driver,
                                            std::string_view uid, std::optional<QosClass> qos);
 
+// The kubelet's top directory for the driver: "kubepods.slice" (systemd) or "kubepods".
+const char* kubepods_dir_name(CgroupDriver driver);
+
+// What a directory directly below kubepods, or below a QoS class's directory, is by its name:
+// a QoS class's cgroup (systemd "kubepods-burstable.slice", cgroupfs "burstable"; the same for
+// besteffort), a pod's (then uid is its uid, '_' turned back into '-'), or something else.
+struct CgroupDirName {
+  enum class Kind { Qos, Pod, Other } kind = Kind::Other;
+  std::string uid;
+};
+CgroupDirName parse_cgroup_dir_name(CgroupDriver driver, std::string_view name);
+
+// The depth of a cgroup directory below the root of its cgroup v2 hierarchy (the root is 0),
+// by walking up: every cgroup but the root has cgroup.events. Fails when the walk leaves the
+// hierarchy before it meets the root (dir is under a mount of a subtree, not of the root).
+Result<uint32_t> cgroup_level(const std::string& dir);
+
 }  // namespace acp::k8s

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "acp/k8s/pod_cgroup.hpp"
 #include "acp/kernel/endpoint.hpp"
 #include "acp/kernel/session_maps.hpp"
+#include "acp/kernel/sock_programs.hpp"
 #include "acp/util/result.hpp"
 
 namespace acp::k8s {
@@ -47,7 +49,12 @@ class PodConfiner {
   // Confines the pod (or adopts its standing wall). *cgroup_path gets the directory used.
   Result<ConfineOutcome> confine(const std::string& uid, std::optional<QosClass> qos,
                                  std::string* cgroup_path = nullptr);
-  // Detaches and unpins the pod's wall. Idempotent.
+  // Loads and verifies the programs of a labelled pod whose cgroup is not there yet (the API
+  // told of it before the kubelet made the cgroup), so that attaching is all that is left when
+  // the cgroup appears. Idempotent.
+  Status prepare(const std::string& uid);
+  void drop_prepared(const std::string& uid) { prepared_.erase(uid); }
+  // Detaches and unpins the pod's wall, and drops programs prepared for it. Idempotent.
   Status release(const std::string& uid);
   // The wall's counters (connect/sendmsg attempts allowed and denied by the kernel).
   Result<kernel::Counters> counters(const std::string& uid) const;
@@ -58,10 +65,12 @@ class PodConfiner {
   // Checks a standing wall: every link pinned and attached to this cgroup, the maps there.
   bool wall_is_whole(const std::string& dir, const std::string& cgroup_path) const;
   Status fix_allow_map(const std::string& dir) const;
+  Result<kernel::SockPrograms> load(const std::string& uid) const;
   Status attach_new(const std::string& uid, const std::string& cgroup_path,
-                    const std::string& dir) const;
+                    const std::string& dir);
 
   PodConfinerConfig cfg_;
+  std::map<std::string, kernel::SockPrograms> prepared_;  // uid -> loaded, not attached
 };
 
 }  // namespace acp::k8s

@@ -34,7 +34,8 @@ nlohmann::json link_info_to_json(const LinkInfo& l);
 class PinnedSession {
  public:
   // Opens every map_<name> pin in dir. Fails (naming the missing pin) when one is absent
-  // (map_unix_allow may be: sessions pinned by an older acp have none).
+  // (map_unix_allow may be: sessions pinned by an older acp have none). map_door_origin is
+  // opened when there (a wall with the transparent door): map_fd("door_origin").
   static Result<PinnedSession> open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }

@@ -66,6 +66,8 @@ Result<acp_config> read_config(int config_map_fd);
 // until its socket closes. ENOENT when there is none (not led in by this session's wall, or
 // already closed): the caller refuses the connection.
 Result<Endpoint> original_destination(int door_origin_fd, const Endpoint& peer);
+// Slot idx of a per-CPU array of u64 counters, summed over every possible CPU.
+Result<uint64_t> read_percpu_sum(int fd, uint32_t idx);
 Status write_config(int config_map_fd, const acp_config& cfg);
 // Read-modify-write of the mode only; takes effect on the next connect() of every socket.
 // The mode is the map's raw __u32 (enum acp_mode): a value that is neither is refused.

@@ -73,7 +73,10 @@ struct DoorListeners {
   uint16_t port4 = 0;  // 127.0.0.1
   uint16_t port6 = 0;  // [::1]; 0 when the host has no IPv6 loopback
 };
-Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_context& io);
+// port4/port6 0: any free port (a new session); else exactly those (a daemon re-adopting a
+// session whose wall leads connections to them).
+Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_context& io,
+                                                           uint16_t port4 = 0, uint16_t port6 = 0);
 
 struct ProxyCounters {
   uint64_t connections = 0;  // accepted client connections (including refused with 503)

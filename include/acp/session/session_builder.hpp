@@ -47,6 +47,7 @@ namespace acp {
 // led to the proxy instead; the explicit listener is not reachable), both.
 enum class Door { kProxy, kTransparent, kBoth };
 Result<Door> parse_door(const std::string& name);
+const char* door_name(Door d);  // "proxy" | "transparent" | "both"
 
 // What to build. The builder fills in the id, the cgroup, the pins and the door.
 struct SessionPlan {

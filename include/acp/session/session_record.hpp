@@ -45,6 +45,9 @@ struct SessionRecord {
   std::string owner = "run";
   pid_t runner_pid = 0;  // daemon sessions: the `acp run` that registered it (0: gone/unknown)
   std::string config;    // daemon sessions: the config (channels) file, for re-adoption
+  // How the agent reaches the proxy (acp run --door): "proxy", "transparent" or "both". A
+  // re-adopting daemon reopens the transparent door on the ports the wall's config map names.
+  std::string door = "proxy";
   // The docker backend only (absent from the JSON otherwise): the container and network name
   // (acp-<id>), the image, its subnet, and the daemon (`docker -H`; empty: the CLI's default).
   std::string container;
