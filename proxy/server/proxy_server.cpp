@@ -215,7 +215,7 @@ ProxyCounters ProxyServer::counters() const {
   auto r = std::memory_order_relaxed;
   return ProxyCounters{s.n_connections.load(r), s.n_requests.load(r), s.n_tunnels.load(r),
                        s.n_allowed.load(r),     s.n_denied.load(r),   s.n_errors.load(r),
-                       s.n_foreign.load(r)};
+                       s.n_foreign.load(r),     s.n_door.load(r),     s.n_door_refused.load(r)};
 }
 
 void ProxyServer::set_event_callback(std::function<void(const nlohmann::json&)> cb) {

@@ -44,7 +44,7 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   uint64_t next_request = 0;
 
   std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
-      n_errors{0}, n_foreign{0};
+      n_errors{0}, n_foreign{0}, n_door{0}, n_door_refused{0};
 
   void emit(const nlohmann::json& event) const {
     if (on_event) on_event(event);
