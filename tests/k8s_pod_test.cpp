@@ -60,15 +60,20 @@ TEST(K8sPodTest, RefusesAUidThatCouldEscapeAPath) {
 }
 
 // A static pod's mirror: the API's uid is not the one its cgroup is named by; the kubelet's
-// (the manifest hash in kubernetes.io/config.mirror) is. A bad one is refused like a bad uid.
-TEST(K8sPodTest, StaticPodIsKnownByTheKubeletsUidForIt) {
+// (the manifest hash in kubernetes.io/config.mirror) is. It is kept as a claim beside the uid,
+// never in its place; one that is not a valid uid is ignored (the pod still parses: one odd
+// pod must not stop the agent from listing the node).
+TEST(K8sPodTest, StaticPodMirrorUidIsAClaimBesideTheUid) {
   auto j = nlohmann::json::parse(kPod);
   j["metadata"]["annotations"]["kubernetes.io/config.mirror"] = "6b4b1d0e8f3b2a1c9d8e7f6a5b4c3d2e";
   auto p = parse_pod(j);
   ASSERT_TRUE(p) << p.error().message();
-  EXPECT_EQ(p->uid, "6b4b1d0e8f3b2a1c9d8e7f6a5b4c3d2e");
+  EXPECT_EQ(p->uid, "0f6a1c3e-7b1d-4c39-9d1e-3a5e2b7c9f10");
+  EXPECT_EQ(p->mirror_uid, "6b4b1d0e8f3b2a1c9d8e7f6a5b4c3d2e");
   j["metadata"]["annotations"]["kubernetes.io/config.mirror"] = "../x";
-  EXPECT_FALSE(parse_pod(j));
+  p = parse_pod(j);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->mirror_uid, "");
 }
 
 TEST(K8sPodTest, ParsesAListWithItsResourceVersion) {

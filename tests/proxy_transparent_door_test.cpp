@@ -140,6 +140,11 @@ TEST_F(TransparentDoor, LoopbackOriginalsAndUnknownOnesAreRefusedUnjudgedAndAudi
     EXPECT_EQ(entries[0]["event"], "door_refused");
     EXPECT_EQ(entries[0]["via"], "transparent");
     EXPECT_TRUE(judge_.actions().empty());
+    // Counted for acp status: led in, and refused before judging.
+    const auto counted = server_->counters();
+    EXPECT_EQ(counted.door, 1u);
+    EXPECT_EQ(counted.door_refused, 1u);
+    EXPECT_EQ(counted.requests, 0u);
   }
 }
 

@@ -726,6 +726,16 @@ TEST_F(Daemon, TransparentDoorIsHeldByTheDaemonAndReopenedAfterARestart) {
   ASSERT_TRUE(wait_until([&] { return slurp(report_).find("DOOR-1") != std::string::npos; }, 30s));
   EXPECT_NE(slurp(report_).find("DOOR-1 200"), std::string::npos) << slurp(report_);
   EXPECT_TRUE(fs::exists("/sys/fs/bpf/acp/" + sid + "/map_door_origin"));
+  // acp status says the door and counts what it led in.
+  auto text = run({ACP_BINARY, "status"});
+  EXPECT_NE(text.out.find("door:       both"), std::string::npos) << text.out;
+  auto status = nlohmann::json::parse(run({ACP_BINARY, "status", "--json"}).out, nullptr, false);
+  uint64_t led_in_counted = 0;
+  if (!status.is_discarded())
+    for (const auto& s : status["sessions"])
+      if (s.value("id", "") == sid && s.contains("proxy_counters"))
+        led_in_counted = s["proxy_counters"].value("door_connections", uint64_t{0});
+  EXPECT_GE(led_in_counted, 1u) << status.dump();
 
   kill(daemon_.pid, SIGKILL);
   daemon_.finish();

@@ -687,5 +687,45 @@ TEST_F(NodeAgentTest, UnknownPodsAllowLetsUnclassifiedPodsThroughAndSaysSo) {
   EXPECT_EQ(metric("acp_node_gate_refused_total"), 0);
 }
 
+// Static pods: a mirror pod's kubernetes.io/config.mirror names the cgroup of an unlabelled
+// static pod, which gets its network. The annotation is a claim any pod creator can write: a
+// pod that claims a labelled pod's uid neither unwalls it nor opens the gate for it.
+TEST_F(NodeAgentTest, MirrorClaimsOpenStaticPodsAndNeverUnwallAnother) {
+  const CgroupDriver d = CgroupDriver::Systemd;
+  ASSERT_EQ(mkdir((cg_root_ + "/kubepods.slice").c_str(), 0755), 0);
+  start_agent("systemd");
+  ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
+  ASSERT_TRUE(wait_metric("acp_node_gate_armed", 1)) << agent_log();
+
+  const std::string hash = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";  // the kubelet's uid (md5 hex)
+  PodSpec mirror =
+      spec("12121212-0000-4000-8000-000000000001", "etcd-node-a", "Guaranteed", "", false);
+  mirror.ns = "kube-system";
+  mirror.mirror = hash;
+  const std::string static_cg = make_pod_cgroup(d, QosClass::Guaranteed, hash);
+  EXPECT_EQ(direct(static_cg), "EPERM");  // unknown until its mirror is seen
+  server_->add(mirror);
+  ASSERT_TRUE(eventually([&] { return direct(static_cg) == "OK"; })) << agent_log();
+
+  PodSpec victim = spec("12121212-0000-4000-8000-000000000002", "victim", "Burstable",
+                        "127.0.4.1", true, "allow-origin.yml");
+  const std::string victim_cg = make_pod_cgroup(d, QosClass::Burstable, victim.uid);
+  server_->add(victim);
+  ASSERT_TRUE(wait_metric("acp_node_pods_confined", 1)) << agent_log();
+  PodSpec liar = spec("12121212-0000-4000-8000-000000000003", "liar", "BestEffort", "", false);
+  liar.mirror = victim.uid;
+  server_->add(liar);
+  server_->modify(liar);  // two events about the claim
+  // A marker pod added after the liar: once it is open, the liar's events were handled.
+  PodSpec marker = spec("12121212-0000-4000-8000-000000000004", "marker", "BestEffort", "", false);
+  const std::string marker_cg = make_pod_cgroup(d, QosClass::BestEffort, marker.uid);
+  server_->add(marker);
+  ASSERT_TRUE(eventually([&] { return direct(marker_cg) == "OK"; })) << agent_log();
+  EXPECT_TRUE(pinned(victim.uid));
+  EXPECT_EQ(direct(victim_cg), "EPERM");
+  EXPECT_EQ(metric("acp_node_pods_confined"), 1);
+  EXPECT_EQ(via_proxy(victim_cg, victim.ip), "200");
+}
+
 }  // namespace
 }  // namespace acp::vmtest

@@ -215,8 +215,8 @@ ProxyCounters ProxyServer::counters() const {
   auto r = std::memory_order_relaxed;
   return ProxyCounters{s.n_connections.load(r), s.n_requests.load(r), s.n_tunnels.load(r),
                        s.n_allowed.load(r),     s.n_denied.load(r),   s.n_errors.load(r),
-                       s.n_foreign.load(r),     s.n_open.load(r),     s.n_bytes_up.load(r),
-                       s.n_bytes_down.load(r)};
+                       s.n_foreign.load(r),     s.n_door.load(r),     s.n_door_refused.load(r),
+                       s.n_open.load(r),        s.n_bytes_up.load(r), s.n_bytes_down.load(r)};
 }
 
 ProxyLatency ProxyServer::latency() const {

@@ -46,7 +46,8 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   uint64_t next_request = 0;
 
   std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
-      n_errors{0}, n_foreign{0}, n_open{0}, n_bytes_up{0}, n_bytes_down{0};
+      n_errors{0}, n_foreign{0}, n_door{0}, n_door_refused{0}, n_open{0}, n_bytes_up{0},
+      n_bytes_down{0};
   util::Histogram http_latency, connect_latency;  // RequestEvent::time_to_answer()
 
   // A request is over: its bytes and time to answer counted, its "ms" noted, its event

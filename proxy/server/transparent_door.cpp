@@ -97,6 +97,7 @@ net::awaitable<void> serve_door_connection(std::shared_ptr<ProxyServer::State> s
 
 net::awaitable<void> Connection::run_door() {
   door_ = true;
+  state_->n_door.fetch_add(1, std::memory_order_relaxed);
   RequestEvent event(++state_->next_request, peer_);
   event.note("via", "transparent");
   event.opens_tunnel();
@@ -107,6 +108,7 @@ net::awaitable<void> Connection::run_door() {
 }
 
 net::awaitable<void> Connection::refuse_door(RequestEvent& event, std::string reason) {
+  state_->n_door_refused.fetch_add(1, std::memory_order_relaxed);
   Refusal r{403, "Blocked by ACP", std::move(reason)};
   r.audit = {{"kind", "http"},
              {"event", "door_refused"},

@@ -121,8 +121,10 @@ class Agent final : public PodWatchHandler {
   void on_list(const std::vector<Pod>& pods) override {
     std::set<std::string> want;
     known_.clear();
+    mirrors_.clear();
     for (const auto& p : pods) {
       known_[p.uid] = p.wants_confinement();
+      note_mirror(p);
       if (p.wants_confinement()) want.insert(p.uid);
     }
     // Walls of pods that are gone or no longer labelled: from this agent or an earlier one.
@@ -141,7 +143,7 @@ class Agent final : public PodWatchHandler {
     // Every pod cgroup on the node: classified by what the API says, or refused when the API
     // does not know its pod (gone while the agent was away, or not listed yet).
     for (const auto& uid : gate_.pod_uids()) {
-      if (known_.count(uid))
+      if (known_.count(uid) || mirrors_.count(uid))
         classify(uid);
       else
         unclassify(uid);
@@ -159,11 +161,16 @@ class Agent final : public PodWatchHandler {
     const Pod& p = ev.pod;
     if (ev.type == WatchEventType::Deleted) {
       known_.erase(p.uid);
+      if (auto m = mirrors_.find(p.mirror_uid); m != mirrors_.end() && m->second.api_uid == p.uid) {
+        mirrors_.erase(m);
+        if (!known_.count(p.mirror_uid)) unclassify(p.mirror_uid);
+      }
       release(p.uid, "pod deleted");
       unclassify(p.uid);  // what is left of it reaches nothing
       return;
     }
     known_[p.uid] = p.wants_confinement();
+    if (note_mirror(p)) classify(p.mirror_uid);
     if (p.wants_confinement()) {
       apply(p);
       return;
@@ -297,11 +304,30 @@ class Agent final : public PodWatchHandler {
  private:
   // What the gate lets through for this pod: an unlabelled pod its network; a labelled one only
   // once its own wall stands (try_confine classifies it then). Unknown pods stay refused.
+  //
+  // A static pod is known by its mirror's claim (kubernetes.io/config.mirror): only ever to let
+  // an unlabelled one through, and only for a cgroup no pod of the API has as its own uid. A
+  // claim never walls or unwalls anything (a pod that names another's uid would otherwise take
+  // that pod's wall down), and a labelled static pod stays refused: its wall would be attached
+  // on the word of an annotation.
   void classify(const std::string& uid) {
     auto k = known_.find(uid);
-    if (k == known_.end() || k->second) return;
+    bool open = k != known_.end() && !k->second;
+    if (k == known_.end())
+      if (auto m = mirrors_.find(uid); m != mirrors_.end()) open = !m->second.labelled;
+    if (!open) return;
     if (auto st = gate_.classify(uid, kernel::GateClass::Open); !st)
       log("pod " + uid + ": " + st.error().message() + " (the node gate keeps refusing it)");
+  }
+  // Records a mirror pod's claim; true when it is one.
+  bool note_mirror(const Pod& p) {
+    if (p.mirror_uid.empty()) return false;
+    const bool labelled = p.labels.count(kConfineLabel) && p.labels.at(kConfineLabel) == "true";
+    mirrors_[p.mirror_uid] = {p.uid, labelled};
+    if (labelled)
+      log("static pod " + p.key() + " is labelled " + kConfineLabel +
+          ": static pods cannot be confined, it stays refused by the node gate");
+    return true;
   }
   void unclassify(const std::string& uid) {
     if (auto st = gate_.unclassify(uid); !st) log("pod " + uid + ": " + st.error().message());
@@ -392,6 +418,11 @@ class Agent final : public PodWatchHandler {
   PodWatcher watcher_;
   std::map<std::string, Tracked> tracked_;
   std::map<std::string, bool> known_;  // every pod of the node the API told of: labelled?
+  struct Mirror {
+    std::string api_uid;
+    bool labelled = false;
+  };
+  std::map<std::string, Mirror> mirrors_;  // static pods: the kubelet's uid -> its mirror
   bool unknown_allow_ = false;
   uint64_t released_denied_ = 0;
   uint64_t released_allowed_ = 0;

@@ -71,12 +71,11 @@ Result<Pod> parse_pod(const json& obj) {
   if (!valid_pod_uid(p.uid)) return make_error("pod " + p.key() + ": bad uid \"" + p.uid + "\"");
   // A static pod (a manifest the kubelet read from disk) is known to the API as a mirror pod
   // with a uid of the API server's; its cgroup is named by the kubelet's own uid for it, the
-  // manifest's hash, which the mirror pod carries in this annotation.
-  if (auto m = p.annotations.find(kMirrorAnnotation); m != p.annotations.end()) {
-    if (!valid_pod_uid(m->second))
-      return make_error("pod " + p.key() + ": bad " + kMirrorAnnotation + " \"" + m->second + "\"");
-    p.uid = m->second;
-  }
+  // manifest's hash, which the mirror pod carries in this annotation. Anyone who may create a
+  // pod may write it: it is a claim, which the agent weighs (node_agent.cpp), never the uid.
+  if (auto m = p.annotations.find(kMirrorAnnotation);
+      m != p.annotations.end() && valid_pod_uid(m->second) && m->second != p.uid)
+    p.mirror_uid = m->second;
   return p;
 }
 

@@ -104,7 +104,8 @@ class SessionProxyImpl final : public SessionProxy {
         return nlohmann::json{{"connections", c.connections}, {"requests", c.requests},
                               {"tunnels", c.tunnels},         {"allowed", c.allowed},
                               {"denied", c.denied},           {"errors", c.errors},
-                              {"foreign_clients", c.foreign}};
+                              {"foreign_clients", c.foreign}, {"door_connections", c.door},
+                              {"door_refused", c.door_refused}};
       });
     }
     return start_channels(config);

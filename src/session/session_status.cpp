@@ -285,6 +285,15 @@ void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
       << s.proxy.value("denied", uint64_t{0}) << " denied; "
       << s.proxy.value("foreign_clients", uint64_t{0})
       << " connections refused (client not in this session)\n";
+  if (s.record && s.record->door != "proxy") {
+    o << "  door:       " << s.record->door << " (TCP connects the wall does not allow are led to "
+      << "the proxy)";
+    if (s.proxy.is_object())
+      o << ": " << s.proxy.value("door_connections", uint64_t{0}) << " led in, "
+        << s.proxy.value("door_refused", uint64_t{0})
+        << " refused before judging (no original destination, or a local one)";
+    o << "\n";
+  }
   if (!s.pending.empty()) {
     o << "  pending requests (acp approve ID / acp deny ID):\n";
     for (const auto& p : s.pending) {

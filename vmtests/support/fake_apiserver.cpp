@@ -44,6 +44,7 @@ json pod_json(const PodSpec& p) {
   labels["app"] = p.name;
   json annotations = json::object();
   if (!p.policy.empty()) annotations["acp.dev/policy"] = p.policy;
+  if (!p.mirror.empty()) annotations["kubernetes.io/config.mirror"] = p.mirror;
   json status = {{"phase", p.phase}, {"qosClass", p.qos}};
   if (!p.ip.empty()) {
     status["podIP"] = p.ip;

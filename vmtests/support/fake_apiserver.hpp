@@ -26,6 +26,7 @@ struct PodSpec {
   std::string ip;  // status.podIP; empty: none yet
   bool confine = false;
   std::string policy;  // annotation acp.dev/policy; empty: none
+  std::string mirror;  // annotation kubernetes.io/config.mirror (a static pod's); empty: none
   std::string phase = "Running";
 };
 nlohmann::json pod_json(const PodSpec& p);

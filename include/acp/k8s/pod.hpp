@@ -20,9 +20,10 @@ inline constexpr const char* kPolicyAnnotation = "acp.dev/policy";  // a file in
 inline constexpr const char* kMirrorAnnotation = "kubernetes.io/config.mirror";
 
 struct Pod {
-  // Names the pod's cgroup and its pin directory: metadata.uid, or for a static pod's mirror
-  // the kubelet's uid (annotation kubernetes.io/config.mirror).
-  std::string uid;
+  std::string uid;  // metadata.uid: names the pod's cgroup and its pin directory
+  // A static pod's mirror: the kubelet's uid for the pod, which names its cgroup (annotation
+  // kubernetes.io/config.mirror, when a valid uid). A claim anyone creating a pod can make.
+  std::string mirror_uid;
   std::string ns;
   std::string name;
   std::string node;              // spec.nodeName
