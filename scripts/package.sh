@@ -10,7 +10,8 @@
 #        ./scripts/package.sh --tree=build --no-build --out=DIR
 #          packages a tree that is built already (the package vmtest packages build/).
 #   --lintian / --no-lintian   require lintian / skip it (default: run it when installed)
-# Needs what `scripts/install-deps.sh --demo` installs (dpkg-dev comes with build-essential).
+# As root it first installs what it needs (scripts/install-deps.sh --demo; SKIP_INSTALL=1 skips
+# that), as demo.sh does; lintian is not among it (`apt-get install lintian`).
 set -euo pipefail
 caller_dir=$PWD
 cd "$(dirname "$0")/.."
@@ -38,6 +39,13 @@ done
 case $out in /*) ;; *) out=$caller_dir/$out ;; esac
 mkdir -p "$out"
 
+if [ "$build" = 1 ] && [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    ./scripts/install-deps.sh --demo
+  else
+    echo "package.sh: not root: the build dependencies are not installed (sudo ./scripts/install-deps.sh --demo)"
+  fi
+fi
 if [ "$build" = 1 ]; then
   # shellcheck source=scripts/lib/build-trees.sh
   . scripts/lib/build-trees.sh
