@@ -31,8 +31,14 @@ if [ "${1:-}" = --in-root ]; then
   port=$2
   export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
   cd /
-  say "dpkg -i acp acp-dbgsym, twice (the second is an upgrade to the same version)"
-  for _ in 1 2; do dpkg -i /tmp/acp-debs/acp_*.deb /tmp/acp-debs/acp-dbgsym_*.deb >/dev/null; done
+  say "apt install ./acp_*.deb ./acp-dbgsym_*.deb, then dpkg -i both again (an upgrade to the same version)"
+  # As the README has it. Every Depends is installed here already (the test's build needed them)
+  # and Recommends are left out, so apt fetches nothing.
+  (cd /tmp/acp-debs && apt-get install -y -q --no-install-recommends ./acp_*.deb ./acp-dbgsym_*.deb >/tmp/acp-apt.out 2>&1) || {
+    cat /tmp/acp-apt.out
+    fail "apt install ./acp_*.deb"
+  }
+  dpkg -i /tmp/acp-debs/acp_*.deb /tmp/acp-debs/acp-dbgsym_*.deb >/dev/null
   dpkg-query -W -f='${Status}\n' acp | grep -qx 'install ok installed' || fail "acp not installed"
   dpkg -L acp acp-dbgsym | sort -u >/tmp/acp-installed-paths
   [ "$(command -v acp)" = /usr/sbin/acp ] || fail "acp on PATH is $(command -v acp), not /usr/sbin/acp"
@@ -140,13 +146,13 @@ if [ "${1:-}" = --in-namespace ]; then
   chroot "$root" /bin/bash /tmp/acp-package-test.sh --in-root "$port"
 
   say "what the scratch root's writes left on its root file system"
-  # Everything dpkg, man-db and the test itself keep is expected; anything else is a leftover of
+  # Everything dpkg, apt, man-db and the test itself keep is expected; anything else is a leftover of
   # the package or of acp. A whiteout (a character device in the upper layer) is a path of the
   # machine's that they deleted: only the purge's own (/var/log/acp, /var/lib/acp, /etc/acp, when
   # an acp built from source had made them before) may be one.
   upper=$work/layers/upper
   unexpected=$(cd "$upper" && find . -mindepth 1 ! -type d -printf '/%P %y\n' | {
-    grep -vE '^/(var/lib/dpkg/|var/log/dpkg\.log |var/cache/man/|var/cache/debconf/|tmp/|var/tmp/|root/)' |
+    grep -vE '^/(var/lib/dpkg/|var/log/dpkg\.log |var/log/apt/|var/lib/apt/|var/cache/apt/|var/cache/man/|var/cache/debconf/|tmp/|var/tmp/|root/)' |
       grep -vxE '/(var/log/acp|var/lib/acp|etc/acp) c' || true
   })
   [ -z "$unexpected" ] || fail "left in the root file system after purge (path, find's type): $unexpected"
