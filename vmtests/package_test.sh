@@ -10,7 +10,10 @@
 # lands in a tmpfs that vanishes with the namespace, even if this test is killed. So the
 # machine's dpkg database, /usr/sbin, /etc/acp and /var stay as they were, and an acp installed
 # there (by hand or as a package) is never touched. The kernel is shared: the confined run's
-# cgroup, programs and pins are real, and the test checks they are gone afterwards.
+# cgroup, programs and pins are real, and the test checks they are gone afterwards. Killed
+# (SIGKILL) midway, it leaves only its scratch directory /tmp/acp-vmt-pkg.*, which
+# scripts/check-leftovers.sh reports; the origin server dies with it, and whatever ran in the
+# namespace finishes its steps, purge included, or dies with the namespace.
 #
 # Usage (ctest -L vm runs it): vmtests/package_test.sh BUILD_DIR. Exit 77: skipped (says why).
 set -euo pipefail
@@ -173,7 +176,7 @@ case $status in
     "$(dpkg-query -W -f='${Version}' acp)); this test installs and purges its own: remove that first"
   ;;
 esac
-for tool in unshare chroot dpkg-deb cpack python3 curl man readelf; do
+for tool in unshare setpriv chroot dpkg-deb cpack python3 curl man readelf; do
   command -v "$tool" >/dev/null || skip "$tool is not installed (scripts/install-deps.sh)"
 done
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
@@ -201,7 +204,9 @@ ls -l "$work"/debs/*.deb
 # The origin: listening on loopback, so a refused connect() can only be the wall's doing.
 echo hello-from-the-origin >"$work/www/index.html"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 "$port" --directory "$work/www" >/dev/null 2>&1 &
+# --pdeathsig: it goes with this script even when a SIGKILL leaves no trap to run.
+setpriv --pdeathsig KILL -- python3 -m http.server --bind 127.0.0.1 "$port" --directory "$work/www" \
+  >/dev/null 2>&1 &
 origin_pid=$!
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 
