@@ -4,6 +4,10 @@
 #
 # Two trees:
 #   plain (build/)      gcc, -O2 -g1: what users run; the unit tests and vmtests.
+#                       acp_configure_user: the same flags (so the same ccache entries and
+#                       objects), without the tests and benches: scripts/package.sh
+#                       (build-pkg/); needs only install-deps.sh --demo.
+#   demo (build-demo/)  gcc, -O1, no debug info, only acp: scripts/demo.sh's first run.
 #   sanitizer (build-san/)  clang, -O0 -g1, ASan + UBSan + libFuzzer coverage: the unit tests
 #                       and vmtests again, and the fuzz targets (fuzz/), from one build.
 # Why clang for the second tree: on this project's Asio/Beast code it compiles a sanitizer
@@ -21,10 +25,28 @@ fi
 
 # -g1 (line tables: backtraces and perf keep file:line) instead of -g: a quarter less compile
 # time on these sources (http_client.cpp: 42 s against 51 s).
-acp_configure_plain() {
-  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_WERROR=ON \
+#
+# $1: the tree; the rest: more cmake options. BUILD_TESTING and ACP_BUILD_BENCH are cache
+# variables: both functions set both, so that a tree configured by one (the demo's build/) is
+# right again after the other (test.sh's build/).
+acp_configure_o2g1() {
+  local tree=$1
+  shift
+  cmake -S . -B "$tree" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DACP_WERROR=ON \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" "${acp_launcher[@]}" >/dev/null
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" "${acp_launcher[@]}" "$@" >/dev/null
+}
+acp_configure_plain() { acp_configure_o2g1 "$1" -DBUILD_TESTING=ON -DACP_BUILD_BENCH=ON; }
+acp_configure_user() { acp_configure_o2g1 "$1" -DBUILD_TESTING=OFF -DACP_BUILD_BENCH=OFF; }
+
+# The demo's acp: a first run, not a benchmark. -O1 without debug info compiles in about 0.7x
+# the CPU time of -O2 -g1 (agent_session.cpp: 4.7 s against 6.6 s); a cold build of acp alone
+# took 629 s of CPU at -O2 -g1. Warnings stay warnings: GCC's set changes with -O, and a user's
+# first build must not stop on one that CI's -Werror trees (built at -O2 and -O0) never see.
+acp_configure_demo() {
+  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=Release -DACP_WERROR=OFF \
+    -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DCMAKE_C_FLAGS_RELEASE="-O1 -DNDEBUG" \
+    -DBUILD_TESTING=OFF -DACP_BUILD_BENCH=OFF "${acp_launcher[@]}" >/dev/null
 }
 
 # $1: the tree; $2: optimisation (default -O0: the tree is built from scratch in CI, and the
