@@ -33,16 +33,22 @@ bool safe_pin_component(std::string_view id) {
   });
 }
 
-Result<std::string> session_pin_dir(std::string_view session_id, const std::string& root) {
+Result<std::string> session_pin_path(std::string_view session_id, const std::string& root) {
   if (!safe_pin_component(session_id))
     return make_error("session id \"" + std::string(session_id) +
                           "\": expected 1-64 characters of A-Z a-z 0-9 _ . -",
                       EINVAL);
+  return root + "/acp/" + std::string(session_id);
+}
+
+Result<std::string> session_pin_dir(std::string_view session_id, const std::string& root) {
+  auto path = session_pin_path(session_id, root);
+  if (!path) return path.error();
   if (root == kBpffsMountPoint) {
     if (auto st = ensure_bpffs(root); !st) return st.error();
   }
   std::string base = root + "/acp";
-  std::string dir = base + "/" + std::string(session_id);
+  const std::string& dir = *path;
   // A session ending at the same moment may remove the empty base between the two mkdirs:
   // make it again.
   for (int attempt = 0;; ++attempt) {

@@ -273,7 +273,9 @@ int run_agent_session(const RunOptions& o) {
   if (!plan) return fail(plan.error().message());
 
   // Sessions whose acp died and whose cgroup emptied since are removed before a new one starts.
-  if (root) (void)collect_orphaned_sessions(/*kill_orphans=*/false);
+  // Records and pins only: the full scan (iptables, dockerd) is `acp gc`'s; it cost a session
+  // start about as much as everything else together.
+  if (root) (void)collect_orphaned_sessions(/*kill_orphans=*/false, SessionScan::kRecordsAndPins);
   // Signals are blocked before any thread exists so none is delivered elsewhere.
   sigset_t sigs = launch::session_signals();
   sigprocmask(SIG_BLOCK, &sigs, nullptr);

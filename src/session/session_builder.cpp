@@ -84,8 +84,11 @@ class SessionBuild {
     rec.backend = std::string(backend::kind_name(plan_.kind));
     rec.mode = plan_.audit_only ? "audit" : "enforce";
     rec.cgroup = wants_cgroup() ? session_cgroup_path(out_.cgroup2_root, id_) : std::string();
+    // The path only: the directory is made in the wall step, after the record. A pin
+    // directory without a record looks orphaned to another acp's housekeeping, which would take
+    // it down while this session is being built.
     if (plan_.kind == backend::Kind::kBpf) {
-      auto dir = kernel::session_pin_dir(id_);
+      auto dir = kernel::session_pin_path(id_);
       if (!dir) return dir.error();
       rec.pin_dir = *dir;
     }
@@ -149,6 +152,8 @@ class SessionBuild {
       if (!wall) return wall.error();
       out_.wall = std::move(*wall);
     }
+    if (!out_.record.pin_dir.empty())
+      if (auto made = kernel::session_pin_dir(id_); !made) return made.error();
     backend::WallSpec spec;
     spec.session_id = id_;
     spec.session_number = session_id_number(id_);

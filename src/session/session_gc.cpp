@@ -40,20 +40,24 @@ std::set<std::string> list_ids(const std::string& dir, std::string_view suffix) 
 
 }  // namespace
 
-std::vector<std::string> known_session_ids() {
+std::vector<std::string> known_session_ids(SessionScan scan) {
   auto ids = list_ids(kBpfPinRoot, "");
   for (auto& id : list_ids(kSessionRecordDir, ".json")) ids.insert(id);
-  // iptables sessions have no pins: their chains name them (ACP-<id>).
+  if (scan == SessionScan::kRecordsAndPins) return {ids.begin(), ids.end()};
+  // iptables sessions have no pins: their chains name them (ACP-<id>); docker sessions have
+  // firewall chains too (ACPD-<id>). One listing per family finds both.
+  static_assert(backend::kSessionChainPrefix.substr(0, 3) == "ACP" &&
+                backend::kDockerChainPrefix.substr(0, 3) == "ACP");
   if (::geteuid() == 0 && backend::find_tool("iptables"))
-    if (auto chains = backend::list_iptables_chains(backend::kSessionChainPrefix))
-      for (const auto& c : *chains)
-        if (auto id = backend::session_id_of_chain(c)) ids.insert(*id);
-  // docker sessions: their firewall chains (ACPD-<id>) and labelled containers and networks
-  // on the daemon this shell's docker CLI talks to.
-  if (::geteuid() == 0 && backend::find_tool("iptables"))
-    if (auto chains = backend::list_iptables_chains(backend::kDockerChainPrefix))
-      for (const auto& c : *chains)
-        if (auto id = backend::session_id_of_docker_chain(c)) ids.insert(*id);
+    if (auto chains = backend::list_iptables_chains("ACP"))
+      for (const auto& c : *chains) {
+        if (auto id = backend::session_id_of_chain(c))
+          ids.insert(*id);
+        else if (auto did = backend::session_id_of_docker_chain(c))
+          ids.insert(*did);
+      }
+  // docker sessions: labelled containers and networks on the daemon this shell's docker CLI
+  // talks to.
   if (::geteuid() == 0)
     if (auto docker = backend::find_docker())
       if (auto found = backend::list_docker_sessions(*docker))
@@ -104,12 +108,12 @@ Status teardown_session(const std::string& id, const std::string& cgroup_path) {
   return remove_session_record(kSessionRecordDir, id);
 }
 
-GcReport collect_orphaned_sessions(bool kill_orphans) {
+GcReport collect_orphaned_sessions(bool kill_orphans, SessionScan scan) {
   GcReport report;
+  const auto known = known_session_ids(scan);
   // Temporary record files of writes that died before their rename, for sessions that left
   // nothing else. A live acp renames its file within microseconds: an hour-old one is stale.
   {
-    auto known = known_session_ids();
     std::set<std::string> known_set(known.begin(), known.end());
     for (const auto& [id, tmp] : list_record_temp_files(kSessionRecordDir)) {
       if (known_set.count(id)) continue;  // teardown_session below removes it with the record
@@ -118,7 +122,7 @@ GcReport collect_orphaned_sessions(bool kill_orphans) {
       if (::unlink(tmp.c_str()) == 0) report.removed.push_back(id + " (stale " + tmp + ")");
     }
   }
-  for (const auto& id : known_session_ids()) {
+  for (const auto& id : known) {
     auto rec = read_session_record(kSessionRecordDir, id);
     if (rec && session_owner_alive(*rec)) continue;  // a live session: not ours to touch
     std::string cg_path = cgroup_path_of(id);

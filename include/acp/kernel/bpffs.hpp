@@ -18,6 +18,10 @@ Status ensure_bpffs(const std::string& mount_point = kBpffsMountPoint);
 // True for a session id usable as one path component: 1-64 of [A-Za-z0-9_.-], not "." or "..".
 bool safe_pin_component(std::string_view id);
 
+// <root>/acp/<id>, the path only (the id checked): nothing is made.
+Result<std::string> session_pin_path(std::string_view session_id,
+                                     const std::string& root = kBpffsMountPoint);
+
 // <root>/acp/<id>, created 0700 (with <root>/acp) when absent; bpffs is mounted first when
 // root is the default mount point. An existing dir is returned as is: it may hold a stale
 // session's pins, which SockPrograms::pin() then refuses to overwrite.
