@@ -626,3 +626,38 @@ TEST(KernelProbe, DoctorSaysAvailable) {
 }
 
 }  // namespace
+
+// The daemon's warm set (SockPrograms::preload): the next load() with the same door takes it,
+// with the new session's mode and id in its config and nothing of anyone in its maps; a load()
+// with the other door does not take it.
+TEST(KernelPreload, APreloadedSetIsTakenWithTheNewSessionsConfigAndNothingElse) {
+  std::string why;
+  if (!acp::kernel::bpf_backend_supported(&why)) GTEST_SKIP() << "bpf backend: " << why;
+  using acp::kernel::SockPrograms;
+  ASSERT_TRUE(SockPrograms::preload({.mode = ACP_MODE_ENFORCE, .session_id = 1}).ok());
+  EXPECT_EQ(SockPrograms::preloaded_door_on(), std::optional<bool>(false));
+  auto door = SockPrograms::load(
+      {.mode = ACP_MODE_ENFORCE, .session_id = 7, .door_port4 = 4711, .door_port6 = 4712});
+  ASSERT_TRUE(door.ok()) << door.error().message();
+  EXPECT_TRUE(door->door_on());  // not the preloaded (door off) set: that one is still there
+  EXPECT_EQ(SockPrograms::preloaded_door_on(), std::optional<bool>(false));
+  auto taken = SockPrograms::load({.mode = ACP_MODE_AUDIT, .session_id = 42});
+  ASSERT_TRUE(taken.ok()) << taken.error().message();
+  EXPECT_EQ(SockPrograms::preloaded_door_on(), std::nullopt);  // taken
+  EXPECT_FALSE(taken->door_on());
+  auto cfg = acp::kernel::read_config(taken->map_fd("config_map"));
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->mode, static_cast<uint32_t>(ACP_MODE_AUDIT));
+  EXPECT_EQ(cfg->session_id, 42u);
+  EXPECT_EQ(cfg->door_port4, 0);
+  auto allow = acp::kernel::read_allow_entries(taken->map_fd("allow_map"));
+  ASSERT_TRUE(allow.ok());
+  EXPECT_TRUE(allow->empty());
+  // The pool is empty again: the next load is a fresh one, and works.
+  auto fresh = SockPrograms::load({.mode = ACP_MODE_ENFORCE, .session_id = 43});
+  ASSERT_TRUE(fresh.ok()) << fresh.error().message();
+  EXPECT_NE(fresh->map_fd("config_map"), taken->map_fd("config_map"));
+  auto fcfg = acp::kernel::read_config(fresh->map_fd("config_map"));
+  ASSERT_TRUE(fcfg.ok());
+  EXPECT_EQ(fcfg->session_id, 43u);
+}

@@ -38,6 +38,7 @@
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/probe.hpp"
 #include "acp/kernel/session_maps.hpp"
+#include "acp/kernel/sock_programs.hpp"
 #include "acp/proxy/control.hpp"
 #include "acp/proxy/metrics_server.hpp"
 #include "acp/proxy/proxy_server.hpp"
@@ -134,6 +135,7 @@ class Daemon {
     adopt_all();
     asio::co_spawn(io_, accept_loop(), asio::detached);
     arm_reaper();
+    preload_next();
     return {};
   }
 
@@ -335,7 +337,17 @@ class Daemon {
     log("session " + id + " registered by pid " + std::to_string(peer.pid) + " (proxy " +
         s->proxy->proxy_url() + ")");
     sessions_.emplace(id, std::move(s));
+    preload_next();
     return reply;
+  }
+
+  // The next session's programs, loaded and verified once this reply is out, so that the next
+  // registration only attaches (kernel::SockPrograms::preload). Failing here costs only time.
+  void preload_next() {
+    asio::post(io_, [] {
+      if (auto st = kernel::SockPrograms::preload({}); !st)
+        log("preloading the next session's programs: " + st.error().message());
+    });
   }
 
   // Takes a session down: what is left in its cgroup is killed first, then the wall.

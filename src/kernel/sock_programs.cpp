@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -95,7 +97,55 @@ int err_of(long rc) {
 
 }  // namespace
 
+namespace {
+// preload()'s set, for the next load() with the same door. The daemon's one thread uses it.
+std::mutex g_preloaded_mu;
+std::optional<SockPrograms> g_preloaded;
+}  // namespace
+
+Status SockPrograms::preload(const SockConfig& cfg) {
+  {
+    std::lock_guard lk(g_preloaded_mu);
+    if (g_preloaded && g_preloaded->door_on_ == (cfg.door_port4 != 0 || cfg.door_port6 != 0))
+      return {};
+  }
+  auto loaded = load_fresh(cfg);
+  if (!loaded) return loaded.error();
+  std::lock_guard lk(g_preloaded_mu);
+  g_preloaded.emplace(std::move(*loaded));
+  return {};
+}
+
+std::optional<bool> SockPrograms::preloaded_door_on() {
+  std::lock_guard lk(g_preloaded_mu);
+  if (!g_preloaded) return std::nullopt;
+  return g_preloaded->door_on_;
+}
+
 Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
+  std::optional<SockPrograms> ready;
+  {
+    std::lock_guard lk(g_preloaded_mu);
+    if (g_preloaded && g_preloaded->door_on_ == (cfg.door_port4 != 0 || cfg.door_port6 != 0)) {
+      ready.emplace(std::move(*g_preloaded));
+      g_preloaded.reset();
+    }
+  }
+  if (!ready) return load_fresh(cfg);
+  if (cfg.mode != ACP_MODE_ENFORCE && cfg.mode != ACP_MODE_AUDIT)
+    return make_error(
+        "load BPF programs: mode " + std::to_string(cfg.mode) + " is not enforce (0) or audit (1)",
+        EINVAL);
+  acp_config c{};
+  c.mode = cfg.mode;
+  c.session_id = cfg.session_id;
+  c.door_port4 = cfg.door_port4;
+  c.door_port6 = cfg.door_port6;
+  if (auto st = write_config(ready->map_fd("config_map"), c); !st) return st.error();
+  return std::move(*ready);
+}
+
+Result<SockPrograms> SockPrograms::load_fresh(const SockConfig& cfg) {
   detail::quiet_libbpf_once();
   if (cfg.mode != ACP_MODE_ENFORCE && cfg.mode != ACP_MODE_AUDIT)
     return make_error(

@@ -18,6 +18,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -57,7 +58,15 @@ class SockPrograms {
   // attached yet. The allow map starts empty: until allow() adds the proxy, nothing passes.
   // The local-IPC programs are loaded too when this kernel can; when it cannot, the IP wall
   // still loads and unix_walled() is false with unix_why() saying why.
+  // A set loaded ahead by preload() with the same door on or off is taken instead (its
+  // config_map written for cfg): verification is most of what a session start costs.
   static Result<SockPrograms> load(const SockConfig& cfg);
+  // Loads one set ahead of time for this process's next load() with the door as in cfg (the
+  // daemon does, after each session it builds). A set that was never attached holds nothing of
+  // anyone: its allow maps are empty, its counters and events zero. One is kept at most.
+  static Status preload(const SockConfig& cfg);
+  // Whether a preloaded set waits, and whether its door is on.
+  static std::optional<bool> preloaded_door_on();
 
   SockPrograms(SockPrograms&& o) noexcept;
   SockPrograms& operator=(SockPrograms&& o) noexcept;
@@ -100,6 +109,7 @@ class SockPrograms {
   int map_fd(std::string_view name) const;
 
  private:
+  static Result<SockPrograms> load_fresh(const SockConfig& cfg);
   explicit SockPrograms(acp_sock* skel) : skel_(skel) {}
   void reset();
   void load_unix();
