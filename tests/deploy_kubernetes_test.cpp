@@ -123,6 +123,8 @@ TEST_F(DeployKubernetesTest, ManifestsApplyAndCarryWhatTheAgentNeeds) {
   for (const auto& e : c["env"]) env[e["name"]] = e["valueFrom"]["fieldRef"]["fieldPath"];
   EXPECT_EQ(env["NODE_NAME"], "spec.nodeName");
   EXPECT_EQ(env["HOST_IP"], "status.hostIP");
+  // POD_UID: the agent's own pod, which the node gate must let through first.
+  EXPECT_EQ(env["POD_UID"], "metadata.uid");
 
   // Host mounts: the host's cgroup tree where --cgroup-root says, bpffs, /run/acp, /var/log/acp.
   std::map<std::string, std::string> host_path;  // volume name -> host path

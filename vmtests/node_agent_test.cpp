@@ -727,5 +727,24 @@ TEST_F(NodeAgentTest, MirrorClaimsOpenStaticPodsAndNeverUnwallAnother) {
   EXPECT_EQ(via_proxy(victim_cg, victim.ip), "200");
 }
 
+// The DaemonSet names the agent's own pod through the downward API (POD_UID): that pod is let
+// through even where the agent cannot find its own cgroup by inode (here it runs outside it).
+TEST_F(NodeAgentTest, TheDownwardApiNamesTheAgentsOwnPod) {
+  const CgroupDriver d = CgroupDriver::Systemd;
+  ASSERT_EQ(mkdir((cg_root_ + "/kubepods.slice").c_str(), 0755), 0);
+  const std::string uid = "13131313-0000-4000-8000-000000000001";
+  const std::string own = make_pod_cgroup(d, QosClass::Burstable, uid);
+  const std::string other =
+      make_pod_cgroup(d, QosClass::Burstable, "13131313-0000-4000-8000-000000000002");
+  setenv("POD_UID", uid.c_str(), 1);
+  start_agent("systemd");
+  unsetenv("POD_UID");
+  ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
+  ASSERT_TRUE(wait_metric("acp_node_gate_armed", 1)) << agent_log();
+  EXPECT_EQ(direct(own), "OK");
+  EXPECT_EQ(direct(other), "EPERM");  // neither the agent's nor known to the API
+  EXPECT_NE(agent_log().find("the agent's own pod " + uid), std::string::npos) << agent_log();
+}
+
 }  // namespace
 }  // namespace acp::vmtest

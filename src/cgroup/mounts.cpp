@@ -75,15 +75,32 @@ Result<std::string> cgroup2_mount_point() {
   return *dir;
 }
 
-Result<std::string> cgroup_dir_of(const std::string& pid) {
-  auto root = cgroup2_mount_point();
-  if (!root) return root.error();
+Result<std::vector<std::string>> cgroup_dir_candidates(const std::string& pid) {
+  auto table = read_mounts_table();
+  if (!table) return table.error();
+  std::vector<std::string> roots;
+  for_each_mount(*table, [&](const std::string& dir, const std::string& type) {
+    if (type == "cgroup2") roots.push_back(dir);
+    return false;
+  });
+  if (roots.empty()) return cgroup2_mount_point().error();
   const std::string file = "/proc/" + pid + "/cgroup";
   std::ifstream in(file);
   if (!in) return errno_error("read " + file);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("0::", 0) == 0) return *root + (line.size() > 4 ? line.substr(3) : "");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("0::", 0) != 0) continue;
+    const std::string rel = line.size() > 4 ? line.substr(3) : "";
+    std::vector<std::string> out;
+    for (const auto& r : roots) out.push_back(r + rel);
+    return out;
+  }
   return make_error(file + " has no cgroup v2 (0::) line");
+}
+
+Result<std::string> cgroup_dir_of(const std::string& pid) {
+  auto all = cgroup_dir_candidates(pid);
+  if (!all) return all.error();
+  return all->front();
 }
 
 }  // namespace acp

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -215,19 +216,24 @@ void PodGate::on_readable() {
   }
 }
 
+// The agent's own pod: named by the downward API (the DaemonSet sets POD_UID), else found by
+// the inode of the agent's own cgroup below a pod cgroup.
 void PodGate::find_self() {
-  auto own = cgroup_dir_of("self");
-  if (!own) return;
-  auto ino = inode_of(*own);
-  if (!ino) return;
-  for (const auto& [uid, id] : pods_) {
-    (void)id;
-    auto path = find_pod_cgroup(cfg_.cgroup_root, cfg_.driver, uid, std::nullopt);
-    if (path && contains_inode(*path, *ino, 2)) {
-      self_uid_ = uid;
-      if (auto st = classify(uid, GateClass::Open); !st)
-        log("node gate: cannot let the agent's own pod through: " + st.error().message());
-      return;
+  auto let_through = [this](const std::string& uid) {
+    self_uid_ = uid;
+    if (auto st = classify(uid, GateClass::Open); !st)
+      log("node gate: cannot let the agent's own pod through: " + st.error().message());
+  };
+  if (const char* env = std::getenv("POD_UID"); env && pods_.count(env)) return let_through(env);
+  auto candidates = cgroup_dir_candidates("self");
+  if (!candidates) return;
+  for (const auto& own : *candidates) {
+    auto ino = inode_of(own);
+    if (!ino) continue;
+    for (const auto& [uid, id] : pods_) {
+      (void)id;
+      auto path = find_pod_cgroup(cfg_.cgroup_root, cfg_.driver, uid, std::nullopt);
+      if (path && contains_inode(*path, *ino, 2)) return let_through(uid);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "acp/util/result.hpp"
 
@@ -26,5 +27,9 @@ Result<std::string> cgroup2_mount_point();
 // The cgroup v2 directory of process pid ("self" or a number): the mount point joined with the
 // "0::" line of /proc/<pid>/cgroup (relative to this process's cgroup namespace, as the mount).
 Result<std::string> cgroup_dir_of(const std::string& pid = "self");
+// The same joined with every cgroup2 mount point, in mount order: in a container that also has
+// the host's hierarchy mounted (a node agent's /host/sys/fs/cgroup), only the mount of its own
+// namespace's root names the right directory, and the first mount need not be that one.
+Result<std::vector<std::string>> cgroup_dir_candidates(const std::string& pid = "self");
 
 }  // namespace acp
