@@ -156,8 +156,7 @@ class NodeAgentTest : public ::testing::Test {
   // (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN; every other one dropped from the bounding set).
   // in_cgroup: the agent runs in that cgroup (as the DaemonSet's pod runs under kubepods).
   void start_agent(const std::string& driver_flag = "auto", bool with_manifest_caps = false,
-                   const std::string& in_cgroup = "",
-                   const std::vector<std::string>& extra = {}) {
+                   const std::string& in_cgroup = "", const std::vector<std::string>& extra = {}) {
     std::string script = "exec \"$0\" \"$@\" >>'" + dir_ + "/agent.log' 2>&1";
     if (!in_cgroup.empty()) script = "echo $$ >'" + in_cgroup + "/cgroup.procs' && " + script;
     std::vector<std::string> prefix = {"sh", "-c", script};
@@ -275,8 +274,8 @@ class NodeAgentTest : public ::testing::Test {
     std::vector<std::string> argv = {ACP_VM_CLIENT, "--mkcg=" + ctr_cgroup,
                                      "--repeat-ms=" + std::to_string(ms)};
     if (until_ok) argv.push_back("--stop-on-ok");
-    for (const std::string& a : {std::string("tcp"), std::string("127.0.0.1"),
-                                 std::to_string(port ? port : origin_port_)})
+    for (const std::string& a :
+         {std::string("tcp"), std::string("127.0.0.1"), std::to_string(port ? port : origin_port_)})
       argv.push_back(a);
     Proc p = run(argv);
     Burst b;
@@ -485,9 +484,10 @@ TEST_P(NodeAgentDriverTest, LabelledPodIsWalledFromItsCgroupsFirstInstruction) {
     door_us.push_back(b.first_ok_us);
   }
   std::sort(door_us.begin(), door_us.end());
-  std::printf("[ MEASURED ] %s: labelled pod known to the API first, cgroup mkdir to its first "
-              "connection to the proxy: median %.1f ms, max %.1f ms (3 pods)\n",
-              k8s::to_string(driver), door_us[1] / 1000.0, door_us.back() / 1000.0);
+  std::printf(
+      "[ MEASURED ] %s: labelled pod known to the API first, cgroup mkdir to its first "
+      "connection to the proxy: median %.1f ms, max %.1f ms (3 pods)\n",
+      k8s::to_string(driver), door_us[1] / 1000.0, door_us.back() / 1000.0);
 
   // Unlabelled pods: known to the API first (as the kubelet learns of them from it), then
   // connecting from the first instruction: refused until classified, then through.
@@ -507,9 +507,10 @@ TEST_P(NodeAgentDriverTest, LabelledPodIsWalledFromItsCgroupsFirstInstruction) {
     first_ok_us.push_back(b.first_ok_us);
   }
   std::sort(first_ok_us.begin(), first_ok_us.end());
-  std::printf("[ MEASURED ] %s: unlabelled pod, cgroup mkdir to first connection through: "
-              "median %.1f ms, max %.1f ms (5 pods)\n",
-              k8s::to_string(driver), first_ok_us[2] / 1000.0, first_ok_us.back() / 1000.0);
+  std::printf(
+      "[ MEASURED ] %s: unlabelled pod, cgroup mkdir to first connection through: "
+      "median %.1f ms, max %.1f ms (5 pods)\n",
+      k8s::to_string(driver), first_ok_us[2] / 1000.0, first_ok_us.back() / 1000.0);
   // A pod the API never told of stays refused.
   Burst stranger = burst_from_birth(
       container_cgroup(driver, QosClass::Burstable, "99999999-0000-4000-8000-000000000001"), 300);
@@ -666,7 +667,7 @@ TEST_F(NodeAgentTest, PodsMadeWhileTheAgentIsAwayStayRefusedUntilItIsBack) {
   EXPECT_EQ(via_proxy(l_cg, labelled.ip), "200");
   EXPECT_EQ(metric("acp_node_pods_classified{class=\"walled\"}"), 1);
   EXPECT_GE(metric("acp_node_pods_classified{class=\"open\"}"), 2);  // plain, the agent's own
-  EXPECT_EQ(metric("acp_node_pods_unclassified"), 1);                 // the stranger
+  EXPECT_EQ(metric("acp_node_pods_unclassified"), 1);                // the stranger
   EXPECT_GT(metric("acp_node_gate_refused_total"), 0);
   EXPECT_NE(agent_log().find("the agent's own pod"), std::string::npos) << agent_log();
 }
@@ -707,8 +708,8 @@ TEST_F(NodeAgentTest, MirrorClaimsOpenStaticPodsAndNeverUnwallAnother) {
   server_->add(mirror);
   ASSERT_TRUE(eventually([&] { return direct(static_cg) == "OK"; })) << agent_log();
 
-  PodSpec victim = spec("12121212-0000-4000-8000-000000000002", "victim", "Burstable",
-                        "127.0.4.1", true, "allow-origin.yml");
+  PodSpec victim = spec("12121212-0000-4000-8000-000000000002", "victim", "Burstable", "127.0.4.1",
+                        true, "allow-origin.yml");
   const std::string victim_cg = make_pod_cgroup(d, QosClass::Burstable, victim.uid);
   server_->add(victim);
   ASSERT_TRUE(wait_metric("acp_node_pods_confined", 1)) << agent_log();

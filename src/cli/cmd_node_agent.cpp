@@ -86,7 +86,8 @@ void register_node_agent(CLI::App& app, int& exit_code) {
                   "network; shown in the log and in acp_node_unknown_pods_allowed)")
       ->capture_default_str()
       ->check(CLI::IsMember({"deny", "allow"}));
-  cmd->add_option("--retry-ms", f->retry_ms, "Retry interval for pods whose cgroup or wall is not there yet")
+  cmd->add_option("--retry-ms", f->retry_ms,
+                  "Retry interval for pods whose cgroup or wall is not there yet")
       ->capture_default_str()
       ->check(CLI::Range(10, 60000));
   cmd->add_option("--watch-timeout", f->watch_timeout, "Seconds per watch request")

@@ -63,8 +63,7 @@ std::string render_daemon_metrics(const DaemonMetrics& m) {
   t.counter("acp_proxy_foreign_clients_total",
             "Connections refused at accept: the client is not in the session's cgroup.", p.foreign);
   t.counter("acp_proxy_door_connections_total",
-            "Connections the walls led to the transparent door (--door=transparent|both).",
-            p.door);
+            "Connections the walls led to the transparent door (--door=transparent|both).", p.door);
   t.counter("acp_proxy_door_refused_total",
             "Of those, refused before judging (no original destination, a local one).",
             p.door_refused);

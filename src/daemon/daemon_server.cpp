@@ -44,8 +44,8 @@
 #include "acp/proxy/proxy_server.hpp"
 #include "acp/proxy/request_target.hpp"
 #include "acp/session/event_pump.hpp"
-#include "acp/session/session_gc.hpp"
 #include "acp/session/session_builder.hpp"
+#include "acp/session/session_gc.hpp"
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
 #include "acp/session/session_status.hpp"
@@ -88,7 +88,7 @@ struct Session {
   std::optional<kernel::PinnedSession> pins;
   std::unique_ptr<SessionProxy> proxy;
   std::unique_ptr<EventPump> events;
-  std::weak_ptr<Conn> runner;  // the acp run that registered it, while connected
+  std::weak_ptr<Conn> runner;           // the acp run that registered it, while connected
   std::unique_ptr<backend::Wall> wall;  // --door=transparent|both: the loader (door_origin)
 };
 
@@ -228,8 +228,9 @@ class Daemon {
       if (!cfg) return cfg.error();
       pcfg.door_origin_fd = s.pins->map_fd("door_origin");
       if (pcfg.door_origin_fd < 0 || (cfg->door_port4 == 0 && cfg->door_port6 == 0))
-        return make_error("the session's wall has no transparent door pinned (made by an older "
-                          "acp?): its led-in connections stay refused");
+        return make_error(
+            "the session's wall has no transparent door pinned (made by an older "
+            "acp?): its led-in connections stay refused");
       auto door = proxy::open_door_listeners(io_, cfg->door_port4, cfg->door_port6);
       if (!door) return door.error();
       pcfg.door = std::move(*door);

@@ -153,7 +153,8 @@ class Agent final : public PodWatchHandler {
         log("node gate: " + st.error().message() + "; will retry");
       else
         log("node gate armed on the kubepods cgroup: pods the agent has not classified are "
-            "refused" + std::string(unknown_allow_ ? " (no: --unknown-pods=allow)" : ""));
+            "refused" +
+            std::string(unknown_allow_ ? " (no: --unknown-pods=allow)" : ""));
     }
   }
 

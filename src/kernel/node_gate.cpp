@@ -20,8 +20,8 @@ std::array<bpf_program*, kGateLinkNames.size()> programs(acp_gate* s) {
           s->progs.acp_gate_sendmsg4, s->progs.acp_gate_sendmsg6};
 }
 std::array<bpf_link**, kGateLinkNames.size()> link_slots(acp_gate* s) {
-  return {&s->links.acp_gate_sock_create, &s->links.acp_gate_connect4,
-          &s->links.acp_gate_connect6, &s->links.acp_gate_sendmsg4, &s->links.acp_gate_sendmsg6};
+  return {&s->links.acp_gate_sock_create, &s->links.acp_gate_connect4, &s->links.acp_gate_connect6,
+          &s->links.acp_gate_sendmsg4, &s->links.acp_gate_sendmsg6};
 }
 
 constexpr const char* kClassPin = "map_gate_class";
@@ -69,8 +69,9 @@ Result<NodeGate> NodeGate::load(const GateConfig& cfg) {
 Result<NodeGate> NodeGate::open_pinned(const std::string& dir) {
   detail::quiet_libbpf_once();
   NodeGate g;
-  for (auto [slot, name] : {std::pair{&g.class_fd_, kClassPin}, std::pair{&g.config_fd_, kConfigPin},
-                            std::pair{&g.counters_fd_, kCountersPin}}) {
+  for (auto [slot, name] :
+       {std::pair{&g.class_fd_, kClassPin}, std::pair{&g.config_fd_, kConfigPin},
+        std::pair{&g.counters_fd_, kCountersPin}}) {
     const std::string path = dir + "/" + name;
     slot->reset(bpf_obj_get(path.c_str()));
     if (!*slot) return errno_error("open pinned BPF map " + path);

@@ -101,10 +101,14 @@ class SessionProxyImpl final : public SessionProxy {
       if (auto st = start_server(); !st) return st;
       control_->set_stats([this] {
         const auto c = server_->counters();
-        return nlohmann::json{{"connections", c.connections}, {"requests", c.requests},
-                              {"tunnels", c.tunnels},         {"allowed", c.allowed},
-                              {"denied", c.denied},           {"errors", c.errors},
-                              {"foreign_clients", c.foreign}, {"door_connections", c.door},
+        return nlohmann::json{{"connections", c.connections},
+                              {"requests", c.requests},
+                              {"tunnels", c.tunnels},
+                              {"allowed", c.allowed},
+                              {"denied", c.denied},
+                              {"errors", c.errors},
+                              {"foreign_clients", c.foreign},
+                              {"door_connections", c.door},
                               {"door_refused", c.door_refused}};
       });
     }

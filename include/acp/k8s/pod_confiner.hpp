@@ -66,8 +66,7 @@ class PodConfiner {
   bool wall_is_whole(const std::string& dir, const std::string& cgroup_path) const;
   Status fix_allow_map(const std::string& dir) const;
   Result<kernel::SockPrograms> load(const std::string& uid) const;
-  Status attach_new(const std::string& uid, const std::string& cgroup_path,
-                    const std::string& dir);
+  Status attach_new(const std::string& uid, const std::string& cgroup_path, const std::string& dir);
 
   PodConfinerConfig cfg_;
   std::map<std::string, kernel::SockPrograms> prepared_;  // uid -> loaded, not attached

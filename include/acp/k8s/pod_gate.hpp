@@ -35,10 +35,10 @@ struct PodGateConfig {
 };
 
 struct PodGateStats {
-  bool armed = false;        // the gate is attached (and pinned)
-  size_t open = 0;           // pod cgroups classified open
-  size_t walled = 0;         // pod cgroups classified walled
-  size_t unclassified = 0;   // pod cgroups seen and not classified: refused
+  bool armed = false;       // the gate is attached (and pinned)
+  size_t open = 0;          // pod cgroups classified open
+  size_t walled = 0;        // pod cgroups classified walled
+  size_t unclassified = 0;  // pod cgroups seen and not classified: refused
   kernel::GateCounters counters;
 };
 
@@ -97,9 +97,9 @@ class PodGate {
   std::optional<kernel::NodeGate> gate_;
   bool armed_ = false;
   std::optional<boost::asio::posix::stream_descriptor> inotify_;
-  std::map<int, Watched> watches_;            // inotify wd -> directory
-  std::map<std::string, uint64_t> pods_;      // uid -> cgroup id of the pod cgroups seen
-  std::map<std::string, uint64_t> qos_;       // QoS cgroup path -> cgroup id
+  std::map<int, Watched> watches_;                 // inotify wd -> directory
+  std::map<std::string, uint64_t> pods_;           // uid -> cgroup id of the pod cgroups seen
+  std::map<std::string, uint64_t> qos_;            // QoS cgroup path -> cgroup id
   std::map<uint64_t, kernel::GateClass> classes_;  // what this agent wrote (mirror of the map)
   std::optional<std::string> self_uid_;
 };

@@ -42,8 +42,8 @@ struct GateCounters {
 };
 
 // The programs in attach order, pinned as link_<name> in the gate's own directory.
-inline constexpr std::array<const char*, 5> kGateLinkNames = {"sock_create", "connect4",
-                                                              "connect6", "sendmsg4", "sendmsg6"};
+inline constexpr std::array<const char*, 5> kGateLinkNames = {"sock_create", "connect4", "connect6",
+                                                              "sendmsg4", "sendmsg6"};
 
 class NodeGate {
  public:
@@ -78,7 +78,7 @@ class NodeGate {
   NodeGate() = default;
   void reset();
 
-  acp_gate* skel_ = nullptr;  // load(): owns the programs, links and maps
+  acp_gate* skel_ = nullptr;                     // load(): owns the programs, links and maps
   UniqueFd class_fd_, config_fd_, counters_fd_;  // open_pinned(): the pinned maps
   int class_map() const;
   int config_map() const;

@@ -79,18 +79,18 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_conte
                                                            uint16_t port4 = 0, uint16_t port6 = 0);
 
 struct ProxyCounters {
-  uint64_t connections = 0;  // accepted client connections (including refused with 503)
-  uint64_t requests = 0;     // requests judged (HTTP requests and CONNECTs)
-  uint64_t tunnels = 0;      // CONNECT tunnels established
-  uint64_t allowed = 0;      // requests the judge allowed
-  uint64_t denied = 0;       // requests refused by the judge or the destination check
-  uint64_t errors = 0;       // malformed requests, limits, upstream failures
-  uint64_t foreign = 0;      // connections refused because the client is not in client_cgroup
-  uint64_t door = 0;         // connections the wall led to the transparent door
-  uint64_t door_refused = 0; // of those, refused before judging (no original, a local one)
-  uint64_t open = 0;         // client connections open now (a gauge, not a count)
-  uint64_t bytes_up = 0;     // bytes relayed from clients to origins, counted as each request
-  uint64_t bytes_down = 0;   // or tunnel ends; and from origins to clients
+  uint64_t connections = 0;   // accepted client connections (including refused with 503)
+  uint64_t requests = 0;      // requests judged (HTTP requests and CONNECTs)
+  uint64_t tunnels = 0;       // CONNECT tunnels established
+  uint64_t allowed = 0;       // requests the judge allowed
+  uint64_t denied = 0;        // requests refused by the judge or the destination check
+  uint64_t errors = 0;        // malformed requests, limits, upstream failures
+  uint64_t foreign = 0;       // connections refused because the client is not in client_cgroup
+  uint64_t door = 0;          // connections the wall led to the transparent door
+  uint64_t door_refused = 0;  // of those, refused before judging (no original, a local one)
+  uint64_t open = 0;          // client connections open now (a gauge, not a count)
+  uint64_t bytes_up = 0;      // bytes relayed from clients to origins, counted as each request
+  uint64_t bytes_down = 0;    // or tunnel ends; and from origins to clients
 };
 
 // How long clients waited for their answer's status line (the origin's response header, a

@@ -28,8 +28,7 @@ std::vector<std::string> known_session_ids(SessionScan scan = SessionScan::kEver
 std::string cgroup_path_of(const std::string& id);
 
 // `kill_orphans`: kill the processes of orphaned sessions first, then remove them.
-GcReport collect_orphaned_sessions(bool kill_orphans,
-                                   SessionScan scan = SessionScan::kEverything);
+GcReport collect_orphaned_sessions(bool kill_orphans, SessionScan scan = SessionScan::kEverything);
 
 // Takes one session down: kills its processes, detaches and unpins its programs, removes its
 // cgroup and record. Refuses to detach while processes remain (the wall stays up).
