@@ -2,7 +2,6 @@
 // a new wall is attached before an old one is detached.
 #include "acp/k8s/pod_confiner.hpp"
 
-#include <bpf/bpf.h>
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -67,18 +66,9 @@ bool PodConfiner::wall_is_whole(const std::string& dir, const std::string& cgrou
   if (!kernel::PinnedSession::open(dir)) return false;  // every map pinned
   struct stat st {};
   if (::stat(cgroup_path.c_str(), &st) != 0) return false;
-  for (const char* n : kernel::kLinkNames) {
-    const std::string path = dir + "/link_" + n;
-    UniqueFd fd(bpf_obj_get(path.c_str()));
-    if (!fd) return false;
-    bpf_link_info li{};
-    uint32_t len = sizeof li;
-    if (bpf_obj_get_info_by_fd(fd.get(), &li, &len) != 0) return false;
-    // Attached (a detached link has no program) to this very cgroup.
-    if (li.type != BPF_LINK_TYPE_CGROUP || li.prog_id == 0 ||
-        li.cgroup.cgroup_id != static_cast<uint64_t>(st.st_ino))
+  for (const char* n : kernel::kLinkNames)
+    if (!kernel::pinned_link_attached_to(dir + "/link_" + n, static_cast<uint64_t>(st.st_ino)))
       return false;
-  }
   return true;
 }
 

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "acp/kernel/pinned_session.hpp"
 #include "acp/kernel/session_maps.hpp"
 #include "acp_gate.skel.h"
 #include "bpf_links.hpp"
@@ -80,16 +81,8 @@ Result<NodeGate> NodeGate::open_pinned(const std::string& dir) {
 }
 
 bool NodeGate::pinned_links_attached(const std::string& dir, uint64_t cgroup_id) {
-  for (const char* n : kGateLinkNames) {
-    const std::string path = dir + "/link_" + n;
-    UniqueFd fd(bpf_obj_get(path.c_str()));
-    if (!fd) return false;
-    bpf_link_info li{};
-    uint32_t len = sizeof li;
-    if (bpf_obj_get_info_by_fd(fd.get(), &li, &len) != 0) return false;
-    if (li.type != BPF_LINK_TYPE_CGROUP || li.prog_id == 0 || li.cgroup.cgroup_id != cgroup_id)
-      return false;
-  }
+  for (const char* n : kGateLinkNames)
+    if (!pinned_link_attached_to(dir + "/link_" + n, cgroup_id)) return false;
   return true;
 }
 

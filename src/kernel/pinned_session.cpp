@@ -135,6 +135,15 @@ Result<std::vector<LinkInfo>> PinnedSession::links() const {
   return out;
 }
 
+bool pinned_link_attached_to(const std::string& path, uint64_t cgroup_id) {
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd) return false;
+  bpf_link_info li{};
+  uint32_t len = sizeof li;
+  if (bpf_obj_get_info_by_fd(fd.get(), &li, &len) != 0) return false;
+  return li.type == BPF_LINK_TYPE_CGROUP && li.prog_id != 0 && li.cgroup.cgroup_id == cgroup_id;
+}
+
 Status detach_and_unpin(const std::string& dir) {
   detail::quiet_libbpf_once();
   auto links = list_with_prefix(dir, "link_");

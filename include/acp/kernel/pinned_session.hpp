@@ -60,6 +60,11 @@ class PinnedSession {
   std::map<std::string, UniqueFd, std::less<>> maps_;
 };
 
+// Whether the link pinned at path is a cgroup link, still attached (it has a program), to the
+// cgroup with this id. Reads only the link's own info (BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD), so
+// it needs no CAP_SYS_ADMIN.
+bool pinned_link_attached_to(const std::string& path, uint64_t cgroup_id);
+
 // Takes a pinned wall down: for each link_* pin, open it, bpf_link_detach() it (which
 // detaches even while other fds to the link exist) and unlink it; then unlink the map_*
 // pins and rmdir dir. Idempotent: missing pins or a missing dir are fine.
