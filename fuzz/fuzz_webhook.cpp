@@ -4,7 +4,8 @@
 // parse_webhook_reply() as the hook's reply to the POST and through parse_webhook_callback()
 // as a signed callback body. Neither may throw; every decision they return must be one the
 // gate can act on safely: an approval only from a 200 with a well-formed answer, a deny always
-// with a reason, a duration only with scope "duration" and within a year.
+// with a reason, a duration only with scope "duration" and within a year (0: the gate's
+// default_duration), and nothing but a deny from a body with a NUL byte (not JSON text).
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -27,7 +28,7 @@ void check_answer(const Answer& a) {
   }
   check(a.reason.size() <= 1000 + 9 + 20);
   if (a.scope == Scope::Duration) {
-    check(a.duration.count() >= 1);
+    check(a.duration.count() >= 0);
     check(a.duration <= std::chrono::seconds(366LL * 24 * 3600));
   }
 }
@@ -61,6 +62,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   auto cb = parse_webhook_callback(body);
+  if (body.find('\0') != std::string::npos) {
+    check(r.kind == WebhookReply::Kind::kDeny);
+    check(!cb);
+  }
   if (cb) {
     check_answer(cb->answer);
   } else {

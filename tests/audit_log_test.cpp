@@ -107,6 +107,22 @@ TEST(AuditLog, AnEditedLineBreaksTheChainAtThatLine) {
   EXPECT_NE(r->reason.find("hash"), std::string::npos) << r->reason;
 }
 
+// A JSON parser that stops at a NUL would verify the line's first object and never see what
+// was hidden after it: the bytes on disk must be what the hash covers.
+TEST(AuditLog, BytesHiddenAfterANulBreakTheChainAtThatLine) {
+  TempDir d;
+  std::string path = d / "audit.jsonl";
+  write_entries(path, 4);
+  auto lines = read_lines(path);
+  lines[1] += std::string("\0", 1) + R"({"verdict":"allow","note":"not in any hash"})";
+  write_lines(path, lines);
+  auto r = AuditLog::verify(path);
+  ASSERT_TRUE(r.ok());
+  ASSERT_FALSE(r->ok());
+  EXPECT_EQ(*r->first_broken, 2u) << r->reason;
+  EXPECT_EQ(r->lines_ok, 1u);
+}
+
 TEST(AuditLog, AnEditWithARecomputedHashBreaksTheNextLine) {
   TempDir d;
   std::string path = d / "audit.jsonl";

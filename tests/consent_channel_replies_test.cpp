@@ -95,6 +95,24 @@ TEST(ChannelReplies, WebhookReplyIsStrict) {
       R"({"approved":true,"scope":"duration","duration_s":18446744073709551615})", false);
   EXPECT_EQ(r.kind, WebhookReply::Kind::kDeny);
   EXPECT_FALSE(r.reason.empty());
+  // "scope":"duration" alone: the gate's default_duration (Answer::duration 0).
+  r = parse_webhook_reply(200, "application/json", R"({"approved":true,"scope":"duration"})",
+                          false);
+  ASSERT_EQ(r.kind, WebhookReply::Kind::kAnswer) << r.reason;
+  EXPECT_EQ(r.answer.scope, acp::consent::Scope::Duration);
+  EXPECT_EQ(r.answer.duration.count(), 0);
+}
+
+// JSON text never holds a raw NUL; a parser that takes it for the end of input would read a
+// first object while the sender meant more (here: a deny, then an approval).
+TEST(ChannelReplies, AWebhookBodyWithANulByteIsNotJson) {
+  const std::string body = std::string(R"({"approved":false})") + std::string("\0", 1) +
+                           R"({"approved":true,"scope":"always"})";
+  auto r = parse_webhook_reply(200, "application/json", body, false);
+  EXPECT_EQ(r.kind, WebhookReply::Kind::kDeny);
+  EXPECT_NE(r.reason.find("not valid JSON"), std::string::npos) << r.reason;
+  EXPECT_FALSE(
+      parse_webhook_callback(R"({"request_id":"r1","approved":true})" + std::string("\0x", 2)));
 }
 
 TEST(ChannelReplies, WebhookCallbackNeedsARequestId) {

@@ -1,4 +1,5 @@
 #include "acp/proxy/audit_log.hpp"
+#include "acp/util/json_text.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -39,7 +40,7 @@ std::string entry_hash(const nlohmann::json& entry_without_hash, const std::stri
 // Checks one line on its own: JSON object, seq, prev, hash well-formed and the hash right.
 // On success stores seq and prev.
 std::optional<std::string> check_line(const std::string& line, uint64_t& seq, std::string& prev) {
-  auto j = nlohmann::json::parse(line, nullptr, false);
+  auto j = acp::util::parse_json(line);
   if (j.is_discarded() || !j.is_object()) return "not a JSON object";
   auto h = j.find("hash"), p = j.find("prev"), s = j.find("seq");
   if (h == j.end() || !h->is_string()) return "no \"hash\"";

@@ -15,6 +15,7 @@
 #include "acp/proxy/audit_log.hpp"
 #include "acp/proxy/display.hpp"
 #include "acp/util/atomic_file.hpp"
+#include "acp/util/json_text.hpp"
 #include "acp/util/random_id.hpp"
 #include "acp/util/scope_exit.hpp"
 #include "acp/util/unique_fd.hpp"
@@ -138,7 +139,7 @@ Result<nlohmann::json> read_grants_file(const std::string& path) {
     if (text.size() > (8u << 20)) return make_error("grants file " + path + " is over 8 MiB");
   }
   if (text.empty()) return empty;
-  auto j = nlohmann::json::parse(text, nullptr, false);
+  auto j = acp::util::parse_json(text);
   if (j.is_discarded() || !j.is_object() || !j.contains("grants") || !j["grants"].is_array())
     return make_error("grants file " + path + " is not {\"version\":1,\"grants\":[...]}");
   return j;

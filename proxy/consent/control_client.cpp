@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "acp/proxy/control.hpp"
+#include "acp/util/json_text.hpp"
 #include "acp/util/unique_fd.hpp"
 
 namespace acp::consent {
@@ -53,7 +54,7 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
     if (n == 0) return make_error(path + " closed the connection without a reply", ECONNRESET);
     in.append(buf, static_cast<size_t>(n));
   }
-  auto j = nlohmann::json::parse(in, nullptr, false);
+  auto j = acp::util::parse_json(in);
   if (j.is_discarded() || !j.is_object())
     return make_error("reply from " + path + " is not a JSON object");
   return j;

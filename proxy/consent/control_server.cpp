@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <set>
 
+#include "acp/util/json_text.hpp"
 #include "acp/util/scope_exit.hpp"
 #include "acp/util/unique_fd.hpp"
 
@@ -130,7 +131,7 @@ std::optional<nlohmann::json> handle_control_line(ConsentGate& gate, std::string
                                                   const std::string& peer) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty()) return std::nullopt;
-  auto req = nlohmann::json::parse(line, nullptr, false);
+  auto req = acp::util::parse_json(line);
   if (req.is_discarded()) return fail("bad_request", "request is not valid JSON");
   return handle_control_request(gate, req, peer);
 }
@@ -245,7 +246,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       std::string line = buf.substr(0, n - 1);
       buf.erase(0, n);
       if (stats) {
-        auto req = nlohmann::json::parse(line, nullptr, false);
+        auto req = acp::util::parse_json(line);
         if (req.is_object() && req.value("op", nlohmann::json()) == "stats") {
           nlohmann::json answer = {
               {"ok", true}, {"session", gate.session_id()}, {"proxy", stats()}};

@@ -49,6 +49,7 @@
 #include "acp/session/session_proxy.hpp"
 #include "acp/session/session_record.hpp"
 #include "acp/session/session_status.hpp"
+#include "acp/util/json_text.hpp"
 #include "acp/util/prometheus_text.hpp"
 
 namespace acp::daemon {
@@ -467,7 +468,7 @@ class Daemon {
       if (ec || stopping_) break;
       std::string line = buf.substr(0, n - 1);
       buf.erase(0, n);
-      auto req = nlohmann::json::parse(line, nullptr, false);
+      auto req = acp::util::parse_json(line);
       if (req.is_discarded() || !req.is_object()) {
         c->send(fail("request is not a JSON object"));
         continue;

@@ -8,6 +8,7 @@
 
 #include "acp/daemon/daemon.hpp"
 #include "acp/proxy/control.hpp"
+#include "acp/util/json_text.hpp"
 
 namespace acp::daemon {
 
@@ -54,7 +55,7 @@ std::optional<nlohmann::json> LineChannel::take_line() {
     std::string line = buf_.substr(0, nl);
     buf_.erase(0, nl + 1);
     if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
+    auto j = acp::util::parse_json(line);
     if (j.is_discarded()) continue;
     return j;
   }

@@ -1,5 +1,6 @@
 // Parsing of core/v1 Pod objects, PodLists and watch events.
 #include "acp/k8s/pod.hpp"
+#include "acp/util/json_text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -80,7 +81,7 @@ Result<Pod> parse_pod(const json& obj) {
 }
 
 Result<PodList> parse_pod_list(std::string_view body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  json j = acp::util::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return make_error("pod list: not a JSON object");
   PodList out;
   if (auto meta = j.find("metadata"); meta != j.end() && meta->is_object())
@@ -98,7 +99,7 @@ Result<PodList> parse_pod_list(std::string_view body) {
 }
 
 Result<WatchEvent> parse_watch_event(std::string_view line) {
-  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  json j = acp::util::parse_json(line);
   if (j.is_discarded() || !j.is_object()) return make_error("watch event: not a JSON object");
   const std::string type = str_at(j, "type");
   auto obj = j.find("object");

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "acp/util/atomic_file.hpp"
+#include "acp/util/json_text.hpp"
 #include "acp/util/session_id.hpp"
 
 namespace acp {
@@ -96,7 +97,9 @@ Result<SessionRecord> read_session_record(const std::string& dir, const std::str
   std::string path = dir + "/" + id + ".json";
   std::ifstream in(path);
   if (!in) return errno_error("read " + path);
-  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto j = util::parse_json(text.str());
   if (j.is_discarded()) return make_error(path + ": not valid JSON");
   return session_record_from_json(j);
 }

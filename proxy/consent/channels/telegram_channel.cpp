@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "acp/proxy/display.hpp"
+#include "acp/util/json_text.hpp"
 #include "http_client.hpp"
 
 // See http_client.cpp: a GCC 12 false positive on asio's coroutine frames.
@@ -59,7 +60,7 @@ const json* member(const json& o, const char* key) {
 }  // namespace
 
 std::optional<json> telegram_result(const std::string& body) {
-  auto j = json::parse(body, nullptr, false);
+  auto j = acp::util::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   const json* ok = member(j, "ok");
   // Not j.value("ok", false): that throws when "ok" is there with another type.

@@ -33,6 +33,7 @@
 #include "acp/proxy/display.hpp"
 #include "acp/proxy/own_endpoints.hpp"
 #include "acp/util/atomic_file.hpp"
+#include "acp/util/json_text.hpp"
 #include "acp/util/random_id.hpp"
 #include "acp/util/redact.hpp"
 #include "acp/util/scope_exit.hpp"
@@ -183,7 +184,7 @@ nlohmann::json audit_tail(const std::string& path, int n) {
   }
   const size_t skip = lines.size() > static_cast<size_t>(n) ? lines.size() - n : 0;
   for (size_t i = skip; i < lines.size(); ++i) {
-    auto j = nlohmann::json::parse(lines[i], nullptr, false);
+    auto j = acp::util::parse_json(lines[i]);
     if (j.is_discarded()) continue;
     make_visible(j);
     if (auto a = j.find("action"); a != j.end() && a->is_object())
@@ -575,7 +576,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
     if (path == "/api/answer") {
       if (req.method() != http::verb::post)
         return plain(http::status::method_not_allowed, "POST only\n", req);
-      auto body = nlohmann::json::parse(req.body(), nullptr, false);
+      auto body = acp::util::parse_json(req.body());
       if (!body.is_object() || !body.contains("approve") || !body["approve"].is_boolean())
         return json(http::status::bad_request,
                     {{"ok", false},

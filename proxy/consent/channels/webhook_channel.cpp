@@ -17,6 +17,7 @@
 
 #include "acp/proxy/display.hpp"
 #include "acp/proxy/own_endpoints.hpp"
+#include "acp/util/json_text.hpp"
 #include "acp/util/redact.hpp"
 #include "acp/util/scope_exit.hpp"
 #include "http_client.hpp"
@@ -127,7 +128,7 @@ WebhookReply parse_webhook_reply(int status, const std::string& content_type,
     return deny("the hook answered HTTP " + std::to_string(status));
   if (!is_json_content_type(content_type))
     return deny("the hook's answer is not application/json (Content-Type '" + content_type + "')");
-  auto j = nlohmann::json::parse(body, nullptr, false);
+  auto j = acp::util::parse_json(body);
   if (j.is_discarded()) return deny("the hook's answer is not valid JSON");
   if (j.is_object() && j.size() == 1 && j.contains("pending")) {
     if (!j["pending"].is_boolean() || !j["pending"].get<bool>())
@@ -149,7 +150,7 @@ WebhookReply parse_webhook_reply(int status, const std::string& content_type,
 }
 
 Result<WebhookCallback> parse_webhook_callback(const std::string& body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
+  auto j = acp::util::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return make_error("the body is not a JSON object");
   auto rid = j.find("request_id");
   if (rid == j.end() || !rid->is_string()) return make_error("no string \"request_id\"");
