@@ -24,6 +24,7 @@ pkgs=(
   ccache  # scripts/test.sh compiles through it when present: a rerun recompiles only what changed
   libboost-dev libboost-system-dev libssl-dev nlohmann-json3-dev libyaml-dev
   libidn2-dev  # the proxy's canonical host names: IDNA2008/UTS #46 for non-ASCII names
+  libldns-dev  # the transparent door's DNS responder: queries read and answers written by ldns
   libcli11-dev python3
   file  # scripts/package.sh: CPack picks the ELF files for dpkg-shlibdeps with it
   # run the demo: its origin server and its agent

@@ -35,6 +35,11 @@ acp_endpoint key6(const char* ip, uint16_t port, uint8_t proto) {
   return k;
 }
 
+// A temporary's address for a call (it lives to the end of the full expression).
+const acp_endpoint* ptr(const acp_endpoint& k) {
+  return &k;
+}
+
 bool same(const acp_endpoint& a, const acp_endpoint& b) {
   return std::memcmp(&a, &b, sizeof(a)) == 0;  // the kernel hashes the key as bytes
 }
@@ -370,6 +375,48 @@ TEST(KernelDecide, DoorRecordCountsOnlyWhileConnectedToItsListener) {
   EXPECT_FALSE(acp_door_is_target(&mapped_door, &v6, 8444, 8446));
   // The door turned off: no record counts.
   EXPECT_FALSE(acp_door_is_target(&v6_door, &v6, 8444, 0));
+}
+
+// DNS beside the door: only UDP to port 53, in enforce mode, not an allowed destination; the
+// port of the destination's family.
+TEST(KernelDecide, OnlyUdpPort53IsLedToTheDnsResponder) {
+  acp_endpoint v4 = key4("8.8.8.8", 53, ACP_PROTO_UDP);
+  acp_endpoint stub = key4("127.0.0.53", 53, ACP_PROTO_UDP);
+  acp_endpoint v6 = key6("2001:4860::8888", 53, ACP_PROTO_UDP);
+  acp_endpoint mapped = key6("::ffff:8.8.8.8", 53, ACP_PROTO_UDP);
+  EXPECT_EQ(acp_dns_port(&v4, 0, ACP_MODE_ENFORCE, 5353, 5354), 5353);
+  EXPECT_EQ(acp_dns_port(&stub, 0, ACP_MODE_ENFORCE, 5353, 5354), 5353);
+  EXPECT_EQ(acp_dns_port(&mapped, 0, ACP_MODE_ENFORCE, 5353, 5354), 5353);
+  EXPECT_EQ(acp_dns_port(&v6, 0, ACP_MODE_ENFORCE, 5353, 5354), 5354);
+  acp_endpoint tcp53 = key4("8.8.8.8", 53, ACP_PROTO_TCP);
+  acp_endpoint udp54 = key4("8.8.8.8", 54, ACP_PROTO_UDP);
+  EXPECT_EQ(acp_dns_port(&tcp53, 0, ACP_MODE_ENFORCE, 5353, 5354), 0);  // TCP: the door's
+  EXPECT_EQ(acp_dns_port(&udp54, 0, ACP_MODE_ENFORCE, 5353, 5354), 0);
+  EXPECT_EQ(acp_dns_port(&v4, 1, ACP_MODE_ENFORCE, 5353, 5354), 0);  // --allow'ed: as asked
+  EXPECT_EQ(acp_dns_port(&v4, 0, ACP_MODE_AUDIT, 5353, 5354), 0);
+  EXPECT_EQ(acp_dns_port(&v4, 0, ACP_MODE_ENFORCE, 0, 0), 0);  // no responder: refused
+}
+
+// A reply shows the address the query went to only when it comes from the responder that
+// address was led to.
+TEST(KernelDecide, DnsRepliesShowTheAskedAddressOnlyFromTheResponder) {
+  acp_endpoint asked = key4("10.255.255.53", 53, ACP_PROTO_UDP);
+  acp_endpoint asked6 = key6("2001:db8::53", 53, ACP_PROTO_UDP);
+  EXPECT_TRUE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_TCP)), &asked, 5353, 5354));
+  EXPECT_TRUE(
+      acp_dns_is_target(ptr(key6("::ffff:127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, 5353, 5354));
+  EXPECT_TRUE(acp_dns_is_target(ptr(key6("::1", 5354, ACP_PROTO_UDP)), &asked6, 5353, 5354));
+  for (const acp_endpoint& src :
+       {key4("127.0.0.1", 5354, ACP_PROTO_UDP), key4("127.0.0.2", 5353, ACP_PROTO_UDP),
+        key4("10.255.255.53", 53, ACP_PROTO_UDP), key6("::1", 5353, ACP_PROTO_UDP)})
+    EXPECT_FALSE(acp_dns_is_target(&src, &asked, 5353, 5354));
+  acp_endpoint tcp_rec = key4("10.255.255.53", 53, ACP_PROTO_TCP);
+  EXPECT_FALSE(
+      acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &tcp_rec, 5353, 5354));
+  acp_endpoint other_port = key4("10.255.255.53", 5300, ACP_PROTO_UDP);
+  EXPECT_FALSE(
+      acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &other_port, 5353, 5354));
+  EXPECT_FALSE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, 0, 5354));
 }
 
 // The node gate's walk below kubepods: a QoS cgroup sends it one level deeper; an open or

@@ -1,6 +1,7 @@
 // Policy::inside_rules: could a rule that judges more than host and port apply to a host:port?
 // The proxy asks it for every http Action: a CONNECT tunnel whose bytes it cannot read as HTTP,
 // or an MCP body it cannot read, is refused where such a rule could decide (docs/security.md).
+// And Policy::may_reach: could any request to a host be allowed (the session DNS's question).
 #include "acp/proxy/policy.hpp"
 
 #include <algorithm>
@@ -62,6 +63,18 @@ std::pair<bool, bool> Policy::inside_rules(std::string_view host_in, uint16_t po
     if (path && mcp) break;
   }
   return {path, mcp};
+}
+
+bool Policy::may_reach(std::string_view host_in) const {
+  const PolicyData& d = *d_;
+  const std::string host = normalize_host(host_in);
+  for (const Rule& r : d.rules) {
+    if (!is_http(d, r) || !field_matches(d, r, kHost, host)) continue;
+    if (r.action != Verdict::Deny) return true;
+    // A deny of the host on every port that matches nothing else: nothing after it applies.
+    if (r.ports.len == 0 && (r.has & ~(bit(kKind) | bit(kHost))) == 0) return false;
+  }
+  return d.default_verdict != Verdict::Deny;
 }
 
 }  // namespace acp::policy

@@ -80,9 +80,12 @@ class Connection {
   // tunnel; true when requests follow (the client spoke HTTP: served as in a plain tunnel).
   boost::asio::awaitable<bool> open_door(RequestEvent& event);
   // The target a led-in connection is judged as: the SNI of its ClientHello, the Host of its
-  // HTTP request, else the original address (read from buffer_, filled here within a bound).
+  // HTTP request, else the name the agent looked up (`looked_up`: the original is a synthetic
+  // address of the session's DNS), else the original address (read from buffer_, filled here
+  // within a bound). nullopt with `refused` set: a name that is not the one looked up.
   boost::asio::awaitable<std::optional<RequestTarget>> door_target(
-      const boost::asio::ip::tcp::endpoint& original, RequestEvent& event);
+      const boost::asio::ip::tcp::endpoint& original, const std::optional<std::string>& looked_up,
+      RequestEvent& event, std::string& refused);
   // A led-in connection refused before any judgement: closed (answered only when it spoke
   // HTTP) and audited.
   boost::asio::awaitable<void> refuse_door(RequestEvent& event, std::string reason);

@@ -1,5 +1,6 @@
 #include "acp/proxy/proxy_server.hpp"
 
+#include <array>
 #include <csignal>
 #include <utility>
 
@@ -18,6 +19,7 @@ namespace acp::proxy {
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+using udp = net::ip::udp;
 
 namespace {
 
@@ -125,15 +127,54 @@ void stop_listening(ProxyServer::State& s) {
   for (auto& a : s.acceptors) a.close(ec);
   if (s.cfg.door && started) {
     for (auto& a : s.cfg.door->acceptors) a.close(ec);
+    for (auto& u : s.cfg.door->dns) u.close(ec);
     s.cfg.door->own.clear();
   }
   s.own.clear();
 }
 
+// The session's DNS (dns_responder.hpp): one datagram in, at most one out, on the io thread
+// (the names are the door's too). At most kDnsPerSecond answers a second: beyond, queries are
+// dropped (the agent's resolver retries), so a flood costs the proxy little.
+net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::socket& sock) {
+  constexpr uint64_t kDnsPerSecond = 2000;
+  std::array<uint8_t, dns::kMaxQueryBytes + 1> buf;
+  auto window = std::chrono::steady_clock::now();
+  uint64_t in_window = 0;
+  for (;;) {
+    boost::system::error_code ec;
+    udp::endpoint from;
+    const size_t n = co_await sock.async_receive_from(net::buffer(buf), from,
+                                                      net::redirect_error(net::use_awaitable, ec));
+    if (state->stopped || ec == net::error::operation_aborted || !sock.is_open()) co_return;
+    if (ec) continue;  // ECONNREFUSED from an earlier reply's ICMP and the like
+    const auto now = std::chrono::steady_clock::now();
+    if (now - window >= std::chrono::seconds(1)) {
+      window = now;
+      in_window = 0;
+    }
+    if (++in_window > kDnsPerSecond) continue;
+    const auto& may = state->cfg.dns_may_resolve;
+    auto a = dns::answer(
+        std::span<const uint8_t>(buf.data(), n),
+        [&may](const std::string& name) { return may && may(name); }, state->names);
+    if (a.outcome == dns::Outcome::kAnswered) state->n_dns_answered.fetch_add(1);
+    if (a.outcome == dns::Outcome::kDenied) state->n_dns_denied.fetch_add(1);
+    if (!a.name.empty())
+      state->emit({{"kind", "dns"},
+                   {"name", a.name},
+                   {"qtype", a.qtype},
+                   {"outcome", dns::to_string(a.outcome)}});
+    if (a.wire.empty()) continue;
+    sock.send_to(net::buffer(a.wire), from, 0, ec);  // a full buffer drops it, as UDP would
+  }
+}
+
 }  // namespace
 
 Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io, uint16_t port4,
-                                                           uint16_t port6) {
+                                                           uint16_t port6, uint16_t dns_port4,
+                                                           uint16_t dns_port6) {
   auto door = std::make_shared<DoorListeners>();
   for (const char* addr : {"127.0.0.1", "::1"}) {
     const uint16_t want = std::string_view(addr) == "::1" ? port6 : port4;
@@ -149,6 +190,19 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io, 
     (std::string_view(addr) == "::1" ? door->port6 : door->port4) = l->bound.port();
     door->acceptors.push_back(std::move(l->acceptor));
     door->own.push_back(std::move(l->own));
+    // The DNS responder beside it, on the same address.
+    const bool v6 = std::string_view(addr) == "::1";
+    boost::system::error_code ec;
+    udp::socket u(io);
+    const udp::endpoint ep(net::ip::make_address(addr), v6 ? dns_port6 : dns_port4);
+    u.open(ep.protocol(), ec);
+    if (!ec && v6) u.set_option(net::ip::v6_only(true), ec);
+    if (!ec) u.bind(ep, ec);
+    if (ec)
+      return make_error("the transparent door's DNS on " + std::string(addr) + ": " + ec.message(),
+                        ec.value());
+    (v6 ? door->dns_port6 : door->dns_port4) = u.local_endpoint().port();
+    door->dns.push_back(std::move(u));
   }
   return door;
 }
@@ -191,9 +245,11 @@ Status ProxyServer::start() {
   s.own = std::move(own);
   s.stopped = false;
   for (auto& a : s.acceptors) net::co_spawn(s.io, accept_loop(state_, a, false), net::detached);
-  if (s.cfg.door)
+  if (s.cfg.door) {
     for (auto& a : s.cfg.door->acceptors)
       net::co_spawn(s.io, accept_loop(state_, a, true), net::detached);
+    for (auto& u : s.cfg.door->dns) net::co_spawn(s.io, dns_loop(state_, u), net::detached);
+  }
   return {};
 }
 
@@ -213,10 +269,20 @@ void ProxyServer::stop() {
 ProxyCounters ProxyServer::counters() const {
   const auto& s = *state_;
   auto r = std::memory_order_relaxed;
-  return ProxyCounters{s.n_connections.load(r), s.n_requests.load(r), s.n_tunnels.load(r),
-                       s.n_allowed.load(r),     s.n_denied.load(r),   s.n_errors.load(r),
-                       s.n_foreign.load(r),     s.n_door.load(r),     s.n_door_refused.load(r),
-                       s.n_open.load(r),        s.n_bytes_up.load(r), s.n_bytes_down.load(r)};
+  return ProxyCounters{.connections = s.n_connections.load(r),
+                       .requests = s.n_requests.load(r),
+                       .tunnels = s.n_tunnels.load(r),
+                       .allowed = s.n_allowed.load(r),
+                       .denied = s.n_denied.load(r),
+                       .errors = s.n_errors.load(r),
+                       .foreign = s.n_foreign.load(r),
+                       .door = s.n_door.load(r),
+                       .door_refused = s.n_door_refused.load(r),
+                       .dns_answered = s.n_dns_answered.load(r),
+                       .dns_denied = s.n_dns_denied.load(r),
+                       .open = s.n_open.load(r),
+                       .bytes_up = s.n_bytes_up.load(r),
+                       .bytes_down = s.n_bytes_down.load(r)};
 }
 
 ProxyLatency ProxyServer::latency() const {

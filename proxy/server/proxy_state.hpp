@@ -15,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <nlohmann/json.hpp>
 
+#include "acp/proxy/dns_responder.hpp"
 #include "acp/proxy/own_endpoints.hpp"
 #include "acp/proxy/proxy_server.hpp"
 #include "acp/util/histogram.hpp"
@@ -47,7 +48,9 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
 
   std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
       n_errors{0}, n_foreign{0}, n_door{0}, n_door_refused{0}, n_open{0}, n_bytes_up{0},
-      n_bytes_down{0};
+      n_bytes_down{0}, n_dns_answered{0}, n_dns_denied{0};
+  // The names the session's DNS handed out (with cfg.door), looked up by the door.
+  dns::SyntheticNames names;
   util::Histogram http_latency, connect_latency;  // RequestEvent::time_to_answer()
 
   // A request is over: its bytes and time to answer counted, its "ms" noted, its event

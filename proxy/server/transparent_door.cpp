@@ -137,20 +137,54 @@ net::awaitable<bool> Connection::open_door(RequestEvent& event) {
                                     " is on this host: local services are not reachable");
     co_return false;
   }
-  auto target = co_await door_target(*original, event);
+  // A synthetic address the session's DNS handed out: the name the agent looked up is known
+  // exactly (dns_responder.hpp). One it never handed out (or reused since) names nothing.
+  std::optional<std::string> looked_up;
+  if (state_->names.is_synthetic(original->address())) {
+    looked_up = state_->names.name_of(original->address());
+    if (!looked_up) {
+      co_await refuse_door(event, "the address " + endpoint_text(*original) +
+                                      " was not handed out by this session's DNS (or its name "
+                                      "was reused since): look the name up again");
+      co_return false;
+    }
+    event.note("dns_name", *looked_up);
+  }
+  std::string refused;
+  auto target = co_await door_target(*original, looked_up, event, refused);
   if (closed_) co_return false;
   if (!target) {
-    co_await refuse_door(event, "no target could be made of " + endpoint_text(*original));
+    // Named first: GCC 12 destroys a ?: temporary twice inside a co_await expression.
+    if (refused.empty()) refused = "no target could be made of " + endpoint_text(*original);
+    co_await refuse_door(event, std::move(refused));
     co_return false;
   }
   co_return co_await serve_tunnel(*target, event, {});
 }
 
-net::awaitable<std::optional<RequestTarget>> Connection::door_target(const tcp::endpoint& original,
-                                                                     RequestEvent& event) {
-  // Silent within the wait: a server-speaks-first protocol, judged by its address.
+net::awaitable<std::optional<RequestTarget>> Connection::door_target(
+    const tcp::endpoint& original, const std::optional<std::string>& looked_up, RequestEvent& event,
+    std::string& refused) {
+  // Without a name in the first bytes: the name the agent looked up, else the address.
+  auto fallback = [&]() -> std::optional<RequestTarget> {
+    if (looked_up) return named_target(*looked_up, original.port());
+    return address_target(original);
+  };
+  // A name in the first bytes must be the name the agent looked up, if it looked one up: an
+  // allowed SNI sent to the address of another name is refused, not judged as either.
+  auto named = [&](std::string_view name) -> std::optional<RequestTarget> {
+    auto t = named_target(name, original.port());
+    if (!t) return fallback();
+    if (looked_up && t->host != *looked_up) {
+      refused = "the connection names " + t->host + " but the agent looked up " + *looked_up +
+                " for this address: refused";
+      return std::nullopt;
+    }
+    return t;
+  };
+  // Silent within the wait: a server-speaks-first protocol, judged by its name or address.
   if (!co_await readable_within(client_.socket(), kFirstBytesWait, tunnel_timer_))
-    co_return closed_ ? std::nullopt : address_target(original);
+    co_return closed_ ? std::nullopt : fallback();
   const auto& lim = state_->cfg.limits;
   client_.expires_after(lim.header_timeout);
   for (;;) {
@@ -164,21 +198,18 @@ net::awaitable<std::optional<RequestTarget>> Connection::door_target(const tcp::
     auto hello = client_hello_server_name(sv);
     if (hello.scan == HelloScan::Name) {
       event.note("sni", hello.name);
-      if (auto t = named_target(hello.name, original.port())) co_return t;
-      co_return address_target(original);
+      co_return named(hello.name);
     }
-    if (hello.scan == HelloScan::NoName) co_return address_target(original);
+    if (hello.scan == HelloScan::NoName) co_return fallback();
     if (hello.scan == HelloScan::NeedMore) continue;
     const auto kind = classify_tunnel_bytes(sv, lim.max_header_bytes);
     if (kind == TunnelBytes::NeedMore) continue;
-    if (kind != TunnelBytes::Http) co_return address_target(original);
+    if (kind != TunnelBytes::Http) co_return fallback();
     door_http_ = true;
-    if (auto end = find_header_end(sv); end != std::string_view::npos) {
-      if (auto t = named_target(head_host(sv.substr(0, end), lim), original.port())) co_return t;
-      co_return address_target(original);
-    }
+    if (auto end = find_header_end(sv); end != std::string_view::npos)
+      co_return named(head_host(sv.substr(0, end), lim));
     // Too large a head: serve_request() refuses it (431) inside the tunnel it opens.
-    if (sv.size() > lim.max_header_bytes) co_return address_target(original);
+    if (sv.size() > lim.max_header_bytes) co_return fallback();
   }
 }
 

@@ -25,6 +25,8 @@ class BpfWall final : public Wall {
     kernel::SockConfig cfg{mode, spec.session_number};
     cfg.door_port4 = spec.door_port4;
     cfg.door_port6 = spec.door_port6;
+    cfg.dns_port4 = spec.dns_port4;
+    cfg.dns_port6 = spec.dns_port6;
     auto loaded = kernel::SockPrograms::load(cfg);
     if (!loaded) return loaded.error();
     progs_.emplace(std::move(*loaded));

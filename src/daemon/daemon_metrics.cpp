@@ -67,6 +67,12 @@ std::string render_daemon_metrics(const DaemonMetrics& m) {
   t.counter("acp_proxy_door_refused_total",
             "Of those, refused before judging (no original destination, a local one).",
             p.door_refused);
+  t.counter("acp_proxy_dns_answered_total",
+            "DNS queries of door sessions answered (a synthetic address, or no records).",
+            p.dns_answered);
+  t.counter("acp_proxy_dns_denied_total",
+            "DNS queries of door sessions answered NXDOMAIN: names the policy denies everywhere.",
+            p.dns_denied);
   t.family("acp_proxy_bytes_total", MetricType::Counter,
            "Bytes relayed, counted as each request or tunnel ends: up = client to origin, down = "
            "origin to client.");

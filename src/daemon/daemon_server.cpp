@@ -232,7 +232,8 @@ class Daemon {
         return make_error(
             "the session's wall has no transparent door pinned (made by an older "
             "acp?): its led-in connections stay refused");
-      auto door = proxy::open_door_listeners(io_, cfg->door_port4, cfg->door_port6);
+      auto door = proxy::open_door_listeners(io_, cfg->door_port4, cfg->door_port6, cfg->dns_port4,
+                                             cfg->dns_port6);
       if (!door) return door.error();
       pcfg.door = std::move(*door);
     }

@@ -25,29 +25,41 @@ namespace {
 using detail::attach_all;
 
 // The skeleton's programs and link slots, in kLinkNames order. With the door on, connect4/6
-// are the acp_door_connect4/6 variants (the others are not loaded), pinned under the same names.
+// and sendmsg4/6 are the acp_door_* variants (the others are not loaded), pinned under the
+// same names.
 std::array<bpf_program*, kLinkNames.size()> programs(acp_sock* s, bool door_on) {
   return {door_on ? s->progs.acp_door_connect4 : s->progs.acp_connect4,
           door_on ? s->progs.acp_door_connect6 : s->progs.acp_connect6,
-          s->progs.acp_sendmsg4,
-          s->progs.acp_sendmsg6,
+          door_on ? s->progs.acp_door_sendmsg4 : s->progs.acp_sendmsg4,
+          door_on ? s->progs.acp_door_sendmsg6 : s->progs.acp_sendmsg6,
           s->progs.acp_sock_create,
           s->progs.acp_egress};
 }
 std::array<bpf_link**, kLinkNames.size()> link_slots(acp_sock* s, bool door_on) {
   return {door_on ? &s->links.acp_door_connect4 : &s->links.acp_connect4,
           door_on ? &s->links.acp_door_connect6 : &s->links.acp_connect6,
-          &s->links.acp_sendmsg4,
-          &s->links.acp_sendmsg6,
+          door_on ? &s->links.acp_door_sendmsg4 : &s->links.acp_sendmsg4,
+          door_on ? &s->links.acp_door_sendmsg6 : &s->links.acp_sendmsg6,
           &s->links.acp_sock_create,
           &s->links.acp_egress};
 }
+// The plain and the door variant of each program kLinkNames holds a slot for.
+using Progs = decltype(acp_sock::progs);
+using ProgSlot = bpf_program* Progs::*;
+constexpr std::array<std::pair<ProgSlot, ProgSlot>, 4> kVariants = {{
+    {&Progs::acp_connect4, &Progs::acp_door_connect4},
+    {&Progs::acp_connect6, &Progs::acp_door_connect6},
+    {&Progs::acp_sendmsg4, &Progs::acp_door_sendmsg4},
+    {&Progs::acp_sendmsg6, &Progs::acp_door_sendmsg6},
+}};
 
 std::array<bpf_program*, kDoorLinkNames.size()> door_programs(acp_sock* s) {
-  return {s->progs.acp_door_sockops, s->progs.acp_getpeername4, s->progs.acp_getpeername6};
+  return {s->progs.acp_door_sockops, s->progs.acp_getpeername4, s->progs.acp_getpeername6,
+          s->progs.acp_recvmsg4, s->progs.acp_recvmsg6};
 }
 std::array<bpf_link**, kDoorLinkNames.size()> door_link_slots(acp_sock* s) {
-  return {&s->links.acp_door_sockops, &s->links.acp_getpeername4, &s->links.acp_getpeername6};
+  return {&s->links.acp_door_sockops, &s->links.acp_getpeername4, &s->links.acp_getpeername6,
+          &s->links.acp_recvmsg4, &s->links.acp_recvmsg6};
 }
 
 bpf_map* map_by_name(acp_sock* s, std::string_view name) {
@@ -141,6 +153,8 @@ Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
   c.session_id = cfg.session_id;
   c.door_port4 = cfg.door_port4;
   c.door_port6 = cfg.door_port6;
+  c.dns_port4 = cfg.dns_port4;
+  c.dns_port6 = cfg.dns_port6;
   if (auto st = write_config(ready->map_fd("config_map"), c); !st) return st.error();
   return std::move(*ready);
 }
@@ -158,10 +172,10 @@ Result<SockPrograms> SockPrograms::load_fresh(const SockConfig& cfg) {
   // Door off: the wall is exactly what it was without it (none of the door's programs, the
   // connect4/6 without the redirect). Door on: the connect4/6 with it, and the door's others.
   for (bpf_program* p : door_programs(skel)) bpf_program__set_autoload(p, progs.door_on_);
-  bpf_program__set_autoload(skel->progs.acp_door_connect4, progs.door_on_);
-  bpf_program__set_autoload(skel->progs.acp_door_connect6, progs.door_on_);
-  bpf_program__set_autoload(skel->progs.acp_connect4, !progs.door_on_);
-  bpf_program__set_autoload(skel->progs.acp_connect6, !progs.door_on_);
+  for (const auto& [plain, door] : kVariants) {
+    bpf_program__set_autoload(skel->progs.*plain, !progs.door_on_);
+    bpf_program__set_autoload(skel->progs.*door, progs.door_on_);
+  }
   if (int rc = acp_sock::load(skel); rc != 0)
     return make_error(
         "load BPF programs acp_sock into the kernel (needs root or CAP_BPF+CAP_NET_ADMIN; "
@@ -172,6 +186,8 @@ Result<SockPrograms> SockPrograms::load_fresh(const SockConfig& cfg) {
   c.session_id = cfg.session_id;
   c.door_port4 = cfg.door_port4;
   c.door_port6 = cfg.door_port6;
+  c.dns_port4 = cfg.dns_port4;
+  c.dns_port6 = cfg.dns_port6;
   if (auto st = write_config(bpf_map__fd(skel->maps.config_map), c); !st) return st.error();
   // Refused without events in every session: glibc's nscd socket, which every program that
   // looks up a user or host probes and does without. Refused (not allowed) because nscd

@@ -166,6 +166,8 @@ class SessionBuild {
     if (door_) {
       spec.door_port4 = door_->port4;
       spec.door_port6 = door_->port6;
+      spec.dns_port4 = door_->dns_port4;
+      spec.dns_port6 = door_->dns_port6;
     }
     const auto env = launch::current_environment();
     spec.preload_library_override = launch::env_lookup(env, backend::kPreloadLibEnv);

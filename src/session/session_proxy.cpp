@@ -109,7 +109,9 @@ class SessionProxyImpl final : public SessionProxy {
                               {"errors", c.errors},
                               {"foreign_clients", c.foreign},
                               {"door_connections", c.door},
-                              {"door_refused", c.door_refused}};
+                              {"door_refused", c.door_refused},
+                              {"dns_answered", c.dns_answered},
+                              {"dns_denied", c.dns_denied}};
       });
     }
     return start_channels(config);
@@ -144,7 +146,13 @@ class SessionProxyImpl final : public SessionProxy {
       pc.client_cgroup = cfg_.client_cgroup;
       pc.own_name = "consent proxy of session " + cfg_.session_id;
       pc.door = cfg_.door;
-      if (cfg_.door) pc.door_origin = door_origin_lookup(cfg_.door_origin_fd);
+      if (cfg_.door) {
+        pc.door_origin = door_origin_lookup(cfg_.door_origin_fd);
+        // The policy of the moment (SIGHUP reloads it): a name it denies everywhere is NXDOMAIN.
+        pc.dns_may_resolve = [this](const std::string& name) {
+          return policy_.current()->may_reach(name);
+        };
+      }
       if (cfg_.listen_addresses.empty()) {
         pc.listen = {
             tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))};

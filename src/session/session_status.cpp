@@ -291,7 +291,9 @@ void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
     if (s.proxy.is_object())
       o << ": " << s.proxy.value("door_connections", uint64_t{0}) << " led in, "
         << s.proxy.value("door_refused", uint64_t{0})
-        << " refused before judging (no original destination, or a local one)";
+        << " refused before judging (no original destination, or a local one); DNS: "
+        << s.proxy.value("dns_answered", uint64_t{0}) << " names answered, "
+        << s.proxy.value("dns_denied", uint64_t{0}) << " denied (NXDOMAIN)";
     o << "\n";
   }
   if (!s.pending.empty()) {

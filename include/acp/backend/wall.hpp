@@ -46,6 +46,8 @@ struct WallSpec {
   // TCP connect fails with EPERM (docs/transparent.md).
   uint16_t door_port4 = 0;
   uint16_t door_port6 = 0;
+  uint16_t dns_port4 = 0;  // the door's DNS responder (SockConfig::dns_port4/6)
+  uint16_t dns_port6 = 0;
 };
 
 class Wall {

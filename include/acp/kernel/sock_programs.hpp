@@ -39,6 +39,10 @@ struct SockConfig {
   // EPERM and the door programs are neither loaded nor attached.
   uint16_t door_port4 = 0;
   uint16_t door_port6 = 0;
+  // The session's DNS responder beside the door (acp_config.dns_port4/6): UDP to port 53 is led
+  // there. Only with the door.
+  uint16_t dns_port4 = 0;
+  uint16_t dns_port6 = 0;
 };
 
 // The programs in attach order, with the names their link pins take (link_<name>). "egress" is
@@ -48,9 +52,10 @@ inline constexpr std::array<const char*, 6> kLinkNames = {"connect4", "connect6"
 // The local-IPC programs (acp_unix), pinned as link_<name> too when the kernel has them.
 inline constexpr std::array<const char*, 2> kUnixLinkNames = {"connect_unix", "sendmsg_unix"};
 // The transparent door's programs (sock_ops publishes the original destination, getpeername4/6
-// return it to the agent), pinned as link_<name> too when the door is on.
-inline constexpr std::array<const char*, 3> kDoorLinkNames = {"door_sockops", "getpeername4",
-                                                              "getpeername6"};
+// return it to the agent, recvmsg4/6 show the DNS responder's replies as from the address the
+// agent asked), pinned as link_<name> too when the door is on.
+inline constexpr std::array<const char*, 5> kDoorLinkNames = {
+    "door_sockops", "getpeername4", "getpeername6", "recvmsg4", "recvmsg6"};
 
 class SockPrograms {
  public:

@@ -45,6 +45,11 @@ class Policy {
   // `host`. Where one could, what the proxy cannot read (a tunnel of unknown bytes, an MCP body
   // too large or ambiguous) is refused.
   std::pair<bool, bool> inside_rules(std::string_view host, uint16_t port) const;
+  // Could any http request or CONNECT to `host`, on some port, be allowed or asked? False only
+  // when every one is denied: a deny rule for the host on every port and path comes first, or
+  // no allow or ask rule names it and the default is deny. The session's DNS answers NXDOMAIN
+  // for such a name (dns_responder.hpp). Errs towards true (a later judgement still decides).
+  bool may_reach(std::string_view host) const;
 
   std::string source() const;  // the file path, or "<built-in>"
   size_t rule_count() const;

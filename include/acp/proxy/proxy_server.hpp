@@ -15,6 +15,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <nlohmann/json_fwd.hpp>
 
 #include "acp/proxy/own_endpoints.hpp"
@@ -58,6 +59,9 @@ struct ProxyConfig {
   // (door_origin) and what it sends first (TLS SNI, HTTP Host), as a CONNECT to that name would
   // be (docs/transparent.md).
   std::shared_ptr<DoorListeners> door;
+  // With door: whether the session's DNS may hand out an address for a name
+  // (Policy::may_reach); unset: every name is NXDOMAIN (dns_responder.hpp).
+  std::function<bool(const std::string&)> dns_may_resolve;
   // Where the door's client at `peer` was connecting to, from kernel state the agent cannot
   // forge (the wall's door_origin map); an error refuses the connection. Required with door.
   std::function<Result<boost::asio::ip::tcp::endpoint>(const boost::asio::ip::tcp::endpoint&)>
@@ -72,11 +76,18 @@ struct DoorListeners {
   std::vector<OwnEndpoint> own;
   uint16_t port4 = 0;  // 127.0.0.1
   uint16_t port6 = 0;  // [::1]; 0 when the host has no IPv6 loopback
+  // The session's DNS responder (dns_responder.hpp): UDP on the same addresses, where the wall
+  // leads the agent's port-53 datagrams.
+  std::vector<boost::asio::ip::udp::socket> dns;
+  uint16_t dns_port4 = 0;
+  uint16_t dns_port6 = 0;
 };
-// port4/port6 0: any free port (a new session); else exactly those (a daemon re-adopting a
-// session whose wall leads connections to them).
+// Ports 0: any free port (a new session); else exactly those (a daemon re-adopting a session
+// whose wall leads connections and DNS to them).
 Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_context& io,
-                                                           uint16_t port4 = 0, uint16_t port6 = 0);
+                                                           uint16_t port4 = 0, uint16_t port6 = 0,
+                                                           uint16_t dns_port4 = 0,
+                                                           uint16_t dns_port6 = 0);
 
 struct ProxyCounters {
   uint64_t connections = 0;   // accepted client connections (including refused with 503)
@@ -88,6 +99,8 @@ struct ProxyCounters {
   uint64_t foreign = 0;       // connections refused because the client is not in client_cgroup
   uint64_t door = 0;          // connections the wall led to the transparent door
   uint64_t door_refused = 0;  // of those, refused before judging (no original, a local one)
+  uint64_t dns_answered = 0;  // DNS queries of the agent answered with a synthetic address
+  uint64_t dns_denied = 0;    // answered NXDOMAIN: names the policy denies everywhere
   uint64_t open = 0;          // client connections open now (a gauge, not a count)
   uint64_t bytes_up = 0;      // bytes relayed from clients to origins, counted as each request
   uint64_t bytes_down = 0;    // or tunnel ends; and from origins to clients
