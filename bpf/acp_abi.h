@@ -18,16 +18,16 @@
 #include <linux/types.h>
 
 /* Limits. Each one bounds a resource the agent or the operator controls. */
-#define ACP_MAX_ALLOW 64    /* allow-map entries per session (proxy endpoints + --allow) */
-#define ACP_RECENT_SLOTS 32 /* denied events kept in the map for `acp status` */
+#define ACP_MAX_ALLOW 64      /* allow-map entries per session (proxy endpoints + --allow) */
+#define ACP_RECENT_SLOTS 32   /* denied events kept in the map for `acp status` */
 #define ACP_RINGBUF_BYTES (256 * 1024) /* event ring buffer; a power of two, page multiple */
-#define ACP_COMM_LEN 16                /* TASK_COMM_LEN */
+#define ACP_COMM_LEN 16       /* TASK_COMM_LEN */
 /* Sockets whose first refused packet the egress program remembers (LRU, by socket cookie),
  * so that a refused stream reports once, not once per retransmission. Eviction only means a
  * later refused packet of an old socket is reported again. */
 #define ACP_EGRESS_REPORTED_SLOTS 1024
-#define ACP_MAX_UNIX_ALLOW 64 /* unix_allow entries per session (--allow-unix) */
-#define ACP_UNIX_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
+#define ACP_MAX_UNIX_ALLOW 64   /* unix_allow entries per session (--allow-unix) */
+#define ACP_UNIX_PATH_MAX 108   /* sizeof(sockaddr_un.sun_path) */
 /* Transparent-door connections whose original destination is held for the proxy at once
  * (door_origin entries: one per led-in TCP connection until it closes). When full, a new
  * led-in connection has no entry and the proxy refuses it (fail closed). */
@@ -117,14 +117,14 @@ struct acp_allow_value {
  * No prefixes, no resolution: a relative path, a symlink's name or "/run/../run/x" is a
  * different key from the path it leads to (and so refused unless listed itself). */
 struct acp_unix_path {
-  __u32 len;                    /* bytes of path that count */
-  __u8 path[ACP_UNIX_PATH_MAX]; /* zero-padded */
+  __u32 len;                     /* bytes of path that count */
+  __u8 path[ACP_UNIX_PATH_MAX];  /* zero-padded */
 };
 
 /* config map (array, one slot). Read on every attempt, so a mode switch takes effect at
  * once for all sockets of the session. */
 struct acp_config {
-  __u32 mode; /* enum acp_mode */
+  __u32 mode;       /* enum acp_mode */
   /* The transparent door (host byte order; 0 = off: a refused TCP connect() fails with EPERM
    * as ever). When on, in enforce mode, a TCP connect4/connect6 to a destination that is not
    * an allow_map entry is rewritten to the session proxy's transparent listener,
@@ -140,7 +140,7 @@ struct acp_config {
    * the agent the address it asked. */
   __u16 dns_port4;
   __u16 dns_port6;
-  __u32 pad; /* 0 */
+  __u32 pad;        /* 0 */
 };
 
 /* door_origin value: where a connection the door led in was going. Keyed by the client
@@ -158,9 +158,9 @@ struct acp_door_origin {
  * config says unknown_allow. */
 enum acp_gate_class {
   ACP_GATE_UNKNOWN = 0, /* never stored: the absence of an entry */
-  ACP_GATE_QOS = 1,    /* a QoS class's cgroup (kubepods-burstable.slice, burstable): look deeper */
-  ACP_GATE_OPEN = 2,   /* a pod without acp.dev/confine: the gate lets it through */
-  ACP_GATE_WALLED = 3, /* a labelled pod whose own wall stands: the gate lets it through to it */
+  ACP_GATE_QOS = 1,     /* a QoS class's cgroup (kubepods-burstable.slice, burstable): look deeper */
+  ACP_GATE_OPEN = 2,    /* a pod without acp.dev/confine: the gate lets it through */
+  ACP_GATE_WALLED = 3,  /* a labelled pod whose own wall stands: the gate lets it through to it */
 };
 
 /* gate_config (array, one slot). */
@@ -180,21 +180,21 @@ enum acp_gate_counter {
 /* One attempt the programs refused (or, in audit mode, would have refused). Sent through
  * the ring buffer and kept in the recent-events array. */
 struct acp_event {
-  __u64 ts_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+  __u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
   __u64 session_id;
-  __u32 pid; /* thread group id (what user space calls the pid) */
+  __u32 pid;        /* thread group id (what user space calls the pid) */
   __u32 tid;
   __u32 uid;
   __u32 cgroup_hint; /* reserved */
   char comm[ACP_COMM_LEN];
-  __u8 addr[16];   /* destination, IPv6 form as in acp_endpoint; zero for sock_create */
-  __u16 port;      /* host byte order; 0 for sock_create */
-  __u8 hook;       /* enum acp_hook */
-  __u8 verdict;    /* enum acp_verdict */
-  __u16 family;    /* AF_INET, AF_INET6 or, for sock_create, the family asked for */
-  __u16 sock_type; /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ...; egress: from the protocol */
-  __u16 protocol;  /* IPPROTO_* as asked for (sock_create), as judged, or (egress) the
-                      packet's IP protocol / IPv6 next header */
+  __u8 addr[16];    /* destination, IPv6 form as in acp_endpoint; zero for sock_create */
+  __u16 port;       /* host byte order; 0 for sock_create */
+  __u8 hook;        /* enum acp_hook */
+  __u8 verdict;     /* enum acp_verdict */
+  __u16 family;     /* AF_INET, AF_INET6 or, for sock_create, the family asked for */
+  __u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ...; egress: from the protocol */
+  __u16 protocol;   /* IPPROTO_* as asked for (sock_create), as judged, or (egress) the
+                       packet's IP protocol / IPv6 next header */
   __u16 pad[3];
 };
 

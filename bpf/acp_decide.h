@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The connect()/sendmsg()/socket() and egress-packet decisions, free of BPF helpers so that the
- * unit tests compile this same file for the host (tests/kernel_decide_test.cpp) and check every
- * branch without a kernel. The SEC() programs in acp_sock.bpf.c only gather the context, call one
+ * The connect()/sendmsg()/socket() and egress-packet decisions, free of BPF helpers so that the unit tests
+ * compile this same file for the host (tests/kernel_decide_test.cpp) and check every branch
+ * without a kernel. The SEC() programs in acp_sock.bpf.c only gather the context, call one
  * of these, and report.
  */
 #ifndef ACP_DECIDE_H
@@ -41,20 +41,20 @@
 #define ACP_IPPROTO_IP 0
 #define ACP_IPPROTO_TCP 6
 #define ACP_IPPROTO_UDP 17
-#define ACP_ETH_P_IP 0x0800 /* skb->protocol, network byte order in the skb */
+#define ACP_ETH_P_IP 0x0800   /* skb->protocol, network byte order in the skb */
 #define ACP_ETH_P_IPV6 0x86DD
-#define ACP_IP4_HDR_LEN 20 /* the fixed part; options follow up to IHL * 4 */
+#define ACP_IP4_HDR_LEN 20    /* the fixed part; options follow up to IHL * 4 */
 #define ACP_IP6_HDR_LEN 40
-#define ACP_UDP_PORTS_LEN 4  /* source and destination port */
-#define ACP_TCP_FLAGS_LEN 14 /* through the flags byte (offset 13) */
+#define ACP_UDP_PORTS_LEN 4   /* source and destination port */
+#define ACP_TCP_FLAGS_LEN 14  /* through the flags byte (offset 13) */
 #define ACP_TCP_SYN 0x02
 
 /* Build the allow-map key for an IPv4 destination: ::ffff:a.b.c.d (RFC 4291 2.5.5.2).
  * ip4_be is in network byte order as the kernel hands it over (bpf_sock_addr.user_ip4). */
-static __always_inline void acp_key_from_ip4(struct acp_endpoint* k, __u32 ip4_be, __u16 port,
+static __always_inline void acp_key_from_ip4(struct acp_endpoint *k, __u32 ip4_be, __u16 port,
                                              __u8 proto) {
-  __u8* b = (__u8*)&ip4_be;
-  ACP_UNROLL
+  __u8 *b = (__u8 *)&ip4_be;
+ACP_UNROLL
   for (int i = 0; i < 10; i++) k->addr[i] = 0;
   k->addr[10] = 0xff;
   k->addr[11] = 0xff;
@@ -69,12 +69,12 @@ static __always_inline void acp_key_from_ip4(struct acp_endpoint* k, __u32 ip4_b
 
 /* IPv6 destination; words as in bpf_sock_addr.user_ip6 (network byte order). A mapped
  * IPv4 address yields exactly the key acp_key_from_ip4() builds for that IPv4 address. */
-static __always_inline void acp_key_from_ip6(struct acp_endpoint* k, const __u32 ip6_be[4],
+static __always_inline void acp_key_from_ip6(struct acp_endpoint *k, const __u32 ip6_be[4],
                                              __u16 port, __u8 proto) {
-  ACP_UNROLL
+ACP_UNROLL
   for (int w = 0; w < 4; w++) {
     __u32 v = ip6_be[w];
-    __u8* b = (__u8*)&v;
+    __u8 *b = (__u8 *)&v;
     k->addr[w * 4 + 0] = b[0];
     k->addr[w * 4 + 1] = b[1];
     k->addr[w * 4 + 2] = b[2];
@@ -86,7 +86,7 @@ static __always_inline void acp_key_from_ip6(struct acp_endpoint* k, const __u32
 }
 
 /* True when the key holds an IPv4-mapped address: counted as IPv4. */
-static __always_inline int acp_key_is_mapped4(const struct acp_endpoint* k) {
+static __always_inline int acp_key_is_mapped4(const struct acp_endpoint *k) {
   for (int i = 0; i < 10; i++)
     if (k->addr[i] != 0) return 0;
   return k->addr[10] == 0xff && k->addr[11] == 0xff;
@@ -140,13 +140,13 @@ static __always_inline int acp_socket_allowed(__u32 family, __u32 sock_type, __u
  * network header). Fills k with the destination as acp_key_from_ip4() would (port 0) and
  * k->proto with ACP_PROTO_TCP/UDP when the transport header follows at *l4_off, else 0.
  * Returns 0 when this is not an IPv4 header (version, IHL): nothing in it can be trusted. */
-static __always_inline int acp_parse_ip4(const __u8* h, struct acp_endpoint* k, __u8* l4proto,
-                                         __u32* l4_off) {
+static __always_inline int acp_parse_ip4(const __u8 *h, struct acp_endpoint *k, __u8 *l4proto,
+                                         __u32 *l4_off) {
   if ((h[0] >> 4) != 4) return 0;
   __u32 ihl = h[0] & 0x0f;
   if (ihl < 5) return 0;
   __u32 dst;
-  __u8* d = (__u8*)&dst;
+  __u8 *d = (__u8 *)&dst;
   d[0] = h[16];
   d[1] = h[17];
   d[2] = h[18];
@@ -166,28 +166,29 @@ static __always_inline int acp_parse_ip4(const __u8* h, struct acp_endpoint* k, 
 /* IPv6 header (ACP_IP6_HDR_LEN bytes). As acp_parse_ip4; only TCP or UDP directly after the
  * fixed header is judged: an extension header (a routing header names other hops than the
  * destination field, a fragment header hides the ports) leaves k->proto 0. */
-static __always_inline int acp_parse_ip6(const __u8* h, struct acp_endpoint* k, __u8* l4proto,
-                                         __u32* l4_off) {
+static __always_inline int acp_parse_ip6(const __u8 *h, struct acp_endpoint *k, __u8 *l4proto,
+                                         __u32 *l4_off) {
   if ((h[0] >> 4) != 6) return 0;
-  ACP_UNROLL
+ACP_UNROLL
   for (int i = 0; i < 16; i++) k->addr[i] = h[24 + i];
   *l4proto = h[6];
   *l4_off = ACP_IP6_HDR_LEN;
   k->port = 0;
-  k->proto = h[6] == ACP_IPPROTO_TCP ? ACP_PROTO_TCP : h[6] == ACP_IPPROTO_UDP ? ACP_PROTO_UDP : 0;
+  k->proto = h[6] == ACP_IPPROTO_TCP ? ACP_PROTO_TCP
+             : h[6] == ACP_IPPROTO_UDP ? ACP_PROTO_UDP : 0;
   k->pad = 0;
   return 1;
 }
 
 /* Destination port of a TCP or UDP header (both keep it at offset 2), host byte order. */
-static __always_inline __u16 acp_l4_dport(const __u8* l4) {
+static __always_inline __u16 acp_l4_dport(const __u8 *l4) {
   return (__u16)(((__u16)l4[2] << 8) | l4[3]);
 }
 
 /* Loopback destinations stay on the machine and reach only what the sock_addr hooks let the
  * agent reach (or a local peer dialling in over lo): 127.0.0.0/8 (RFC 1122 3.2.1.3), its
  * IPv4-mapped form ::ffff:127.0.0.0/104 and ::1 (RFC 4291 2.5.3). */
-static __always_inline int acp_key_is_loopback(const struct acp_endpoint* k) {
+static __always_inline int acp_key_is_loopback(const struct acp_endpoint *k) {
   if (acp_key_is_mapped4(k)) return k->addr[12] == 127;
   for (int i = 0; i < 15; i++)
     if (k->addr[i] != 0) return 0;
@@ -196,7 +197,7 @@ static __always_inline int acp_key_is_loopback(const struct acp_endpoint* k) {
 
 /* The verdict for one egress packet. header_ok: the IP header parsed; k: its destination
  * with port and proto (proto 0: not judgeable); allowed: the allow map held k exactly. */
-static __always_inline __u8 acp_egress_verdict(int header_ok, const struct acp_endpoint* k,
+static __always_inline __u8 acp_egress_verdict(int header_ok, const struct acp_endpoint *k,
                                                int allowed, __u32 mode) {
   if (header_ok && acp_key_is_loopback(k)) return ACP_VERDICT_ALLOW;
   if (!header_ok || k->proto == 0) return acp_verdict_for(0, mode);
@@ -226,15 +227,15 @@ static __always_inline int acp_egress_should_report(__u64 cookie, int seen, __u8
  * hold: UDP, audit mode (which lets everything through to where it asked, and reports it) and
  * the door off (port 0) stay as they were. A mapped IPv4 destination (and every connect4 key)
  * goes to the IPv4 listener, a native IPv6 one to the IPv6 listener. */
-static __always_inline __u16 acp_door_port(const struct acp_endpoint* dst, int allowed, __u32 mode,
-                                           __u16 door_port4, __u16 door_port6) {
+static __always_inline __u16 acp_door_port(const struct acp_endpoint *dst, int allowed,
+                                           __u32 mode, __u16 door_port4, __u16 door_port6) {
   if (allowed || mode != ACP_MODE_ENFORCE || dst->proto != ACP_PROTO_TCP) return 0;
   return acp_key_is_mapped4(dst) ? door_port4 : door_port6;
 }
 
 /* The DNS responder port a UDP datagram or connect() to port 53 is led to (the door's
  * companion: acp_config.dns_port4/6), or 0 when it is judged as ever. */
-static __always_inline __u16 acp_dns_port(const struct acp_endpoint* dst, int allowed, __u32 mode,
+static __always_inline __u16 acp_dns_port(const struct acp_endpoint *dst, int allowed, __u32 mode,
                                           __u16 dns_port4, __u16 dns_port6) {
   if (allowed || mode != ACP_MODE_ENFORCE || dst->proto != ACP_PROTO_UDP || dst->port != 53)
     return 0;
@@ -243,10 +244,10 @@ static __always_inline __u16 acp_dns_port(const struct acp_endpoint* dst, int al
 
 /* The door listener a destination is led to, as a key: 127.0.0.1 (as ::ffff:127.0.0.1) for a
  * mapped IPv4 destination, ::1 otherwise; port as acp_door_port() chose it. */
-static __always_inline void acp_door_target(struct acp_endpoint* t, const struct acp_endpoint* dst,
-                                            __u16 port) {
+static __always_inline void acp_door_target(struct acp_endpoint *t,
+                                            const struct acp_endpoint *dst, __u16 port) {
   int v4 = acp_key_is_mapped4(dst);
-  ACP_UNROLL
+ACP_UNROLL
   for (int i = 0; i < 16; i++) t->addr[i] = 0;
   if (v4) {
     t->addr[10] = 0xff;
@@ -262,16 +263,16 @@ static __always_inline void acp_door_target(struct acp_endpoint* t, const struct
 /* Whether a connected socket's peer (IPv6 form, proto set) is the door listener of the
  * destination recorded for it: only then is the record about the socket's current
  * connection (a socket that later connected elsewhere keeps a stale record, never used). */
-static __always_inline int acp_door_is_target(const struct acp_endpoint* peer,
-                                              const struct acp_endpoint* recorded, __u16 door_port4,
-                                              __u16 door_port6) {
+static __always_inline int acp_door_is_target(const struct acp_endpoint *peer,
+                                              const struct acp_endpoint *recorded,
+                                              __u16 door_port4, __u16 door_port6) {
   __u16 port = acp_key_is_mapped4(recorded) ? door_port4 : door_port6;
   if (port == 0) return 0;
   struct acp_endpoint t;
   acp_door_target(&t, recorded, port);
   if (peer->port != t.port || peer->proto != ACP_PROTO_TCP) return 0;
   int same = 1;
-  ACP_UNROLL
+ACP_UNROLL
   for (int i = 0; i < 16; i++) same &= peer->addr[i] == t.addr[i];
   return same;
 }
@@ -279,16 +280,16 @@ static __always_inline int acp_door_is_target(const struct acp_endpoint* peer,
 /* Whether a UDP socket's peer or a datagram's source (IPv6 form; its proto is not looked at)
  * is the DNS responder its recorded port-53 destination was led to: then the agent is shown
  * the recorded address instead. */
-static __always_inline int acp_dns_is_target(const struct acp_endpoint* peer,
-                                             const struct acp_endpoint* recorded, __u16 dns_port4,
-                                             __u16 dns_port6) {
+static __always_inline int acp_dns_is_target(const struct acp_endpoint *peer,
+                                             const struct acp_endpoint *recorded,
+                                             __u16 dns_port4, __u16 dns_port6) {
   if (recorded->proto != ACP_PROTO_UDP || recorded->port != 53) return 0;
   __u16 port = acp_key_is_mapped4(recorded) ? dns_port4 : dns_port6;
   if (port == 0 || peer->port != port) return 0;
   struct acp_endpoint t;
   acp_door_target(&t, recorded, port);
   int same = 1;
-  ACP_UNROLL
+ACP_UNROLL
   for (int i = 0; i < 16; i++) same &= peer->addr[i] == t.addr[i];
   return same;
 }
@@ -311,7 +312,7 @@ static __always_inline int acp_dns_is_target(const struct acp_endpoint* peer,
  * unix_find_abstract): a filesystem name ends at its first NUL or at addrlen, an abstract name
  * (raw[0] == 0) is exactly addrlen - 2 bytes. Returns 0 when there is no name at all
  * (addrlen <= 2; the kernel refuses that before the hook runs). */
-static __always_inline int acp_unix_key(struct acp_unix_path* k, const __u8* raw, __u32 addrlen) {
+static __always_inline int acp_unix_key(struct acp_unix_path *k, const __u8 *raw, __u32 addrlen) {
   __u32 n = addrlen > 2 ? addrlen - 2 : 0;
   if (n > ACP_UNIX_PATH_MAX) n = ACP_UNIX_PATH_MAX;
   /* One pass, no early exit and no branch on the bytes: a loop that broke out at the name's
@@ -322,13 +323,13 @@ static __always_inline int acp_unix_key(struct acp_unix_path* k, const __u8* raw
    * difference is the comparison. */
   __u32 fs = n > 0 && raw[0] != 0;
   __u32 live = 1, len = 0;
-  ACP_NO_UNROLL
+ACP_NO_UNROLL
   for (__u32 i = 0; i < ACP_UNIX_PATH_MAX; i++) {
     __u32 c = raw[i];
     __u32 before_end = i - n;
     ACP_OPAQUE(before_end);
-    live &= before_end >> 31;             /* i < n */
-    live &= ~(fs & ((c - 1) >> 31)) & 1u; /* not (filesystem name and c == 0) */
+    live &= before_end >> 31;              /* i < n */
+    live &= ~(fs & ((c - 1) >> 31)) & 1u;  /* not (filesystem name and c == 0) */
     k->path[i] = (__u8)(c * live);
     len += live;
   }

@@ -20,9 +20,9 @@
  * One skeleton instance per session: each session has its own maps, so two sessions never
  * see each other's endpoints or counters.
  */
-#include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
 #include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #include "acp_abi.h"
 #include "acp_decide.h"
@@ -51,13 +51,13 @@ struct {
 } door_origin SEC(".maps");
 
 /* Leads the connect() to the door (a UDP connect() or datagram to port 53: to the DNS
- * responder): records where it was going, then rewrites the address the kernel connects to. Returns
- * 0 when the record cannot be made: the caller refuses. */
-static __always_inline int door_redirect(struct bpf_sock_addr* ctx, const struct acp_endpoint* key,
-                                         __u16 door, __u8 hook) {
-  struct bpf_sock* sk = ctx->sk;
+ * responder): records where it was going, then rewrites the address the kernel connects
+ * to. Returns 0 when the record cannot be made: the caller refuses. */
+static __always_inline int door_redirect(struct bpf_sock_addr *ctx,
+                                         const struct acp_endpoint *key, __u16 door, __u8 hook) {
+  struct bpf_sock *sk = ctx->sk;
   if (!sk) return 0;
-  struct acp_endpoint* rec = bpf_sk_storage_get(&door_dst, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
   if (!rec) return 0;
   __builtin_memcpy(rec, key, sizeof(*rec));
   ctx->user_port = bpf_htons(door);
@@ -81,9 +81,9 @@ static __always_inline int door_redirect(struct bpf_sock_addr* ctx, const struct
  * kernel fails the call with EPERM). door: a constant, 1 only in the acp_door_connect4/6
  * programs, so that the wall without the door is the very bytecode it was (no socket-storage
  * helper, no extra verifier work). */
-static __always_inline int judge(struct bpf_sock_addr* ctx, const struct acp_endpoint* key,
+static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_endpoint *key,
                                  __u32 fam_idx, __u8 hook, int door_on) {
-  struct acp_config* cfg = get_config();
+  struct acp_config *cfg = get_config();
   __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE; /* no config: enforce (fail closed) */
   int hit = bpf_map_lookup_elem(&allow_map, key) != NULL;
   if (door_on && cfg) { /* only the door programs: TCP to the door, UDP port 53 to the DNS */
@@ -111,14 +111,14 @@ static __always_inline int judge(struct bpf_sock_addr* ctx, const struct acp_end
   return verdict == ACP_VERDICT_AUDIT_DENY ? 1 : 0;
 }
 
-static __always_inline int judge4(struct bpf_sock_addr* ctx, __u8 hook, int door_on) {
+static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook, int door_on) {
   struct acp_endpoint key;
   __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
   acp_key_from_ip4(&key, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), proto);
   return judge(ctx, &key, ACP_FAM_INET, hook, door_on);
 }
 
-static __always_inline int judge6(struct bpf_sock_addr* ctx, __u8 hook, int door_on) {
+static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook, int door_on) {
   struct acp_endpoint key;
   __u32 ip6[4];
   /* Narrow loads one word at a time: the verifier allows 4-byte reads of user_ip6[]. */
@@ -129,65 +129,49 @@ static __always_inline int judge6(struct bpf_sock_addr* ctx, __u8 hook, int door
   __u8 proto = acp_proto_of(ctx->type, ctx->protocol);
   acp_key_from_ip6(&key, ip6, bpf_ntohs((__u16)ctx->user_port), proto);
   /* A mapped IPv4 destination is the IPv4 destination: same key, counted as IPv4. */
-  return judge(ctx, &key, acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6, hook, door_on);
+  return judge(ctx, &key, acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6, hook,
+               door_on);
 }
 
 SEC("cgroup/connect4")
-int acp_connect4(struct bpf_sock_addr* ctx) {
-  return judge4(ctx, ACP_HOOK_CONNECT4, 0);
-}
+int acp_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4, 0); }
 
 SEC("cgroup/connect6")
-int acp_connect6(struct bpf_sock_addr* ctx) {
-  return judge6(ctx, ACP_HOOK_CONNECT6, 0);
-}
+int acp_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6, 0); }
 
 /* The same with the transparent door: loaded instead of the two above when it is on
  * (SockPrograms), and pinned under the same names (link_connect4, link_connect6). */
 SEC("cgroup/connect4")
-int acp_door_connect4(struct bpf_sock_addr* ctx) {
-  return judge4(ctx, ACP_HOOK_CONNECT4, 1);
-}
+int acp_door_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_CONNECT4, 1); }
 
 SEC("cgroup/connect6")
-int acp_door_connect6(struct bpf_sock_addr* ctx) {
-  return judge6(ctx, ACP_HOOK_CONNECT6, 1);
-}
+int acp_door_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_CONNECT6, 1); }
 
 /* Unconnected UDP: sendto()/sendmsg() with a destination. Connected UDP was judged at
  * connect(). */
 SEC("cgroup/sendmsg4")
-int acp_sendmsg4(struct bpf_sock_addr* ctx) {
-  return judge4(ctx, ACP_HOOK_SENDMSG4, 0);
-}
+int acp_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_SENDMSG4, 0); }
 
 SEC("cgroup/sendmsg6")
-int acp_sendmsg6(struct bpf_sock_addr* ctx) {
-  return judge6(ctx, ACP_HOOK_SENDMSG6, 0);
-}
+int acp_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_SENDMSG6, 0); }
 
 /* With the door on: the same, with port-53 datagrams led to the session's DNS responder. */
 SEC("cgroup/sendmsg4")
-int acp_door_sendmsg4(struct bpf_sock_addr* ctx) {
-  return judge4(ctx, ACP_HOOK_SENDMSG4, 1);
-}
+int acp_door_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, ACP_HOOK_SENDMSG4, 1); }
 
 SEC("cgroup/sendmsg6")
-int acp_door_sendmsg6(struct bpf_sock_addr* ctx) {
-  return judge6(ctx, ACP_HOOK_SENDMSG6, 1);
-}
+int acp_door_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, ACP_HOOK_SENDMSG6, 1); }
 
 SEC("cgroup/sock_create")
-int acp_sock_create(struct bpf_sock* ctx) {
+int acp_sock_create(struct bpf_sock *ctx) {
   __u32 family = ctx->family, type = ctx->type, protocol = ctx->protocol;
   if (acp_socket_allowed(family, type, protocol)) return 1;
 
-  struct acp_config* cfg = get_config();
+  struct acp_config *cfg = get_config();
   __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE;
   __u8 verdict = acp_verdict_for(0, mode);
-  __u32 fam_idx = family == ACP_AF_INET    ? ACP_FAM_INET
-                  : family == ACP_AF_INET6 ? ACP_FAM_INET6
-                                           : ACP_FAM_OTHER;
+  __u32 fam_idx = family == ACP_AF_INET ? ACP_FAM_INET
+                  : family == ACP_AF_INET6 ? ACP_FAM_INET6 : ACP_FAM_OTHER;
   count(fam_idx, ACP_PRO_OTHER, 1);
 
   struct acp_event e = {};
@@ -207,7 +191,7 @@ int acp_sock_create(struct bpf_sock* ctx) {
  * bpf_get_current_pid_tgid()/comm (not offered to cgroup_skb before 6.4, and meaningless for
  * a SYN-ACK sent from softirq), so events carry pid 0 and the socket owner's uid. */
 SEC("cgroup_skb/egress")
-int acp_egress(struct __sk_buff* skb) {
+int acp_egress(struct __sk_buff *skb) {
   struct acp_endpoint key = {};
   __u8 l4proto = 0;
   __u32 l4_off = 0;
@@ -232,8 +216,9 @@ int acp_egress(struct __sk_buff* skb) {
   __u8 tcp_flags = 0;
   if (header_ok && key.proto != 0) {
     __u8 l4[ACP_TCP_FLAGS_LEN];
-    int rc = key.proto == ACP_PROTO_TCP ? bpf_skb_load_bytes(skb, l4_off, l4, ACP_TCP_FLAGS_LEN)
-                                        : bpf_skb_load_bytes(skb, l4_off, l4, ACP_UDP_PORTS_LEN);
+    int rc = key.proto == ACP_PROTO_TCP
+                 ? bpf_skb_load_bytes(skb, l4_off, l4, ACP_TCP_FLAGS_LEN)
+                 : bpf_skb_load_bytes(skb, l4_off, l4, ACP_UDP_PORTS_LEN);
     if (rc == 0) {
       key.port = acp_l4_dport(l4);
       if (key.proto == ACP_PROTO_TCP) tcp_flags = l4[13];
@@ -241,7 +226,7 @@ int acp_egress(struct __sk_buff* skb) {
       key.proto = 0; /* truncated transport header: not judgeable */
     }
   }
-  struct acp_config* cfg = get_config();
+  struct acp_config *cfg = get_config();
   __u32 mode = cfg ? cfg->mode : ACP_MODE_ENFORCE; /* no config: enforce (fail closed) */
   int hit = key.proto != 0 && bpf_map_lookup_elem(&allow_map, &key) != NULL;
   __u8 verdict = acp_egress_verdict(header_ok, &key, hit, mode);
@@ -254,8 +239,8 @@ int acp_egress(struct __sk_buff* skb) {
       __u8 one = 1;
       bpf_map_update_elem(&egress_reported, &cookie, &one, BPF_ANY);
     }
-    __u32 fam_idx =
-        family == ACP_AF_INET || acp_key_is_mapped4(&key) ? ACP_FAM_INET : ACP_FAM_INET6;
+    __u32 fam_idx = family == ACP_AF_INET || acp_key_is_mapped4(&key) ? ACP_FAM_INET
+                                                                      : ACP_FAM_INET6;
     count(fam_idx, acp_proto_idx(key.proto), 1);
     struct acp_event e = {};
     e.ts_ns = bpf_ktime_get_ns();
@@ -281,7 +266,7 @@ int acp_egress(struct __sk_buff* skb) {
  * loaded before the family is looked at: clang would otherwise pick the IPv4 or the IPv6
  * field through a computed context pointer, which the verifier refuses. local_port is host
  * order; remote_port holds the network-order port in its top half. */
-static __always_inline void sockops_key(struct acp_endpoint* k, __u32 family, __u32 ip4,
+static __always_inline void sockops_key(struct acp_endpoint *k, __u32 family, __u32 ip4,
                                         const __u32 ip6[4], __u16 port) {
   if (family == ACP_AF_INET)
     acp_key_from_ip4(k, ip4, port, ACP_PROTO_TCP);
@@ -289,7 +274,7 @@ static __always_inline void sockops_key(struct acp_endpoint* k, __u32 family, __
     acp_key_from_ip6(k, ip6, port, ACP_PROTO_TCP);
 }
 
-static __always_inline void sockops_local_key(struct bpf_sock_ops* ctx, struct acp_endpoint* k) {
+static __always_inline void sockops_local_key(struct bpf_sock_ops *ctx, struct acp_endpoint *k) {
   __u32 ip6[4];
   ip6[0] = ctx->local_ip6[0];
   ip6[1] = ctx->local_ip6[1];
@@ -300,7 +285,8 @@ static __always_inline void sockops_local_key(struct bpf_sock_ops* ctx, struct a
   sockops_key(k, ctx->family, ip4, ip6, (__u16)ctx->local_port);
 }
 
-static __always_inline void sockops_remote_key(struct bpf_sock_ops* ctx, struct acp_endpoint* k) {
+static __always_inline void sockops_remote_key(struct bpf_sock_ops *ctx,
+                                               struct acp_endpoint *k) {
   __u32 ip6[4];
   ip6[0] = ctx->remote_ip6[0];
   ip6[1] = ctx->remote_ip6[1];
@@ -315,10 +301,10 @@ static __always_inline void sockops_remote_key(struct bpf_sock_ops* ctx, struct 
  * TCP_CONNECT_CB the kernel has bound the local port and not yet sent the SYN, so the entry
  * exists before the proxy can accept the connection: no race. Then asks for the socket's
  * state changes, so that its entry goes when it closes. */
-static __always_inline void door_publish(struct bpf_sock_ops* ctx, const struct acp_config* cfg) {
-  struct bpf_sock* sk = ctx->sk;
+static __always_inline void door_publish(struct bpf_sock_ops *ctx, const struct acp_config *cfg) {
+  struct bpf_sock *sk = ctx->sk;
   if (!sk) return;
-  struct acp_endpoint* rec = bpf_sk_storage_get(&door_dst, sk, 0, 0);
+  struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, 0);
   if (!rec) return; /* not led in (the common case) */
   struct acp_endpoint peer;
   sockops_remote_key(ctx, &peer);
@@ -334,10 +320,10 @@ static __always_inline void door_publish(struct bpf_sock_ops* ctx, const struct 
 }
 
 /* Removes the entry of a closing socket, if it is still this socket's. */
-static __always_inline void door_forget(struct bpf_sock_ops* ctx) {
+static __always_inline void door_forget(struct bpf_sock_ops *ctx) {
   struct acp_endpoint local;
   sockops_local_key(ctx, &local);
-  struct acp_door_origin* o = bpf_map_lookup_elem(&door_origin, &local);
+  struct acp_door_origin *o = bpf_map_lookup_elem(&door_origin, &local);
   if (o && o->cookie == bpf_get_socket_cookie(ctx)) bpf_map_delete_elem(&door_origin, &local);
 }
 
@@ -346,9 +332,9 @@ static __always_inline void door_forget(struct bpf_sock_ops* ctx) {
  * (TCP_CLOSE) removes the entry while the 4-tuple is still held (TIME_WAIT follows), so a new
  * connection from the same port always publishes after the old entry went. */
 SEC("sockops")
-int acp_door_sockops(struct bpf_sock_ops* ctx) {
+int acp_door_sockops(struct bpf_sock_ops *ctx) {
   if (ctx->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
-    struct acp_config* cfg = get_config();
+    struct acp_config *cfg = get_config();
     if (cfg) door_publish(ctx, cfg);
   } else if (ctx->op == BPF_SOCK_OPS_STATE_CB && ctx->args[1] == BPF_TCP_CLOSE) {
     door_forget(ctx);
@@ -358,12 +344,12 @@ int acp_door_sockops(struct bpf_sock_ops* ctx) {
 
 /* getpeername() of a led-in socket returns the destination the agent named, not the door;
  * only while the socket is connected to the door listener its record names. */
-static __always_inline struct acp_endpoint* door_record_for_peer(struct bpf_sock_addr* ctx,
-                                                                 const struct acp_endpoint* peer) {
-  struct acp_config* cfg = get_config();
-  struct bpf_sock* sk = ctx->sk;
+static __always_inline struct acp_endpoint *door_record_for_peer(struct bpf_sock_addr *ctx,
+                                                                const struct acp_endpoint *peer) {
+  struct acp_config *cfg = get_config();
+  struct bpf_sock *sk = ctx->sk;
   if (!cfg || !sk) return NULL;
-  struct acp_endpoint* rec = bpf_sk_storage_get(&door_dst, sk, 0, 0);
+  struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, 0);
   if (!rec) return NULL;
   if (rec->proto == ACP_PROTO_UDP)
     return acp_dns_is_target(peer, rec, cfg->dns_port4, cfg->dns_port6) ? rec : NULL;
@@ -373,10 +359,10 @@ static __always_inline struct acp_endpoint* door_record_for_peer(struct bpf_sock
 
 /* getpeername4 and recvmsg4 (a datagram's source) alike: the door or the DNS responder is
  * shown as the address the agent asked for. recvmsg programs must return 1. */
-static __always_inline int show_original4(struct bpf_sock_addr* ctx) {
+static __always_inline int show_original4(struct bpf_sock_addr *ctx) {
   struct acp_endpoint peer;
   acp_key_from_ip4(&peer, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), ACP_PROTO_TCP);
-  struct acp_endpoint* rec = door_record_for_peer(ctx, &peer);
+  struct acp_endpoint *rec = door_record_for_peer(ctx, &peer);
   if (!rec) return 1;
   __u32 ip;
   __builtin_memcpy(&ip, &rec->addr[12], sizeof(ip));
@@ -385,7 +371,7 @@ static __always_inline int show_original4(struct bpf_sock_addr* ctx) {
   return 1;
 }
 
-static __always_inline int show_original6(struct bpf_sock_addr* ctx) {
+static __always_inline int show_original6(struct bpf_sock_addr *ctx) {
   struct acp_endpoint peer;
   __u32 ip6[4];
   ip6[0] = ctx->user_ip6[0];
@@ -393,7 +379,7 @@ static __always_inline int show_original6(struct bpf_sock_addr* ctx) {
   ip6[2] = ctx->user_ip6[2];
   ip6[3] = ctx->user_ip6[3];
   acp_key_from_ip6(&peer, ip6, bpf_ntohs((__u16)ctx->user_port), ACP_PROTO_TCP);
-  struct acp_endpoint* rec = door_record_for_peer(ctx, &peer);
+  struct acp_endpoint *rec = door_record_for_peer(ctx, &peer);
   if (!rec) return 1;
   __u32 w[4];
   __builtin_memcpy(w, rec->addr, sizeof(w));
@@ -406,23 +392,15 @@ static __always_inline int show_original6(struct bpf_sock_addr* ctx) {
 }
 
 SEC("cgroup/getpeername4")
-int acp_getpeername4(struct bpf_sock_addr* ctx) {
-  return show_original4(ctx);
-}
+int acp_getpeername4(struct bpf_sock_addr *ctx) { return show_original4(ctx); }
 
 SEC("cgroup/getpeername6")
-int acp_getpeername6(struct bpf_sock_addr* ctx) {
-  return show_original6(ctx);
-}
+int acp_getpeername6(struct bpf_sock_addr *ctx) { return show_original6(ctx); }
 
 /* A reply of the session's DNS comes from the address the agent sent its query to (a
  * resolver such as glibc's drops a reply from any other). */
 SEC("cgroup/recvmsg4")
-int acp_recvmsg4(struct bpf_sock_addr* ctx) {
-  return show_original4(ctx);
-}
+int acp_recvmsg4(struct bpf_sock_addr *ctx) { return show_original4(ctx); }
 
 SEC("cgroup/recvmsg6")
-int acp_recvmsg6(struct bpf_sock_addr* ctx) {
-  return show_original6(ctx);
-}
+int acp_recvmsg6(struct bpf_sock_addr *ctx) { return show_original6(ctx); }
