@@ -5,7 +5,7 @@
 # on any finding: a crash, a leak, UB, an input over the time or memory limit. The input that
 # failed is kept in <tree>/artifacts/.
 # Usage: ./scripts/fuzz.sh [target...]      (targets: request_target request_head policy control
-#   mcp webhook telegram client_hello)
+#   mcp webhook telegram client_hello dns)
 #   FUZZ_SECONDS=60        time per target (-max_total_time)
 #   FUZZ_BUILD_DIR=build-san   the tree (scripts/test.sh's sanitizer tree: built once for both)
 #   FUZZ_OPT=-O0          optimisation of the tree; for a long run FUZZ_OPT=-O1 with another
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 BUILD=${FUZZ_BUILD_DIR:-build-san}
 PER_TARGET=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-$(nproc)}
-all=(request_target request_head policy control mcp webhook telegram client_hello)
+all=(request_target request_head policy control mcp webhook telegram client_hello dns)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 
