@@ -233,6 +233,18 @@ static __always_inline __u16 acp_door_port(const struct acp_endpoint *dst, int a
   return acp_key_is_mapped4(dst) ? door_port4 : door_port6;
 }
 
+/* The synthetic addresses the session's DNS hands out (proxy/dns: SyntheticNames): IPv4
+ * 198.18.0.0/15 (RFC 2544), IPv6 fd61:6370:646e::/64 (a ULA: "acpdn"). Nothing is there: a
+ * TCP connect() to one is led to the door like any other, where the proxy knows the name. */
+#define ACP_SYNTH4_A 198
+#define ACP_SYNTH4_B 18 /* and 19: a /15 */
+static __always_inline int acp_is_synthetic(const struct acp_endpoint *k) {
+  if (acp_key_is_mapped4(k))
+    return k->addr[12] == ACP_SYNTH4_A && (k->addr[13] & 0xfe) == ACP_SYNTH4_B;
+  return k->addr[0] == 0xfd && k->addr[1] == 0x61 && k->addr[2] == 0x63 && k->addr[3] == 0x70 &&
+         k->addr[4] == 0x64 && k->addr[5] == 0x6e && k->addr[6] == 0 && k->addr[7] == 0;
+}
+
 /* The DNS responder port a UDP datagram or connect() to port 53 is led to (the door's
  * companion: acp_config.dns_port4/6), or 0 when it is judged as ever. */
 static __always_inline __u16 acp_dns_port(const struct acp_endpoint *dst, int allowed, __u32 mode,

@@ -97,6 +97,12 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_end
   __u8 verdict = acp_verdict_for(hit, mode);
   count(fam_idx, acp_proto_idx(key->proto), verdict != ACP_VERDICT_ALLOW);
   if (verdict == ACP_VERDICT_ALLOW) return 1;
+  /* UDP to a synthetic address of the session's DNS: glibc's getaddrinfo probes each answer
+   * with a UDP connect() (RFC 6724 sorting), QUIC tries before TCP. Refused and counted, not
+   * reported: one line per lookup would bury the refusals that matter. */
+  if (door_on && verdict == ACP_VERDICT_DENY && key->proto == ACP_PROTO_UDP &&
+      acp_is_synthetic(key))
+    return 0;
 
   struct acp_event e = {};
   fill_event(&e, cfg);

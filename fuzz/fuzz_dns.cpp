@@ -21,7 +21,7 @@ void check(bool ok) {
 }
 
 SyntheticNames& names() {
-  static SyntheticNames n(64, std::array<uint8_t, 8>{0xfd, 0, 0, 0, 0, 0, 0, 1});
+  static SyntheticNames n(64);
   return n;
 }
 

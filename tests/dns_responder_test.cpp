@@ -64,7 +64,7 @@ bool allow_but_evil(const std::string& n) {
 }
 
 TEST(DnsResponder, NamesGetSyntheticAddressesStableInBothFamilies) {
-  SyntheticNames names(16, std::array<uint8_t, 8>{0xfd, 1, 2, 3, 4, 5, 6, 7});
+  SyntheticNames names(16, std::array<uint8_t, 8>{0xfd, 1, 2, 3, 4, 5, 6, 7});  // as tests may
   auto a = answer(query("api.example.com", LDNS_RR_TYPE_A), allow_but_evil, names);
   ASSERT_EQ(a.outcome, Outcome::kAnswered);
   EXPECT_EQ(a.name, "api.example.com");

@@ -11,6 +11,7 @@
 #include <set>
 #include <vector>
 
+#include "acp/proxy/dns_responder.hpp"
 #include "acp_decide.h"
 
 namespace {
@@ -417,6 +418,26 @@ TEST(KernelDecide, DnsRepliesShowTheAskedAddressOnlyFromTheResponder) {
   EXPECT_FALSE(
       acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &other_port, 5353, 5354));
   EXPECT_FALSE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, 0, 5354));
+}
+
+// The wall and the session's DNS agree on what is synthetic (acp_is_synthetic vs
+// proxy::dns::SyntheticNames), at both ends of each range and just outside.
+TEST(KernelDecide, SyntheticRangesAreTheDnsResponders) {
+  acp::proxy::dns::SyntheticNames names;
+  for (const char* ip : {"198.18.0.0", "198.18.0.1", "198.19.255.255", "198.17.255.255",
+                         "198.20.0.0", "10.0.0.1", "::ffff:198.18.3.4", "::ffff:198.20.0.1",
+                         "fd61:6370:646e::1", "fd61:6370:646e:0:ffff:ffff:ffff:ffff",
+                         "fd61:6370:646e:1::1", "fd61:6370:646f::1", "2001:db8::1", "::1"}) {
+    const bool v6 = std::string_view(ip).find(':') != std::string_view::npos;
+    acp_endpoint k = v6 ? key6(ip, 443, ACP_PROTO_UDP) : key4(ip, 443, ACP_PROTO_UDP);
+    EXPECT_EQ(acp_is_synthetic(&k) != 0,
+              names.is_synthetic(boost::asio::ip::make_address(ip)))
+        << ip;
+  }
+  acp_endpoint in = key4("198.19.0.9", 443, ACP_PROTO_UDP);
+  acp_endpoint out = key4("198.20.0.9", 443, ACP_PROTO_UDP);
+  EXPECT_TRUE(acp_is_synthetic(&in));
+  EXPECT_FALSE(acp_is_synthetic(&out));
 }
 
 // The node gate's walk below kubepods: a QoS cgroup sends it one level deeper; an open or

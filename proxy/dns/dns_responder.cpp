@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <memory>
 
-#include "acp/util/random_id.hpp"
 
 namespace acp::proxy::dns {
 namespace {
@@ -59,15 +58,8 @@ const char* to_string(Outcome o) {
   return "?";
 }
 
-SyntheticNames::SyntheticNames(size_t capacity, std::optional<std::array<uint8_t, 8>> prefix)
-    : capacity_(std::clamp<size_t>(capacity, 1, kMaxCapacity)) {
-  if (prefix) {
-    prefix_ = *prefix;
-  } else {
-    // The agent learns the prefix from its first AAAA answer: it only keeps sessions apart.
-    (void)util::random_bytes(std::span<unsigned char>(prefix_.data(), prefix_.size()));
-  }
-  prefix_[0] = 0xfd;  // ULA, locally assigned (RFC 4193)
+SyntheticNames::SyntheticNames(size_t capacity, std::array<uint8_t, 8> prefix)
+    : capacity_(std::clamp<size_t>(capacity, 1, kMaxCapacity)), prefix_(prefix) {
   slots_.reserve(std::min<size_t>(capacity_, 1024));
 }
 

@@ -23,19 +23,20 @@
 namespace acp::proxy::dns {
 
 // The synthetic addresses one session hands out: 198.18.0.0/15 (RFC 2544, never routed) for A,
-// a random ULA /64 (RFC 4193, one per session) for AAAA. One slot per name, the same index in
-// both families; a name keeps its slot while it is used (looked up, or connected to) and for
-// at least the answers' TTL after; the least recently used slot is reused only after that.
+// fd61:6370:646e::/64 (a ULA, RFC 4193: "acpdn") for AAAA; the wall knows both ranges
+// (bpf/acp_decide.h: acp_is_synthetic). Each session has its own table: an address means a
+// name only to the session that handed it out. One slot per name, the same index in both
+// families; a name keeps its slot while it is used (looked up, or connected to) and for at
+// least the answers' TTL after; the least recently used slot is reused only after that.
 class SyntheticNames {
  public:
   static constexpr uint32_t kTtlSeconds = 30;
   static constexpr size_t kMaxCapacity = 131070;  // 198.18.0.1 .. 198.19.255.254
   using Clock = std::chrono::steady_clock;
 
-  // `capacity`: names held at once (at most kMaxCapacity). `prefix`: the ULA /64's first 8
-  // bytes (fdXX:XXXX:XXXX:XXXX); random when not given.
-  explicit SyntheticNames(size_t capacity = 4096,
-                          std::optional<std::array<uint8_t, 8>> prefix = std::nullopt);
+  static constexpr std::array<uint8_t, 8> kPrefix6 = {0xfd, 0x61, 0x63, 0x70, 0x64, 0x6e, 0, 0};
+  // `capacity`: names held at once (at most kMaxCapacity). `prefix`: the IPv6 /64 (tests).
+  explicit SyntheticNames(size_t capacity = 4096, std::array<uint8_t, 8> prefix = kPrefix6);
 
   // The slot of `name` (canonical: lowercase, no trailing dot), made or refreshed; nullopt when
   // every slot is younger than the TTL (the caller answers SERVFAIL: try again later).
