@@ -31,7 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const bool resolve = (data[0] & 1) != 0;
   std::span<const uint8_t> q(data + 1, size - 1);
-  auto a = answer(q, [resolve](const std::string&) { return resolve; }, names());
+  auto a = answer(
+      q, [resolve](const std::string&) { return resolve; }, names());
   if (q.size() < 12 || q.size() > kMaxQueryBytes || (q[2] & 0x80)) {
     check(a.wire.empty());
     return 0;

@@ -430,8 +430,7 @@ TEST(KernelDecide, SyntheticRangesAreTheDnsResponders) {
                          "fd61:6370:646e:1::1", "fd61:6370:646f::1", "2001:db8::1", "::1"}) {
     const bool v6 = std::string_view(ip).find(':') != std::string_view::npos;
     acp_endpoint k = v6 ? key6(ip, 443, ACP_PROTO_UDP) : key4(ip, 443, ACP_PROTO_UDP);
-    EXPECT_EQ(acp_is_synthetic(&k) != 0,
-              names.is_synthetic(boost::asio::ip::make_address(ip)))
+    EXPECT_EQ(acp_is_synthetic(&k) != 0, names.is_synthetic(boost::asio::ip::make_address(ip)))
         << ip;
   }
   acp_endpoint in = key4("198.19.0.9", 443, ACP_PROTO_UDP);

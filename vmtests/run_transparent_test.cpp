@@ -145,6 +145,25 @@ TEST_F(RunTransparent, DnsIsAnsweredByThePolicyAndTheDoorJudgesTheNameLookedUp) 
       "print('ALLOWED rcode=%d from=%s ip=%s' % (rc, src, ip))\n"
       "rc, src, _ = ask('secret-data.attacker.example')\n"
       "print('SECRET rcode=%d from=%s' % (rc, src))\n"
+      "def ask_tcp(name, server):\n"
+      "    c = socket.create_connection((server, 53), timeout=5)\n"
+      "    q = struct.pack('>HHHHHH', 0x4321, 0x0100, 1, 0, 0, 0)\n"
+      "    q += b''.join(bytes([len(l)]) + l.encode() for l in name.split('.')) + b'\\0'\n"
+      "    q += struct.pack('>HH', 1, 1)\n"
+      "    c.sendall(struct.pack('>H', len(q)) + q)\n"
+      "    n = struct.unpack('>H', c.recv(2))[0]\n"
+      "    d = b''\n"
+      "    while len(d) < n: d += c.recv(n - len(d))\n"
+      "    return d[3] & 15, '%s:%d' % c.getpeername()[:2]\n"
+      "print('TCP-ALLOWED rcode=%d peer=%s' % ask_tcp('allowed.test', '192.0.2.53'))\n"
+      "print('TCP-SECRET rcode=%d peer=%s' % ask_tcp('secret.attacker.example', '127.0.0.53'))\n"
+      "s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+      "s6.settimeout(5)\n"
+      "q6 = struct.pack('>HHHHHH', 7, 0x0100, 1, 0, 0, 0) + b'\\x07allowed\\x04test\\0'\n"
+      "s6.sendto(q6 + struct.pack('>HH', 28, 1), ('2001:db8::53', 53))\n"
+      "d6, src6 = s6.recvfrom(2048)\n"
+      "print('UDP6 rcode=%d from=[%s]:%d ip=%s' % (d6[3] & 15, src6[0], src6[1],\n"
+      "      socket.inet_ntop(socket.AF_INET6, d6[-16:])))\n"
       "def get(host):\n"
       "    c = socket.create_connection((ip, int(sys.argv[1])), timeout=20)\n"
       "    c.sendall(b'GET / HTTP/1.0\\r\\nHost: ' + host.encode() + b'\\r\\n\\r\\n')\n"
@@ -176,6 +195,12 @@ TEST_F(RunTransparent, DnsIsAnsweredByThePolicyAndTheDoorJudgesTheNameLookedUp) 
   EXPECT_NE(r.out.find("ALLOWED rcode=0 from=192.0.2.53:53 ip=198.18."), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("SECRET rcode=3 from=192.0.2.53:53"), std::string::npos) << r.out;
+  // Over TCP too (the door answers port 53 itself, loopback resolvers included), and IPv6.
+  EXPECT_NE(r.out.find("TCP-ALLOWED rcode=0 peer=192.0.2.53:53"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("TCP-SECRET rcode=3 peer=127.0.0.53:53"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("UDP6 rcode=0 from=[2001:db8::53]:53 ip=fd61:6370:646e::"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("GETENT:198.18."), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("GETENT-NXDOMAIN"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("origin says hello"), std::string::npos) << r.out;

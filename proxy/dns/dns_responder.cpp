@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <memory>
 
-
 namespace acp::proxy::dns {
 namespace {
 
@@ -27,7 +26,7 @@ std::vector<uint8_t> header_only(std::span<const uint8_t> q, uint8_t rcode) {
   r[0] = q[0];
   r[1] = q[1];
   r[2] = static_cast<uint8_t>(0x80 | (q[2] & 0x78) | (q[2] & 0x01));  // QR, opcode, RD
-  r[3] = static_cast<uint8_t>(0x80 | (rcode & 0x0f));                  // RA, rcode
+  r[3] = static_cast<uint8_t>(0x80 | (rcode & 0x0f));                 // RA, rcode
   return r;
 }
 
@@ -107,8 +106,7 @@ ip::address_v6 SyntheticNames::v6(uint32_t slot) const {
 
 std::optional<uint32_t> SyntheticNames::slot_of(const ip::address& a_in) const {
   ip::address a = a_in;
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    a = ip::make_address_v4(ip::v4_mapped, a.to_v6());
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = ip::make_address_v4(ip::v4_mapped, a.to_v6());
   uint64_t n = 0;
   if (a.is_v4()) {
     const uint32_t v = a.to_v4().to_uint();
@@ -126,8 +124,7 @@ std::optional<uint32_t> SyntheticNames::slot_of(const ip::address& a_in) const {
 
 bool SyntheticNames::is_synthetic(const ip::address& a_in) const {
   ip::address a = a_in;
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    a = ip::make_address_v4(ip::v4_mapped, a.to_v6());
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = ip::make_address_v4(ip::v4_mapped, a.to_v6());
   if (a.is_v4()) return (a.to_v4().to_uint() & 0xfffe0000u) == kV4Base;
   const auto b = a.to_v6().to_bytes();
   return std::equal(prefix_.begin(), prefix_.end(), b.begin());
@@ -165,8 +162,7 @@ std::string canonical_name(std::span<const uint8_t> w) {
 }
 
 Answer answer(std::span<const uint8_t> query,
-              const std::function<bool(const std::string&)>& may_resolve,
-              SyntheticNames& names) {
+              const std::function<bool(const std::string&)>& may_resolve, SyntheticNames& names) {
   Answer out;
   // Too short for a header, too long, or a response (never answer one: no reflection loops).
   if (query.size() < 12 || query.size() > kMaxQueryBytes || (query[2] & 0x80)) return out;
@@ -216,8 +212,8 @@ Answer answer(std::span<const uint8_t> query,
     if (out.wire.empty()) out.outcome = Outcome::kDropped;
     return out;
   };
-  if (ldns_rr_get_class(question) != LDNS_RR_CLASS_IN) return finish(Outcome::kRefused,
-                                                                     LDNS_RCODE_NOTIMPL);
+  if (ldns_rr_get_class(question) != LDNS_RR_CLASS_IN)
+    return finish(Outcome::kRefused, LDNS_RCODE_NOTIMPL);
   if (out.name.empty() || !may_resolve(out.name))
     return finish(Outcome::kDenied, LDNS_RCODE_NXDOMAIN);
   if (type != LDNS_RR_TYPE_A && type != LDNS_RR_TYPE_AAAA)
@@ -238,8 +234,7 @@ Answer answer(std::span<const uint8_t> query,
     const auto b = names.v6(*slot).to_bytes();
     data = ldns_rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, b.size(), b.data());
   }
-  if (!data || !ldns_rr_push_rdf(rr, data) ||
-      !ldns_pkt_push_rr(r.get(), LDNS_SECTION_ANSWER, rr)) {
+  if (!data || !ldns_rr_push_rdf(rr, data) || !ldns_pkt_push_rr(r.get(), LDNS_SECTION_ANSWER, rr)) {
     if (data && ldns_rr_rd_count(rr) == 0) ldns_rdf_deep_free(data);
     ldns_rr_free(rr);
     return out;

@@ -79,6 +79,8 @@ class Connection {
   // Judges a led-in connection by its original destination and first bytes and opens its
   // tunnel; true when requests follow (the client spoke HTTP: served as in a plain tunnel).
   boost::asio::awaitable<bool> open_door(RequestEvent& event);
+  // A led-in connection to port 53: DNS over TCP, answered by the session's DNS.
+  boost::asio::awaitable<bool> serve_door_dns(RequestEvent& event);
   // The target a led-in connection is judged as: the SNI of its ClientHello, the Host of its
   // HTTP request, else the name the agent looked up (`looked_up`: the original is a synthetic
   // address of the session's DNS), else the original address (read from buffer_, filled here

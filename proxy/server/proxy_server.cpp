@@ -133,14 +133,10 @@ void stop_listening(ProxyServer::State& s) {
   s.own.clear();
 }
 
-// The session's DNS (dns_responder.hpp): one datagram in, at most one out, on the io thread
-// (the names are the door's too). At most kDnsPerSecond answers a second: beyond, queries are
-// dropped (the agent's resolver retries), so a flood costs the proxy little.
+// The session's DNS over UDP (dns_responder.hpp): one datagram in, at most one out, on the
+// io thread (the names are the door's too).
 net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::socket& sock) {
-  constexpr uint64_t kDnsPerSecond = 2000;
   std::array<uint8_t, dns::kMaxQueryBytes + 1> buf;
-  auto window = std::chrono::steady_clock::now();
-  uint64_t in_window = 0;
   for (;;) {
     boost::system::error_code ec;
     udp::endpoint from;
@@ -148,23 +144,7 @@ net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::so
                                                       net::redirect_error(net::use_awaitable, ec));
     if (state->stopped || ec == net::error::operation_aborted || !sock.is_open()) co_return;
     if (ec) continue;  // ECONNREFUSED from an earlier reply's ICMP and the like
-    const auto now = std::chrono::steady_clock::now();
-    if (now - window >= std::chrono::seconds(1)) {
-      window = now;
-      in_window = 0;
-    }
-    if (++in_window > kDnsPerSecond) continue;
-    const auto& may = state->cfg.dns_may_resolve;
-    auto a = dns::answer(
-        std::span<const uint8_t>(buf.data(), n),
-        [&may](const std::string& name) { return may && may(name); }, state->names);
-    if (a.outcome == dns::Outcome::kAnswered) state->n_dns_answered.fetch_add(1);
-    if (a.outcome == dns::Outcome::kDenied) state->n_dns_denied.fetch_add(1);
-    if (!a.name.empty())
-      state->emit({{"kind", "dns"},
-                   {"name", a.name},
-                   {"qtype", a.qtype},
-                   {"outcome", dns::to_string(a.outcome)}});
+    auto a = state->answer_dns(std::span<const uint8_t>(buf.data(), n));
     if (a.wire.empty()) continue;
     sock.send_to(net::buffer(a.wire), from, 0, ec);  // a full buffer drops it, as UDP would
   }
@@ -264,6 +244,26 @@ void ProxyServer::stop() {
   // synchronously in some paths.
   auto live = std::vector<Connection*>(s.connections.begin(), s.connections.end());
   for (auto* c : live) c->close();
+}
+
+dns::Answer ProxyServer::State::answer_dns(std::span<const uint8_t> query) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - dns_window >= std::chrono::seconds(1)) {
+    dns_window = now;
+    dns_in_window = 0;
+  }
+  if (++dns_in_window > kDnsPerSecond) return {};
+  const auto& may = cfg.dns_may_resolve;
+  auto a = dns::answer(
+      query, [&may](const std::string& name) { return may && may(name); }, names);
+  if (a.outcome == dns::Outcome::kAnswered) n_dns_answered.fetch_add(1);
+  if (a.outcome == dns::Outcome::kDenied) n_dns_denied.fetch_add(1);
+  if (!a.name.empty())
+    emit({{"kind", "dns"},
+          {"name", a.name},
+          {"qtype", a.qtype},
+          {"outcome", dns::to_string(a.outcome)}});
+  return a;
 }
 
 ProxyCounters ProxyServer::counters() const {

@@ -4,8 +4,10 @@
 #include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -51,6 +53,12 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
       n_bytes_down{0}, n_dns_answered{0}, n_dns_denied{0};
   // The names the session's DNS handed out (with cfg.door), looked up by the door.
   dns::SyntheticNames names;
+  // The session's DNS, over UDP and TCP alike: at most kDnsPerSecond answers a second (beyond,
+  // a query gets no reply: the agent's resolver retries), counted, by cfg.dns_may_resolve.
+  static constexpr uint64_t kDnsPerSecond = 2000;
+  std::chrono::steady_clock::time_point dns_window{};
+  uint64_t dns_in_window = 0;
+  dns::Answer answer_dns(std::span<const uint8_t> query);
   util::Histogram http_latency, connect_latency;  // RequestEvent::time_to_answer()
 
   // A request is over: its bytes and time to answer counted, its "ms" noted, its event

@@ -7,7 +7,9 @@
 #include <chrono>
 #include <memory>
 
+#include <boost/asio/read.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
 
 #include "acp/proxy/client_hello.hpp"
 #include "acp/proxy/peer_identity.hpp"
@@ -130,6 +132,9 @@ net::awaitable<bool> Connection::open_door(RequestEvent& event) {
     co_return false;
   }
   event.note("original", endpoint_text(*original));
+  // DNS over TCP, to any address (resolv.conf's, 127.0.0.53, 8.8.8.8): the session's DNS
+  // answers it, as it does over UDP; no query leaves.
+  if (original->port() == 53) co_return co_await serve_door_dns(event);
   // The kernel leads loopback connects in too: local services stay unreachable (ACP's own
   // listeners among them), whatever the agent sends.
   if (original->address().is_loopback() || original->address().is_unspecified()) {
@@ -160,6 +165,34 @@ net::awaitable<bool> Connection::open_door(RequestEvent& event) {
     co_return false;
   }
   co_return co_await serve_tunnel(*target, event, {});
+}
+
+net::awaitable<bool> Connection::serve_door_dns(RequestEvent& event) {
+  event.note("dns", "tcp");
+  // RFC 7766 framing: a two-byte length, then the message; several may follow on one
+  // connection, each answered in turn. Bounded: messages per connection, time per message.
+  constexpr int kMaxMessages = 64;
+  for (int i = 0; i < kMaxMessages && !closed_; ++i) {
+    client_.expires_after(std::chrono::seconds(10));
+    std::array<uint8_t, 2> len{};
+    error_code ec;
+    co_await net::async_read(client_, net::buffer(len), redirect(ec));
+    if (ec) break;
+    const size_t n = (size_t{len[0]} << 8) | len[1];
+    if (n == 0 || n > dns::kMaxQueryBytes) break;
+    std::vector<uint8_t> query(n);
+    co_await net::async_read(client_, net::buffer(query), redirect(ec));
+    if (ec) break;
+    auto a = state_->answer_dns(query);
+    if (a.wire.empty()) break;  // not a query: the connection is no DNS client's
+    std::vector<uint8_t> out(2 + a.wire.size());
+    out[0] = static_cast<uint8_t>(a.wire.size() >> 8);
+    out[1] = static_cast<uint8_t>(a.wire.size());
+    std::copy(a.wire.begin(), a.wire.end(), out.begin() + 2);
+    co_await net::async_write(client_, net::buffer(out), redirect(ec));
+    if (ec) break;
+  }
+  co_return false;
 }
 
 net::awaitable<std::optional<RequestTarget>> Connection::door_target(
