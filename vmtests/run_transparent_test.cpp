@@ -6,6 +6,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@ namespace {
 using acp::vmtest::free_port;
 using acp::vmtest::NetnsHost;
 using acp::vmtest::Proc;
+using acp::vmtest::slurp;
 
 class RunTransparent : public acp::vmtest::RunFixture {
  protected:
@@ -209,6 +211,104 @@ TEST_F(RunTransparent, DnsIsAnsweredByThePolicyAndTheDoorJudgesTheNameLookedUp) 
   ASSERT_FALSE(entries.empty()) << r.out;
   EXPECT_EQ(entries.front()["verdict"], "allow");
   EXPECT_TRUE(transparent_requests("evil.test", plain).empty());
+}
+
+// The proof that DNS is closed as a channel: acp's resolver (its own resolv.conf, a
+// private mount) is a logging DNS server in the test host's namespace. The agent looks up a
+// denied name, an allowed one, one the human approves and one the human refuses: the logging
+// resolver sees no query for the denied or refused names, and the approved name only once the
+// human said yes (the proxy resolves it for the connection, after the judgement).
+TEST_F(RunTransparent, NoQueryLeavesForADeniedOrRefusedNameAndAnApprovedOneOnlyAfterApproval) {
+  const uint16_t plain = free_port();
+  ASSERT_TRUE(start_origin(plain, host_->addr4()));
+  const std::string log = dir_ + "/resolver.log";
+  const std::string server =
+      "import socket, struct, sys\n"
+      "addr, log = sys.argv[1], sys.argv[2]\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "s.bind((addr, 53))\n"
+      "open(log, 'a').write('READY\\n')\n"
+      "ip = socket.inet_aton(addr)\n"
+      "while True:\n"
+      "    d, src = s.recvfrom(2048)\n"
+      "    i, labels = 12, []\n"
+      "    while d[i]:\n"
+      "        labels.append(d[i + 1:i + 1 + d[i]].decode())\n"
+      "        i += 1 + d[i]\n"
+      "    qtype = struct.unpack('>H', d[i + 1:i + 3])[0]\n"
+      "    with open(log, 'a') as f: f.write('Q %s %d\\n' % ('.'.join(labels).lower(), qtype))\n"
+      "    q = d[12:i + 5]\n"
+      "    an = struct.pack('>HHIH', 1, 1, 60, 4) + ip if qtype == 1 else b''\n"
+      "    r = d[:2] + b'\\x81\\x80' + struct.pack('>HHHH', 1, 1 if an else 0, 0, 0) + q\n"
+      "    s.sendto(r + (b'\\xc0\\x0c' + an if an else b''), src)\n";
+  extra_origins_.push_back(Proc::start(
+      {"ip", "netns", "exec", host_->name(), "/usr/bin/python3", "-c", server, host_->addr4(), log},
+      dir_ + "/resolver.out"));
+  for (int i = 0; i < 100 && slurp(log).find("READY") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_NE(slurp(log).find("READY"), std::string::npos) << slurp(dir_ + "/resolver.out");
+  {
+    std::ofstream(dir_ + "/resolv.conf") << "nameserver " << host_->addr4() << "\n";
+    std::ofstream(dir_ + "/hosts") << "127.0.0.1 localhost\n::1 localhost\n";
+  }
+  const auto policy = write_policy("policy.yml",
+                                   "default: deny\nrules:\n"
+                                   "  - match: { kind: http, host: \"allowed.test\" }\n"
+                                   "    action: allow\n"
+                                   "  - match: { kind: http, host: \"asked.test\" }\n"
+                                   "    action: ask\n"
+                                   "  - match: { kind: http, host: \"refused.test\" }\n"
+                                   "    action: ask\n");
+  const std::string port = std::to_string(plain);
+  const std::string script =
+      "getent hosts denied.test || echo DENIED-NXDOMAIN; "
+      "curl --noproxy '*' -sS -m 20 http://allowed.test:" +
+      port +
+      "/ | sed 's/^/ALLOWED:/'; "
+      "curl --noproxy '*' -sS -m 30 http://asked.test:" +
+      port +
+      "/ | sed 's/^/ASKED:/'; "
+      "curl --noproxy '*' -sS -m 30 http://refused.test:" +
+      port + "/ | sed 's/^/REFUSED:/'";
+  auto cmd = acp_run(policy, {"sh", "-c", script}, {"--door=both"});
+  std::vector<std::string> wrapped = {
+      "unshare",
+      "-m",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      "mount --bind \"$0\" /etc/resolv.conf && mount --bind \"$1\" /etc/hosts && shift && "
+      "exec \"$@\"",
+      dir_ + "/resolv.conf",
+      dir_ + "/hosts"};
+  wrapped.insert(wrapped.end(), cmd.begin(), cmd.end());
+  Proc agent = Proc::start(wrapped);
+  const std::string asked = wait_for_pending_id();
+  ASSERT_FALSE(asked.empty()) << "no pending request for asked.test";
+  // Looked up and connected to, waiting for a human: not resolved for real yet.
+  std::string seen = slurp(log);
+  EXPECT_NE(seen.find("Q allowed.test 1"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("asked.test"), std::string::npos) << seen;
+  // For the session: the door asks for the connection, then for each HTTP request on it.
+  ASSERT_EQ(acp::vmtest::run({ACP_BINARY, "approve", asked, "--session"}).status, 0);
+  std::string refused;
+  for (int i = 0; i < 50 && (refused.empty() || refused == asked); ++i) {
+    refused = wait_for_pending_id();
+    if (refused == asked) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(refused.empty());
+  ASSERT_NE(refused, asked);
+  ASSERT_EQ(acp::vmtest::run({ACP_BINARY, "deny", refused}).status, 0);
+  agent.finish();
+  EXPECT_NE(agent.out.find("DENIED-NXDOMAIN"), std::string::npos) << agent.out;
+  EXPECT_NE(agent.out.find("ALLOWED:origin says hello"), std::string::npos) << agent.out;
+  EXPECT_NE(agent.out.find("ASKED:origin says hello"), std::string::npos) << agent.out;
+  EXPECT_EQ(agent.out.find("REFUSED:origin says hello"), std::string::npos) << agent.out;
+  seen = slurp(log);
+  EXPECT_NE(seen.find("Q asked.test 1"), std::string::npos) << seen;  // after the approval
+  EXPECT_EQ(seen.find("denied.test"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("refused.test"), std::string::npos) << seen;
 }
 
 TEST_F(RunTransparent, LoopbackDestinationsAreRefusedAndAudited) {
