@@ -106,7 +106,7 @@ log('END')
 // (ProxyHandler({})): it gets out only if the kernel leads it to the daemon's door and the
 // policy allows it (DOOR-N <code> | DOOR-N FAILED ...). Ends when `stop` appears.
 constexpr const char* kDoorAgent = R"PY(
-import os, sys, time, urllib.request
+import os, socket, sys, time, urllib.request
 report, flags, url = sys.argv[1], sys.argv[2], sys.argv[3]
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def log(s):
@@ -124,6 +124,11 @@ for i in range(3000):
                 log('DOOR-%d %d' % (n, r.status))
             except Exception as e:
                 log('DOOR-%d FAILED %s' % (n, e))
+            try:
+                ai = socket.getaddrinfo('named.example', 80, socket.AF_INET, socket.SOCK_STREAM)
+                log('DNS-%d %s' % (n, ai[0][4][0]))
+            except Exception as e:
+                log('DNS-%d FAILED %s' % (n, e))
     time.sleep(0.1)
 log('END')
 )PY";
@@ -712,9 +717,11 @@ TEST_F(Daemon, TransparentDoorIsHeldByTheDaemonAndReopenedAfterARestart) {
   const uint16_t port = free_port();
   ASSERT_TRUE(start_origin(port, (*host)->addr4()));
   const std::string url = "http://" + (*host)->addr4() + ":" + std::to_string(port) + "/";
-  const std::string policy = write_policy(
-      "door.yml", "default: deny\nrules:\n  - match: { kind: http, host: \"" + (*host)->addr4() +
-                      "\", port: " + std::to_string(port) + " }\n    action: allow\n");
+  const std::string policy =
+      write_policy("door.yml", "default: deny\nrules:\n  - match: { kind: http, host: \"" +
+                                   (*host)->addr4() + "\", port: " + std::to_string(port) +
+                                   " }\n    action: allow\n  - match: { host: \"named.example\" }\n"
+                                   "    action: allow\n");
   ASSERT_TRUE(start_daemon()) << daemon_.out;
   const std::string agent = write_script("door.py", kDoorAgent);
   runner_a_ = Proc::start(run_via_daemon(policy, {"/usr/bin/python3", agent, report_, flags_, url},
@@ -725,10 +732,14 @@ TEST_F(Daemon, TransparentDoorIsHeldByTheDaemonAndReopenedAfterARestart) {
   touch("go-1");
   ASSERT_TRUE(wait_until([&] { return slurp(report_).find("DOOR-1") != std::string::npos; }, 30s));
   EXPECT_NE(slurp(report_).find("DOOR-1 200"), std::string::npos) << slurp(report_);
+  // The session's DNS, held by the daemon too.
+  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("DNS-1") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("DNS-1 198.18."), std::string::npos) << slurp(report_);
   EXPECT_TRUE(fs::exists("/sys/fs/bpf/acp/" + sid + "/map_door_origin"));
   // acp status says the door and counts what it led in.
   auto text = run({ACP_BINARY, "status"});
   EXPECT_NE(text.out.find("door:       both"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("DNS: 1 names answered"), std::string::npos) << text.out;
   auto status = nlohmann::json::parse(run({ACP_BINARY, "status", "--json"}).out, nullptr, false);
   uint64_t led_in_counted = 0;
   if (!status.is_discarded())
@@ -745,6 +756,9 @@ TEST_F(Daemon, TransparentDoorIsHeldByTheDaemonAndReopenedAfterARestart) {
   touch("go-2");
   ASSERT_TRUE(wait_until([&] { return slurp(report_).find("DOOR-2") != std::string::npos; }, 30s));
   EXPECT_NE(slurp(report_).find("DOOR-2 200"), std::string::npos) << slurp(report_) << daemon_.out;
+  // The successor answers DNS on the port the pinned wall leads it to.
+  ASSERT_TRUE(wait_until([&] { return slurp(report_).find("DNS-2") != std::string::npos; }, 30s));
+  EXPECT_NE(slurp(report_).find("DNS-2 198.18."), std::string::npos) << slurp(report_);
 
   size_t led_in = 0;
   for (const auto& e : audit_entries())

@@ -16,6 +16,7 @@ DoorMetrics& DoorMetrics::operator+=(const DoorMetrics& o) {
   proxy.door_refused += o.proxy.door_refused;
   proxy.dns_answered += o.proxy.dns_answered;
   proxy.dns_denied += o.proxy.dns_denied;
+  proxy.dns_names += o.proxy.dns_names;
   proxy.open += o.proxy.open;
   proxy.bytes_up += o.proxy.bytes_up;
   proxy.bytes_down += o.proxy.bytes_down;
@@ -31,6 +32,7 @@ DoorMetrics& DoorMetrics::operator+=(const DoorMetrics& o) {
 DoorMetrics DoorMetrics::counters_only() const {
   DoorMetrics m = *this;
   m.proxy.open = 0;
+  m.proxy.dns_names = 0;
   m.asks_pending = 0;
   m.oldest_ask_seconds = 0;
   return m;

@@ -258,6 +258,7 @@ dns::Answer ProxyServer::State::answer_dns(std::span<const uint8_t> query) {
       query, [&may](const std::string& name) { return may && may(name); }, names);
   if (a.outcome == dns::Outcome::kAnswered) n_dns_answered.fetch_add(1);
   if (a.outcome == dns::Outcome::kDenied) n_dns_denied.fetch_add(1);
+  n_dns_names.store(names.size(), std::memory_order_relaxed);
   if (!a.name.empty())
     emit({{"kind", "dns"},
           {"name", a.name},
@@ -280,6 +281,7 @@ ProxyCounters ProxyServer::counters() const {
                        .door_refused = s.n_door_refused.load(r),
                        .dns_answered = s.n_dns_answered.load(r),
                        .dns_denied = s.n_dns_denied.load(r),
+                       .dns_names = s.n_dns_names.load(r),
                        .open = s.n_open.load(r),
                        .bytes_up = s.n_bytes_up.load(r),
                        .bytes_down = s.n_bytes_down.load(r)};

@@ -50,7 +50,8 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
 
   std::atomic<uint64_t> n_connections{0}, n_requests{0}, n_tunnels{0}, n_allowed{0}, n_denied{0},
       n_errors{0}, n_foreign{0}, n_door{0}, n_door_refused{0}, n_open{0}, n_bytes_up{0},
-      n_bytes_down{0}, n_dns_answered{0}, n_dns_denied{0};
+      n_bytes_down{0}, n_dns_answered{0}, n_dns_denied{0},
+      n_dns_names{0};  // names.size(), published for counters() (another thread)
   // The names the session's DNS handed out (with cfg.door), looked up by the door.
   dns::SyntheticNames names;
   // The session's DNS, over UDP and TCP alike: at most kDnsPerSecond answers a second (beyond,

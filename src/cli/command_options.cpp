@@ -92,8 +92,9 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--door", o.door,
                   "How the agent reaches the proxy: proxy (clients that honour HTTP(S)_PROXY; "
                   "any other connect() fails with EPERM), transparent (every TCP connect() is "
-                  "led to the proxy, judged by TLS SNI, HTTP Host or the address; bpf backend "
-                  "only) or both. See docs/transparent.md")
+                  "led to the proxy, judged by TLS SNI, HTTP Host, the name the agent looked up "
+                  "or the address, and DNS is answered by the policy; bpf backend only) or both. "
+                  "See docs/transparent.md")
       ->check(CLI::IsMember({"proxy", "transparent", "both"}))
       ->default_str("proxy");
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");

@@ -73,6 +73,8 @@ std::string render_daemon_metrics(const DaemonMetrics& m) {
   t.counter("acp_proxy_dns_denied_total",
             "DNS queries of door sessions answered NXDOMAIN: names the policy denies everywhere.",
             p.dns_denied);
+  t.gauge("acp_proxy_dns_names", "Names holding a synthetic address in door sessions now.",
+          static_cast<double>(p.dns_names));
   t.family("acp_proxy_bytes_total", MetricType::Counter,
            "Bytes relayed, counted as each request or tunnel ends: up = client to origin, down = "
            "origin to client.");

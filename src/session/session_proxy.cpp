@@ -111,7 +111,8 @@ class SessionProxyImpl final : public SessionProxy {
                               {"door_connections", c.door},
                               {"door_refused", c.door_refused},
                               {"dns_answered", c.dns_answered},
-                              {"dns_denied", c.dns_denied}};
+                              {"dns_denied", c.dns_denied},
+                              {"dns_names", c.dns_names}};
       });
     }
     return start_channels(config);

@@ -293,7 +293,8 @@ void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
         << s.proxy.value("door_refused", uint64_t{0})
         << " refused before judging (no original destination, or a local one); DNS: "
         << s.proxy.value("dns_answered", uint64_t{0}) << " names answered, "
-        << s.proxy.value("dns_denied", uint64_t{0}) << " denied (NXDOMAIN)";
+        << s.proxy.value("dns_denied", uint64_t{0}) << " denied (NXDOMAIN), "
+        << s.proxy.value("dns_names", uint64_t{0}) << " names held";
     o << "\n";
   }
   if (!s.pending.empty()) {

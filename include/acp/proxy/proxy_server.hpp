@@ -101,6 +101,7 @@ struct ProxyCounters {
   uint64_t door_refused = 0;  // of those, refused before judging (no original, a local one)
   uint64_t dns_answered = 0;  // DNS queries of the agent answered with a synthetic address
   uint64_t dns_denied = 0;    // answered NXDOMAIN: names the policy denies everywhere
+  uint64_t dns_names = 0;     // names holding a synthetic address now (a gauge)
   uint64_t open = 0;          // client connections open now (a gauge, not a count)
   uint64_t bytes_up = 0;      // bytes relayed from clients to origins, counted as each request
   uint64_t bytes_down = 0;    // or tunnel ends; and from origins to clients
