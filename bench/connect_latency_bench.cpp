@@ -255,14 +255,17 @@ std::map<uint32_t, ProgRun> prog_runs(const std::vector<uint32_t>& ids) {
 
 int main(int argc, char** argv) {
   int iterations = 20000, rounds = 5;
+  bool door = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a.rfind("--iterations=", 0) == 0)
+    if (a == "--door")
+      door = true;
+    else if (a.rfind("--iterations=", 0) == 0)
       iterations = std::atoi(a.c_str() + 13);
     else if (a.rfind("--rounds=", 0) == 0)
       rounds = std::atoi(a.c_str() + 9);
     else {
-      std::fprintf(stderr, "usage: %s [--iterations=N] [--rounds=R]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--iterations=N] [--rounds=R] [--door]\n", argv[0]);
       return 2;
     }
   }
@@ -280,7 +283,16 @@ int main(int argc, char** argv) {
   if (!bare) die(bare.error().message());
 
   Sink sink;
-  auto loaded = acp::kernel::SockPrograms::load({ACP_MODE_ENFORCE, 0xbe9c0000ull});
+  // --door: the programs of a --door=both session (acp_door_connect4/6, acp_door_sendmsg4/6,
+  // recvmsg4/6, getpeername4/6, sockops), the door and its DNS pointed at the sink's ports.
+  // Every timed call goes to an allowed endpoint: this is what the door costs the calls it
+  // does not lead in.
+  acp::kernel::SockConfig sc{ACP_MODE_ENFORCE, 0xbe9c0000ull};
+  if (door) {
+    sc.door_port4 = sc.door_port6 = sink.tcp_port();
+    sc.dns_port4 = sc.dns_port6 = sink.udp_port();
+  }
+  auto loaded = acp::kernel::SockPrograms::load(sc);
   if (!loaded) die(loaded.error().message());
   std::optional<acp::kernel::SockPrograms> progs(std::move(*loaded));
   for (auto text : {"127.0.0.1:" + std::to_string(sink.tcp_port()),
@@ -297,8 +309,8 @@ int main(int argc, char** argv) {
   udp.sin_port = htons(sink.udp_port());
   const int cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1 : 0;
 
-  std::printf("connect() latency, %d rounds x %d calls per side, worker pinned to CPU %d\n", rounds,
-              iterations, cpu);
+  std::printf("connect() latency, %d rounds x %d calls per side, worker pinned to CPU %d%s\n",
+              rounds, iterations, cpu, door ? ", the door's programs (--door)" : "");
   std::printf("%-14s %10s %10s %10s   %10s %10s %10s   %7s %7s\n", "", "in p50", "in p99",
               "in mean", "out p50", "out p99", "out mean", "p50 x", "p99 x");
   const std::string in_procs = walled->path() + "/cgroup.procs";
@@ -328,7 +340,8 @@ int main(int argc, char** argv) {
     UniqueFd keep(stats_fd);
     std::vector<uint32_t> ids;
     for (auto type : {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
-                      BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET_EGRESS}) {
+                      BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET_EGRESS, BPF_CGROUP_SOCK_OPS,
+                      BPF_CGROUP_UDP4_RECVMSG}) {
       auto got = attached_progs(walled->fd(), type);
       ids.insert(ids.end(), got.begin(), got.end());
     }
