@@ -2,7 +2,10 @@
 # The README's first command: install what ACP needs, build it, and run a confined demo agent.
 #
 # What you will see:
-#   1. the agent connects straight to a web server on 127.0.0.1: the kernel refuses (EPERM);
+#   1. the agent connects straight to a web server on 127.0.0.1: the wall leads the connect() to
+#      ACP's proxy (the default door, docs/transparent.md), which refuses a local destination
+#      whatever the policy says and audits it: not a byte reaches the server (with
+#      --door=proxy the kernel refuses the connect() itself with EPERM);
 #   2. the agent asks for the same page through ACP's proxy: the policy says "ask", the request
 #      waits, an operator (this script, using `acp pending` and `acp approve`) says yes, and the
 #      page arrives;
@@ -72,12 +75,24 @@ echo "[agent] 1. connecting straight to http://127.0.0.1:$port/ (no proxy) ..."
 python3 - <<'PY' || exit 1
 import errno, socket, sys
 try:
-    socket.create_connection(("127.0.0.1", $port), timeout=5)
+    s = socket.create_connection(("127.0.0.1", $port), timeout=5)
 except OSError as e:
     print(f"[agent]    refused by the kernel: {errno.errorcode.get(e.errno, e.errno)} ({e.strerror})")
-else:
+    sys.exit(0)
+s.sendall(b"GET / HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
+got = b""
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+except OSError:
+    pass
+if b"hello from the origin" in got:
     print("[agent]    it worked: THE WALL IS DOWN")
     sys.exit(1)
+print("[agent]    led to the consent proxy and refused (a local service): nothing from the server")
 PY
 echo "[agent] 2. asking for the same page through the consent proxy ..."
 curl -sS --max-time 60 "http://127.0.0.1:$port/" || exit 2
@@ -140,4 +155,4 @@ if [ "$rc" -ne 0 ]; then
   echo "demo: the agent exited with status $rc" >&2
   exit "$rc"
 fi
-say "demo finished: direct connection refused by the kernel, proxied request approved"
+say "demo finished: direct connection refused, proxied request approved"

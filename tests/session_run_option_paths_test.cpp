@@ -51,7 +51,7 @@ const std::map<std::string, Example>& examples() {
       {"--no-daemon", {{"--no-daemon"}, {}}},
       {"--daemon-socket", {{"--daemon-socket=/tmp/example-daemon.sock"}, {}}},
       {"--json-events", {{"--json-events"}, {}}},
-      {"--door", {{"--door=both"}, {}}},
+      {"--door", {{"--door=transparent"}, {}}},  // auto (the default) is both on bpf
   };
   return k;
 }

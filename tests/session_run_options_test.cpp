@@ -121,11 +121,29 @@ TEST(RunOptions, ConflictingOrImpossibleBackendChoicesAreRefused) {
 
 }  // namespace
 
-TEST(RunOptions, DoorIsProxyByDefaultAndTransparentOnlyOnBpf) {
+// auto (the default): both where the bpf wall in enforce mode can lead connections and DNS to
+// the proxy, proxy anywhere else; an explicit transparent or both is refused where it cannot.
+TEST(RunOptions, DoorIsBothByDefaultOnBpfAndTransparentOnlyOnBpf) {
   auto p = parse({"--", "true"});
   ASSERT_TRUE(p.parse_ok) << p.error;
-  EXPECT_EQ(p.opts.door, "proxy");
-  for (const char* door : {"transparent", "both", "proxy"}) {
+  EXPECT_EQ(p.opts.door, "auto");
+  EXPECT_EQ(acp::effective_door(p.opts, /*bpf=*/true), "both");
+  EXPECT_EQ(acp::effective_door(p.opts, /*bpf=*/false), "proxy");
+  auto audit = parse({"--audit-only", "--", "true"});
+  ASSERT_TRUE(audit.parse_ok) << audit.error;
+  EXPECT_EQ(acp::effective_door(audit.opts, true), "proxy");
+  auto inspect = parse({"--inspect-tls", "--", "true"});
+  ASSERT_TRUE(inspect.parse_ok) << inspect.error;
+  EXPECT_TRUE(acp::validate_run_options(inspect.opts).ok());
+  EXPECT_EQ(acp::effective_door(inspect.opts, true), "proxy");
+  for (const char* backend : {"iptables", "docker", "preload", "none"}) {
+    auto d = parse({std::string("--backend=") + backend, "--", "true"});
+    ASSERT_TRUE(d.parse_ok) << d.error;
+    EXPECT_TRUE(acp::validate_run_options(d.opts).ok()) << backend;
+  }
+  auto explicit_proxy = parse({"--door=proxy", "--", "true"});
+  EXPECT_EQ(acp::effective_door(explicit_proxy.opts, true), "proxy");
+  for (const char* door : {"transparent", "both", "proxy", "auto"}) {
     auto d = parse({std::string("--door=") + door, "--backend=bpf", "--", "true"});
     ASSERT_TRUE(d.parse_ok) << d.error;
     EXPECT_TRUE(acp::validate_run_options(d.opts).ok()) << door;

@@ -83,16 +83,25 @@ if [ "${1:-}" = --in-root ]; then
   bash -c '. /usr/share/bash-completion/completions/acp && complete -p acp' >/dev/null ||
     fail "the bash completion defines no completion for acp"
 
-  say "acp run with the shipped config and policy: a direct connection is refused by the kernel"
-  # Run as nobody: bash's /dev/tcp makes one connect(); the origin listens, so only the wall
-  # can refuse it.
-  out=$(timeout 60 acp run --user=nobody -- /bin/bash -c \
+  say "acp run with the shipped config and policy: a direct connection never reaches the origin"
+  # Run as nobody. The default door (both, on bpf) leads the connect to the proxy, which refuses
+  # a local destination (audited as door_refused); the origin listens, so only ACP can stop it.
+  out=$(timeout 60 acp run --user=nobody -- \
+    curl --noproxy '*' -sS --max-time 20 "http://127.0.0.1:$port/" 2>&1) && rc=0 || rc=$?
+  printf '%s\n' "$out" | sed 's/^/   | /' # SC2001: a prefix on every line
+  sessions "$out"
+  case $out in *hello-from-the-origin*) fail "the direct connection reached the origin" ;; esac
+  grep -q '"door_refused"' /var/log/acp/audit.jsonl || fail "no door_refused entry in the audit log"
+  [ -f /etc/acp/web.token ] || fail "acp run made no /etc/acp/web.token (the shipped config's web page)"
+
+  say "acp run --door=proxy: the same connect() is refused by the kernel"
+  # bash's /dev/tcp makes one connect().
+  out=$(timeout 60 acp run --user=nobody --door=proxy -- /bin/bash -c \
     "exec 3<>/dev/tcp/127.0.0.1/$port && echo THROUGH-THE-WALL" 2>&1) && rc=0 || rc=$?
   printf '%s\n' "$out" | sed 's/^/   | /' # SC2001: a prefix on every line
   sessions "$out"
   case $out in *THROUGH-THE-WALL*) fail "the direct connection went through" ;; esac
   case $out in *"Operation not permitted"*) ;; *) fail "no EPERM from the wall (exit $rc)" ;; esac
-  [ -f /etc/acp/web.token ] || fail "acp run made no /etc/acp/web.token (the shipped config's web page)"
 
   say "acp run with a policy that allows the origin: the proxied request gets through"
   printf 'default: deny\nrules:\n  - match: { kind: http, host: "127.0.0.1", port: %s }\n    action: allow\n' \

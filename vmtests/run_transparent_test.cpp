@@ -2,6 +2,7 @@
 // --door=both`: real clients that ignore proxy settings (curl --noproxy '*', Node 20's fetch,
 // openssl s_client) inside the confined agent, against origins in a test host's network
 // namespace (the door refuses loopback destinations), with the real policy and audit log.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -337,13 +338,40 @@ TEST_F(RunTransparent, DoorProxyKeepsRefusingWithEperm) {
       "    print('CONNECTED')\n"
       "except OSError as e:\n"
       "    print('ERRNO %d' % e.errno)  # one write: acp's stderr shares the pipe\n";
-  for (const std::vector<std::string>& extra :
-       {std::vector<std::string>{}, std::vector<std::string>{"--door=proxy"}}) {
-    auto r = acp::vmtest::run(acp_run(
-        policy, {"/usr/bin/python3", "-c", py, host_->addr4(), std::to_string(plain)}, extra));
-    EXPECT_NE(r.out.find("ERRNO 1"), std::string::npos) << r.out;  // EPERM
-    EXPECT_EQ(r.out.find("CONNECTED"), std::string::npos) << r.out;
-  }
+  auto r = acp::vmtest::run(acp_run(
+      policy, {"/usr/bin/python3", "-c", py, host_->addr4(), std::to_string(plain)},
+      {"--door=proxy"}));
+  EXPECT_NE(r.out.find("ERRNO 1"), std::string::npos) << r.out;  // EPERM
+  EXPECT_EQ(r.out.find("CONNECTED"), std::string::npos) << r.out;
+}
+
+// What a user gets without --door on the bpf backend: both. Node 20's fetch (which ignores
+// HTTPS_PROXY) reaches an allowed origin, a denied name is NXDOMAIN, a direct connection to a
+// denied port is led in and refused by the policy, not by EPERM.
+TEST_F(RunTransparent, TheDefaultDoorIsBothOnBpf) {
+  const uint16_t plain = free_port(), denied = free_port();
+  ASSERT_TRUE(start_origin(plain, host_->addr4()));
+  ASSERT_TRUE(start_origin(denied, host_->addr4()));
+  const auto policy = allow_ports({plain});
+  const std::string node_fetch =
+      "fetch(process.argv[1]).then(r => r.text()).then(t => console.log('NODE:' + t.trim()))"
+      ".catch(e => { console.log('NODE-FAILED:' + e.message); })";
+  const std::string script = "node -e \"$0\" " + url4("http", plain) +
+                             "; getent hosts denied.example || echo NXDOMAIN; "
+                             "curl --noproxy '*' -fsS -m 20 " +
+                             url4("http", denied) + " || echo DENIED-REFUSED";
+  auto argv = acp_run(policy, {"sh", "-c", script, node_fetch});
+  argv.erase(std::find(argv.begin(), argv.end(), "--door=proxy"));  // no --door at all
+  auto r = acp::vmtest::run(argv);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("NODE:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("NXDOMAIN"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("DENIED-REFUSED"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("EPERM"), std::string::npos) << r.out;
+  EXPECT_FALSE(transparent_requests(host_->addr4(), plain).empty()) << r.out;
+  auto refused = transparent_requests(host_->addr4(), denied);
+  ASSERT_FALSE(refused.empty()) << r.out;
+  EXPECT_EQ(refused.front()["verdict"], "deny");
 }
 
 }  // namespace

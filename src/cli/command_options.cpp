@@ -93,10 +93,11 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                   "How the agent reaches the proxy: proxy (clients that honour HTTP(S)_PROXY; "
                   "any other connect() fails with EPERM), transparent (every TCP connect() is "
                   "led to the proxy, judged by TLS SNI, HTTP Host, the name the agent looked up "
-                  "or the address, and DNS is answered by the policy; bpf backend only) or both. "
-                  "See docs/transparent.md")
-      ->check(CLI::IsMember({"proxy", "transparent", "both"}))
-      ->default_str("proxy");
+                  "or the address, and DNS is answered by the policy; bpf backend only), both, or "
+                  "auto: both on the bpf backend in enforce mode without --inspect-tls, else "
+                  "proxy. See docs/transparent.md")
+      ->check(CLI::IsMember({"auto", "proxy", "transparent", "both"}))
+      ->default_str("auto");
   sub->add_flag("--json-events", o.json_events, "Print kernel events as JSON lines on stderr");
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();

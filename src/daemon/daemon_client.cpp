@@ -248,7 +248,7 @@ nlohmann::json register_request(const RunOptions& o, const launch::TargetUser& u
                      {"allow", o.allow},
                      {"allow_unix", o.allow_unix},
                      {"audit_only", o.audit_only},
-                     {"door", o.door},
+                     {"door", effective_door(o, /*bpf=*/true)},  // a daemon's sessions are bpf
                      {"config", absolute(o.config)},
                      {"audit_log", absolute(o.audit_log)}};
   if (o.proxy_port) req["proxy_port"] = *o.proxy_port;

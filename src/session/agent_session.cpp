@@ -203,7 +203,8 @@ Result<SessionPlan> plan_run_session(const RunOptions& o, backend::Kind kind,
   plan.root = root;
   plan.audit_only = o.audit_only;
   plan.test_pauses = true;
-  auto door = parse_door(o.door);  // the builder's door step refuses it on other backends
+  // The builder's door step refuses transparent and both on other backends.
+  auto door = parse_door(effective_door(o, kind == backend::Kind::kBpf));
   if (!door) return door.error();
   plan.door = *door;
   // Everything the agent may reach besides the proxy, parsed before anything is built.
@@ -251,7 +252,7 @@ int run_agent_session(const RunOptions& o) {
   if (!sel->warning.empty()) std::fprintf(stderr, "%s\n", sel->warning.c_str());
   if (o.audit_only && kind != backend::Kind::kBpf)
     return fail("--audit-only needs the bpf backend, and this session would use " + backend_name);
-  if (o.door != "proxy" && kind != backend::Kind::kBpf)
+  if ((o.door == "transparent" || o.door == "both") && kind != backend::Kind::kBpf)
     return fail("--door=" + o.door + " needs the bpf backend, and this session would use " +
                 backend_name + ": use --door=proxy");
   if (kind == backend::Kind::kDocker) {

@@ -40,20 +40,27 @@ Status validate_run_options(const RunOptions& o) {
     return make_error(
         "--inspect-tls-exclude, --inspect-tls-upstream-ca and --inspect-tls-ca-dir apply only "
         "with --inspect-tls: add it, or leave them out");
-  if (o.door != "proxy" && o.door != "transparent" && o.door != "both")
-    return make_error("--door=" + o.door + ": unknown door; choose proxy, transparent or both");
-  if (o.door != "proxy" && requested_backend(o) != "auto" && requested_backend(o) != "bpf")
+  if (o.door != "auto" && o.door != "proxy" && o.door != "transparent" && o.door != "both")
+    return make_error("--door=" + o.door +
+                      ": unknown door; choose auto, proxy, transparent or both");
+  const bool led = o.door == "transparent" || o.door == "both";  // asked for, not auto
+  if (led && requested_backend(o) != "auto" && requested_backend(o) != "bpf")
     return make_error("--door=" + o.door +
                       " needs the bpf backend (its connect hooks lead connections to the proxy); "
                       "--backend=" +
                       requested_backend(o) + " cannot: use --door=proxy or --backend=bpf");
-  if (o.door != "proxy" && o.inspect_tls)
+  if (led && o.inspect_tls)
     return make_error("--door=" + o.door +
                       " with --inspect-tls is not built yet: led-in TLS is judged by its SNI "
                       "only; use one of them");
   if (o.command.empty() || o.command.front().empty())
     return make_error("no agent command: usage: acp run [OPTIONS] -- CMD [ARGS...]");
   return {};
+}
+
+std::string effective_door(const RunOptions& o, bool bpf) {
+  if (o.door != "auto") return o.door;
+  return bpf && !o.audit_only && !o.inspect_tls ? "both" : "proxy";
 }
 
 }  // namespace acp

@@ -257,9 +257,13 @@ std::vector<std::string> RunFixture::acp_run(const std::string& policy,
       ACP_BINARY,           "run",
       "--user=nobody",      "--proxy-port=" + std::to_string(proxy_port_),
       "--policy=" + policy, "--audit-log=" + audit()};
-  bool own_config = false;
-  for (const auto& e : extra) own_config = own_config || e.rfind("--config", 0) == 0;
+  bool own_config = false, own_door = false;
+  for (const auto& e : extra) {
+    own_config = own_config || e.rfind("--config", 0) == 0;
+    own_door = own_door || e.rfind("--door", 0) == 0;
+  }
   if (!own_config) argv.push_back("--config=" + config());
+  if (!own_door) argv.push_back("--door=proxy");
   argv.insert(argv.end(), extra.begin(), extra.end());
   argv.push_back("--");
   argv.insert(argv.end(), cmd.begin(), cmd.end());

@@ -76,8 +76,12 @@ class RunFixture : public ::testing::Test {
   std::string write_policy(const std::string& name, const std::string& yaml);
   // policy.yml: default deny, one http rule for 127.0.0.1:origin_port_ with action, timeout 20.
   std::string policy_for_origin(const std::string& action);
-  // The `acp run --user=nobody --proxy-port --policy --audit-log --config [extra] -- cmd`
-  // command line; --config is config() (the web page off) unless `extra` has a --config.
+  // The `acp run --user=nobody --proxy-port --policy --audit-log --config --door [extra] -- cmd`
+  // command line; --config is config() (the web page off) unless `extra` has a --config;
+  // --door=proxy unless `extra` has a --door: most tests probe the wall with a direct connect()
+  // and expect the kernel's EPERM, which the default door (both, on bpf) turns into a
+  // connection led to the proxy. The door's own tests pass --door (run_transparent_test.cpp,
+  // RunTransparent.TheDefaultDoorIsBothOnBpf without one).
   std::vector<std::string> acp_run(const std::string& policy, std::vector<std::string> cmd,
                                    std::vector<std::string> extra = {});
   std::string audit() const { return dir_ + "/audit.jsonl"; }
