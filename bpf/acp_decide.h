@@ -195,6 +195,21 @@ static __always_inline int acp_key_is_loopback(const struct acp_endpoint *k) {
   return k->addr[15] == 1;
 }
 
+/* Whether an IPv6 header's source (h[8..23]) is loopback: ::1 or ::ffff:127.0.0.0/104. A
+ * packet to a loopback destination from any other source was sent from an address the agent
+ * chose (IPV6_FREEBIND, IPV6_TRANSPARENT, IPV6_PKTINFO), and the answer to it (a SYN-ACK of
+ * the proxy, a reply of the session's DNS) would be routed off the machine to that address,
+ * carrying bytes the agent chose: such a packet is not "to loopback" but unjudgeable. IPv4 has
+ * no such hole (the kernel never routes a 127/8 source off the machine). */
+static __always_inline int acp_ip6_src_is_loopback(const __u8 *h) {
+  int zero = 1;
+ACP_UNROLL
+  for (int i = 8; i < 18; i++) zero &= h[i] == 0;
+  if (!zero) return 0;
+  if (h[18] == 0xff && h[19] == 0xff) return h[20] == 127;
+  return h[18] == 0 && h[19] == 0 && h[20] == 0 && h[21] == 0 && h[22] == 0 && h[23] == 1;
+}
+
 /* The verdict for one egress packet. header_ok: the IP header parsed; k: its destination
  * with port and proto (proto 0: not judgeable); allowed: the allow map held k exactly. */
 static __always_inline __u8 acp_egress_verdict(int header_ok, const struct acp_endpoint *k,

@@ -202,6 +202,7 @@ int acp_egress(struct __sk_buff *skb) {
   __u8 l4proto = 0;
   __u32 l4_off = 0;
   int header_ok = 0;
+  int src_loopback = 1; /* IPv6: acp_ip6_src_is_loopback() */
   __u16 family;
   if (skb->protocol == bpf_htons(ACP_ETH_P_IP)) {
     __u8 h[ACP_IP4_HDR_LEN];
@@ -211,13 +212,19 @@ int acp_egress(struct __sk_buff *skb) {
   } else if (skb->protocol == bpf_htons(ACP_ETH_P_IPV6)) {
     __u8 h[ACP_IP6_HDR_LEN];
     family = ACP_AF_INET6;
-    if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) == 0)
+    if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) == 0) {
       header_ok = acp_parse_ip6(h, &key, &l4proto, &l4_off);
+      src_loopback = acp_ip6_src_is_loopback(h);
+    }
   } else {
     return 1; /* not IP: nothing the sock_addr hooks judge either */
   }
-  /* The common case (the agent talking to the proxy) costs no map lookup. */
-  if (header_ok && acp_key_is_loopback(&key)) return 1;
+  /* The common case (the agent talking to the proxy) costs no map lookup. To loopback from a
+   * source the agent forged: not judgeable, dropped (acp_ip6_src_is_loopback). */
+  if (header_ok && acp_key_is_loopback(&key)) {
+    if (src_loopback) return 1;
+    header_ok = 0;
+  }
 
   __u8 tcp_flags = 0;
   if (header_ok && key.proto != 0) {

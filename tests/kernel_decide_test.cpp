@@ -174,12 +174,13 @@ std::vector<uint8_t> ip4_header(const char* dst, uint8_t protocol, uint16_t frag
   return h;
 }
 
-std::vector<uint8_t> ip6_header(const char* dst, uint8_t next_header) {
+std::vector<uint8_t> ip6_header(const char* dst, uint8_t next_header,
+                                const char* src = "fd00:acb:1::1") {
   ip6_hdr ip{};
   ip.ip6_vfc = 6 << 4;
   ip.ip6_nxt = next_header;
   ip.ip6_hlim = 64;
-  inet_pton(AF_INET6, "fd00:acb:1::1", &ip.ip6_src);
+  inet_pton(AF_INET6, src, &ip.ip6_src);
   inet_pton(AF_INET6, dst, &ip.ip6_dst);
   std::vector<uint8_t> h(sizeof(ip));
   std::memcpy(h.data(), &ip, sizeof(ip));
@@ -285,6 +286,16 @@ TEST(KernelDecide, EgressLoopback) {
   // IPv4-compatible and NAT64 forms, :: and ::2 are not loopback.
   for (const char* ip : {"::127.0.0.1", "64:ff9b::127.0.0.1", "::", "::2", "fe80::1", "1::1"})
     EXPECT_FALSE(lo6(ip)) << ip;
+}
+
+// To loopback only from loopback: a forged IPv6 source (IPV6_FREEBIND) would have the proxy's
+// SYN-ACK or the session DNS's reply routed off the machine to it.
+TEST(KernelDecide, EgressIp6LoopbackNeedsALoopbackSource) {
+  for (const char* src : {"::1", "::ffff:127.0.0.1", "::ffff:127.9.8.7"})
+    EXPECT_TRUE(acp_ip6_src_is_loopback(ip6_header("::1", IPPROTO_UDP, src).data())) << src;
+  for (const char* src : {"2001:db8::99", "fd00:acb:1::1", "::", "::2", "::127.0.0.1",
+                          "::ffff:10.0.0.1", "::ffff:128.0.0.1", "fe80::1", "1::1"})
+    EXPECT_FALSE(acp_ip6_src_is_loopback(ip6_header("::1", IPPROTO_UDP, src).data())) << src;
 }
 
 TEST(KernelDecide, EgressVerdict) {

@@ -144,6 +144,9 @@ net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::so
                                                       net::redirect_error(net::use_awaitable, ec));
     if (state->stopped || ec == net::error::operation_aborted || !sock.is_open()) co_return;
     if (ec) continue;  // ECONNREFUSED from an earlier reply's ICMP and the like
+    // The wall leads only the session's queries here, from a loopback source. A reply to any
+    // other source would leave the machine with bytes the sender chose (its question).
+    if (!from.address().is_loopback()) continue;
     auto a = state->answer_dns(std::span<const uint8_t>(buf.data(), n));
     if (a.wire.empty()) continue;
     sock.send_to(net::buffer(a.wire), from, 0, ec);  // a full buffer drops it, as UDP would
