@@ -339,9 +339,9 @@ int main(int argc, char** argv) {
   } else {
     UniqueFd keep(stats_fd);
     std::vector<uint32_t> ids;
-    for (auto type : {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
-                      BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET_EGRESS, BPF_CGROUP_SOCK_OPS,
-                      BPF_CGROUP_UDP4_RECVMSG}) {
+    for (auto type :
+         {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_INET_SOCK_CREATE,
+          BPF_CGROUP_INET_EGRESS, BPF_CGROUP_SOCK_OPS, BPF_CGROUP_UDP4_RECVMSG}) {
       auto got = attached_progs(walled->fd(), type);
       ids.insert(ids.end(), got.begin(), got.end());
     }

@@ -185,7 +185,8 @@ TEST(CliDocs, BashScriptParsesAndCompletesCommandsOptionsAndValues) {
   EXPECT_EQ(run_command("bash -n '" + d.bash() + "' 2>&1").out, "");
   EXPECT_EQ(bash_complete(d.bash(), {"acp", "ru"}), "run\n");
   EXPECT_EQ(bash_complete(d.bash(), {"acp", "run", "--do"}), "--door\n");
-  EXPECT_EQ(bash_complete(d.bash(), {"acp", "run", "--door", ""}), "auto\nproxy\ntransparent\nboth\n");
+  EXPECT_EQ(bash_complete(d.bash(), {"acp", "run", "--door", ""}),
+            "auto\nproxy\ntransparent\nboth\n");
   // bash splits --door=tr at the '=' (COMP_WORDBREAKS)
   EXPECT_EQ(bash_complete(d.bash(), {"acp", "run", "--door", "=", "tr"}), "transparent\n");
   EXPECT_EQ(bash_complete(d.bash(), {"acp", "run", "--backend", "=", ""}),
@@ -257,7 +258,8 @@ TEST(CliDocs, ZshCompletionOffersEveryCommandAndOption) {
   EXPECT_TRUE(
       has_line(zsh_complete(d.zsh(), {"acp", "run", "--do"}),
                "--door:" + acp::cli::summary(*d.app->get_subcommand("run")->get_option("--door"))));
-  EXPECT_EQ(zsh_complete(d.zsh(), {"acp", "run", "--door", ""}), "-- auto proxy transparent both\n");
+  EXPECT_EQ(zsh_complete(d.zsh(), {"acp", "run", "--door", ""}),
+            "-- auto proxy transparent both\n");
   EXPECT_EQ(zsh_complete(d.zsh(), {"acp", "run", "--backend=n"}),
             "-- auto bpf iptables docker preload none\n");
   EXPECT_EQ(zsh_complete(d.zsh(), {"acp", "run", "--", "ls", "-l"}), "_normal ls -l\n");
