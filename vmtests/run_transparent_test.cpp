@@ -6,6 +6,7 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -353,6 +354,55 @@ TEST_F(RunTransparent, AForgedIpv6SourceGetsNoReplyFromTheDnsOrTheProxy) {
   EXPECT_EQ(r.out.find("PROXY-CONNECTED"), std::string::npos) << r.out;
   // The control: the same query from the socket's own address is answered.
   EXPECT_NE(r.out.find("CONTROL-ANSWERED"), std::string::npos) << r.out;
+}
+
+// The session's DNS answers its own agent only: a local process outside the session (this
+// test, as root) that finds the responder's loopback port gets no answer, while the agent's
+// query, sent after it, is answered.
+TEST_F(RunTransparent, TheDnsAnswersOnlyTheSessionsOwnAgent) {
+  const std::string flag = dir_ + "/go";
+  const std::string py =
+      "import os, socket, struct, sys, time\n"
+      "while not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "s.settimeout(5)\n"
+      "q = struct.pack('>HHHHHH', 5, 0x0100, 1, 0, 0, 0) + b'\\x02in\\x04test\\0' + "
+      "struct.pack('>HH', 1, 1)\n"
+      "s.sendto(q, ('192.0.2.53', 53))\n"
+      "d, _ = s.recvfrom(2048)\n"
+      "print('AGENT-ANSWERED rcode=%d' % (d[3] & 15))\n";
+  const auto policy = write_policy("policy.yml", "default: ask\n");
+  Proc acp = Proc::start(acp_run(policy, {"/usr/bin/python3", "-c", py, flag}, {"--door=both"}));
+  // acp's UDP sockets on 127.0.0.1: the responder's (ss names the process).
+  std::string port;
+  for (int i = 0; i < 100 && port.empty(); ++i) {
+    auto ss = acp::vmtest::run({"ss", "-Hulnp", "src", "127.0.0.1"});
+    std::istringstream lines(ss.out);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("pid=" + std::to_string(acp.pid) + ",") == std::string::npos) continue;
+      auto at = line.find("127.0.0.1:");
+      if (at != std::string::npos) port = line.substr(at + 10, line.find(' ', at) - at - 10);
+    }
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(port.empty()) << "no UDP socket of acp on 127.0.0.1";
+  const std::string outside =
+      "import socket, struct, sys\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "s.settimeout(1.5)\n"
+      "q = struct.pack('>HHHHHH', 6, 0x0100, 1, 0, 0, 0) + b'\\x03out\\x04test\\0' + "
+      "struct.pack('>HH', 1, 1)\n"
+      "s.sendto(q, ('127.0.0.1', int(sys.argv[1])))\n"
+      "try:\n"
+      "    s.recvfrom(2048)\n"
+      "    print('OUTSIDER-ANSWERED')\n"
+      "except socket.timeout:\n"
+      "    print('OUTSIDER-IGNORED')\n";
+  auto o = acp::vmtest::run({"/usr/bin/python3", "-c", outside, port});
+  std::ofstream(flag) << "go\n";
+  acp.finish();
+  EXPECT_NE(o.out.find("OUTSIDER-IGNORED"), std::string::npos) << o.out;
+  EXPECT_NE(acp.out.find("AGENT-ANSWERED rcode=0"), std::string::npos) << acp.out;
 }
 
 TEST_F(RunTransparent, LoopbackDestinationsAreRefusedAndAudited) {

@@ -47,7 +47,7 @@ std::string endpoint_text(const tcp::endpoint& ep) {
 }
 
 std::vector<uint8_t> sock_diag_request(const tcp::endpoint& local, const tcp::endpoint& remote,
-                                       uint32_t seq) {
+                                       uint32_t seq, int protocol) {
   struct {
     nlmsghdr nlh;
     inet_diag_req_v2 req;
@@ -63,7 +63,7 @@ std::vector<uint8_t> sock_diag_request(const tcp::endpoint& local, const tcp::en
   msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // one socket by its 4-tuple, not a dump
   msg.nlh.nlmsg_seq = seq;
   msg.req.sdiag_family = l.is_v4() ? AF_INET : AF_INET6;
-  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.sdiag_protocol = static_cast<uint8_t>(protocol);
   msg.req.idiag_states = ~0U;
   // The kernel's lookup takes idiag_src/sport as the socket's local end, idiag_dst/dport as
   // its remote end (inet_diag_find_one_icsk).
@@ -128,13 +128,14 @@ Result<SockDiagInfo> parse_sock_diag_reply(std::span<const uint8_t> reply, uint3
   return make_error("sock_diag reply: no answer to request " + std::to_string(seq));
 }
 
-Result<SockDiagInfo> sock_diag_lookup(const tcp::endpoint& local, const tcp::endpoint& remote) {
+Result<SockDiagInfo> sock_diag_lookup(const tcp::endpoint& local, const tcp::endpoint& remote,
+                                      int protocol) {
   UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (!fd) return errno_error("socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
   timeval tv{kNetlinkTimeoutSeconds, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   constexpr uint32_t kSeq = 1;
-  auto req = sock_diag_request(local, remote, kSeq);
+  auto req = sock_diag_request(local, remote, kSeq, protocol);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (::sendto(fd.get(), req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
@@ -156,6 +157,15 @@ Result<uint64_t> client_socket_cgroup(const tcp::endpoint& peer, const tcp::endp
     return make_error("the client socket " + endpoint_text(peer) +
                       " has no cgroup id (kernel without INET_DIAG_CGROUP_ID, or the socket is "
                       "closing)");
+  return *info->cgroup_id;
+}
+
+Result<uint64_t> udp_sender_cgroup(const tcp::endpoint& peer, const tcp::endpoint& self) {
+  // The UDP lookup finds the socket a datagram from `self` to `peer` would reach: the sender's.
+  auto info = sock_diag_lookup(self, peer, IPPROTO_UDP);
+  if (!info) return info.error();
+  if (!info->cgroup_id)
+    return make_error("the UDP socket at " + endpoint_text(peer) + " has no cgroup id");
   return *info->cgroup_id;
 }
 

@@ -26,6 +26,16 @@ namespace {
 // Whether the kernel puts the client's socket of `socket` in the session's cgroup (or below):
 // empty when it does, else why the connection is refused. Fail closed: a lookup that fails
 // refuses.
+// Empty when the cgroup with id `id` is the session's or below it, else why not.
+std::string outside_session(const ProxyServer::State& state, uint64_t id) {
+  if (id == state.client_cgroup_id) return {};
+  auto within = cgroup_within(id, state.cfg.client_cgroup);
+  if (!within) return "cannot list the session's cgroups: " + within.error().message();
+  if (*within) return {};
+  return "the client's socket is in cgroup " + std::to_string(id) + ", not in this session's " +
+         state.cfg.client_cgroup;
+}
+
 std::string foreign_client(const ProxyServer::State& state, const tcp::socket& socket,
                            nlohmann::json& audit) {
   boost::system::error_code ec1, ec2;
@@ -37,12 +47,7 @@ std::string foreign_client(const ProxyServer::State& state, const tcp::socket& s
   auto id = client_socket_cgroup(peer, self);
   if (!id) return "the kernel cannot say which cgroup the client is in: " + id.error().message();
   audit["client_cgroup_id"] = *id;
-  if (*id == state.client_cgroup_id) return {};
-  auto within = cgroup_within(*id, state.cfg.client_cgroup);
-  if (!within) return "cannot list the session's cgroups: " + within.error().message();
-  if (*within) return {};
-  return "the client's socket is in cgroup " + std::to_string(*id) + ", not in this session's " +
-         state.cfg.client_cgroup;
+  return outside_session(state, *id);
 }
 
 // A listener bound, registered as one of ACP's own endpoints before it listens (so that no
@@ -147,6 +152,18 @@ net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::so
     // The wall leads only the session's queries here, from a loopback source. A reply to any
     // other source would leave the machine with bytes the sender chose (its question).
     if (!from.address().is_loopback()) continue;
+    // Any local process can reach a loopback port: only the session's agent is answered (as
+    // the TCP door serves only it), or others could fill its table and use up its rate.
+    if (!state->cfg.client_cgroup.empty()) {
+      const auto self = sock.local_endpoint(ec);
+      if (ec) continue;
+      auto id = udp_sender_cgroup(tcp::endpoint(from.address(), from.port()),
+                                  tcp::endpoint(self.address(), self.port()));
+      if (!id || !outside_session(*state, *id).empty()) {
+        state->n_foreign.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+    }
     auto a = state->answer_dns(std::span<const uint8_t>(buf.data(), n));
     if (a.wire.empty()) continue;
     sock.send_to(net::buffer(a.wire), from, 0, ec);  // a full buffer drops it, as UDP would

@@ -27,14 +27,18 @@ struct SockDiagInfo {
 // The netlink request (nlmsghdr + inet_diag_req_v2, no dump) for the TCP socket whose local
 // end is `local` and whose remote end is `remote`. A remote of address 0 port 0 finds the
 // listener that a connection to `local` would reach. IPv4-mapped addresses are asked as IPv4.
+// `protocol` IPPROTO_UDP: the UDP table, whose lookup takes the two ends the other way round
+// (the kernel's udp_dump_one: a datagram from `local` to `remote` finds the socket at `remote`).
 std::vector<uint8_t> sock_diag_request(const boost::asio::ip::tcp::endpoint& local,
-                                       const boost::asio::ip::tcp::endpoint& remote, uint32_t seq);
+                                       const boost::asio::ip::tcp::endpoint& remote, uint32_t seq,
+                                       int protocol = 6 /* IPPROTO_TCP */);
 // The socket in a reply to request `seq`. The kernel's own error (NLMSG_ERROR) comes back with
 // its errno (ENOENT: no such socket); anything malformed is an error without one.
 Result<SockDiagInfo> parse_sock_diag_reply(std::span<const uint8_t> reply, uint32_t seq);
 // Both, over a fresh NETLINK_SOCK_DIAG socket.
 Result<SockDiagInfo> sock_diag_lookup(const boost::asio::ip::tcp::endpoint& local,
-                                      const boost::asio::ip::tcp::endpoint& remote);
+                                      const boost::asio::ip::tcp::endpoint& remote,
+                                      int protocol = 6 /* IPPROTO_TCP */);
 
 // "127.0.0.1:8443", "[::1]:8443": how refusals and audit entries name an endpoint.
 std::string endpoint_text(const boost::asio::ip::tcp::endpoint& ep);
@@ -43,6 +47,9 @@ std::string endpoint_text(const boost::asio::ip::tcp::endpoint& ep);
 // endpoint, `self` its local one). Errors when the socket is gone or carries no cgroup id.
 Result<uint64_t> client_socket_cgroup(const boost::asio::ip::tcp::endpoint& peer,
                                       const boost::asio::ip::tcp::endpoint& self);
+// The same for the UDP socket at `peer` that sent a datagram to `self` (the session's DNS).
+Result<uint64_t> udp_sender_cgroup(const boost::asio::ip::tcp::endpoint& peer,
+                                   const boost::asio::ip::tcp::endpoint& self);
 
 // The inode of the listening socket a TCP connect() to `dest` from this network namespace
 // would reach; nullopt when none listens there. 0.0.0.0 and :: are asked as the loopback
