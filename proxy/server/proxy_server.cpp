@@ -279,7 +279,7 @@ dns::Answer ProxyServer::State::answer_dns(std::span<const uint8_t> query) {
   if (a.outcome == dns::Outcome::kAnswered) n_dns_answered.fetch_add(1);
   if (a.outcome == dns::Outcome::kDenied) n_dns_denied.fetch_add(1);
   n_dns_names.store(names.size(), std::memory_order_relaxed);
-  if (!a.name.empty())
+  if (on_event && !a.name.empty())  // no JSON built per query when nobody listens
     emit({{"kind", "dns"},
           {"name", a.name},
           {"qtype", a.qtype},

@@ -110,6 +110,30 @@ int err_of(long rc) {
 }  // namespace
 
 namespace {
+bool wants_door(const SockConfig& cfg) {
+  return cfg.door_port4 != 0 || cfg.door_port6 != 0;
+}
+
+Status check_mode(const SockConfig& cfg) {
+  if (cfg.mode != ACP_MODE_ENFORCE && cfg.mode != ACP_MODE_AUDIT)
+    return make_error(
+        "load BPF programs: mode " + std::to_string(cfg.mode) + " is not enforce (0) or audit (1)",
+        EINVAL);
+  return {};
+}
+
+// The config map's one value, as load() and load_fresh() write it.
+acp_config abi_config(const SockConfig& cfg) {
+  acp_config c{};
+  c.mode = cfg.mode;
+  c.session_id = cfg.session_id;
+  c.door_port4 = cfg.door_port4;
+  c.door_port6 = cfg.door_port6;
+  c.dns_port4 = cfg.dns_port4;
+  c.dns_port6 = cfg.dns_port6;
+  return c;
+}
+
 // preload()'s set, for the next load() with the same door. The daemon's one thread uses it.
 std::mutex g_preloaded_mu;
 std::optional<SockPrograms> g_preloaded;
@@ -118,8 +142,7 @@ std::optional<SockPrograms> g_preloaded;
 Status SockPrograms::preload(const SockConfig& cfg) {
   {
     std::lock_guard lk(g_preloaded_mu);
-    if (g_preloaded && g_preloaded->door_on_ == (cfg.door_port4 != 0 || cfg.door_port6 != 0))
-      return {};
+    if (g_preloaded && g_preloaded->door_on_ == wants_door(cfg)) return {};
   }
   auto loaded = load_fresh(cfg);
   if (!loaded) return loaded.error();
@@ -135,40 +158,27 @@ std::optional<bool> SockPrograms::preloaded_door_on() {
 }
 
 Result<SockPrograms> SockPrograms::load(const SockConfig& cfg) {
+  if (auto st = check_mode(cfg); !st) return st.error();  // before a preloaded set is taken
   std::optional<SockPrograms> ready;
   {
     std::lock_guard lk(g_preloaded_mu);
-    if (g_preloaded && g_preloaded->door_on_ == (cfg.door_port4 != 0 || cfg.door_port6 != 0)) {
+    if (g_preloaded && g_preloaded->door_on_ == wants_door(cfg)) {
       ready.emplace(std::move(*g_preloaded));
       g_preloaded.reset();
     }
   }
   if (!ready) return load_fresh(cfg);
-  if (cfg.mode != ACP_MODE_ENFORCE && cfg.mode != ACP_MODE_AUDIT)
-    return make_error(
-        "load BPF programs: mode " + std::to_string(cfg.mode) + " is not enforce (0) or audit (1)",
-        EINVAL);
-  acp_config c{};
-  c.mode = cfg.mode;
-  c.session_id = cfg.session_id;
-  c.door_port4 = cfg.door_port4;
-  c.door_port6 = cfg.door_port6;
-  c.dns_port4 = cfg.dns_port4;
-  c.dns_port6 = cfg.dns_port6;
-  if (auto st = write_config(ready->map_fd("config_map"), c); !st) return st.error();
+  if (auto st = write_config(ready->map_fd("config_map"), abi_config(cfg)); !st) return st.error();
   return std::move(*ready);
 }
 
 Result<SockPrograms> SockPrograms::load_fresh(const SockConfig& cfg) {
   detail::quiet_libbpf_once();
-  if (cfg.mode != ACP_MODE_ENFORCE && cfg.mode != ACP_MODE_AUDIT)
-    return make_error(
-        "load BPF programs: mode " + std::to_string(cfg.mode) + " is not enforce (0) or audit (1)",
-        EINVAL);
+  if (auto st = check_mode(cfg); !st) return st.error();
   acp_sock* skel = acp_sock::open();
   if (!skel) return errno_error("open BPF object acp_sock (set ACP_DEBUG=1 for libbpf's log)");
   SockPrograms progs(skel);  // destroys the skeleton on every early return below
-  progs.door_on_ = cfg.door_port4 != 0 || cfg.door_port6 != 0;
+  progs.door_on_ = wants_door(cfg);
   // Door off: the wall is exactly what it was without it (none of the door's programs, the
   // connect4/6 without the redirect). Door on: the connect4/6 with it, and the door's others.
   for (bpf_program* p : door_programs(skel)) bpf_program__set_autoload(p, progs.door_on_);
@@ -181,14 +191,8 @@ Result<SockPrograms> SockPrograms::load_fresh(const SockConfig& cfg) {
         "load BPF programs acp_sock into the kernel (needs root or CAP_BPF+CAP_NET_ADMIN; "
         "run `acp doctor`, set ACP_DEBUG=1 for the verifier log)",
         err_of(rc));
-  acp_config c{};
-  c.mode = cfg.mode;
-  c.session_id = cfg.session_id;
-  c.door_port4 = cfg.door_port4;
-  c.door_port6 = cfg.door_port6;
-  c.dns_port4 = cfg.dns_port4;
-  c.dns_port6 = cfg.dns_port6;
-  if (auto st = write_config(bpf_map__fd(skel->maps.config_map), c); !st) return st.error();
+  if (auto st = write_config(bpf_map__fd(skel->maps.config_map), abi_config(cfg)); !st)
+    return st.error();
   // Refused without events in every session: glibc's nscd socket, which every program that
   // looks up a user or host probes and does without. Refused (not allowed) because nscd
   // resolves host names for its caller: a DNS channel out of the wall.
