@@ -102,7 +102,9 @@ TEST_F(TransparentDoor, AnHttpClientIsJudgedByItsHostAndGetsTheRefusal) {
   const auto a = only_action();
   EXPECT_EQ(a.host, "named.example");
   EXPECT_EQ(a.port, kOriginalPort);  // the original port, not one the agent names
-  EXPECT_EQ(a.method, "CONNECT");
+  // The request itself, as through the explicit proxy: no CONNECT judged (and asked) first.
+  EXPECT_EQ(a.method, "GET");
+  EXPECT_EQ(a.path, "/x");
   EXPECT_EQ(a.via, "transparent");
 }
 

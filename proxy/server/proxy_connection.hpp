@@ -79,6 +79,9 @@ class Connection {
   // Judges a led-in connection by its original destination and first bytes and opens its
   // tunnel; true when requests follow (the client spoke HTTP: served as in a plain tunnel).
   boost::asio::awaitable<bool> open_door(RequestEvent& event);
+  // A led-in connection whose client spoke HTTP: served request by request as a plain-HTTP
+  // tunnel to `target`, each request judged (and its upstream dialled) on its own. True.
+  bool serve_door_http(const RequestTarget& target, RequestEvent& event);
   // A led-in connection to port 53: DNS over TCP, answered by the session's DNS.
   boost::asio::awaitable<bool> serve_door_dns(RequestEvent& event);
   // The target a led-in connection is judged as: the SNI of its ClientHello, the Host of its

@@ -164,7 +164,20 @@ net::awaitable<bool> Connection::open_door(RequestEvent& event) {
     co_await refuse_door(event, std::move(refused));
     co_return false;
   }
+  if (door_http_) co_return serve_door_http(*target, event);
   co_return co_await serve_tunnel(*target, event, {});
+}
+
+bool Connection::serve_door_http(const RequestTarget& target, RequestEvent& event) {
+  // Plain HTTP, as it would come through the explicit proxy: nothing is judged for the
+  // connection itself (a human would be asked twice for one GET: "CONNECT" then the request),
+  // nothing is dialled yet; each request on it is judged, and dialled, on its own (run_door).
+  // Every request must name this host (route_inside_tunnel): the one judged first.
+  event.target(target);
+  event.note("tunnel", "http");
+  inspected_ = target;
+  plain_tunnel_ = true;
+  return true;
 }
 
 net::awaitable<bool> Connection::serve_door_dns(RequestEvent& event) {
