@@ -5,7 +5,7 @@
 // through haproxy's TCP relay, tinyproxy and squid, pinned to the same CPU, in one run on
 // loopback. Usage:
 //   proxy_throughput_bench [--mib=N] [--rounds=N] [--setups=N] [--requests=N] [--idle=N]
-//                          [--hold=N]
+//                          [--idle-used] [--hold=N]
 #include <utility>  // before boost/asio/awaitable.hpp (Boost 1.74)
 
 #include <sched.h>
@@ -490,9 +490,11 @@ struct Held {
 
 // Opens n idle tunnels through `port` to the idle sink (CONNECT unless `relay`), measures the
 // proxy process `pid`, probes it with a new request, closes everything and waits for its fds to
-// go back to the baseline.
+// go back to the baseline. `used`: each tunnel carries one byte from the client first, one that
+// makes it a raw tunnel (a tunnel that has been used and then idles; the sink holds the byte
+// unread), else nobody ever speaks.
 Held hold_idle(Servers& servers, pid_t pid, uint16_t port, bool relay, int n,
-               std::optional<uint16_t> probe_connect_to) {
+               std::optional<uint16_t> probe_connect_to, bool used = false) {
   Held h;
   servers.drop_idle();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -506,7 +508,9 @@ Held hold_idle(Servers& servers, pid_t pid, uint16_t port, bool relay, int n,
   for (int i = 0; i < 500 && servers.idle_held() < static_cast<size_t>(n); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   h.established = servers.idle_held();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  if (used)
+    for (auto& s : socks) net::write(s, net::buffer("\x01", 1));  // no HTTP, no TLS: raw
+  std::this_thread::sleep_for(std::chrono::milliseconds(used ? 1000 : 300));
   h.fds_held = fd_count(pid);
   std::tie(h.rss_after, h.pss_after) = rss_pss_kb(pid);
   if (probe_connect_to) {  // connect, CONNECT, 200, then a GET through the tunnel, its 200
@@ -540,6 +544,7 @@ void print_held(const char* name, int n, const Held& h) {
 int main(int argc, char** argv) {
   uint64_t mib = 1024;
   int rounds = 3, setups = 2000, requests = 20000, idle = 1000, hold = 10000;
+  bool idle_used = false;  // the idle step's tunnels carry a byte first (hold_idle's `used`)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&](const char* k) { return std::stoll(a.substr(std::string(k).size())); };
@@ -549,6 +554,7 @@ int main(int argc, char** argv) {
     if (a.rfind("--requests=", 0) == 0) requests = static_cast<int>(val("--requests="));
     if (a.rfind("--idle=", 0) == 0) idle = static_cast<int>(val("--idle="));
     if (a.rfind("--hold=", 0) == 0) hold = static_cast<int>(val("--hold="));
+    if (a == "--idle-used") idle_used = true;
   }
   if (std::thread::hardware_concurrency() < 2) g_client_cpu = 0;
   // Inherited by the proxies started below. Each held tunnel costs two fds in the proxy (client
@@ -736,21 +742,24 @@ int main(int argc, char** argv) {
         "over allow-all; p99 %.1f us)\n",
         c50, c50 - d50, c50 - a50, pct(lc, 0.99));
 
-    // Memory per idle tunnel.
-    print_held("acp", idle, hold_idle(servers, acp_pid, pport, false, idle, std::nullopt));
-    if (up(haproxy))
+    // Memory per idle tunnel: nobody spoke yet, or (--idle-used) after one byte went through.
+    // One kind per run: a second step would reuse the heap the first one freed.
+    if (idle > 0)
+      print_held(idle_used ? "acp used" : "acp", idle,
+                 hold_idle(servers, acp_pid, pport, false, idle, std::nullopt, idle_used));
+    if (idle > 0 && up(haproxy))
       print_held("haproxy", idle,
                  hold_idle(servers, haproxy->pid(), h_idle, true, idle, std::nullopt));
-    if (up(tinyproxy))
+    if (idle > 0 && up(tinyproxy))
       print_held(
           "tinyproxy", idle,
           hold_idle(servers, tinyproxy->pid(), tinyproxy->port(), false, idle, std::nullopt));
-    if (up(squid))
+    if (idle > 0 && up(squid))
       print_held("squid", idle,
                  hold_idle(servers, squid->pid(), squid->port(), false, idle, std::nullopt));
 
     // 10k held, with a new tunnel meanwhile.
-    print_held("acp", hold, hold_idle(servers, acp_pid, pport, false, hold, http));
+    if (hold > 0) print_held("acp", hold, hold_idle(servers, acp_pid, pport, false, hold, http));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench failed: %s\n", e.what());
     rc = 1;

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/read_until.hpp>
 
@@ -981,6 +983,103 @@ TEST_F(ProxyServerTest, StopClosesTunnels) {
   EXPECT_EQ(got, "HTTP/1.1 200 Connection Established\r\n\r\n");
   net::post(io_, [this] { server_->stop(); });
   EXPECT_EQ(c.read_all(), "");  // EOF: the tunnel is gone
+}
+
+// An origin that accepts and holds tunnels' upstream connections, reading what comes, until
+// the proxy closes them (what the idle and stop tests below need of an origin).
+class HoldingOrigin {
+ public:
+  HoldingOrigin() : acceptor_(io_, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)) {
+    thread_ = std::thread([this] {
+      for (;;) {
+        tcp::socket s(io_);
+        boost::system::error_code ec;
+        acceptor_.accept(s, ec);
+        if (ec) return;
+        readers_.emplace_back([this, s = std::move(s)]() mutable {
+          char buf[4096];
+          boost::system::error_code ec;
+          for (;;) {
+            const size_t n = s.read_some(net::buffer(buf), ec);
+            if (ec) break;
+            got_ += n;
+          }
+        });
+      }
+    });
+  }
+  ~HoldingOrigin() {
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    thread_.join();
+    for (auto& t : readers_) t.join();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  size_t got() const { return got_; }
+
+ private:
+  net::io_context io_;
+  tcp::acceptor acceptor_;
+  std::thread thread_;
+  std::vector<std::thread> readers_;  // joined once the proxy closed their connections
+  std::atomic<size_t> got_{0};
+};
+
+// Reads the 200 of a CONNECT to `port` through `c`.
+void open_tunnel(RawClient& c, uint16_t port) {
+  c.send("CONNECT 127.0.0.1:" + std::to_string(port) + " HTTP/1.1\r\n\r\n");
+  auto& s = c.socket();
+  std::string got;
+  char ch;
+  while (got.find("\r\n\r\n") == std::string::npos && ::recv(s.native_handle(), &ch, 1, 0) == 1)
+    got += ch;
+  ASSERT_EQ(got, "HTTP/1.1 200 Connection Established\r\n\r\n");
+}
+
+// True when the proxy closed `c` (EOF) before RawClient's 30 s receive timeout.
+bool closed_by_proxy(RawClient& c) {
+  char buf[256];
+  for (;;) {
+    const ssize_t n = ::recv(c.socket().native_handle(), buf, sizeof(buf), 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+  }
+}
+
+// An idle tunnel is closed after idle_timeout, whether nobody ever spoke on it (it waits parked
+// for a first speaker) or it carried bytes and then went quiet (it is relayed); the event says
+// why it ended.
+TEST_F(ProxyServerTest, IdleTunnelsAreClosedAfterIdleTimeoutSilentOrUsed) {
+  HoldingOrigin origin;
+  ProxyLimits limits;
+  limits.idle_timeout = std::chrono::seconds(1);
+  start(limits);
+  RawClient silent(port_), used(port_);
+  open_tunnel(silent, origin.port());
+  open_tunnel(used, origin.port());
+  used.send(std::string("\x01\x02", 2));  // neither HTTP nor TLS: a raw tunnel
+  EXPECT_TRUE(closed_by_proxy(silent));
+  EXPECT_TRUE(closed_by_proxy(used));
+  EXPECT_EQ(origin.got(), 2u);
+  auto ev = events(2);
+  bool idled_out_used = false;
+  for (const auto& e : ev)
+    if (e.value("bytes_up", 0) == 2) idled_out_used = e.value("closed_by", "") == "idle_timeout";
+  EXPECT_TRUE(idled_out_used) << nlohmann::json(ev).dump();
+}
+
+// stop() closes tunnels in every state: parked before anyone spoke (StopClosesTunnels above),
+// relayed after bytes went through.
+TEST_F(ProxyServerTest, StopClosesARelayedTunnel) {
+  HoldingOrigin origin;
+  start();
+  RawClient c(port_);
+  open_tunnel(c, origin.port());
+  c.send(std::string("\x01\x02", 2));
+  for (int i = 0; i < 500 && origin.got() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(origin.got(), 2u);
+  net::post(io_, [this] { server_->stop(); });
+  EXPECT_TRUE(closed_by_proxy(c));
 }
 
 TEST(ProxyServerStart, PortInUseIsEaddrinuse) {

@@ -6,8 +6,6 @@
 #include <exception>
 #include <vector>
 
-#include <malloc.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -103,22 +101,11 @@ Connection::Connection(std::shared_ptr<ProxyServer::State> state, tcp::socket so
     peer_addr_ = unmapped(ep.address()).to_string();
   }
   client_.socket().set_option(tcp::no_delay(true), ec);
-  state_->connections.insert(this);
-  state_->n_open.fetch_add(1, std::memory_order_relaxed);
-  state_->peak_since_trim = std::max(state_->peak_since_trim, state_->connections.size());
+  state_->opened(this);
 }
 
 Connection::~Connection() {
-  state_->connections.erase(this);
-  state_->n_open.fetch_sub(1, std::memory_order_relaxed);
-  // glibc keeps freed heap pages for reuse: after 10k tunnels the proxy stayed at its peak RSS
-  // (bench/proxy_soak_bench). When a burst has drained, hand them back to the kernel, once per
-  // burst, so an idle proxy is small again; a steady trickle of connections never pays for it.
-  if (state_->connections.empty() &&
-      state_->peak_since_trim >= ProxyServer::State::kTrimAfterBurst) {
-    state_->peak_since_trim = 0;
-    ::malloc_trim(0);
-  }
+  state_->gone(this);
 }
 
 void Connection::close() {
@@ -405,42 +392,82 @@ net::awaitable<bool> Connection::classify_tunnel(const RequestTarget& target, co
   // an absolute-form request would be: a CONNECT to a plain-HTTP host:port must not pass what
   // a path or MCP rule there denies. A TLS ClientHello stays a raw tunnel (--inspect-tls reads
   // inside). Anything else is refused where a rule reads inside requests.
-  auto speaker = Speaker::Client;  // bytes sent right behind the CONNECT header
+  if (closed_) co_return false;  // stop(): not parked either
+  TunnelGrant grant{target, j.request_id, j.inside_path, j.inside_mcp, up.restricted, door_};
+  up.stream->expires_never();
+  tcp::socket upstream = std::move(up.stream->socket());
+  // Bytes sent right behind the CONNECT header: the client spoke first. Otherwise the tunnel
+  // waits for its first speaker parked, without this Connection's frames, parser and streams.
   if (buffer_.size() == 0) {
-    buffer_.shrink_to_fit();  // an idle tunnel holds no header buffer while it waits
-    speaker =
-        co_await first_speaker(client_.socket(), up.stream->socket(),
-                               state_->cfg.limits.idle_timeout, TunnelStop{closed_, tunnel_timer_});
+    park_tunnel(state_, take_tunnel(std::move(grant), std::move(upstream), event));
+    co_return false;
   }
-  if (closed_ || speaker == Speaker::Neither) co_return false;
-  if (speaker == Speaker::Client) {
-    const auto bytes = co_await sniff_client();
-    if (closed_) co_return false;
-    if (bytes == TunnelBytes::Http) {
-      event.note("tunnel", "http");
-      up_.hold(std::move(*up.stream), target.host + ":" + std::to_string(target.port),
-               up.restricted);
-      inspected_ = target;
-      plain_tunnel_ = true;
-      co_return true;  // run() reads and judges the requests inside
-    }
-    if (bytes != TunnelBytes::Tls && (j.inside_path || j.inside_mcp)) {
-      event.note("tunnel", "refused");
-      Refusal r{403, "Blocked by ACP",
-                "the tunnel's first bytes are neither HTTP nor TLS, and a " +
-                    std::string(j.inside_path ? "path or method" : "kind: mcp") +
-                    " rule applies to " + target.host + ":" + std::to_string(target.port) +
-                    ": ACP cannot judge what it cannot read there",
-                j.request_id};
-      r.answer = false;  // run() closes both sides; nothing was forwarded
-      r.audit = {{"kind", "http"},      {"event", "tunnel_refused"}, {"request_id", j.request_id},
-                 {"host", target.host}, {"port", target.port},       {"allowed", false}};
-      co_await refuse(event, std::move(r));
-      co_return false;
-    }
+  co_return co_await client_spoke(std::move(grant), std::move(upstream), event);
+}
+
+net::awaitable<bool> Connection::client_spoke(TunnelGrant grant, tcp::socket upstream,
+                                              RequestEvent& event) {
+  const auto bytes = co_await sniff_client();
+  if (closed_) co_return false;
+  const auto& target = grant.target;
+  if (bytes == TunnelBytes::Http) {
+    event.note("tunnel", "http");
+    up_.hold(beast::tcp_stream(std::move(upstream)),
+             target.host + ":" + std::to_string(target.port), grant.restricted);
+    inspected_ = target;
+    plain_tunnel_ = true;
+    co_return true;  // run() reads and judges the requests inside
   }
-  co_await relay(std::move(*up.stream), event);
+  if (bytes != TunnelBytes::Tls && (grant.inside_path || grant.inside_mcp)) {
+    event.note("tunnel", "refused");
+    Refusal r{403, "Blocked by ACP",
+              "the tunnel's first bytes are neither HTTP nor TLS, and a " +
+                  std::string(grant.inside_path ? "path or method" : "kind: mcp") +
+                  " rule applies to " + target.host + ":" + std::to_string(target.port) +
+                  ": ACP cannot judge what it cannot read there",
+              grant.request_id};
+    r.answer = false;  // run() closes both sides; nothing was forwarded
+    r.audit = {{"kind", "http"},      {"event", "tunnel_refused"}, {"request_id", grant.request_id},
+               {"host", target.host}, {"port", target.port},       {"allowed", false}};
+    co_await refuse(event, std::move(r));
+    co_return false;
+  }
+  relay_parked_tunnel(state_, take_tunnel(std::move(grant), std::move(upstream), event));
   co_return false;
+}
+
+TunnelParts Connection::take_tunnel(TunnelGrant grant, tcp::socket upstream, RequestEvent& event) {
+  auto d = buffer_.data();
+  std::string ahead(static_cast<const char*>(d.data()), d.size());
+  buffer_.consume(buffer_.size());
+  buffer_.shrink_to_fit();
+  relay_buffer_.reset();
+  client_.expires_never();
+  // Nobody listens for events (acp run does not): the tunnel does not keep the event's JSON
+  // (about 1 KB) for its whole life; finish() still counts its bytes and its time to answer.
+  if (!state_->on_event) event.json() = nullptr;
+  return TunnelParts{std::move(client_.socket()), std::move(upstream), std::move(grant),
+                     event.take(), std::move(ahead)};
+}
+
+net::awaitable<void> serve_resumed_tunnel(std::shared_ptr<ProxyServer::State> state,
+                                          TunnelParts parts) {
+  tcp::socket client = std::move(parts.client);
+  Connection c(state, std::move(client));
+  try {
+    co_await c.resume_tunnel(std::move(parts));
+  } catch (const std::exception&) {
+    state->n_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+net::awaitable<void> Connection::resume_tunnel(TunnelParts parts) {
+  door_ = parts.grant.door;
+  RequestEvent event = std::move(parts.event);
+  bool more = co_await client_spoke(std::move(parts.grant), std::move(parts.upstream), event);
+  state_->finish(event);
+  while (more && !closed_) more = co_await serve_request(false);
+  co_await finish();
 }
 
 net::awaitable<TunnelBytes> Connection::sniff_client() {
@@ -458,28 +485,6 @@ net::awaitable<TunnelBytes> Connection::sniff_client() {
     // not one that can be judged.
     if (ec || closed_) co_return TunnelBytes::Other;
   }
-}
-
-net::awaitable<void> Connection::relay(beast::tcp_stream upstream, RequestEvent& event) {
-  client_.expires_never();
-  upstream.expires_never();
-  error_code ec;
-  // Bytes the client sent right behind the CONNECT header (a TLS ClientHello, say).
-  const uint64_t sent_ahead = buffer_.size();
-  if (sent_ahead > 0) {
-    co_await net::async_write(upstream.socket(), buffer_.data(), redirect(ec));
-    buffer_.consume(buffer_.size());
-    if (ec) co_return;
-  }
-  // A tunnel never parses HTTP again: give the header buffer back (idle tunnel memory).
-  buffer_.shrink_to_fit();
-  relay_buffer_.reset();
-  const auto t =
-      co_await relay_tunnel(client_.socket(), upstream.socket(), state_->cfg.limits.idle_timeout,
-                            TunnelStop{closed_, tunnel_timer_});
-  event.note("bytes_up", t.bytes_up + sent_ahead);
-  event.note("bytes_down", t.bytes_down);
-  if (t.idled_out) event.note("closed_by", "idle_timeout");
 }
 
 }  // namespace acp::proxy

@@ -29,6 +29,7 @@
 
 #include "acp/proxy/request_head.hpp"
 #include "acp/proxy/request_target.hpp"
+#include "parked_tunnel.hpp"
 #include "proxy_state.hpp"
 #include "proxy_stream.hpp"
 #include "request_event.hpp"
@@ -40,7 +41,7 @@ namespace acp::proxy {
 // How long writing an answer of ACP's own (a refusal, a 200 for a tunnel) to the client may take.
 inline constexpr std::chrono::seconds kAnswerWriteTimeout{10};
 
-class Connection {
+class Connection final : public Closable {
  public:
   Connection(std::shared_ptr<ProxyServer::State> state, boost::asio::ip::tcp::socket socket);
   ~Connection();
@@ -50,8 +51,11 @@ class Connection {
   boost::asio::awaitable<void> run();
   // A connection the transparent door accepted (transparent_door.cpp, docs/transparent.md).
   boost::asio::awaitable<void> run_door();
+  // A parked tunnel whose client spoke first (parked_tunnel.hpp): what it sent is read and the
+  // tunnel carried on as if the client had sent it right behind the CONNECT.
+  boost::asio::awaitable<void> resume_tunnel(TunnelParts parts);
   // From ProxyServer::stop(): aborts whatever the connection is waiting on.
-  void close();
+  void close() override;
 
  private:
   // --- request routing (proxy_connection.cpp)
@@ -103,12 +107,20 @@ class Connection {
   // (issue 16's transparent door, its target peeked from SNI or Host) passes it empty.
   boost::asio::awaitable<bool> serve_tunnel(const RequestTarget& target, RequestEvent& event,
                                             std::string_view established);
-  // After the 200: who speaks first decides what the tunnel is (docs/proxy.md).
+  // After the 200: who speaks first decides what the tunnel is (docs/proxy.md). Until one
+  // does, the tunnel waits parked, without this Connection (parked_tunnel.hpp).
   boost::asio::awaitable<bool> classify_tunnel(const RequestTarget& target, const Judgement& j,
                                                UpstreamConnect up, RequestEvent& event);
+  // The client spoke first: its bytes decide (plain HTTP served here request by request, a
+  // refusal, or a raw tunnel relayed parked). True: requests follow.
+  boost::asio::awaitable<bool> client_spoke(TunnelGrant grant,
+                                            boost::asio::ip::tcp::socket upstream,
+                                            RequestEvent& event);
   // Reads the client's first tunnel bytes into buffer_ until they can be told apart.
   boost::asio::awaitable<TunnelBytes> sniff_client();
-  boost::asio::awaitable<void> relay(boost::beast::tcp_stream upstream, RequestEvent& event);
+  // The tunnel out of this Connection (its client socket, what buffer_ holds, the event).
+  TunnelParts take_tunnel(TunnelGrant grant, boost::asio::ip::tcp::socket upstream,
+                          RequestEvent& event);
 
   // --- TLS interception (tls_interception.cpp)
   // An allowed CONNECT to an inspected host: `established`, then TLS with the agent on a minted
@@ -155,7 +167,7 @@ class Connection {
   boost::beast::flat_buffer buffer_;
   KeptUpstream up_;
   std::unique_ptr<char[]> relay_buffer_;  // bodies of plain HTTP requests and responses
-  boost::asio::steady_timer* tunnel_timer_ = nullptr;  // set while a tunnel runs
+  boost::asio::steady_timer* tunnel_timer_ = nullptr;  // close() cancels it: the door's wait
   bool closed_ = false;
   std::string peer_;
   // Set inside an inspected CONNECT, or a CONNECT tunnel whose client sent plain HTTP: where

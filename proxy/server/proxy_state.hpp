@@ -24,8 +24,18 @@
 
 namespace acp::proxy {
 
-class Connection;
 class RequestEvent;
+
+// What stop() can close: a Connection, or a tunnel parked apart from the one that opened it
+// (parked_tunnel.hpp). Each registers itself for its lifetime (State::opened / State::gone).
+class Closable {
+ public:
+  // Aborts whatever it waits on; it ends (and unregisters) on its own afterwards.
+  virtual void close() = 0;
+
+ protected:
+  ~Closable() = default;
+};
 
 struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   State(boost::asio::io_context& io, ProxyConfig cfg, RequestJudge& judge)
@@ -36,13 +46,16 @@ struct ProxyServer::State : std::enable_shared_from_this<ProxyServer::State> {
   RequestJudge& judge;
   std::vector<boost::asio::ip::tcp::acceptor> acceptors;
   std::vector<boost::asio::ip::tcp::endpoint> bound;
-  std::vector<OwnEndpoint> own;                 // the listeners, registered as ACP's own endpoints
-  uint64_t client_cgroup_id = 0;                // cfg.client_cgroup's id, read at start()
-  std::unordered_set<Connection*> connections;  // live ones, for stop()
+  std::vector<OwnEndpoint> own;               // the listeners, registered as ACP's own endpoints
+  uint64_t client_cgroup_id = 0;              // cfg.client_cgroup's id, read at start()
+  std::unordered_set<Closable*> connections;  // live ones, for stop() and max_connections
   // The most connections open at once since the allocator was last asked to give memory back
-  // (Connection's destructor does, when a burst of at least kTrimAfterBurst has drained).
+  // (gone() does, when a burst of at least kTrimAfterBurst has drained).
   size_t peak_since_trim = 0;
   static constexpr size_t kTrimAfterBurst = 64;
+  // A client connection is open (counted, closable by stop()) / has ended.
+  void opened(Closable* c);
+  void gone(Closable* c);
   std::function<void(const nlohmann::json&)> on_event;
   std::function<void(nlohmann::json)> on_audit;
   bool stopped = false;

@@ -84,6 +84,14 @@ class RequestEvent {
   std::optional<Clock::duration> time_to_answer() const { return time_to_answer_; }
   const nlohmann::json& json() const { return json_; }
   nlohmann::json& json() { return json_; }
+  // Moves the event to whoever carries the exchange on (a parked tunnel, parked_tunnel.hpp):
+  // this one is then left out of State::finish(), the new owner finishes it.
+  RequestEvent take() {
+    RequestEvent out = std::move(*this);
+    handed_off_ = true;
+    return out;
+  }
+  bool handed_off() const { return handed_off_; }
 
  private:
   friend class Connection;  // refuse(): the only writer of a refusal's status and reason
@@ -100,6 +108,7 @@ class RequestEvent {
   Clock::time_point start_;
   std::optional<Clock::duration> time_to_answer_;
   bool tunnel_ = false;
+  bool handed_off_ = false;
 };
 
 }  // namespace acp::proxy

@@ -1,16 +1,10 @@
 #include "tunnel_relay.hpp"
-#include "coro.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <exception>
-#include <memory>
-#include <optional>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 
 namespace acp::proxy {
@@ -22,196 +16,187 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr size_t kTunnelBufferBytes = 64 * 1024;
+// At most this much is taken from a socket at once: the default pipe capacity (16 pages). It is
+// also what a tunnel whose reader stalls can hold in the proxy per direction. A larger pipe
+// (F_SETPIPE_SZ 1 MiB) measured no faster here and would let an agent that opens tunnels and
+// never reads pin 16 times more kernel memory per tunnel.
+constexpr size_t kTunnelChunkBytes = 64 * 1024;
 
-struct TunnelState {
-  explicit TunnelState(const net::any_io_executor& ex) : timer(ex) {}
-  net::steady_timer timer;
-  int done = 0;
-  Clock::time_point last = Clock::now();
-};
-
-// A pipe for splice(2), made when a direction first has bytes to move: a tunnel that never
-// carries anything holds none.
-class SplicePipe {
- public:
-  SplicePipe() = default;
-  SplicePipe(const SplicePipe&) = delete;
-  SplicePipe& operator=(const SplicePipe&) = delete;
-  ~SplicePipe() {
-    if (r_ >= 0) ::close(r_);
-    if (w_ >= 0) ::close(w_);
-  }
-  bool open() {
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
-    r_ = fds[0];
-    w_ = fds[1];
-    // The default capacity (16 pages, 64 KiB): what a tunnel whose reader stalls can hold in
-    // the proxy, as the buffered relay's 64 KiB did. A larger pipe (F_SETPIPE_SZ 1 MiB)
-    // measured no faster here and would let an agent that opens tunnels and never reads pin
-    // 16 times more kernel memory per tunnel.
-    return true;
-  }
-  bool is_open() const { return r_ >= 0; }
-  int r() const { return r_; }
-  int w() const { return w_; }
-
- private:
-  int r_ = -1, w_ = -1;
-};
-
-enum class Moved { Some, Again, Eof, Failed, Unsupported };
-
-// Moves what `from` has (up to one pipe's worth) into the pipe. Again: nothing to read yet.
-Moved splice_in(int from, const SplicePipe& pipe, size_t& in_pipe) {
-  const ssize_t n = ::splice(from, nullptr, pipe.w(), nullptr, kTunnelBufferBytes,
-                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n > 0) {
-    in_pipe = static_cast<size_t>(n);
-    return Moved::Some;
-  }
-  if (n == 0) return Moved::Eof;
-  if (errno == EAGAIN || errno == EINTR) return Moved::Again;
-  if (errno == EINVAL || errno == ENOSYS) return Moved::Unsupported;
-  return Moved::Failed;
-}
-
-// One direction of a tunnel. While nothing needs judging, the bytes never enter user space:
-// splice(2) moves them from one socket into a pipe and from the pipe into the other socket.
-// Where splice cannot be used (no pipe: EMFILE; a kernel that refuses it) the direction falls
-// back to read/write through a buffer that exists only while bytes are moving.
-// Both ways: a half-close is passed on, a reset or local close ends both directions, and
-// `bytes` counts what was delivered to `to`.
-net::awaitable<void> pump(tcp::socket& from, tcp::socket& to, TunnelState& st, uint64_t& bytes) {
-  SplicePipe pipe;
-  bool use_splice = true;
-  bool flowing = false;  // the last read moved bytes: read again before waiting
-  std::unique_ptr<char[]> buf;
-  error_code ec, ignored;
-  for (;;) {
-    if (!flowing) {
-      buf.reset();  // quiet: hold no buffer while waiting
-      co_await from.async_wait(tcp::socket::wait_read, redirect(ec));
-      if (ec) break;
-    }
-    flowing = false;
-    if (use_splice && !pipe.is_open() && !pipe.open()) use_splice = false;
-    if (use_splice) {
-      size_t in_pipe = 0;
-      const Moved m = splice_in(from.native_handle(), pipe, in_pipe);
-      if (m == Moved::Again) continue;
-      if (m == Moved::Eof) {
-        to.shutdown(tcp::socket::shutdown_send, ignored);  // half-close: pass it on
-        co_return;
-      }
-      if (m == Moved::Unsupported && bytes == 0) {
-        use_splice = false;  // nothing taken from `from` yet: read it the other way
-        flowing = true;
-        continue;
-      }
-      if (m != Moved::Some) break;
-      // Out of the pipe into `to`, waiting whenever its send buffer is full.
-      bool failed = false;
-      while (in_pipe > 0) {
-        const ssize_t n = ::splice(pipe.r(), nullptr, to.native_handle(), nullptr, in_pipe,
-                                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0) {
-          in_pipe -= static_cast<size_t>(n);
-          bytes += static_cast<uint64_t>(n);
-          st.last = Clock::now();
-          continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-          co_await to.async_wait(tcp::socket::wait_write, redirect(ec));
-          if (!ec) continue;
-        }
-        failed = true;
-        break;
-      }
-      if (failed) break;
-      flowing = true;
-      continue;
-    }
-    if (!buf) buf.reset(new char[kTunnelBufferBytes]);
-    size_t n = from.read_some(net::buffer(buf.get(), kTunnelBufferBytes), ec);
-    if (ec == net::error::would_block || ec == net::error::try_again) continue;
-    if (ec == net::error::eof) {
-      to.shutdown(tcp::socket::shutdown_send, ignored);  // half-close: pass it on
-      co_return;
-    }
-    if (ec) break;
-    co_await net::async_write(to, net::buffer(buf.get(), n), redirect(ec));
-    if (ec) break;
-    bytes += n;
-    st.last = Clock::now();
-    flowing = true;
-  }
-  // A reset or a local close: end the other direction too.
-  from.close(ignored);
-  to.close(ignored);
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
 }
 
 }  // namespace
 
-net::awaitable<Speaker> first_speaker(tcp::socket& client, tcp::socket& upstream,
-                                      std::chrono::seconds idle, TunnelStop stop) {
-  // Two waits race; the first readable side wins. The handlers hold only `race`: they may run
-  // after this frame (cancelled), never touching the sockets.
-  struct Race {
-    explicit Race(const net::any_io_executor& ex) : timer(ex) {}
-    net::steady_timer timer;
-    std::optional<Speaker> who;
-  };
-  auto race = std::make_shared<Race>(co_await net::this_coro::executor);
-  auto on = [race](Speaker s) {
-    return [race, s](error_code ec) {
-      if (!ec && !race->who) race->who = s;
-      race->timer.cancel();
-    };
-  };
-  race->timer.expires_after(idle);
-  client.async_wait(tcp::socket::wait_read, on(Speaker::Client));
-  upstream.async_wait(tcp::socket::wait_read, on(Speaker::Server));
-  stop.wake = &race->timer;
-  error_code ec;
-  co_await race->timer.async_wait(redirect(ec));
-  stop.wake = nullptr;
-  error_code ignored;
-  client.cancel(ignored);
-  upstream.cancel(ignored);
-  if (stop.closed || !race->who) co_return Speaker::Neither;  // closed, or idle_timeout
-  co_return *race->who;
+TunnelRelay::TunnelRelay(tcp::socket& up_from, tcp::socket& up_to)
+    : up_(up_from, up_to), down_(up_to, up_from), timer_(up_from.get_executor()) {}
+
+TunnelRelay::~TunnelRelay() {
+  for (Direction* d : {&up_, &down_}) {
+    close_fd(d->pipe_r);
+    close_fd(d->pipe_w);
+  }
 }
 
-net::awaitable<TunnelTotals> relay_tunnel(tcp::socket& a, tcp::socket& b, std::chrono::seconds idle,
-                                          TunnelStop stop) {
-  TunnelTotals totals;
-  error_code ec;
-  a.non_blocking(true, ec);
-  b.non_blocking(true, ec);
-  auto ex = co_await net::this_coro::executor;
-  TunnelState st(ex);
-  stop.wake = &st.timer;
-  auto finished = [&st](std::exception_ptr) {
-    ++st.done;
-    st.timer.cancel();
-  };
-  net::co_spawn(ex, pump(a, b, st, totals.bytes_up), finished);
-  net::co_spawn(ex, pump(b, a, st, totals.bytes_down), finished);
-  while (st.done < 2) {
-    st.timer.expires_after(idle);
-    co_await st.timer.async_wait(redirect(ec));
-    if (st.done >= 2) break;
-    if (stop.closed || (!ec && Clock::now() - st.last >= idle)) {
-      totals.idled_out = !stop.closed;
-      error_code ignored;
-      a.close(ignored);
-      b.close(ignored);
-    }
+void TunnelRelay::start(std::shared_ptr<void> owner, std::chrono::seconds idle,
+                        std::function<void(const TunnelTotals&)> done) {
+  owner_ = owner;
+  idle_ = idle;
+  done_ = std::move(done);
+  last_ = Clock::now();
+  error_code ignored;
+  up_.from.non_blocking(true, ignored);
+  down_.from.non_blocking(true, ignored);
+  arm_idle_timer();
+  // Each direction waits until it has bytes: one that never carries any makes no pipe.
+  wait_readable(up_);
+  wait_readable(down_);
+}
+
+void TunnelRelay::stop() {
+  error_code ignored;
+  up_.from.close(ignored);
+  down_.from.close(ignored);
+}
+
+// Moves what `d` has until it would block (then waits) or ends.
+void TunnelRelay::run(Direction& d) {
+  for (;;) {
+    if (d.ended) return;
+    if (d.in_pipe > 0 && !drain_pipe(d)) return;  // waiting for `to`, or failed
+    const Step s = d.use_splice ? splice_step(d) : buffered_step(d);
+    if (s == Step::Wait) wait_readable(d);
+    if (s != Step::Again) return;
   }
-  stop.wake = nullptr;
-  co_return totals;
+}
+
+TunnelRelay::Step TunnelRelay::splice_step(Direction& d) {
+  if (d.pipe_r < 0) {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+      d.use_splice = false;  // no fd for a pipe: the buffered way
+      return Step::Again;
+    }
+    d.pipe_r = fds[0];
+    d.pipe_w = fds[1];
+  }
+  const ssize_t n = ::splice(d.from.native_handle(), nullptr, d.pipe_w, nullptr, kTunnelChunkBytes,
+                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n > 0) {
+    d.in_pipe = static_cast<size_t>(n);
+    return Step::Again;
+  }
+  if (n == 0) {
+    half_close(d);
+    return Step::Stop;
+  }
+  if (errno == EAGAIN || errno == EINTR) {
+    d.buf.reset();
+    return Step::Wait;
+  }
+  if ((errno == EINVAL || errno == ENOSYS) && d.bytes == 0) {
+    d.use_splice = false;  // nothing taken from `from` yet: read it the other way
+    return Step::Again;
+  }
+  fail(d);
+  return Step::Stop;
+}
+
+TunnelRelay::Step TunnelRelay::buffered_step(Direction& d) {
+  if (!d.buf) d.buf.reset(new char[kTunnelChunkBytes]);
+  error_code ec;
+  const size_t n = d.from.read_some(net::buffer(d.buf.get(), kTunnelChunkBytes), ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    d.buf.reset();  // quiet: hold no buffer while waiting
+    return Step::Wait;
+  }
+  if (ec == net::error::eof) {
+    half_close(d);
+    return Step::Stop;
+  }
+  if (ec) {
+    fail(d);
+    return Step::Stop;
+  }
+  net::async_write(d.to, net::buffer(d.buf.get(), n),
+                   [this, &d, owner = owner_.lock()](error_code ec, size_t written) {
+                     if (ec) return fail(d);
+                     d.bytes += written;
+                     last_ = Clock::now();
+                     run(d);
+                   });
+  return Step::Stop;  // the write's handler carries on
+}
+
+// Out of the pipe into `to`; false when it waits for `to` to drain (the wait carries on) or
+// failed.
+bool TunnelRelay::drain_pipe(Direction& d) {
+  while (d.in_pipe > 0) {
+    const ssize_t n = ::splice(d.pipe_r, nullptr, d.to.native_handle(), nullptr, d.in_pipe,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      d.in_pipe -= static_cast<size_t>(n);
+      d.bytes += static_cast<uint64_t>(n);
+      last_ = Clock::now();
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      d.to.async_wait(tcp::socket::wait_write, [this, &d, owner = owner_.lock()](error_code ec) {
+        if (ec) return fail(d);
+        run(d);
+      });
+      return false;
+    }
+    fail(d);
+    return false;
+  }
+  return true;
+}
+
+void TunnelRelay::wait_readable(Direction& d) {
+  d.from.async_wait(tcp::socket::wait_read, [this, &d, owner = owner_.lock()](error_code ec) {
+    if (ec) return fail(d);
+    run(d);
+  });
+}
+
+void TunnelRelay::half_close(Direction& d) {
+  error_code ignored;
+  d.to.shutdown(tcp::socket::shutdown_send, ignored);  // pass it on
+  d.ended = true;
+  check_done();
+}
+
+// A reset, a local close or stop(): both directions end (the other's pending wait is aborted).
+void TunnelRelay::fail(Direction& d) {
+  error_code ignored;
+  d.from.close(ignored);
+  d.to.close(ignored);
+  d.ended = true;
+  check_done();
+}
+
+void TunnelRelay::arm_idle_timer() {
+  timer_.expires_after(idle_);
+  timer_.async_wait([this, owner = owner_.lock()](error_code ec) {
+    if (ec || finished_) return;  // cancelled: done, or stopped
+    if (Clock::now() - last_ >= idle_) {
+      totals_.idled_out = true;
+      stop();
+      return;
+    }
+    arm_idle_timer();
+  });
+}
+
+void TunnelRelay::check_done() {
+  if (finished_ || !up_.ended || !down_.ended) return;
+  finished_ = true;
+  timer_.cancel();
+  totals_.bytes_up = up_.bytes;
+  totals_.bytes_down = down_.bytes;
+  if (auto done = std::move(done_)) done(totals_);
 }
 
 }  // namespace acp::proxy
