@@ -1,15 +1,22 @@
-// Tunnel setup through the real `acp run` (bpf wall, allow policy, the audit log on, one
-// fdatasync'ed decision per tunnel) against the same client talking to the echo server
-// directly, in one run, reported as ratios. Each tunnel: connect, (CONNECT, 200,) 64 bytes
-// out, 64 bytes echoed back, close; `--clients` threads at once. Needs root (acp run).
-// Usage:
-//   acp_run_setup_bench [--acp=PATH] [--tunnels=N] [--clients=N] [--rounds=N] [--audit-dir=DIR]
-// The agent side is this binary again: `acp_run_setup_bench --client=PORT,N,C[,direct]`
-// prints "<tunnels/s> <p50 us> <p99 us> <failures>".
+// Tunnel setup and bulk throughput through the real `acp run` (bpf wall, allow policy, the
+// audit log on, one fdatasync'ed decision per tunnel) against the same client talking to the
+// origin directly, in one run, reported as ratios. Two ways through acp: an explicit CONNECT to
+// the proxy (HTTPS_PROXY), and the transparent door (the agent connects to the origin's
+// address, the wall leads it to the proxy). The origin is a test host in a network namespace
+// the bench makes (a veth pair, 198.51.100.0/30): the door leads nothing to loopback.
+// Each tunnel: connect, (CONNECT, 200,) 64 bytes out, 64 bytes echoed back, close;
+// `--clients` threads at once. Bulk: one connection reads `--mib` MiB from the origin.
+// Needs root (acp run, the namespace). Usage:
+//   acp_run_setup_bench [--acp=PATH] [--tunnels=N] [--clients=N] [--rounds=N] [--mib=N]
+//                       [--audit-dir=DIR]
+// The agent side is this binary again: `acp_run_setup_bench --client=ADDR,PORT,N,C,MODE`
+// (MODE direct|proxy|door) prints "<tunnels/s> <p50 us> <p99 us> <failures>";
+// `--bulk=ADDR,PORT,MIB,MODE` prints "<MB/s> 0 0 <failures>".
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,26 +40,26 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kEcho = 64;
 
-int listen_loopback(uint16_t& port) {
+int listen_on(const char* addr, uint16_t& port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::inet_pton(AF_INET, addr, &a.sin_addr);
   socklen_t len = sizeof a;
   if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       ::listen(fd, 1024) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    std::perror("acp_run_setup_bench: echo listener on 127.0.0.1");
+    std::perror("acp_run_setup_bench: origin listener");
     std::exit(1);
   }
   port = ntohs(a.sin_port);
   return fd;
 }
 
-int connect_loopback(uint16_t port) {
+int connect_to(const std::string& addr, uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::inet_pton(AF_INET, addr.c_str(), &a.sin_addr);
   a.sin_port = htons(port);
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -70,6 +77,24 @@ bool read_exactly(int fd, char* buf, size_t n) {
     got += static_cast<size_t>(r);
   }
   return true;
+}
+
+// Bulk source threads: each connection that sends its one-byte request gets `bytes` bytes, then
+// the close (the client speaks first, as a download's request does: the door then judges at
+// once instead of waiting for a server-speaks-first protocol).
+void serve_bulk(int listen_fd, uint64_t bytes) {
+  std::vector<char> buf(256 * 1024, '\x01');  // no HTTP, no TLS: a raw tunnel
+  for (;;) {
+    int c = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;
+    char request;
+    for (uint64_t left = ::read(c, &request, 1) == 1 ? bytes : 0; left > 0;) {
+      ssize_t n = ::write(c, buf.data(), std::min<uint64_t>(left, buf.size()));
+      if (n <= 0) break;
+      left -= static_cast<uint64_t>(n);
+    }
+    ::close(c);
+  }
 }
 
 // Echo server threads: each takes one connection at a time, echoes until EOF.
@@ -91,27 +116,41 @@ uint16_t proxy_port_from_env() {
   return colon ? static_cast<uint16_t>(std::atoi(colon + 1)) : 0;
 }
 
+enum class Way { Direct, Proxy, Door };
+
+Way way_of(const char* mode) {
+  if (std::strcmp(mode, "direct") == 0) return Way::Direct;
+  return std::strcmp(mode, "door") == 0 ? Way::Door : Way::Proxy;
+}
+
+// A connection to addr:port: directly (the door, when acp leads it in), or through a CONNECT
+// to the proxy. -1 when it failed.
+int open_path(const std::string& addr, uint16_t port, Way way, uint16_t proxy_port) {
+  if (way != Way::Proxy) return connect_to(addr, port);
+  int fd = connect_to("127.0.0.1", proxy_port);
+  if (fd < 0) return -1;
+  std::string t = addr + ":" + std::to_string(port);
+  std::string req = "CONNECT " + t + " HTTP/1.1\r\nHost: " + t + "\r\n\r\n";
+  std::string head;
+  char c;
+  bool ok = ::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size());
+  while (ok && head.find("\r\n\r\n") == std::string::npos && head.size() < 4096)
+    ok = ::read(fd, &c, 1) == 1 && (head.push_back(c), true);
+  if (ok && head.rfind("HTTP/1.1 200", 0) == 0) return fd;
+  ::close(fd);
+  return -1;
+}
+
 // One tunnel; returns whether the echo came back.
-bool one_tunnel(uint16_t echo_port, uint16_t proxy_port) {
-  int fd = connect_loopback(proxy_port ? proxy_port : echo_port);
+bool one_tunnel(const std::string& addr, uint16_t port, Way way, uint16_t proxy_port) {
+  int fd = open_path(addr, port, way, proxy_port);
   if (fd < 0) return false;
-  bool ok = true;
-  if (proxy_port) {
-    std::string req = "CONNECT 127.0.0.1:" + std::to_string(echo_port) +
-                      " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(echo_port) + "\r\n\r\n";
-    std::string head;
-    char c;
-    ok = ::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size());
-    while (ok && head.find("\r\n\r\n") == std::string::npos && head.size() < 4096)
-      ok = ::read(fd, &c, 1) == 1 && (head.push_back(c), true);
-    ok = ok && head.rfind("HTTP/1.1 200", 0) == 0;
-  }
   // Binary bytes: the proxy sees at once that they are neither HTTP nor TLS (a run of token
   // characters could still become a request line, and it would wait for more).
   char out[kEcho], in[kEcho];
   std::memset(out, 0, sizeof out);
-  ok = ok && ::write(fd, out, sizeof out) == static_cast<ssize_t>(sizeof out) &&
-       read_exactly(fd, in, sizeof in);
+  bool ok = ::write(fd, out, sizeof out) == static_cast<ssize_t>(sizeof out) &&
+            read_exactly(fd, in, sizeof in);
   ::close(fd);
   return ok;
 }
@@ -123,9 +162,9 @@ double pct(std::vector<double>& v, double p) {
 }
 
 // The agent side: `clients` threads share `tunnels` tunnels.
-int run_client(uint16_t echo_port, int tunnels, int clients, bool direct) {
-  uint16_t proxy_port = direct ? 0 : proxy_port_from_env();
-  if (!direct && proxy_port == 0) {
+int run_client(const std::string& addr, uint16_t port, int tunnels, int clients, Way way) {
+  uint16_t proxy_port = way == Way::Proxy ? proxy_port_from_env() : 0;
+  if (way == Way::Proxy && proxy_port == 0) {
     std::fprintf(stderr, "acp_run_setup_bench: no HTTP_PROXY in the agent's environment\n");
     return 2;
   }
@@ -137,7 +176,7 @@ int run_client(uint16_t echo_port, int tunnels, int clients, bool direct) {
     threads.emplace_back([&, c] {
       while (next.fetch_add(1) < tunnels) {
         auto s = Clock::now();
-        if (!one_tunnel(echo_port, proxy_port)) ++failures;
+        if (!one_tunnel(addr, port, way, proxy_port)) ++failures;
         lat[static_cast<size_t>(c)].push_back(
             std::chrono::duration<double, std::micro>(Clock::now() - s).count());
       }
@@ -149,6 +188,25 @@ int run_client(uint16_t echo_port, int tunnels, int clients, bool direct) {
   std::printf("%.0f %.0f %.0f %d\n", tunnels / secs, pct(all, 0.5), pct(all, 0.99),
               failures.load());
   return failures.load() ? 1 : 0;
+}
+
+// The agent side of the bulk row: one connection reads `mib` MiB to the end.
+int run_bulk(const std::string& addr, uint16_t port, uint64_t mib, Way way) {
+  auto t0 = Clock::now();
+  int fd = open_path(addr, port, way, way == Way::Proxy ? proxy_port_from_env() : 0);
+  uint64_t got = 0;
+  std::vector<char> buf(256 * 1024);
+  if (fd >= 0 && ::write(fd, "\x01", 1) != 1) {  // the request: neither HTTP nor TLS
+    ::close(fd);
+    fd = -1;
+  }
+  for (ssize_t n; fd >= 0 && (n = ::read(fd, buf.data(), buf.size())) > 0;)
+    got += static_cast<uint64_t>(n);
+  if (fd >= 0) ::close(fd);
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const bool ok = got == (mib << 20);
+  std::printf("%.0f 0 0 %d\n", ok ? static_cast<double>(got) / 1e6 / secs : 0, ok ? 0 : 1);
+  return ok ? 0 : 1;
 }
 
 struct Figures {
@@ -200,19 +258,80 @@ std::string arg(int argc, char** argv, const std::string& name, const std::strin
   return def;
 }
 
+// The origin's host: a network namespace behind a veth pair, removed at the end (and flagged by
+// scripts/check-leftovers.sh, `acpt*`, when the bench was killed half-way).
+constexpr const char* kHostSide = "198.51.100.1";
+constexpr const char* kOrigin = "198.51.100.2";
+
+struct TestHost {
+  std::string ns = "acptb" + std::to_string(::getpid());
+  bool up = false;
+  TestHost() {
+    const std::string h = ns + "h", n = ns + "n";
+    up = std::system(("ip netns add " + ns + " && ip link add " + h + " type veth peer name " + n +
+                      " && ip link set " + n + " netns " + ns + " && ip addr add " + kHostSide +
+                      "/30 dev " + h + " && ip link set " + h + " up && ip -n " + ns +
+                      " addr add " + kOrigin + "/30 dev " + n + " && ip -n " + ns + " link set " +
+                      n + " up && ip -n " + ns + " link set lo up")
+                         .c_str()) == 0;
+  }
+  ~TestHost() {
+    std::system(
+        ("ip link del " + ns + "h 2>/dev/null; ip netns del " + ns + " 2>/dev/null").c_str());
+  }
+};
+
+// The origin process, inside the namespace: echo and bulk listeners on the origin's address.
+struct Origin {
+  pid_t pid = -1;
+  uint16_t echo_port = 0, bulk_port = 0;
+};
+
+Origin start_origin(const TestHost& host, int threads, uint64_t bulk_bytes) {
+  int ports[2];
+  Origin o;
+  if (::pipe2(ports, O_CLOEXEC) != 0) return o;
+  o.pid = ::fork();
+  if (o.pid == 0) {
+    int nsfd = ::open(("/run/netns/" + host.ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0 || ::setns(nsfd, CLONE_NEWNET) != 0) ::_exit(3);
+    uint16_t p[2] = {0, 0};
+    int echo_fd = listen_on(kOrigin, p[0]), bulk_fd = listen_on(kOrigin, p[1]);
+    if (::write(ports[1], p, sizeof p) != sizeof p) ::_exit(4);
+    std::vector<std::thread> t;
+    for (int i = 0; i < threads; ++i) t.emplace_back(serve_echo, echo_fd);
+    t.emplace_back(serve_bulk, bulk_fd, bulk_bytes);
+    for (auto& th : t) th.join();
+    ::_exit(0);
+  }
+  ::close(ports[1]);
+  uint16_t p[2] = {0, 0};
+  if (::read(ports[0], p, sizeof p) == sizeof p) {
+    o.echo_port = p[0];
+    o.bulk_port = p[1];
+  }
+  ::close(ports[0]);
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  char addr[64] = "", mode[16] = "";
+  int port = 0, n = 0, clients = 0;
   if (std::string c = arg(argc, argv, "--client", ""); !c.empty()) {
-    int port = 0, n = 0, clients = 0;
-    char mode[16] = "";
-    std::sscanf(c.c_str(), "%d,%d,%d,%15s", &port, &n, &clients, mode);
-    return run_client(static_cast<uint16_t>(port), n, clients, std::strcmp(mode, "direct") == 0);
+    std::sscanf(c.c_str(), "%63[^,],%d,%d,%d,%15s", addr, &port, &n, &clients, mode);
+    return run_client(addr, static_cast<uint16_t>(port), n, clients, way_of(mode));
+  }
+  if (std::string b = arg(argc, argv, "--bulk", ""); !b.empty()) {
+    std::sscanf(b.c_str(), "%63[^,],%d,%d,%15s", addr, &port, &n, mode);
+    return run_bulk(addr, static_cast<uint16_t>(port), static_cast<uint64_t>(n), way_of(mode));
   }
   std::string acp = arg(argc, argv, "--acp", ACP_BINARY);
   int tunnels = std::atoi(arg(argc, argv, "--tunnels", "2000").c_str());
-  int clients = std::atoi(arg(argc, argv, "--clients", "4").c_str());
+  clients = std::atoi(arg(argc, argv, "--clients", "4").c_str());
   int rounds = std::atoi(arg(argc, argv, "--rounds", "3").c_str());
+  const uint64_t mib = std::strtoull(arg(argc, argv, "--mib", "1024").c_str(), nullptr, 10);
   if (::geteuid() != 0) {
     std::fprintf(stderr, "acp_run_setup_bench: run as root (acp run builds a BPF wall)\n");
     return 1;
@@ -220,6 +339,17 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
+  TestHost host;
+  if (!host.up) {
+    std::fprintf(stderr, "acp_run_setup_bench: could not make the origin's namespace %s\n",
+                 host.ns.c_str());
+    return 1;
+  }
+  Origin origin = start_origin(host, clients + 2, mib << 20);
+  if (origin.echo_port == 0) {
+    std::fprintf(stderr, "acp_run_setup_bench: the origin did not start in %s\n", host.ns.c_str());
+    return 1;
+  }
   char tmpl[] = "/tmp/acp-run-bench.XXXXXX";
   std::string dir = ::mkdtemp(tmpl);
   ::chmod(dir.c_str(), 0755);
@@ -227,40 +357,64 @@ int main(int argc, char** argv) {
   std::string self = dir + "/agent";
   std::filesystem::copy_file("/proc/self/exe", self);
   ::chmod(self.c_str(), 0755);
-  uint16_t echo_port = 0;
-  int listen_fd = listen_loopback(echo_port);
-  std::vector<std::thread> echo;
-  for (int i = 0; i < clients + 2; ++i) echo.emplace_back(serve_echo, listen_fd);
-  std::ofstream(dir + "/policy.yml")
-      << "default: deny\nrules:\n  - match: { kind: http, host: \"127.0.0.1\", port: " << echo_port
-      << " }\n    action: allow\n";
+  std::ofstream(dir + "/policy.yml") << "default: deny\nrules:\n  - match: { kind: http, host: \""
+                                     << kOrigin << "\" }\n    action: allow\n";
   std::ofstream(dir + "/config.yml") << "channels:\n  web:\n    enabled: false\n";
   // --audit-dir on a tmpfs (where fdatasync costs nothing) shows what the sync costs.
   std::string audit = arg(argc, argv, "--audit-dir", dir) + "/audit.jsonl";
-  std::string spec =
-      std::to_string(echo_port) + "," + std::to_string(tunnels) + "," + std::to_string(clients);
+  const std::string origin_addr = kOrigin;
+  auto spec = [&](const char* way) {
+    return "--client=" + origin_addr + "," + std::to_string(origin.echo_port) + "," +
+           std::to_string(tunnels) + "," + std::to_string(clients) + "," + way;
+  };
+  auto bulk = [&](const char* way) {
+    return "--bulk=" + origin_addr + "," + std::to_string(origin.bulk_port) + "," +
+           std::to_string(mib) + "," + way;
+  };
+  // The agent under acp run: --door=both, so one session serves both ways in.
+  auto under_acp = [&](std::string client_arg) {
+    return std::vector<std::string>{acp,
+                                    "run",
+                                    "--user=nobody",
+                                    "--door=both",
+                                    "--policy=" + dir + "/policy.yml",
+                                    "--config=" + dir + "/config.yml",
+                                    "--audit-log=" + audit,
+                                    "--",
+                                    self,
+                                    std::move(client_arg)};
+  };
 
-  std::printf("%d tunnels, %d clients at once, 64 B echoed each; audit log on %s\n", tunnels,
-              clients, dir.c_str());
-  std::printf("%-6s %14s %14s %12s %12s %10s\n", "round", "direct conn/s", "acp run conn/s",
-              "ACP/direct", "p50 us d/acp", "failures");
+  std::printf(
+      "origin %s (namespace %s); %d tunnels, %d clients at once, 64 B echoed each; "
+      "bulk %llu MiB; audit log on %s\n",
+      kOrigin, host.ns.c_str(), tunnels, clients, static_cast<unsigned long long>(mib),
+      dir.c_str());
+  std::printf("%-6s %10s %10s %10s %11s %11s %12s %17s %9s\n", "round", "direct/s", "CONNECT/s",
+              "door/s", "CONNECT/dir", "door/CONN", "p50 us", "bulk MB/s", "failures");
+  std::printf("%-6s %10s %10s %10s %11s %11s %12s %17s\n", "", "", "", "", "", "", "d/CONN/door",
+              "d/CONN/door");
   for (int r = 1; r <= rounds; ++r) {
-    Figures direct = run_and_read({self, "--client=" + spec + ",direct"});
-    Figures acp_run = run_and_read({acp, "run", "--user=nobody", "--policy=" + dir + "/policy.yml",
-                                    "--config=" + dir + "/config.yml", "--audit-log=" + audit, "--",
-                                    self, "--client=" + spec + ",proxy"});
-    std::printf("%-6d %14.0f %14.0f %11.2fx %5.0f/%-6.0f %4d/%d\n", r, direct.rate, acp_run.rate,
-                direct.rate > 0 ? acp_run.rate / direct.rate : 0, direct.p50, acp_run.p50,
-                direct.failures, acp_run.failures);
+    Figures direct = run_and_read({self, spec("direct")});
+    Figures connect = run_and_read(under_acp(spec("proxy")));
+    Figures door = run_and_read(under_acp(spec("door")));
+    Figures bd = run_and_read({self, bulk("direct")});
+    Figures bc = run_and_read(under_acp(bulk("proxy")));
+    Figures bt = run_and_read(under_acp(bulk("door")));
+    std::printf(
+        "%-6d %10.0f %10.0f %10.0f %10.2fx %10.2fx %4.0f/%.0f/%.0f %5.0f/%.0f/%.0f %d/%d/%d\n", r,
+        direct.rate, connect.rate, door.rate, direct.rate > 0 ? connect.rate / direct.rate : 0,
+        connect.rate > 0 ? door.rate / connect.rate : 0, direct.p50, connect.p50, door.p50, bd.rate,
+        bc.rate, bt.rate, direct.failures + bd.failures, connect.failures + bc.failures,
+        door.failures + bt.failures);
   }
-  std::printf("audit log: %zu lines (one per tunnel); check with `acp audit verify`\n",
+  std::printf("audit log: %zu lines (one per tunnel and bulk run); check with `acp audit verify`\n",
               count_lines(audit));
   int rc = std::system((acp + " audit verify " + audit + " >/dev/null").c_str());
   std::printf("acp audit verify: %s\n", rc == 0 ? "ok" : "BROKEN");
 
-  ::shutdown(listen_fd, SHUT_RDWR);
-  for (auto& t : echo) t.join();
-  ::close(listen_fd);
+  ::kill(origin.pid, SIGKILL);
+  ::waitpid(origin.pid, nullptr, 0);
   std::filesystem::remove_all(dir);
   std::filesystem::remove(audit);
   return 0;
