@@ -204,7 +204,8 @@ Result<SessionPlan> plan_run_session(const RunOptions& o, backend::Kind kind,
   plan.audit_only = o.audit_only;
   plan.test_pauses = true;
   // The builder's door step refuses transparent and both on other backends.
-  auto door = parse_door(effective_door(o, kind == backend::Kind::kBpf));
+  auto door = parse_door(
+      effective_door(o, kind == backend::Kind::kBpf || kind == backend::Kind::kIptables));
   if (!door) return door.error();
   plan.door = *door;
   // Everything the agent may reach besides the proxy, parsed before anything is built.
@@ -252,9 +253,10 @@ int run_agent_session(const RunOptions& o) {
   if (!sel->warning.empty()) std::fprintf(stderr, "%s\n", sel->warning.c_str());
   if (o.audit_only && kind != backend::Kind::kBpf)
     return fail("--audit-only needs the bpf backend, and this session would use " + backend_name);
-  if ((o.door == "transparent" || o.door == "both") && kind != backend::Kind::kBpf)
-    return fail("--door=" + o.door + " needs the bpf backend, and this session would use " +
-                backend_name + ": use --door=proxy");
+  if ((o.door == "transparent" || o.door == "both") && kind != backend::Kind::kBpf &&
+      kind != backend::Kind::kIptables)
+    return fail("--door=" + o.door + " needs the bpf or iptables backend, and this session would " +
+                "use " + backend_name + ": use --door=proxy");
   if (kind == backend::Kind::kDocker) {
     // The same session as `acp contain` with its defaults (contain_options_for_run).
     auto c = contain_options_for_run(o);
