@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -196,6 +197,34 @@ TEST_F(IptablesDoor, ClientsWithoutProxySettingsAndTheirDnsAreLedInAndJudged) {
   ASSERT_EQ(id.size(), 12u) << r.out;
   EXPECT_EQ(nat_rules().find("ACP-" + id), std::string::npos) << nat_rules();
   EXPECT_EQ(run({"iptables", "-w", "-S"}).out.find("ACP-" + id), std::string::npos);
+}
+
+// What a user gets without --door on the iptables backend: both. curl without proxy settings
+// reaches the allowed origin; an IPv6 connection is led in too (ip6tables nat,
+// IP6T_SO_ORIGINAL_DST) and judged by its original address; the explicit proxy still serves.
+TEST_F(IptablesDoor, TheDefaultDoorIsBothOnIptablesForIpv4AndIpv6) {
+  const uint16_t plain = free_port(), v6port = free_port();
+  ASSERT_TRUE(start_origin(plain, host_->addr4()));
+  const auto policy = write_policy("policy.yml",
+                                   "default: deny\nrules:\n"
+                                   "  - match: { kind: http, host: \"" +
+                                       host_->addr4() + "\" }\n    action: allow\n");
+  const std::string url4 = "http://" + host_->addr4() + ":" + std::to_string(plain) + "/";
+  const std::string url6 = "http://[" + host_->addr6() + "]:" + std::to_string(v6port) + "/";
+  const std::string script = "curl --noproxy '*' -sS -m 20 " + url4 + " | sed 's/^/DIRECT:/'; " +
+                             "curl -sS -m 20 " + url4 + " | sed 's/^/PROXIED:/'; " +
+                             "curl --noproxy '*' -gsS -m 20 " + url6 + " | sed 's/^/V6:/'";
+  auto argv = acp_run(policy, {"sh", "-c", script}, {"--backend=iptables"});
+  argv.erase(std::find(argv.begin(), argv.end(), "--door=proxy"));  // no --door at all
+  auto r = run(argv);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("DIRECT:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("PROXIED:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("V6:{\"error\":\"Blocked by ACP\""), std::string::npos) << r.out;
+  EXPECT_FALSE(transparent_requests(host_->addr4(), plain).empty()) << r.out;
+  auto v6 = transparent_requests(host_->addr6(), v6port);
+  ASSERT_FALSE(v6.empty()) << r.out;
+  EXPECT_EQ(v6.front()["verdict"], "deny");
 }
 
 // The door's own port, dialled directly, is led in like any other and refused as a local
