@@ -354,4 +354,27 @@ bool iptables_backend_supported(std::string* why) {
   return supported;
 }
 
+bool iptables_door_supported(std::string* why) {
+  static std::once_flag once;
+  static bool supported = false;
+  static std::string reason;
+  std::call_once(once, [] {
+    if (!iptables_backend_supported(&reason)) return;
+    const std::string chain = "ACPPROBE-" + std::to_string(::getpid());
+    for (IpFamily f : netfilter_families()) {
+      std::string text = "*nat\n:" + chain + " - [0:0]\n-A " + chain +
+                         " -p tcp -j REDIRECT --to-ports 1\nCOMMIT\n";
+      auto st = restore(f, text, "probing nat REDIRECT");
+      (void)remove_family(f, chain, {});
+      if (!st) {
+        reason = "nat REDIRECT: " + st.error().message();
+        return;
+      }
+    }
+    supported = true;
+  });
+  if (why) *why = reason;
+  return supported;
+}
+
 }  // namespace acp::backend

@@ -100,5 +100,8 @@ Result<std::vector<std::string>> list_iptables_chains(std::string_view prefix);
 // a rule with `-m cgroup --path` and REJECT that installs and removes in a scratch chain of
 // each family (on a scratch cgroup). Cached per process, like kernel::bpf_backend_supported.
 bool iptables_backend_supported(std::string* why = nullptr);
+// True when, beyond that, the transparent door can be built here: a REDIRECT rule installs and
+// removes in a scratch chain of each family's nat table. Cached per process.
+bool iptables_door_supported(std::string* why = nullptr);
 
 }  // namespace acp::backend
