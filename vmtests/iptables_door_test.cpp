@@ -88,16 +88,6 @@ class IptablesDoor : public acp::vmtest::RunFixture {
     return acp_run(policy, std::move(cmd), {"--backend=iptables", "--door=both"});
   }
 
-  // Audit entries of requests led in by the door, for host:port.
-  std::vector<nlohmann::json> transparent_requests(const std::string& host, uint16_t port) {
-    std::vector<nlohmann::json> out;
-    for (auto& e : audit_entries())
-      if (e.value("kind", "") == "request" && e["action"].value("via", "") == "transparent" &&
-          e["action"].value("host", "") == host && e["action"].value("port", 0) == port)
-        out.push_back(e);
-    return out;
-  }
-
   bool door_refused(const std::string& original) {
     for (auto& e : audit_entries())
       if (e.value("event", "") == "door_refused" && e.value("original", "") == original)
