@@ -190,7 +190,7 @@ TEST_F(IptablesDoor, ClientsWithoutProxySettingsAndTheirDnsAreLedInAndJudged) {
 }
 
 // What a user gets without --door on the iptables backend: both. curl without proxy settings
-// reaches the allowed origin; an IPv6 connection is led in too (ip6tables nat,
+// and Node 20's fetch reach the allowed origin; an IPv6 connection is led in too (ip6tables nat,
 // IP6T_SO_ORIGINAL_DST) and judged by its original address; the explicit proxy still serves.
 TEST_F(IptablesDoor, TheDefaultDoorIsBothOnIptablesForIpv4AndIpv6) {
   const uint16_t plain = free_port(), v6port = free_port();
@@ -201,15 +201,21 @@ TEST_F(IptablesDoor, TheDefaultDoorIsBothOnIptablesForIpv4AndIpv6) {
                                        host_->addr4() + "\" }\n    action: allow\n");
   const std::string url4 = "http://" + host_->addr4() + ":" + std::to_string(plain) + "/";
   const std::string url6 = "http://[" + host_->addr6() + "]:" + std::to_string(v6port) + "/";
+  // Node 20's fetch ignores HTTPS_PROXY: the issue's first client.
+  const std::string node_fetch =
+      "fetch(process.argv[1]).then(r => r.text()).then(t => console.log('NODE:' + t.trim()))"
+      ".catch(e => { console.log('NODE-FAILED:' + e.message); })";
   const std::string script = "curl --noproxy '*' -sS -m 20 " + url4 + " | sed 's/^/DIRECT:/'; " +
                              "curl -sS -m 20 " + url4 + " | sed 's/^/PROXIED:/'; " +
-                             "curl --noproxy '*' -gsS -m 20 " + url6 + " | sed 's/^/V6:/'";
-  auto argv = acp_run(policy, {"sh", "-c", script}, {"--backend=iptables"});
+                             "curl --noproxy '*' -gsS -m 20 " + url6 + " | sed 's/^/V6:/'; " +
+                             "node -e \"$0\" " + url4;
+  auto argv = acp_run(policy, {"sh", "-c", script, node_fetch}, {"--backend=iptables"});
   argv.erase(std::find(argv.begin(), argv.end(), "--door=proxy"));  // no --door at all
   auto r = run(argv);
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("DIRECT:origin says hello"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("PROXIED:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("NODE:origin says hello"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("V6:{\"error\":\"Blocked by ACP\""), std::string::npos) << r.out;
   EXPECT_FALSE(transparent_requests(host_->addr4(), plain).empty()) << r.out;
   auto v6 = transparent_requests(host_->addr6(), v6port);
