@@ -116,25 +116,6 @@ Result<tcp::endpoint> original_destination_in(std::span<const uint8_t> attrs) {
   return make_error("conntrack reply without an original address", EPROTO);
 }
 
-Result<tcp::endpoint> parse_reply(std::span<const uint8_t> reply) {
-  if (reply.size() < sizeof(nlmsghdr)) return make_error("conntrack reply: short", EPROTO);
-  nlmsghdr h;
-  std::memcpy(&h, reply.data(), sizeof h);
-  if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > reply.size() || h.nlmsg_seq != kSeq)
-    return make_error("conntrack reply: malformed", EPROTO);
-  auto body = reply.subspan(NLMSG_HDRLEN, h.nlmsg_len - NLMSG_HDRLEN);
-  if (h.nlmsg_type == NLMSG_ERROR) {
-    nlmsgerr e;
-    if (body.size() < sizeof e) return make_error("conntrack reply: short error", EPROTO);
-    std::memcpy(&e, body.data(), sizeof e);
-    return make_error("conntrack holds no entry for this datagram",
-                      e.error < 0 ? -e.error : EPROTO);
-  }
-  if (body.size() < NLMSG_ALIGN(sizeof(nfgenmsg)))
-    return make_error("conntrack reply: short message", EPROTO);
-  return original_destination_in(body.subspan(NLMSG_ALIGN(sizeof(nfgenmsg))));
-}
-
 }  // namespace
 
 Result<tcp::endpoint> conntrack_original_destination(int fd) {
@@ -160,8 +141,8 @@ Result<tcp::endpoint> conntrack_original_destination(int fd) {
   return tcp::endpoint(net::ip::address_v4(ntohl(a.sin_addr.s_addr)), ntohs(a.sin_port));
 }
 
-Result<tcp::endpoint> conntrack_udp_original_destination(const tcp::endpoint& self,
-                                                         const tcp::endpoint& from) {
+Result<std::vector<uint8_t>> conntrack_udp_request(const tcp::endpoint& self,
+                                                   const tcp::endpoint& from, uint32_t seq) {
   const auto s = unmap(self.address()), f = unmap(from.address());
   if (s.is_v4() != f.is_v4()) return make_error("conntrack: mixed address families", EINVAL);
   std::vector<uint8_t> msg(NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)));
@@ -172,22 +153,47 @@ Result<tcp::endpoint> conntrack_udp_original_destination(const tcp::endpoint& se
   h.nlmsg_len = static_cast<uint32_t>(msg.size());
   h.nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
   h.nlmsg_flags = NLM_F_REQUEST;
-  h.nlmsg_seq = kSeq;
+  h.nlmsg_seq = seq;
   std::memcpy(msg.data(), &h, sizeof h);
+  return msg;
+}
 
+Result<tcp::endpoint> parse_conntrack_reply(std::span<const uint8_t> reply, uint32_t seq) {
+  if (reply.size() < sizeof(nlmsghdr)) return make_error("conntrack reply: short", EPROTO);
+  nlmsghdr h;
+  std::memcpy(&h, reply.data(), sizeof h);
+  if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > reply.size() || h.nlmsg_seq != seq)
+    return make_error("conntrack reply: malformed", EPROTO);
+  auto body = reply.subspan(NLMSG_HDRLEN, h.nlmsg_len - NLMSG_HDRLEN);
+  if (h.nlmsg_type == NLMSG_ERROR) {
+    nlmsgerr e;
+    if (body.size() < sizeof e) return make_error("conntrack reply: short error", EPROTO);
+    std::memcpy(&e, body.data(), sizeof e);
+    return make_error("conntrack holds no entry for this datagram",
+                      e.error < 0 ? -e.error : EPROTO);
+  }
+  if (body.size() < NLMSG_ALIGN(sizeof(nfgenmsg)))
+    return make_error("conntrack reply: short message", EPROTO);
+  return original_destination_in(body.subspan(NLMSG_ALIGN(sizeof(nfgenmsg))));
+}
+
+Result<tcp::endpoint> conntrack_udp_original_destination(const tcp::endpoint& self,
+                                                         const tcp::endpoint& from) {
+  auto msg = conntrack_udp_request(self, from, kSeq);
+  if (!msg) return msg.error();
   UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_NETFILTER));
   if (!fd) return errno_error("socket(AF_NETLINK, NETLINK_NETFILTER)");
   timeval tv{2, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (::sendto(fd.get(), msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
+  if (::sendto(fd.get(), msg->data(), msg->size(), 0, reinterpret_cast<sockaddr*>(&kernel),
                sizeof kernel) < 0)
     return errno_error("conntrack request for " + endpoint_text(from));
   std::vector<uint8_t> buf(kReplyBytes);
   const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
   if (n < 0) return errno_error("conntrack reply for " + endpoint_text(from));
-  return parse_reply({buf.data(), static_cast<size_t>(n)});
+  return parse_conntrack_reply({buf.data(), static_cast<size_t>(n)}, kSeq);
 }
 
 }  // namespace acp::proxy

@@ -5,6 +5,10 @@
 // state the agent cannot forge, like the bpf wall's door_origin map.
 #pragma once
 
+#include <cstdint>
+#include <span>
+#include <vector>
+
 #include <boost/asio/ip/tcp.hpp>
 
 #include "acp/util/result.hpp"
@@ -21,5 +25,15 @@ Result<boost::asio::ip::tcp::endpoint> conntrack_original_destination(int fd);
 // by the reply tuple). Not NATed: `self`; no entry: ENOENT.
 Result<boost::asio::ip::tcp::endpoint> conntrack_udp_original_destination(
     const boost::asio::ip::tcp::endpoint& self, const boost::asio::ip::tcp::endpoint& from);
+
+// The two halves of that lookup, for tests: the IPCTNL_MSG_CT_GET request (nlmsghdr, nfgenmsg,
+// CTA_TUPLE_REPLY of a UDP tuple from `self` to `from`) and the destination of CTA_TUPLE_ORIG
+// in its reply; the kernel's own error comes back with its errno (ENOENT: no entry), anything
+// malformed as EPROTO.
+Result<std::vector<uint8_t>> conntrack_udp_request(const boost::asio::ip::tcp::endpoint& self,
+                                                   const boost::asio::ip::tcp::endpoint& from,
+                                                   uint32_t seq);
+Result<boost::asio::ip::tcp::endpoint> parse_conntrack_reply(std::span<const uint8_t> reply,
+                                                             uint32_t seq);
 
 }  // namespace acp::proxy
