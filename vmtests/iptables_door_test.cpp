@@ -48,7 +48,8 @@ constexpr const char* kDnsPy =
     "        bytes([len(l)]) + l.encode() for l in name.split('.')) + b'\\0' + \\\n"
     "        struct.pack('>HH', qtype, 1)\n"
     "def udp(server, name, connected):\n"
-    "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "    s = socket.socket(socket.AF_INET6 if ':' in server else socket.AF_INET,\n"
+    "                      socket.SOCK_DGRAM)\n"
     "    s.settimeout(5)\n"
     "    try:\n"
     "        if connected:\n"
@@ -102,8 +103,8 @@ class IptablesDoor : public acp::vmtest::RunFixture {
 // a denied one, each judged and audited as led in; getpeername() says the original address; the
 // agent's DNS over UDP (unconnected and connected, as glibc asks) and TCP, to a loopback
 // resolver and to a routed address, is answered by the session (a synthetic address for an
-// allowed name, NXDOMAIN for a denied one) as from the address asked; UDP to another port is
-// still refused. Nothing is left in nat or filter afterwards.
+// allowed name, NXDOMAIN for a denied one) as from the address asked, IPv4 and IPv6; UDP to
+// another port is still refused. Nothing is left in nat or filter afterwards.
 TEST_F(IptablesDoor, ClientsWithoutProxySettingsAndTheirDnsAreLedInAndJudged) {
   const uint16_t plain = free_port(), denied = free_port();
   ASSERT_TRUE(start_origin(plain, host_->addr4()));
@@ -118,7 +119,7 @@ TEST_F(IptablesDoor, ClientsWithoutProxySettingsAndTheirDnsAreLedInAndJudged) {
   const std::string py =
       std::string(kDnsPy) +
       "import urllib.request, urllib.error\n"
-      "addr, plain, denied = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+      "addr, plain, denied, addr6 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
       "o = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
       "print('PY:' + o.open('http://%s:%d/' % (addr, plain), timeout=20)"
       ".read().decode().strip())\n"
@@ -130,7 +131,7 @@ TEST_F(IptablesDoor, ClientsWithoutProxySettingsAndTheirDnsAreLedInAndJudged) {
       "c = socket.create_connection((addr, plain), timeout=10)\n"
       "print('PEER %s:%d' % c.getpeername()[:2])\n"
       "c.close()\n"
-      "for server in ('127.0.0.53', addr):\n"
+      "for server in ('127.0.0.53', addr, addr6):\n"
       "    for connected in (False, True):\n"
       "        print('UDP %s %s allowed %s' % (server, connected,\n"
       "              udp(server, 'allowed.test', connected)))\n"
@@ -149,7 +150,7 @@ TEST_F(IptablesDoor, ClientsWithoutProxySettingsAndTheirDnsAreLedInAndJudged) {
       "curl --noproxy '*' -sS -m 20 http://" + a + ":" + std::to_string(plain) +
       "/ | sed 's/^/CURL:/'; " + "curl --noproxy '*' -fsS -m 20 http://" + a + ":" +
       std::to_string(denied) + "/ || echo CURL-DENIED-REFUSED; " + "/usr/bin/python3 -c \"$0\" " +
-      a + " " + std::to_string(plain) + " " + std::to_string(denied);
+      a + " " + std::to_string(plain) + " " + std::to_string(denied) + " " + host_->addr6();
   auto r = run(door_run(policy, {"sh", "-c", script, py}));
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("(iptables)"), std::string::npos) << r.out;
@@ -158,7 +159,8 @@ TEST_F(IptablesDoor, ClientsWithoutProxySettingsAndTheirDnsAreLedInAndJudged) {
   EXPECT_NE(r.out.find("PY:origin says hello"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("PY-DENIED 403"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("PEER " + a + ":" + std::to_string(plain)), std::string::npos) << r.out;
-  for (const std::string server : {"127.0.0.53", a.c_str()}) {
+  // IPv4 and IPv6 (ip6tables nat, conntrack's IPv6 tuple), loopback and routed.
+  for (const std::string server : {"127.0.0.53", a.c_str(), host_->addr6().c_str()}) {
     for (const char* connected : {"False", "True"}) {
       const std::string at = "UDP " + server + " " + connected;
       EXPECT_NE(r.out.find(at + " allowed rcode=0 from=" + server + ":53 ip=198.18."),
