@@ -38,6 +38,13 @@ scan() {
       for c in $($t -w -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
         echo "leftover $t chain: $c"
       done
+      # The transparent door on the iptables backend: ACP-<id> in nat, jumped to from OUTPUT.
+      for c in $($t -w -t nat -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
+        echo "leftover $t nat chain: $c"
+      done
+      while read -r rule; do
+        [ -n "$rule" ] && echo "leftover $t nat rule: $rule"
+      done < <($t -w -t nat -S OUTPUT 2>/dev/null | awk '$1=="-A" && $NF ~ /^ACP/')
       # OUTPUT jumps (iptables backend), INPUT and FORWARD jumps (docker backend: ACPD-<id>).
       while read -r rule; do
         [ -n "$rule" ] && echo "leftover $t rule: $rule"

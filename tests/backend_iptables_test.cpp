@@ -30,6 +30,7 @@ TEST(IptablesRules, Ipv4ChainAcceptsOnlyTheIpv4EndpointsAndRejectsTheRest) {
   EXPECT_EQ(*text,
             "*filter\n"
             ":ACP-0123456789ab - [0:0]\n"
+            "-A ACP-0123456789ab -m addrtype ! --src-type LOCAL -j DROP\n"
             "-A ACP-0123456789ab -d 127.0.0.1/32 -p tcp -m tcp --dport 8443 -j ACCEPT\n"
             "-A ACP-0123456789ab -d 10.0.0.5/32 -p tcp -m tcp --dport 5432 -j ACCEPT\n"
             "-A ACP-0123456789ab -p tcp -j REJECT --reject-with tcp-reset\n"
@@ -44,12 +45,56 @@ TEST(IptablesRules, Ipv6ChainHoldsTheIpv6EndpointsWithTheirProtocol) {
   EXPECT_EQ(*text,
             "*filter\n"
             ":ACP-0123456789ab - [0:0]\n"
+            "-A ACP-0123456789ab -m addrtype ! --src-type LOCAL -j DROP\n"
             "-A ACP-0123456789ab -d ::1/128 -p tcp -m tcp --dport 8443 -j ACCEPT\n"
             "-A ACP-0123456789ab -d fd00::1/128 -p udp -m udp --dport 53 -j ACCEPT\n"
             "-A ACP-0123456789ab -p tcp -j REJECT --reject-with tcp-reset\n"
             "-A ACP-0123456789ab -j REJECT --reject-with icmp6-port-unreachable\n"
             "-I OUTPUT 1 -m cgroup --path acp/0123456789ab -j ACP-0123456789ab\n"
             "COMMIT\n");
+}
+
+// The transparent door (docs/transparent.md, "The iptables backend"): the filter chain lets the
+// session reach the door and its DNS on loopback (the destination nat OUTPUT made); the nat
+// chain leaves what the wall allows alone and leads other TCP and UDP port 53 there.
+TEST(IptablesRules, TheDoorRedirectsOtherTcpAndDnsAndTheWallAcceptsOnlyItsLoopbackPorts) {
+  ChainSpec s = session_spec();
+  s.door_port4 = 40001;
+  s.dns_port4 = 40002;
+  s.door_port6 = 40003;
+  s.dns_port6 = 40004;
+  auto filter4 = render_install(s, IpFamily::kV4);
+  ASSERT_TRUE(filter4.ok()) << filter4.error().message();
+  EXPECT_NE(filter4->find("-A ACP-0123456789ab -m addrtype ! --src-type LOCAL -j DROP\n"
+                          "-A ACP-0123456789ab -d 127.0.0.1/32 -p tcp -m tcp --dport 40001 -j "
+                          "ACCEPT\n-A ACP-0123456789ab -d 127.0.0.1/32 -p udp -m udp --dport 40002 "
+                          "-j ACCEPT\n"),
+            std::string::npos)
+      << *filter4;
+  auto nat4 = acp::backend::render_install_nat(s, IpFamily::kV4);
+  ASSERT_TRUE(nat4.ok()) << nat4.error().message();
+  EXPECT_EQ(*nat4,
+            "*nat\n"
+            ":ACP-0123456789ab - [0:0]\n"
+            "-A ACP-0123456789ab -d 127.0.0.1/32 -p tcp -m tcp --dport 8443 -j RETURN\n"
+            "-A ACP-0123456789ab -d 10.0.0.5/32 -p tcp -m tcp --dport 5432 -j RETURN\n"
+            "-A ACP-0123456789ab -p tcp -j REDIRECT --to-ports 40001\n"
+            "-A ACP-0123456789ab -p udp -m udp --dport 53 -j REDIRECT --to-ports 40002\n"
+            "-I OUTPUT 1 -m cgroup --path acp/0123456789ab -j ACP-0123456789ab\n"
+            "COMMIT\n");
+  auto nat6 = acp::backend::render_install_nat(s, IpFamily::kV6);
+  ASSERT_TRUE(nat6.ok());
+  EXPECT_NE(
+      nat6->find("-A ACP-0123456789ab -d fd00::1/128 -p udp -m udp --dport 53 -j RETURN\n"
+                 "-A ACP-0123456789ab -p tcp -j REDIRECT --to-ports 40003\n"
+                 "-A ACP-0123456789ab -p udp -m udp --dport 53 -j REDIRECT --to-ports 40004\n"),
+      std::string::npos)
+      << *nat6;
+  // Without a door (or without IPv6 loopback for the door): no nat chain, nothing led anywhere.
+  s.door_port6 = 0;
+  EXPECT_EQ(*acp::backend::render_install_nat(s, IpFamily::kV6), "");
+  EXPECT_EQ(*acp::backend::render_install_nat(session_spec(), IpFamily::kV4), "");
+  EXPECT_EQ(render_install(session_spec(), IpFamily::kV4)->find("40001"), std::string::npos);
 }
 
 TEST(IptablesRules, MappedAddressesBelongToIpv4) {
@@ -82,6 +127,7 @@ TEST(IptablesRules, RemovalDeletesEachJumpThenTheChain) {
       "-X ACP-0123456789ab\n"
       "COMMIT\n");
   EXPECT_EQ(acp::backend::render_remove("ACP-a", {}), "*filter\n-F ACP-a\n-X ACP-a\nCOMMIT\n");
+  EXPECT_EQ(acp::backend::render_remove("ACP-a", {}, "nat"), "*nat\n-F ACP-a\n-X ACP-a\nCOMMIT\n");
 }
 
 constexpr const char* kListing =

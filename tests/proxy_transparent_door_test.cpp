@@ -57,7 +57,7 @@ class TransparentDoor : public ::testing::Test {
     cfg.listen = {tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)};
     cfg.session_id = "test-session";
     cfg.door = *door;
-    cfg.door_origin = [original](const tcp::endpoint&) -> Result<tcp::endpoint> {
+    cfg.door_origin = [original](int, const tcp::endpoint&) -> Result<tcp::endpoint> {
       if (original.empty()) return make_error("no entry", ENOENT);
       return tcp::endpoint(net::ip::make_address(original), kOriginalPort);
     };

@@ -121,14 +121,15 @@ TEST(RunOptions, ConflictingOrImpossibleBackendChoicesAreRefused) {
 
 }  // namespace
 
-// auto (the default): both where the bpf wall in enforce mode can lead connections and DNS to
-// the proxy, proxy anywhere else; an explicit transparent or both is refused where it cannot.
-TEST(RunOptions, DoorIsBothByDefaultOnBpfAndTransparentOnlyOnBpf) {
+// auto (the default): both where the wall (bpf, iptables) in enforce mode can lead connections
+// and DNS to the proxy, proxy anywhere else; an explicit transparent or both is refused where
+// it cannot.
+TEST(RunOptions, DoorIsBothByDefaultWhereTheWallLeadsInAndTransparentOnlyThere) {
   auto p = parse({"--", "true"});
   ASSERT_TRUE(p.parse_ok) << p.error;
   EXPECT_EQ(p.opts.door, "auto");
-  EXPECT_EQ(acp::effective_door(p.opts, /*bpf=*/true), "both");
-  EXPECT_EQ(acp::effective_door(p.opts, /*bpf=*/false), "proxy");
+  EXPECT_EQ(acp::effective_door(p.opts, /*leads_in=*/true), "both");
+  EXPECT_EQ(acp::effective_door(p.opts, /*leads_in=*/false), "proxy");
   auto audit = parse({"--audit-only", "--", "true"});
   ASSERT_TRUE(audit.parse_ok) << audit.error;
   EXPECT_EQ(acp::effective_door(audit.opts, true), "proxy");
@@ -149,12 +150,18 @@ TEST(RunOptions, DoorIsBothByDefaultOnBpfAndTransparentOnlyOnBpf) {
     EXPECT_TRUE(acp::validate_run_options(d.opts).ok()) << door;
   }
   EXPECT_FALSE(parse({"--door=sideways", "--", "true"}).parse_ok);
-  for (const char* backend : {"iptables", "docker", "preload", "none"}) {
+  // The iptables wall leads them in too (nat REDIRECT); the others cannot.
+  for (const char* door : {"transparent", "both"}) {
+    auto d = parse({std::string("--door=") + door, "--backend=iptables", "--", "true"});
+    ASSERT_TRUE(d.parse_ok) << d.error;
+    EXPECT_TRUE(acp::validate_run_options(d.opts).ok()) << door;
+  }
+  for (const char* backend : {"docker", "preload", "none"}) {
     auto d = parse({"--door=both", std::string("--backend=") + backend, "--", "true"});
     ASSERT_TRUE(d.parse_ok) << d.error;
     auto st = acp::validate_run_options(d.opts);
     ASSERT_FALSE(st.ok()) << backend;
-    EXPECT_NE(st.error().message().find("needs the bpf backend"), std::string::npos)
+    EXPECT_NE(st.error().message().find("needs the bpf or iptables backend"), std::string::npos)
         << st.error().message();
   }
   auto tls = parse({"--door=both", "--inspect-tls", "--", "true"});

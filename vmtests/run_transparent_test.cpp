@@ -46,15 +46,6 @@ class RunTransparent : public acp::vmtest::RunFixture {
            " }\n    action: allow\n";
     return write_policy("policy.yml", y);
   }
-  // Audit entries of judged requests led in by the door, for host:port.
-  std::vector<nlohmann::json> transparent_requests(const std::string& host, uint16_t port) {
-    std::vector<nlohmann::json> out;
-    for (auto& e : audit_entries())
-      if (e.value("kind", "") == "request" && e["action"].value("via", "") == "transparent" &&
-          e["action"].value("host", "") == host && e["action"].value("port", 0) == port)
-        out.push_back(e);
-    return out;
-  }
 
   std::unique_ptr<NetnsHost> host_;
 };

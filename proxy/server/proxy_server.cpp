@@ -1,8 +1,12 @@
 #include "acp/proxy/proxy_server.hpp"
 
+#include <ifaddrs.h>
 #include <malloc.h>
+#include <netinet/in.h>
+
 #include <array>
 #include <csignal>
+#include <cstring>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
@@ -12,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "acp/proxy/conntrack.hpp"
 #include "acp/proxy/peer_identity.hpp"
 #include "proxy_connection.hpp"
 #include "proxy_state.hpp"
@@ -37,14 +42,22 @@ std::string outside_session(const ProxyServer::State& state, uint64_t id) {
          state.cfg.client_cgroup;
 }
 
-std::string foreign_client(const ProxyServer::State& state, const tcp::socket& socket,
-                           nlohmann::json& audit) {
+// `door`: a connection the transparent door accepted.
+std::string foreign_client(const ProxyServer::State& state, tcp::socket& socket,
+                           nlohmann::json& audit, bool door) {
   boost::system::error_code ec1, ec2;
   const auto peer = socket.remote_endpoint(ec1);
-  const auto self = socket.local_endpoint(ec2);
+  auto self = socket.local_endpoint(ec2);
   if (ec1 || ec2) return "the connection closed before its client could be identified";
   audit["client"] = endpoint_text(peer);
   audit["listener"] = endpoint_text(self);
+  if (door && state.cfg.door_client_keeps_original) {
+    // The client's socket is connected to where it was going, not to the door (nat REDIRECT).
+    auto original = state.cfg.door_origin(socket.native_handle(), peer);
+    if (!original)
+      return "no original destination to find the client by: " + original.error().message();
+    self = *original;
+  }
   auto id = client_socket_cgroup(peer, self);
   if (!id) return "the kernel cannot say which cgroup the client is in: " + id.error().message();
   audit["client_cgroup_id"] = *id;
@@ -96,7 +109,7 @@ net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, tcp:
     if (!state->cfg.client_cgroup.empty()) {
       // Before a byte is read: a connection from outside the session is never parsed.
       nlohmann::json entry = {{"kind", "client"}, {"allowed", false}};
-      if (auto why = foreign_client(*state, socket, entry); !why.empty()) {
+      if (auto why = foreign_client(*state, socket, entry, door); !why.empty()) {
         state->n_foreign.fetch_add(1, std::memory_order_relaxed);
         entry["reason"] = "refused: client not in this session (" + why + ")";
         state->audit(entry);
@@ -139,6 +152,36 @@ void stop_listening(ProxyServer::State& s) {
   s.own.clear();
 }
 
+// Whether `a` is an address of one of this host's interfaces: a reply to it stays here.
+bool is_host_address(const net::ip::address& a) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return false;  // fail closed: no answer
+  bool found = false;
+  for (const ifaddrs* i = list; i != nullptr && !found; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    if (i->ifa_addr->sa_family == AF_INET && a.is_v4()) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+      found = ntohl(in->sin_addr.s_addr) == a.to_v4().to_uint();
+    } else if (i->ifa_addr->sa_family == AF_INET6 && a.is_v6()) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+      found = std::memcmp(&in6->sin6_addr, a.to_v6().to_bytes().data(), 16) == 0;
+    }
+  }
+  ::freeifaddrs(list);
+  return found;
+}
+
+// The cgroup of the UDP socket at `from` that sent a query to the DNS at `self`. Behind the
+// iptables wall the query was REDIRECTed: the sender's socket may be connected to the address
+// it asked (glibc's is), so it is found by conntrack's original destination, not by `self`.
+Result<uint64_t> dns_sender_cgroup(const ProxyServer::State& state, const tcp::endpoint& from,
+                                   const tcp::endpoint& self) {
+  if (!state.cfg.door_client_keeps_original) return udp_sender_cgroup(from, self);
+  auto original = conntrack_udp_original_destination(self, from);
+  if (!original) return original.error();
+  return udp_sender_cgroup(from, *original);
+}
+
 // The session's DNS over UDP (dns_responder.hpp): one datagram in, at most one out, on the
 // io thread (the names are the door's too).
 net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::socket& sock) {
@@ -150,15 +193,16 @@ net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::so
                                                       net::redirect_error(net::use_awaitable, ec));
     if (state->stopped || ec == net::error::operation_aborted || !sock.is_open()) co_return;
     if (ec) continue;  // ECONNREFUSED from an earlier reply's ICMP and the like
-    // The wall leads only the session's queries here, from a loopback source. A reply to any
-    // other source would leave the machine with bytes the sender chose (its question).
-    if (!from.address().is_loopback()) continue;
+    // The wall leads only the session's queries here, from an address of this host (loopback;
+    // on iptables also the one routing chose for the address asked, nat keeps it). A reply to
+    // any other source would leave the machine with bytes the sender chose (its question).
+    if (!from.address().is_loopback() && !is_host_address(from.address())) continue;
     // Any local process can reach a loopback port: only the session's agent is answered (as
     // the TCP door serves only it), or others could fill its table and use up its rate.
     if (!state->cfg.client_cgroup.empty()) {
       const auto self = sock.local_endpoint(ec);
       if (ec) continue;
-      auto id = udp_sender_cgroup(tcp::endpoint(from.address(), from.port()),
+      auto id = dns_sender_cgroup(*state, tcp::endpoint(from.address(), from.port()),
                                   tcp::endpoint(self.address(), self.port()));
       if (!id || !outside_session(*state, *id).empty()) {
         state->n_foreign.fetch_add(1, std::memory_order_relaxed);

@@ -125,7 +125,7 @@ net::awaitable<bool> Connection::open_door(RequestEvent& event) {
   error_code ec;
   const auto peer = client_.socket().remote_endpoint(ec);
   if (ec) co_return false;
-  auto original = state_->cfg.door_origin(peer);
+  auto original = state_->cfg.door_origin(client_.socket().native_handle(), peer);
   if (!original) {
     co_await refuse_door(event, "the wall has no original destination for this connection (" +
                                     original.error().message() + "): refused");

@@ -51,26 +51,68 @@ Status restore(IpFamily f, const std::string& input, const std::string& what) {
   return {};
 }
 
-Result<std::string> listing(IpFamily f) {
+// The tables ACP puts chains in: filter (the walls) and nat (the iptables transparent door).
+constexpr const char* kTables[] = {"filter", "nat"};
+
+Result<std::string> listing(IpFamily f, const char* table) {
   auto tool = find_tool(iptables_tool(f));
   if (!tool)
     return make_error(std::string(iptables_tool(f)) +
                       " not found: install the iptables package (apt-get install iptables)");
-  auto r = run_command({*tool, "-w", "-t", "filter", "-S"});
+  auto r = run_command({*tool, "-w", "-t", table, "-S"});
   if (!r) return r.error();
   if (r->exit_code != 0)
-    return make_error(std::string(iptables_tool(f)) + " -S failed (exit " +
+    return make_error(std::string(iptables_tool(f)) + " -t " + table + " -S failed (exit " +
                       std::to_string(r->exit_code) + "): " + tail(r->err));
   return r->out;
 }
 
+// The nat table may be missing on a host that never used it (no module): then it holds no chain
+// of ours either, since installing one would have loaded it.
+Result<std::string> listing_or_empty(IpFamily f, const char* table) {
+  auto text = listing(f, table);
+  if (!text && std::string_view(table) == "nat") return std::string();
+  return text;
+}
+
+// Removes `chain` from both tables of family `f`, in one iptables-restore: nat first (the
+// redirect), then filter (the wall), so no moment leads anything anywhere unwalled.
 Status remove_family(IpFamily f, const std::string& chain, const std::vector<std::string>& from) {
-  auto text = listing(f);
-  if (!text) return text.error();
-  auto chains = chains_in_listing(*text, chain);
-  if (std::find(chains.begin(), chains.end(), chain) == chains.end()) return {};
-  return restore(f, render_remove(chain, jumps_in_listing(*text, chain, from)),
-                 "removing " + chain);
+  std::string input;
+  for (const char* table : {"nat", "filter"}) {
+    auto text = listing_or_empty(f, table);
+    if (!text) return text.error();
+    auto chains = chains_in_listing(*text, chain);
+    if (std::find(chains.begin(), chains.end(), chain) == chains.end()) continue;
+    input += render_remove(chain, jumps_in_listing(*text, chain, from), table);
+  }
+  if (input.empty()) return {};
+  return restore(f, input, "removing " + chain);
+}
+
+// The door's and its DNS's ports in `family`; 0: none (no door, or no IPv6 loopback).
+std::pair<uint16_t, uint16_t> door_ports(const ChainSpec& spec, IpFamily family) {
+  return family == IpFamily::kV4 ? std::pair{spec.door_port4, spec.dns_port4}
+                                 : std::pair{spec.door_port6, spec.dns_port6};
+}
+
+// One rule per allowed TCP or UDP endpoint of `family` (IPv4: IPv4 and IPv4-mapped), jumping
+// to `target`, without repeats.
+std::vector<std::string> endpoint_rules(const ChainSpec& spec, IpFamily family,
+                                        const std::string& target) {
+  const bool v4 = family == IpFamily::kV4;
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& ep : spec.allow) {
+    if (kernel::is_ipv4(ep) != v4) continue;
+    const std::string proto = kernel::proto_name(ep.proto);
+    if (proto != "tcp" && proto != "udp") continue;
+    std::string rule = "-A " + spec.chain + " -d " + kernel::address_string(ep.addr) +
+                       (v4 ? "/32" : "/128") + " -p " + proto + " -m " + proto + " --dport " +
+                       std::to_string(ep.port) + " -j " + target;
+    if (seen.insert(rule).second) out.push_back(std::move(rule));
+  }
+  return out;
 }
 
 std::vector<std::string> split_ws(const std::string& line) {
@@ -116,16 +158,18 @@ Result<std::string> render_install(const ChainSpec& spec, IpFamily family) {
   std::ostringstream o;
   o << "*filter\n";
   o << ":" << c << " - [0:0]\n";
-  std::set<std::string> seen;  // one rule per endpoint
-  for (const auto& ep : spec.allow) {
-    if (kernel::is_ipv4(ep) != v4) continue;
-    const std::string proto = kernel::proto_name(ep.proto);
-    if (proto != "tcp" && proto != "udp") continue;
-    std::string rule = "-A " + c + " -d " + kernel::address_string(ep.addr) +
-                       (v4 ? "/32" : "/128") + " -p " + proto + " -m " + proto + " --dport " +
-                       std::to_string(ep.port) + " -j ACCEPT";
-    if (seen.insert(rule).second) o << rule << "\n";
-  }
+  // A packet whose source is no address of this host (IP(V6)_FREEBIND needs no privilege) is
+  // dropped before anything: accepted, the answer would leave the machine; rejected, the ICMP
+  // error would carry the agent's bytes there.
+  o << "-A " << c << " -m addrtype ! --src-type LOCAL -j DROP\n";
+  // The transparent door and its DNS on loopback: filter sees the destination nat OUTPUT made.
+  const auto [door, dns] = door_ports(spec, family);
+  const char* loopback = v4 ? "127.0.0.1/32" : "::1/128";
+  if (door != 0)
+    o << "-A " << c << " -d " << loopback << " -p tcp -m tcp --dport " << door << " -j ACCEPT\n";
+  if (door != 0 && dns != 0)
+    o << "-A " << c << " -d " << loopback << " -p udp -m udp --dport " << dns << " -j ACCEPT\n";
+  for (const auto& rule : endpoint_rules(spec, family, "ACCEPT")) o << rule << "\n";
   o << "-A " << c << " -p tcp -j REJECT --reject-with tcp-reset\n";
   o << "-A " << c << " -j REJECT --reject-with "
     << (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable") << "\n";
@@ -134,9 +178,30 @@ Result<std::string> render_install(const ChainSpec& spec, IpFamily family) {
   return o.str();
 }
 
-std::string render_remove(const std::string& chain, const std::vector<std::string>& jump_rules) {
+Result<std::string> render_install_nat(const ChainSpec& spec, IpFamily family) {
+  const auto [door, dns] = door_ports(spec, family);
+  if (door == 0) return std::string();
+  if (!valid_chain(spec.chain) || !valid_path(spec.cgroup_path))
+    return make_error("invalid iptables chain \"" + spec.chain + "\" or cgroup path \"" +
+                      spec.cgroup_path + "\"");
+  const std::string& c = spec.chain;
   std::ostringstream o;
-  o << "*filter\n";
+  o << "*nat\n";
+  o << ":" << c << " - [0:0]\n";
+  // What the wall lets through goes where it was going.
+  for (const auto& rule : endpoint_rules(spec, family, "RETURN")) o << rule << "\n";
+  o << "-A " << c << " -p tcp -j REDIRECT --to-ports " << door << "\n";
+  if (dns != 0)
+    o << "-A " << c << " -p udp -m udp --dport 53 -j REDIRECT --to-ports " << dns << "\n";
+  o << "-I OUTPUT 1 -m cgroup --path " << spec.cgroup_path << " -j " << c << "\n";
+  o << "COMMIT\n";
+  return o.str();
+}
+
+std::string render_remove(const std::string& chain, const std::vector<std::string>& jump_rules,
+                          std::string_view table) {
+  std::ostringstream o;
+  o << "*" << table << "\n";
   for (const auto& r : jump_rules) {
     auto words = split_ws(r);
     if (words.size() < 2 || words[0] != "-A") continue;
@@ -215,7 +280,14 @@ Status remove_chain(const std::string& chain, const std::vector<std::string>& fr
 }
 
 Status install_iptables_wall(const ChainSpec& spec) {
-  return install_chain(spec.chain, {"OUTPUT"}, [&](IpFamily f) { return render_install(spec, f); });
+  // The wall (filter) is committed before the redirect (nat), in one input per family.
+  return install_chain(spec.chain, {"OUTPUT"}, [&](IpFamily f) -> Result<std::string> {
+    auto wall = render_install(spec, f);
+    if (!wall) return wall.error();
+    auto nat = render_install_nat(spec, f);
+    if (!nat) return nat.error();
+    return *wall + *nat;
+  });
 }
 
 Status remove_iptables_wall(const std::string& chain) {
@@ -227,9 +299,11 @@ Result<std::vector<std::string>> list_iptables_chains(std::string_view prefix) {
   std::set<std::string> all;
   for (IpFamily f : netfilter_families()) {
     if (!find_tool(iptables_tool(f))) continue;
-    auto text = listing(f);
-    if (!text) return text.error();
-    for (auto& c : chains_in_listing(*text, prefix)) all.insert(c);
+    for (const char* table : kTables) {
+      auto text = listing_or_empty(f, table);
+      if (!text) return text.error();
+      for (auto& c : chains_in_listing(*text, prefix)) all.insert(c);
+    }
   }
   return std::vector<std::string>(all.begin(), all.end());
 }
@@ -263,7 +337,8 @@ bool iptables_backend_supported(std::string* why) {
     const std::string chain = "ACPPROBE-" + std::to_string(::getpid());
     for (IpFamily f : netfilter_families()) {
       std::string text = "*filter\n:" + chain + " - [0:0]\n-A " + chain + " -m cgroup --path " +
-                         rel + " -p tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n";
+                         rel + " -p tcp -j REJECT --reject-with tcp-reset\n-A " + chain +
+                         " -m addrtype ! --src-type LOCAL -j DROP\nCOMMIT\n";
       auto st = restore(f, text, "probing -m cgroup --path");
       (void)remove_family(f, chain, {});
       if (!st) {
@@ -273,6 +348,29 @@ bool iptables_backend_supported(std::string* why) {
       }
     }
     ::rmdir(dir.c_str());
+    supported = true;
+  });
+  if (why) *why = reason;
+  return supported;
+}
+
+bool iptables_door_supported(std::string* why) {
+  static std::once_flag once;
+  static bool supported = false;
+  static std::string reason;
+  std::call_once(once, [] {
+    if (!iptables_backend_supported(&reason)) return;
+    const std::string chain = "ACPPROBE-" + std::to_string(::getpid());
+    for (IpFamily f : netfilter_families()) {
+      std::string text = "*nat\n:" + chain + " - [0:0]\n-A " + chain +
+                         " -p tcp -j REDIRECT --to-ports 1\nCOMMIT\n";
+      auto st = restore(f, text, "probing nat REDIRECT");
+      (void)remove_family(f, chain, {});
+      if (!st) {
+        reason = "nat REDIRECT: " + st.error().message();
+        return;
+      }
+    }
     supported = true;
   });
   if (why) *why = reason;

@@ -89,6 +89,10 @@ class IptablesWall final : public Wall {
     auto rel = cgroup_match_path(spec.cgroup_path, spec.cgroup2_root);
     if (!rel) return rel.error();
     chains_ = ChainSpec{session_chain_name(spec.session_id), *rel, {}};
+    chains_.door_port4 = spec.door_port4;
+    chains_.door_port6 = spec.door_port6;
+    chains_.dns_port4 = spec.dns_port4;
+    chains_.dns_port6 = spec.dns_port6;
     return {};
   }
 
@@ -108,6 +112,10 @@ class IptablesWall final : public Wall {
 
   std::string unix_gap() const override {
     return std::string("local IPC is NOT walled by the iptables backend") + kUnixGapTail;
+  }
+
+  bool door_origin_from_conntrack() const override {
+    return chains_.door_port4 != 0 || chains_.door_port6 != 0;
   }
 
  private:

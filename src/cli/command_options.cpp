@@ -93,8 +93,9 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                   "How the agent reaches the proxy: proxy (clients that honour HTTP(S)_PROXY; "
                   "any other connect() fails with EPERM), transparent (every TCP connect() is "
                   "led to the proxy, judged by TLS SNI, HTTP Host, the name the agent looked up "
-                  "or the address, and DNS is answered by the policy; bpf backend only), both, or "
-                  "auto: both on the bpf backend in enforce mode without --inspect-tls, else "
+                  "or the address, and DNS is answered by the policy; bpf and iptables "
+                  "backends), both, or auto: both on the bpf and iptables backends in enforce "
+                  "mode without --inspect-tls, else "
                   "proxy. See docs/transparent.md")
       ->check(CLI::IsMember({"auto", "proxy", "transparent", "both"}))
       ->default_str("auto");

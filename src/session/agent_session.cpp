@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "acp/backend/backend.hpp"
+#include "acp/backend/iptables_wall.hpp"
 #include "acp/kernel/endpoint.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/session_maps.hpp"
@@ -204,7 +205,11 @@ Result<SessionPlan> plan_run_session(const RunOptions& o, backend::Kind kind,
   plan.audit_only = o.audit_only;
   plan.test_pauses = true;
   // The builder's door step refuses transparent and both on other backends.
-  auto door = parse_door(effective_door(o, kind == backend::Kind::kBpf));
+  // auto on iptables: both where nat REDIRECT works (a host without it keeps the explicit door;
+  // an explicit --door=both then fails at the wall with iptables-restore's reason).
+  const bool leads_in = kind == backend::Kind::kBpf ||
+                        (kind == backend::Kind::kIptables && backend::iptables_door_supported());
+  auto door = parse_door(effective_door(o, leads_in));
   if (!door) return door.error();
   plan.door = *door;
   // Everything the agent may reach besides the proxy, parsed before anything is built.
@@ -252,9 +257,10 @@ int run_agent_session(const RunOptions& o) {
   if (!sel->warning.empty()) std::fprintf(stderr, "%s\n", sel->warning.c_str());
   if (o.audit_only && kind != backend::Kind::kBpf)
     return fail("--audit-only needs the bpf backend, and this session would use " + backend_name);
-  if ((o.door == "transparent" || o.door == "both") && kind != backend::Kind::kBpf)
-    return fail("--door=" + o.door + " needs the bpf backend, and this session would use " +
-                backend_name + ": use --door=proxy");
+  if ((o.door == "transparent" || o.door == "both") && kind != backend::Kind::kBpf &&
+      kind != backend::Kind::kIptables)
+    return fail("--door=" + o.door + " needs the bpf or iptables backend, and this session would " +
+                "use " + backend_name + ": use --door=proxy");
   if (kind == backend::Kind::kDocker) {
     // The same session as `acp contain` with its defaults (contain_options_for_run).
     auto c = contain_options_for_run(o);

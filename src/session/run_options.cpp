@@ -44,11 +44,12 @@ Status validate_run_options(const RunOptions& o) {
     return make_error("--door=" + o.door +
                       ": unknown door; choose auto, proxy, transparent or both");
   const bool led = o.door == "transparent" || o.door == "both";  // asked for, not auto
-  if (led && requested_backend(o) != "auto" && requested_backend(o) != "bpf")
+  const std::string b = requested_backend(o);
+  if (led && b != "auto" && b != "bpf" && b != "iptables")
     return make_error("--door=" + o.door +
-                      " needs the bpf backend (its connect hooks lead connections to the proxy); "
-                      "--backend=" +
-                      requested_backend(o) + " cannot: use --door=proxy or --backend=bpf");
+                      " needs the bpf or iptables backend (their walls lead connections to the "
+                      "proxy); --backend=" +
+                      b + " cannot: use --door=proxy or --backend=bpf");
   if (led && o.inspect_tls)
     return make_error("--door=" + o.door +
                       " with --inspect-tls is not built yet: led-in TLS is judged by its SNI "
@@ -58,9 +59,9 @@ Status validate_run_options(const RunOptions& o) {
   return {};
 }
 
-std::string effective_door(const RunOptions& o, bool bpf) {
+std::string effective_door(const RunOptions& o, bool leads_in) {
   if (o.door != "auto") return o.door;
-  return bpf && !o.audit_only && !o.inspect_tls ? "both" : "proxy";
+  return leads_in && !o.audit_only && !o.inspect_tls ? "both" : "proxy";
 }
 
 }  // namespace acp

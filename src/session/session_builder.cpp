@@ -131,9 +131,10 @@ class SessionBuild {
   // their closing with the builder (or with the proxy, which takes them over).
   Status door_step() {
     if (plan_.door == Door::kProxy) return {};
-    if (plan_.kind != backend::Kind::kBpf || plan_.audit_only)
-      return make_error(std::string("--door=transparent or both needs the bpf backend in enforce "
-                                    "mode; this session is ") +
+    const bool walled = plan_.kind == backend::Kind::kBpf || plan_.kind == backend::Kind::kIptables;
+    if (!walled || plan_.audit_only)
+      return make_error(std::string("--door=transparent or both needs the bpf or iptables backend "
+                                    "in enforce mode; this session is ") +
                             std::string(backend::kind_name(plan_.kind)) +
                             (plan_.audit_only ? " in audit mode" : "") + ": use --door=proxy",
                         EINVAL);
@@ -211,7 +212,8 @@ class SessionBuild {
     if (door_) {
       pcfg.door = door_;
       pcfg.door_origin_fd = out_.wall->door_origin_fd();
-      if (pcfg.door_origin_fd < 0)
+      pcfg.door_origin_conntrack = out_.wall->door_origin_from_conntrack();
+      if (pcfg.door_origin_fd < 0 && !pcfg.door_origin_conntrack)
         return make_error("the " + out_.record.backend + " wall leads no connection to the door");
     }
     auto proxy = SessionProxy::start(io_, pcfg);

@@ -17,6 +17,7 @@
 #include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/audit_log.hpp"
 #include "acp/proxy/channels.hpp"
+#include "acp/proxy/conntrack.hpp"
 #include "acp/proxy/consent_gate.hpp"
 #include "acp/proxy/consent_judge.hpp"
 #include "acp/proxy/control.hpp"
@@ -34,8 +35,9 @@ using asio::ip::tcp;
 
 // The transparent door's original destinations: the wall's door_origin map, keyed by the
 // client's address and port as the kernel saw them (IPv4 in the mapped form).
-std::function<Result<tcp::endpoint>(const tcp::endpoint&)> door_origin_lookup(int map_fd) {
-  return [map_fd](const tcp::endpoint& peer) -> Result<tcp::endpoint> {
+using DoorOrigin = std::function<Result<tcp::endpoint>(int, const tcp::endpoint&)>;
+DoorOrigin door_origin_lookup(int map_fd) {
+  return [map_fd](int, const tcp::endpoint& peer) -> Result<tcp::endpoint> {
     const auto a = peer.address();
     const auto v6 =
         a.is_v4() ? asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()) : a.to_v6();
@@ -47,6 +49,11 @@ std::function<Result<tcp::endpoint>(const tcp::endpoint&)> door_origin_lookup(in
       return tcp::endpoint(asio::ip::make_address_v4(asio::ip::v4_mapped, dst), orig->port);
     return tcp::endpoint(dst, orig->port);
   };
+}
+
+// The iptables wall's: conntrack's original destination of the accepted socket.
+DoorOrigin door_origin_conntrack() {
+  return [](int fd, const tcp::endpoint&) { return proxy::conntrack_original_destination(fd); };
 }
 
 constexpr const char* kDefaultAuditPath = "/var/log/acp/audit.jsonl";
@@ -148,7 +155,9 @@ class SessionProxyImpl final : public SessionProxy {
       pc.own_name = "consent proxy of session " + cfg_.session_id;
       pc.door = cfg_.door;
       if (cfg_.door) {
-        pc.door_origin = door_origin_lookup(cfg_.door_origin_fd);
+        pc.door_origin = cfg_.door_origin_conntrack ? door_origin_conntrack()
+                                                    : door_origin_lookup(cfg_.door_origin_fd);
+        pc.door_client_keeps_original = cfg_.door_origin_conntrack;
         // The policy of the moment (SIGHUP reloads it): a name it denies everywhere is NXDOMAIN.
         pc.dns_may_resolve = [this](const std::string& name) {
           return policy_.current()->may_reach(name);

@@ -66,6 +66,14 @@ SessionStatus read_one(const std::string& id, bool ask_control) {
         std::string line;
         while (std::getline(in, line))
           if (line.rfind("-A ", 0) == 0) st.chain_rules.push_back(std::string(tool) + " " + line);
+        // The transparent door's redirect (iptables backend), when the session has one.
+        if (st.backend != "iptables") continue;
+        auto nat = backend::run_command({*path, "-w", "-t", "nat", "-S", chain});
+        if (!nat || nat->exit_code != 0) continue;
+        std::istringstream nat_in(nat->out);
+        while (std::getline(nat_in, line))
+          if (line.rfind("-A ", 0) == 0)
+            st.chain_rules.push_back(std::string(tool) + " -t nat " + line);
       }
     }
     read_pending(st, ask_control);

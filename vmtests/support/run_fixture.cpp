@@ -303,6 +303,16 @@ std::vector<nlohmann::json> RunFixture::audit_entries() {
   return out;
 }
 
+std::vector<nlohmann::json> RunFixture::transparent_requests(const std::string& host,
+                                                             uint16_t port) {
+  std::vector<nlohmann::json> out;
+  for (auto& e : audit_entries())
+    if (e.value("kind", "") == "request" && e["action"].value("via", "") == "transparent" &&
+        e["action"].value("host", "") == host && e["action"].value("port", 0) == port)
+      out.push_back(e);
+  return out;
+}
+
 bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit) {
   const auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {

@@ -94,6 +94,8 @@ class RunFixture : public ::testing::Test {
   std::string wait_for_pending_id();
   // The audit log's entries, parsed (lines that do not parse are skipped).
   std::vector<nlohmann::json> audit_entries();
+  // Those of requests the transparent door led in ("via": "transparent") for host:port.
+  std::vector<nlohmann::json> transparent_requests(const std::string& host, uint16_t port);
 
   std::string dir_;
   uint16_t origin_port_ = 0;

@@ -4,7 +4,10 @@
 // to the cgroup2 mount; sockets keep the cgroup they were created in). The chain ACCEPTs the
 // proxy endpoints (and --allow entries), and REJECTs everything else: TCP with a reset (the
 // agent's connect() fails with ECONNREFUSED), the rest with port-unreachable (its sendto()
-// fails with EPERM, the packet is dropped).
+// fails with EPERM, the packet is dropped); a packet from a source that is no address of this
+// host (a forged one) is dropped first. With the transparent door, nat OUTPUT holds a chain of
+// the same name that REDIRECTs the session's other TCP to the door and its UDP port 53 to the
+// door's DNS (render_install_nat).
 //
 // Installed and removed atomically per family (iptables-restore --noflush; the jump is
 // inserted at the top of OUTPUT, nothing else there is touched, and nothing is flushed but our
@@ -31,6 +34,12 @@ struct ChainSpec {
   std::string chain;        // "ACP-<session id>"; at most 28 characters
   std::string cgroup_path;  // relative to the cgroup2 mount, e.g. "acp/<session id>"
   std::vector<kernel::Endpoint> allow;
+  // The transparent door (docs/transparent.md, "The iptables backend"): its listeners' ports on
+  // 127.0.0.1 and [::1] and its DNS responder's; 0: none in that family.
+  uint16_t door_port4 = 0;
+  uint16_t door_port6 = 0;
+  uint16_t dns_port4 = 0;
+  uint16_t dns_port6 = 0;
 };
 
 // "ACP-<id>".
@@ -47,9 +56,16 @@ Result<std::string> cgroup_match_path(const std::string& cgroup_abs,
 // of OUTPUT. Checks the names (chain: [A-Za-z0-9_-], path: no whitespace or quotes).
 Result<std::string> render_install(const ChainSpec& spec, IpFamily family);
 
+// With a door port in `family`: the nat table's part, a chain of the same name that nat OUTPUT
+// jumps to for the session's packets: the allowed endpoints RETURN untouched, any other TCP is
+// REDIRECTed to the door (127.0.0.1 or ::1, the door's port), UDP to port 53 to its DNS. The
+// filter chain (render_install) accepts those two ports on loopback. Empty without a door.
+Result<std::string> render_install_nat(const ChainSpec& spec, IpFamily family);
+
 // The iptables-restore --noflush input that deletes `jump_rules` (lines as `iptables -S`
-// prints them: "-A OUTPUT ... -j <chain>"), then flushes and deletes the chain.
-std::string render_remove(const std::string& chain, const std::vector<std::string>& jump_rules);
+// prints them: "-A OUTPUT ... -j <chain>"), then flushes and deletes the chain, in `table`.
+std::string render_remove(const std::string& chain, const std::vector<std::string>& jump_rules,
+                          std::string_view table = "filter");
 
 // From `iptables -S` output: the chains whose names start with `prefix`, and the rules of the
 // built-in chains `from` (OUTPUT for this backend) that jump to `chain`.
@@ -74,14 +90,18 @@ Status remove_chain(const std::string& chain, const std::vector<std::string>& fr
 // Installs both families (IPv6 only when ip6tables exists and the kernel has IPv6). On failure
 // whatever was installed is removed again. The cgroup must exist.
 Status install_iptables_wall(const ChainSpec& spec);
-// Removes the jumps and the chains of `chain` in both families; nothing there is success.
+// Removes the jumps and the chains of `chain` in both families and both tables (filter, nat);
+// nothing there is success.
 Status remove_iptables_wall(const std::string& chain);
-// Every chain named `prefix`* in iptables and ip6tables (sorted, unique).
+// Every chain named `prefix`* in iptables and ip6tables, filter and nat (sorted, unique).
 Result<std::vector<std::string>> list_iptables_chains(std::string_view prefix);
 
 // True when the iptables backend works here: root, iptables(-restore), the cgroup2 mount, and
 // a rule with `-m cgroup --path` and REJECT that installs and removes in a scratch chain of
 // each family (on a scratch cgroup). Cached per process, like kernel::bpf_backend_supported.
 bool iptables_backend_supported(std::string* why = nullptr);
+// True when, beyond that, the transparent door can be built here: a REDIRECT rule installs and
+// removes in a scratch chain of each family's nat table. Cached per process.
+bool iptables_door_supported(std::string* why = nullptr);
 
 }  // namespace acp::backend

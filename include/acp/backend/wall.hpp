@@ -42,8 +42,8 @@ struct WallSpec {
   // preload: $ACP_PRELOAD_LIB, and the LD_PRELOAD the agent would inherit.
   std::optional<std::string> preload_library_override;
   std::optional<std::string> inherited_ld_preload;
-  // bpf: the transparent door's listener ports (127.0.0.1, [::1]); 0 and 0: no door, a refused
-  // TCP connect fails with EPERM (docs/transparent.md).
+  // bpf and iptables: the transparent door's listener ports (127.0.0.1, [::1]); 0 and 0: no
+  // door, a refused TCP connect fails (docs/transparent.md).
   uint16_t door_port4 = 0;
   uint16_t door_port6 = 0;
   uint16_t dns_port4 = 0;  // the door's DNS responder (SockConfig::dns_port4/6)
@@ -76,6 +76,10 @@ class Wall {
   // The transparent door's original destinations (bpf: the door_origin map, read with
   // kernel::original_destination()); -1 when this wall leads nothing in.
   virtual int door_origin_fd() const { return -1; }
+  // True when the door's original destinations come from conntrack instead (iptables: nat
+  // REDIRECT rewrites the packets, not the client's socket, which keeps its original
+  // destination; the proxy reads it with SO_ORIGINAL_DST on the accepted socket).
+  virtual bool door_origin_from_conntrack() const { return false; }
 };
 
 // The wall of `kind`; docker is refused: its wall needs the docker CLI (make_docker_wall).

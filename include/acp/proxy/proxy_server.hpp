@@ -63,9 +63,17 @@ struct ProxyConfig {
   // (Policy::may_reach); unset: every name is NXDOMAIN (dns_responder.hpp).
   std::function<bool(const std::string&)> dns_may_resolve;
   // Where the door's client at `peer` was connecting to, from kernel state the agent cannot
-  // forge (the wall's door_origin map); an error refuses the connection. Required with door.
-  std::function<Result<boost::asio::ip::tcp::endpoint>(const boost::asio::ip::tcp::endpoint&)>
+  // forge; `fd` is the accepted socket. One of two, chosen by the wall: the bpf wall's
+  // door_origin map (by `peer`), or conntrack (SO_ORIGINAL_DST on `fd`, the iptables wall's
+  // REDIRECT: conntrack_original_destination). An error refuses the connection. Required with
+  // door.
+  std::function<Result<boost::asio::ip::tcp::endpoint>(int fd,
+                                                       const boost::asio::ip::tcp::endpoint& peer)>
       door_origin;
+  // With door: the client's socket still has its original destination as its remote end (nat
+  // REDIRECT rewrites packets, not sockets), so its cgroup is looked up by that end, not by the
+  // door listener's (client_cgroup).
+  bool door_client_keeps_original = false;
 };
 
 // The transparent door's listeners (issue 16, docs/transparent.md): 127.0.0.1:0 and [::1]:0,

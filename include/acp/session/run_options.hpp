@@ -42,17 +42,19 @@ struct RunOptions {
   std::string daemon = "auto";
   std::string daemon_socket;  // empty: /run/acp/daemon.sock ($ACP_RUN_DIR/daemon.sock)
   // proxy: only the explicit door (HTTP(S)_PROXY); transparent: every other TCP connect is led
-  // to the proxy's transparent listener instead, and DNS answered by the session (bpf only;
-  // docs/transparent.md); both; auto: both where it can be (effective_door()), else proxy.
+  // to the proxy's transparent listener instead, and DNS answered by the session (bpf and
+  // iptables; docs/transparent.md); both; auto: both where it can be (effective_door()), else
+  // proxy.
   std::string door = "auto";
   std::vector<std::string> command;
 };
 
 // Checks what CLI11 cannot: backend names, the command. Errors say what to do.
 Status validate_run_options(const RunOptions& o);
-// The door a session gets: --door as given, or for auto, both on the bpf backend in enforce
-// mode without --inspect-tls (the transparent door and its DNS), proxy anywhere else.
-std::string effective_door(const RunOptions& o, bool bpf);
+// The door a session gets: --door as given, or for auto, both where the wall can lead
+// connections in (`leads_in`: the bpf and iptables backends) in enforce mode without
+// --inspect-tls (the transparent door and its DNS), proxy anywhere else.
+std::string effective_door(const RunOptions& o, bool leads_in);
 
 // The backend asked for: --backend, or --isolation when --backend was left at auto.
 std::string requested_backend(const RunOptions& o);

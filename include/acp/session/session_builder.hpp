@@ -57,7 +57,7 @@ struct SessionPlan {
   std::unique_ptr<backend::Wall> wall;
   bool root = true;  // the record and the cgroup are root's; without root there are neither
   bool audit_only = false;
-  Door door = Door::kProxy;                   // transparent and both: bpf only
+  Door door = Door::kProxy;                   // transparent and both: bpf and iptables
   std::vector<kernel::Endpoint> extra_allow;  // --allow
   std::vector<std::string> allow_unix;        // --allow-unix (bpf walls local IPC)
   // Who and what: uid, user, command, policy, config, audit_log, owner, runner_pid.

@@ -54,6 +54,9 @@ struct SessionProxyConfig {
   // before the wall, and the wall's door_origin map. Null: no transparent door.
   std::shared_ptr<proxy::DoorListeners> door;
   int door_origin_fd = -1;
+  // Instead of door_origin_fd: the original destinations are conntrack's (the iptables wall's
+  // nat REDIRECT; backend::Wall::door_origin_from_conntrack).
+  bool door_origin_conntrack = false;
 };
 
 class SessionProxy {
