@@ -612,12 +612,15 @@ std::string dns_attempts(const std::string& resolver) {
   return s + "echo DONE";
 }
 
-// Measured on docker 20.10 (issue 16): the agent's container runs with --dns=0.0.0.0, so the
-// embedded DNS has nowhere to forward; every other query meets the session's firewall. No
-// query of the agent reaches a resolver on the host's loopback (where a forwarding dockerd
-// would go from the host's namespace) nor one behind the host. The control (the same image on
-// a plain internal network whose dockerd forwards to that resolver) shows the resolvers hear
-// what reaches them.
+// Measured on docker 20.10 (issue 16): with --dns=0.0.0.0 nothing left either; the container's
+// DNS now points at the session's responder on the gateway (docs/backends.md, "Name
+// resolution"). The agent's own resolver (glibc, through docker's embedded DNS at 127.0.0.11)
+// gets a synthetic address for a name the policy may allow and NXDOMAIN for the others, and no
+// query of the agent (glibc's; raw ones over UDP and TCP to 127.0.0.11, to the gateway and to
+// a resolver behind the host) reaches a resolver on the host's loopback (where a dockerd that
+// forwards from the host's namespace would go) nor one behind the host. The control (the same
+// image on a plain internal network whose dockerd forwards to that resolver) shows the
+// resolvers hear what reaches them.
 TEST_F(DockerContain, NoDnsQueryOfTheAgentReachesAResolver) {
   auto ns = acp::vmtest::NetnsHost::create();
   ASSERT_TRUE(ns.ok()) << ns.error().message();
@@ -636,9 +639,14 @@ TEST_F(DockerContain, NoDnsQueryOfTheAgentReachesAResolver) {
   ASSERT_NE(slurp(log).find("READY ns"), std::string::npos) << slurp(dir_ + "/resolver-ns.out");
   ASSERT_NE(slurp(log).find("READY lo"), std::string::npos) << slurp(dir_ + "/resolver-lo.out");
 
-  auto w = in_wall(dns_attempts((*ns)->addr4()));
+  policy_path_ = policy(
+      "default: deny\nrules:\n  - match: { kind: http, host: \"allowed.exfil.test\" }\n"
+      "    action: allow\n");
+  auto w = in_wall("getent ahostsv4 allowed.exfil.test | head -n 1 | sed 's/^/ALLOWED=/'; " +
+                   dns_attempts((*ns)->addr4()));
   EXPECT_NE(w.out.find("DONE"), std::string::npos) << w.out;
-  EXPECT_EQ(value_of(w.out, "getent"), "2") << w.out;  // not found
+  EXPECT_EQ(value_of(w.out, "ALLOWED").rfind("198.1", 0), 0u) << w.out;  // 198.18.0.0/15
+  EXPECT_EQ(value_of(w.out, "getent"), "2") << w.out;                    // NXDOMAIN
   std::string seen = slurp(log);
   EXPECT_EQ(seen.find("Q "), std::string::npos) << seen << "\nagent:\n" << w.out;
   EXPECT_EQ(seen.find("exfil"), std::string::npos) << seen;
@@ -652,6 +660,35 @@ TEST_F(DockerContain, NoDnsQueryOfTheAgentReachesAResolver) {
   EXPECT_NE(slurp(log).find("Q ns control.exfil.test"), std::string::npos)
       << slurp(log) << "\ncontrol:\n"
       << c.out;
+  expect_nothing_left();
+}
+
+// The session's responder answers only its own network: a container on another network that
+// reaches the gateway (the control network has no firewall) gets no reply, while the session's
+// own agent is answered.
+TEST_F(DockerContain, TheSessionsDnsAnswersOnlyItsOwnNetwork) {
+  policy_path_ = policy("default: deny\n");
+  ::chmod((dir_ + "/ws").c_str(), 0777);
+  const std::string hold = dir_ + "/ws/hold";
+  std::ofstream(hold) << "";
+  Proc p = Proc::start(contain(
+      {"/bin/sh", "-c",
+       "echo $HTTP_PROXY > /workspace/proxy; while [ -e /workspace/hold ]; do sleep 0.1; done; "
+       "nslookup own.exfil.test $(cat /workspace/gw) 2>&1 | sed 's/^/OWN:/'"},
+      {"--workspace=" + dir_ + "/ws", "--writable"}));
+  for (int i = 0; i < 200 && slurp(dir_ + "/ws/proxy").empty(); ++i)
+    std::this_thread::sleep_for(50ms);
+  std::string gw = slurp(dir_ + "/ws/proxy");
+  ASSERT_EQ(gw.rfind("http://", 0), 0u) << "the container did not start: " << gw;
+  gw = gw.substr(7, gw.rfind(':') - 7);
+  std::ofstream(dir_ + "/ws/gw") << gw;
+  auto c = in_control("nslookup foreign.exfil.test " + gw + " 2>&1 | sed 's/^/FOREIGN:/'");
+  fs::remove(hold);
+  p.finish();
+  EXPECT_EQ(c.out.find("NXDOMAIN"), std::string::npos) << c.out;
+  EXPECT_EQ(c.out.find("198.1"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("FOREIGN:"), std::string::npos) << c.out;
+  EXPECT_NE(p.out.find("NXDOMAIN"), std::string::npos) << p.out;
   expect_nothing_left();
 }
 

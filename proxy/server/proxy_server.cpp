@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <array>
 #include <csignal>
+#include <cstdlib>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
@@ -136,12 +137,34 @@ void stop_listening(ProxyServer::State& s) {
     for (auto& u : s.cfg.door->dns) u.close(ec);
     s.cfg.door->own.clear();
   }
+  if (s.cfg.gateway_dns && started)
+    for (auto& u : s.cfg.gateway_dns->sockets) u.close(ec);
   s.own.clear();
 }
 
+// Whether a DNS datagram from `from` on `sock` is the session's to answer: on a docker
+// gateway (gw), a sender on that network; else (the door's), one the wall led here.
+bool dns_sender_is_the_session(ProxyServer::State& state, udp::socket& sock,
+                               const udp::endpoint& from, const GatewayDns* gw) {
+  if (gw) return gw->may_ask(from);
+  // The wall leads only the session's queries here, from a loopback source. A reply to any
+  // other source would leave the machine with bytes the sender chose (its question).
+  if (!from.address().is_loopback()) return false;
+  // Any local process can reach a loopback port: only the session's agent is answered (as
+  // the TCP door serves only it), or others could fill its table and use up its rate.
+  if (state.cfg.client_cgroup.empty()) return true;
+  boost::system::error_code ec;
+  const auto self = sock.local_endpoint(ec);
+  if (ec) return false;
+  auto id = udp_sender_cgroup(tcp::endpoint(from.address(), from.port()),
+                              tcp::endpoint(self.address(), self.port()));
+  return id && outside_session(state, *id).empty();
+}
+
 // The session's DNS over UDP (dns_responder.hpp): one datagram in, at most one out, on the
-// io thread (the names are the door's too).
-net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::socket& sock) {
+// io thread (the names are the door's too). `gw`: the socket is on a docker gateway.
+net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::socket& sock,
+                              const GatewayDns* gw) {
   std::array<uint8_t, dns::kMaxQueryBytes + 1> buf;
   for (;;) {
     boost::system::error_code ec;
@@ -150,20 +173,9 @@ net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::so
                                                       net::redirect_error(net::use_awaitable, ec));
     if (state->stopped || ec == net::error::operation_aborted || !sock.is_open()) co_return;
     if (ec) continue;  // ECONNREFUSED from an earlier reply's ICMP and the like
-    // The wall leads only the session's queries here, from a loopback source. A reply to any
-    // other source would leave the machine with bytes the sender chose (its question).
-    if (!from.address().is_loopback()) continue;
-    // Any local process can reach a loopback port: only the session's agent is answered (as
-    // the TCP door serves only it), or others could fill its table and use up its rate.
-    if (!state->cfg.client_cgroup.empty()) {
-      const auto self = sock.local_endpoint(ec);
-      if (ec) continue;
-      auto id = udp_sender_cgroup(tcp::endpoint(from.address(), from.port()),
-                                  tcp::endpoint(self.address(), self.port()));
-      if (!id || !outside_session(*state, *id).empty()) {
-        state->n_foreign.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
+    if (!dns_sender_is_the_session(*state, sock, from, gw)) {
+      state->n_foreign.fetch_add(1, std::memory_order_relaxed);
+      continue;
     }
     auto a = state->answer_dns(std::span<const uint8_t>(buf.data(), n));
     if (a.wire.empty()) continue;
@@ -208,6 +220,52 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io, 
   return door;
 }
 
+namespace {
+uint32_t prefix_mask(unsigned prefix) {
+  return prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+}
+}  // namespace
+
+bool GatewayDns::may_ask(const udp::endpoint& sender) const {
+  const auto a = sender.address();
+  if (!a.is_v4() || a.to_v4() == gateway) return false;
+  return (a.to_v4().to_uint() & prefix_mask(prefix)) == subnet.to_uint();
+}
+
+Result<std::shared_ptr<GatewayDns>> open_gateway_dns(net::io_context& io,
+                                                     const std::string& gateway,
+                                                     const std::string& subnet, uint16_t port) {
+  auto dns = std::make_shared<GatewayDns>();
+  boost::system::error_code ec;
+  dns->gateway = net::ip::make_address_v4(gateway, ec);
+  if (ec)
+    return make_error("the session's DNS: gateway \"" + gateway + "\" is not an IPv4 address");
+  const auto slash = subnet.find('/');
+  if (slash != std::string::npos) {
+    dns->subnet = net::ip::make_address_v4(subnet.substr(0, slash), ec);
+    dns->prefix = static_cast<unsigned>(std::atoi(subnet.c_str() + slash + 1));
+  }
+  const uint32_t mask = prefix_mask(dns->prefix);
+  if (slash == std::string::npos || ec || dns->prefix < 8 || dns->prefix > 30 ||
+      (dns->subnet.to_uint() & ~mask) != 0 ||
+      (dns->gateway.to_uint() & mask) != dns->subnet.to_uint())
+    return make_error("the session's DNS: \"" + subnet +
+                      "\" is not an IPv4 network (A.B.C.D/8..30) that holds the gateway " +
+                      gateway);
+  udp::socket u(io);
+  const udp::endpoint ep(dns->gateway, port);
+  u.open(ep.protocol(), ec);
+  // Beside a resolver bound to 0.0.0.0:53 that allows it (dnsmasq, for example).
+  if (!ec) u.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) u.bind(ep, ec);
+  if (ec)
+    return make_error("the session's DNS on " + gateway + ":" + std::to_string(port) + ": " +
+                          ec.message() + " (is another DNS server bound to every address?)",
+                      ec.value());
+  dns->sockets.push_back(std::move(u));
+  return dns;
+}
+
 ProxyServer::ProxyServer(net::io_context& io, ProxyConfig cfg, RequestJudge& judge)
     : state_(std::make_shared<State>(io, std::move(cfg), judge)) {}
 
@@ -249,8 +307,12 @@ Status ProxyServer::start() {
   if (s.cfg.door) {
     for (auto& a : s.cfg.door->acceptors)
       net::co_spawn(s.io, accept_loop(state_, a, true), net::detached);
-    for (auto& u : s.cfg.door->dns) net::co_spawn(s.io, dns_loop(state_, u), net::detached);
+    for (auto& u : s.cfg.door->dns)
+      net::co_spawn(s.io, dns_loop(state_, u, nullptr), net::detached);
   }
+  if (s.cfg.gateway_dns)
+    for (auto& u : s.cfg.gateway_dns->sockets)
+      net::co_spawn(s.io, dns_loop(state_, u, s.cfg.gateway_dns.get()), net::detached);
   return {};
 }
 

@@ -39,6 +39,7 @@ struct ProxyLimits {
 };
 
 struct DoorListeners;  // below
+struct GatewayDns;     // below
 
 struct ProxyConfig {
   std::vector<boost::asio::ip::tcp::endpoint> listen;  // port 0: any free port
@@ -66,6 +67,9 @@ struct ProxyConfig {
   // forge (the wall's door_origin map); an error refuses the connection. Required with door.
   std::function<Result<boost::asio::ip::tcp::endpoint>(const boost::asio::ip::tcp::endpoint&)>
       door_origin;
+  // Set: the session's DNS on a docker network's gateway (GatewayDns), answered like the
+  // door's (dns_may_resolve), to senders on that network only.
+  std::shared_ptr<GatewayDns> gateway_dns;
 };
 
 // The transparent door's listeners (issue 16, docs/transparent.md): 127.0.0.1:0 and [::1]:0,
@@ -88,6 +92,22 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_conte
                                                            uint16_t port4 = 0, uint16_t port6 = 0,
                                                            uint16_t dns_port4 = 0,
                                                            uint16_t dns_port6 = 0);
+
+// The session's DNS responder where a docker container's DNS points (docs/backends.md, "Name
+// resolution"): UDP on the network's gateway, port 53. Only senders in the network's subnet
+// are answered, never the gateway itself (the host's own processes); no other source gets a
+// byte back. Handed to the ProxyServer (ProxyConfig::gateway_dns), which closes it.
+struct GatewayDns {
+  std::vector<boost::asio::ip::udp::socket> sockets;
+  boost::asio::ip::address_v4 gateway;
+  boost::asio::ip::address_v4 subnet;  // the network address
+  unsigned prefix = 32;
+  bool may_ask(const boost::asio::ip::udp::endpoint& sender) const;
+};
+// `gateway` (an IPv4 address in `subnet`, "A.B.C.D/N"); port 0 in tests: any free port.
+Result<std::shared_ptr<GatewayDns>> open_gateway_dns(boost::asio::io_context& io,
+                                                     const std::string& gateway,
+                                                     const std::string& subnet, uint16_t port = 53);
 
 struct ProxyCounters {
   uint64_t connections = 0;   // accepted client connections (including refused with 503)

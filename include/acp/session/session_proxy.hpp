@@ -54,6 +54,10 @@ struct SessionProxyConfig {
   // before the wall, and the wall's door_origin map. Null: no transparent door.
   std::shared_ptr<proxy::DoorListeners> door;
   int door_origin_fd = -1;
+  // Set (docker): the session's DNS responder on this gateway, port 53, answering senders in
+  // dns_subnet only (proxy::GatewayDns). Empty: none.
+  std::string dns_gateway;
+  std::string dns_subnet;
 };
 
 class SessionProxy {
