@@ -328,6 +328,9 @@ TEST_F(DockerContain, StatusShowsTheDockerModeLineWhileItRuns) {
   EXPECT_NE(st.out.find("Network: 🔒 Isolated (Docker)"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("container:  acp-"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("ACPD-"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("dns:        the container's, answered on the gateway: "),
+            std::string::npos)
+      << st.out;
   auto js = run({ACP_BINARY, "status", "--json"});
   auto j = nlohmann::json::parse(js.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << js.out;
