@@ -121,6 +121,7 @@ TEST(DockerFirewall, OnlyTheProxyOnTheGatewayNothingForwarded) {
             ":ACPD-0123456789ab - [0:0]\n"
             "-A ACPD-0123456789ab -d 10.231.0.1/32 -p tcp -m tcp --dport 8443 -j ACCEPT\n"
             "-A ACPD-0123456789ab -d 10.231.0.1/32 -p udp -m udp --dport 53 -j ACCEPT\n"
+            "-A ACPD-0123456789ab -d 10.231.0.1/32 -p tcp -m tcp --dport 53 -j ACCEPT\n"
             "-A ACPD-0123456789ab -p tcp -j REJECT --reject-with tcp-reset\n"
             "-A ACPD-0123456789ab -j REJECT --reject-with icmp-port-unreachable\n"
             "-I INPUT 1 -i acp0123456789ab -j ACPD-0123456789ab\n"

@@ -1,7 +1,7 @@
 // The session's DNS on a docker network's gateway (open_gateway_dns, ProxyConfig::gateway_dns)
 // without docker: the "gateway" is 127.0.0.2 in 127.0.0.0/29 (all of 127/8 is the host's), on a
-// free port. Senders in the subnet are answered by the policy; the gateway itself and senders
-// outside the subnet get nothing, and are counted as foreign.
+// free port. Senders in the subnet are answered by the policy, over UDP and TCP; the gateway
+// itself and senders outside the subnet get nothing, and are counted as foreign.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -127,6 +127,47 @@ TEST_F(GatewayDnsTest, TheGatewayItselfAndSendersOffTheNetworkGetNothing) {
   EXPECT_EQ(reply(outside, MSG_DONTWAIT).first, -1);
   EXPECT_EQ(reply(host, MSG_DONTWAIT).first, -1);
   EXPECT_EQ(server_->counters().foreign, 2u);
+}
+
+// A TCP client bound to `addr`, connected to the responder's TCP port.
+UniqueFd tcp_client(const char* addr, uint16_t port) {
+  UniqueFd t(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  ::inet_pton(AF_INET, addr, &sa.sin_addr);
+  EXPECT_EQ(::bind(t.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  timeval tv{5, 0};
+  ::setsockopt(t.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  ::inet_pton(AF_INET, kGateway, &to.sin_addr);
+  EXPECT_EQ(::connect(t.get(), reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  return t;
+}
+
+// The same over TCP (RFC 7766 framing): a sender on the network is answered, one off it is
+// closed without a byte.
+TEST_F(GatewayDnsTest, OverTcpTooAndOnlyForTheNetwork) {
+  auto ask = [&](const char* from, const std::string& name) -> std::pair<int, int> {
+    auto t = tcp_client(from, port_);
+    auto q = query(name);
+    q.insert(q.begin(), {0, static_cast<uint8_t>(q.size())});
+    EXPECT_EQ(::send(t.get(), q.data(), q.size(), MSG_NOSIGNAL), static_cast<ssize_t>(q.size()));
+    uint8_t buf[514];
+    size_t got = 0;
+    for (ssize_t n;
+         got < sizeof buf && (n = ::recv(t.get(), buf + got, sizeof buf - got, 0)) > 0;) {
+      got += static_cast<size_t>(n);
+      if (got >= 2 && got >= 2u + ((buf[0] << 8) | buf[1])) break;
+    }
+    if (got < 14) return {-1, static_cast<int>(got)};
+    return {buf[5] & 0x0f, (buf[8] << 8) | buf[9]};
+  };
+  EXPECT_EQ(ask("127.0.0.3", "allowed.test"), std::make_pair(0, 1));
+  EXPECT_EQ(ask("127.0.0.3", "secret.exfil.test"), std::make_pair(3, 0));
+  EXPECT_EQ(ask("127.0.0.9", "secret.exfil.test"), std::make_pair(-1, 0));
+  EXPECT_EQ(server_->counters().foreign, 1u);
 }
 
 TEST(GatewayDns, RefusesASubnetThatDoesNotHoldTheGateway) {

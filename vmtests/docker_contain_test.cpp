@@ -645,11 +645,14 @@ TEST_F(DockerContain, NoDnsQueryOfTheAgentReachesAResolver) {
   policy_path_ = policy(
       "default: deny\nrules:\n  - match: { kind: http, host: \"allowed.exfil.test\" }\n"
       "    action: allow\n");
-  auto w = in_wall("getent ahostsv4 allowed.exfil.test | head -n 1 | sed 's/^/ALLOWED=/'; " +
-                   dns_attempts((*ns)->addr4()));
+  auto w = in_wall(
+      std::string("getent ahostsv4 allowed.exfil.test | head -n 1 | sed 's/^/ALLOWED=/'; ") +
+      "echo TCPGW=$(printf '" + dns_query_escaped("allowed.exfil.test", true) +
+      "' | timeout 3 nc $GW 53 | wc -c); " + dns_attempts((*ns)->addr4()));
   EXPECT_NE(w.out.find("DONE"), std::string::npos) << w.out;
   EXPECT_EQ(value_of(w.out, "ALLOWED").rfind("198.1", 0), 0u) << w.out;  // 198.18.0.0/15
   EXPECT_EQ(value_of(w.out, "getent"), "2") << w.out;                    // NXDOMAIN
+  EXPECT_NE(value_of(w.out, "TCPGW"), "0") << w.out;                     // answered over TCP too
   std::string seen = slurp(log);
   EXPECT_EQ(seen.find("Q "), std::string::npos) << seen << "\nagent:\n" << w.out;
   EXPECT_EQ(seen.find("exfil"), std::string::npos) << seen;

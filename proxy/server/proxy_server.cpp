@@ -14,12 +14,14 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "acp/proxy/peer_identity.hpp"
+#include "dns_over_tcp.hpp"
 #include "proxy_connection.hpp"
 #include "proxy_state.hpp"
 
 namespace acp::proxy {
 
 namespace net = boost::asio;
+namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 using udp = net::ip::udp;
 
@@ -137,8 +139,10 @@ void stop_listening(ProxyServer::State& s) {
     for (auto& u : s.cfg.door->dns) u.close(ec);
     s.cfg.door->own.clear();
   }
-  if (s.cfg.gateway_dns && started)
+  if (s.cfg.gateway_dns && started) {
     for (auto& u : s.cfg.gateway_dns->sockets) u.close(ec);
+    for (auto& a : s.cfg.gateway_dns->acceptors) a.close(ec);
+  }
   s.own.clear();
 }
 
@@ -146,7 +150,7 @@ void stop_listening(ProxyServer::State& s) {
 // gateway (gw), a sender on that network; else (the door's), one the wall led here.
 bool dns_sender_is_the_session(ProxyServer::State& state, udp::socket& sock,
                                const udp::endpoint& from, const GatewayDns* gw) {
-  if (gw) return gw->may_ask(from);
+  if (gw) return gw->may_ask(from.address());
   // The wall leads only the session's queries here, from a loopback source. A reply to any
   // other source would leave the machine with bytes the sender chose (its question).
   if (!from.address().is_loopback()) return false;
@@ -180,6 +184,39 @@ net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::so
     auto a = state->answer_dns(std::span<const uint8_t>(buf.data(), n));
     if (a.wire.empty()) continue;
     sock.send_to(net::buffer(a.wire), from, 0, ec);  // a full buffer drops it, as UDP would
+  }
+}
+
+// One DNS-over-TCP client of the docker gateway's responder.
+net::awaitable<void> gateway_dns_client(std::shared_ptr<ProxyServer::State> state,
+                                        tcp::socket socket) {
+  GatewayDns& gw = *state->cfg.gateway_dns;
+  ++gw.tcp_clients;
+  beast::tcp_stream client(std::move(socket));
+  try {
+    co_await answer_dns_over_tcp(*state, client);
+  } catch (const std::exception&) {
+    state->n_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+  --gw.tcp_clients;
+}
+
+// The docker gateway's DNS over TCP: a sender off the session's network is closed unanswered.
+net::awaitable<void> gateway_dns_accept_loop(std::shared_ptr<ProxyServer::State> state,
+                                             tcp::acceptor& acceptor) {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(redirect(ec));
+    if (state->stopped || ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) continue;
+    const GatewayDns& gw = *state->cfg.gateway_dns;
+    const auto peer = socket.remote_endpoint(ec);
+    if (ec || !gw.may_ask(peer.address())) {
+      state->n_foreign.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (gw.tcp_clients >= GatewayDns::kMaxTcpClients) continue;
+    net::co_spawn(state->io, gateway_dns_client(state, std::move(socket)), net::detached);
   }
 }
 
@@ -226,8 +263,7 @@ uint32_t prefix_mask(unsigned prefix) {
 }
 }  // namespace
 
-bool GatewayDns::may_ask(const udp::endpoint& sender) const {
-  const auto a = sender.address();
+bool GatewayDns::may_ask(const net::ip::address& a) const {
   if (!a.is_v4() || a.to_v4() == gateway) return false;
   return (a.to_v4().to_uint() & prefix_mask(prefix)) == subnet.to_uint();
 }
@@ -262,7 +298,20 @@ Result<std::shared_ptr<GatewayDns>> open_gateway_dns(net::io_context& io,
     return make_error("the session's DNS on " + gateway + ":" + std::to_string(port) + ": " +
                           ec.message() + " (is another DNS server bound to every address?)",
                       ec.value());
+  // TCP beside it, on the port UDP got (53, or a free one in tests).
+  const tcp::endpoint tep(dns->gateway, u.local_endpoint().port());
+  tcp::acceptor t(io);
+  t.open(tep.protocol(), ec);
+  if (!ec) t.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) t.bind(tep, ec);
+  if (!ec) t.listen(net::socket_base::max_listen_connections, ec);
+  if (ec)
+    return make_error("the session's DNS on " + gateway + ":" + std::to_string(tep.port()) +
+                          " (TCP): " + ec.message() +
+                          " (is another DNS server bound to every address?)",
+                      ec.value());
   dns->sockets.push_back(std::move(u));
+  dns->acceptors.push_back(std::move(t));
   return dns;
 }
 
@@ -310,9 +359,12 @@ Status ProxyServer::start() {
     for (auto& u : s.cfg.door->dns)
       net::co_spawn(s.io, dns_loop(state_, u, nullptr), net::detached);
   }
-  if (s.cfg.gateway_dns)
+  if (s.cfg.gateway_dns) {
     for (auto& u : s.cfg.gateway_dns->sockets)
       net::co_spawn(s.io, dns_loop(state_, u, s.cfg.gateway_dns.get()), net::detached);
+    for (auto& a : s.cfg.gateway_dns->acceptors)
+      net::co_spawn(s.io, gateway_dns_accept_loop(state_, a), net::detached);
+  }
   return {};
 }
 

@@ -228,8 +228,9 @@ Result<std::string> render_docker_firewall(const DockerFirewallSpec& s, IpFamily
   if (v4) {
     o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport " << s.proxy_port
       << " -j ACCEPT\n";
-    // The session's DNS responder (the container's --dns), UDP only: its answers fit.
+    // The session's DNS responder (the container's --dns).
     o << "-A " << c << " -d " << s.gateway << "/32 -p udp -m udp --dport 53 -j ACCEPT\n";
+    o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport 53 -j ACCEPT\n";
   }
   o << "-A " << c << " -p tcp -j REJECT --reject-with tcp-reset\n";
   o << "-A " << c << " -j REJECT --reject-with "

@@ -94,15 +94,18 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_conte
                                                            uint16_t dns_port6 = 0);
 
 // The session's DNS responder where a docker container's DNS points (docs/backends.md, "Name
-// resolution"): UDP on the network's gateway, port 53. Only senders in the network's subnet
-// are answered, never the gateway itself (the host's own processes); no other source gets a
-// byte back. Handed to the ProxyServer (ProxyConfig::gateway_dns), which closes it.
+// resolution"): UDP and TCP on the network's gateway, port 53. Only senders in the network's
+// subnet are answered, never the gateway itself (the host's own processes); no other source
+// gets a byte back. Handed to the ProxyServer (ProxyConfig::gateway_dns), which closes it.
 struct GatewayDns {
+  static constexpr size_t kMaxTcpClients = 64;  // beyond: closed at accept
   std::vector<boost::asio::ip::udp::socket> sockets;
+  std::vector<boost::asio::ip::tcp::acceptor> acceptors;
   boost::asio::ip::address_v4 gateway;
   boost::asio::ip::address_v4 subnet;  // the network address
   unsigned prefix = 32;
-  bool may_ask(const boost::asio::ip::udp::endpoint& sender) const;
+  size_t tcp_clients = 0;  // open now (the io thread's)
+  bool may_ask(const boost::asio::ip::address& sender) const;
 };
 // `gateway` (an IPv4 address in `subnet`, "A.B.C.D/N"); port 0 in tests: any free port.
 Result<std::shared_ptr<GatewayDns>> open_gateway_dns(boost::asio::io_context& io,
