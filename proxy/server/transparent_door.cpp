@@ -14,6 +14,7 @@
 #include "acp/proxy/client_hello.hpp"
 #include "acp/proxy/peer_identity.hpp"
 #include "coro.hpp"
+#include "dns_over_tcp.hpp"
 #include "proxy_connection.hpp"
 
 namespace acp::proxy {
@@ -182,29 +183,7 @@ bool Connection::serve_door_http(const RequestTarget& target, RequestEvent& even
 
 net::awaitable<bool> Connection::serve_door_dns(RequestEvent& event) {
   event.note("dns", "tcp");
-  // RFC 7766 framing: a two-byte length, then the message; several may follow on one
-  // connection, each answered in turn. Bounded: messages per connection, time per message.
-  constexpr int kMaxMessages = 64;
-  for (int i = 0; i < kMaxMessages && !closed_; ++i) {
-    client_.expires_after(std::chrono::seconds(10));
-    std::array<uint8_t, 2> len{};
-    error_code ec;
-    co_await net::async_read(client_, net::buffer(len), redirect(ec));
-    if (ec) break;
-    const size_t n = (size_t{len[0]} << 8) | len[1];
-    if (n == 0 || n > dns::kMaxQueryBytes) break;
-    std::vector<uint8_t> query(n);
-    co_await net::async_read(client_, net::buffer(query), redirect(ec));
-    if (ec) break;
-    auto a = state_->answer_dns(query);
-    if (a.wire.empty()) break;  // not a query: the connection is no DNS client's
-    std::vector<uint8_t> out(2 + a.wire.size());
-    out[0] = static_cast<uint8_t>(a.wire.size() >> 8);
-    out[1] = static_cast<uint8_t>(a.wire.size());
-    std::copy(a.wire.begin(), a.wire.end(), out.begin() + 2);
-    co_await net::async_write(client_, net::buffer(out), redirect(ec));
-    if (ec) break;
-  }
+  co_await answer_dns_over_tcp(*state_, client_);
   co_return false;
 }
 

@@ -225,9 +225,13 @@ Result<std::string> render_docker_firewall(const DockerFirewallSpec& s, IpFamily
   const std::string& c = s.chain;
   std::ostringstream o;
   o << "*filter\n:" << c << " - [0:0]\n";
-  if (v4)
+  if (v4) {
     o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport " << s.proxy_port
       << " -j ACCEPT\n";
+    // The session's DNS responder (the container's --dns).
+    o << "-A " << c << " -d " << s.gateway << "/32 -p udp -m udp --dport 53 -j ACCEPT\n";
+    o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport 53 -j ACCEPT\n";
+  }
   o << "-A " << c << " -p tcp -j REJECT --reject-with tcp-reset\n";
   o << "-A " << c << " -j REJECT --reject-with "
     << (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable") << "\n";
@@ -296,9 +300,10 @@ std::vector<std::string> docker_run_argv(const DockerCli& docker, const Containe
   a.push_back("--name=" + name);
   a.push_back("--label=" + std::string(kDockerLabel) + "=" + s.session_id);
   a.push_back("--network=" + name);
-  // Names resolve at the proxy; the agent's own lookups go nowhere (the embedded resolver of
-  // some docker versions forwards from the host otherwise).
-  a.push_back("--dns=0.0.0.0");
+  // The embedded DNS (127.0.0.11) forwards only to the session's responder, which answers by
+  // the policy; without a responder, nowhere. Never the host's resolvers: a query that reaches
+  // one leaks its name (docs/backends.md, "Name resolution").
+  a.push_back("--dns=" + (s.dns.empty() ? std::string("0.0.0.0") : s.dns));
   for (const char* h : kDockerHardening) a.emplace_back(h);
   for (const char* kv : {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                          "all_proxy", "ACP_PROXY_URL"})

@@ -221,6 +221,7 @@ int run_docker_session(const ContainOptions& o) {
                          door.consent_page_url());
   const backend::DockerNetwork& net = *backend::docker_network_of(*built->wall);
   spec.proxy_url = door.proxy_url();
+  spec.dns = net.gateway;
   SessionRecord& live = built->record;
   live.task_limit = "container --pids-limit=256";
   live.subnet = net.subnet;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "acp/backend/docker_wall.hpp"
 #include "acp/backend/preload.hpp"
 #include "acp/cgroup/mounts.hpp"
 #include "acp/kernel/bpffs.hpp"
@@ -209,6 +210,12 @@ class SessionBuild {
     for (const auto& arg : out_.record.command)
       pcfg.agent_command += (pcfg.agent_command.empty() ? "" : " ") + arg;
     pcfg.listen_addresses = out_.wall->door_addresses();
+    // Docker: the container's DNS points at the session's responder on the gateway
+    // (docs/backends.md, "Name resolution").
+    if (const auto* net = backend::docker_network_of(*out_.wall)) {
+      pcfg.dns_gateway = net->gateway;
+      pcfg.dns_subnet = net->subnet;
+    }
     if (door_) {
       pcfg.door = door_;
       pcfg.door_origin_fd = out_.wall->door_origin_fd();

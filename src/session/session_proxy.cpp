@@ -145,6 +145,12 @@ class SessionProxyImpl final : public SessionProxy {
   }
 
   Status start_server() {
+    std::shared_ptr<proxy::GatewayDns> gateway_dns;
+    if (!cfg_.dns_gateway.empty()) {
+      auto dns = proxy::open_gateway_dns(io_, cfg_.dns_gateway, cfg_.dns_subnet);
+      if (!dns) return dns.error();
+      gateway_dns = std::move(*dns);
+    }
     const uint16_t last = cfg_.port_is_explicit ? cfg_.port : kFallbackPortLast;
     Error last_error;
     for (uint32_t port = cfg_.port; port <= last; ++port) {
@@ -154,10 +160,13 @@ class SessionProxyImpl final : public SessionProxy {
       pc.client_cgroup = cfg_.client_cgroup;
       pc.own_name = "consent proxy of session " + cfg_.session_id;
       pc.door = cfg_.door;
-      if (cfg_.door) {
-        pc.door_origin = cfg_.door_origin_conntrack ? door_origin_conntrack()
-                                                    : door_origin_lookup(cfg_.door_origin_fd);
-        pc.door_client_keeps_original = cfg_.door_origin_conntrack;
+      pc.gateway_dns = gateway_dns;
+      if (cfg_.door || gateway_dns) {
+        if (cfg_.door) {
+          pc.door_origin = cfg_.door_origin_conntrack ? door_origin_conntrack()
+                                                      : door_origin_lookup(cfg_.door_origin_fd);
+          pc.door_client_keeps_original = cfg_.door_origin_conntrack;
+        }
         // The policy of the moment (SIGHUP reloads it): a name it denies everywhere is NXDOMAIN.
         pc.dns_may_resolve = [this](const std::string& name) {
           return policy_.current()->may_reach(name);

@@ -305,6 +305,12 @@ void print_pending_and_problems(std::ostringstream& o, const SessionStatus& s) {
         << s.proxy.value("dns_names", uint64_t{0}) << " names held";
     o << "\n";
   }
+  // Docker: the container's DNS is the session's responder on the gateway (no door).
+  if (s.backend == "docker" && s.proxy.is_object())
+    o << "  dns:        the container's, answered on the gateway: "
+      << s.proxy.value("dns_answered", uint64_t{0}) << " names answered, "
+      << s.proxy.value("dns_denied", uint64_t{0}) << " denied (NXDOMAIN), "
+      << s.proxy.value("dns_names", uint64_t{0}) << " names held\n";
   if (!s.pending.empty()) {
     o << "  pending requests (acp approve ID / acp deny ID):\n";
     for (const auto& p : s.pending) {

@@ -94,6 +94,7 @@ struct ContainerSpec {
   bool writable = false;                 // the workspace read-write
   std::vector<std::string> pass_env;     // KEY: passed through from acp's environment
   std::string proxy_url;                 // http://<gateway>:<port>
+  std::string dns;                       // the session's DNS responder (the gateway); empty: none
   bool tty = false;                      // -t (stdin and stdout are terminals)
   std::vector<std::string> command;
 };

@@ -39,6 +39,7 @@ struct ProxyLimits {
 };
 
 struct DoorListeners;  // below
+struct GatewayDns;     // below
 
 struct ProxyConfig {
   std::vector<boost::asio::ip::tcp::endpoint> listen;  // port 0: any free port
@@ -74,6 +75,9 @@ struct ProxyConfig {
   // REDIRECT rewrites packets, not sockets), so its cgroup is looked up by that end, not by the
   // door listener's (client_cgroup).
   bool door_client_keeps_original = false;
+  // Set: the session's DNS on a docker network's gateway (GatewayDns), answered like the
+  // door's (dns_may_resolve), to senders on that network only.
+  std::shared_ptr<GatewayDns> gateway_dns;
 };
 
 // The transparent door's listeners (issue 16, docs/transparent.md): 127.0.0.1:0 and [::1]:0,
@@ -96,6 +100,25 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_conte
                                                            uint16_t port4 = 0, uint16_t port6 = 0,
                                                            uint16_t dns_port4 = 0,
                                                            uint16_t dns_port6 = 0);
+
+// The session's DNS responder where a docker container's DNS points (docs/backends.md, "Name
+// resolution"): UDP and TCP on the network's gateway, port 53. Only senders in the network's
+// subnet are answered, never the gateway itself (the host's own processes); no other source
+// gets a byte back. Handed to the ProxyServer (ProxyConfig::gateway_dns), which closes it.
+struct GatewayDns {
+  static constexpr size_t kMaxTcpClients = 64;  // beyond: closed at accept
+  std::vector<boost::asio::ip::udp::socket> sockets;
+  std::vector<boost::asio::ip::tcp::acceptor> acceptors;
+  boost::asio::ip::address_v4 gateway;
+  boost::asio::ip::address_v4 subnet;  // the network address
+  unsigned prefix = 32;
+  size_t tcp_clients = 0;  // open now (the io thread's)
+  bool may_ask(const boost::asio::ip::address& sender) const;
+};
+// `gateway` (an IPv4 address in `subnet`, "A.B.C.D/N"); port 0 in tests: any free port.
+Result<std::shared_ptr<GatewayDns>> open_gateway_dns(boost::asio::io_context& io,
+                                                     const std::string& gateway,
+                                                     const std::string& subnet, uint16_t port = 53);
 
 struct ProxyCounters {
   uint64_t connections = 0;   // accepted client connections (including refused with 503)

@@ -57,6 +57,10 @@ struct SessionProxyConfig {
   // Instead of door_origin_fd: the original destinations are conntrack's (the iptables wall's
   // nat REDIRECT; backend::Wall::door_origin_from_conntrack).
   bool door_origin_conntrack = false;
+  // Set (docker): the session's DNS responder on this gateway, port 53, answering senders in
+  // dns_subnet only (proxy::GatewayDns). Empty: none.
+  std::string dns_gateway;
+  std::string dns_subnet;
 };
 
 class SessionProxy {
