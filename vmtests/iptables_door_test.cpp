@@ -274,15 +274,7 @@ TEST_F(IptablesDoor, TheDoorPortItselfIsRefusedAsALocalDestination) {
 // door, the DNS or the proxy could answer it (the REJECT's ICMP error would carry its bytes).
 TEST_F(IptablesDoor, AForgedIpv6SourceGetsNoReplyFromTheDnsOrTheProxy) {
   const std::string py =
-      "import socket, struct, sys\n"
-      "def freebound(kind):\n"
-      "    s = socket.socket(socket.AF_INET6, kind)\n"
-      "    s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND\n"
-      "    s.bind(('2001:db8::99', 0))\n"
-      "    s.settimeout(2)\n"
-      "    return s\n"
-      "q = struct.pack('>HHHHHH', 9, 0x0100, 1, 0, 0, 0) + b'\\x04exfi\\x04test\\0' + "
-      "struct.pack('>HH', 1, 1)\n"
+      std::string(acp::vmtest::kForgedIpv6Source) +
       "s = freebound(socket.SOCK_DGRAM)\n"
       "try:\n"
       "    s.sendto(q, ('::1', 53))\n"

@@ -317,34 +317,25 @@ TEST_F(RunTransparent, NoQueryLeavesForADeniedOrRefusedNameAndAnApprovedOneOnlyA
 // session's DNS, or the proxy's SYN-ACK, sent to that address off the machine with bytes it
 // chose: the wall drops a packet to loopback from a source that is not loopback.
 TEST_F(RunTransparent, AForgedIpv6SourceGetsNoReplyFromTheDnsOrTheProxy) {
-  const std::string py =
-      "import socket, struct, sys\n"
-      "def freebound(kind):\n"
-      "    s = socket.socket(socket.AF_INET6, kind)\n"
-      "    s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND\n"
-      "    s.bind(('2001:db8::99', 0))\n"
-      "    s.settimeout(2)\n"
-      "    return s\n"
-      "q = struct.pack('>HHHHHH', 9, 0x0100, 1, 0, 0, 0) + b'\\x04exfi\\x04test\\0' + "
-      "struct.pack('>HH', 1, 1)\n"
-      "s = freebound(socket.SOCK_DGRAM)\n"
-      "try:\n"
-      "    s.sendto(q, ('2001:db8::53', 53))\n"
-      "    s.recvfrom(2048)\n"
-      "    print('DNS-REPLIED')\n"
-      "except OSError as e:\n"
-      "    print('DNS-NO-REPLY %s' % e)\n"
-      "c = freebound(socket.SOCK_STREAM)\n"
-      "try:\n"
-      "    c.connect(('::1', int(sys.argv[1])))\n"
-      "    print('PROXY-CONNECTED')\n"
-      "except OSError as e:\n"
-      "    print('PROXY-NO-CONNECT %s' % e)\n"
-      "p = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
-      "p.settimeout(5)\n"
-      "p.sendto(q, ('2001:db8::53', 53))\n"
-      "p.recvfrom(2048)\n"
-      "print('CONTROL-ANSWERED')\n";
+  const std::string py = std::string(acp::vmtest::kForgedIpv6Source) +
+                         "s = freebound(socket.SOCK_DGRAM)\n"
+                         "try:\n"
+                         "    s.sendto(q, ('2001:db8::53', 53))\n"
+                         "    s.recvfrom(2048)\n"
+                         "    print('DNS-REPLIED')\n"
+                         "except OSError as e:\n"
+                         "    print('DNS-NO-REPLY %s' % e)\n"
+                         "c = freebound(socket.SOCK_STREAM)\n"
+                         "try:\n"
+                         "    c.connect(('::1', int(sys.argv[1])))\n"
+                         "    print('PROXY-CONNECTED')\n"
+                         "except OSError as e:\n"
+                         "    print('PROXY-NO-CONNECT %s' % e)\n"
+                         "p = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+                         "p.settimeout(5)\n"
+                         "p.sendto(q, ('2001:db8::53', 53))\n"
+                         "p.recvfrom(2048)\n"
+                         "print('CONTROL-ANSWERED')\n";
   const auto policy = write_policy("policy.yml", "default: ask\n");
   auto r = acp::vmtest::run(acp_run(
       policy, {"/usr/bin/python3", "-c", py, std::to_string(proxy_port_)}, {"--door=both"}));

@@ -18,6 +18,19 @@
 
 namespace acp::vmtest {
 
+// The start of a python agent that forges its IPv6 source (IPV6_FREEBIND needs no privilege):
+// freebound(kind) makes a socket bound to 2001:db8::99, and q is a DNS query for exfi.test.
+inline constexpr const char* kForgedIpv6Source =
+    "import socket, struct, sys\n"
+    "def freebound(kind):\n"
+    "    s = socket.socket(socket.AF_INET6, kind)\n"
+    "    s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND\n"
+    "    s.bind(('2001:db8::99', 0))\n"
+    "    s.settimeout(2)\n"
+    "    return s\n"
+    "q = struct.pack('>HHHHHH', 9, 0x0100, 1, 0, 0, 0) + b'\\x04exfi\\x04test\\0' + "
+    "struct.pack('>HH', 1, 1)\n";
+
 // Everything readable from fd until EOF.
 std::string read_all(int fd);
 // The whole file ("" when it cannot be read).
