@@ -41,7 +41,7 @@ void put_attr(std::vector<uint8_t>& b, uint16_t type, const void* data, size_t l
   const size_t at = b.size();
   b.resize(at + NLA_ALIGN(NLA_HDRLEN + len));
   std::memcpy(b.data() + at, &a, sizeof a);
-  std::memcpy(b.data() + at + NLA_HDRLEN, data, len);
+  if (len > 0) std::memcpy(b.data() + at + NLA_HDRLEN, data, len);  // a nest's header: no data
 }
 
 // A nested attribute: its header now, its length once its content is in (end_nest).

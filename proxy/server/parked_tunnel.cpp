@@ -24,10 +24,9 @@ class ParkedTunnel final : public Closable, public std::enable_shared_from_this<
       : state_(std::move(state)), p_(std::move(parts)), timer_(p_.client.get_executor()) {
     state_->opened(this);
   }
-  ~ParkedTunnel() {
-    state_->finish(p_.event);  // left out when a resumed Connection took it
-    state_->gone(this);
-  }
+  // No event from here: a tunnel destroyed with the io_context (its handlers never ran) must
+  // not call the owner's callbacks while the owner is going away. Each way it ends calls end().
+  ~ParkedTunnel() { state_->gone(this); }
   ParkedTunnel(const ParkedTunnel&) = delete;
   ParkedTunnel& operator=(const ParkedTunnel&) = delete;
 
@@ -60,7 +59,8 @@ class ParkedTunnel final : public Closable, public std::enable_shared_from_this<
     error_code ignored;
     timer_.cancel();
     p_.client.close(ignored);
-    p_.upstream.close(ignored);  // a relay's pending waits end with it
+    p_.upstream.close(ignored);  // a relay's pending waits end with it, and then its event
+    if (!relay_) end();
   }
 
  private:
@@ -99,7 +99,15 @@ class ParkedTunnel final : public Closable, public std::enable_shared_from_this<
                     p_.event.note("bytes_up", t.bytes_up + ahead_);
                     p_.event.note("bytes_down", t.bytes_down);
                     if (t.idled_out) p_.event.note("closed_by", "idle_timeout");
+                    end();
                   });
+  }
+
+  // The tunnel is over: its event is finished, once (not when a resumed Connection took it).
+  void end() {
+    if (ended_) return;
+    ended_ = true;
+    state_->finish(p_.event);
   }
 
   std::shared_ptr<ProxyServer::State> state_;
@@ -109,6 +117,7 @@ class ParkedTunnel final : public Closable, public std::enable_shared_from_this<
   uint64_t ahead_ = 0;                // sent_ahead's size, counted as bytes up
   bool decided_ = false;
   bool closed_ = false;
+  bool ended_ = false;
 };
 
 }  // namespace
