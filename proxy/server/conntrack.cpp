@@ -5,7 +5,6 @@
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <cstring>
 #include <optional>
@@ -13,7 +12,6 @@
 #include <vector>
 
 #include "acp/proxy/peer_identity.hpp"
-#include "acp/util/unique_fd.hpp"
 
 namespace acp::proxy {
 
@@ -181,19 +179,10 @@ Result<tcp::endpoint> conntrack_udp_original_destination(const tcp::endpoint& se
                                                          const tcp::endpoint& from) {
   auto msg = conntrack_udp_request(self, from, kSeq);
   if (!msg) return msg.error();
-  UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_NETFILTER));
-  if (!fd) return errno_error("socket(AF_NETLINK, NETLINK_NETFILTER)");
-  timeval tv{2, 0};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(fd.get(), msg->data(), msg->size(), 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof kernel) < 0)
-    return errno_error("conntrack request for " + endpoint_text(from));
-  std::vector<uint8_t> buf(kReplyBytes);
-  const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
-  if (n < 0) return errno_error("conntrack reply for " + endpoint_text(from));
-  return parse_conntrack_reply({buf.data(), static_cast<size_t>(n)}, kSeq);
+  auto reply = netlink_exchange(NETLINK_NETFILTER, *msg, kReplyBytes,
+                                "conntrack for " + endpoint_text(from));
+  if (!reply) return reply.error();
+  return parse_conntrack_reply(*reply, kSeq);
 }
 
 }  // namespace acp::proxy

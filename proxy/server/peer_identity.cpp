@@ -128,23 +128,31 @@ Result<SockDiagInfo> parse_sock_diag_reply(std::span<const uint8_t> reply, uint3
   return make_error("sock_diag reply: no answer to request " + std::to_string(seq));
 }
 
-Result<SockDiagInfo> sock_diag_lookup(const tcp::endpoint& local, const tcp::endpoint& remote,
-                                      int protocol) {
-  UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!fd) return errno_error("socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
+Result<std::vector<uint8_t>> netlink_exchange(int protocol, std::span<const uint8_t> request,
+                                              size_t reply_bytes, const std::string& what) {
+  UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, protocol));
+  if (!fd) return errno_error("socket(AF_NETLINK, " + std::to_string(protocol) + ") for " + what);
   timeval tv{kNetlinkTimeoutSeconds, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  constexpr uint32_t kSeq = 1;
-  auto req = sock_diag_request(local, remote, kSeq, protocol);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (::sendto(fd.get(), req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
+  if (::sendto(fd.get(), request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
                sizeof kernel) < 0)
-    return errno_error("sock_diag request for " + endpoint_text(local));
-  std::vector<uint8_t> buf(kReplyBytes);
-  ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
-  if (n < 0) return errno_error("sock_diag reply for " + endpoint_text(local));
-  auto info = parse_sock_diag_reply({buf.data(), static_cast<size_t>(n)}, kSeq);
+    return errno_error(what + ": request");
+  std::vector<uint8_t> buf(reply_bytes);
+  const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+  if (n < 0) return errno_error(what + ": reply");
+  buf.resize(static_cast<size_t>(n));
+  return buf;
+}
+
+Result<SockDiagInfo> sock_diag_lookup(const tcp::endpoint& local, const tcp::endpoint& remote,
+                                      int protocol) {
+  constexpr uint32_t kSeq = 1;
+  auto reply = netlink_exchange(NETLINK_SOCK_DIAG, sock_diag_request(local, remote, kSeq, protocol),
+                                kReplyBytes, "sock_diag for " + endpoint_text(local));
+  if (!reply) return reply.error();
+  auto info = parse_sock_diag_reply(*reply, kSeq);
   if (!info)
     return make_error(info.error().context + " for " + endpoint_text(local), info.error().err);
   return info;

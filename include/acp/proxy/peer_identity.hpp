@@ -24,6 +24,11 @@ struct SockDiagInfo {
   std::optional<uint64_t> cgroup_id;  // absent: the kernel sent no INET_DIAG_CGROUP_ID
 };
 
+// One netlink request to the kernel (`protocol`: NETLINK_SOCK_DIAG, NETLINK_NETFILTER) and its
+// one reply (at most `reply_bytes`, within 2 s); `what` names the lookup in errors.
+Result<std::vector<uint8_t>> netlink_exchange(int protocol, std::span<const uint8_t> request,
+                                              size_t reply_bytes, const std::string& what);
+
 // The netlink request (nlmsghdr + inet_diag_req_v2, no dump) for the TCP socket whose local
 // end is `local` and whose remote end is `remote`. A remote of address 0 port 0 finds the
 // listener that a connection to `local` would reach. IPv4-mapped addresses are asked as IPv4.
