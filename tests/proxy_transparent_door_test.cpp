@@ -108,6 +108,25 @@ TEST_F(TransparentDoor, AnHttpClientIsJudgedByItsHostAndGetsTheRefusal) {
   EXPECT_EQ(a.via, "transparent");
 }
 
+// Every request on a led-in HTTP connection must name the host its first one was judged as:
+// a later request naming another host is refused without being judged (or dialled).
+TEST_F(TransparentDoor, ALaterRequestNamingAnotherHostIsRefusedUnjudged) {
+  start(kOriginal);
+  RawClient c(door_port_);
+  c.send("GET /x HTTP/1.1\r\nHost: named.example\r\n\r\n");
+  auto first = c.read_response();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->result_int(), 403u);  // the judge's refusal, the connection kept
+  c.send("GET /y HTTP/1.1\r\nHost: other.example\r\n\r\n");
+  auto second = c.read_response();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->result_int(), 403u);
+  EXPECT_NE(second->body().find("other.example"), std::string::npos) << second->body();
+  const auto a = only_action();  // the first request only
+  EXPECT_EQ(a.host, "named.example");
+  EXPECT_EQ(a.path, "/x");
+}
+
 TEST_F(TransparentDoor, ATlsClientIsJudgedByItsSniAndJustClosed) {
   start(kOriginal);
   RawClient c(door_port_);
