@@ -129,7 +129,8 @@ struct acp_config {
    * as ever). When on, in enforce mode, a TCP connect4/connect6 to a destination that is not
    * an allow_map entry is rewritten to the session proxy's transparent listener,
    * 127.0.0.1:door_port4 (for ::ffff:a.b.c.d on an IPv6 socket: ::ffff:127.0.0.1) or
-   * [::1]:door_port6, and its original destination recorded (door_origin). */
+   * [::1]:door_port6 (or door_addr4/6, below), and its original destination recorded
+   * (door_origin). */
   __u16 door_port4;
   __u16 door_port6;
   __u64 session_id; /* random; stamps every event so readers can tell sessions apart */
@@ -141,6 +142,13 @@ struct acp_config {
   __u16 dns_port4;
   __u16 dns_port6;
   __u32 pad;        /* 0 */
+  /* Where the door and the DNS responder listen (network byte order). 0 / all zero: the
+   * session's loopback (127.0.0.1, ::1), as for `acp run`. The node agent's pods live in
+   * network namespaces of their own, where loopback is the pod's: their door is on the node
+   * address the pod reaches (docs/node-agent.md). */
+  __u32 door_addr4;
+  __u32 pad2;       /* 0 */
+  __u8 door_addr6[16];
 };
 
 /* door_origin value: where a connection the door led in was going. Keyed by the client

@@ -269,19 +269,34 @@ static __always_inline __u16 acp_dns_port(const struct acp_endpoint *dst, int al
   return acp_key_is_mapped4(dst) ? dns_port4 : dns_port6;
 }
 
-/* The door listener a destination is led to, as a key: 127.0.0.1 (as ::ffff:127.0.0.1) for a
- * mapped IPv4 destination, ::1 otherwise; port as acp_door_port() chose it. */
+/* The door listener a destination is led to, as a key: for a mapped IPv4 destination
+ * cfg->door_addr4 (127.0.0.1 when 0) in its mapped form, else cfg->door_addr6 (::1 when all
+ * zero); port as acp_door_port() or acp_dns_port() chose it. */
 static __always_inline void acp_door_target(struct acp_endpoint *t,
-                                            const struct acp_endpoint *dst, __u16 port) {
+                                            const struct acp_endpoint *dst, __u16 port,
+                                            const struct acp_config *cfg) {
   int v4 = acp_key_is_mapped4(dst);
+  int any6 = 0;
 ACP_UNROLL
-  for (int i = 0; i < 16; i++) t->addr[i] = 0;
+  for (int i = 0; i < 16; i++) {
+    t->addr[i] = 0;
+    any6 |= cfg->door_addr6[i];
+  }
   if (v4) {
     t->addr[10] = 0xff;
     t->addr[11] = 0xff;
-    t->addr[12] = 127;
+    if (cfg->door_addr4 != 0) {
+      __builtin_memcpy(&t->addr[12], &cfg->door_addr4, 4);
+    } else {
+      t->addr[12] = 127;
+      t->addr[15] = 1;
+    }
+  } else if (any6) {
+ACP_UNROLL
+    for (int i = 0; i < 16; i++) t->addr[i] = cfg->door_addr6[i];
+  } else {
+    t->addr[15] = 1;
   }
-  t->addr[15] = 1;
   t->port = port;
   t->proto = ACP_PROTO_TCP;
   t->pad = 0;
@@ -292,11 +307,11 @@ ACP_UNROLL
  * connection (a socket that later connected elsewhere keeps a stale record, never used). */
 static __always_inline int acp_door_is_target(const struct acp_endpoint *peer,
                                               const struct acp_endpoint *recorded,
-                                              __u16 door_port4, __u16 door_port6) {
-  __u16 port = acp_key_is_mapped4(recorded) ? door_port4 : door_port6;
+                                              const struct acp_config *cfg) {
+  __u16 port = acp_key_is_mapped4(recorded) ? cfg->door_port4 : cfg->door_port6;
   if (port == 0) return 0;
   struct acp_endpoint t;
-  acp_door_target(&t, recorded, port);
+  acp_door_target(&t, recorded, port, cfg);
   if (peer->port != t.port || peer->proto != ACP_PROTO_TCP) return 0;
   int same = 1;
 ACP_UNROLL
@@ -309,12 +324,12 @@ ACP_UNROLL
  * the recorded address instead. */
 static __always_inline int acp_dns_is_target(const struct acp_endpoint *peer,
                                              const struct acp_endpoint *recorded,
-                                             __u16 dns_port4, __u16 dns_port6) {
+                                             const struct acp_config *cfg) {
   if (recorded->proto != ACP_PROTO_UDP || recorded->port != 53) return 0;
-  __u16 port = acp_key_is_mapped4(recorded) ? dns_port4 : dns_port6;
+  __u16 port = acp_key_is_mapped4(recorded) ? cfg->dns_port4 : cfg->dns_port6;
   if (port == 0 || peer->port != port) return 0;
   struct acp_endpoint t;
-  acp_door_target(&t, recorded, port);
+  acp_door_target(&t, recorded, port, cfg);
   int same = 1;
 ACP_UNROLL
   for (int i = 0; i < 16; i++) same &= peer->addr[i] == t.addr[i];

@@ -54,25 +54,29 @@ struct {
  * responder): records where it was going, then rewrites the address the kernel connects
  * to. Returns 0 when the record cannot be made: the caller refuses. */
 static __always_inline int door_redirect(struct bpf_sock_addr *ctx,
-                                         const struct acp_endpoint *key, __u16 door, __u8 hook) {
+                                         const struct acp_endpoint *key, __u16 door, __u8 hook,
+                                         const struct acp_config *cfg) {
   struct bpf_sock *sk = ctx->sk;
   if (!sk) return 0;
   struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
   if (!rec) return 0;
   __builtin_memcpy(rec, key, sizeof(*rec));
+  struct acp_endpoint t;
+  acp_door_target(&t, key, door, cfg);
+  __u32 w[4];
+  __builtin_memcpy(w, t.addr, sizeof(w));
   ctx->user_port = bpf_htons(door);
+  /* The barriers keep clang from merging the two families' stores of w[3] into one store
+   * through a computed context pointer, which the verifier refuses. */
   if (hook == ACP_HOOK_CONNECT4 || hook == ACP_HOOK_SENDMSG4) {
-    ctx->user_ip4 = bpf_htonl(0x7f000001);
-  } else if (acp_key_is_mapped4(key)) {
-    ctx->user_ip6[0] = 0;
-    ctx->user_ip6[1] = 0;
-    ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
-    ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+    ctx->user_ip4 = w[3];
+    __asm__ volatile("" ::: "memory");
   } else {
-    ctx->user_ip6[0] = 0;
-    ctx->user_ip6[1] = 0;
-    ctx->user_ip6[2] = 0;
-    ctx->user_ip6[3] = bpf_htonl(1);
+    ctx->user_ip6[0] = w[0];
+    ctx->user_ip6[1] = w[1];
+    ctx->user_ip6[2] = w[2];
+    ctx->user_ip6[3] = w[3];
+    __asm__ volatile("" ::: "memory");
   }
   return 1;
 }
@@ -89,7 +93,7 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, const struct acp_end
   if (door_on && cfg) { /* only the door programs: TCP to the door, UDP port 53 to the DNS */
     __u16 door = acp_door_port(key, hit, mode, cfg->door_port4, cfg->door_port6);
     if (door == 0) door = acp_dns_port(key, hit, mode, cfg->dns_port4, cfg->dns_port6);
-    if (door != 0 && door_redirect(ctx, key, door, hook)) {
+    if (door != 0 && door_redirect(ctx, key, door, hook, cfg)) {
       count(fam_idx, acp_proto_idx(key->proto), 0); /* led in: the proxy judges and audits it */
       return 1;
     }
@@ -321,7 +325,7 @@ static __always_inline void door_publish(struct bpf_sock_ops *ctx, const struct 
   if (!rec) return; /* not led in (the common case) */
   struct acp_endpoint peer;
   sockops_remote_key(ctx, &peer);
-  if (!acp_door_is_target(&peer, rec, cfg->door_port4, cfg->door_port6)) return;
+  if (!acp_door_is_target(&peer, rec, cfg)) return;
   struct acp_endpoint local;
   sockops_local_key(ctx, &local);
   struct acp_door_origin o = {};
@@ -365,8 +369,8 @@ static __always_inline struct acp_endpoint *door_record_for_peer(struct bpf_sock
   struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, 0);
   if (!rec) return NULL;
   if (rec->proto == ACP_PROTO_UDP)
-    return acp_dns_is_target(peer, rec, cfg->dns_port4, cfg->dns_port6) ? rec : NULL;
-  if (!acp_door_is_target(peer, rec, cfg->door_port4, cfg->door_port6)) return NULL;
+    return acp_dns_is_target(peer, rec, cfg) ? rec : NULL;
+  if (!acp_door_is_target(peer, rec, cfg)) return NULL;
   return rec;
 }
 

@@ -352,41 +352,85 @@ TEST(KernelDecide, DoorLeadsOnlyRefusedTcpConnectsInEnforceMode) {
   EXPECT_EQ(acp_door_port(&other, 0, ACP_MODE_ENFORCE, 8444, 8446), 0);
 }
 
+// The door's config as the wall's config map holds it: ports, and the listen addresses
+// (addr4/addr6 empty: loopback, as for `acp run`).
+acp_config door_cfg(uint16_t p4, uint16_t p6, uint16_t d4 = 0, uint16_t d6 = 0,
+                    const char* addr4 = nullptr, const char* addr6 = nullptr) {
+  acp_config c{};
+  c.door_port4 = p4;
+  c.door_port6 = p6;
+  c.dns_port4 = d4;
+  c.dns_port6 = d6;
+  if (addr4) {
+    EXPECT_EQ(inet_pton(AF_INET, addr4, &c.door_addr4), 1);
+  }
+  if (addr6) {
+    EXPECT_EQ(inet_pton(AF_INET6, addr6, c.door_addr6), 1);
+  }
+  return c;
+}
+
 TEST(KernelDecide, DoorTargetIsTheLoopbackListenerOfTheSameFamily) {
+  const acp_config cfg = door_cfg(8444, 8446);
   acp_endpoint t;
   std::memset(&t, 0xaa, sizeof(t));
   acp_endpoint v4 = key4("10.0.0.7", 443, ACP_PROTO_TCP);
-  acp_door_target(&t, &v4, 8444);
+  acp_door_target(&t, &v4, 8444, &cfg);
   EXPECT_TRUE(same(t, key4("127.0.0.1", 8444, ACP_PROTO_TCP)));
   acp_endpoint mapped = key6("::ffff:10.0.0.7", 443, ACP_PROTO_TCP);
   std::memset(&t, 0x55, sizeof(t));
-  acp_door_target(&t, &mapped, 8444);
+  acp_door_target(&t, &mapped, 8444, &cfg);
   EXPECT_TRUE(same(t, key6("::ffff:127.0.0.1", 8444, ACP_PROTO_TCP)));
   acp_endpoint v6 = key6("2001:db8::7", 443, ACP_PROTO_TCP);
   std::memset(&t, 0xaa, sizeof(t));
-  acp_door_target(&t, &v6, 8446);
+  acp_door_target(&t, &v6, 8446, &cfg);
   EXPECT_TRUE(same(t, key6("::1", 8446, ACP_PROTO_TCP)));
 }
 
+// A pod's door (the node agent): the node address the pod reaches, never the pod's loopback.
+TEST(KernelDecide, DoorTargetIsTheNodeAddressWhenTheConfigNamesOne) {
+  const acp_config cfg = door_cfg(9444, 9446, 0, 0, "10.201.3.1", "fd00:acb:3::1");
+  acp_endpoint t;
+  acp_endpoint v4 = key4("10.0.0.7", 443, ACP_PROTO_TCP);
+  acp_door_target(&t, &v4, 9444, &cfg);
+  EXPECT_TRUE(same(t, key4("10.201.3.1", 9444, ACP_PROTO_TCP)));
+  acp_endpoint mapped = key6("::ffff:10.0.0.7", 443, ACP_PROTO_TCP);
+  acp_door_target(&t, &mapped, 9444, &cfg);
+  EXPECT_TRUE(same(t, key6("::ffff:10.201.3.1", 9444, ACP_PROTO_TCP)));
+  acp_endpoint v6 = key6("2001:db8::7", 443, ACP_PROTO_TCP);
+  acp_door_target(&t, &v6, 9446, &cfg);
+  EXPECT_TRUE(same(t, key6("fd00:acb:3::1", 9446, ACP_PROTO_TCP)));
+  // Only the node listener counts as the door: the same port on loopback does not.
+  EXPECT_TRUE(acp_door_is_target(ptr(key4("10.201.3.1", 9444, ACP_PROTO_TCP)), &v4, &cfg));
+  EXPECT_FALSE(acp_door_is_target(ptr(key4("127.0.0.1", 9444, ACP_PROTO_TCP)), &v4, &cfg));
+  EXPECT_FALSE(acp_door_is_target(ptr(key6("::1", 9446, ACP_PROTO_TCP)), &v6, &cfg));
+  // One family set, the other left at loopback.
+  const acp_config only4 = door_cfg(9444, 9446, 0, 0, "10.201.3.1");
+  acp_door_target(&t, &v6, 9446, &only4);
+  EXPECT_TRUE(same(t, key6("::1", 9446, ACP_PROTO_TCP)));
+}
+
 TEST(KernelDecide, DoorRecordCountsOnlyWhileConnectedToItsListener) {
+  const acp_config cfg = door_cfg(8444, 8446);
   acp_endpoint v4 = key4("10.0.0.7", 443, ACP_PROTO_TCP);
   acp_endpoint v6 = key6("2001:db8::7", 443, ACP_PROTO_TCP);
   acp_endpoint v4_door = key4("127.0.0.1", 8444, ACP_PROTO_TCP);
-  EXPECT_TRUE(acp_door_is_target(&v4_door, &v4, 8444, 8446));
+  EXPECT_TRUE(acp_door_is_target(&v4_door, &v4, &cfg));
   acp_endpoint mapped_door = key6("::ffff:127.0.0.1", 8444, ACP_PROTO_TCP);
-  EXPECT_TRUE(acp_door_is_target(&mapped_door, &v4, 8444, 8446)) << "v4-mapped socket";
+  EXPECT_TRUE(acp_door_is_target(&mapped_door, &v4, &cfg)) << "v4-mapped socket";
   acp_endpoint v6_door = key6("::1", 8446, ACP_PROTO_TCP);
-  EXPECT_TRUE(acp_door_is_target(&v6_door, &v6, 8444, 8446));
+  EXPECT_TRUE(acp_door_is_target(&v6_door, &v6, &cfg));
   // The socket connected again elsewhere (another port, another loopback address, the other
   // family's listener, the explicit proxy port): its record is stale.
   for (const acp_endpoint& peer :
        {key4("127.0.0.1", 8443, ACP_PROTO_TCP), key4("127.0.0.2", 8444, ACP_PROTO_TCP),
         key6("::1", 8444, ACP_PROTO_TCP), key4("10.0.0.7", 443, ACP_PROTO_TCP),
         key4("127.0.0.1", 8444, ACP_PROTO_UDP)})
-    EXPECT_FALSE(acp_door_is_target(&peer, &v4, 8444, 8446));
-  EXPECT_FALSE(acp_door_is_target(&mapped_door, &v6, 8444, 8446));
+    EXPECT_FALSE(acp_door_is_target(&peer, &v4, &cfg));
+  EXPECT_FALSE(acp_door_is_target(&mapped_door, &v6, &cfg));
   // The door turned off: no record counts.
-  EXPECT_FALSE(acp_door_is_target(&v6_door, &v6, 8444, 0));
+  const acp_config off6 = door_cfg(8444, 0);
+  EXPECT_FALSE(acp_door_is_target(&v6_door, &v6, &off6));
 }
 
 // DNS beside the door: only UDP to port 53, in enforce mode, not an allowed destination; the
@@ -412,23 +456,26 @@ TEST(KernelDecide, OnlyUdpPort53IsLedToTheDnsResponder) {
 // A reply shows the address the query went to only when it comes from the responder that
 // address was led to.
 TEST(KernelDecide, DnsRepliesShowTheAskedAddressOnlyFromTheResponder) {
+  const acp_config cfg = door_cfg(0, 0, 5353, 5354);
   acp_endpoint asked = key4("10.255.255.53", 53, ACP_PROTO_UDP);
   acp_endpoint asked6 = key6("2001:db8::53", 53, ACP_PROTO_UDP);
-  EXPECT_TRUE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_TCP)), &asked, 5353, 5354));
-  EXPECT_TRUE(
-      acp_dns_is_target(ptr(key6("::ffff:127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, 5353, 5354));
-  EXPECT_TRUE(acp_dns_is_target(ptr(key6("::1", 5354, ACP_PROTO_UDP)), &asked6, 5353, 5354));
+  EXPECT_TRUE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_TCP)), &asked, &cfg));
+  EXPECT_TRUE(acp_dns_is_target(ptr(key6("::ffff:127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, &cfg));
+  EXPECT_TRUE(acp_dns_is_target(ptr(key6("::1", 5354, ACP_PROTO_UDP)), &asked6, &cfg));
   for (const acp_endpoint& src :
        {key4("127.0.0.1", 5354, ACP_PROTO_UDP), key4("127.0.0.2", 5353, ACP_PROTO_UDP),
         key4("10.255.255.53", 53, ACP_PROTO_UDP), key6("::1", 5353, ACP_PROTO_UDP)})
-    EXPECT_FALSE(acp_dns_is_target(&src, &asked, 5353, 5354));
+    EXPECT_FALSE(acp_dns_is_target(&src, &asked, &cfg));
   acp_endpoint tcp_rec = key4("10.255.255.53", 53, ACP_PROTO_TCP);
-  EXPECT_FALSE(
-      acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &tcp_rec, 5353, 5354));
+  EXPECT_FALSE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &tcp_rec, &cfg));
   acp_endpoint other_port = key4("10.255.255.53", 5300, ACP_PROTO_UDP);
-  EXPECT_FALSE(
-      acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &other_port, 5353, 5354));
-  EXPECT_FALSE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, 0, 5354));
+  EXPECT_FALSE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &other_port, &cfg));
+  const acp_config off4 = door_cfg(0, 0, 0, 5354);
+  EXPECT_FALSE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, &off4));
+  // A pod's responder on the node address: a reply from there shows the asked address.
+  const acp_config node = door_cfg(0, 0, 5353, 5354, "10.201.3.1");
+  EXPECT_TRUE(acp_dns_is_target(ptr(key4("10.201.3.1", 5353, ACP_PROTO_UDP)), &asked, &node));
+  EXPECT_FALSE(acp_dns_is_target(ptr(key4("127.0.0.1", 5353, ACP_PROTO_UDP)), &asked, &node));
 }
 
 // The wall and the session's DNS agree on what is synthetic (acp_is_synthetic vs

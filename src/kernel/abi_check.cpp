@@ -17,13 +17,15 @@ ACP_ASSERT_OFFSET(acp_endpoint, pad, 19);
 static_assert(sizeof(acp_allow_value) == 4, "acp_allow_value size");
 ACP_ASSERT_OFFSET(acp_allow_value, flags, 0);
 
-static_assert(sizeof(acp_config) == 24, "acp_config size");
+static_assert(sizeof(acp_config) == 48, "acp_config size");
 ACP_ASSERT_OFFSET(acp_config, mode, 0);
 ACP_ASSERT_OFFSET(acp_config, door_port4, 4);
 ACP_ASSERT_OFFSET(acp_config, door_port6, 6);
 ACP_ASSERT_OFFSET(acp_config, session_id, 8);
 ACP_ASSERT_OFFSET(acp_config, dns_port4, 16);
 ACP_ASSERT_OFFSET(acp_config, dns_port6, 18);
+ACP_ASSERT_OFFSET(acp_config, door_addr4, 24);
+ACP_ASSERT_OFFSET(acp_config, door_addr6, 32);
 
 static_assert(sizeof(acp_door_origin) == 32, "acp_door_origin size");
 ACP_ASSERT_OFFSET(acp_door_origin, dst, 0);

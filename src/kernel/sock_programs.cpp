@@ -131,6 +131,8 @@ acp_config abi_config(const SockConfig& cfg) {
   c.door_port6 = cfg.door_port6;
   c.dns_port4 = cfg.dns_port4;
   c.dns_port6 = cfg.dns_port6;
+  c.door_addr4 = cfg.door_addr4;
+  std::memcpy(c.door_addr6, cfg.door_addr6.data(), sizeof(c.door_addr6));
   return c;
 }
 

@@ -43,6 +43,10 @@ struct SockConfig {
   // there. Only with the door.
   uint16_t dns_port4 = 0;
   uint16_t dns_port6 = 0;
+  // Where the door and the DNS listen (acp_config.door_addr4/6, network byte order): zero, the
+  // session's loopback; the node agent's pods, the node address they reach.
+  uint32_t door_addr4 = 0;
+  std::array<uint8_t, 16> door_addr6{};
 };
 
 // The programs in attach order, with the names their link pins take (link_<name>). "egress" is
