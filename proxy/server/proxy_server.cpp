@@ -194,6 +194,8 @@ Result<uint64_t> dns_sender_cgroup(const ProxyServer::State& state, const tcp::e
 bool dns_sender_is_the_session(ProxyServer::State& state, udp::socket& sock,
                                const udp::endpoint& from, const GatewayDns* gw) {
   if (gw) return gw->may_ask(from.address());
+  // A pod's: from the pod's own address (its namespace's sockets are not this host's).
+  if (state.cfg.door_clients_at) return state.cfg.door_clients_at(from.address());
   // The wall leads only the session's queries here, from an address of this host (loopback;
   // on iptables also the one routing chose for the address asked, nat keeps it). A reply to
   // any other source would leave the machine with bytes the sender chose (its question).
@@ -266,37 +268,55 @@ net::awaitable<void> gateway_dns_accept_loop(std::shared_ptr<ProxyServer::State>
 
 }  // namespace
 
+namespace {
+// One family's door listener and the DNS socket beside it, on `addr`.
+Status open_door_on(net::io_context& io, DoorListeners& door, const net::ip::address& addr,
+                    uint16_t port, uint16_t dns_port) {
+  auto l = bind_listener(io, tcp::endpoint(addr, port), "transparent door");
+  if (!l) return make_error("the transparent door: " + l.error().message(), l.error().err);
+  const bool v6 = addr.is_v6();
+  (v6 ? door.port6 : door.port4) = l->bound.port();
+  door.acceptors.push_back(std::move(l->acceptor));
+  door.own.push_back(std::move(l->own));
+  boost::system::error_code ec;
+  udp::socket u(io);
+  const udp::endpoint ep(addr, dns_port);
+  u.open(ep.protocol(), ec);
+  if (!ec && v6) u.set_option(net::ip::v6_only(true), ec);
+  if (!ec) u.bind(ep, ec);
+  if (ec)
+    return make_error("the transparent door's DNS on " + addr.to_string() + ": " + ec.message(),
+                      ec.value());
+  (v6 ? door.dns_port6 : door.dns_port4) = u.local_endpoint().port();
+  door.dns.push_back(std::move(u));
+  return {};
+}
+}  // namespace
+
 Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io, uint16_t port4,
                                                            uint16_t port6, uint16_t dns_port4,
                                                            uint16_t dns_port6) {
   auto door = std::make_shared<DoorListeners>();
-  for (const char* addr : {"127.0.0.1", "::1"}) {
-    const uint16_t want = std::string_view(addr) == "::1" ? port6 : port4;
-    auto l =
-        bind_listener(io, tcp::endpoint(net::ip::make_address(addr), want), "transparent door");
-    if (!l) {
-      // A host without IPv6 loopback: IPv6 connects stay refused (port6 0).
-      if (std::string_view(addr) == "::1" &&
-          (l.error().err == EADDRNOTAVAIL || l.error().err == EAFNOSUPPORT))
-        continue;
-      return make_error("the transparent door: " + l.error().message(), l.error().err);
-    }
-    (std::string_view(addr) == "::1" ? door->port6 : door->port4) = l->bound.port();
-    door->acceptors.push_back(std::move(l->acceptor));
-    door->own.push_back(std::move(l->own));
-    // The DNS responder beside it, on the same address.
-    const bool v6 = std::string_view(addr) == "::1";
-    boost::system::error_code ec;
-    udp::socket u(io);
-    const udp::endpoint ep(net::ip::make_address(addr), v6 ? dns_port6 : dns_port4);
-    u.open(ep.protocol(), ec);
-    if (!ec && v6) u.set_option(net::ip::v6_only(true), ec);
-    if (!ec) u.bind(ep, ec);
-    if (ec)
-      return make_error("the transparent door's DNS on " + std::string(addr) + ": " + ec.message(),
-                        ec.value());
-    (v6 ? door->dns_port6 : door->dns_port4) = u.local_endpoint().port();
-    door->dns.push_back(std::move(u));
+  if (auto st = open_door_on(io, *door, net::ip::make_address("127.0.0.1"), port4, dns_port4); !st)
+    return st.error();
+  auto st = open_door_on(io, *door, net::ip::make_address("::1"), port6, dns_port6);
+  // A host without IPv6 loopback: IPv6 connects stay refused (port6 0).
+  if (!st && st.error().err != EADDRNOTAVAIL && st.error().err != EAFNOSUPPORT) return st.error();
+  return door;
+}
+
+Result<std::shared_ptr<DoorListeners>> open_door_listeners_on(
+    net::io_context& io, const std::optional<net::ip::address_v4>& addr4,
+    const std::optional<net::ip::address_v6>& addr6) {
+  if (!addr4 && !addr6) return make_error("the transparent door needs an address", EINVAL);
+  auto door = std::make_shared<DoorListeners>();
+  if (addr4) {
+    if (auto st = open_door_on(io, *door, *addr4, 0, 0); !st) return st.error();
+    door->addr4 = *addr4;
+  }
+  if (addr6) {
+    if (auto st = open_door_on(io, *door, *addr6, 0, 0); !st) return st.error();
+    door->addr6 = *addr6;
   }
   return door;
 }
@@ -373,7 +393,7 @@ Status ProxyServer::start() {
   ::signal(SIGPIPE, SIG_IGN);
   auto& s = *state_;
   if (!s.acceptors.empty()) return make_error("proxy already started");
-  if (s.cfg.listen.empty()) return make_error("proxy has no listen endpoint");
+  if (s.cfg.listen.empty() && !s.cfg.door) return make_error("proxy has no listen endpoint");
   if (!s.cfg.client_cgroup.empty()) {
     auto id = cgroup_id_of(s.cfg.client_cgroup);
     if (!id) return make_error("the session's cgroup: " + id.error().message(), id.error().err);

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "acp/kernel/door_origin.hpp"
 #include "acp/kernel/event_reader.hpp"
 #include "acp/kernel/session_maps.hpp"
 #include "acp/proxy/acp_config.hpp"
@@ -33,22 +34,10 @@ namespace {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-// The transparent door's original destinations: the wall's door_origin map, keyed by the
-// client's address and port as the kernel saw them (IPv4 in the mapped form).
+// The transparent door's original destinations: the bpf wall's door_origin map.
 using DoorOrigin = std::function<Result<tcp::endpoint>(int, const tcp::endpoint&)>;
 DoorOrigin door_origin_lookup(int map_fd) {
-  return [map_fd](int, const tcp::endpoint& peer) -> Result<tcp::endpoint> {
-    const auto a = peer.address();
-    const auto v6 =
-        a.is_v4() ? asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()) : a.to_v6();
-    auto orig =
-        kernel::original_destination(map_fd, kernel::endpoint_from_ip6(v6.to_bytes(), peer.port()));
-    if (!orig) return orig.error();
-    asio::ip::address_v6 dst(orig->addr);
-    if (dst.is_v4_mapped())
-      return tcp::endpoint(asio::ip::make_address_v4(asio::ip::v4_mapped, dst), orig->port);
-    return tcp::endpoint(dst, orig->port);
-  };
+  return [map_fd](int, const tcp::endpoint& peer) { return kernel::door_original(map_fd, peer); };
 }
 
 // The iptables wall's: conntrack's original destination of the accepted socket.

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,11 @@ struct ProxyConfig {
   // REDIRECT rewrites packets, not sockets), so its cgroup is looked up by that end, not by the
   // door listener's (client_cgroup).
   bool door_client_keeps_original = false;
+  // With door: its clients live in network namespaces of their own (the node agent's pods), not
+  // on this host. Their DNS queries are answered only from an address this accepts (the host
+  // address and client_cgroup checks cannot see another namespace's sockets); a TCP client is
+  // placed by door_origin alone (only the pod's own wall publishes there).
+  std::function<bool(const boost::asio::ip::address&)> door_clients_at;
   // Set: the session's DNS on a docker network's gateway (GatewayDns), answered like the
   // door's (dns_may_resolve), to senders on that network only.
   std::shared_ptr<GatewayDns> gateway_dns;
@@ -93,6 +99,9 @@ struct DoorListeners {
   std::vector<boost::asio::ip::udp::socket> dns;
   uint16_t dns_port4 = 0;
   uint16_t dns_port6 = 0;
+  // Set by open_door_listeners_on: the addresses listened on instead of loopback.
+  std::optional<boost::asio::ip::address_v4> addr4;
+  std::optional<boost::asio::ip::address_v6> addr6;
 };
 // Ports 0: any free port (a new session); else exactly those (a daemon re-adopting a session
 // whose wall leads connections and DNS to them).
@@ -100,6 +109,11 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_conte
                                                            uint16_t port4 = 0, uint16_t port6 = 0,
                                                            uint16_t dns_port4 = 0,
                                                            uint16_t dns_port6 = 0);
+// The same on a node address (one per family, any free ports) instead of loopback: a door its
+// clients reach from network namespaces of their own (the node agent's pods).
+Result<std::shared_ptr<DoorListeners>> open_door_listeners_on(
+    boost::asio::io_context& io, const std::optional<boost::asio::ip::address_v4>& addr4,
+    const std::optional<boost::asio::ip::address_v6>& addr6);
 
 // The session's DNS responder where a docker container's DNS points (docs/backends.md, "Name
 // resolution"): UDP and TCP on the network's gateway, port 53. Only senders in the network's
