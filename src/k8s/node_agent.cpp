@@ -189,6 +189,14 @@ class Agent final : public PodWatchHandler {
       try_confine(t->second);
       return;
     }
+    // Confined before the gate started (the retry that attached its wall came first): the
+    // gate must let it through to that wall, or the pod is refused every socket for good.
+    if (t != tracked_.end()) {
+      if (auto st = gate_.classify_dir(t->second.cgroup, kernel::GateClass::Walled); !st)
+        log("pod " + t->second.pod.key() + ": " + st.error().message() +
+            " (the node gate keeps refusing it)");
+      return;
+    }
     classify(uid);
   }
   // A pod's cgroup went: its wall went with it; a cgroup made again gets a new one.
@@ -254,6 +262,18 @@ class Agent final : public PodWatchHandler {
     m.counter("acp_node_unknown_client_requests_total",
               "Requests refused because no confined pod has the client's address.",
               d.unknown_client);
+    const auto door = proxy_.door_counts();
+    m.counter("acp_node_door_connections_total",
+              "TCP connections the pods' walls led to their transparent doors.", door.connections);
+    m.counter("acp_node_door_refused_total",
+              "Of those, refused before judging (no original destination, a local one).",
+              door.refused);
+    m.family("acp_node_dns_queries_total", MetricType::Counter,
+             "The pods' DNS queries answered by their policies, by outcome.");
+    m.sample(door.dns_answered, {{"outcome", "synthetic"}});
+    m.sample(door.dns_denied, {{"outcome", "nxdomain"}});
+    m.gauge("acp_node_dns_names", "Names holding a synthetic address in the pods' doors now.",
+            static_cast<double>(door.dns_names));
     m.counter("acp_node_denied_connects_total",
               "connect()/sendmsg()/socket() attempts the kernel refused in confined pods (BPF "
               "counters).",
@@ -499,11 +519,18 @@ int run_node_agent(const NodeAgentConfig& in) {
     log("node gate: the agent's own pod " + *gate.self_uid() + " is let through");
   auto proxy = NodeProxy::start(io, cfg.proxy);
   if (!proxy) return fail("node proxy: " + proxy.error().message());
-  PodConfiner confiner(PodConfinerConfig{.cgroup_root = cfg.cgroup_root,
-                                         .driver = *cfg.driver,
-                                         .bpffs_root = cfg.bpffs_root,
-                                         .allow = (*proxy)->endpoints(),
-                                         .mode = cfg.audit_mode ? 1u : 0u});
+  NodeProxy& node_proxy = **proxy;
+  PodConfinerConfig confiner_cfg{.cgroup_root = cfg.cgroup_root,
+                                 .driver = *cfg.driver,
+                                 .bpffs_root = cfg.bpffs_root,
+                                 .allow = node_proxy.endpoints(),
+                                 .mode = cfg.audit_mode ? 1u : 0u,
+                                 .door = {}};
+  if (cfg.proxy.door)
+    confiner_cfg.door = [&node_proxy](const std::string& uid, const std::string& pin_dir) {
+      return node_proxy.open_door(uid, pin_dir);
+    };
+  PodConfiner confiner(std::move(confiner_cfg));
   KubeClient client(io, cfg.api);
   Agent agent(io, cfg, **proxy, confiner, gate, client);
   agent_ptr = &agent;
@@ -527,6 +554,7 @@ int run_node_agent(const NodeAgentConfig& in) {
   for (const auto& ep : (*proxy)->endpoints()) proxies += " " + kernel::to_string(ep);
   log(std::string("node ") + cfg.node_name + ", cgroup driver " + to_string(*cfg.driver) +
       " under " + cfg.cgroup_root + ", pins under " + cfg.bpffs_root + "/acp, proxy on" + proxies +
+      (cfg.proxy.door ? ", a transparent door per pod" : ", no transparent door (--door=proxy)") +
       (cfg.audit_mode ? " (audit mode: nothing is refused)" : "") +
       (cfg.unknown_allow ? "; UNKNOWN PODS ALLOWED: pods not yet classified keep their network "
                            "(--unknown-pods=allow)"

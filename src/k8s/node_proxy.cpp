@@ -5,8 +5,12 @@
 
 #include <cctype>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 
+#include "acp/kernel/door_origin.hpp"
+#include "acp/kernel/pinned_session.hpp"
 #include "acp/proxy/acp_config.hpp"
 #include "acp/proxy/audit_log.hpp"
 #include "acp/proxy/channels.hpp"
@@ -34,6 +38,37 @@ struct PodEntry {
   std::string key;  // namespace/name
   std::vector<std::string> ips;
   std::shared_ptr<consent::ConsentJudge> judge;
+  // The pod's policy: whether its DNS may hand out an address for a name (Policy::may_reach).
+  std::function<bool(const std::string&)> may_reach;
+};
+
+// The wall's door_origin map of one pod, opened from its pins when first needed and again
+// after a lookup failed (a replaced wall has a new map).
+struct PodDoorMap {
+  std::string pin_dir;
+  std::optional<kernel::PinnedSession> pins;
+
+  Result<tcp::endpoint> original(const tcp::endpoint& peer) {
+    for (int attempt = 0;; ++attempt) {
+      if (!pins) {
+        auto opened = kernel::PinnedSession::open(pin_dir);
+        if (!opened) return opened.error();
+        pins.emplace(std::move(*opened));
+      }
+      const int fd = pins->map_fd("door_origin");
+      if (fd < 0) return make_error("the pod's wall in " + pin_dir + " has no door_origin map");
+      auto r = kernel::door_original(fd, peer);
+      if (r || attempt == 1) return r;
+      pins.reset();
+    }
+  }
+};
+
+// A pod's transparent door: its own ProxyServer (no explicit listener), judged through the
+// node's judge with the pod's uid as the session.
+struct PodDoorServer {
+  PodDoor ports;
+  std::unique_ptr<proxy::ProxyServer> server;
 };
 
 class NodeProxyImpl;
@@ -90,6 +125,17 @@ class NodeProxyImpl final : public NodeProxy {
     if (pc.listen.empty()) return make_error("the node proxy needs at least one --proxy-listen");
     server_ = std::make_unique<proxy::ProxyServer>(io_, pc, node_judge_);
     if (auto st = server_->start(); !st) return st;
+    if (cfg_.door) {
+      // The pods' doors listen where the pods reach the node: the listen addresses.
+      for (const auto& ep : server_->local_endpoints()) {
+        const auto a = ep.address();
+        if (a.is_unspecified())
+          return make_error("the transparent door needs a --proxy-listen address the pods reach (" +
+                            a.to_string() + " names none); or --door=proxy");
+        if (a.is_v4() && !door_addr4_) door_addr4_ = a.to_v4();
+        if (a.is_v6() && !door_addr6_) door_addr6_ = a.to_v6();
+      }
+    }
     return start_channels();
   }
 
@@ -130,14 +176,17 @@ class NodeProxyImpl final : public NodeProxy {
                  const std::optional<std::string>& policy_name) override {
     Status result;
     consent::ConsentJudge::Policy decide;
+    std::function<bool(const std::string&)> may_reach = [](const std::string&) { return false; };
     if (!policy_name) {
       auto store = default_policy_;
       decide = [store](const Action& a) { return store->current()->decide(a); };
+      may_reach = [store](const std::string& n) { return store->current()->may_reach(n); };
     } else {
       auto store = named_policy(*policy_name);
       if (store) {
         auto s = *store;
         decide = [s](const Action& a) { return s->current()->decide(a); };
+        may_reach = [s](const std::string& n) { return s->current()->may_reach(n); };
       } else {
         result = store.error();
         std::string why = store.error().message();
@@ -151,13 +200,23 @@ class NodeProxyImpl final : public NodeProxy {
     entry->key = key;
     entry->ips = ips;
     entry->judge = std::make_shared<consent::ConsentJudge>(std::move(decide), gate_, *audit_, key);
-    remove_pod(uid);
+    entry->may_reach = std::move(may_reach);
+    forget_pod(uid);  // its door stays open
     for (const auto& ip : ips) by_ip_[ip] = entry;
     by_uid_[uid] = entry;
     return result;
   }
 
   void remove_pod(const std::string& uid) override {
+    if (auto d = doors_.find(uid); d != doors_.end()) {
+      add_counts(closed_doors_, *d->second, true);
+      d->second->server->stop();
+      doors_.erase(d);
+    }
+    forget_pod(uid);
+  }
+
+  void forget_pod(const std::string& uid) {
     auto it = by_uid_.find(uid);
     if (it == by_uid_.end()) return;
     for (const auto& ip : it->second->ips) {
@@ -195,7 +254,70 @@ class NodeProxyImpl final : public NodeProxy {
 
   DecisionCounts decisions() const override { return counts_; }
 
+  Result<PodDoor> open_door(const std::string& uid, const std::string& pin_dir) override {
+    if (!cfg_.door) return PodDoor{};
+    if (auto it = doors_.find(uid); it != doors_.end()) return it->second->ports;
+    auto listeners = proxy::open_door_listeners_on(io_, door_addr4_, door_addr6_);
+    if (!listeners) return listeners.error();
+    auto map = std::make_shared<PodDoorMap>();
+    map->pin_dir = pin_dir;
+    proxy::ProxyConfig pc;
+    pc.session_id = uid;  // NodeJudge: a request of this pod's door
+    pc.own_name = "transparent door of pod " + uid;
+    pc.door = *listeners;
+    pc.door_origin = [map](int, const tcp::endpoint& peer) { return map->original(peer); };
+    pc.dns_may_resolve = [this, uid](const std::string& name) {
+      auto it = by_uid_.find(uid);
+      return it != by_uid_.end() && it->second->may_reach(name);
+    };
+    pc.door_clients_at = [this, uid](const asio::ip::address& from) {
+      auto it = by_uid_.find(uid);
+      if (it == by_uid_.end()) return false;
+      for (const auto& ip : it->second->ips) {
+        boost::system::error_code ec;
+        if (proxy::unmapped(asio::ip::make_address(ip, ec)) == proxy::unmapped(from) && !ec)
+          return true;
+      }
+      return false;
+    };
+    auto door = std::make_unique<PodDoorServer>();
+    const auto& l = **listeners;
+    door->ports.port4 = l.port4;
+    door->ports.port6 = l.port6;
+    door->ports.dns_port4 = l.dns_port4;
+    door->ports.dns_port6 = l.dns_port6;
+    if (l.addr4) door->ports.addr4 = htonl(l.addr4->to_uint());
+    if (l.addr6) door->ports.addr6 = l.addr6->to_bytes();
+    door->server = std::make_unique<proxy::ProxyServer>(io_, std::move(pc), node_judge_);
+    if (auto st = door->server->start(); !st) return st.error();
+    door->server->set_audit_callback([this, uid](nlohmann::json entry) {
+      auto it = by_uid_.find(uid);
+      entry["session"] = it != by_uid_.end() ? it->second->key : uid;
+      record(std::move(entry));
+    });
+    PodDoor ports = door->ports;
+    doors_[uid] = std::move(door);
+    return ports;
+  }
+
+  DoorCounts door_counts() const override {
+    DoorCounts out = closed_doors_;
+    for (const auto& [uid, d] : doors_) add_counts(out, *d);
+    return out;
+  }
+
+  // The counters of a pod's door into `out` (the names held: only while it is open).
+  static void add_counts(DoorCounts& out, const PodDoorServer& d, bool closing = false) {
+    const auto c = d.server->counters();
+    out.connections += c.door;
+    out.refused += c.door_refused;
+    out.dns_answered += c.dns_answered;
+    out.dns_denied += c.dns_denied;
+    if (!closing) out.dns_names += c.dns_names;
+  }
+
   void stop() override {
+    for (auto& [uid, d] : doors_) d->server->stop();
     for (auto& ch : channels_) {
       gate_.remove_observer(ch.get());
       ch->stop();
@@ -207,13 +329,18 @@ class NodeProxyImpl final : public NodeProxy {
 
   // Called by NodeJudge.
   asio::awaitable<Judgement> judge(Action action) {
-    auto it = by_ip_.find(action.client);
-    if (it == by_ip_.end()) {
+    // A pod's door names the pod (its session is the pod's uid): the wall that led the
+    // connection in is the pod's own. The explicit proxy knows the pod by the client address.
+    const bool door = action.session != kNodeSession;
+    const auto& index = door ? by_uid_ : by_ip_;
+    auto it = index.find(door ? action.session : action.client);
+    if (it == index.end()) {
       ++counts_.unknown_client;
       ++counts_.deny;
       Judgement j;
       j.allowed = false;
-      j.reason = "client " + action.client + " is not a pod confined by this node's acp";
+      j.reason = door ? "pod " + action.session + " is not registered with the node proxy yet"
+                      : "client " + action.client + " is not a pod confined by this node's acp";
       record({{"kind", "request"},
               {"verdict", "deny"},
               {"client", action.client},
@@ -254,6 +381,10 @@ class NodeProxyImpl final : public NodeProxy {
   std::map<std::string, std::shared_ptr<policy::PolicyStore>> named_;
   std::map<std::string, std::shared_ptr<PodEntry>> by_uid_;
   std::map<std::string, std::shared_ptr<PodEntry>> by_ip_;
+  std::map<std::string, std::unique_ptr<PodDoorServer>> doors_;  // by uid
+  std::optional<asio::ip::address_v4> door_addr4_;
+  std::optional<asio::ip::address_v6> door_addr6_;
+  DoorCounts closed_doors_;  // of pods removed since the start
   DecisionCounts counts_;
 };
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/k8s/pod.hpp"
@@ -26,6 +27,24 @@ uint64_t uid_number(const std::string& uid) {
     if (++digits == 12) break;
   }
   return v;
+}
+
+// What a pod's allow map holds: the node proxy, and its door's own endpoints (the wall leads
+// connects there; the egress backstop passes only what the allow map holds, loopback aside,
+// and a pod's door is not on its loopback).
+std::vector<kernel::Endpoint> allow_list(const std::vector<kernel::Endpoint>& proxy,
+                                         const PodDoor& door) {
+  std::vector<kernel::Endpoint> out = proxy;
+  auto add = [&](uint16_t port, bool v6, uint8_t l4) {
+    if (port == 0) return;
+    out.push_back(v6 ? kernel::endpoint_from_ip6(door.addr6, port, l4)
+                     : kernel::endpoint_from_ip4(door.addr4, port, l4));
+  };
+  add(door.port4, false, ACP_PROTO_TCP);
+  add(door.dns_port4, false, ACP_PROTO_UDP);
+  add(door.port6, true, ACP_PROTO_TCP);
+  add(door.dns_port6, true, ACP_PROTO_UDP);
+  return out;
 }
 
 }  // namespace
@@ -61,31 +80,58 @@ Result<std::vector<std::string>> PodConfiner::pinned_uids() const {
 
 // Reads only the links' own info (BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD): unlike
 // PinnedSession::links(), which opens each program by id for its name, this needs no
-// CAP_SYS_ADMIN, so the DaemonSet's capabilities suffice to adopt.
-bool PodConfiner::wall_is_whole(const std::string& dir, const std::string& cgroup_path) const {
+// CAP_SYS_ADMIN, so the DaemonSet's capabilities suffice to adopt. A wall with the door
+// (its programs pinned) is whole only when the door is wanted, and one without it only when
+// it is not: otherwise it is replaced.
+bool PodConfiner::wall_is_whole(const std::string& dir, const std::string& cgroup_path,
+                                bool door) const {
   if (!kernel::PinnedSession::open(dir)) return false;  // every map pinned
   struct stat st {};
   if (::stat(cgroup_path.c_str(), &st) != 0) return false;
   for (const char* n : kernel::kLinkNames)
     if (!kernel::pinned_link_attached_to(dir + "/link_" + n, static_cast<uint64_t>(st.st_ino)))
       return false;
+  for (const char* n : kernel::kDoorLinkNames) {
+    const std::string link = dir + "/link_" + n;
+    if (!door) {
+      if (::access(link.c_str(), F_OK) == 0) return false;
+    } else if (!kernel::pinned_link_attached_to(link, static_cast<uint64_t>(st.st_ino))) {
+      return false;
+    }
+  }
   return true;
 }
 
-Status PodConfiner::fix_allow_map(const std::string& dir) const {
+Status PodConfiner::fix_wall(const std::string& dir, const PodDoor& door) const {
   auto pinned = kernel::PinnedSession::open(dir);
   if (!pinned) return pinned.error();
   const int fd = pinned->map_fd("allow_map");
+  const auto allow = allow_list(cfg_.allow, door);
   // Add first: the pod never loses the door while the list is brought up to date.
-  for (const auto& ep : cfg_.allow)
+  for (const auto& ep : allow)
     if (auto st = kernel::add_allow_entry(fd, ep); !st) return st;
   auto entries = kernel::read_allow_entries(fd);
   if (!entries) return entries.error();
   for (const auto& ep : *entries)
-    if (std::find(cfg_.allow.begin(), cfg_.allow.end(), ep) == cfg_.allow.end())
+    if (std::find(allow.begin(), allow.end(), ep) == allow.end())
       if (auto st = kernel::remove_allow_entry(fd, ep); !st) return st;
-  if (auto st = pinned->set_mode(cfg_.mode); !st) return st;
-  return {};
+  // The mode and this agent's door (its ports are new: the earlier agent's are closed).
+  auto config = pinned->config();
+  if (!config) return config.error();
+  acp_config c = *config;
+  c.mode = cfg_.mode;
+  c.door_port4 = door.port4;
+  c.door_port6 = door.port6;
+  c.dns_port4 = door.dns_port4;
+  c.dns_port6 = door.dns_port6;
+  c.door_addr4 = door.addr4;
+  std::memcpy(c.door_addr6, door.addr6.data(), sizeof(c.door_addr6));
+  return kernel::write_config(pinned->map_fd("config_map"), c);
+}
+
+Result<PodDoor> PodConfiner::door_of(const std::string& uid) const {
+  if (!cfg_.door) return PodDoor{};
+  return cfg_.door(uid, pin_dir(uid));
 }
 
 // Not the session builder (session_builder.hpp), and not its BpfWall: a pod's processes run
@@ -94,9 +140,18 @@ Status PodConfiner::fix_allow_map(const std::string& dir) const {
 // pod has no record, cgroup, door or agent of ACP's making. The programs, their one attach
 // call and their pins are the same (SockPrograms).
 Result<kernel::SockPrograms> PodConfiner::load(const std::string& uid) const {
-  auto progs = kernel::SockPrograms::load({.mode = cfg_.mode, .session_id = uid_number(uid)});
+  auto door = door_of(uid);
+  if (!door) return door.error();
+  auto progs = kernel::SockPrograms::load({.mode = cfg_.mode,
+                                           .session_id = uid_number(uid),
+                                           .door_port4 = door->port4,
+                                           .door_port6 = door->port6,
+                                           .dns_port4 = door->dns_port4,
+                                           .dns_port6 = door->dns_port6,
+                                           .door_addr4 = door->addr4,
+                                           .door_addr6 = door->addr6});
   if (!progs) return progs.error();
-  for (const auto& ep : cfg_.allow)
+  for (const auto& ep : allow_list(cfg_.allow, *door))
     if (auto st = progs->allow(ep); !st) return st.error();
   return progs;
 }
@@ -140,8 +195,10 @@ Result<ConfineOutcome> PodConfiner::confine(const std::string& uid, std::optiona
   const std::string dir = pin_dir(uid);
   struct stat st {};
   const bool pinned = ::stat(dir.c_str(), &st) == 0;
-  if (pinned && wall_is_whole(dir, *path)) {
-    if (auto s = fix_allow_map(dir); !s) return s.error();
+  auto door = door_of(uid);
+  if (!door) return make_error("the door of pod " + uid + ": " + door.error().message());
+  if (pinned && wall_is_whole(dir, *path, door->on())) {
+    if (auto s = fix_wall(dir, *door); !s) return s.error();
     return ConfineOutcome::Adopted;
   }
   if (auto s = attach_new(uid, *path, dir); !s)

@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <atomic>
 
 #include <chrono>
 #include <cstdlib>
@@ -287,23 +288,31 @@ SysctlOverride::~SysctlOverride() {
 
 Result<std::unique_ptr<NetnsHost>> NetnsHost::create() {
   std::unique_ptr<NetnsHost> h(new NetnsHost());
+  // A second host at once (a test with a pod and an origin) gets its own names and networks:
+  // 10.(200+k).<net>.0/30, fd00:acb:<k><net>::/64.
+  static std::atomic<int> live{0};
+  const int k = live.fetch_add(1) % 8;
+  h->live_ = &live;
   const std::string pid = std::to_string(::getpid());
+  const std::string tag = k == 0 ? "" : std::to_string(k);
   const int net = static_cast<int>(::getpid() % 250) + 1;  // 10.200.<net>.0/30
-  h->name_ = "acpt-" + pid;
-  h->veth_host_ = "acpt" + pid + "h";
-  const std::string veth_ns = "acpt" + pid + "n";
+  h->name_ = "acpt-" + pid + (k == 0 ? "" : "-" + tag);
+  h->veth_host_ = "acpt" + pid + tag + "h";
+  const std::string veth_ns = "acpt" + pid + tag + "n";
   const std::string n = std::to_string(net);
-  h->addr4_ = "10.200." + n + ".2";
-  h->addr6_ = "fd00:acb:" + n + "::2";
-  h->host_addr4_ = "10.200." + n + ".1";
-  h->host_addr6_ = "fd00:acb:" + n + "::1";
+  const std::string n6 = (k == 0 ? "" : tag) + n;
+  const std::string a4 = "10." + std::to_string(200 + k) + "." + n;
+  h->addr4_ = a4 + ".2";
+  h->addr6_ = "fd00:acb:" + n6 + "::2";
+  h->host_addr4_ = a4 + ".1";
+  h->host_addr6_ = "fd00:acb:" + n6 + "::1";
   const std::string ns = "ip netns exec " + h->name_ + " ";
   const std::vector<std::string> steps = {
       "ip netns add " + h->name_,
       "ip link add " + h->veth_host_ + " type veth peer name " + veth_ns,
       "ip link set " + veth_ns + " netns " + h->name_,
-      "ip addr add 10.200." + n + ".1/30 dev " + h->veth_host_,
-      "ip -6 addr add fd00:acb:" + n + "::1/64 dev " + h->veth_host_ + " nodad",
+      "ip addr add " + h->host_addr4_ + "/30 dev " + h->veth_host_,
+      "ip -6 addr add " + h->host_addr6_ + "/64 dev " + h->veth_host_ + " nodad",
       "ip link set " + h->veth_host_ + " up",
       ns + "ip addr add " + h->addr4_ + "/30 dev " + veth_ns,
       ns + "ip -6 addr add " + h->addr6_ + "/64 dev " + veth_ns + " nodad",
@@ -316,6 +325,7 @@ Result<std::unique_ptr<NetnsHost>> NetnsHost::create() {
 }
 
 NetnsHost::~NetnsHost() {
+  if (live_) live_->fetch_sub(1);
   if (name_.empty()) return;
   sh("ip link del " + veth_host_);  // gone already when the netns held the other end
   sh("ip netns del " + name_);

@@ -171,6 +171,7 @@ class NetnsHost {
  private:
   NetnsHost() = default;
   std::string name_, veth_host_, addr4_, addr6_, host_addr4_, host_addr6_;
+  std::atomic<int>* live_ = nullptr;  // hosts of this process alive now
 };
 
 // Runs a shell command quietly; true when it exits 0.

@@ -17,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "acp/k8s/pod_confiner.hpp"
 #include "acp/kernel/endpoint.hpp"
 #include "acp/util/result.hpp"
 
@@ -30,6 +31,18 @@ struct NodeProxyConfig {
   std::string control_path;  // `acp pending/approve/deny` (empty: no control socket)
   std::string grants_path;   // empty: no persisted grants
   std::string config_path;   // consent channels (acp init's config.yml); missing file: none
+  // The transparent door for every confined pod (docs/node-agent.md): open_door() opens one
+  // per pod on the first IPv4 and the first IPv6 listen address.
+  bool door = false;
+};
+
+// A pod's door, summed over the pods: connections led in and DNS answered.
+struct DoorCounts {
+  uint64_t connections = 0;  // led in by a pod's wall
+  uint64_t refused = 0;      // of those, refused before judging (no original, a local one)
+  uint64_t dns_answered = 0;
+  uint64_t dns_denied = 0;
+  uint64_t dns_names = 0;  // synthetic names held now (a gauge)
 };
 
 struct DecisionCounts {
@@ -52,7 +65,15 @@ class NodeProxy {
   virtual Status set_pod(const std::string& uid, const std::string& key,
                          const std::vector<std::string>& ips,
                          const std::optional<std::string>& policy_name) = 0;
+  // Removes the pod and closes its door.
   virtual void remove_pod(const std::string& uid) = 0;
+  // The pod's transparent door (cfg.door; all zero when off), opened at the first call and the
+  // same until remove_pod(): a listener and a DNS socket per family on the node address, with
+  // a name table of the pod's own. A connection is judged with the pod's policy (set_pod),
+  // placed by the door_origin map pinned in `pin_dir` (only the pod's wall writes it); a DNS
+  // query is answered only from one of the pod's addresses.
+  virtual Result<PodDoor> open_door(const std::string& uid, const std::string& pin_dir) = 0;
+  virtual DoorCounts door_counts() const = 0;
   // SIGHUP: reload every policy file in use; broken ones keep the previous version.
   virtual void reload_policies() = 0;
   // Appends a node-agent event ({"kind": "pod_confined", ...}) to the audit log.

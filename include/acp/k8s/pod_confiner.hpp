@@ -5,7 +5,9 @@
 // node proxy's endpoints.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -21,12 +23,27 @@ namespace acp::k8s {
 
 inline constexpr const char* kPodPinPrefix = "pod-";
 
+// A pod's transparent door (docs/node-agent.md, "The transparent door"): where its wall leads
+// the TCP connects and port-53 datagrams it does not allow. All zero: no door (refused with
+// EPERM as ever).
+struct PodDoor {
+  uint16_t port4 = 0, port6 = 0;          // TCP, on addr4 / addr6
+  uint16_t dns_port4 = 0, dns_port6 = 0;  // UDP, beside them
+  uint32_t addr4 = 0;                     // network byte order
+  std::array<uint8_t, 16> addr6{};
+  bool on() const { return port4 != 0 || port6 != 0; }
+};
+
 struct PodConfinerConfig {
   std::string cgroup_root;  // the host's cgroup2 mount (or a test subtree laid out likewise)
   CgroupDriver driver = CgroupDriver::Systemd;
   std::string bpffs_root = "/sys/fs/bpf";  // pins go to <bpffs_root>/acp/pod-<uid>
   std::vector<kernel::Endpoint> allow;     // the node proxy's endpoints
   uint32_t mode = 0;                       // enum acp_mode: enforce (0) or audit (1)
+  // Unset: no pod has a door. Set: a pod's door (opened by the node proxy, which reads the
+  // wall's door_origin map from pin_dir), asked for each time a wall is loaded or adopted; an
+  // error leaves the pod unconfined until the next try.
+  std::function<Result<PodDoor>(const std::string& uid, const std::string& pin_dir)> door;
 };
 
 enum class ConfineOutcome {
@@ -63,8 +80,10 @@ class PodConfiner {
 
  private:
   // Checks a standing wall: every link pinned and attached to this cgroup, the maps there.
-  bool wall_is_whole(const std::string& dir, const std::string& cgroup_path) const;
-  Status fix_allow_map(const std::string& dir) const;
+  bool wall_is_whole(const std::string& dir, const std::string& cgroup_path, bool door) const;
+  // Brings an adopted wall's allow map, mode and door up to date.
+  Status fix_wall(const std::string& dir, const PodDoor& door) const;
+  Result<PodDoor> door_of(const std::string& uid) const;
   Result<kernel::SockPrograms> load(const std::string& uid) const;
   Status attach_new(const std::string& uid, const std::string& cgroup_path, const std::string& dir);
 
