@@ -314,6 +314,119 @@ TEST_F(IptablesDoor, AForgedIpv6SourceGetsNoReplyFromTheDnsOrTheProxy) {
   EXPECT_NE(r.out.find("CONTROL-ANSWERED"), std::string::npos) << r.out;
 }
 
+// Two sessions at once, each with its own policy, door and audit log (PRODUCT.md: two sessions
+// at once do not disturb each other): origin X is allowed and Y denied in session A, the reverse
+// in session B. Both agents connect to both origins without proxy settings while both sessions'
+// nat and filter chains are installed; each connection is judged by its own session's policy and
+// audited in its own log only (had one session's chain caught the other's traffic, it would have
+// been led to the wrong door and judged by the wrong policy). After both end, neither session
+// leaves a chain or a jump in nat or filter, IPv4 or IPv6.
+TEST_F(IptablesDoor, TwoSessionsAtOnceEachJudgeTheirOwnLedInConnections) {
+  const uint16_t px = free_port(), py = free_port();
+  ASSERT_TRUE(start_origin(px, host_->addr4()));
+  ASSERT_TRUE(start_origin(py, host_->addr4()));
+  const std::string a = host_->addr4();
+  auto policy_allowing = [&](const std::string& name, uint16_t port) {
+    return write_policy(name, "default: deny\nrules:\n  - match: { kind: http, host: \"" + a +
+                                  "\", port: " + std::to_string(port) + " }\n    action: allow\n");
+  };
+  // A directory the agents (nobody) may write to: each says it is ready, waits for "go",
+  // connects, says it is done, and waits for "end", so that all four connections are made while
+  // both sessions' chains are in place.
+  const std::string d = dir_ + "/gates";
+  ASSERT_EQ(::mkdir(d.c_str(), 0777), 0);
+  ::chmod(d.c_str(), 0777);
+  auto agent = [&](const std::string& tag) {
+    auto wait_for = [&](const std::string& f) {
+      return "i=0; while [ ! -e " + d + "/" + f + " ] && [ $i -lt 600 ]; do sleep 0.05; " +
+             "i=$((i+1)); done; ";
+    };
+    std::string s = "touch " + d + "/ready-" + tag + "; " + wait_for("go");
+    for (uint16_t port : {px, py}) {
+      const std::string p = std::to_string(port);
+      // sh has no pipefail: curl's status, not sed's, says whether it was refused.
+      s += "if o=$(curl --noproxy '*' -fsS -m 20 http://" + a + ":" + p + "/); then echo \"" + tag +
+           "-" + p + ":$o\"; else echo " + tag + "-" + p + ":REFUSED; fi; ";
+    }
+    return s + "touch " + d + "/done-" + tag + "; " + wait_for("end");
+  };
+  // Its own proxy port and audit log for each session (acp_run() gives the fixture's).
+  auto session_argv = [&](const std::string& tag, const std::string& policy, uint16_t port) {
+    auto argv = door_run(policy, {"sh", "-c", agent(tag)});
+    for (auto& arg : argv) {
+      if (arg.rfind("--proxy-port=", 0) == 0) arg = "--proxy-port=" + std::to_string(port);
+      if (arg.rfind("--audit-log=", 0) == 0)
+        arg = "--audit-log=" + dir_ + "/audit-" + tag + ".jsonl";
+    }
+    return argv;
+  };
+  uint16_t port_b = free_port();
+  while (port_b == proxy_port_) port_b = free_port();
+  Proc sa = Proc::start(session_argv("A", policy_allowing("policy-a.yml", px), proxy_port_));
+  Proc sb = Proc::start(session_argv("B", policy_allowing("policy-b.yml", py), port_b));
+  auto ready = [&](const std::string& f) { return std::filesystem::exists(d + "/" + f); };
+  const bool both_ready = acp::vmtest::wait_until(
+      [&] { return ready("ready-A") && ready("ready-B"); }, std::chrono::seconds(30));
+  // Both walls, both redirects: two session chains in nat and in filter while both agents run.
+  const std::string nat_during = nat_rules();
+  const std::string filter_during =
+      run({"iptables", "-w", "-S"}).out + run({"ip6tables", "-w", "-S"}).out;
+  std::ofstream(d + "/go") << "go\n";
+  acp::vmtest::wait_until([&] { return ready("done-A") && ready("done-B"); },
+                          std::chrono::seconds(60));
+  std::ofstream(d + "/end") << "end\n";
+  sa.finish();
+  sb.finish();
+  ASSERT_TRUE(both_ready) << sa.out << "\n" << sb.out;
+  const std::string ida = session_id_in(sa.out), idb = session_id_in(sb.out);
+  ASSERT_EQ(ida.size(), 12u) << sa.out;
+  ASSERT_EQ(idb.size(), 12u) << sb.out;
+  ASSERT_NE(ida, idb);
+  for (const auto& id : {ida, idb}) {
+    EXPECT_NE(nat_during.find("-N ACP-" + id), std::string::npos) << nat_during;
+    EXPECT_NE(filter_during.find("-N ACP-" + id), std::string::npos) << filter_during;
+  }
+  EXPECT_EQ(sa.status, 0) << sa.out;
+  EXPECT_EQ(sb.status, 0) << sb.out;
+  const std::string x = std::to_string(px), y = std::to_string(py);
+  EXPECT_NE(sa.out.find("A-" + x + ":origin says hello"), std::string::npos) << sa.out;
+  EXPECT_NE(sa.out.find("A-" + y + ":REFUSED"), std::string::npos) << sa.out;
+  EXPECT_EQ(sa.out.find("A-" + y + ":origin says hello"), std::string::npos) << sa.out;
+  EXPECT_NE(sb.out.find("B-" + y + ":origin says hello"), std::string::npos) << sb.out;
+  EXPECT_NE(sb.out.find("B-" + x + ":REFUSED"), std::string::npos) << sb.out;
+  EXPECT_EQ(sb.out.find("B-" + x + ":origin says hello"), std::string::npos) << sb.out;
+  // Each audit log holds its own session's led-in requests, judged by its own policy.
+  auto led_in = [&](const std::string& tag) {
+    std::vector<std::pair<uint16_t, std::string>> out;  // port, verdict
+    std::istringstream in(slurp(dir_ + "/audit-" + tag + ".jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      auto e = nlohmann::json::parse(line, nullptr, false);
+      if (e.is_discarded() || e.value("kind", "") != "request") continue;
+      if (e["action"].value("via", "") != "transparent" || e["action"].value("host", "") != a)
+        continue;
+      out.emplace_back(e["action"].value("port", 0), e.value("verdict", ""));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  using Led = std::vector<std::pair<uint16_t, std::string>>;
+  auto expect_led = [](Led want) {
+    std::sort(want.begin(), want.end());
+    return want;
+  };
+  EXPECT_EQ(led_in("A"), expect_led({{px, "allow"}, {py, "deny"}}))
+      << slurp(dir_ + "/audit-A.jsonl");
+  EXPECT_EQ(led_in("B"), expect_led({{py, "allow"}, {px, "deny"}}))
+      << slurp(dir_ + "/audit-B.jsonl");
+  // Nothing of either session is left: no chain, no jump to one, in nat or filter, v4 or v6.
+  for (const char* tool : {"iptables", "ip6tables"})
+    for (const char* table : {"nat", "filter"}) {
+      const std::string rules = run({tool, "-w", "-t", table, "-S"}).out;
+      for (const auto& id : {ida, idb})
+        EXPECT_EQ(rules.find(id), std::string::npos) << tool << " -t " << table << "\n" << rules;
+    }
+}
+
 // A killed acp leaves the nat chain with the filter chain (the agent's connections are led to a
 // door nobody holds: refused, never let out), until `acp gc --kill` removes both.
 TEST_F(IptablesDoor, AKilledAcpLeavesTheAgentWalledUntilGcRemovesBothTables) {
