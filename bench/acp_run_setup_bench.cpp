@@ -290,9 +290,15 @@ struct TestHost {
 };
 
 // The origin process, inside the namespace: echo and bulk listeners on the origin's address.
+// One echo port per way through (direct, acp CONNECT, acp door, each peer): every tunnel leaves
+// a TIME_WAIT on this host for (198.51.100.1:ephemeral, origin:port), whoever dials the origin
+// (the client, acp, a peer), and with one port for all the ways 3 rounds of 6 x 2000 tunnels
+// within TIME_WAIT's 60 s used up the 28k ephemeral ports: later rounds crawled in connect()
+// and failed, all ways alike. One port each gives every way its own 4-tuple space.
+constexpr int kEchoPorts = 6;
 struct Origin {
   pid_t pid = -1;
-  uint16_t echo_port = 0, bulk_port = 0;
+  uint16_t echo_port[kEchoPorts] = {}, bulk_port = 0;
 };
 
 Origin start_origin(const TestHost& host, int threads, uint64_t bulk_bytes) {
@@ -303,20 +309,23 @@ Origin start_origin(const TestHost& host, int threads, uint64_t bulk_bytes) {
   if (o.pid == 0) {
     int nsfd = ::open(("/run/netns/" + host.ns).c_str(), O_RDONLY | O_CLOEXEC);
     if (nsfd < 0 || ::setns(nsfd, CLONE_NEWNET) != 0) ::_exit(3);
-    uint16_t p[2] = {0, 0};
-    int echo_fd = listen_on(kOrigin, p[0]), bulk_fd = listen_on(kOrigin, p[1]);
+    uint16_t p[kEchoPorts + 1] = {};
+    int echo_fd[kEchoPorts];
+    for (int i = 0; i < kEchoPorts; ++i) echo_fd[i] = listen_on(kOrigin, p[i]);
+    int bulk_fd = listen_on(kOrigin, p[kEchoPorts]);
     if (::write(ports[1], p, sizeof p) != sizeof p) ::_exit(4);
     std::vector<std::thread> t;
-    for (int i = 0; i < threads; ++i) t.emplace_back(serve_echo, echo_fd);
+    for (int fd : echo_fd)
+      for (int i = 0; i < threads; ++i) t.emplace_back(serve_echo, fd);
     t.emplace_back(serve_bulk, bulk_fd, bulk_bytes);
     for (auto& th : t) th.join();
     ::_exit(0);
   }
   ::close(ports[1]);
-  uint16_t p[2] = {0, 0};
+  uint16_t p[kEchoPorts + 1] = {};
   if (::read(ports[0], p, sizeof p) == sizeof p) {
-    o.echo_port = p[0];
-    o.bulk_port = p[1];
+    std::copy(p, p + kEchoPorts, o.echo_port);
+    o.bulk_port = p[kEchoPorts];
   }
   ::close(ports[0]);
   return o;
@@ -420,7 +429,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   Origin origin = start_origin(host, clients + 2, mib << 20);
-  if (origin.echo_port == 0) {
+  if (origin.bulk_port == 0) {
     std::fprintf(stderr, "acp_run_setup_bench: the origin did not start in %s\n", host.ns.c_str());
     return 1;
   }
@@ -437,8 +446,10 @@ int main(int argc, char** argv) {
   // --audit-dir on a tmpfs (where fdatasync costs nothing) shows what the sync costs.
   std::string audit = arg(argc, argv, "--audit-dir", dir) + "/audit.jsonl";
   const std::string origin_addr = kOrigin;
+  // Echo ports 0, 1, 2: direct, acp CONNECT, acp door; 3, 4, 5: haproxy, tinyproxy, squid.
   auto spec = [&](const char* way) {
-    return "--client=" + origin_addr + "," + std::to_string(origin.echo_port) + "," +
+    const int i = std::strcmp(way, "direct") == 0 ? 0 : std::strcmp(way, "proxy") == 0 ? 1 : 2;
+    return "--client=" + origin_addr + "," + std::to_string(origin.echo_port[i]) + "," +
            std::to_string(tunnels) + "," + std::to_string(clients) + "," + way;
   };
   auto bulk = [&](const char* way) {
@@ -463,7 +474,7 @@ int main(int argc, char** argv) {
   // as a single-threaded TCP relay (one listener per origin port: the client connects to the
   // relay as it would to the origin), tinyproxy and squid as CONNECT proxies (squid with no
   // cache and no logs, one worker; no ConnectPort/SSL_ports rule: CONNECT to any port).
-  const std::string to_echo = origin_addr + ":" + std::to_string(origin.echo_port);
+  auto to_echo = [&](int i) { return origin_addr + ":" + std::to_string(origin.echo_port[i]); };
   const std::string to_bulk = origin_addr + ":" + std::to_string(origin.bulk_port);
   std::unique_ptr<Peer> haproxy, tinyproxy, squid;
   if (have("haproxy")) {
@@ -474,7 +485,7 @@ int main(int argc, char** argv) {
         "global\n  nbthread 1\n  maxconn 9000\ndefaults\n  mode tcp\n  maxconn 9000\n"
         "  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n"
         "listen echo\n  bind 127.0.0.1:" +
-            std::to_string(e) + "\n  server s1 " + to_echo + "\nlisten bulk\n  bind 127.0.0.1:" +
+            std::to_string(e) + "\n  server s1 " + to_echo(3) + "\nlisten bulk\n  bind 127.0.0.1:" +
             std::to_string(b) + "\n  server s1 " + to_bulk + "\n",
         std::vector<uint16_t>{e, b});
   }
@@ -516,7 +527,8 @@ int main(int argc, char** argv) {
     if (&p == haproxy.get())
       return "--client=127.0.0.1," + std::to_string(p.port(0)) + "," + std::to_string(tunnels) +
              "," + std::to_string(clients) + ",direct";
-    return "--client=" + origin_addr + "," + std::to_string(origin.echo_port) + "," +
+    return "--client=" + origin_addr + "," +
+           std::to_string(origin.echo_port[&p == tinyproxy.get() ? 4 : 5]) + "," +
            std::to_string(tunnels) + "," + std::to_string(clients) + ",proxy," +
            std::to_string(p.port());
   };
