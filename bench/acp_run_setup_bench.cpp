@@ -544,7 +544,7 @@ int main(int argc, char** argv) {
       "origin %s (namespace %s); %d tunnels, %d clients at once, 64 B echoed each; "
       "bulk %llu MiB; audit log on %s\n",
       kOrigin, host.ns.c_str(), tunnels, clients, static_cast<unsigned long long>(mib),
-      dir.c_str());
+      audit.c_str());
   // Per round, one row per way through; ACP's two ways as ratios against each row (conn/s and
   // bulk MB/s: acp/row, above 1 when acp is faster).
   struct Row {
