@@ -881,6 +881,22 @@ TEST_F(NodeAgentTest, APodWithoutProxySettingsIsLedThroughItsDoorAndItsDnsIsTheP
                        (*origin_net)->addr4(), "9999"});
   EXPECT_NE(u.out.find("result=EPERM"), std::string::npos) << u.out;
 
+  // A restarted agent adopts the wall and gives it its own new door: led in again.
+  stop_agent(SIGKILL);
+  start_agent("cgroupfs", false, "", {"--door=both"});
+  ASSERT_TRUE(eventually([&] { return ready() && metric("acp_node_pods_confined") == 1; }))
+      << agent_log();
+  EXPECT_NE(agent_log().find("adopted"), std::string::npos) << agent_log();
+  auto again = kernel::PinnedSession::open(pin_dir(uid));
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->config()->door_port4, wall_cfg->door_port4) << "the new agent's door";
+  Proc f = run_in(cg, {"ip", "netns", "exec", pod_ns, "node", "-e",
+                       "fetch('http://api.allowed.test:' + process.argv[1] + '/')"
+                       ".then(r => r.text()).then(t => console.log('FETCH ' + t.trim()))"
+                       ".catch(e => console.log('FETCH failed ' + e.cause))",
+                       port});
+  EXPECT_NE(f.out.find("FETCH ok"), std::string::npos) << f.out << agent_log();
+
   // Released: the door closes with the pod.
   server_->remove(uid);
   ASSERT_TRUE(eventually([&] { return !pinned(uid); })) << agent_log();
