@@ -131,11 +131,23 @@ class WallEscape : public ::testing::TestWithParam<WallBackend> {
     if (!acp::vmtest::wall_backend_supported(GetParam(), &why))
       GTEST_SKIP() << acp::vmtest::backend_name(GetParam()) << " backend: " << why;
 
-    auto proxy = acp::vmtest::bind_loopback_pair(SOCK_STREAM);
-    ASSERT_TRUE(proxy.ok()) << proxy.error().message();
-    p_ = proxy->first.port;
-    serve(std::move(proxy->first));
-    serve(std::move(proxy->second));
+    // The proxy stand-in's port, free over UDP too (its UDP twins are served below): another
+    // process's UDP socket may hold the port the kernel gave the TCP pair, so try again.
+    std::vector<acp::vmtest::BoundSocket> udp_twins;
+    for (int attempt = 0; attempt < 20 && udp_twins.size() < 2; ++attempt) {
+      auto proxy = acp::vmtest::bind_loopback_pair(SOCK_STREAM);
+      ASSERT_TRUE(proxy.ok()) << proxy.error().message();
+      udp_twins.clear();
+      for (const char* a : {"127.0.0.1", "::1"}) {
+        auto u = acp::vmtest::bind_socket(SOCK_DGRAM, a, proxy->first.port);
+        if (u.ok()) udp_twins.push_back(std::move(*u));
+      }
+      if (udp_twins.size() < 2) continue;
+      p_ = proxy->first.port;
+      serve(std::move(proxy->first));
+      serve(std::move(proxy->second));
+    }
+    ASSERT_EQ(udp_twins.size(), 2u) << "no loopback port free over both TCP and UDP";
     other4_ = serve_new(SOCK_STREAM, "127.0.0.1");
     other6_ = serve_new(SOCK_STREAM, "::1");
     // The proxy's port on other 127/8 addresses: the allow entry is the exact address.
@@ -144,8 +156,7 @@ class WallEscape : public ::testing::TestWithParam<WallBackend> {
     udp4_ = serve_new(SOCK_DGRAM, "127.0.0.1");
     udp6_ = serve_new(SOCK_DGRAM, "::1");
     // The proxy's port over UDP: the allow entry is TCP only.
-    serve_new(SOCK_DGRAM, "127.0.0.1", p_);
-    serve_new(SOCK_DGRAM, "::1", p_);
+    for (auto& u : udp_twins) serve(std::move(u));
     if (HasFatalFailure()) return;
 
     auto wall = make_wall(proxy_endpoints(p_));
