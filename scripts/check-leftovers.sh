@@ -38,13 +38,15 @@ scan() {
       for c in $($t -w -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
         echo "leftover $t chain: $c"
       done
-      # The transparent door on the iptables backend: ACP-<id> in nat, jumped to from OUTPUT.
+      # The transparent door: ACP-<id> in nat, jumped to from OUTPUT (iptables backend), and
+      # ACPD-<id>, jumped to from PREROUTING (docker backend).
       for c in $($t -w -t nat -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^ACP/ {print $2}'); do
         echo "leftover $t nat chain: $c"
       done
       while read -r rule; do
         [ -n "$rule" ] && echo "leftover $t nat rule: $rule"
-      done < <($t -w -t nat -S OUTPUT 2>/dev/null | awk '$1=="-A" && $NF ~ /^ACP/')
+      done < <(for ch in OUTPUT PREROUTING; do $t -w -t nat -S "$ch" 2>/dev/null; done |
+        awk '$1=="-A" && $NF ~ /^ACP/')
       # OUTPUT jumps (iptables backend), INPUT and FORWARD jumps (docker backend: ACPD-<id>).
       while read -r rule; do
         [ -n "$rule" ] && echo "leftover $t rule: $rule"

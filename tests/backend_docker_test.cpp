@@ -143,6 +143,42 @@ TEST(DockerFirewall, OnlyTheProxyOnTheGatewayNothingForwarded) {
   EXPECT_FALSE(acp::backend::render_docker_firewall(bad, IpFamily::kV4).ok());
 }
 
+// With the transparent door: the wall (filter) accepts the door's port too, and a nat chain,
+// committed after it, leads the bridge's other TCP to the door and its DNS to the gateway's
+// responder; what the wall lets through goes where it was going. IPv6 gets no nat chain.
+TEST(DockerFirewall, TheDoorLeadsOtherTcpAndDnsToTheGateway) {
+  acp::backend::DockerFirewallSpec fw{"ACPD-0123456789ab", "acp0123456789ab", "10.231.0.1", 8443,
+                                      40001};
+  auto v4 = acp::backend::render_docker_firewall(fw, IpFamily::kV4);
+  ASSERT_TRUE(v4.ok()) << v4.error().message();
+  const std::string& t = *v4;
+  const auto nat = t.find("*nat\n");
+  ASSERT_NE(nat, std::string::npos) << t;
+  EXPECT_LT(t.find("*filter\n"), nat) << "the wall is committed first";
+  EXPECT_NE(t.find("-A ACPD-0123456789ab -d 10.231.0.1/32 -p tcp -m tcp --dport 40001 -j ACCEPT\n"),
+            std::string::npos)
+      << t;
+  const std::string n = t.substr(nat);
+  EXPECT_EQ(n,
+            "*nat\n"
+            ":ACPD-0123456789ab - [0:0]\n"
+            "-A ACPD-0123456789ab -d 10.231.0.1/32 -p tcp -m tcp --dport 8443 -j RETURN\n"
+            "-A ACPD-0123456789ab -d 10.231.0.1/32 -p tcp -m tcp --dport 53 -j RETURN\n"
+            "-A ACPD-0123456789ab -d 10.231.0.1/32 -p udp -m udp --dport 53 -j RETURN\n"
+            "-A ACPD-0123456789ab -p tcp -j DNAT --to-destination 10.231.0.1:40001\n"
+            "-A ACPD-0123456789ab -p udp -m udp --dport 53 -j DNAT --to-destination "
+            "10.231.0.1:53\n"
+            "-I PREROUTING 1 -i acp0123456789ab -j ACPD-0123456789ab\n"
+            "COMMIT\n");
+  auto v6 = acp::backend::render_docker_firewall(fw, IpFamily::kV6);
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->find("*nat"), std::string::npos);
+  // Without the door: no nat chain at all.
+  fw.door_port = 0;
+  EXPECT_EQ(acp::backend::render_docker_firewall(fw, IpFamily::kV4)->find("*nat"),
+            std::string::npos);
+}
+
 TEST(DockerFirewall, JumpsAreFoundForRemoval) {
   const std::string listing =
       "-P INPUT ACCEPT\n-N ACPD-0123456789ab\n-N ACPD-aaaaaaaaaaaa\n"

@@ -1,6 +1,7 @@
 #include "acp/session/run_options.hpp"
 
 #include "acp/cli/command_options.hpp"
+#include "acp/session/docker_session.hpp"
 
 #include <gtest/gtest.h>
 
@@ -150,18 +151,32 @@ TEST(RunOptions, DoorIsBothByDefaultWhereTheWallLeadsInAndTransparentOnlyThere) 
     EXPECT_TRUE(acp::validate_run_options(d.opts).ok()) << door;
   }
   EXPECT_FALSE(parse({"--door=sideways", "--", "true"}).parse_ok);
-  // The iptables wall leads them in too (nat REDIRECT); the others cannot.
+  // The iptables wall leads them in too (nat REDIRECT), and docker's (nat DNAT on its
+  // bridge: both only, its explicit proxy stays); the others cannot.
   for (const char* door : {"transparent", "both"}) {
     auto d = parse({std::string("--door=") + door, "--backend=iptables", "--", "true"});
     ASSERT_TRUE(d.parse_ok) << d.error;
     EXPECT_TRUE(acp::validate_run_options(d.opts).ok()) << door;
   }
-  for (const char* backend : {"docker", "preload", "none"}) {
+  for (const char* door : {"both", "auto", "proxy"}) {
+    auto d = parse({std::string("--door=") + door, "--backend=docker", "--", "true"});
+    ASSERT_TRUE(d.parse_ok) << d.error;
+    auto c = acp::contain_options_for_run(d.opts);
+    ASSERT_TRUE(c.ok()) << door << ": " << c.error().message();
+    EXPECT_EQ(c->door, std::string(door) == "proxy" ? "proxy" : "both") << door;
+  }
+  auto docker_transparent = parse({"--door=transparent", "--backend=docker", "--", "true"});
+  ASSERT_TRUE(docker_transparent.parse_ok);
+  auto dt = acp::contain_options_for_run(docker_transparent.opts);
+  ASSERT_FALSE(dt.ok());
+  EXPECT_NE(dt.error().message().find("--door=both"), std::string::npos) << dt.error().message();
+  for (const char* backend : {"preload", "none"}) {
     auto d = parse({"--door=both", std::string("--backend=") + backend, "--", "true"});
     ASSERT_TRUE(d.parse_ok) << d.error;
     auto st = acp::validate_run_options(d.opts);
     ASSERT_FALSE(st.ok()) << backend;
-    EXPECT_NE(st.error().message().find("needs the bpf or iptables backend"), std::string::npos)
+    EXPECT_NE(st.error().message().find("needs the bpf, iptables or docker backend"),
+              std::string::npos)
         << st.error().message();
   }
   auto tls = parse({"--door=both", "--inspect-tls", "--", "true"});

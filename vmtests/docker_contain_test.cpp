@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -31,6 +32,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -165,6 +167,10 @@ class DockerContain : public ::testing::Test {
     std::vector<std::string> a = {ACP_BINARY, "contain", "--image=" + std::string(kImage),
                                   "--config=" + config(), "--audit-log=" + audit()};
     if (!policy_path_.empty()) a.push_back("--policy=" + policy_path_);
+    // The wall's own tests see a refused connection refused: no door, unless a test asks.
+    if (std::none_of(extra.begin(), extra.end(),
+                     [](const std::string& e) { return e.rfind("--door", 0) == 0; }))
+      a.push_back("--door=proxy");
     a.insert(a.end(), extra.begin(), extra.end());
     a.push_back("--");
     a.insert(a.end(), cmd.begin(), cmd.end());
@@ -228,10 +234,11 @@ class DockerContain : public ::testing::Test {
     EXPECT_EQ(c.out, "") << "containers left";
     auto n = daemon_->docker({"network", "ls", "-q", "--filter=label=acp.session"});
     EXPECT_EQ(n.out, "") << "networks left";
-    for (const char* t : {"iptables", "ip6tables"}) {
-      auto r = run({t, "-w", "-S"});
-      EXPECT_EQ(r.out.find("ACPD-"), std::string::npos) << t << ":\n" << r.out;
-    }
+    for (const char* t : {"iptables", "ip6tables"})
+      for (const char* table : {"filter", "nat"}) {
+        auto r = run({t, "-w", "-t", table, "-S"});
+        EXPECT_EQ(r.out.find("ACPD-"), std::string::npos) << t << " " << table << ":\n" << r.out;
+      }
   }
 
   static DockerDaemon* daemon_;
@@ -428,6 +435,76 @@ TEST_F(DockerContain, ProxiedRequestsFollowThePolicyAndDirectOnesAreRefused) {
   auto c = in_control("curl -sS --max-time 5 -o /dev/null -w 'DIRECT=%{http_code}\\n' http://$GW:" +
                       std::to_string(direct) + "/");
   EXPECT_EQ(value_of(c.out, "DIRECT"), "200") << c.out;
+}
+
+// ---- The transparent door (issue 16) ----
+
+// With --door=both (the default of acp contain), a client in the container that ignores
+// HTTP(S)_PROXY (curl --noproxy '*') is led to the session's door on the gateway: the name it
+// looked up (the session's DNS handed it a synthetic address) is judged and reached through
+// the proxy, which resolves it itself (acp's private /etc/hosts: the container cannot); a
+// literal address the policy does not allow gets ACP's 403; both audited as led in. TCP to
+// any port of the host's gateway address is judged too (and refused); UDP stays dropped.
+TEST_F(DockerContain, ClientsWithoutProxySettingsAreLedThroughTheDoorAndJudged) {
+  auto ns = acp::vmtest::NetnsHost::create();
+  ASSERT_TRUE(ns.ok()) << ns.error().message();
+  auto origin = (*ns)->bind(SOCK_STREAM, (*ns)->addr4());
+  ASSERT_TRUE(origin.ok()) << origin.error().message();
+  const std::string port = std::to_string(origin->port);
+  responder_.serve(std::move(*origin));
+  auto u = (*ns)->bind(SOCK_DGRAM, (*ns)->addr4());
+  ASSERT_TRUE(u.ok());
+  UdpCounter udp{std::move(u->fd), u->port};
+  const std::string hosts = dir_ + "/hosts";
+  std::ofstream(hosts) << "127.0.0.1 localhost\n" << (*ns)->addr4() << " api.allowed.test\n";
+  policy_path_ = policy(
+      "default: deny\nrules:\n  - match: { kind: http, host: \"api.allowed.test\" }\n"
+      "    action: allow\n");
+  const std::string script =
+      std::string(kGw) + "getent ahostsv4 api.allowed.test | head -n 1 | sed 's/^/LOOKUP=/'; " +
+      "echo NAMED=$(curl -sS --noproxy '*' --max-time 20 http://api.allowed.test:" + port +
+      "/ 2>/dev/null); "
+      "echo ADDRESS=$(curl -s --noproxy '*' --max-time 20 -o /dev/null -w '%{http_code}' "
+      "http://" +
+      (*ns)->addr4() + ":" + port +
+      "/); "
+      "echo GATEWAY=$(curl -s --noproxy '*' --max-time 20 -o /dev/null -w '%{http_code}' "
+      "http://$GW:" +
+      std::to_string(serve_tcp_any()) + "/); " +
+      client("udp-sendto " + (*ns)->addr4() + " " + std::to_string(udp.port));
+  std::vector<std::string> cmd = {"unshare",
+                                  "-m",
+                                  "--propagation",
+                                  "private",
+                                  "sh",
+                                  "-c",
+                                  "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+                                  hosts};
+  for (auto& a : contain({"/bin/sh", "-c", script}, {"--no-workspace", "--door=both"}))
+    cmd.push_back(std::move(a));
+  auto r = run(cmd);
+  EXPECT_EQ(value_of(r.out, "LOOKUP").rfind("198.1", 0), 0u) << r.out;
+  EXPECT_EQ(value_of(r.out, "NAMED"), "ok") << r.out;
+  EXPECT_EQ(value_of(r.out, "ADDRESS"), "403") << r.out;
+  EXPECT_EQ(value_of(r.out, "GATEWAY"), "403") << r.out;
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(udp.count(), 0) << "UDP other than DNS is not led anywhere";
+  EXPECT_EQ(responder_.accepted(), 1u) << "the named request only (the gateway's server: none)";
+  int allowed = 0, denied = 0;
+  std::istringstream log(slurp(audit()));
+  for (std::string line; std::getline(log, line);) {
+    auto e = nlohmann::json::parse(line, nullptr, false);
+    if (e.is_discarded() || e.value("kind", "") != "request") continue;
+    if (e["action"].value("via", "") != "transparent") continue;
+    if (e["action"].value("host", "") == "api.allowed.test" && e.value("verdict", "") == "allow")
+      ++allowed;
+    if (e["action"].value("host", "") == (*ns)->addr4() && e.value("verdict", "") == "deny")
+      ++denied;
+  }
+  EXPECT_EQ(allowed, 1) << slurp(audit());
+  EXPECT_EQ(denied, 1) << slurp(audit());
+  EXPECT_EQ(run({ACP_BINARY, "audit", "verify", audit()}).status, 0);
+  expect_nothing_left();
 }
 
 // ---- The escape matrix ----

@@ -228,6 +228,10 @@ Result<std::string> render_docker_firewall(const DockerFirewallSpec& s, IpFamily
   if (v4) {
     o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport " << s.proxy_port
       << " -j ACCEPT\n";
+    // The transparent door (nat PREROUTING below leads other TCP there).
+    if (s.door_port != 0)
+      o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport " << s.door_port
+        << " -j ACCEPT\n";
     // The session's DNS responder (the container's --dns).
     o << "-A " << c << " -d " << s.gateway << "/32 -p udp -m udp --dport 53 -j ACCEPT\n";
     o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport 53 -j ACCEPT\n";
@@ -241,13 +245,29 @@ Result<std::string> render_docker_firewall(const DockerFirewallSpec& s, IpFamily
   o << "-I FORWARD 1 -i " << s.bridge << " -j " << c << "\n";
   o << "-I FORWARD 1 -o " << s.bridge << " -j " << c << "\n";
   o << "COMMIT\n";
+  // The transparent door: committed after the wall, in the same input. What the wall lets
+  // through goes where it was going; other TCP to the door, DNS to the session's responder.
+  // Routing then sees a local destination (INPUT, the chain above), never FORWARD.
+  if (v4 && s.door_port != 0) {
+    o << "*nat\n:" << c << " - [0:0]\n";
+    o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport " << s.proxy_port
+      << " -j RETURN\n";
+    o << "-A " << c << " -d " << s.gateway << "/32 -p tcp -m tcp --dport 53 -j RETURN\n";
+    o << "-A " << c << " -d " << s.gateway << "/32 -p udp -m udp --dport 53 -j RETURN\n";
+    o << "-A " << c << " -p tcp -j DNAT --to-destination " << s.gateway << ":" << s.door_port
+      << "\n";
+    o << "-A " << c << " -p udp -m udp --dport 53 -j DNAT --to-destination " << s.gateway
+      << ":53\n";
+    o << "-I PREROUTING 1 -i " << s.bridge << " -j " << c << "\n";
+    o << "COMMIT\n";
+  }
   return o.str();
 }
 
 namespace {
-// The built-in chains a session's ACPD-<id> chain is reached from.
+// The built-in chains a session's ACPD-<id> chains are reached from (filter; nat for the door).
 const std::vector<std::string>& docker_hooks() {
-  static const std::vector<std::string> hooks = {"INPUT", "FORWARD"};
+  static const std::vector<std::string> hooks = {"INPUT", "FORWARD", "PREROUTING"};
   return hooks;
 }
 }  // namespace

@@ -187,9 +187,13 @@ class DockerWall final : public Wall {
   Status allow(const std::vector<kernel::Endpoint>& endpoints) override {
     if (endpoints.empty()) return make_error("the docker wall needs the door's endpoint", EINVAL);
     DockerFirewallSpec fw{docker_chain_name(id_), net_->bridge, net_->gateway,
-                          endpoints.front().port};
+                          endpoints.front().port, door_port_};
     return install_docker_firewall(fw);
   }
+
+  void lead_to_door(uint16_t port) override { door_port_ = port; }
+  // nat DNAT keeps the original destination in conntrack (SO_ORIGINAL_DST).
+  bool door_origin_from_conntrack() const override { return door_port_ != 0; }
 
   // The container first (nothing of the agent outlives the wall), then network and firewall.
   Status remove() override {
@@ -207,6 +211,7 @@ class DockerWall final : public Wall {
   DockerCli docker_;
   std::string id_;
   std::optional<DockerNetwork> net_;
+  uint16_t door_port_ = 0;
 };
 
 }  // namespace

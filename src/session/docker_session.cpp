@@ -94,6 +94,8 @@ SessionPlan plan_docker_session(const ContainOptions& o, const backend::DockerCl
   plan.proxy.policy_path = o.policy;
   plan.proxy.audit_path = o.audit_log;
   plan.proxy.config_path = o.config;
+  // Checked by contain_options_for_run and the CLI: both or proxy.
+  plan.door = o.door == "proxy" ? Door::kProxy : Door::kBoth;
   return plan;
 }
 
@@ -154,6 +156,11 @@ Result<ContainOptions> contain_options_for_run(const RunOptions& o) {
   c.audit_log = o.audit_log;
   c.config = o.config;
   c.command = o.command;
+  // The container's wall leads in (auto: both); its explicit proxy always stays reachable.
+  c.door = effective_door(o, /*leads_in=*/true);
+  if (c.door == "transparent")
+    return refuse("--door=transparent",
+                  "the container keeps the explicit proxy on its gateway; use --door=both");
   return c;
 }
 

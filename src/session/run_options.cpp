@@ -45,10 +45,10 @@ Status validate_run_options(const RunOptions& o) {
                       ": unknown door; choose auto, proxy, transparent or both");
   const bool led = o.door == "transparent" || o.door == "both";  // asked for, not auto
   const std::string b = requested_backend(o);
-  if (led && b != "auto" && b != "bpf" && b != "iptables")
+  if (led && b != "auto" && b != "bpf" && b != "iptables" && b != "docker")
     return make_error("--door=" + o.door +
-                      " needs the bpf or iptables backend (their walls lead connections to the "
-                      "proxy); --backend=" +
+                      " needs the bpf, iptables or docker backend (their walls lead connections "
+                      "to the proxy); --backend=" +
                       b + " cannot: use --door=proxy or --backend=bpf");
   if (led && o.inspect_tls)
     return make_error("--door=" + o.door +

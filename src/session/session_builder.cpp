@@ -31,8 +31,8 @@ class SessionBuild {
   Result<BuiltSession> run() {
     for (auto step :
          {&SessionBuild::name_session, &SessionBuild::record_step, &SessionBuild::cgroup_step,
-          &SessionBuild::door_step, &SessionBuild::wall_step, &SessionBuild::pins_step,
-          &SessionBuild::proxy_step, &SessionBuild::allow_step}) {
+          &SessionBuild::door_step, &SessionBuild::wall_step, &SessionBuild::late_door_step,
+          &SessionBuild::pins_step, &SessionBuild::proxy_step, &SessionBuild::allow_step}) {
       if (auto st = (this->*step)(); !st) return undo_after(st.error());
     }
     undo_.dismiss();  // complete: what must outlive acp stays (pins, chains, cgroup, record)
@@ -132,13 +132,17 @@ class SessionBuild {
   // their closing with the builder (or with the proxy, which takes them over).
   Status door_step() {
     if (plan_.door == Door::kProxy) return {};
-    const bool walled = plan_.kind == backend::Kind::kBpf || plan_.kind == backend::Kind::kIptables;
+    const bool walled = plan_.kind == backend::Kind::kBpf ||
+                        plan_.kind == backend::Kind::kIptables ||
+                        plan_.kind == backend::Kind::kDocker;
     if (!walled || plan_.audit_only)
-      return make_error(std::string("--door=transparent or both needs the bpf or iptables backend "
-                                    "in enforce mode; this session is ") +
+      return make_error(std::string("--door=transparent or both needs the bpf, iptables or docker "
+                                    "backend in enforce mode; this session is ") +
                             std::string(backend::kind_name(plan_.kind)) +
                             (plan_.audit_only ? " in audit mode" : "") + ": use --door=proxy",
                         EINVAL);
+    // Docker: the door listens on the network's gateway, which the wall step makes.
+    if (plan_.kind == backend::Kind::kDocker) return {};
     auto door = proxy::open_door_listeners(io_);
     if (!door) return door.error();
     door_ = std::move(*door);
@@ -181,6 +185,24 @@ class SessionBuild {
     });
     if (auto st = w->build(spec); !st) return st;
     if (auto gap = w->unix_gap(); !gap.empty()) out_.notices.push_back(std::move(gap));
+    return {};
+  }
+
+  // Docker's door, once its network is there: a listener on the gateway, whose port the
+  // firewall (allow step) leads the bridge's other TCP to.
+  Status late_door_step() {
+    if (plan_.door == Door::kProxy || plan_.kind != backend::Kind::kDocker) return {};
+    const auto where = out_.wall->door_addresses();
+    boost::system::error_code ec;
+    const auto gateway = where.empty() ? boost::asio::ip::address()
+                                       : boost::asio::ip::make_address(where.front(), ec);
+    if (ec || !gateway.is_v4())
+      return make_error("the docker wall names no IPv4 gateway for the transparent door", EINVAL);
+    auto door = proxy::open_door_listeners_on(io_, gateway.to_v4(), std::nullopt);
+    if (!door) return door.error();
+    door_ = std::move(*door);
+    out_.wall->lead_to_door(door_->port4);
+    out_.record.door = door_name(plan_.door);
     return {};
   }
 

@@ -155,6 +155,12 @@ class SessionProxyImpl final : public SessionProxy {
           pc.door_origin = cfg_.door_origin_conntrack ? door_origin_conntrack()
                                                       : door_origin_lookup(cfg_.door_origin_fd);
           pc.door_client_keeps_original = cfg_.door_origin_conntrack;
+          // Docker: the door's clients are the containers on the session's network, in
+          // network namespaces of their own.
+          if (gateway_dns)
+            pc.door_clients_at = [gw = gateway_dns](const asio::ip::address& a) {
+              return gw->may_ask(a);
+            };
         }
         // The policy of the moment (SIGHUP reloads it): a name it denies everywhere is NXDOMAIN.
         pc.dns_may_resolve = [this](const std::string& name) {

@@ -7,7 +7,9 @@
 //             10.231.0.0/16 (gateway .1 on the host, checked to be on the bridge);
 //   firewall  ACPD-<id> chains in iptables and ip6tables, jumped to from INPUT and FORWARD for
 //             the bridge: INPUT accepts TCP to gateway:proxy-port only, everything else from
-//             the bridge is rejected, and nothing is forwarded to or from it. (Docker's own
+//             the bridge is rejected, and nothing is forwarded to or from it. With the
+//             transparent door, an ACPD-<id> chain in nat PREROUTING leads the bridge's other
+//             TCP to gateway:door-port and its DNS to gateway:53. (Docker's own
 //             rules for --internal may be off, as with dockerd --iptables=false, and never
 //             cover the host's own ports on the gateway address: these are ACP's.)
 //   container acp-<id>, hardened as network-isolation-current.md lists.
@@ -78,6 +80,10 @@ struct DockerFirewallSpec {
   std::string bridge;   // acp<id>
   std::string gateway;  // IPv4 address of the gateway
   uint16_t proxy_port = 0;
+  // The transparent door's port on the gateway; 0: none. With it, the bridge's other TCP (and
+  // UDP to port 53 of any address) is DNATed in nat PREROUTING to the door (to the session's
+  // DNS), where conntrack keeps the original destination (SO_ORIGINAL_DST).
+  uint16_t door_port = 0;
 };
 Result<std::string> render_docker_firewall(const DockerFirewallSpec& spec, IpFamily family);
 // The INPUT and FORWARD rules of an `iptables -S` listing that jump to `chain`.

@@ -80,6 +80,10 @@ class Wall {
   // REDIRECT rewrites the packets, not the client's socket, which keeps its original
   // destination; the proxy reads it with SO_ORIGINAL_DST on the accepted socket).
   virtual bool door_origin_from_conntrack() const { return false; }
+  // docker: the door listens on the network's gateway, so it opens after build() made the
+  // network; its port, for allow() to lead the bridge's other TCP there. The other walls take
+  // their door in WallSpec.
+  virtual void lead_to_door(uint16_t /*port*/) {}
 };
 
 // The wall of `kind`; docker is refused: its wall needs the docker CLI (make_docker_wall).

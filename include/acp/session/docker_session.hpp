@@ -31,6 +31,9 @@ struct ContainOptions {
   std::optional<std::string> policy;
   std::string audit_log;
   std::string config;
+  // both: the bridge's other TCP is led to the transparent door on the gateway
+  // (docs/transparent.md); proxy: refused.
+  std::string door = "both";
   std::vector<std::string> command;
 };
 
