@@ -49,6 +49,14 @@
 #define ACP_TCP_FLAGS_LEN 14  /* through the flags byte (offset 13) */
 #define ACP_TCP_SYN 0x02
 
+/* A network-order word from its four bytes, as the key's addr holds them (constant-folded). */
+static __always_inline __u32 acp_be_word(__u8 a, __u8 b, __u8 c, __u8 d) {
+  const __u8 bytes[4] = {a, b, c, d};
+  __u32 w;
+  __builtin_memcpy(&w, bytes, 4);
+  return w;
+}
+
 /* Build the allow-map key for an IPv4 destination: ::ffff:a.b.c.d (RFC 4291 2.5.5.2).
  * ip4_be is in network byte order as the kernel hands it over (bpf_sock_addr.user_ip4). */
 static __always_inline void acp_key_from_ip4(struct acp_endpoint *k, __u32 ip4_be, __u16 port,
@@ -87,9 +95,9 @@ ACP_UNROLL
 
 /* True when the key holds an IPv4-mapped address: counted as IPv4. */
 static __always_inline int acp_key_is_mapped4(const struct acp_endpoint *k) {
-  for (int i = 0; i < 10; i++)
-    if (k->addr[i] != 0) return 0;
-  return k->addr[10] == 0xff && k->addr[11] == 0xff;
+  __u32 w[3];
+  __builtin_memcpy(w, k->addr, 12);
+  return (w[0] | w[1] | (w[2] ^ acp_be_word(0, 0, 0xff, 0xff))) == 0;
 }
 
 /* The protocol a sock_addr hook judges, from the socket type. connect4/6 of a stream socket
@@ -269,37 +277,44 @@ static __always_inline __u16 acp_dns_port(const struct acp_endpoint *dst, int al
   return acp_key_is_mapped4(dst) ? dns_port4 : dns_port6;
 }
 
-/* The door listener a destination is led to, as a key: for a mapped IPv4 destination
- * cfg->door_addr4 (127.0.0.1 when 0) in its mapped form, else cfg->door_addr6 (::1 when all
- * zero); port as acp_door_port() or acp_dns_port() chose it. */
+/* The door listener a destination is led to, as four network-order words: for a mapped IPv4
+ * destination ::ffff:cfg->door_addr4 (127.0.0.1 when 0), else cfg->door_addr6 (::1 when all
+ * zero). Word operations, no per-byte loops or byte-dependent branches: these run in every
+ * door program, and the verifier's work (a session's start) grows with each branch. */
+static __always_inline void acp_door_words(__u32 w[4], const struct acp_endpoint *dst,
+                                           const struct acp_config *cfg) {
+  if (acp_key_is_mapped4(dst)) {
+    __u32 a4 = cfg->door_addr4;
+    w[0] = 0;
+    w[1] = 0;
+    w[2] = acp_be_word(0, 0, 0xff, 0xff);
+    w[3] = a4 != 0 ? a4 : acp_be_word(127, 0, 0, 1);
+    return;
+  }
+  __builtin_memcpy(w, cfg->door_addr6, 16);
+  if ((w[0] | w[1] | w[2] | w[3]) == 0) w[3] = acp_be_word(0, 0, 0, 1);
+}
+
+/* The same as a key; port as acp_door_port() or acp_dns_port() chose it. */
 static __always_inline void acp_door_target(struct acp_endpoint *t,
                                             const struct acp_endpoint *dst, __u16 port,
                                             const struct acp_config *cfg) {
-  int v4 = acp_key_is_mapped4(dst);
-  int any6 = 0;
-ACP_UNROLL
-  for (int i = 0; i < 16; i++) {
-    t->addr[i] = 0;
-    any6 |= cfg->door_addr6[i];
-  }
-  if (v4) {
-    t->addr[10] = 0xff;
-    t->addr[11] = 0xff;
-    if (cfg->door_addr4 != 0) {
-      __builtin_memcpy(&t->addr[12], &cfg->door_addr4, 4);
-    } else {
-      t->addr[12] = 127;
-      t->addr[15] = 1;
-    }
-  } else if (any6) {
-ACP_UNROLL
-    for (int i = 0; i < 16; i++) t->addr[i] = cfg->door_addr6[i];
-  } else {
-    t->addr[15] = 1;
-  }
+  __u32 w[4];
+  acp_door_words(w, dst, cfg);
+  __builtin_memcpy(t->addr, w, 16);
   t->port = port;
   t->proto = ACP_PROTO_TCP;
   t->pad = 0;
+}
+
+/* Whether a peer's address (IPv6 form) is the door listener of `recorded`'s family. */
+static __always_inline int acp_is_door_address(const struct acp_endpoint *peer,
+                                               const struct acp_endpoint *recorded,
+                                               const struct acp_config *cfg) {
+  __u32 w[4], p[4];
+  acp_door_words(w, recorded, cfg);
+  __builtin_memcpy(p, peer->addr, 16);
+  return ((p[0] ^ w[0]) | (p[1] ^ w[1]) | (p[2] ^ w[2]) | (p[3] ^ w[3])) == 0;
 }
 
 /* Whether a connected socket's peer (IPv6 form, proto set) is the door listener of the
@@ -309,14 +324,8 @@ static __always_inline int acp_door_is_target(const struct acp_endpoint *peer,
                                               const struct acp_endpoint *recorded,
                                               const struct acp_config *cfg) {
   __u16 port = acp_key_is_mapped4(recorded) ? cfg->door_port4 : cfg->door_port6;
-  if (port == 0) return 0;
-  struct acp_endpoint t;
-  acp_door_target(&t, recorded, port, cfg);
-  if (peer->port != t.port || peer->proto != ACP_PROTO_TCP) return 0;
-  int same = 1;
-ACP_UNROLL
-  for (int i = 0; i < 16; i++) same &= peer->addr[i] == t.addr[i];
-  return same;
+  if (port == 0 || peer->port != port || peer->proto != ACP_PROTO_TCP) return 0;
+  return acp_is_door_address(peer, recorded, cfg);
 }
 
 /* Whether a UDP socket's peer or a datagram's source (IPv6 form; its proto is not looked at)
@@ -328,12 +337,7 @@ static __always_inline int acp_dns_is_target(const struct acp_endpoint *peer,
   if (recorded->proto != ACP_PROTO_UDP || recorded->port != 53) return 0;
   __u16 port = acp_key_is_mapped4(recorded) ? cfg->dns_port4 : cfg->dns_port6;
   if (port == 0 || peer->port != port) return 0;
-  struct acp_endpoint t;
-  acp_door_target(&t, recorded, port, cfg);
-  int same = 1;
-ACP_UNROLL
-  for (int i = 0; i < 16; i++) same &= peer->addr[i] == t.addr[i];
-  return same;
+  return acp_is_door_address(peer, recorded, cfg);
 }
 
 /* ---- cgroup/connect_unix, cgroup/sendmsg_unix: local IPC ----

@@ -61,10 +61,8 @@ static __always_inline int door_redirect(struct bpf_sock_addr *ctx,
   struct acp_endpoint *rec = bpf_sk_storage_get(&door_dst, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
   if (!rec) return 0;
   __builtin_memcpy(rec, key, sizeof(*rec));
-  struct acp_endpoint t;
-  acp_door_target(&t, key, door, cfg);
   __u32 w[4];
-  __builtin_memcpy(w, t.addr, sizeof(w));
+  acp_door_words(w, key, cfg);
   ctx->user_port = bpf_htons(door);
   /* The barriers keep clang from merging the two families' stores of w[3] into one store
    * through a computed context pointer, which the verifier refuses. */
