@@ -4,7 +4,11 @@
 // without a wall). The real binary each time, wall clock from spawn to exit: BTF and program
 // loading, verification, cgroup, pins, proxy, audit log, agent, teardown. Needs root.
 //
-//   sudo build/bench/session_start_bench [--runs=20] [--acp=PATH]
+//   sudo build/bench/session_start_bench [--runs=20] [--gap-ms=300] [--acp=PATH]
+//
+// --gap-ms: a pause before each run (every way alike), as between sessions a person starts:
+// the daemon verifies the next session's programs after each registration, and a session
+// that arrives while it does waits for it.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,9 +49,12 @@ struct Times {
   }
 };
 
+int g_gap_ms = 300;
+
 Times time_runs(const std::vector<std::string>& argv, int runs) {
   Times t;
   for (int i = 0; i < runs; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(g_gap_ms));
     const auto start = Clock::now();
     auto r = acp::backend::run_command(argv);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -77,6 +84,7 @@ int main(int argc, char** argv) {
   }
   const int runs = std::max(1, std::atoi(arg(argc, argv, "--runs", "20").c_str()));
   const std::string acp = arg(argc, argv, "--acp", ACP_BINARY);
+  g_gap_ms = std::max(0, std::atoi(arg(argc, argv, "--gap-ms", "300").c_str()));
   char tmpl[] = "/tmp/acp-start-bench.XXXXXX";
   if (!::mkdtemp(tmpl)) return 2;
   const std::string dir = tmpl;
@@ -96,7 +104,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::printf("%d runs each; ms from spawn to exit\n", runs);
+  std::printf("%d runs each, %d ms apart; ms from spawn to exit\n", runs, g_gap_ms);
   std::printf("  %-34s %8s %8s %8s %6s   %s\n", "way", "p50", "p90", "max", "fails",
               "p50 / runuser");
   const Times bare = time_runs({*runuser, "-u", "nobody", "--", "/bin/true"}, runs);

@@ -136,7 +136,7 @@ class Daemon {
     adopt_all();
     asio::co_spawn(io_, accept_loop(), asio::detached);
     arm_reaper();
-    preload_next();
+    preload_next(/*door=*/true);  // a session's default door on bpf (effective_door)
     return {};
   }
 
@@ -339,16 +339,22 @@ class Daemon {
                          {"notices", built->notices}};
     log("session " + id + " registered by pid " + std::to_string(peer.pid) + " (proxy " +
         s->proxy->proxy_url() + ")");
+    const bool door = s->rec.door != "proxy";
     sessions_.emplace(id, std::move(s));
-    preload_next();
+    preload_next(door);
     return reply;
   }
 
   // The next session's programs, loaded and verified once this reply is out, so that the next
-  // registration only attaches (kernel::SockPrograms::preload). Failing here costs only time.
-  void preload_next() {
-    asio::post(io_, [] {
-      if (auto st = kernel::SockPrograms::preload({}); !st)
+  // registration only attaches (kernel::SockPrograms::preload). With the door as the last
+  // session had it: a set whose door differs is not taken, and the next session would load
+  // and verify on its own critical path (every default session has the door on bpf). Failing
+  // here costs only time.
+  void preload_next(bool door) {
+    asio::post(io_, [door] {
+      kernel::SockConfig next;
+      if (door) next.door_port4 = 1;  // any port: load() writes the session's own config
+      if (auto st = kernel::SockPrograms::preload(next); !st)
         log("preloading the next session's programs: " + st.error().message());
     });
   }
