@@ -472,17 +472,8 @@ TEST_F(DockerContain, ClientsWithoutProxySettingsAreLedThroughTheDoorAndJudged) 
       "http://$GW:" +
       std::to_string(serve_tcp_any()) + "/); " +
       client("udp-sendto " + (*ns)->addr4() + " " + std::to_string(udp.port));
-  std::vector<std::string> cmd = {"unshare",
-                                  "-m",
-                                  "--propagation",
-                                  "private",
-                                  "sh",
-                                  "-c",
-                                  "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
-                                  hosts};
-  for (auto& a : contain({"/bin/sh", "-c", script}, {"--no-workspace", "--door=both"}))
-    cmd.push_back(std::move(a));
-  auto r = run(cmd);
+  auto r = run(acp::vmtest::with_own_etc_files(
+      hosts, contain({"/bin/sh", "-c", script}, {"--no-workspace", "--door=both"})));
   EXPECT_EQ(value_of(r.out, "LOOKUP").rfind("198.1", 0), 0u) << r.out;
   EXPECT_EQ(value_of(r.out, "NAMED"), "ok") << r.out;
   EXPECT_EQ(value_of(r.out, "ADDRESS"), "403") << r.out;

@@ -178,18 +178,9 @@ TEST_F(RunTransparent, DnsIsAnsweredByThePolicyAndTheDoorJudgesTheNameLookedUp) 
       "getent hosts denied.example || echo GETENT-NXDOMAIN; "
       "/usr/bin/python3 -c \"$0\" " +
       std::to_string(plain);
-  auto cmd = acp_run(policy, {"sh", "-c", script, py}, {"--door=both"});
   // acp in a mount namespace of its own where /etc/hosts names the origin.
-  std::vector<std::string> wrapped = {"unshare",
-                                      "-m",
-                                      "--propagation",
-                                      "private",
-                                      "sh",
-                                      "-c",
-                                      "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
-                                      hosts};
-  wrapped.insert(wrapped.end(), cmd.begin(), cmd.end());
-  auto r = acp::vmtest::run(wrapped);
+  auto r = acp::vmtest::run(acp::vmtest::with_own_etc_files(
+      hosts, acp_run(policy, {"sh", "-c", script, py}, {"--door=both"})));
   EXPECT_NE(r.out.find("ALLOWED rcode=0 from=192.0.2.53:53 ip=198.18."), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("SECRET rcode=3 from=192.0.2.53:53"), std::string::npos) << r.out;
@@ -266,20 +257,9 @@ TEST_F(RunTransparent, NoQueryLeavesForADeniedOrRefusedNameAndAnApprovedOneOnlyA
       "/ | sed 's/^/ASKED:/'; "
       "curl --noproxy '*' -sS -m 30 http://refused.test:" +
       port + "/ | sed 's/^/REFUSED:/'";
-  auto cmd = acp_run(policy, {"sh", "-c", script}, {"--door=both"});
-  std::vector<std::string> wrapped = {
-      "unshare",
-      "-m",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      "mount --bind \"$0\" /etc/resolv.conf && mount --bind \"$1\" /etc/hosts && shift && "
-      "exec \"$@\"",
-      dir_ + "/resolv.conf",
-      dir_ + "/hosts"};
-  wrapped.insert(wrapped.end(), cmd.begin(), cmd.end());
-  Proc agent = Proc::start(wrapped);
+  Proc agent = Proc::start(acp::vmtest::with_own_etc_files(
+      dir_ + "/hosts", acp_run(policy, {"sh", "-c", script}, {"--door=both"}),
+      dir_ + "/resolv.conf"));
   const std::string asked = wait_for_pending_id();
   ASSERT_FALSE(asked.empty()) << "no pending request for asked.test";
   // The human is asked about the request itself, as through the explicit proxy: a GET, not a

@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "acp/cgroup/cgroup.hpp"
 #include "acp/k8s/pod.hpp"
@@ -115,18 +114,23 @@ Status PodConfiner::fix_wall(const std::string& dir, const PodDoor& door) const 
   for (const auto& ep : *entries)
     if (std::find(allow.begin(), allow.end(), ep) == allow.end())
       if (auto st = kernel::remove_allow_entry(fd, ep); !st) return st;
-  // The mode and this agent's door (its ports are new: the earlier agent's are closed).
+  // The mode and this agent's door (its ports are new: the earlier agent's are closed); the
+  // session id the wall's events carry stays.
   auto config = pinned->config();
   if (!config) return config.error();
-  acp_config c = *config;
-  c.mode = cfg_.mode;
-  c.door_port4 = door.port4;
-  c.door_port6 = door.port6;
-  c.dns_port4 = door.dns_port4;
-  c.dns_port6 = door.dns_port6;
-  c.door_addr4 = door.addr4;
-  std::memcpy(c.door_addr6, door.addr6.data(), sizeof(c.door_addr6));
-  return kernel::write_config(pinned->map_fd("config_map"), c);
+  return kernel::write_config(pinned->map_fd("config_map"),
+                              kernel::abi_config(sock_config(config->session_id, door)));
+}
+
+kernel::SockConfig PodConfiner::sock_config(uint64_t session_id, const PodDoor& door) const {
+  return {.mode = cfg_.mode,
+          .session_id = session_id,
+          .door_port4 = door.port4,
+          .door_port6 = door.port6,
+          .dns_port4 = door.dns_port4,
+          .dns_port6 = door.dns_port6,
+          .door_addr4 = door.addr4,
+          .door_addr6 = door.addr6};
 }
 
 Result<PodDoor> PodConfiner::door_of(const std::string& uid) const {
@@ -142,14 +146,7 @@ Result<PodDoor> PodConfiner::door_of(const std::string& uid) const {
 Result<kernel::SockPrograms> PodConfiner::load(const std::string& uid) const {
   auto door = door_of(uid);
   if (!door) return door.error();
-  auto progs = kernel::SockPrograms::load({.mode = cfg_.mode,
-                                           .session_id = uid_number(uid),
-                                           .door_port4 = door->port4,
-                                           .door_port6 = door->port6,
-                                           .dns_port4 = door->dns_port4,
-                                           .dns_port6 = door->dns_port6,
-                                           .door_addr4 = door->addr4,
-                                           .door_addr6 = door->addr6});
+  auto progs = kernel::SockPrograms::load(sock_config(uid_number(uid), *door));
   if (!progs) return progs.error();
   for (const auto& ep : allow_list(cfg_.allow, *door))
     if (auto st = progs->allow(ep); !st) return st.error();

@@ -122,7 +122,8 @@ Status check_mode(const SockConfig& cfg) {
   return {};
 }
 
-// The config map's one value, as load() and load_fresh() write it.
+}  // namespace
+
 acp_config abi_config(const SockConfig& cfg) {
   acp_config c{};
   c.mode = cfg.mode;
@@ -135,6 +136,8 @@ acp_config abi_config(const SockConfig& cfg) {
   std::memcpy(c.door_addr6, cfg.door_addr6.data(), sizeof(c.door_addr6));
   return c;
 }
+
+namespace {
 
 // preload()'s set, for the next load() with the same door. The daemon's one thread uses it.
 std::mutex g_preloaded_mu;

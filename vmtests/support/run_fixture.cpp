@@ -313,6 +313,21 @@ std::vector<nlohmann::json> RunFixture::transparent_requests(const std::string& 
   return out;
 }
 
+std::vector<std::string> with_own_etc_files(const std::string& hosts,
+                                            const std::vector<std::string>& cmd,
+                                            const std::string& resolv_conf) {
+  std::vector<std::string> out = {"unshare", "-m", "--propagation", "private", "sh", "-c"};
+  if (resolv_conf.empty()) {
+    out.insert(out.end(), {"mount --bind \"$0\" /etc/hosts && exec \"$@\"", hosts});
+  } else {
+    out.insert(out.end(), {"mount --bind \"$0\" /etc/hosts && mount --bind \"$1\" "
+                           "/etc/resolv.conf && shift && exec \"$@\"",
+                           hosts, resolv_conf});
+  }
+  out.insert(out.end(), cmd.begin(), cmd.end());
+  return out;
+}
+
 bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit) {
   const auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {

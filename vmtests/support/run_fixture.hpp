@@ -69,6 +69,12 @@ bool ipv6_loopback_available();
 // Polls `pred` every 50 ms until it holds or `limit` has passed; returns whether it held. Bounds
 // waits; never a timed assertion of how fast something is.
 bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit);
+
+// cmd in a mount namespace of its own where /etc/hosts is `hosts` (and /etc/resolv.conf is
+// `resolv_conf` when given): names only that process (acp, whose proxy resolves them) knows.
+std::vector<std::string> with_own_etc_files(const std::string& hosts,
+                                            const std::vector<std::string>& cmd,
+                                            const std::string& resolv_conf = "");
 // How many lines of `text` contain `needle`.
 size_t count_lines(const std::string& text, const std::string& needle);
 

@@ -84,6 +84,7 @@ class PodConfiner {
   // Brings an adopted wall's allow map, mode and door up to date.
   Status fix_wall(const std::string& dir, const PodDoor& door) const;
   Result<PodDoor> door_of(const std::string& uid) const;
+  kernel::SockConfig sock_config(uint64_t session_id, const PodDoor& door) const;
   Result<kernel::SockPrograms> load(const std::string& uid) const;
   Status attach_new(const std::string& uid, const std::string& cgroup_path, const std::string& dir);
 

@@ -49,6 +49,10 @@ struct SockConfig {
   std::array<uint8_t, 16> door_addr6{};
 };
 
+// The config map's one value for cfg, as load() writes it (and the node agent, for a wall it
+// adopts).
+acp_config abi_config(const SockConfig& cfg);
+
 // The programs in attach order, with the names their link pins take (link_<name>). "egress" is
 // the cgroup_skb/egress backstop for accepted (inbound) connections, see docs/bpf.md.
 inline constexpr std::array<const char*, 6> kLinkNames = {"connect4", "connect6",    "sendmsg4",
