@@ -498,6 +498,67 @@ TEST_F(DockerContain, ClientsWithoutProxySettingsAreLedThroughTheDoorAndJudged) 
   expect_nothing_left();
 }
 
+// The proxy and the door on the gateway serve the session's network only. A process on the
+// host (any user: the gateway address is local) or a container on another docker network that
+// connects to the door's port (found in the session's nat chain) or to the proxy's is refused
+// before a byte is read and audited as a foreign client: never judged, audited or asked about
+// as the session's, for a name it chose. (Before the check, both were judged as the session:
+// conntrack has an entry for an un-NATed connection too.)
+TEST_F(DockerContain, OnlyTheSessionsNetworkIsServedByItsProxyAndDoor) {
+  policy_path_ = policy(
+      "default: deny\nrules:\n  - match: { kind: http, host: \"outsider-chose-this.test\" }\n"
+      "    action: allow\n");
+  ::chmod((dir_ + "/ws").c_str(), 0777);
+  const std::string hold = dir_ + "/ws/hold";
+  std::ofstream(hold) << "";
+  Proc p =
+      Proc::start(contain({"/bin/sh", "-c",
+                           "echo $HTTP_PROXY > /workspace/proxy; while [ -e /workspace/hold ]; "
+                           "do sleep 0.1; done"},
+                          {"--workspace=" + dir_ + "/ws", "--writable", "--door=both"}));
+  for (int i = 0; i < 200 && slurp(dir_ + "/ws/proxy").empty(); ++i)
+    std::this_thread::sleep_for(50ms);
+  std::string proxy = slurp(dir_ + "/ws/proxy");
+  ASSERT_EQ(proxy.rfind("http://", 0), 0u) << "the container did not start: " << proxy;
+  proxy = proxy.substr(7, proxy.find_first_of("/\n", 7) - 7);  // gateway:port
+  std::string door;
+  std::istringstream nat(run({"iptables", "-w", "-t", "nat", "-S"}).out);
+  for (std::string line; std::getline(nat, line);) {
+    const std::string k = "-p tcp -j DNAT --to-destination ";
+    if (auto at = line.find(k); line.find("ACPD-") != std::string::npos && at != std::string::npos)
+      door = line.substr(at + k.size());
+  }
+  ASSERT_FALSE(door.empty()) << "no door in the session's nat chain";
+  const std::string get = "-H 'Host: outsider-chose-this.test' -x '' -s -m 8 -o /dev/null -w ";
+  // From the host, as nobody; and from a container on another network.
+  auto host = run({"runuser", "-u", "nobody", "--", "sh", "-c",
+                   "curl " + get + "'DOOR=%{http_code}\\n' http://" + door + "/; curl " + get +
+                       "'PROXY=%{http_code}\\n' http://" + proxy +
+                       "/ ; curl -s -m 8 -o /dev/null -w 'CONNECT=%{http_code}\\n' -p -x http://" +
+                       proxy + " http://outsider-chose-this.test/"});
+  auto neighbour = in_control("curl " + get + "'DOOR=%{http_code}\\n' http://" + door + "/");
+  fs::remove(hold);
+  p.finish();
+  for (const auto* out : {&host.out, &neighbour.out})
+    for (const char* k : {"DOOR", "PROXY", "CONNECT"}) {
+      const std::string v = value_of(*out, k);
+      EXPECT_TRUE(v.empty() || v == "403" || v == "000") << k << "=" << v << "\n" << *out;
+    }
+  int judged = 0, refused = 0;
+  std::istringstream log(slurp(audit()));
+  for (std::string line; std::getline(log, line);) {
+    auto e = nlohmann::json::parse(line, nullptr, false);
+    if (e.is_discarded()) continue;
+    if (e.value("kind", "") == "request" &&
+        e["action"].value("host", "") == "outsider-chose-this.test")
+      ++judged;
+    if (e.value("kind", "") == "client" && e.value("allowed", true) == false) ++refused;
+  }
+  EXPECT_EQ(judged, 0) << slurp(audit());
+  EXPECT_GE(refused, 4) << slurp(audit());
+  expect_nothing_left();
+}
+
 // ---- The escape matrix ----
 
 TEST_F(DockerContain, TheHostsOtherPortsOnTheGatewayAreRefused) {

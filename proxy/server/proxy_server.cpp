@@ -54,6 +54,13 @@ std::string foreign_client(const ProxyServer::State& state, tcp::socket& socket,
   if (ec1 || ec2) return "the connection closed before its client could be identified";
   audit["client"] = endpoint_text(peer);
   audit["listener"] = endpoint_text(self);
+  // A session whose clients live in another network namespace (a docker network): told by
+  // their address, which only the session's network has.
+  if (state.cfg.clients_at) {
+    if (state.cfg.clients_at(unmapped(peer.address()))) return {};
+    return "the client's address " + peer.address().to_string() +
+           " is not on this session's network";
+  }
   if (door && state.cfg.door_client_keeps_original) {
     // The client's socket is connected to where it was going, not to the door (nat REDIRECT).
     auto original = state.cfg.door_origin(socket.native_handle(), peer);
@@ -109,7 +116,7 @@ net::awaitable<void> accept_loop(std::shared_ptr<ProxyServer::State> state, tcp:
       continue;
     }
     state->n_connections.fetch_add(1, std::memory_order_relaxed);
-    if (!state->cfg.client_cgroup.empty()) {
+    if (!state->cfg.client_cgroup.empty() || state->cfg.clients_at) {
       // Before a byte is read: a connection from outside the session is never parsed.
       nlohmann::json entry = {{"kind", "client"}, {"allowed", false}};
       if (auto why = foreign_client(*state, socket, entry, door); !why.empty()) {

@@ -150,13 +150,17 @@ class SessionProxyImpl final : public SessionProxy {
       pc.own_name = "consent proxy of session " + cfg_.session_id;
       pc.door = cfg_.door;
       pc.gateway_dns = gateway_dns;
+      // Docker: the proxy and the door serve only the session's own network. A host process
+      // or a container on another network that reaches the gateway address is refused at
+      // accept, never judged (or audited, or asked about) as the session.
+      if (gateway_dns)
+        pc.clients_at = [gw = gateway_dns](const asio::ip::address& a) { return gw->may_ask(a); };
       if (cfg_.door || gateway_dns) {
         if (cfg_.door) {
           pc.door_origin = cfg_.door_origin_conntrack ? door_origin_conntrack()
                                                       : door_origin_lookup(cfg_.door_origin_fd);
           pc.door_client_keeps_original = cfg_.door_origin_conntrack;
-          // Docker: the door's clients are the containers on the session's network, in
-          // network namespaces of their own.
+          // Docker: the door's DNS answers the containers on the session's network.
           if (gateway_dns)
             pc.door_clients_at = [gw = gateway_dns](const asio::ip::address& a) {
               return gw->may_ask(a);

@@ -54,6 +54,11 @@ struct ProxyConfig {
   // and audited. Empty: whoever reaches the listener (docs/architecture.md, "Who is talking to
   // the proxy").
   std::string client_cgroup;
+  // Set (instead of client_cgroup): the session's clients live in a network namespace of
+  // their own (a docker network), where the cgroup lookup cannot see their sockets; only a
+  // client at an address this accepts is served, on every listener (the door's included),
+  // any other is refused at accept and audited as client_cgroup's are.
+  std::function<bool(const boost::asio::ip::address&)> clients_at;
   // How the listeners are known among ACP's own endpoints (own_endpoints.hpp), which no proxy
   // connects to; empty: "consent proxy".
   std::string own_name;
