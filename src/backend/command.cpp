@@ -38,8 +38,19 @@ Result<pid_t> spawn_process(const std::vector<std::string>& argv,
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // Nothing of acp's above stderr reaches the tool: the proxy's and the door's listeners are
+  // not close-on-exec (asio opens them), and a tool that outlived acp (docker run) would hold
+  // them, with connections queueing where nobody serves them. A caller's actions close them
+  // too (run_command adds it after its dup2s).
+  posix_spawn_file_actions_t own;
+  if (!fds) {
+    posix_spawn_file_actions_init(&own);
+    posix_spawn_file_actions_addclosefrom_np(&own, 3);
+    fds = &own;
+  }
   pid_t pid = -1;
   int rc = ::posix_spawn(&pid, argv[0].c_str(), fds, &attr, args.data(), environ);
+  if (fds == &own) posix_spawn_file_actions_destroy(&own);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return Error{rc, "start " + argv[0]};
   return pid;
@@ -60,6 +71,7 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv, const st
   posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
   posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   auto pid = spawn_process(argv, &fa);
   posix_spawn_file_actions_destroy(&fa);
   in_r.reset();

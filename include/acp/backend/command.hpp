@@ -31,7 +31,8 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv,
 
 // Starts argv (argv[0] absolute) with an empty signal mask and default dispositions (acp blocks
 // its session signals and ignores SIGPIPE; the tool gets neither) and returns its pid; the
-// caller reaps it. `fds`: its stdin/stdout/stderr redirections, nullptr to inherit acp's.
+// caller reaps it. `fds`: its stdin/stdout/stderr redirections (closing every fd above 2, as
+// run_command's do), nullptr to inherit acp's stdio; no other fd of acp reaches the tool.
 Result<pid_t> spawn_process(const std::vector<std::string>& argv,
                             const posix_spawn_file_actions_t* fds = nullptr);
 
