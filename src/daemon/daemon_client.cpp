@@ -25,6 +25,7 @@
 #include "acp/session/channel_notice.hpp"
 #include "acp/session/session_builder.hpp"
 #include "acp/session/session_gc.hpp"
+#include "acp/util/fd_limit.hpp"
 
 namespace acp::daemon {
 namespace {

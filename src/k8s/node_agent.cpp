@@ -30,6 +30,7 @@
 #include "acp/kernel/pinned_session.hpp"
 #include "acp/proxy/metrics_server.hpp"
 #include "acp/proxy/request_target.hpp"
+#include "acp/util/fd_limit.hpp"
 #include "acp/util/prometheus_text.hpp"
 
 // GCC 12 misreads asio's awaitable frame allocator (operator new/delete of
@@ -384,6 +385,8 @@ class Agent final : public PodWatchHandler {
       return;
     }
     t.confined = true;
+    // A new wall has a new door_origin map: the door must not read the old one's entries.
+    if (*r != ConfineOutcome::Adopted) proxy_.wall_changed(p.uid);
     log("pod " + p.key() + " (" + p.uid + "): " + to_string(*r) + ", cgroup " + t.cgroup);
     proxy_.record({{"kind", "pod_confined"},
                    {"pod", p.key()},
@@ -495,6 +498,8 @@ int run_node_agent(const NodeAgentConfig& in) {
   if (cfg.bpffs_root == kernel::kBpffsMountPoint)
     if (auto st = kernel::ensure_bpffs(); !st) return fail(st.error().message());
 
+  // Every confined pod's door holds two fds per tunnel, besides the API watch and the walls.
+  raise_fd_limit_for_tunnels();
   asio::io_context io;
   // The gate first: when an earlier agent's gate stands, this agent's own pod (made while no
   // agent was there) is refused every socket until the gate is told it is the agent's.

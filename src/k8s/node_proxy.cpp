@@ -32,6 +32,7 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 constexpr const char* kNodeSession = "node-agent";
+constexpr size_t kPodDoorConnections = 512;  // open at once through one pod's door
 
 struct PodEntry {
   std::string uid;
@@ -68,6 +69,7 @@ struct PodDoorMap {
 // node's judge with the pod's uid as the session.
 struct PodDoorServer {
   PodDoor ports;
+  std::shared_ptr<PodDoorMap> map;
   std::unique_ptr<proxy::ProxyServer> server;
 };
 
@@ -264,6 +266,9 @@ class NodeProxyImpl final : public NodeProxy {
     proxy::ProxyConfig pc;
     pc.session_id = uid;  // NodeJudge: a request of this pod's door
     pc.own_name = "transparent door of pod " + uid;
+    // One pod's door must not use up the node agent's fds: the other pods' doors, the API
+    // watch and the walls share them. Beyond this, a pod's connections are refused (503).
+    pc.limits.max_connections = kPodDoorConnections;
     pc.door = *listeners;
     pc.door_origin = [map](int, const tcp::endpoint& peer) { return map->original(peer); };
     pc.dns_may_resolve = [this, uid](const std::string& name) {
@@ -281,6 +286,7 @@ class NodeProxyImpl final : public NodeProxy {
       return false;
     };
     auto door = std::make_unique<PodDoorServer>();
+    door->map = map;
     const auto& l = **listeners;
     door->ports.port4 = l.port4;
     door->ports.port6 = l.port6;
@@ -298,6 +304,10 @@ class NodeProxyImpl final : public NodeProxy {
     PodDoor ports = door->ports;
     doors_[uid] = std::move(door);
     return ports;
+  }
+
+  void wall_changed(const std::string& uid) override {
+    if (auto d = doors_.find(uid); d != doors_.end()) d->second->map->pins.reset();
   }
 
   DoorCounts door_counts() const override {

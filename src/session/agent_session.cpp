@@ -33,6 +33,7 @@
 #include "acp/session/session_gc.hpp"
 #include "acp/session/session_record.hpp"
 #include "acp/session/test_pause.hpp"
+#include "acp/util/fd_limit.hpp"
 
 namespace acp {
 namespace {

@@ -1,7 +1,6 @@
 // The session's steps, in the order session_builder.hpp gives, each with its undo.
 #include "acp/session/session_builder.hpp"
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -335,18 +334,6 @@ Result<PreparedAgent> prepare_agent(const AgentPlan& plan) {
   spec.hidden_paths = launch::agent_hidden_paths(plan.secret_paths);
   if (!plan.trust_bundle.empty()) spec.visible_paths = {plan.trust_bundle};
   return out;
-}
-
-}  // namespace acp
-
-namespace acp {
-
-void raise_fd_limit_for_tunnels() {
-  if (rlimit nofile{};
-      ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &nofile);
-  }
 }
 
 }  // namespace acp

@@ -73,6 +73,9 @@ class NodeProxy {
   // placed by the door_origin map pinned in `pin_dir` (only the pod's wall writes it); a DNS
   // query is answered only from one of the pod's addresses.
   virtual Result<PodDoor> open_door(const std::string& uid, const std::string& pin_dir) = 0;
+  // The pod's wall was attached anew (a new door_origin map in its pins): the door reads the
+  // new one from now on, never the old one's entries.
+  virtual void wall_changed(const std::string& uid) = 0;
   virtual DoorCounts door_counts() const = 0;
   // SIGHUP: reload every policy file in use; broken ones keep the previous version.
   virtual void reload_policies() = 0;

@@ -108,8 +108,4 @@ struct PreparedAgent {
 // what a root agent may not touch.
 Result<PreparedAgent> prepare_agent(const AgentPlan& plan);
 
-// Thousands of tunnels take two fds each: acp raises its own soft RLIMIT_NOFILE to the hard one,
-// after the agent started with the limits it was given.
-void raise_fd_limit_for_tunnels();
-
 }  // namespace acp
