@@ -529,6 +529,10 @@ TEST_F(DockerContain, OnlyTheSessionsNetworkIsServedByItsProxyAndDoor) {
       door = line.substr(at + k.size());
   }
   ASSERT_FALSE(door.empty()) << "no door in the session's nat chain";
+  // A port below 1024 (and unprivileged ones start at 1024 here): a local user cannot take it
+  // over while acp is gone, when the nat chain still leads the container's connections there.
+  EXPECT_LT(std::stoi(door.substr(door.rfind(':') + 1)), 1024) << door;
+  EXPECT_GE(std::stoi(slurp("/proc/sys/net/ipv4/ip_unprivileged_port_start")), 1024);
   const std::string get = "-H 'Host: outsider-chose-this.test' -x '' -s -m 8 -o /dev/null -w ";
   // From the host, as nobody; and from a container on another network.
   auto host = run({"runuser", "-u", "nobody", "--", "sh", "-c",

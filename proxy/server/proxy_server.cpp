@@ -314,15 +314,15 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(net::io_context& io, 
 
 Result<std::shared_ptr<DoorListeners>> open_door_listeners_on(
     net::io_context& io, const std::optional<net::ip::address_v4>& addr4,
-    const std::optional<net::ip::address_v6>& addr6) {
+    const std::optional<net::ip::address_v6>& addr6, uint16_t port) {
   if (!addr4 && !addr6) return make_error("the transparent door needs an address", EINVAL);
   auto door = std::make_shared<DoorListeners>();
   if (addr4) {
-    if (auto st = open_door_on(io, *door, *addr4, 0, 0); !st) return st.error();
+    if (auto st = open_door_on(io, *door, *addr4, port, 0); !st) return st.error();
     door->addr4 = *addr4;
   }
   if (addr6) {
-    if (auto st = open_door_on(io, *door, *addr6, 0, 0); !st) return st.error();
+    if (auto st = open_door_on(io, *door, *addr6, port, 0); !st) return st.error();
     door->addr6 = *addr6;
   }
   return door;

@@ -187,6 +187,9 @@ class SessionBuild {
     return {};
   }
 
+  static constexpr uint16_t kDockerDoorPortFirst = 1023;
+  static constexpr uint16_t kDockerDoorPortLast = 900;
+
   // Docker's door, once its network is there: a listener on the gateway, whose port the
   // firewall (allow step) leads the bridge's other TCP to.
   Status late_door_step() {
@@ -197,7 +200,14 @@ class SessionBuild {
                                        : boost::asio::ip::make_address(where.front(), ec);
     if (ec || !gateway.is_v4())
       return make_error("the docker wall names no IPv4 gateway for the transparent door", EINVAL);
-    auto door = proxy::open_door_listeners_on(io_, gateway.to_v4(), std::nullopt);
+    // A port below 1024: while acp is gone (killed with its docker run) the nat chain still
+    // leads the container's connections here, and no unprivileged local process may bind it
+    // to receive them. The gateway address is the session's own, so one is nearly always free.
+    Result<std::shared_ptr<proxy::DoorListeners>> door = make_error("no port tried");
+    for (uint16_t port = kDockerDoorPortFirst; port >= kDockerDoorPortLast; --port) {
+      door = proxy::open_door_listeners_on(io_, gateway.to_v4(), std::nullopt, port);
+      if (door || door.error().err != EADDRINUSE) break;
+    }
     if (!door) return door.error();
     door_ = std::move(*door);
     out_.wall->lead_to_door(door_->port4);

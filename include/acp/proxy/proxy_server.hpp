@@ -114,11 +114,13 @@ Result<std::shared_ptr<DoorListeners>> open_door_listeners(boost::asio::io_conte
                                                            uint16_t port4 = 0, uint16_t port6 = 0,
                                                            uint16_t dns_port4 = 0,
                                                            uint16_t dns_port6 = 0);
-// The same on a node address (one per family, any free ports) instead of loopback: a door its
-// clients reach from network namespaces of their own (the node agent's pods).
+// The same on a node address (one per family) instead of loopback: a door its clients reach
+// from network namespaces of their own (the node agent's pods, a docker network). `port` 0:
+// any free port for TCP; else exactly that one (EADDRINUSE when taken). The DNS socket beside
+// it takes any free port.
 Result<std::shared_ptr<DoorListeners>> open_door_listeners_on(
     boost::asio::io_context& io, const std::optional<boost::asio::ip::address_v4>& addr4,
-    const std::optional<boost::asio::ip::address_v6>& addr6);
+    const std::optional<boost::asio::ip::address_v6>& addr6, uint16_t port = 0);
 
 // The session's DNS responder where a docker container's DNS points (docs/backends.md, "Name
 // resolution"): UDP and TCP on the network's gateway, port 53. Only senders in the network's
