@@ -126,10 +126,11 @@ void add_contain_options(CLI::App* sub, ContainOptions& o) {
                   "How the container reaches the proxy: both (clients that honour "
                   "HTTP(S)_PROXY use it; every other TCP connection is led to the transparent "
                   "door on the gateway and judged by TLS SNI, HTTP Host, the name it looked up or "
-                  "the address; its DNS is answered by the policy) or proxy (any other "
-                  "connection is refused). See docs/transparent.md")
+                  "the address; its DNS is answered by the policy), proxy (any other "
+                  "connection is refused) or auto: both where the host's iptables has nat, else "
+                  "proxy. See docs/transparent.md")
       ->capture_default_str()
-      ->check(CLI::IsMember({"both", "proxy"}));
+      ->check(CLI::IsMember({"auto", "both", "proxy"}));
   add_policy_options(sub, o.policy, o.config, o.audit_log);
   sub->add_option("command", o.command, "The agent command and its arguments (after --)")
       ->required();

@@ -15,6 +15,7 @@
 
 #include "acp/backend/command.hpp"
 #include "acp/backend/docker_wall.hpp"
+#include "acp/backend/iptables_wall.hpp"
 #include "acp/launch/session_signals.hpp"
 #include "acp/session/channel_notice.hpp"
 #include "acp/session/session_builder.hpp"
@@ -94,8 +95,11 @@ SessionPlan plan_docker_session(const ContainOptions& o, const backend::DockerCl
   plan.proxy.policy_path = o.policy;
   plan.proxy.audit_path = o.audit_log;
   plan.proxy.config_path = o.config;
-  // Checked by contain_options_for_run and the CLI: both or proxy.
-  plan.door = o.door == "proxy" ? Door::kProxy : Door::kBoth;
+  // Checked by contain_options_for_run and the CLI: auto, both or proxy. auto: the door needs
+  // nat (DNAT in PREROUTING); a host without it keeps the explicit proxy, an explicit both
+  // then fails at the firewall with iptables-restore's reason.
+  const bool both = o.door == "both" || (o.door == "auto" && backend::iptables_door_supported());
+  plan.door = both ? Door::kBoth : Door::kProxy;
   return plan;
 }
 
@@ -156,8 +160,9 @@ Result<ContainOptions> contain_options_for_run(const RunOptions& o) {
   c.audit_log = o.audit_log;
   c.config = o.config;
   c.command = o.command;
-  // The container's wall leads in (auto: both); its explicit proxy always stays reachable.
-  c.door = effective_door(o, /*leads_in=*/true);
+  // The container's wall leads in where nat works (auto, resolved when the session is
+  // planned); its explicit proxy always stays reachable.
+  c.door = o.door;
   if (c.door == "transparent")
     return refuse("--door=transparent",
                   "the container keeps the explicit proxy on its gateway; use --door=both");

@@ -32,8 +32,9 @@ struct ContainOptions {
   std::string audit_log;
   std::string config;
   // both: the bridge's other TCP is led to the transparent door on the gateway
-  // (docs/transparent.md); proxy: refused.
-  std::string door = "both";
+  // (docs/transparent.md); proxy: refused; auto: both where nat works here
+  // (backend::iptables_door_supported), else proxy.
+  std::string door = "auto";
   std::vector<std::string> command;
 };
 
