@@ -87,6 +87,77 @@ TEST_F(RunTransparent, ClientsWithoutProxySettingsReachAllowedOriginsAndNotDenie
   EXPECT_EQ(refused.front()["verdict"], "deny");
 }
 
+// The other clients, without proxy settings: Node's https.get (TLS, its own
+// transport), python's urllib with its proxies switched off (ProxyHandler({})), and a protocol
+// whose server speaks first (an ssh-like banner, judged by the original address once the client
+// has stayed silent for 300 ms): each reaches an allowed origin, and the denied one gets
+// nothing of it; every one audited as led in.
+TEST_F(RunTransparent, NodeHttpsGetPythonWithoutProxiesAndAServerSpeaksFirstProtocol) {
+  const uint16_t plain = free_port(), tls = free_port(), banner = free_port(),
+                 denied_banner = free_port();
+  ASSERT_TRUE(start_origin(plain, host_->addr4()));
+  ASSERT_TRUE(start_tls_origin(tls, host_->addr4()));
+  // The banner servers: speak first, then echo one line back.
+  const std::string server =
+      "import socket, sys\n"
+      "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+      "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)\n"
+      "while True:\n"
+      "    c, _ = s.accept()\n"
+      "    try:\n"
+      "        c.sendall(b'SSH-2.0-acp-test\\r\\n')\n"
+      "        d = c.recv(100)\n"
+      "        if d: c.sendall(b'ECHO ' + d)\n"
+      "    except OSError:\n"
+      "        pass\n"
+      "    c.close()\n";
+  for (uint16_t port : {banner, denied_banner}) {
+    auto argv = origin_wrapper_;
+    argv.insert(argv.end(), {"python3", "-c", server, host_->addr4(), std::to_string(port)});
+    extra_origins_.push_back(  // stopped with the fixture's origins
+        Proc::start(argv, dir_ + "/banner-" + std::to_string(port) + ".out"));
+  }
+  for (uint16_t port : {banner, denied_banner})
+    for (int i = 0; i < 100 && !acp::vmtest::port_answers(port, host_->addr4()); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto policy = allow_ports({plain, tls, banner});
+  const std::string node =
+      "require('https').get(process.argv[1], {rejectUnauthorized: false}, r => {"
+      " let b = ''; r.on('data', d => b += d); r.on('end', () => console.log('NODEGET:' + "
+      "b.trim())); }).on('error', e => console.log('NODEGET-FAILED:' + e.message))";
+  const std::string py =
+      "import socket, sys, urllib.request\n"
+      "o = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+      "print('PY:' + o.open(sys.argv[1], timeout=20).read().decode().strip())\n"
+      "for tag, port in (('BANNER', int(sys.argv[3])), ('DENIED', int(sys.argv[4]))):\n"
+      "    c = socket.create_connection((sys.argv[2], port), timeout=10)\n"
+      "    try:\n"
+      "        hello = c.recv(100)\n"
+      "        c.sendall(b'hi\\n')\n"
+      "        print(tag + ':' + repr(hello + c.recv(100)))\n"
+      "    except OSError as e:\n"
+      "        print(tag + '-FAILED:' + str(e))\n";
+  const std::string script = "node -e \"$0\" " + url4("https", tls) + "; python3 -c \"$1\" " +
+                             url4("http", plain) + " " + host_->addr4() + " " +
+                             std::to_string(banner) + " " + std::to_string(denied_banner);
+  auto r = acp::vmtest::run(acp_run(policy, {"sh", "-c", script, node, py}, {"--door=both"}));
+  EXPECT_NE(r.out.find("NODEGET:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("PY:origin says hello"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("BANNER:b'SSH-2.0-acp-test\\r\\nECHO hi\\n'"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("SSH-2.0-acp-test", r.out.find("DENIED")), std::string::npos)
+      << "the denied banner service reached: " << r.out;
+  EXPECT_NE(r.out.find("DENIED"), std::string::npos) << r.out;
+  // Audited as led in: the TLS one as a CONNECT by its address, the plain one as its GET, the
+  // banner services as CONNECTs judged by the original address, allowed and denied.
+  for (auto [port, verdict] : {std::pair{tls, "allow"}, std::pair{plain, "allow"},
+                               std::pair{banner, "allow"}, std::pair{denied_banner, "deny"}}) {
+    auto entries = transparent_requests(host_->addr4(), port);
+    ASSERT_FALSE(entries.empty()) << "no transparent audit entry for port " << port << "\n"
+                                  << r.out;
+    EXPECT_EQ(entries.front()["verdict"], verdict) << port;
+  }
+}
+
 TEST_F(RunTransparent, AnAllowedSniSentToADeniedAddressReachesTheAllowedAddressOnly) {
   // The TLS origin listens on the test host's IPv4 address only; the agent dials its IPv6
   // address (denied: no rule names it), naming the allowed IPv4 address in its SNI. Only a
