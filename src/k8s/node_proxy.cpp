@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <functional>
@@ -38,30 +39,28 @@ struct PodEntry {
   std::string uid;
   std::string key;  // namespace/name
   std::vector<std::string> ips;
+  std::vector<asio::ip::address> addresses;  // ips, parsed once (the DNS check's, per query)
   std::shared_ptr<consent::ConsentJudge> judge;
   // The pod's policy: whether its DNS may hand out an address for a name (Policy::may_reach).
   std::function<bool(const std::string&)> may_reach;
 };
 
-// The wall's door_origin map of one pod, opened from its pins when first needed and again
-// after a lookup failed (a replaced wall has a new map).
+// The wall's door_origin map of one pod, opened from its pins when first needed, and again
+// after the agent attached a new wall (wall_changed resets it). A miss is a refusal, never a
+// reopen: a connection the wall did not lead in costs one lookup.
 struct PodDoorMap {
   std::string pin_dir;
   std::optional<kernel::PinnedSession> pins;
 
   Result<tcp::endpoint> original(const tcp::endpoint& peer) {
-    for (int attempt = 0;; ++attempt) {
-      if (!pins) {
-        auto opened = kernel::PinnedSession::open(pin_dir);
-        if (!opened) return opened.error();
-        pins.emplace(std::move(*opened));
-      }
-      const int fd = pins->map_fd("door_origin");
-      if (fd < 0) return make_error("the pod's wall in " + pin_dir + " has no door_origin map");
-      auto r = kernel::door_original(fd, peer);
-      if (r || attempt == 1) return r;
-      pins.reset();
+    if (!pins) {
+      auto opened = kernel::PinnedSession::open(pin_dir);
+      if (!opened) return opened.error();
+      pins.emplace(std::move(*opened));
     }
+    const int fd = pins->map_fd("door_origin");
+    if (fd < 0) return make_error("the pod's wall in " + pin_dir + " has no door_origin map");
+    return kernel::door_original(fd, peer);
   }
 };
 
@@ -201,6 +200,11 @@ class NodeProxyImpl final : public NodeProxy {
     entry->uid = uid;
     entry->key = key;
     entry->ips = ips;
+    for (const auto& ip : ips) {
+      boost::system::error_code ec;
+      const auto a = asio::ip::make_address(ip, ec);
+      if (!ec) entry->addresses.push_back(proxy::unmapped(a));
+    }
     entry->judge = std::make_shared<consent::ConsentJudge>(std::move(decide), gate_, *audit_, key);
     entry->may_reach = std::move(may_reach);
     forget_pod(uid);  // its door stays open
@@ -278,12 +282,8 @@ class NodeProxyImpl final : public NodeProxy {
     pc.door_clients_at = [this, uid](const asio::ip::address& from) {
       auto it = by_uid_.find(uid);
       if (it == by_uid_.end()) return false;
-      for (const auto& ip : it->second->ips) {
-        boost::system::error_code ec;
-        if (proxy::unmapped(asio::ip::make_address(ip, ec)) == proxy::unmapped(from) && !ec)
-          return true;
-      }
-      return false;
+      const auto& mine = it->second->addresses;
+      return std::find(mine.begin(), mine.end(), proxy::unmapped(from)) != mine.end();
     };
     auto door = std::make_unique<PodDoorServer>();
     door->map = map;
